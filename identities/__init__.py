@@ -1,0 +1,1 @@
+"""The domain: teams, clusters, role catalog, identity requests, identities, policy, audit."""

@@ -1,0 +1,28 @@
+"""The Celery application; configuration comes from CELERY_* names in portal.settings."""
+
+import os
+from pathlib import Path
+
+from celery import Celery
+from celery.signals import worker_init
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+
+app = Celery("portal")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+def ensure_broker_folders() -> None:
+    """The filesystem broker needs its folders before the first publish or poll."""
+    from django.conf import settings
+
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    for key in ("data_folder_in", "data_folder_out", "control_folder", "processed_folder"):
+        if key in options:
+            Path(options[key]).mkdir(parents=True, exist_ok=True)
+
+
+@worker_init.connect
+def _worker_init(**_: object) -> None:
+    ensure_broker_folders()

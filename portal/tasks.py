@@ -1,0 +1,16 @@
+"""Portal-level periodic tasks."""
+
+import socket
+
+from celery import shared_task
+from django.utils import timezone
+
+from portal.models import WorkerHeartbeat
+
+
+@shared_task(name="portal.tasks.heartbeat")
+def heartbeat() -> None:
+    """Record that a worker on this host is consuming the queue."""
+    WorkerHeartbeat.objects.update_or_create(
+        hostname=socket.gethostname(), defaults={"seen_at": timezone.now()}
+    )

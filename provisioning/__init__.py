@@ -1,0 +1,1 @@
+"""Side effects: the Azure and Kubernetes gateways, the reconcile engine, Celery tasks."""

@@ -1,0 +1,103 @@
+"""Starting real Celery worker processes against the embedded broker or Redis."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kombu import Connection
+
+from tests.support.services import (
+    ManagedProcess,
+    celery_executable,
+    child_env,
+    redis_url_or_missing,
+)
+
+
+@dataclass
+class Broker:
+    """Where a test's worker listens: a URL, its transport options and a queue of its own."""
+
+    kind: str
+    url: str
+    transport_options: dict[str, Any]
+    queue: str
+    env: dict[str, str]
+
+    def connection(self) -> Connection:
+        return Connection(self.url, transport_options=self.transport_options)
+
+    def send(self, task: Any, *args: Any, **kwargs: Any) -> None:
+        """Publish a task to this broker, whatever broker the test process itself is set to."""
+        with self.connection() as conn:
+            task.apply_async(args=args, kwargs=kwargs, connection=conn, queue=self.queue)
+
+
+def make_broker(kind: str, tmp_path: Path) -> Broker:
+    queue = f"test-{uuid.uuid4().hex[:10]}"
+    if kind == "redis":
+        url = redis_url_or_missing()
+        return Broker(
+            kind,
+            url,
+            {"visibility_timeout": 3600},
+            queue,
+            {"REDIS_URL": url, "CELERY_QUEUE": queue},
+        )
+    folder = tmp_path / "broker"
+    for sub in ("queue", "control"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    options = {
+        "data_folder_in": str(folder / "queue"),
+        "data_folder_out": str(folder / "queue"),
+        "control_folder": str(folder / "control"),
+        "store_processed": False,
+    }
+    return Broker(
+        kind,
+        "filesystem://",
+        options,
+        queue,
+        {"REDIS_URL": "", "BROKER_DIR": str(folder), "CELERY_QUEUE": queue},
+    )
+
+
+WorkerFactory = Callable[..., ManagedProcess]
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[WorkerFactory]:
+    """Start `celery worker` processes on a broker; all are stopped when the test ends."""
+    started: list[ManagedProcess] = []
+
+    def start(broker: Broker, *, concurrency: int = 2, **env: str) -> ManagedProcess:
+        name = f"worker-{len(started)}"
+        process = ManagedProcess(
+            name=name,
+            args=[
+                celery_executable(),
+                "-A",
+                "portal",
+                "worker",
+                "--loglevel=INFO",
+                f"--concurrency={concurrency}",
+                f"--hostname={name}-{broker.queue}@%h",
+                "--without-mingle",
+                "--without-gossip",
+                "-Q",
+                broker.queue,
+            ],
+            env=child_env(**broker.env, **env),
+            log_path=tmp_path / f"{name}.log",
+        ).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
