@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""One-command set-up for the Workload Identity Portal (standard library only).
+
+python3 dev.py run     create .venv, install, migrate, seed demo data, start emulator + web +
+                       worker + beat; Ctrl-C stops them all
+python3 dev.py test    create .venv with test tools, run ruff, mypy and the pytest suite
+                       (extra arguments go to pytest)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+VAR = Path(os.environ.get("PORTAL_VAR_DIR", ROOT / "var"))
+
+
+def say(message: str) -> None:
+    print(f"\033[1m[portal]\033[0m {message}", flush=True)
+
+
+def ensure_venv(requirements: str) -> None:
+    """Create .venv and install the pinned requirements; skipped when nothing changed."""
+    # dev.py runs under whatever python3 the machine has, so the guard is real here.
+    if sys.version_info < (3, 11):  # noqa: UP036
+        sys.exit("Python 3.11 or newer is required.")
+    if not PY.exists():
+        say(f"creating virtualenv in {VENV}")
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    files = [ROOT / requirements, ROOT / "requirements.txt", ROOT / "constraints.txt"]
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in files if f.exists())).hexdigest()
+    stamp = VENV / f".installed-{requirements}"
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    say(f"installing {requirements} (pinned)")
+    command = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    command += ["-r", str(ROOT / requirements)]
+    if (ROOT / "constraints.txt").exists():
+        command += ["-c", str(ROOT / "constraints.txt")]
+    subprocess.run(command, check=True)
+    stamp.write_text(digest)
+
+
+def manage(*args: str, env: dict[str, str]) -> None:
+    subprocess.run([str(PY), "manage.py", *args], cwd=ROOT, env=env, check=True)
+
+
+def start(name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    say(f"starting {name}: {' '.join(args)}")
+    # Each child leads its own process group so Ctrl-C handling can stop it and its children.
+    return subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True)
+
+
+def stop_all(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    for process in processes.values():
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for name, process in processes.items():
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            say(f"{name} did not stop in time; killing it")
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def wait_for_emulator(process: subprocess.Popen[bytes], url_file: Path) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit("the Azure emulator exited during start-up; see its output above")
+        if url_file.exists() and url_file.read_text().strip():
+            return url_file.read_text().strip()
+        time.sleep(0.2)
+    sys.exit("the Azure emulator did not become ready within 60 s")
+
+
+def run() -> None:
+    ensure_venv("requirements.txt")
+    env = dict(os.environ)
+    env.setdefault("DEBUG", "1")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    host = env.get("PORTAL_HOST", "127.0.0.1")
+    port = env.get("PORTAL_PORT", "8000")
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        if (
+            env.get("AZURE_MODE", "emulator") == "emulator"
+            and (ROOT / "provisioning" / "emulator" / "__main__.py").exists()
+        ):
+            state_dir = Path(env.get("EMULATOR_STATE_DIR", VAR / "emulator"))
+            url_file = state_dir / "url"
+            url_file.unlink(missing_ok=True)
+            emulator_port = env.get("EMULATOR_PORT", "8443")
+            processes["emulator"] = start(
+                "Azure emulator",
+                [
+                    str(PY),
+                    "-m",
+                    "provisioning.emulator",
+                    "--port",
+                    emulator_port,
+                    "--state-dir",
+                    str(state_dir),
+                ],
+                env,
+            )
+            env.setdefault("EMULATOR_URL", wait_for_emulator(processes["emulator"], url_file))
+        say("applying database migrations")
+        manage("migrate", "--no-input", "-v", "0", env=env)
+        if (ROOT / "identities" / "management" / "commands" / "seed_demo.py").exists():
+            manage("seed_demo", env=env)
+        celery = str(BIN / "celery")
+        processes["worker"] = start(
+            "worker", [celery, "-A", "portal", "worker", "--loglevel=INFO", "--concurrency=2"], env
+        )
+        processes["beat"] = start("beat", [celery, "-A", "portal", "beat", "--loglevel=INFO"], env)
+        processes["web"] = start(
+            "web", [str(PY), "manage.py", "runserver", f"{host}:{port}", "--noreload"], env
+        )
+        say(f"the portal is at http://{host}:{port}/  (Ctrl-C stops everything)")
+        while all(process.poll() is None for process in processes.values()):
+            time.sleep(0.5)
+        dead = [name for name, process in processes.items() if process.poll() is not None]
+        say(f"{', '.join(dead)} exited; stopping the rest")
+        raise SystemExit(1)
+    except KeyboardInterrupt:
+        say("stopping")
+    finally:
+        stop_all(processes)
+
+
+def test(pytest_args: list[str]) -> None:
+    ensure_venv("requirements-dev.txt")
+    env = dict(os.environ)
+    env.setdefault("DEBUG", "1")
+    steps = [
+        ("ruff check", [str(BIN / "ruff"), "check", "."]),
+        ("ruff format --check", [str(BIN / "ruff"), "format", "--check", "."]),
+        ("mypy", [str(BIN / "mypy"), "portal", "identities", "provisioning"]),
+    ]
+    if env.get("SKIP_LINT") != "1":
+        for label, command in steps:
+            say(label)
+            subprocess.run(command, cwd=ROOT, env=env, check=True)
+    say("pytest")
+    result = subprocess.run([str(PY), "-m", "pytest", *pytest_args], cwd=ROOT, env=env)
+    raise SystemExit(result.returncode)
+
+
+def main() -> None:
+    command = sys.argv[1] if len(sys.argv) > 1 else "help"
+    if command == "run":
+        run()
+    elif command == "test":
+        try:
+            test(sys.argv[2:])
+        except subprocess.CalledProcessError as exc:
+            raise SystemExit(exc.returncode) from None
+    else:
+        print(__doc__)
+        raise SystemExit(0 if command in {"help", "-h", "--help"} else 2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""/healthz and /readyz, as load balancers and Kubernetes probes see them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.test import Client
+
+from portal.celery import app as celery_app
+from tests.support.services import free_port
+
+pytestmark = pytest.mark.django_db
+
+
+def test_healthz_answers_ok_without_touching_anything(client: Client) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_answers_ok_when_database_and_broker_are_reachable(client: Client) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"] == {"database": "ok", "broker": "ok"}
+
+
+@pytest.fixture
+def unreachable_broker() -> Iterator[None]:
+    """Point the broker at a port nobody listens on: a real connection attempt that fails."""
+    conf = celery_app.conf
+    saved = (conf.broker_url, conf.broker_write_url, conf.broker_transport_options)
+    conf.broker_url = conf.broker_write_url = f"redis://127.0.0.1:{free_port()}/0"
+    conf.broker_transport_options = {"socket_connect_timeout": 1}
+    try:
+        yield
+    finally:
+        conf.broker_url, conf.broker_write_url, conf.broker_transport_options = saved
+
+
+@pytest.mark.usefixtures("unreachable_broker")
+def test_readyz_answers_503_naming_the_broker_when_it_is_unreachable(client: Client) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["broker"].startswith("broker unreachable")
+
+
+def test_readyz_refuses_other_methods(client: Client) -> None:
+    assert client.post("/readyz").status_code == 405
