@@ -122,7 +122,9 @@ TEMPLATES = [
 SQLITE_PATH = VAR_DIR / "portal.sqlite3"
 DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{SQLITE_PATH}")
 DATABASES: dict[str, dict[str, Any]] = {
-    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))
+    "default": dict(
+        dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))
+    )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server, the worker and beat share one SQLite file: WAL lets readers run beside the
@@ -269,8 +271,24 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
 AZURE_MODE = os.environ.get("AZURE_MODE", "emulator")
 if AZURE_MODE not in {"emulator", "azure"}:
     raise ImproperlyConfigured(f"AZURE_MODE must be 'emulator' or 'azure', got {AZURE_MODE!r}.")
-EMULATOR_URL = os.environ.get("EMULATOR_URL", "https://127.0.0.1:8443")
-EMULATOR_CA_BUNDLE = os.environ.get("EMULATOR_CA_BUNDLE", str(VAR_DIR / "emulator" / "ca.pem"))
+# The emulator writes its CA (ca.pem), its URL (url) and the portal's own service principal
+# (portal-client.json) into its state directory; in emulator mode the portal reads them there.
+EMULATOR_STATE_DIR = Path(os.environ.get("EMULATOR_STATE_DIR", VAR_DIR / "emulator"))
+EMULATOR_URL = os.environ.get("EMULATOR_URL", "")
+# Real Azure: the ARM endpoint and Entra authority (sovereign clouds override both).
+AZURE_RESOURCE_MANAGER_URL = os.environ.get(
+    "AZURE_RESOURCE_MANAGER_URL", "https://management.azure.com"
+)
+AZURE_AUTHORITY_HOST = os.environ.get("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com")
+# Seconds; the SDK retries 429/5xx itself (honouring Retry-After) before the engine's own retries.
+AZURE_HTTP_CONNECT_TIMEOUT = env_int("AZURE_HTTP_CONNECT_TIMEOUT", 10)
+AZURE_HTTP_READ_TIMEOUT = env_int("AZURE_HTTP_READ_TIMEOUT", 30)
+AZURE_SDK_RETRY_TOTAL = env_int("AZURE_SDK_RETRY_TOTAL", 3)
+# The engine's own retry of a step that failed with a transient error (throttling, 5xx, timeouts,
+# PrincipalNotFound replication delay, concurrent FIC writes): attempts and backoff base.
+PROVISIONING_STEP_ATTEMPTS = env_int("PROVISIONING_STEP_ATTEMPTS", 8)
+PROVISIONING_BACKOFF_SECONDS = float(os.environ.get("PROVISIONING_BACKOFF_SECONDS", "1.0"))
+PROVISIONING_BACKOFF_MAX_SECONDS = float(os.environ.get("PROVISIONING_BACKOFF_MAX_SECONDS", "30"))
 
 # --- REST framework -----------------------------------------------------------------------------
 REST_FRAMEWORK: dict[str, Any] = {

@@ -1,0 +1,529 @@
+"""The Azure gateway: the only code that talks to ARM, through azure-identity and azure-mgmt-*.
+
+Every method is one ARM call (or one paged read), returns plain dataclasses and turns SDK errors
+into TransientError / PermanentError carrying the Azure code and x-ms-request-id. In emulator
+mode the same SDK clients talk HTTPS to the emulator; nothing here knows the difference except
+which base URL, CA bundle and credential are used.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import email.utils
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.identity import (
+    ClientSecretCredential,
+    CredentialUnavailableError,
+    DefaultAzureCredential,
+)
+from azure.mgmt.authorization import AuthorizationManagementClient
+
+# The version-specific module: the package's `models` star-imports several API versions.
+from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
+from azure.mgmt.containerservice import ContainerServiceClient
+from azure.mgmt.msi import ManagedServiceIdentityClient
+from azure.mgmt.msi.models import FederatedIdentityCredential, Identity
+from django.conf import settings
+
+from provisioning.errors import GatewayError, PermanentError, TransientError
+
+T = TypeVar("T")
+
+# Codes Azure documents as "try again": replication delay after creating a principal, concurrent
+# FIC writes on one identity, throttling variants (AZURE-FACTS §2).
+TRANSIENT_CODES = frozenset(
+    {
+        "PrincipalNotFound",
+        "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity",
+        "TooManyRequests",
+        "RetryableErrorDueToAnotherOperation",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "GatewayTimeout",
+    }
+)
+ROLE_DEFINITION_PATH = "/providers/Microsoft.Authorization/roleDefinitions/"
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """What one ARM write answered: HTTP status (201 created / 200 updated...) and request id."""
+
+    status: int
+    request_id: str
+
+
+@dataclass(frozen=True)
+class IdentityState:
+    resource_id: str
+    name: str
+    location: str
+    client_id: str
+    principal_id: str
+    tenant_id: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FicState:
+    name: str
+    issuer: str
+    subject: str
+    audiences: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RoleAssignmentState:
+    id: str
+    name: str
+    scope: str
+    role_definition_guid: str
+    principal_id: str
+    principal_type: str
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    resource_id: str
+    location: str
+    oidc_issuer_enabled: bool
+    issuer_url: str
+    workload_identity_enabled: bool
+
+
+def role_definition_guid(role_definition_id: str) -> str:
+    """Role definitions are compared by trailing GUID, case-insensitively (AZURE-FACTS §1.3)."""
+    return role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower()
+
+
+def subscription_of(arm_id: str) -> str:
+    parts = arm_id.strip("/").split("/")
+    if len(parts) >= 2 and parts[0].lower() == "subscriptions":
+        return parts[1]
+    raise PermanentError(f"{arm_id!r} is not inside a subscription", code="InvalidScope")
+
+
+def _retry_after(response: Any) -> float | None:
+    if response is None:
+        return None
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time())
+
+
+def translate(exc: Exception, *, operation: str) -> GatewayError:
+    """Turn an SDK exception into the gateway's vocabulary, keeping code and request id."""
+    if isinstance(exc, CredentialUnavailableError):
+        return PermanentError(f"{operation}: the portal has no usable Azure credential: {exc}")
+    if isinstance(exc, ClientAuthenticationError) and exc.status_code is None:
+        return PermanentError(
+            f"{operation}: the portal could not authenticate to Azure: {exc.message}",
+            code="AuthenticationFailed",
+        )
+    if isinstance(exc, HttpResponseError):
+        status = exc.status_code
+        code = (exc.error.code if exc.error else "") or ""
+        message = (exc.error.message if exc.error else "") or exc.reason or str(exc.message)
+        response = exc.response
+        headers: Any = getattr(response, "headers", {}) if response is not None else {}
+        request_id = headers.get("x-ms-request-id", "")
+        kind: type[GatewayError] = (
+            TransientError
+            if (status in {408, 429} or (status or 0) >= 500 or code in TRANSIENT_CODES)
+            else PermanentError
+        )
+        return kind(
+            f"{operation}: {message}",
+            code=code,
+            status=status,
+            request_id=request_id,
+            retry_after=_retry_after(response),
+        )
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return TransientError(f"{operation}: network error talking to Azure: {exc}", code="Network")
+    raise exc
+
+
+@contextlib.contextmanager
+def _azure(operation: str) -> Iterator[None]:
+    try:
+        yield
+    except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+        raise translate(exc, operation=operation) from exc
+    except CredentialUnavailableError as exc:
+        raise translate(exc, operation=operation) from exc
+
+
+def _with_response(pipeline_response: Any, deserialized: Any, _headers: Any) -> tuple[Any, Any]:
+    """`cls=` hook: keep the HTTP response next to the model so we can record status/request id."""
+    return deserialized, pipeline_response.http_response
+
+
+def _call_result(http_response: Any) -> CallResult:
+    return CallResult(
+        status=int(http_response.status_code),
+        request_id=http_response.headers.get("x-ms-request-id", ""),
+    )
+
+
+def _identity_state(model: Any) -> IdentityState:
+    return IdentityState(
+        resource_id=model.id,
+        name=model.name,
+        location=model.location,
+        client_id=model.client_id,
+        principal_id=model.principal_id,
+        tenant_id=model.tenant_id,
+        tags=dict(model.tags or {}),
+    )
+
+
+def _fic_state(model: Any) -> FicState:
+    return FicState(
+        name=model.name,
+        issuer=model.issuer,
+        subject=model.subject,
+        audiences=tuple(model.audiences or ()),
+    )
+
+
+def _role_assignment_state(model: Any) -> RoleAssignmentState:
+    return RoleAssignmentState(
+        id=model.id,
+        name=model.name,
+        scope=model.scope or "",
+        role_definition_guid=role_definition_guid(model.role_definition_id),
+        principal_id=model.principal_id,
+        principal_type=str(model.principal_type or ""),
+    )
+
+
+class AzureGateway:
+    """Typed wrappers over the ARM SDK clients, one client per subscription, shared by threads."""
+
+    def __init__(
+        self,
+        *,
+        credential: TokenCredential,
+        arm_url: str,
+        authority: str,
+        connection_verify: str | bool = True,
+        client_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.credential = credential
+        self.arm_url = arm_url.rstrip("/")
+        # Entra authority for token exchanges made on behalf of workloads (verification).
+        self.authority = authority
+        self.connection_verify = connection_verify
+        self.client_kwargs = client_kwargs or {}
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    # -- clients ----------------------------------------------------------------------------------
+    def _client(self, kind: str, subscription_id: str, factory: Callable[..., T]) -> T:
+        key = (kind, subscription_id)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = factory(
+                    self.credential,
+                    subscription_id,
+                    base_url=self.arm_url,
+                    connection_verify=self.connection_verify,
+                    **self.client_kwargs,
+                )
+                self._clients[key] = client
+            return client
+
+    def msi(self, subscription_id: str) -> ManagedServiceIdentityClient:
+        return self._client("msi", subscription_id, ManagedServiceIdentityClient)
+
+    def authorization(self, subscription_id: str) -> AuthorizationManagementClient:
+        return self._client("authorization", subscription_id, AuthorizationManagementClient)
+
+    def containers(self, subscription_id: str) -> ContainerServiceClient:
+        return self._client("containers", subscription_id, ContainerServiceClient)
+
+    # -- user-assigned identities -----------------------------------------------------------------
+    def ensure_identity(
+        self,
+        *,
+        subscription_id: str,
+        resource_group: str,
+        name: str,
+        location: str,
+        tags: dict[str, str],
+    ) -> tuple[IdentityState, CallResult]:
+        """PUT the identity (create or update location/tags); ids are stable across re-PUTs."""
+        with _azure(f"create managed identity {name}"):
+            model, response = self.msi(subscription_id).user_assigned_identities.create_or_update(
+                resource_group, name, Identity(location=location, tags=tags), cls=_with_response
+            )
+        return _identity_state(model), _call_result(response)
+
+    def get_identity(
+        self, *, subscription_id: str, resource_group: str, name: str
+    ) -> IdentityState | None:
+        try:
+            with _azure(f"read managed identity {name}"):
+                model = self.msi(subscription_id).user_assigned_identities.get(resource_group, name)
+        except PermanentError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _identity_state(model)
+
+    def delete_identity(
+        self, *, subscription_id: str, resource_group: str, name: str
+    ) -> CallResult:
+        """DELETE; 204 (already gone) counts as done."""
+        with _azure(f"delete managed identity {name}"):
+            _, response = self.msi(subscription_id).user_assigned_identities.delete(
+                resource_group, name, cls=_with_response
+            )
+        return _call_result(response)
+
+    # -- federated identity credentials ----------------------------------------------------------
+    def ensure_fic(
+        self,
+        *,
+        subscription_id: str,
+        resource_group: str,
+        identity_name: str,
+        name: str,
+        issuer: str,
+        subject: str,
+        audience: str,
+    ) -> tuple[FicState, CallResult]:
+        with _azure(f"create federated credential {name} on {identity_name}"):
+            model, response = self.msi(
+                subscription_id
+            ).federated_identity_credentials.create_or_update(
+                resource_group,
+                identity_name,
+                name,
+                FederatedIdentityCredential(issuer=issuer, subject=subject, audiences=[audience]),
+                cls=_with_response,
+            )
+        return _fic_state(model), _call_result(response)
+
+    def list_fics(
+        self, *, subscription_id: str, resource_group: str, identity_name: str
+    ) -> list[FicState]:
+        with _azure(f"list federated credentials of {identity_name}"):
+            return [
+                _fic_state(model)
+                for model in self.msi(subscription_id).federated_identity_credentials.list(
+                    resource_group, identity_name
+                )
+            ]
+
+    def delete_fic(
+        self, *, subscription_id: str, resource_group: str, identity_name: str, name: str
+    ) -> CallResult | None:
+        """DELETE; None when the identity itself is already gone (nothing left to delete)."""
+        try:
+            with _azure(f"delete federated credential {name} on {identity_name}"):
+                _, response = self.msi(subscription_id).federated_identity_credentials.delete(
+                    resource_group, identity_name, name, cls=_with_response
+                )
+        except PermanentError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _call_result(response)
+
+    # -- role assignments -------------------------------------------------------------------------
+    def ensure_role_assignment(
+        self, *, scope: str, name: str, role_guid: str, principal_id: str
+    ) -> tuple[RoleAssignmentState, CallResult | None]:
+        """PUT the assignment under its deterministic name.
+
+        `RoleAssignmentExists` (the same principal/role/scope under another name, e.g. made by
+        hand) is success: the existing assignment is returned with no CallResult.
+        """
+        subscription_id = subscription_of(scope)
+        role_definition_id = f"/subscriptions/{subscription_id}{ROLE_DEFINITION_PATH}{role_guid}"
+        client = self.authorization(subscription_id)
+        parameters = RoleAssignmentCreateParameters(
+            role_definition_id=role_definition_id,
+            principal_id=principal_id,
+            principal_type="ServicePrincipal",
+        )
+        try:
+            with _azure(f"assign role {role_guid} on {scope}"):
+                model, response = client.role_assignments.create(
+                    scope, name, parameters, cls=_with_response
+                )
+        except PermanentError as exc:
+            if exc.code != "RoleAssignmentExists":
+                raise
+            existing = self._find_assignment(scope, role_guid, principal_id)
+            if existing is None:
+                raise
+            return existing, None
+        return _role_assignment_state(model), _call_result(response)
+
+    def _find_assignment(
+        self, scope: str, role_guid: str, principal_id: str
+    ) -> RoleAssignmentState | None:
+        for assignment in self.list_role_assignments_for_principal(
+            scope=scope, principal_id=principal_id
+        ):
+            if (
+                assignment.role_definition_guid == role_guid.lower()
+                and assignment.scope.lower() == scope.lower()
+            ):
+                return assignment
+        return None
+
+    def get_role_assignment(self, *, scope: str, name: str) -> RoleAssignmentState | None:
+        try:
+            with _azure(f"read role assignment {name}"):
+                model = self.authorization(subscription_of(scope)).role_assignments.get(scope, name)
+        except PermanentError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _role_assignment_state(model)
+
+    def list_role_assignments_for_principal(
+        self, *, scope: str, principal_id: str
+    ) -> list[RoleAssignmentState]:
+        """Assignments of the principal at, above or below `scope` (documented filter)."""
+        client = self.authorization(subscription_of(scope))
+        with _azure(f"list role assignments of {principal_id}"):
+            return [
+                _role_assignment_state(model)
+                for model in client.role_assignments.list_for_scope(
+                    scope, filter=f"principalId eq '{principal_id}'"
+                )
+            ]
+
+    def delete_role_assignment(self, *, scope: str, name: str) -> CallResult:
+        """DELETE; 204 (already gone) counts as done."""
+        with _azure(f"delete role assignment {name}"):
+            _, response = self.authorization(subscription_of(scope)).role_assignments.delete(
+                scope, name, cls=_with_response
+            )
+        return _call_result(response)
+
+    # -- AKS ------------------------------------------------------------------------------------
+    def get_cluster(self, *, subscription_id: str, resource_group: str, name: str) -> ClusterState:
+        with _azure(f"read AKS cluster {name}"):
+            model = self.containers(subscription_id).managed_clusters.get(resource_group, name)
+        oidc = model.properties.oidc_issuer_profile if model.properties else None
+        security = model.properties.security_profile if model.properties else None
+        workload = security.workload_identity if security else None
+        return ClusterState(
+            resource_id=model.id or "",
+            location=model.location or "",
+            oidc_issuer_enabled=bool(oidc and oidc.enabled),
+            issuer_url=(oidc.issuer_url or "") if oidc else "",
+            workload_identity_enabled=bool(workload and workload.enabled),
+        )
+
+    def cluster_kubeconfig(
+        self, *, subscription_id: str, resource_group: str, name: str
+    ) -> dict[str, Any]:
+        """The cluster-user kubeconfig as a dict (AKS returns it base64-encoded, YAML or JSON)."""
+        import yaml
+
+        with _azure(f"read credentials of AKS cluster {name}"):
+            result = self.containers(
+                subscription_id
+            ).managed_clusters.list_cluster_user_credentials(resource_group, name)
+        if not result.kubeconfigs:
+            raise PermanentError(f"AKS cluster {name} returned no kubeconfig")
+        raw: Any = result.kubeconfigs[0].value or b""
+        text = raw.decode() if isinstance(raw, bytes) else base64.b64decode(raw).decode()
+        loaded = yaml.safe_load(text)
+        if not isinstance(loaded, dict):
+            raise PermanentError(f"AKS cluster {name} returned an unreadable kubeconfig")
+        return loaded
+
+
+def _emulator_settings() -> tuple[str, str, dict[str, str]]:
+    state_dir = Path(settings.EMULATOR_STATE_DIR)
+    url = settings.EMULATOR_URL
+    if not url:
+        url_file = state_dir / "url"
+        if not url_file.exists():
+            raise PermanentError(
+                "AZURE_MODE=emulator but the emulator is not running: start it with "
+                "`python3 dev.py run` or set EMULATOR_URL",
+                code="EmulatorUnavailable",
+            )
+        url = url_file.read_text().strip()
+    client_file = state_dir / "portal-client.json"
+    if not client_file.exists():
+        raise PermanentError(
+            f"emulator credentials not found at {client_file}", code="EmulatorUnavailable"
+        )
+    return url, str(state_dir / "ca.pem"), json.loads(client_file.read_text())
+
+
+@lru_cache(maxsize=4)
+def _gateway_for(mode: str, fingerprint: str) -> AzureGateway:
+    client_kwargs: dict[str, Any] = {
+        "connection_timeout": settings.AZURE_HTTP_CONNECT_TIMEOUT,
+        "read_timeout": settings.AZURE_HTTP_READ_TIMEOUT,
+        "retry_total": settings.AZURE_SDK_RETRY_TOTAL,
+    }
+    if mode == "emulator":
+        url, ca_path, client = _emulator_settings()
+        credential = ClientSecretCredential(
+            client["tenant_id"],
+            client["client_id"],
+            client["client_secret"],
+            authority=url,
+            disable_instance_discovery=True,
+            connection_verify=ca_path,
+        )
+        return AzureGateway(
+            credential=credential,
+            arm_url=url,
+            authority=url,
+            connection_verify=ca_path,
+            client_kwargs=client_kwargs,
+        )
+    # Real Azure: environment, workload identity (the portal on AKS), managed identity or CLI.
+    return AzureGateway(
+        credential=DefaultAzureCredential(authority=settings.AZURE_AUTHORITY_HOST),
+        arm_url=settings.AZURE_RESOURCE_MANAGER_URL,
+        authority=settings.AZURE_AUTHORITY_HOST,
+        client_kwargs=client_kwargs,
+    )
+
+
+def get_gateway() -> AzureGateway:
+    """The process-wide gateway for the configured mode (rebuilt if the emulator moves)."""
+    mode = settings.AZURE_MODE
+    fingerprint = ""
+    if mode == "emulator":
+        fingerprint = f"{settings.EMULATOR_URL}|{settings.EMULATOR_STATE_DIR}"
+        url_file = Path(settings.EMULATOR_STATE_DIR) / "url"
+        if not settings.EMULATOR_URL and url_file.exists():
+            fingerprint += "|" + url_file.read_text().strip()
+    return _gateway_for(mode, fingerprint)

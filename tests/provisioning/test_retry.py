@@ -1,0 +1,65 @@
+"""The engine's retry loop: transient errors retried with backoff, Retry-After honoured."""
+
+from __future__ import annotations
+
+import pytest
+
+from provisioning.errors import PermanentError, TransientError
+from provisioning.retry import Backoff, with_retries
+
+
+class Flaky:
+    """Fails with the given errors in order, then returns "ok"."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "ok"
+
+
+def test_transient_errors_are_retried_until_success() -> None:
+    sleeps: list[float] = []
+    operation = Flaky(TransientError("throttled"), TransientError("busy"))
+    result = with_retries(operation, backoff=Backoff(5, 0.5, 10), sleep=sleeps.append)
+    assert result == "ok"
+    assert operation.calls == 3
+    assert len(sleeps) == 2
+    assert 0 <= sleeps[0] <= 0.5 and 0 <= sleeps[1] <= 1.0
+
+
+def test_retry_after_from_azure_wins_over_the_backoff_curve() -> None:
+    sleeps: list[float] = []
+    operation = Flaky(TransientError("429", status=429, retry_after=7))
+    with_retries(operation, backoff=Backoff(3, 0.1, 30), sleep=sleeps.append)
+    assert sleeps == [7]
+
+
+def test_retry_after_is_capped() -> None:
+    sleeps: list[float] = []
+    operation = Flaky(TransientError("429", retry_after=3600))
+    with_retries(operation, backoff=Backoff(3, 0.1, 30), sleep=sleeps.append)
+    assert sleeps == [30]
+
+
+def test_gives_up_after_the_configured_attempts_with_the_last_error() -> None:
+    operation = Flaky(*(TransientError(f"try {n}") for n in range(10)))
+    with pytest.raises(TransientError, match="try 2"):
+        with_retries(operation, backoff=Backoff(3, 0, 0), sleep=lambda _: None)
+    assert operation.calls == 3
+
+
+def test_permanent_errors_are_not_retried() -> None:
+    operation = Flaky(PermanentError("bad scope", code="InvalidScope"))
+    with pytest.raises(PermanentError):
+        with_retries(operation, backoff=Backoff(5, 0, 0), sleep=lambda _: None)
+    assert operation.calls == 1
+
+
+def test_describe_names_code_status_and_request_id() -> None:
+    error = PermanentError("assign role", code="AuthorizationFailed", status=403, request_id="abc")
+    assert error.describe() == "assign role (Azure code AuthorizationFailed, HTTP 403) [request id abc]"
