@@ -1,0 +1,62 @@
+"""Explaining a refused token exchange field by field."""
+
+from __future__ import annotations
+
+from provisioning.azure import FicState
+from provisioning.federation import explain_mismatch, meaning
+
+ISSUER = "https://eastus.oic.prod-aks.azure.com/tenant/cluster/"
+FIC = FicState(
+    name="fic",
+    issuer=ISSUER,
+    subject="system:serviceaccount:payments:api",
+    audiences=("api://AzureADTokenExchange",),
+)
+
+
+def claims(**overrides: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "iss": ISSUER,
+        "sub": "system:serviceaccount:payments:api",
+        "aud": ["api://AzureADTokenExchange"],
+    }
+    base.update(overrides)
+    return base
+
+
+def test_matching_token_has_no_mismatch() -> None:
+    assert explain_mismatch(claims(), FIC) == []
+
+
+def test_wrong_subject_names_the_subject_and_both_values() -> None:
+    [mismatch] = explain_mismatch(claims(sub="system:serviceaccount:payments:worker"), FIC)
+    assert mismatch.field == "subject"
+    assert mismatch.expected == "system:serviceaccount:payments:api"
+    assert mismatch.presented == "system:serviceaccount:payments:worker"
+
+
+def test_issuer_differing_only_by_trailing_slash_is_called_out() -> None:
+    [mismatch] = explain_mismatch(claims(iss=ISSUER.rstrip("/")), FIC)
+    assert mismatch.field == "issuer"
+    assert "trailing slash" in mismatch.explanation
+
+
+def test_other_issuer_is_explained_as_another_cluster() -> None:
+    [mismatch] = explain_mismatch(claims(iss="https://other/issuer/"), FIC)
+    assert "different OIDC issuer" in mismatch.explanation
+
+
+def test_wrong_audience_is_reported_with_a_string_aud_claim() -> None:
+    [mismatch] = explain_mismatch(claims(aud="api://something-else"), FIC)
+    assert mismatch.field == "audience"
+    assert mismatch.presented == "api://something-else"
+
+
+def test_missing_federated_credential_is_its_own_explanation() -> None:
+    [mismatch] = explain_mismatch(claims(), None)
+    assert mismatch.field == "federated_credential"
+
+
+def test_known_aadsts_codes_have_a_meaning() -> None:
+    assert "issuer, subject and audience" in meaning("AADSTS70021")
+    assert meaning("AADSTS1") == ""
