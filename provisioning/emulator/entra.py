@@ -1,0 +1,332 @@
+"""Entra ID: OIDC discovery, the v2.0 token endpoint, and ARM bearer-token checks.
+
+Two grants are served on ``POST /{tenant}/oauth2/v2.0/token`` (client_credentials):
+
+- ``client_secret`` for the portal's own service principal (MSAL-based ClientSecretCredential);
+- ``client_assertion`` for workload identity federation: the client id is a UAMI's clientId and
+  the assertion a sandbox cluster's ServiceAccount token. Checks run in the order real Entra ID
+  evidently uses (a token from an issuer Entra cannot reach still gets AADSTS70021): the FIC
+  match on issuer/subject/audience first (AADSTS70021), then the issuer's keys (AADSTS90061),
+  the signature (AADSTS700027) and the validity window (AADSTS700024).
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+import uuid
+from typing import Any
+from urllib.parse import parse_qs
+
+import jwt
+
+from provisioning.emulator import keys
+from provisioning.emulator.context import Context
+from provisioning.emulator.protocol import (
+    ArmError,
+    OAuthError,
+    Request,
+    Response,
+    Route,
+    json_response,
+    utc_now,
+)
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+TOKEN_LIFETIME = 3599
+ARM_AUDIENCES = (
+    "https://management.azure.com/",
+    "https://management.azure.com",
+    "https://management.core.windows.net/",
+    "https://management.core.windows.net",
+)
+_WIF_DOC = (
+    "https://docs.microsoft.com/en-us/azure/active-directory/develop/workload-identity-federation"
+)
+
+
+def route(ctx: Context, request: Request) -> Route | None:
+    """Match the Entra ID endpoints (paths that start with a tenant segment)."""
+    parts = request.path.strip("/").split("/")
+    if len(parts) < 2:
+        return None
+    tenant, rest = parts[0], "/".join(parts[1:])
+    if request.method == "GET" and rest in {
+        "v2.0/.well-known/openid-configuration",
+        ".well-known/openid-configuration",
+    }:
+        return Route("entra.discovery", "entra", lambda: _discovery(ctx, request, tenant))
+    if request.method == "GET" and rest in {"discovery/v2.0/keys", "discovery/keys"}:
+        return Route("entra.keys", "entra", lambda: _keys(ctx))
+    if request.method == "POST" and rest == "oauth2/v2.0/token":
+        form = {k: v[0] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
+        op = "entra.token.assertion" if "client_assertion" in form else "entra.token.secret"
+        return Route(op, "entra", lambda: _token(ctx, tenant, form), faulty=True)
+    return None
+
+
+def _check_tenant(ctx: Context, tenant: str) -> None:
+    if tenant.lower() != ctx.store.tenant_id:
+        raise OAuthError(
+            400,
+            "invalid_request",
+            90002,
+            f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and "
+            "are signing into the correct cloud.",
+        )
+
+
+def _discovery(ctx: Context, request: Request, tenant: str) -> Response:
+    _check_tenant(ctx, tenant)
+    base = f"{request.base_url}/{ctx.store.tenant_id}"
+    return json_response(
+        200,
+        {
+            "issuer": f"{base}/v2.0",
+            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+            "token_endpoint": f"{base}/oauth2/v2.0/token",
+            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+            "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
+            "jwks_uri": f"{base}/discovery/v2.0/keys",
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_post",
+                "private_key_jwt",
+                "client_secret_basic",
+            ],
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "request_uri_parameter_supported": False,
+            "tenant_region_scope": "NA",
+            "cloud_instance_name": "microsoftonline.com",
+        },
+    )
+
+
+def _keys(ctx: Context) -> Response:
+    return json_response(200, {"keys": [keys.public_jwk(ctx.store.entra_key)]})
+
+
+def _token(ctx: Context, tenant: str, form: dict[str, str]) -> Response:
+    _check_tenant(ctx, tenant)
+    grant_type = form.get("grant_type")
+    if grant_type != "client_credentials":
+        raise OAuthError(
+            400,
+            "unsupported_grant_type",
+            70003,
+            f"The app requested an unsupported grant type '{grant_type}'.",
+        )
+    for name in ("client_id", "scope"):
+        if not form.get(name):
+            raise OAuthError(
+                400,
+                "invalid_request",
+                900144,
+                f"The request body must contain the following parameter: '{name}'.",
+            )
+    scope = form["scope"].split()[0]
+    if not scope.endswith("/.default"):
+        raise OAuthError(
+            400,
+            "invalid_scope",
+            1002012,
+            f"The provided value for scope {scope} is not valid. Client credential flows must "
+            "have a scope value with /.default suffixed to the resource identifier "
+            "(application ID URI).",
+        )
+    audience = scope.removesuffix(".default")
+    if "client_assertion" in form:
+        subject = _federated_subject(ctx, form)
+    elif "client_secret" in form:
+        subject = _portal_subject(ctx, form)
+    else:
+        raise OAuthError(
+            401,
+            "invalid_client",
+            7000218,
+            "The request body must contain the following parameter: 'client_assertion' or "
+            "'client_secret'.",
+        )
+    now = int(time.time())
+    claims = {
+        "aud": audience,
+        "iss": f"https://sts.windows.net/{ctx.store.tenant_id}/",
+        "iat": now,
+        "nbf": now,
+        "exp": now + TOKEN_LIFETIME,
+        "tid": ctx.store.tenant_id,
+        "idtyp": "app",
+        "ver": "1.0",
+        "uti": uuid.uuid4().hex,
+        **subject,
+    }
+    token = keys.sign(ctx.store.entra_key, claims)
+    return json_response(
+        200,
+        {
+            "token_type": "Bearer",
+            "expires_in": TOKEN_LIFETIME,
+            "ext_expires_in": TOKEN_LIFETIME,
+            "access_token": token,
+        },
+    )
+
+
+def _unknown_client(ctx: Context, client_id: str) -> OAuthError:
+    return OAuthError(
+        400,
+        "unauthorized_client",
+        700016,
+        f"Application with identifier '{client_id}' was not found in the directory "
+        f"'{ctx.store.tenant_id}'. This can happen if the application has not been installed by "
+        "the administrator of the tenant or consented to by any user in the tenant. You may have "
+        "sent your authentication request to the wrong tenant.",
+    )
+
+
+def _portal_subject(ctx: Context, form: dict[str, str]) -> dict[str, Any]:
+    portal = ctx.store.data["portal"]
+    if form["client_id"].lower() != portal["client_id"]:
+        raise _unknown_client(ctx, form["client_id"])
+    if not hmac.compare_digest(form["client_secret"].encode(), portal["client_secret"].encode()):
+        raise OAuthError(
+            401,
+            "invalid_client",
+            7000215,
+            "Invalid client secret provided. Ensure the secret being sent in the request is the "
+            f"client secret value, not the client secret ID, for a secret added to app "
+            f"'{portal['client_id']}'.",
+        )
+    return {"oid": portal["object_id"], "sub": portal["object_id"], "appid": portal["client_id"]}
+
+
+def _federated_subject(ctx: Context, form: dict[str, str]) -> dict[str, Any]:
+    if form.get("client_assertion_type") != ASSERTION_TYPE:
+        raise OAuthError(
+            400,
+            "invalid_request",
+            50027,
+            "JWT token is invalid or malformed: unsupported client_assertion_type.",
+        )
+    with ctx.store.lock:
+        identity = next(
+            (
+                record
+                for record in ctx.store.data["identities"].values()
+                if record["client_id"] == form["client_id"].lower()
+            ),
+            None,
+        )
+        if identity is None:
+            raise _unknown_client(ctx, form["client_id"])
+        fics = list(ctx.store.data["fics"].get(identity["id"].lower(), {}).values())
+        clusters = list(ctx.store.data["clusters"].values())
+    assertion = form["client_assertion"]
+    try:
+        claims = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise OAuthError(
+            400, "invalid_request", 50027, "JWT token is invalid or malformed."
+        ) from None
+    issuer, subject = str(claims.get("iss", "")), str(claims.get("sub", ""))
+    raw_aud = claims.get("aud", [])
+    audiences = [raw_aud] if isinstance(raw_aud, str) else [str(a) for a in raw_aud]
+    now = time.time()
+    propagation = float(ctx.knobs["fic_propagation_seconds"])
+    matched = [
+        fic
+        for fic in fics
+        if fic["issuer"] == issuer
+        and fic["subject"] == subject
+        and any(aud in fic["audiences"] for aud in audiences)
+        and now - fic["updated_at"] >= propagation
+    ]
+    if not matched:
+        raise OAuthError(
+            400,
+            "invalid_request",
+            70021,
+            "No matching federated identity record found for presented assertion. "
+            f"Assertion Issuer: '{issuer}'. Assertion Subject: '{subject}'. "
+            f"Assertion Audience: '{','.join(audiences)}'. {_WIF_DOC}",
+        )
+    cluster = next(
+        (c for c in clusters if c["oidc_issuer_enabled"] and c["issuer_url"] == issuer), None
+    )
+    if cluster is None:
+        raise OAuthError(400, "invalid_request", 90061, "Request to External OIDC endpoint failed.")
+    try:
+        keys.verify(cluster["key"], assertion, options={"verify_aud": False, "verify_exp": False})
+    except jwt.PyJWTError:
+        raise OAuthError(
+            401, "invalid_client", 700027, "Client assertion failed signature validation."
+        ) from None
+    not_before, expiry = float(claims.get("nbf", 0)), float(claims.get("exp", 0))
+    if not not_before - 300 <= now <= expiry:
+        raise OAuthError(
+            400,
+            "invalid_client",
+            700024,
+            f"Client assertion is not within its valid time range. Current time: "
+            f"{_iso(now)}, assertion valid from {_iso(not_before)}, expiry time of assertion "
+            f"{_iso(expiry)}. Review the documentation at "
+            "https://docs.microsoft.com/azure/active-directory/develop/"
+            "active-directory-certificate-credentials .",
+        )
+    return {
+        "oid": identity["principal_id"],
+        "sub": identity["principal_id"],
+        "appid": identity["client_id"],
+        "xms_mirid": identity["id"],
+    }
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.0000000Z", time.gmtime(epoch))
+
+
+def authenticate(ctx: Context, request: Request) -> dict[str, Any]:
+    """The caller's verified token claims, or a 401 ARM error like the real one."""
+    header = request.header("Authorization")
+
+    def refuse(code: str, message: str) -> ArmError:
+        challenge = (
+            f'Bearer authorization_uri="{request.base_url}/{ctx.store.tenant_id}", '
+            f'error="invalid_token", error_description="{message}"'
+        )
+        return ArmError(401, code, message, headers={"WWW-Authenticate": challenge})
+
+    if not header:
+        raise refuse(
+            "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
+        )
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise refuse(
+            "AuthenticationFailed",
+            "Authentication failed. The 'Authorization' header is provided in an invalid format.",
+        )
+    try:
+        claims = keys.verify(ctx.store.entra_key, token.strip(), audience=list(ARM_AUDIENCES))
+    except jwt.ExpiredSignatureError:
+        now = utc_now().strftime("%m/%d/%Y %H:%M:%S")
+        raise refuse(
+            "ExpiredAuthenticationToken",
+            f"The access token expiry UTC time is earlier than current UTC time '{now}'.",
+        ) from None
+    except jwt.InvalidAudienceError:
+        raise refuse(
+            "InvalidAuthenticationTokenAudience",
+            "The access token has been obtained for wrong audience or resource. It should "
+            f"exactly match with one of the allowed audiences {', '.join(ARM_AUDIENCES)}.",
+        ) from None
+    except jwt.PyJWTError:
+        raise refuse("InvalidAuthenticationToken", "The access token is invalid.") from None
+    if claims.get("tid") != ctx.store.tenant_id:
+        raise refuse(
+            "InvalidAuthenticationTokenTenant", "The access token is from the wrong issuer."
+        )
+    return claims

@@ -1,0 +1,151 @@
+"""The emulator's persistent state: one JSON document in the state directory.
+
+Guarantees: every mutation happens under ``Store.lock`` and is followed by an atomic write
+(temporary file + ``os.replace``), so a crash leaves either the old or the new document, never a
+torn one. The tenant id, the portal's service principal and the Entra signing key are created on
+first start and kept by ``reset()``; everything else is a resource that ``reset()`` drops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from provisioning.emulator import keys
+from provisioning.emulator.tls import write_private
+
+FORMAT = 1
+RESOURCE_KINDS = (
+    "principals",
+    "identities",
+    "fics",
+    "role_assignments",
+    "clusters",
+    "service_accounts",
+)
+
+
+def _empty_resources() -> dict[str, dict[str, Any]]:
+    return {kind: {} for kind in RESOURCE_KINDS}
+
+
+class Store:
+    """All emulated resources and the emulator's own identity, persisted after each change.
+
+    ``data`` layout (keys of the resource maps are lower-cased ids so lookups ignore case):
+
+    - ``identities``: resource id -> UAMI record
+    - ``fics``: identity resource id -> {fic name -> FIC record}
+    - ``role_assignments``: assignment name (GUID) -> record (names are tenant-wide unique)
+    - ``principals``: object id -> extra directory principals registered by the control API
+    - ``clusters``: cluster uuid -> sandbox cluster (with its signing key and API token)
+    - ``service_accounts``: cluster uuid -> {"ns/name" -> ServiceAccount + field owners}
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir / "state.json"
+        # Re-entrant: a handler holding the lock may call helpers that take it again.
+        self.lock = threading.RLock()
+        self.data: dict[str, Any] = {}
+
+    def open(self) -> None:
+        """Load the document, or create the tenant, portal principal and keys on first start."""
+        with self.lock:
+            if self.path.exists():
+                self.data = json.loads(self.path.read_text())
+                if self.data.get("format") != FORMAT:
+                    raise ValueError(f"{self.path} has format {self.data.get('format')!r}")
+                for kind in RESOURCE_KINDS:
+                    self.data.setdefault(kind, {})
+            else:
+                self.data = {
+                    "format": FORMAT,
+                    "tenant_id": str(uuid.uuid4()),
+                    "portal": {
+                        "client_id": str(uuid.uuid4()),
+                        "object_id": str(uuid.uuid4()),
+                        "client_secret": secrets.token_urlsafe(32),
+                    },
+                    "entra_key": keys.generate(),
+                    **_empty_resources(),
+                }
+                self.save()
+            self._write_portal_client()
+
+    def _write_portal_client(self) -> None:
+        portal = self.data["portal"]
+        document = {
+            "tenant_id": self.data["tenant_id"],
+            "client_id": portal["client_id"],
+            "client_secret": portal["client_secret"],
+        }
+        write_private(
+            self.state_dir / "portal-client.json", json.dumps(document, indent=2).encode()
+        )
+
+    def save(self) -> None:
+        """Write the whole document atomically; callers hold ``lock``."""
+        with self.lock:
+            write_private(self.path, json.dumps(self.data, sort_keys=True).encode())
+
+    @contextmanager
+    def mutation(self) -> Iterator[dict[str, Any]]:
+        """Hold the lock for a change and persist it when the block finishes without error.
+
+        Handlers validate before they mutate, so an exception means nothing was changed.
+        """
+        with self.lock:
+            yield self.data
+            self.save()
+
+    def reset(self) -> None:
+        """Drop every resource; keep the tenant, the portal principal and the signing key."""
+        with self.mutation() as data:
+            data.update(_empty_resources())
+
+    @property
+    def tenant_id(self) -> str:
+        return str(self.data["tenant_id"])
+
+    @property
+    def entra_key(self) -> keys.KeyRecord:
+        record: keys.KeyRecord = self.data["entra_key"]
+        return record
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every resource as JSON-safe data, without private keys, secrets or cluster tokens."""
+        with self.lock:
+            clusters = {
+                cid: {k: v for k, v in cluster.items() if k not in {"key", "token"}}
+                for cid, cluster in self.data["clusters"].items()
+            }
+            return json.loads(
+                json.dumps(
+                    {
+                        "tenant_id": self.tenant_id,
+                        "portal_client_id": self.data["portal"]["client_id"],
+                        "portal_object_id": self.data["portal"]["object_id"],
+                        "principals": self.data["principals"],
+                        "identities": self.data["identities"],
+                        "fics": self.data["fics"],
+                        "role_assignments": self.data["role_assignments"],
+                        "clusters": clusters,
+                        "service_accounts": self.data["service_accounts"],
+                    }
+                )
+            )
+
+
+def state_dir_ready(path: Path) -> Path:
+    """Create the state directory (0700) if needed and return it resolved."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path.resolve()
