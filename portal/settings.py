@@ -136,7 +136,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     # A file, not :memory:, so that worker processes started by the tests see the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    # Per process, so two test runs on one checkout never share (and corrupt) one file.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
@@ -259,11 +260,24 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-# Periodic work; later parts of the portal add the sweeper and the drift check here.
+# Requests approved but not picked up after this, or provisioning with no step progress for
+# SWEEPER_STALE_SECONDS, are re-enqueued by the sweeper (the engine is idempotent).
+SWEEPER_INTERVAL_SECONDS = env_int("SWEEPER_INTERVAL_SECONDS", 60)
+SWEEPER_APPROVED_AFTER_SECONDS = env_int("SWEEPER_APPROVED_AFTER_SECONDS", 60)
+SWEEPER_STALE_SECONDS = env_int("SWEEPER_STALE_SECONDS", 300)
+DRIFT_CHECK_INTERVAL_SECONDS = env_int("DRIFT_CHECK_INTERVAL_SECONDS", 3600)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "worker-heartbeat": {
         "task": "portal.tasks.heartbeat",
         "schedule": float(env_int("HEARTBEAT_INTERVAL_SECONDS", 60)),
+    },
+    "sweep-stuck-requests": {
+        "task": "provisioning.sweep_stuck_requests",
+        "schedule": float(SWEEPER_INTERVAL_SECONDS),
+    },
+    "check-drift": {
+        "task": "provisioning.check_drift",
+        "schedule": float(DRIFT_CHECK_INTERVAL_SECONDS),
     },
 }
 
@@ -280,15 +294,21 @@ AZURE_RESOURCE_MANAGER_URL = os.environ.get(
     "AZURE_RESOURCE_MANAGER_URL", "https://management.azure.com"
 )
 AZURE_AUTHORITY_HOST = os.environ.get("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com")
-# Seconds; the SDK retries 429/5xx itself (honouring Retry-After) before the engine's own retries.
+# Seconds. The engine is the one retry layer (attempts recorded on each step, Retry-After
+# honoured), so the SDK's own retries are off by default; raise them to add a second layer.
 AZURE_HTTP_CONNECT_TIMEOUT = env_int("AZURE_HTTP_CONNECT_TIMEOUT", 10)
 AZURE_HTTP_READ_TIMEOUT = env_int("AZURE_HTTP_READ_TIMEOUT", 30)
-AZURE_SDK_RETRY_TOTAL = env_int("AZURE_SDK_RETRY_TOTAL", 3)
+AZURE_SDK_RETRY_TOTAL = env_int("AZURE_SDK_RETRY_TOTAL", 0)
 # The engine's own retry of a step that failed with a transient error (throttling, 5xx, timeouts,
 # PrincipalNotFound replication delay, concurrent FIC writes): attempts and backoff base.
 PROVISIONING_STEP_ATTEMPTS = env_int("PROVISIONING_STEP_ATTEMPTS", 8)
 PROVISIONING_BACKOFF_SECONDS = float(os.environ.get("PROVISIONING_BACKOFF_SECONDS", "1.0"))
 PROVISIONING_BACKOFF_MAX_SECONDS = float(os.environ.get("PROVISIONING_BACKOFF_MAX_SECONDS", "30"))
+# Verification: run automatically after provisioning; while a new FIC propagates (AADSTS70021
+# with every field matching) check again every VERIFY_RETRY_SECONDS for up to the window.
+VERIFY_AFTER_PROVISIONING = env_bool("VERIFY_AFTER_PROVISIONING", True)
+VERIFY_PROPAGATION_WINDOW_SECONDS = env_int("VERIFY_PROPAGATION_WINDOW_SECONDS", 600)
+VERIFY_RETRY_SECONDS = env_int("VERIFY_RETRY_SECONDS", 20)
 
 # --- REST framework -----------------------------------------------------------------------------
 REST_FRAMEWORK: dict[str, Any] = {

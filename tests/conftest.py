@@ -2,4 +2,7 @@
 
 pytest_plugins = [
     "tests.support.workers",
+    "tests.support.emulator",
+    "tests.support.people",
+    "tests.support.sandbox",
 ]

@@ -1,0 +1,107 @@
+"""The state machines of requests and identities, and the one helper that moves them.
+
+`transition()` checks the map, does a compare-and-set `UPDATE … WHERE status = old` (so of two
+concurrent movers exactly one wins) and writes the audit row in the same transaction. Nothing
+else writes `status`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from identities.audit import audit_record
+from identities.errors import ConflictError
+from identities.models import Identity, IdentityRequest, IdentityStatus, RequestStatus
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+# Identity requests (every kind: new, add_service_account, decommission).
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    RequestStatus.PENDING: frozenset(
+        {RequestStatus.APPROVED, RequestStatus.REJECTED, RequestStatus.CANCELLED}
+    ),
+    RequestStatus.APPROVED: frozenset({RequestStatus.PROVISIONING}),
+    RequestStatus.PROVISIONING: frozenset({RequestStatus.READY, RequestStatus.FAILED}),
+    RequestStatus.FAILED: frozenset({RequestStatus.PROVISIONING}),  # retry
+    RequestStatus.READY: frozenset(),
+    RequestStatus.REJECTED: frozenset(),
+    RequestStatus.CANCELLED: frozenset(),
+}
+
+# Identities, moved by the requests that concern them.
+IDENTITY_TRANSITIONS: dict[str, frozenset[str]] = {
+    IdentityStatus.PROVISIONING: frozenset({IdentityStatus.READY, IdentityStatus.FAILED}),
+    IdentityStatus.FAILED: frozenset({IdentityStatus.PROVISIONING, IdentityStatus.DECOMMISSIONING}),
+    IdentityStatus.READY: frozenset({IdentityStatus.DECOMMISSIONING}),
+    IdentityStatus.DECOMMISSIONING: frozenset({IdentityStatus.DECOMMISSIONED}),
+    IdentityStatus.DECOMMISSIONED: frozenset(),
+}
+
+_MAPS: dict[type, tuple[str, str, dict[str, frozenset[str]]]] = {
+    IdentityRequest: ("identity_request", "request", ALLOWED_TRANSITIONS),
+    Identity: ("identity", "identity", IDENTITY_TRANSITIONS),
+}
+
+OPEN_REQUEST_STATUSES = (
+    RequestStatus.PENDING,
+    RequestStatus.APPROVED,
+    RequestStatus.PROVISIONING,
+    RequestStatus.FAILED,
+)
+
+
+def can_transition(instance: IdentityRequest | Identity, to: str) -> bool:
+    _, _, allowed = _MAPS[type(instance)]
+    return to in allowed.get(instance.status, frozenset())
+
+
+@transaction.atomic
+def transition(
+    instance: IdentityRequest | Identity,
+    *,
+    to: str,
+    actor: User | None,
+    identity_request: IdentityRequest | None = None,
+    data: dict[str, Any] | None = None,
+    **changes: Any,
+) -> None:
+    """Move `instance` from its current status to `to`, set `changes` alongside, and audit it.
+
+    `identity_request` names the request that caused an identity's change (for the audit row).
+    Raises ConflictError when the map forbids the move or another writer got there first; the
+    in-memory instance is updated only on success.
+    """
+    label, noun, allowed = _MAPS[type(instance)]
+    current = instance.status
+    if to not in allowed.get(current, frozenset()):
+        raise ConflictError(f"{noun} {instance.pk} is {current}; it cannot become {to}.")
+    now = timezone.now()
+    updated = (
+        type(instance)
+        .objects.filter(pk=instance.pk, status=current)
+        .update(status=to, updated_at=now, **changes)
+    )
+    if updated != 1:
+        actual = type(instance).objects.filter(pk=instance.pk).values_list("status", flat=True)
+        now_status = actual.first() or "deleted"
+        raise ConflictError(f"{noun} {instance.pk} is no longer {current} (now {now_status}).")
+    instance.status = to
+    instance.updated_at = now
+    for name, value in changes.items():
+        setattr(instance, name, value)
+    audit_request: IdentityRequest | None
+    audit_identity: Identity | None
+    if isinstance(instance, IdentityRequest):
+        audit_request, audit_identity = instance, instance.identity
+    else:
+        audit_request, audit_identity = identity_request, instance
+    audit_record(
+        actor=actor,
+        action=f"{label}.{to}",
+        identity_request=audit_request,
+        identity=audit_identity,
+        data={"from": current, "to": to, **(data or {})},
+    )

@@ -1,0 +1,27 @@
+"""Walk the audit chain; exit non-zero naming the first row that does not verify."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from identities.audit import audit_verify_chain
+
+
+class Command(BaseCommand):
+    help = "Verify the hash chain of the audit trail; names the first broken row."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        report = audit_verify_chain()
+        if not report.ok:
+            raise CommandError(
+                f"audit chain BROKEN at row {report.broken_id} "
+                f"({report.rows_checked} rows verified before it): {report.reason}",
+                returncode=1,
+            )
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"audit chain OK: {report.rows_checked} rows, last hash {report.last_hash}"
+            )
+        )

@@ -1,0 +1,42 @@
+"""The domain's models; import them from here (`from identities.models import Identity`)."""
+
+from identities.models.audit import GENESIS_HASH, AuditEvent
+from identities.models.azure import (
+    ChildStatus,
+    DriftState,
+    FederatedCredential,
+    Identity,
+    IdentityStatus,
+    RoleAssignment,
+)
+from identities.models.org import CatalogRole, Cluster, NamespaceOwnership, Team, TeamMembership
+from identities.models.requests import (
+    Approval,
+    ApprovalDecision,
+    IdentityRequest,
+    RequestedRole,
+    RequestKind,
+    RequestStatus,
+)
+
+__all__ = [
+    "GENESIS_HASH",
+    "Approval",
+    "ApprovalDecision",
+    "AuditEvent",
+    "CatalogRole",
+    "ChildStatus",
+    "Cluster",
+    "DriftState",
+    "FederatedCredential",
+    "Identity",
+    "IdentityRequest",
+    "IdentityStatus",
+    "NamespaceOwnership",
+    "RequestKind",
+    "RequestStatus",
+    "RequestedRole",
+    "RoleAssignment",
+    "Team",
+    "TeamMembership",
+]

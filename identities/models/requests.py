@@ -1,0 +1,152 @@
+"""Identity requests, the roles they ask for, and the approvals they collect."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from identities.models.org import CatalogRole, Cluster, Team
+
+
+class RequestKind(models.TextChoices):
+    NEW = "new", "New identity"
+    ADD_SERVICE_ACCOUNT = "add_service_account", "Add a ServiceAccount"
+    DECOMMISSION = "decommission", "Decommission"
+
+
+class RequestStatus(models.TextChoices):
+    PENDING = "pending"
+    APPROVED = "approved"
+    PROVISIONING = "provisioning"
+    READY = "ready"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+
+class IdentityRequest(models.Model):
+    """A team's request for a new identity, another ServiceAccount on one of its identities, or
+    the decommissioning of one. Status moves only through `identities.lifecycle`."""
+
+    Kind = RequestKind
+    Status = RequestStatus
+
+    kind = models.CharField(max_length=32, choices=RequestKind.choices, default=RequestKind.NEW)
+    app_name = models.CharField(max_length=63)
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="identity_requests")
+    cluster = models.ForeignKey(Cluster, on_delete=models.PROTECT, related_name="identity_requests")
+    namespace = models.CharField(max_length=63, blank=True)
+    service_account = models.CharField("ServiceAccount", max_length=253, blank=True)
+    justification = models.TextField()
+    tags = models.JSONField(default=dict, blank=True)
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="identity_requests"
+    )
+    status = models.CharField(
+        max_length=16, choices=RequestStatus.choices, default=RequestStatus.PENDING
+    )
+    is_exception = models.BooleanField(
+        default=False,
+        help_text="Asks for something policy refuses by default (privileged role, broad scope); "
+        "needs two distinct approvers.",
+    )
+    # Target identity for add_service_account/decommission; the created one for new.
+    identity = models.ForeignKey(
+        "identities.Identity",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="requests",
+    )
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("approve_identityrequest", "Can approve or reject identity requests")]
+        indexes = [models.Index(fields=["status", "created_at"], name="identityrequest_status")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=RequestStatus.values),
+                name="identityrequest_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=RequestKind.values), name="identityrequest_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="decommission") | (~Q(namespace="") & ~Q(service_account="")),
+                name="identityrequest_sa_unless_decommission",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="new") | Q(identity__isnull=False),
+                name="identityrequest_target_identity",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.get_kind_display()} {self.app_name} ({self.status})"
+
+    @property
+    def approvals_required(self) -> int:
+        """Four eyes for exceptions, two for everything else (the requester counts as one)."""
+        return 2 if self.is_exception else 1
+
+
+class RequestedRole(models.Model):
+    """One catalog role on one ARM scope, as asked for in a request."""
+
+    identity_request = models.ForeignKey(
+        IdentityRequest, on_delete=models.CASCADE, related_name="roles"
+    )
+    role = models.ForeignKey(CatalogRole, on_delete=models.PROTECT, related_name="+")
+    scope = models.CharField(max_length=1024)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                "identity_request", "role", Lower("scope"), name="requestedrole_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} on {self.scope}"
+
+
+class ApprovalDecision(models.TextChoices):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+class Approval(models.Model):
+    """One approver's decision on one request (at most one each)."""
+
+    Decision = ApprovalDecision
+
+    identity_request = models.ForeignKey(
+        IdentityRequest, on_delete=models.CASCADE, related_name="approvals"
+    )
+    approver = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="approvals"
+    )
+    decision = models.CharField(max_length=16, choices=ApprovalDecision.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["identity_request", "approver"], name="approval_one_per_approver"
+            ),
+            models.CheckConstraint(
+                condition=Q(decision__in=ApprovalDecision.values), name="approval_decision_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.approver} {self.decision}d #{self.identity_request_id}"

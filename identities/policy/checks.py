@@ -1,0 +1,469 @@
+"""The rules, one method each. Every finding names the field and the rule it breaks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from identities import naming
+from identities.policy.types import (
+    KIND_DECOMMISSION,
+    KIND_NEW,
+    KINDS,
+    PolicyContext,
+    PolicyResult,
+    RequestDraft,
+    RoleFacts,
+    Violation,
+)
+from identities.tags import RESERVED_TAG_KEYS, TEAM_TAGS_MAX
+from identities.validators import (
+    DNS1123_LABEL_MAX,
+    DNS1123_SUBDOMAIN_MAX,
+    FIC_LIMIT_PER_IDENTITY,
+    SCOPE_RESOURCE,
+    SCOPE_SUBSCRIPTION,
+    TAG_VALUE_MAX,
+    is_dns1123_label,
+    is_dns1123_subdomain,
+    is_fic_name,
+    is_reserved_namespace,
+    is_uami_name,
+    parse_arm_scope,
+    tag_key_problem,
+)
+
+EXCEPTION_JUSTIFICATION_MIN = 20
+
+
+class Checks:
+    """One evaluation; each method adds to `result`."""
+
+    def __init__(self, draft: RequestDraft, context: PolicyContext) -> None:
+        self.draft = draft
+        self.context = context
+        self.result = PolicyResult()
+        self.needs_exception = False
+
+    def refuse(self, field_name: str, rule: str, message: str) -> None:
+        self.result.violations.append(Violation(field_name, rule, message))
+
+    def warn(self, field_name: str, rule: str, message: str) -> None:
+        self.result.warnings.append(Violation(field_name, rule, message))
+
+    def run(self) -> None:
+        draft = self.draft
+        if draft.kind not in KINDS:
+            self.refuse(
+                "kind", "unknown_kind", f"Request kind {draft.kind!r} is not one of {KINDS}."
+            )
+            return
+        self.check_team()
+        self.check_justification()
+        if draft.kind == KIND_DECOMMISSION:
+            self.check_target_identity(for_decommission=True)
+            return
+        self.check_cluster()
+        namespace_ok = self.check_namespace()
+        service_account_ok = self.check_service_account()
+        if draft.kind == KIND_NEW:
+            app_ok = self.check_app_name()
+            self.check_roles()
+            self.check_tags()
+        else:
+            app_ok = True
+            self.check_target_identity(for_decommission=False)
+            if draft.roles:
+                self.refuse(
+                    "roles",
+                    "roles_not_allowed",
+                    "A ServiceAccount added to an identity shares that identity's role "
+                    "assignments; request role changes separately.",
+                )
+            if draft.tags:
+                self.warn(
+                    "tags",
+                    "tags_ignored",
+                    "Tags are ignored: adding a ServiceAccount does not change the identity.",
+                )
+        if namespace_ok and service_account_ok:
+            self.check_federation(app_ok=app_ok)
+        self.check_exception()
+
+    # --- who and why ---------------------------------------------------------------------
+
+    def check_team(self) -> None:
+        if not self.draft.team:
+            self.refuse("team", "required", "Team is required.")
+        elif not self.context.team_exists:
+            self.refuse("team", "unknown_team", f"Team {self.draft.team!r} does not exist.")
+
+    def check_justification(self) -> None:
+        text = self.draft.justification.strip()
+        if not text:
+            self.refuse("justification", "required", "Justification is required.")
+        elif self.draft.is_exception and len(text) < EXCEPTION_JUSTIFICATION_MIN:
+            self.refuse(
+                "justification",
+                "exception_justification",
+                f"Justification for an exception must explain why, in at least "
+                f"{EXCEPTION_JUSTIFICATION_MIN} characters.",
+            )
+
+    def check_cluster(self) -> None:
+        cluster = self.context.cluster
+        if not self.draft.cluster:
+            self.refuse("cluster", "required", "Cluster is required.")
+        elif cluster is None:
+            self.refuse("cluster", "unknown_cluster", f"Cluster {self.draft.cluster!r} is unknown.")
+        elif not cluster.workload_identity_enabled or not cluster.oidc_issuer_url:
+            self.refuse(
+                "cluster",
+                "workload_identity_disabled",
+                f"Cluster {cluster.name!r} does not have workload identity and an OIDC issuer "
+                "enabled.",
+            )
+        elif not cluster.oidc_issuer_url.endswith("/"):
+            self.warn(
+                "cluster",
+                "issuer_without_trailing_slash",
+                f"Cluster {cluster.name!r} has OIDC issuer {cluster.oidc_issuer_url!r} without "
+                "the trailing '/' AKS issuers have; a mismatch fails every token exchange "
+                "(AADSTS70021).",
+            )
+
+    # --- Kubernetes names ---------------------------------------------------------------
+
+    def check_namespace(self) -> bool:
+        namespace = self.draft.namespace
+        if not namespace:
+            self.refuse("namespace", "required", "Namespace is required.")
+            return False
+        if not is_dns1123_label(namespace):
+            self.refuse(
+                "namespace",
+                "dns1123_label",
+                f"Namespace {namespace!r} is not a DNS-1123 label: at most {DNS1123_LABEL_MAX} "
+                "lowercase letters, digits and '-', starting and ending with a letter or digit.",
+            )
+            return False
+        if is_reserved_namespace(namespace):
+            self.refuse(
+                "namespace",
+                "reserved_namespace",
+                f"Namespace {namespace!r} is reserved for the platform.",
+            )
+            return False
+        if self.context.cluster is not None and self.context.team_exists:
+            if namespace not in self.context.owned_namespaces:
+                self.refuse(
+                    "namespace",
+                    "namespace_not_owned",
+                    f"Namespace {namespace!r} on cluster {self.context.cluster.name!r} is not "
+                    f"owned by team {self.draft.team!r}.",
+                )
+            elif namespace == "default":
+                self.warn(
+                    "namespace",
+                    "default_namespace",
+                    "Namespace 'default' is shared by everything that names no namespace.",
+                )
+        return True
+
+    def check_service_account(self) -> bool:
+        service_account = self.draft.service_account
+        if not service_account:
+            self.refuse("service_account", "required", "ServiceAccount name is required.")
+            return False
+        if not is_dns1123_subdomain(service_account):
+            self.refuse(
+                "service_account",
+                "dns1123_subdomain",
+                f"ServiceAccount name {service_account!r} is not a DNS-1123 subdomain: at most "
+                f"{DNS1123_SUBDOMAIN_MAX} characters of lowercase letters, digits, '-' and '.', "
+                "each dot-separated part starting and ending with a letter or digit.",
+            )
+            return False
+        if service_account == "default":
+            self.warn(
+                "service_account",
+                "default_service_account",
+                "ServiceAccount 'default' is used by every pod in the namespace that names no "
+                "ServiceAccount; all of them would get this identity.",
+            )
+        return True
+
+    def check_app_name(self) -> bool:
+        app_name = self.draft.app_name
+        if not app_name:
+            self.refuse("app_name", "required", "App name is required.")
+            return False
+        if not is_dns1123_label(app_name):
+            self.refuse(
+                "app_name",
+                "dns1123_label",
+                f"App name {app_name!r} must be a DNS-1123 label: at most {DNS1123_LABEL_MAX} "
+                "lowercase letters, digits and '-', starting and ending with a letter or digit.",
+            )
+            return False
+        return True
+
+    # --- Azure names and federation ------------------------------------------------------
+
+    def check_federation(self, *, app_ok: bool) -> None:
+        draft, context = self.draft, self.context
+        cluster = context.cluster
+        if cluster is None:
+            return
+        subject = naming.fic_subject(draft.namespace, draft.service_account)
+        fic = naming.fic_name(
+            cluster=cluster.name, namespace=draft.namespace, service_account=draft.service_account
+        )
+        if not is_fic_name(fic):  # naming guarantees it; kept so the rule is stated here too
+            self.refuse(
+                "service_account", "fic_name", f"Derived credential name {fic!r} is invalid."
+            )
+        if draft.kind == KIND_NEW and app_ok:
+            uami = naming.uami_name(
+                cluster=cluster.name,
+                namespace=draft.namespace,
+                app_name=draft.app_name,
+                service_account=draft.service_account,
+            )
+            if not is_uami_name(uami):
+                self.refuse("app_name", "uami_name", f"Derived identity name {uami!r} is invalid.")
+            elif uami.lower() in context.taken_identity_names:
+                self.refuse(
+                    "app_name",
+                    "identity_name_taken",
+                    f"An identity named {uami!r} already exists in resource group "
+                    f"{cluster.resource_group!r}; choose another app name.",
+                )
+        owner = context.federations.get((cluster.oidc_issuer_url, subject))
+        if owner is not None:
+            identity_id, identity_name = owner
+            whose = (
+                "this identity"
+                if identity_id == draft.identity_id
+                else f"identity {identity_name!r} (#{identity_id})"
+            )
+            self.refuse(
+                "service_account",
+                "already_federated",
+                f"ServiceAccount {draft.namespace}/{draft.service_account} on cluster "
+                f"{cluster.name!r} is already federated to {whose}.",
+            )
+        if context.other_open_requests_for_subject:
+            self.warn(
+                "service_account",
+                "pending_duplicate",
+                f"{context.other_open_requests_for_subject} other open request(s) ask for this "
+                "ServiceAccount; only the first one approved can be provisioned.",
+            )
+
+    def check_target_identity(self, *, for_decommission: bool) -> None:
+        draft, identity = self.draft, self.context.identity
+        if draft.identity_id is None:
+            self.refuse("identity", "required", "Choose the identity.")
+            return
+        if identity is None:
+            self.refuse(
+                "identity", "unknown_identity", f"Identity #{draft.identity_id} is unknown."
+            )
+            return
+        if draft.team and identity.team != draft.team:
+            self.refuse(
+                "identity",
+                "identity_other_team",
+                f"Identity {identity.name!r} belongs to team {identity.team!r}, not "
+                f"{draft.team!r}.",
+            )
+        if identity.decommission_open:
+            self.refuse(
+                "identity",
+                "decommission_in_progress",
+                f"Identity {identity.name!r} already has an open decommission request.",
+            )
+        if for_decommission:
+            if identity.status not in ("ready", "failed"):
+                self.refuse(
+                    "identity",
+                    "identity_not_decommissionable",
+                    f"Identity {identity.name!r} is {identity.status}; only ready or failed "
+                    "identities can be decommissioned.",
+                )
+            return
+        if identity.status != "ready":
+            self.refuse(
+                "identity",
+                "identity_not_ready",
+                f"Identity {identity.name!r} is {identity.status}; ServiceAccounts can only be "
+                "added to a ready identity.",
+            )
+        if identity.live_fic_count >= FIC_LIMIT_PER_IDENTITY:
+            self.refuse(
+                "service_account",
+                "fic_limit",
+                f"Identity {identity.name!r} already has {identity.live_fic_count} federated "
+                f"credentials; Azure allows at most {FIC_LIMIT_PER_IDENTITY} per identity.",
+            )
+
+    # --- roles and scopes ----------------------------------------------------------------
+
+    def check_roles(self) -> None:
+        draft, context = self.draft, self.context
+        if not draft.roles:
+            self.warn("roles", "no_roles", "No roles requested: the identity can only sign in.")
+        seen: set[tuple[str, str]] = set()
+        for index, requested in enumerate(draft.roles):
+            prefix = f"roles[{index}]"
+            role = context.catalog.get(requested.role.strip().lower())
+            if role is None:
+                self.refuse(
+                    f"{prefix}.role",
+                    "unknown_role",
+                    f"Role {requested.role!r} is not in the role catalog.",
+                )
+            scope_ok = self.check_scope(prefix, requested.scope, role)
+            if role is None or not scope_ok:
+                continue
+            key = (role.guid.lower(), requested.scope.lower())
+            if key in seen:
+                self.refuse(
+                    prefix,
+                    "duplicate_role_scope",
+                    f"Role {role.name!r} on {requested.scope!r} is requested more than once.",
+                )
+            seen.add(key)
+            if role.privileged:
+                self.needs_exception = True
+                message = f"Role {role.name!r} is privileged"
+                if draft.is_exception:
+                    self.warn(f"{prefix}.role", "privileged_role", message + " (exception).")
+                else:
+                    self.refuse(
+                        f"{prefix}.role",
+                        "privileged_role",
+                        message + "; it is refused unless the request is marked as an "
+                        "exception, which needs two approvers.",
+                    )
+            if role.can_assign_roles:
+                self.warn(
+                    f"{prefix}.role",
+                    "assigns_roles",
+                    f"Role {role.name!r} grants Microsoft.Authorization/roleAssignments/write: "
+                    "the identity could grant access to others.",
+                )
+
+    def check_scope(self, prefix: str, scope: str, role: RoleFacts | None) -> bool:
+        field_name = f"{prefix}.scope"
+        if not scope:
+            self.refuse(field_name, "required", "Scope is required.")
+            return False
+        parsed = parse_arm_scope(scope)
+        if parsed is None:
+            self.refuse(
+                field_name,
+                "malformed_scope",
+                f"Scope {scope!r} is not a well-formed ARM resource id "
+                "(/subscriptions/{id}/resourceGroups/{group}/providers/{namespace}/{type}/{name}).",
+            )
+            return False
+        cluster = self.context.cluster
+        if cluster is not None and parsed.subscription_id.lower() not in (
+            cluster.allowed_scope_subscriptions
+        ):
+            self.refuse(
+                field_name,
+                "scope_outside_allowed_subscriptions",
+                f"Scope {scope!r} is in subscription {parsed.subscription_id}, which identities "
+                f"of cluster {cluster.name!r} may not be granted roles in.",
+            )
+            return False
+        if parsed.level != SCOPE_RESOURCE:
+            self.needs_exception = True
+            level = "a subscription" if parsed.level == SCOPE_SUBSCRIPTION else "a resource group"
+            message = f"Scope {scope!r} is {level}, not a single resource"
+            if self.draft.is_exception:
+                self.warn(field_name, "broad_scope", message + " (exception).")
+            else:
+                self.refuse(
+                    field_name,
+                    "broad_scope",
+                    message + "; broad scopes are refused unless the request is marked as an "
+                    "exception, which needs two approvers.",
+                )
+        elif role is not None and role.resource_types and parsed.resource_type is not None:
+            resource_type = parsed.resource_type.lower()
+            if not any(
+                resource_type == t.lower() or resource_type.startswith(t.lower() + "/")
+                for t in role.resource_types
+            ):
+                self.warn(
+                    field_name,
+                    "resource_type_mismatch",
+                    f"Role {role.name!r} is meant for {', '.join(role.resource_types)}, "
+                    f"not {parsed.resource_type}.",
+                )
+        return True
+
+    # --- tags and exceptions -------------------------------------------------------------
+
+    def check_tags(self) -> None:
+        tags = self.draft.tags
+        if not isinstance(tags, Mapping):
+            self.refuse("tags", "tags_not_a_mapping", "Tags must be a mapping of names to values.")
+            return
+        if len(tags) > TEAM_TAGS_MAX:
+            self.refuse(
+                "tags",
+                "too_many_tags",
+                f"At most {TEAM_TAGS_MAX} tags: Azure allows 50 per resource and the portal sets "
+                f"{50 - TEAM_TAGS_MAX} itself.",
+            )
+        seen: set[str] = set()
+        for key, value in tags.items():
+            field_name = f"tags.{key}"
+            if not isinstance(key, str):
+                self.refuse("tags", "tag_key_invalid", f"Tag name {key!r} must be a string.")
+                continue
+            problem = tag_key_problem(key)
+            if problem is not None:
+                self.refuse(field_name, "tag_key_invalid", f"Tag name {key!r} {problem}.")
+            elif key.lower() in RESERVED_TAG_KEYS:
+                self.refuse(
+                    field_name,
+                    "tag_key_reserved",
+                    f"Tag name {key!r} is set by the portal and cannot be supplied.",
+                )
+            elif key.lower() in seen:
+                self.refuse(
+                    field_name,
+                    "tag_key_duplicate",
+                    f"Tag name {key!r} differs only in case from another; Azure tag names are "
+                    "case-insensitive.",
+                )
+            seen.add(key.lower())
+            if not isinstance(value, str):
+                self.refuse(field_name, "tag_value_invalid", f"Tag {key!r} must have a text value.")
+            elif len(value) > TAG_VALUE_MAX:
+                self.refuse(
+                    field_name,
+                    "tag_value_too_long",
+                    f"Tag {key!r} has a value longer than {TAG_VALUE_MAX} characters.",
+                )
+
+    def check_exception(self) -> None:
+        if not self.draft.is_exception:
+            return
+        if self.needs_exception:
+            self.warn(
+                "is_exception",
+                "two_approvers",
+                "Marked as a policy exception: two different approvers must approve it.",
+            )
+        else:
+            self.warn(
+                "is_exception",
+                "exception_unneeded",
+                "Marked as an exception but nothing in it needs one; it still needs two approvers.",
+            )

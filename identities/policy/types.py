@@ -1,0 +1,121 @@
+"""The policy's vocabulary: drafts, findings, and the facts the checks are given."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+KIND_NEW = "new"
+KIND_ADD_SERVICE_ACCOUNT = "add_service_account"
+KIND_DECOMMISSION = "decommission"
+KINDS = (KIND_NEW, KIND_ADD_SERVICE_ACCOUNT, KIND_DECOMMISSION)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One finding: `field` is a path into the draft ("roles[1].scope", "tags.costCentre")."""
+
+    field: str
+    rule: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass
+class PolicyResult:
+    """Blocking violations and non-blocking warnings, in the order the checks found them."""
+
+    violations: list[Violation] = field(default_factory=list)
+    warnings: list[Violation] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def for_field(self, name: str) -> list[Violation]:
+        return [v for v in [*self.violations, *self.warnings] if v.field == name]
+
+    def as_dict(self) -> dict[str, list[dict[str, str]]]:
+        return {
+            "violations": [v.as_dict() for v in self.violations],
+            "warnings": [w.as_dict() for w in self.warnings],
+        }
+
+
+@dataclass(frozen=True)
+class RoleDraft:
+    """A requested role: `role` is a catalog role name or role definition GUID."""
+
+    role: str
+    scope: str
+
+
+@dataclass(frozen=True)
+class RequestDraft:
+    """A request as typed, before anything is saved. Team and cluster are named by their names;
+    `identity_id` is the target identity for add_service_account and decommission."""
+
+    kind: str = KIND_NEW
+    team: str = ""
+    cluster: str = ""
+    namespace: str = ""
+    service_account: str = ""
+    app_name: str = ""
+    roles: Sequence[RoleDraft] = ()
+    tags: Mapping[str, Any] = field(default_factory=dict)
+    justification: str = ""
+    is_exception: bool = False
+    identity_id: int | None = None
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    name: str
+    subscription_id: str
+    resource_group: str
+    oidc_issuer_url: str
+    workload_identity_enabled: bool
+    allowed_scope_subscriptions: frozenset[str]  # lower-cased
+
+
+@dataclass(frozen=True)
+class RoleFacts:
+    name: str
+    guid: str
+    resource_types: tuple[str, ...]
+    privileged: bool
+    can_assign_roles: bool
+
+
+@dataclass(frozen=True)
+class IdentityFacts:
+    id: int
+    name: str
+    team: str
+    status: str
+    live_fic_count: int
+    decommission_open: bool  # another decommission request is open for it
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """What the checks need to know about the world, looked up by a selector."""
+
+    team_exists: bool = False
+    cluster: ClusterFacts | None = None
+    owned_namespaces: frozenset[str] = frozenset()  # the draft team's, on the draft cluster
+    catalog: Mapping[str, RoleFacts] = field(default_factory=dict)  # lower name and GUID keys
+    # Live federated credentials for the draft's subject: (issuer, subject) -> (identity id, name).
+    federations: Mapping[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
+    identity: IdentityFacts | None = None
+    taken_identity_names: frozenset[str] = frozenset()  # lower-cased, live, same resource group
+    other_open_requests_for_subject: int = 0
+
+
+@dataclass(frozen=True)
+class RiskSummary:
+    level: str  # "low", "medium" or "high"
+    reasons: tuple[str, ...]

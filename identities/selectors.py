@@ -1,0 +1,397 @@
+"""Reads. Visibility is enforced here and nowhere else: requesters see their teams' objects;
+approvers, auditors and admins see everything. Views and the API never filter by hand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Prefetch, Q, QuerySet
+
+from identities import roles
+from identities.errors import NotFoundError, PermissionDeniedError
+from identities.lifecycle import OPEN_REQUEST_STATUSES
+from identities.models import (
+    Approval,
+    ApprovalDecision,
+    AuditEvent,
+    CatalogRole,
+    ChildStatus,
+    Cluster,
+    FederatedCredential,
+    Identity,
+    IdentityRequest,
+    IdentityStatus,
+    NamespaceOwnership,
+    RequestedRole,
+    RequestKind,
+    RequestStatus,
+    RoleAssignment,
+    Team,
+)
+from identities.naming import fic_subject, uami_name
+from identities.policy import (
+    ClusterFacts,
+    IdentityFacts,
+    PolicyContext,
+    PolicyResult,
+    RequestDraft,
+    RiskSummary,
+    RoleDraft,
+    RoleFacts,
+    evaluate_request,
+    risk_summary,
+)
+from identities.validators import is_dns1123_label, is_dns1123_subdomain
+
+# --- people and teams ----------------------------------------------------------------------
+
+
+def teams_of(user: Any) -> QuerySet[Team]:
+    """The teams `user` is a member of."""
+    if not getattr(user, "is_authenticated", False):
+        return Team.objects.none()
+    return Team.objects.filter(memberships__user=user)
+
+
+def is_team_member(user: Any, team: Team | int) -> bool:
+    team_id = team if isinstance(team, int) else team.pk
+    return bool(getattr(user, "is_authenticated", False)) and (
+        Team.objects.filter(pk=team_id, memberships__user=user).exists()
+    )
+
+
+def namespaces_owned_by(user: Any, cluster: Cluster) -> list[str]:
+    """Namespaces on `cluster` owned by any of `user`'s teams (what the request form offers)."""
+    return list(
+        NamespaceOwnership.objects.filter(cluster=cluster, team__in=teams_of(user))
+        .order_by("namespace")
+        .values_list("namespace", flat=True)
+    )
+
+
+def clusters_for(user: Any) -> QuerySet[Cluster]:
+    """Clusters on which one of `user`'s teams owns a namespace (everything for see-all roles)."""
+    if roles.sees_everything(user):
+        return Cluster.objects.all()
+    return Cluster.objects.filter(namespaces__team__in=teams_of(user)).distinct()
+
+
+def catalog_roles() -> QuerySet[CatalogRole]:
+    return CatalogRole.objects.order_by("privileged", "name")
+
+
+# --- requests and identities ---------------------------------------------------------------
+
+
+def identity_requests_visible_to(user: Any) -> QuerySet[IdentityRequest]:
+    queryset = IdentityRequest.objects.select_related(
+        "team", "cluster", "requester", "identity"
+    ).prefetch_related(
+        Prefetch("roles", queryset=_requested_roles()),
+        Prefetch("approvals", queryset=Approval.objects.select_related("approver")),
+    )
+    if roles.sees_everything(user):
+        return queryset
+    if not getattr(user, "is_authenticated", False):
+        return queryset.none()
+    return queryset.filter(Q(team__in=teams_of(user)) | Q(requester=user))
+
+
+def identity_request_get(*, user: Any, pk: int) -> IdentityRequest:
+    """One request, or NotFoundError when it is missing or not visible to `user`."""
+    identity_request = identity_requests_visible_to(user).filter(pk=pk).first()
+    if identity_request is None:
+        raise NotFoundError(f"Identity request {pk} was not found.")
+    return identity_request
+
+
+def identities_visible_to(user: Any) -> QuerySet[Identity]:
+    queryset = Identity.objects.select_related("team", "cluster").prefetch_related(
+        Prefetch("federated_credentials", queryset=FederatedCredential.objects.order_by("id")),
+        Prefetch("role_assignments", queryset=_role_assignments()),
+    )
+    if roles.sees_everything(user):
+        return queryset
+    if not getattr(user, "is_authenticated", False):
+        return queryset.none()
+    return queryset.filter(team__in=teams_of(user))
+
+
+def identity_get(*, user: Any, pk: int) -> Identity:
+    """One identity, or NotFoundError when it is missing or not visible to `user`."""
+    identity = identities_visible_to(user).filter(pk=pk).first()
+    if identity is None:
+        raise NotFoundError(f"Identity {pk} was not found.")
+    return identity
+
+
+def _requested_roles() -> QuerySet[RequestedRole]:
+    return RequestedRole.objects.select_related("role").order_by("id")
+
+
+def _role_assignments() -> QuerySet[RoleAssignment]:
+    return RoleAssignment.objects.select_related("role").order_by("id")
+
+
+def _ids(pk: int | None) -> list[int]:
+    return [] if pk is None else [pk]
+
+
+# --- policy --------------------------------------------------------------------------------
+
+
+def identity_request_draft(identity_request: IdentityRequest) -> RequestDraft:
+    """The saved request as a draft, to run the policy over it again."""
+    return RequestDraft(
+        kind=identity_request.kind,
+        team=identity_request.team.name,
+        cluster=identity_request.cluster.name,
+        namespace=identity_request.namespace,
+        service_account=identity_request.service_account,
+        app_name=identity_request.app_name,
+        roles=tuple(
+            RoleDraft(role=requested.role.name, scope=requested.scope)
+            for requested in identity_request.roles.all()
+        ),
+        tags=dict(identity_request.tags or {}),
+        justification=identity_request.justification,
+        is_exception=identity_request.is_exception,
+        identity_id=identity_request.identity_id,
+    )
+
+
+def catalog_facts() -> dict[str, RoleFacts]:
+    """The role catalog for the policy, keyed by lower-cased name and by GUID."""
+    catalog: dict[str, RoleFacts] = {}
+    for role in CatalogRole.objects.all():
+        facts = RoleFacts(
+            name=role.name,
+            guid=role.role_definition_guid,
+            resource_types=tuple(role.resource_types or ()),
+            privileged=role.privileged,
+            can_assign_roles=role.can_assign_roles,
+        )
+        catalog[role.name.lower()] = facts
+        catalog[role.role_definition_guid.lower()] = facts
+    return catalog
+
+
+def policy_context_for(
+    draft: RequestDraft,
+    *,
+    exclude_request_id: int | None = None,
+    catalog: dict[str, RoleFacts] | None = None,
+) -> PolicyContext:
+    """Everything the policy checks need to know about the world for `draft`.
+
+    `exclude_request_id` is the request being re-checked, so it does not count against itself;
+    `catalog` saves reloading the catalog when checking many drafts.
+    """
+    team = Team.objects.filter(name=draft.team).first() if draft.team else None
+    cluster = Cluster.objects.filter(name=draft.cluster).first() if draft.cluster else None
+    cluster_facts = None
+    owned: frozenset[str] = frozenset()
+    if cluster is not None:
+        cluster_facts = ClusterFacts(
+            name=cluster.name,
+            subscription_id=cluster.subscription_id,
+            resource_group=cluster.resource_group,
+            oidc_issuer_url=cluster.oidc_issuer_url,
+            workload_identity_enabled=cluster.workload_identity_enabled,
+            allowed_scope_subscriptions=frozenset(
+                s.lower() for s in cluster.allowed_scope_subscriptions
+            ),
+        )
+        if team is not None:
+            owned = frozenset(
+                NamespaceOwnership.objects.filter(cluster=cluster, team=team).values_list(
+                    "namespace", flat=True
+                )
+            )
+    if catalog is None:
+        catalog = catalog_facts()
+
+    federations: dict[tuple[str, str], tuple[int, str]] = {}
+    taken: frozenset[str] = frozenset()
+    other_open = 0
+    workload_ok = is_dns1123_label(draft.namespace) and is_dns1123_subdomain(draft.service_account)
+    if workload_ok:
+        live_fics = (
+            FederatedCredential.objects.filter(
+                subject=fic_subject(draft.namespace, draft.service_account)
+            )
+            .exclude(status=ChildStatus.REMOVED)
+            .select_related("identity")
+        )
+        for fic in live_fics:
+            federations[(fic.issuer, fic.subject)] = (fic.identity_id, fic.identity.name)
+        if cluster is not None:
+            other_open = (
+                IdentityRequest.objects.filter(
+                    cluster=cluster,
+                    namespace=draft.namespace,
+                    service_account=draft.service_account,
+                    status=RequestStatus.PENDING,
+                )
+                .exclude(pk__in=_ids(exclude_request_id))
+                .count()
+            )
+            if draft.kind == RequestKind.NEW and is_dns1123_label(draft.app_name):
+                name = uami_name(
+                    cluster=cluster.name,
+                    namespace=draft.namespace,
+                    app_name=draft.app_name,
+                    service_account=draft.service_account,
+                )
+                taken = frozenset(
+                    n.lower()
+                    for n in Identity.objects.filter(
+                        subscription_id__iexact=cluster.subscription_id,
+                        resource_group__iexact=cluster.resource_group,
+                        name__iexact=name,
+                    )
+                    .exclude(status=IdentityStatus.DECOMMISSIONED)
+                    .values_list("name", flat=True)
+                )
+
+    return PolicyContext(
+        team_exists=team is not None,
+        cluster=cluster_facts,
+        owned_namespaces=owned,
+        catalog=catalog,
+        federations=federations,
+        identity=_identity_facts(draft.identity_id, exclude_request_id=exclude_request_id),
+        taken_identity_names=taken,
+        other_open_requests_for_subject=other_open,
+    )
+
+
+def _identity_facts(identity_id: int | None, *, exclude_request_id: int | None) -> Any:
+    if identity_id is None:
+        return None
+    identity = Identity.objects.select_related("team").filter(pk=identity_id).first()
+    if identity is None:
+        return None
+    return IdentityFacts(
+        id=identity.pk,
+        name=identity.name,
+        team=identity.team.name,
+        status=identity.status,
+        live_fic_count=identity.federated_credentials.exclude(status=ChildStatus.REMOVED).count(),
+        decommission_open=IdentityRequest.objects.filter(
+            identity=identity,
+            kind=RequestKind.DECOMMISSION,
+            status__in=OPEN_REQUEST_STATUSES,
+        )
+        .exclude(pk__in=_ids(exclude_request_id))
+        .exists(),
+    )
+
+
+def identity_request_policy(
+    identity_request: IdentityRequest, *, catalog: dict[str, RoleFacts] | None = None
+) -> PolicyResult:
+    """The policy verdict on a saved request, as the world is now."""
+    draft = identity_request_draft(identity_request)
+    context = policy_context_for(draft, exclude_request_id=identity_request.pk, catalog=catalog)
+    return evaluate_request(draft, context)
+
+
+# --- approvals -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApprovalQueueItem:
+    """A pending request as an approver sees it."""
+
+    identity_request: IdentityRequest
+    policy: PolicyResult
+    risk: RiskSummary
+    approvals: tuple[str, ...]  # usernames of approvals so far
+    approvals_required: int
+    can_approve: bool
+    blocked_reason: str
+
+
+def approval_queue(user: Any) -> list[ApprovalQueueItem]:
+    """Pending requests, oldest first, each with its policy findings re-evaluated now."""
+    if not roles.is_approver(user):
+        raise PermissionDeniedError("Only approvers have an approval queue.")
+    pending = (
+        identity_requests_visible_to(user)
+        .filter(status=RequestStatus.PENDING)
+        .order_by("created_at", "id")
+    )
+    items = []
+    catalog = catalog_facts()
+    for identity_request in pending:
+        result = identity_request_policy(identity_request, catalog=catalog)
+        decided = list(identity_request.approvals.all())
+        approved_by = tuple(
+            a.approver.get_username() for a in decided if a.decision == ApprovalDecision.APPROVE
+        )
+        blocked = ""
+        if identity_request.requester_id == user.pk:
+            blocked = "You filed this request."
+        elif any(a.approver_id == user.pk for a in decided):
+            blocked = "You already approved this request; it needs another approver."
+        elif result.violations:
+            blocked = "It now breaks policy; reject it with a comment."
+        items.append(
+            ApprovalQueueItem(
+                identity_request=identity_request,
+                policy=result,
+                risk=risk_summary(identity_request_draft(identity_request), result),
+                approvals=approved_by,
+                approvals_required=identity_request.approvals_required,
+                can_approve=not blocked,
+                blocked_reason=blocked,
+            )
+        )
+    return items
+
+
+# --- audit ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditEventFilters:
+    action: str | None = None  # exact, or a prefix ending in "." ("identity_request.")
+    identity_request_id: int | None = None
+    identity_id: int | None = None
+    actor_id: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def audit_events_visible_to(
+    user: Any, filters: AuditEventFilters | None = None
+) -> QuerySet[AuditEvent]:
+    """Audit rows, newest first. Requesters see rows about their teams' requests and identities."""
+    queryset = AuditEvent.objects.select_related("actor", "identity_request", "identity")
+    if not roles.sees_everything(user):
+        if not getattr(user, "is_authenticated", False):
+            return queryset.none()
+        teams = teams_of(user)
+        queryset = queryset.filter(
+            Q(identity_request__team__in=teams) | Q(identity__team__in=teams)
+        )
+    filters = filters or AuditEventFilters()
+    if filters.action:
+        if filters.action.endswith("."):
+            queryset = queryset.filter(action__startswith=filters.action)
+        else:
+            queryset = queryset.filter(action=filters.action)
+    if filters.identity_request_id is not None:
+        queryset = queryset.filter(identity_request_id=filters.identity_request_id)
+    if filters.identity_id is not None:
+        queryset = queryset.filter(identity_id=filters.identity_id)
+    if filters.actor_id is not None:
+        queryset = queryset.filter(actor_id=filters.actor_id)
+    if filters.since is not None:
+        queryset = queryset.filter(created_at__gte=filters.since)
+    if filters.until is not None:
+        queryset = queryset.filter(created_at__lt=filters.until)
+    return queryset.order_by("-id")

@@ -1,0 +1,43 @@
+"""The domain's writers (HackSoft style): every state change goes through one of these, in a
+transaction that also writes its audit row. Import from here: `from identities.services import
+identity_request_approve`."""
+
+from identities.services.config import (
+    config_object_delete,
+    config_object_save,
+    namespace_grant,
+    team_member_add,
+    user_role_grant,
+    user_role_revoke,
+)
+from identities.services.requests import (
+    identity_request_approve,
+    identity_request_cancel,
+    identity_request_create,
+    identity_request_decommission_create,
+    identity_request_reject,
+    identity_request_retry,
+)
+from identities.services.worker import (
+    identity_request_mark_failed,
+    identity_request_mark_provisioning,
+    identity_request_mark_ready,
+)
+
+__all__ = [
+    "config_object_delete",
+    "config_object_save",
+    "identity_request_approve",
+    "identity_request_cancel",
+    "identity_request_create",
+    "identity_request_decommission_create",
+    "identity_request_mark_failed",
+    "identity_request_mark_provisioning",
+    "identity_request_mark_ready",
+    "identity_request_reject",
+    "identity_request_retry",
+    "namespace_grant",
+    "team_member_add",
+    "user_role_grant",
+    "user_role_revoke",
+]

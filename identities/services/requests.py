@@ -1,0 +1,458 @@
+"""Writes for identity requests: file, approve, reject, cancel, retry (the worker's marks are in
+`identities.services.worker`).
+
+Final approval commits the desired state (the Identity row for a new request, its federated
+credential and role assignments, or "remove" for a decommission); the provisioning worker then
+makes Azure match and reports back through the `identity_request_mark_*` services.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+
+from identities import roles
+from identities.audit import audit_record
+from identities.errors import (
+    ConflictError,
+    DomainError,
+    NotFoundError,
+    PermissionDeniedError,
+    PolicyViolationError,
+)
+from identities.lifecycle import transition
+from identities.models import (
+    Approval,
+    ApprovalDecision,
+    CatalogRole,
+    ChildStatus,
+    Cluster,
+    FederatedCredential,
+    Identity,
+    IdentityRequest,
+    IdentityStatus,
+    RequestedRole,
+    RequestKind,
+    RequestStatus,
+    RoleAssignment,
+    Team,
+)
+from identities.naming import AUDIENCE, fic_name, fic_subject, uami_name
+from identities.policy import RequestDraft, evaluate_request
+from identities.selectors import (
+    identity_request_draft,
+    identity_request_policy,
+    is_team_member,
+    policy_context_for,
+)
+from identities.tags import identity_tags
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+
+# --- filing ---------------------------------------------------------------------------------
+
+
+@transaction.atomic(durable=True)
+def identity_request_create(*, requester: User, draft: RequestDraft) -> IdentityRequest:
+    """File a new-identity or add-a-ServiceAccount request as `pending`, or raise
+    PolicyViolationError with every violation. The requester must be on the team."""
+    if draft.kind == RequestKind.DECOMMISSION:
+        raise DomainError("File decommission requests with identity_request_decommission_create.")
+    _require_requester(requester)
+    if draft.kind == RequestKind.ADD_SERVICE_ACCOUNT and draft.identity_id is not None:
+        target = Identity.objects.select_related("team").filter(pk=draft.identity_id).first()
+        if target is not None:
+            # The ServiceAccount joins the identity's app and team; fill what the caller left out.
+            draft = dataclasses.replace(
+                draft, team=draft.team or target.team.name, app_name=target.app_name
+            )
+    team = Team.objects.filter(name=draft.team).first() if draft.team else None
+    if team is not None and not is_team_member(requester, team):
+        raise PermissionDeniedError(
+            f"{requester.get_username()} is not a member of team {team.name!r}."
+        )
+    result = evaluate_request(draft, policy_context_for(draft))
+    if result.violations:
+        raise PolicyViolationError(result)
+    assert team is not None  # noqa: S101 - policy refused an unknown team above
+
+    cluster = Cluster.objects.get(name=draft.cluster)
+    catalog = {role.name.lower(): role for role in CatalogRole.objects.all()}
+    catalog.update({role.role_definition_guid.lower(): role for role in catalog.values()})
+    identity_request = IdentityRequest.objects.create(
+        kind=draft.kind,
+        app_name=draft.app_name,
+        team=team,
+        cluster=cluster,
+        namespace=draft.namespace,
+        service_account=draft.service_account,
+        justification=draft.justification.strip(),
+        tags=dict(draft.tags) if draft.kind == RequestKind.NEW else {},
+        requester=requester,
+        is_exception=draft.is_exception,
+        identity_id=draft.identity_id if draft.kind == RequestKind.ADD_SERVICE_ACCOUNT else None,
+    )
+    RequestedRole.objects.bulk_create(
+        RequestedRole(
+            identity_request=identity_request,
+            role=catalog[requested.role.strip().lower()],
+            scope=requested.scope,
+        )
+        for requested in draft.roles
+    )
+    audit_record(
+        actor=requester,
+        action="identity_request.created",
+        identity_request=identity_request,
+        identity=identity_request.identity,
+        data={
+            "kind": identity_request.kind,
+            "request": _describe(identity_request),
+            "warnings": [w.as_dict() for w in result.warnings],
+        },
+    )
+    return identity_request
+
+
+@transaction.atomic(durable=True)
+def identity_request_decommission_create(
+    *, requester: User, identity: Identity, justification: str
+) -> IdentityRequest:
+    """File a request to remove `identity` (its role assignments, credentials, then the UAMI);
+    it goes through the same approval as any other request."""
+    _require_requester(requester)
+    if not is_team_member(requester, identity.team_id):
+        raise PermissionDeniedError(
+            f"{requester.get_username()} is not a member of team {identity.team.name!r}."
+        )
+    draft = RequestDraft(
+        kind=RequestKind.DECOMMISSION,
+        team=identity.team.name,
+        cluster=identity.cluster.name,
+        app_name=identity.app_name,
+        justification=justification,
+        identity_id=identity.pk,
+    )
+    result = evaluate_request(draft, policy_context_for(draft))
+    if result.violations:
+        raise PolicyViolationError(result)
+    identity_request = IdentityRequest.objects.create(
+        kind=RequestKind.DECOMMISSION,
+        app_name=identity.app_name,
+        team_id=identity.team_id,
+        cluster_id=identity.cluster_id,
+        justification=justification.strip(),
+        requester=requester,
+        identity=identity,
+    )
+    audit_record(
+        actor=requester,
+        action="identity_request.created",
+        identity_request=identity_request,
+        identity=identity,
+        data={"kind": identity_request.kind, "request": _describe(identity_request)},
+    )
+    return identity_request
+
+
+# --- deciding -------------------------------------------------------------------------------
+
+
+@transaction.atomic(durable=True)
+def identity_request_approve(
+    *, identity_request: IdentityRequest, approver: User, comment: str = ""
+) -> IdentityRequest:
+    """Record `approver`'s approval. The approval that completes the count (one, or two distinct
+    approvers for an exception) moves the request to `approved`, commits the desired state and,
+    once committed, enqueues provisioning. The policy is re-run first."""
+    if not roles.is_approver(approver):
+        raise PermissionDeniedError("Only approvers can approve identity requests.")
+    # Row lock: concurrent approvals of one request queue here, so the approval count is exact.
+    lock_identity_request(identity_request)
+    if approver.pk == identity_request.requester_id:
+        raise PermissionDeniedError("Requesters cannot approve their own requests.")
+    _require_pending(identity_request)
+    if identity_request.approvals.filter(approver=approver).exists():
+        raise ConflictError(
+            f"{approver.get_username()} already decided on request {identity_request.pk}; "
+            "an exception needs a second, different approver."
+        )
+    if identity_request.identity_id is not None:
+        # Serializes approvals that add credentials to one identity (20-credential limit).
+        Identity.objects.select_for_update().filter(pk=identity_request.identity_id).first()
+    result = identity_request_policy(identity_request)
+    if result.violations:
+        raise PolicyViolationError(result)
+
+    Approval.objects.create(
+        identity_request=identity_request,
+        approver=approver,
+        decision=ApprovalDecision.APPROVE,
+        comment=comment,
+    )
+    approvers = list(
+        identity_request.approvals.filter(decision=ApprovalDecision.APPROVE)
+        .order_by("created_at", "id")
+        .values_list("approver__username", flat=True)
+    )
+    decision = {
+        "comment": comment,
+        "approvers": approvers,
+        "approvals_required": identity_request.approvals_required,
+        "warnings": [w.as_dict() for w in result.warnings],
+    }
+    if len(approvers) < identity_request.approvals_required:
+        audit_record(
+            actor=approver,
+            action="identity_request.approval_recorded",
+            identity_request=identity_request,
+            identity=identity_request.identity,
+            data=decision,
+        )
+        return identity_request
+
+    changes = _commit_desired_state(identity_request, actor=approver)
+    transition(
+        identity_request, to=RequestStatus.APPROVED, actor=approver, data=decision, **changes
+    )
+    pk = identity_request.pk
+    # robust: a broker outage must not turn a committed approval into an error; the sweeper
+    # re-enqueues requests left in `approved` (DESIGN.md, "Celery is at-least-once").
+    transaction.on_commit(lambda: _enqueue_provision(pk), robust=True)
+    return identity_request
+
+
+@transaction.atomic(durable=True)
+def identity_request_reject(
+    *, identity_request: IdentityRequest, approver: User, comment: str
+) -> IdentityRequest:
+    """Reject a pending request; the comment, required, tells the requester why."""
+    if not roles.is_approver(approver):
+        raise PermissionDeniedError("Only approvers can reject identity requests.")
+    if not comment.strip():
+        raise DomainError("A rejection needs a comment telling the requester why.")
+    lock_identity_request(identity_request)
+    if approver.pk == identity_request.requester_id:
+        raise PermissionDeniedError(
+            "Requesters cannot decide on their own requests; cancel it instead."
+        )
+    _require_pending(identity_request)
+    if identity_request.approvals.filter(approver=approver).exists():
+        raise ConflictError(
+            f"{approver.get_username()} already decided on request {identity_request.pk}."
+        )
+    Approval.objects.create(
+        identity_request=identity_request,
+        approver=approver,
+        decision=ApprovalDecision.REJECT,
+        comment=comment.strip(),
+    )
+    transition(
+        identity_request,
+        to=RequestStatus.REJECTED,
+        actor=approver,
+        data={"comment": comment.strip()},
+    )
+    return identity_request
+
+
+@transaction.atomic(durable=True)
+def identity_request_cancel(*, identity_request: IdentityRequest, actor: User) -> IdentityRequest:
+    """Withdraw a pending request; only its requester or a member of its team may."""
+    lock_identity_request(identity_request)
+    if actor.pk != identity_request.requester_id and not is_team_member(
+        actor, identity_request.team_id
+    ):
+        raise PermissionDeniedError("Only the requester or their team can cancel a request.")
+    _require_pending(identity_request)
+    transition(identity_request, to=RequestStatus.CANCELLED, actor=actor)
+    return identity_request
+
+
+@transaction.atomic(durable=True)
+def identity_request_retry(*, identity_request: IdentityRequest, actor: User) -> IdentityRequest:
+    """Send a failed request back to provisioning (the reconcile is idempotent, so nothing is
+    created twice). Its team, approvers and admins may retry."""
+    lock_identity_request(identity_request)
+    if not (
+        roles.is_approver(actor)
+        or roles.is_admin(actor)
+        or is_team_member(actor, identity_request.team_id)
+    ):
+        raise PermissionDeniedError("Only the team, approvers or admins can retry a request.")
+    if identity_request.status != RequestStatus.FAILED:
+        raise ConflictError(
+            f"request {identity_request.pk} is {identity_request.status}; only failed requests "
+            "can be retried."
+        )
+    previous_error = identity_request.last_error
+    identity = identity_request.identity
+    if (
+        identity_request.kind == RequestKind.NEW
+        and identity is not None
+        and identity.status == IdentityStatus.FAILED
+    ):
+        transition(
+            identity,
+            to=IdentityStatus.PROVISIONING,
+            actor=actor,
+            identity_request=identity_request,
+        )
+    transition(
+        identity_request,
+        to=RequestStatus.PROVISIONING,
+        actor=actor,
+        data={"retry": True, "previous_error": previous_error},
+        last_error="",
+    )
+    pk = identity_request.pk
+    transaction.on_commit(lambda: _enqueue_provision(pk), robust=True)  # as in approve
+    return identity_request
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _enqueue_provision(identity_request_id: int) -> None:
+    """Runs on commit. Imported here: provisioning imports this app, not the other way round."""
+    from provisioning import tasks
+
+    tasks.provision_identity_request.delay(identity_request_id)
+
+
+def _require_requester(user: User) -> None:
+    if not roles.is_requester(user):
+        raise PermissionDeniedError("Only requesters can file identity requests.")
+
+
+def lock_identity_request(identity_request: IdentityRequest) -> None:
+    """Reload the request under a row lock (PostgreSQL; SQLite serializes whole transactions)."""
+    try:
+        identity_request.refresh_from_db(from_queryset=IdentityRequest.objects.select_for_update())
+    except IdentityRequest.DoesNotExist as exc:
+        raise NotFoundError(f"Identity request {identity_request.pk} was not found.") from exc
+
+
+def _require_pending(identity_request: IdentityRequest) -> None:
+    if identity_request.status != RequestStatus.PENDING:
+        raise ConflictError(
+            f"request {identity_request.pk} is no longer pending (now {identity_request.status})."
+        )
+
+
+def _describe(identity_request: IdentityRequest) -> dict[str, Any]:
+    draft = identity_request_draft(identity_request)
+    return {
+        "app_name": draft.app_name,
+        "team": draft.team,
+        "cluster": draft.cluster,
+        "namespace": draft.namespace,
+        "service_account": draft.service_account,
+        "roles": [{"role": r.role, "scope": r.scope} for r in draft.roles],
+        "tags": dict(draft.tags),
+        "justification": draft.justification,
+        "is_exception": draft.is_exception,
+        "identity_id": draft.identity_id,
+    }
+
+
+def _commit_desired_state(identity_request: IdentityRequest, *, actor: User) -> dict[str, Any]:
+    """Write what Azure should look like once this request is done; returns request changes.
+
+    The partial unique constraints on credentials and identities are the last line against two
+    approvals racing for one ServiceAccount or one name; a clash is a ConflictError.
+    """
+    kind = identity_request.kind
+    try:
+        with transaction.atomic():
+            if kind == RequestKind.NEW:
+                identity = _create_identity(identity_request)
+                _add_federated_credential(identity_request, identity)
+                for requested in identity_request.roles.select_related("role"):
+                    RoleAssignment.objects.create(
+                        identity=identity,
+                        role=requested.role,
+                        scope=requested.scope,
+                        identity_request=identity_request,
+                    )
+                # Audit last: the chain lock is held until commit, so take it after row writes.
+                audit_record(
+                    actor=actor,
+                    action="identity.created",
+                    identity_request=identity_request,
+                    identity=identity,
+                    data={
+                        "name": identity.name,
+                        "subscription_id": identity.subscription_id,
+                        "resource_group": identity.resource_group,
+                        "location": identity.location,
+                        "tags": identity.tags,
+                    },
+                )
+                return {"identity": identity}
+            target = identity_request.identity
+            assert target is not None  # noqa: S101 - a CheckConstraint guarantees the target
+            if kind == RequestKind.ADD_SERVICE_ACCOUNT:
+                _add_federated_credential(identity_request, target)
+                return {}
+            # Decommission: everything of the identity is to be removed.
+            live = ~Q(status=ChildStatus.REMOVED)
+            target.federated_credentials.filter(live).update(status=ChildStatus.REMOVING)
+            target.role_assignments.filter(live).update(status=ChildStatus.REMOVING)
+            transition(
+                target,
+                to=IdentityStatus.DECOMMISSIONING,
+                actor=actor,
+                identity_request=identity_request,
+            )
+            return {}
+    except IntegrityError as exc:
+        raise ConflictError(
+            f"request {identity_request.pk} clashes with an identity or credential created "
+            f"meanwhile ({exc}); re-check the request."
+        ) from exc
+
+
+def _create_identity(identity_request: IdentityRequest) -> Identity:
+    cluster = identity_request.cluster
+    return Identity.objects.create(
+        name=uami_name(
+            cluster=cluster.name,
+            namespace=identity_request.namespace,
+            app_name=identity_request.app_name,
+            service_account=identity_request.service_account,
+        ),
+        team_id=identity_request.team_id,
+        cluster=cluster,
+        app_name=identity_request.app_name,
+        subscription_id=cluster.subscription_id,
+        resource_group=cluster.resource_group,
+        location=cluster.location,
+        status=IdentityStatus.PROVISIONING,
+        tags=identity_tags(identity_request),
+    )
+
+
+def _add_federated_credential(
+    identity_request: IdentityRequest, identity: Identity
+) -> FederatedCredential:
+    cluster = identity_request.cluster
+    return FederatedCredential.objects.create(
+        identity=identity,
+        name=fic_name(
+            cluster=cluster.name,
+            namespace=identity_request.namespace,
+            service_account=identity_request.service_account,
+        ),
+        issuer=cluster.oidc_issuer_url,
+        subject=fic_subject(identity_request.namespace, identity_request.service_account),
+        audience=AUDIENCE,
+        namespace=identity_request.namespace,
+        service_account=identity_request.service_account,
+        identity_request=identity_request,
+    )

@@ -1,0 +1,94 @@
+"""The provisioning worker's side of a request: picked up, done, or given up on.
+
+Idempotent where a redelivered task could call them twice; the actor is the system (None)
+unless the worker names one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+
+from identities.lifecycle import transition
+from identities.models import Identity, IdentityRequest, IdentityStatus, RequestKind, RequestStatus
+from identities.services.requests import lock_identity_request
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+LAST_ERROR_MAX = 4000
+
+
+@transaction.atomic
+def identity_request_mark_provisioning(
+    *, identity_request: IdentityRequest, actor: User | None = None
+) -> IdentityRequest:
+    """The worker picked the request up. Idempotent: a redelivered task finds it already
+    provisioning and carries on."""
+    lock_identity_request(identity_request)
+    if identity_request.status == RequestStatus.PROVISIONING:
+        return identity_request
+    transition(identity_request, to=RequestStatus.PROVISIONING, actor=actor)
+    return identity_request
+
+
+@transaction.atomic
+def identity_request_mark_ready(
+    *,
+    identity_request: IdentityRequest,
+    actor: User | None = None,
+    data: dict[str, Any] | None = None,
+) -> IdentityRequest:
+    """Azure matches the desired state: the request is ready, a new identity ready, a
+    decommissioned identity gone. Idempotent. `data` goes on the audit row (outputs, ids)."""
+    lock_identity_request(identity_request)
+    if identity_request.status == RequestStatus.READY:
+        return identity_request
+    identity = identity_request.identity
+    if identity is not None:
+        identity = Identity.objects.select_for_update().get(pk=identity.pk)
+        identity_request.identity = identity
+        target = {
+            RequestKind.NEW: IdentityStatus.READY,
+            RequestKind.DECOMMISSION: IdentityStatus.DECOMMISSIONED,
+        }.get(RequestKind(identity_request.kind))
+        if target is not None and identity.status != target:
+            transition(identity, to=target, actor=actor, identity_request=identity_request)
+    transition(
+        identity_request, to=RequestStatus.READY, actor=actor, data=data or {}, last_error=""
+    )
+    return identity_request
+
+
+@transaction.atomic
+def identity_request_mark_failed(
+    *, identity_request: IdentityRequest, error: str, actor: User | None = None
+) -> IdentityRequest:
+    """Provisioning gave up (a permanent error, or retries exhausted); `error` is shown to the
+    team. A new identity goes to failed with it; a decommissioning one stays decommissioning."""
+    lock_identity_request(identity_request)
+    error = error[:LAST_ERROR_MAX]
+    if identity_request.status == RequestStatus.FAILED:
+        return identity_request
+    identity = identity_request.identity
+    if (
+        identity_request.kind == RequestKind.NEW
+        and identity is not None
+        and identity.status == IdentityStatus.PROVISIONING
+    ):
+        transition(
+            identity,
+            to=IdentityStatus.FAILED,
+            actor=actor,
+            identity_request=identity_request,
+            data={"error": error},
+        )
+    transition(
+        identity_request,
+        to=RequestStatus.FAILED,
+        actor=actor,
+        data={"error": error},
+        last_error=error,
+    )
+    return identity_request

@@ -1,0 +1,223 @@
+"""Name and format rules from Kubernetes and Azure (AZURE-FACTS.md §2), as pure predicates.
+
+The policy engine, the model validators and the naming helpers all use these, so a rule is
+written once. Each `is_*` function answers one question and never raises.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+
+# Kubernetes (apimachinery validation.IsDNS1123Label / IsDNS1123Subdomain).
+DNS1123_LABEL_MAX = 63
+DNS1123_SUBDOMAIN_MAX = 253
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+# Namespaces the platform owns: never granted to a team. `kube-*` covers kube-system, kube-public
+# and kube-node-lease; the rest are created by AKS add-ons.
+RESERVED_NAMESPACES = frozenset(
+    {
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        "gatekeeper-system",
+        "calico-system",
+        "tigera-operator",
+        "app-routing-system",
+        "aks-command",
+        "aks-istio-system",
+        "aks-istio-ingress",
+        "aks-istio-egress",
+    }
+)
+RESERVED_NAMESPACE_PREFIXES = ("kube-",)
+
+# Azure (AZURE-FACTS §2.4, §2.5).
+UAMI_NAME_MIN, UAMI_NAME_MAX = 3, 128
+FIC_NAME_MIN, FIC_NAME_MAX = 3, 120
+FIC_FIELD_MAX = 600  # issuer, subject and audience
+FIC_LIMIT_PER_IDENTITY = 20
+_AZURE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+# AKS cluster names: 1-63 alphanumerics, underscores and hyphens, alphanumeric at both ends.
+_AKS_CLUSTER_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?")
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# Resource groups: 1-90 of alphanumerics, underscore, parentheses, hyphen, period (and unicode
+# letters), not ending in a period.
+_RESOURCE_GROUP = re.compile(r"[\w().-]{0,89}[\w()-]")
+
+# Azure tags (Learn "Use tags to organize your Azure resources", limitations).
+TAGS_MAX = 50
+TAG_KEY_MAX = 512
+TAG_VALUE_MAX = 256
+TAG_KEY_FORBIDDEN = frozenset("<>%&\\?/")
+
+
+def is_dns1123_label(value: str) -> bool:
+    return len(value) <= DNS1123_LABEL_MAX and _DNS1123_LABEL.fullmatch(value) is not None
+
+
+def is_dns1123_subdomain(value: str) -> bool:
+    return len(value) <= DNS1123_SUBDOMAIN_MAX and _DNS1123_SUBDOMAIN.fullmatch(value) is not None
+
+
+def is_reserved_namespace(value: str) -> bool:
+    return value in RESERVED_NAMESPACES or value.startswith(RESERVED_NAMESPACE_PREFIXES)
+
+
+def is_uami_name(value: str) -> bool:
+    return (
+        UAMI_NAME_MIN <= len(value) <= UAMI_NAME_MAX
+        and _AZURE_NAME.fullmatch(value) is not None
+        and value.isascii()
+    )
+
+
+def is_fic_name(value: str) -> bool:
+    return (
+        FIC_NAME_MIN <= len(value) <= FIC_NAME_MAX
+        and _AZURE_NAME.fullmatch(value) is not None
+        and value.isascii()
+    )
+
+
+def is_aks_cluster_name(value: str) -> bool:
+    return value.isascii() and _AKS_CLUSTER_NAME.fullmatch(value) is not None
+
+
+def is_guid(value: str) -> bool:
+    return _GUID.fullmatch(value) is not None
+
+
+def is_resource_group_name(value: str) -> bool:
+    return _RESOURCE_GROUP.fullmatch(value) is not None
+
+
+def tag_key_problem(key: str) -> str | None:
+    """Why Azure would refuse this tag name, or None."""
+    if not key.strip():
+        return "is empty"
+    if len(key) > TAG_KEY_MAX:
+        return f"is longer than {TAG_KEY_MAX} characters"
+    bad = sorted(set(key) & TAG_KEY_FORBIDDEN)
+    if bad:
+        return "contains " + " ".join(repr(ch) for ch in bad) + " (not allowed in tag names)"
+    return None
+
+
+# --- ARM resource ids ----------------------------------------------------------------------------
+
+SCOPE_SUBSCRIPTION = "subscription"
+SCOPE_RESOURCE_GROUP = "resource_group"
+SCOPE_RESOURCE = "resource"
+
+_SEGMENT = re.compile(r"[^/\s]+")
+_PROVIDER_NAMESPACE = re.compile(r"[A-Za-z][A-Za-z0-9]*(\.[A-Za-z][A-Za-z0-9]*)+")
+
+
+@dataclass(frozen=True)
+class ArmScope:
+    """A parsed ARM scope inside a subscription."""
+
+    subscription_id: str
+    resource_group: str | None
+    resource_type: str | None  # e.g. "Microsoft.KeyVault/vaults" or ".../blobServices/containers"
+    level: str  # SCOPE_SUBSCRIPTION, SCOPE_RESOURCE_GROUP or SCOPE_RESOURCE
+
+
+def parse_arm_scope(value: str) -> ArmScope | None:
+    """Parse `/subscriptions/{guid}[/resourceGroups/{rg}[/providers/{ns}/{type}/{name}[/...]]]`.
+
+    Returns None when the string is not such an id (management-group and tenant scopes included:
+    the portal only grants inside subscriptions). Keyword segments match case-insensitively, as
+    ARM does; there must be no empty segment, whitespace or trailing slash.
+    """
+    if not value.startswith("/") or value.endswith("/"):
+        return None
+    parts = value[1:].split("/")
+    if any(_SEGMENT.fullmatch(part) is None for part in parts):
+        return None
+    if len(parts) < 2 or parts[0].lower() != "subscriptions" or not is_guid(parts[1]):
+        return None
+    if len(parts) == 2:
+        return ArmScope(parts[1], None, None, SCOPE_SUBSCRIPTION)
+    if len(parts) < 4 or parts[2].lower() != "resourcegroups":
+        return None
+    if not is_resource_group_name(parts[3]):
+        return None
+    if len(parts) == 4:
+        return ArmScope(parts[1], parts[3], None, SCOPE_RESOURCE_GROUP)
+    # providers/{namespace}/{type}/{name} then zero or more {child type}/{child name} pairs.
+    rest = parts[4:]
+    if len(rest) < 4 or rest[0].lower() != "providers" or len(rest) % 2 != 0:
+        return None
+    if _PROVIDER_NAMESPACE.fullmatch(rest[1]) is None:
+        return None
+    types = [rest[1], rest[2], *rest[4::2]]
+    return ArmScope(parts[1], parts[3], "/".join(types), SCOPE_RESOURCE)
+
+
+# --- Django field validators (admin forms run these; services call full_clean) ---------------
+
+
+def validate_dns1123_label(value: str) -> None:
+    if not is_dns1123_label(value):
+        raise ValidationError(
+            "%(value)s is not a DNS-1123 label (lowercase letters, digits and '-', "
+            "alphanumeric at both ends, at most 63 characters).",
+            params={"value": repr(value)},
+        )
+
+
+def validate_namespace_grantable(value: str) -> None:
+    validate_dns1123_label(value)
+    if is_reserved_namespace(value):
+        raise ValidationError(
+            "%(value)s is reserved for the platform and can never be granted to a team.",
+            params={"value": repr(value)},
+        )
+
+
+def validate_aks_cluster_name(value: str) -> None:
+    if not is_aks_cluster_name(value):
+        raise ValidationError(
+            "%(value)s is not a valid AKS cluster name (1-63 alphanumerics, '_' and '-', "
+            "alphanumeric at both ends).",
+            params={"value": repr(value)},
+        )
+
+
+def validate_guid(value: str) -> None:
+    if not is_guid(value):
+        raise ValidationError("%(value)s is not a GUID.", params={"value": repr(value)})
+
+
+def validate_guid_list(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) and is_guid(v) for v in value):
+        raise ValidationError("Enter a list of subscription ids (GUIDs).")
+
+
+def validate_resource_group(value: str) -> None:
+    if not is_resource_group_name(value):
+        raise ValidationError(
+            "%(value)s is not a valid resource group name.", params={"value": repr(value)}
+        )
+
+
+def validate_oidc_issuer_url(value: str) -> None:
+    """Stored exactly as Azure reports it: the FIC issuer must match the token's `iss` byte for
+    byte, so this validates and never normalizes (a trailing slash is kept)."""
+    if value != value.strip() or any(ch.isspace() for ch in value):
+        raise ValidationError("The OIDC issuer URL must not contain whitespace.")
+    if not value.startswith("https://") or len(value) <= len("https://"):
+        raise ValidationError("The OIDC issuer URL must be an https:// URL.")
+    if len(value) > FIC_FIELD_MAX:
+        raise ValidationError(f"The OIDC issuer URL must be at most {FIC_FIELD_MAX} characters.")
+
+
+def validate_string_list(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValidationError("Enter a list of non-empty strings.")

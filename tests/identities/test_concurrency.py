@@ -1,0 +1,108 @@
+"""Two approvers press Approve on the same request at the same moment (real PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from identities.audit import audit_verify_chain
+from identities.errors import ConflictError
+from identities.models import Approval, AuditEvent, Identity, IdentityRequest
+from identities.services import identity_request_approve, identity_request_create
+from tests.support.people import DraftFactory
+from tests.support.services import postgres_or_missing
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+def _approve_together(identity_request_id: int, approvers: list[Any]) -> list[object]:
+    barrier = threading.Barrier(len(approvers))
+    outcomes: list[object] = [None] * len(approvers)
+
+    def approve(index: int) -> None:
+        try:
+            identity_request = IdentityRequest.objects.get(pk=identity_request_id)
+            barrier.wait()
+            outcomes[index] = identity_request_approve(
+                identity_request=identity_request, approver=approvers[index]
+            )
+        except Exception as exc:  # handed back to the test thread
+            outcomes[index] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=approve, args=(i,)) for i in range(len(approvers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return outcomes
+
+
+def test_two_simultaneous_approvals_one_wins_and_the_other_gets_a_clear_conflict(
+    requester: Any,
+    approver: Any,
+    second_approver: Any,
+    make_draft: DraftFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    postgres_or_missing()
+    enqueued: list[int] = []
+    # Stand in for Celery: the transactional test really commits, so on_commit callbacks run.
+    monkeypatch.setattr(
+        "identities.services.requests._enqueue_provision", lambda pk: enqueued.append(pk)
+    )
+    identity_request = identity_request_create(requester=requester, draft=make_draft())
+
+    outcomes = _approve_together(identity_request.pk, [approver, second_approver])
+
+    winners = [o for o in outcomes if isinstance(o, IdentityRequest)]
+    losers = [o for o in outcomes if isinstance(o, ConflictError)]
+    assert len(winners) == 1 and len(losers) == 1, outcomes
+    assert f"request {identity_request.pk} is no longer pending (now approved)" in str(losers[0])
+    identity_request.refresh_from_db()
+    assert identity_request.status == IdentityRequest.Status.APPROVED
+    assert Approval.objects.count() == 1
+    assert AuditEvent.objects.filter(action="identity_request.approved").count() == 1
+    assert Identity.objects.count() == 1
+    assert enqueued == [identity_request.pk]
+    report = audit_verify_chain()
+    assert report.ok, report.reason
+
+
+def test_two_simultaneous_first_approvals_of_an_exception_complete_it(
+    requester: Any,
+    approver: Any,
+    second_approver: Any,
+    make_draft: DraftFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The row lock makes the second approver see the first approval, so the count reaches two."""
+    postgres_or_missing()
+    monkeypatch.setattr("identities.services.requests._enqueue_provision", lambda pk: None)
+    from identities.policy import RoleDraft
+    from tests.support.people import RESOURCE_GROUP_SCOPE
+
+    identity_request = identity_request_create(
+        requester=requester,
+        draft=make_draft(
+            roles=(RoleDraft("Contributor", RESOURCE_GROUP_SCOPE),),
+            is_exception=True,
+            justification="Nightly migration recreates resources in the group.",
+        ),
+    )
+
+    outcomes = _approve_together(identity_request.pk, [approver, second_approver])
+
+    assert all(isinstance(o, IdentityRequest) for o in outcomes), outcomes
+    identity_request.refresh_from_db()
+    assert identity_request.status == IdentityRequest.Status.APPROVED
+    assert list(
+        AuditEvent.objects.filter(action__startswith="identity_request.ap")
+        .order_by("id")
+        .values_list("action", flat=True)
+    ) == ["identity_request.approval_recorded", "identity_request.approved"]
+    assert audit_verify_chain().ok
