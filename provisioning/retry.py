@@ -35,8 +35,10 @@ class Backoff:
         """Seconds to wait after failed attempt `attempt` (1-based)."""
         if error.retry_after is not None:
             return min(error.retry_after, self.cap)
-        # "Full jitter": spreads retries of many workers hitting the same throttle.
-        return random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))  # noqa: S311
+        # "Equal jitter": half the exponential step is fixed, so waits really grow (replication
+        # delays need that), half is random, so many workers hitting one throttle spread out.
+        step = min(self.cap, self.base * 2 ** (attempt - 1))
+        return step / 2 + random.uniform(0, step / 2)  # noqa: S311
 
 
 def with_retries(

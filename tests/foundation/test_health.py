@@ -9,6 +9,7 @@ from django.test import Client
 
 from portal.celery import app as celery_app
 from tests.support.services import free_port
+from tests.support.workers import set_celery_conf
 
 pytestmark = pytest.mark.django_db
 
@@ -31,13 +32,17 @@ def test_readyz_answers_ok_when_database_and_broker_are_reachable(client: Client
 def unreachable_broker() -> Iterator[None]:
     """Point the broker at a port nobody listens on: a real connection attempt that fails."""
     conf = celery_app.conf
-    saved = (conf.broker_url, conf.broker_write_url, conf.broker_transport_options)
-    conf.broker_url = conf.broker_write_url = f"redis://127.0.0.1:{free_port()}/0"
-    conf.broker_transport_options = {"socket_connect_timeout": 1}
+    saved = {
+        key: conf[key] for key in ("broker_url", "broker_write_url", "broker_transport_options")
+    }
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    set_celery_conf(
+        broker_url=url, broker_write_url=url, broker_transport_options={"socket_connect_timeout": 1}
+    )
     try:
         yield
     finally:
-        conf.broker_url, conf.broker_write_url, conf.broker_transport_options = saved
+        set_celery_conf(**saved)
 
 
 @pytest.mark.usefixtures("unreachable_broker")

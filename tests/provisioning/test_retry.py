@@ -29,7 +29,7 @@ def test_transient_errors_are_retried_until_success() -> None:
     assert result == "ok"
     assert operation.calls == 3
     assert len(sleeps) == 2
-    assert 0 <= sleeps[0] <= 0.5 and 0 <= sleeps[1] <= 1.0
+    assert 0.25 <= sleeps[0] <= 0.5 and 0.5 <= sleeps[1] <= 1.0
 
 
 def test_retry_after_from_azure_wins_over_the_backoff_curve() -> None:
@@ -62,4 +62,14 @@ def test_permanent_errors_are_not_retried() -> None:
 
 def test_describe_names_code_status_and_request_id() -> None:
     error = PermanentError("assign role", code="AuthorizationFailed", status=403, request_id="abc")
-    assert error.describe() == "assign role (Azure code AuthorizationFailed, HTTP 403) [request id abc]"
+    assert (
+        error.describe()
+        == "assign role (Azure code AuthorizationFailed, HTTP 403) [request id abc]"
+    )
+
+
+def test_waits_grow_even_with_jitter() -> None:
+    backoff = Backoff(10, 1.0, 30)
+    error = TransientError("x")
+    for attempt in range(1, 6):
+        assert backoff.delay(attempt, error) >= 2 ** (attempt - 1) / 2

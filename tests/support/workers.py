@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import kombu.pools
 import pytest
 from kombu import Connection
 
+from portal.celery import app as celery_app
 from tests.support.services import (
     ManagedProcess,
     celery_executable,
@@ -68,6 +70,57 @@ def make_broker(kind: str, tmp_path: Path) -> Broker:
 
 
 WorkerFactory = Callable[..., ManagedProcess]
+_BROKER_KEYS = (
+    "broker_url",
+    "broker_write_url",
+    "broker_read_url",
+    "broker_transport_options",
+    "task_default_queue",
+)
+
+
+def set_celery_conf(**values: Any) -> None:
+    """Set Celery configuration at run time. The app reads Django settings under the CELERY_
+    namespace, and a namespaced key wins over the plain one, so set both."""
+    for key, value in values.items():
+        celery_app.conf[key] = value
+        celery_app.conf[f"CELERY_{key.upper()}"] = value
+
+
+def point_celery_at(broker: Broker) -> None:
+    """Make this test process publish (e.g. on-commit enqueues) to `broker` and its queue."""
+    set_celery_conf(
+        broker_url=broker.url,
+        broker_write_url=broker.url,
+        broker_read_url=broker.url,
+        broker_transport_options=broker.transport_options,
+        task_default_queue=broker.queue,
+    )
+    # The app caches its queues, router and connection pool from the first publish, and kombu
+    # keeps producer pools per connection globally: drop them all.
+    celery_app.__dict__.pop("amqp", None)
+    if celery_app._pool is not None:
+        celery_app._pool.force_close_all()
+        celery_app._pool = None
+    kombu.pools.reset()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_celery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """Tasks enqueued by tests without a worker land in a throwaway folder nobody consumes,
+    never in a developer's broker or CI's Redis."""
+    saved = {key: celery_app.conf[key] for key in _BROKER_KEYS}
+    orphans = make_broker("embedded", tmp_path_factory.mktemp("celery-orphans"))
+    point_celery_at(orphans)
+    yield orphans
+    set_celery_conf(**saved)
+
+
+@pytest.fixture
+def use_broker(isolated_celery: Broker) -> Iterator[Callable[[Broker], None]]:
+    """`use_broker(broker)`: this test's enqueues go to `broker` (restored afterwards)."""
+    yield point_celery_at
+    point_celery_at(isolated_celery)
 
 
 @pytest.fixture

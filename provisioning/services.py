@@ -1,0 +1,344 @@
+"""The worker's writes: what Azure answered, recorded on the domain rows with an audit row each.
+
+Approval already wrote the desired state (identity, credentials, role assignments); these
+functions claim a request, record each Azure write as it lands, and report the outcome through
+the domain's `identity_request_mark_*` services.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from identities.audit import audit_record
+from identities.errors import ConflictError, PermissionDeniedError
+from identities.models import (
+    ChildStatus,
+    FederatedCredential,
+    Identity,
+    IdentityRequest,
+    IdentityStatus,
+    RequestKind,
+    RequestStatus,
+    RoleAssignment,
+)
+from identities.services import (
+    identity_request_mark_failed,
+    identity_request_mark_provisioning,
+    identity_request_mark_ready,
+)
+from identities.validators import FIC_LIMIT_PER_IDENTITY
+from provisioning.azure import CallResult, IdentityState, RoleAssignmentState
+from provisioning.errors import GatewayError, PermanentError
+
+# Rows the identity should have in Azure (repair re-PUTs these).
+LIVE_CHILD = (ChildStatus.PENDING, ChildStatus.ACTIVE)
+# Approved but not yet picked up, or picked up by a worker that may have died: the engine runs.
+RUNNABLE = (RequestStatus.APPROVED, RequestStatus.PROVISIONING)
+
+
+def _load(identity_request_id: int) -> IdentityRequest | None:
+    return (
+        IdentityRequest.objects.select_related("identity", "cluster", "team")
+        .filter(pk=identity_request_id)
+        .first()
+    )
+
+
+def request_claim(*, identity_request_id: int) -> IdentityRequest | None:
+    """Move an approved request to provisioning (idempotent); None when there is nothing to do."""
+    identity_request = _load(identity_request_id)
+    if identity_request is None or identity_request.status not in RUNNABLE:
+        return None
+    try:
+        identity_request_mark_provisioning(identity_request=identity_request)
+    except ConflictError:
+        # A concurrent run (a redelivered message, the sweeper) claimed it first: carry on if it
+        # is still provisioning, the engine is idempotent.
+        identity_request = _load(identity_request_id)
+        if identity_request is None or identity_request.status != RequestStatus.PROVISIONING:
+            return None
+    return identity_request
+
+
+def request_fail(*, identity_request: IdentityRequest, error: GatewayError) -> None:
+    with contextlib.suppress(ConflictError):  # another run finished it meanwhile
+        identity_request_mark_failed(identity_request=identity_request, error=error.describe())
+
+
+def request_complete(*, identity_request: IdentityRequest) -> None:
+    identity = identity_request.identity
+    data: dict[str, Any] = {}
+    if identity is not None:
+        identity.refresh_from_db()
+        data = {
+            "client_id": identity.client_id,
+            "principal_id": identity.principal_id,
+            "tenant_id": identity.tenant_id,
+            "resource_id": identity.resource_id,
+        }
+    identity_request_mark_ready(identity_request=identity_request, data=data)
+
+
+def target_identity(*, identity_request: IdentityRequest) -> Identity:
+    identity = identity_request.identity
+    if identity is None:
+        raise PermanentError(f"request {identity_request.pk} has no identity to work on")
+    return identity
+
+
+def pending_fics(
+    *, identity_request: IdentityRequest, identity: Identity
+) -> QuerySet[FederatedCredential]:
+    return identity.federated_credentials.filter(
+        identity_request=identity_request, status=ChildStatus.PENDING
+    )
+
+
+def pending_role_assignments(*, identity: Identity) -> QuerySet[RoleAssignment]:
+    return identity.role_assignments.filter(status=ChildStatus.PENDING).select_related("role")
+
+
+def removing_role_assignments(*, identity: Identity) -> QuerySet[RoleAssignment]:
+    return identity.role_assignments.filter(status=ChildStatus.REMOVING).select_related("role")
+
+
+def removing_fics(*, identity: Identity) -> QuerySet[FederatedCredential]:
+    return identity.federated_credentials.filter(status=ChildStatus.REMOVING)
+
+
+def fic_check_limit(*, identity: Identity, fic: FederatedCredential) -> None:
+    """Refuse the 21st credential before any Azure call (Azure's per-identity limit)."""
+    live = identity.federated_credentials.filter(status=ChildStatus.ACTIVE).exclude(pk=fic.pk)
+    if live.count() >= FIC_LIMIT_PER_IDENTITY:
+        raise PermanentError(
+            f"identity {identity.name} already has {FIC_LIMIT_PER_IDENTITY} federated "
+            "credentials, Azure's limit per identity",
+            code="FederatedIdentityCredentialLimit",
+        )
+
+
+def _azure_data(call: CallResult | None, **extra: Any) -> dict[str, Any]:
+    data: dict[str, Any] = dict(extra)
+    if call is not None:
+        data.update(http_status=call.status, azure_request_id=call.request_id)
+    return data
+
+
+@transaction.atomic
+def identity_record_outputs(
+    *,
+    identity_request: IdentityRequest,
+    identity: Identity,
+    state: IdentityState,
+    call: CallResult,
+) -> None:
+    """The identity exists in Azure: store its ids (a re-PUT returns the same ones)."""
+    Identity.objects.filter(pk=identity.pk).update(
+        resource_id=state.resource_id,
+        client_id=state.client_id,
+        principal_id=state.principal_id,
+        tenant_id=state.tenant_id,
+        updated_at=timezone.now(),
+    )
+    identity.resource_id = state.resource_id
+    identity.client_id = state.client_id
+    identity.principal_id = state.principal_id
+    identity.tenant_id = state.tenant_id
+    audit_record(
+        actor=None,
+        action="azure.identity.created" if call.status == 201 else "azure.identity.updated",
+        identity_request=identity_request,
+        identity=identity,
+        data=_azure_data(
+            call,
+            resource_id=state.resource_id,
+            client_id=state.client_id,
+            principal_id=state.principal_id,
+            tenant_id=state.tenant_id,
+            tags=state.tags,
+        ),
+    )
+
+
+@transaction.atomic
+def fic_record_active(
+    *, identity_request: IdentityRequest, fic: FederatedCredential, call: CallResult
+) -> None:
+    FederatedCredential.objects.filter(pk=fic.pk).update(
+        status=ChildStatus.ACTIVE, updated_at=timezone.now()
+    )
+    audit_record(
+        actor=None,
+        action="azure.federated_credential.created"
+        if call.status == 201
+        else "azure.federated_credential.updated",
+        identity_request=identity_request,
+        identity=fic.identity,
+        data=_azure_data(
+            call, name=fic.name, issuer=fic.issuer, subject=fic.subject, audience=fic.audience
+        ),
+    )
+
+
+@transaction.atomic
+def role_assignment_record_active(
+    *,
+    identity_request: IdentityRequest,
+    assignment: RoleAssignment,
+    state: RoleAssignmentState,
+    call: CallResult | None,
+) -> None:
+    RoleAssignment.objects.filter(pk=assignment.pk).update(
+        status=ChildStatus.ACTIVE, name=state.name, azure_id=state.id, updated_at=timezone.now()
+    )
+    if call is None:
+        action = "azure.role_assignment.adopted"  # RoleAssignmentExists: made outside the portal
+    elif call.status == 201:
+        action = "azure.role_assignment.created"
+    else:
+        action = "azure.role_assignment.updated"
+    audit_record(
+        actor=None,
+        action=action,
+        identity_request=identity_request,
+        identity=assignment.identity,
+        data=_azure_data(
+            call,
+            name=state.name,
+            role=assignment.role.name,
+            role_definition_guid=assignment.role.role_definition_guid,
+            scope=assignment.scope,
+        ),
+    )
+
+
+@transaction.atomic
+def role_assignment_record_removed(
+    *, identity_request: IdentityRequest, assignment: RoleAssignment, call: CallResult | None
+) -> None:
+    RoleAssignment.objects.filter(pk=assignment.pk).update(
+        status=ChildStatus.REMOVED, updated_at=timezone.now()
+    )
+    audit_record(
+        actor=None,
+        action="azure.role_assignment.deleted",
+        identity_request=identity_request,
+        identity=assignment.identity,
+        data=_azure_data(
+            call, name=assignment.name, role=assignment.role.name, scope=assignment.scope
+        ),
+    )
+
+
+@transaction.atomic
+def fic_record_removed(
+    *, identity_request: IdentityRequest, fic: FederatedCredential, call: CallResult | None
+) -> None:
+    FederatedCredential.objects.filter(pk=fic.pk).update(
+        status=ChildStatus.REMOVED, updated_at=timezone.now()
+    )
+    audit_record(
+        actor=None,
+        action="azure.federated_credential.deleted",
+        identity_request=identity_request,
+        identity=fic.identity,
+        data=_azure_data(call, name=fic.name, subject=fic.subject),
+    )
+
+
+@transaction.atomic
+def identity_record_deleted(
+    *, identity_request: IdentityRequest, identity: Identity, call: CallResult
+) -> None:
+    audit_record(
+        actor=None,
+        action="azure.identity.deleted",
+        identity_request=identity_request,
+        identity=identity,
+        data=_azure_data(call, resource_id=identity.resource_id, name=identity.name),
+    )
+
+
+@transaction.atomic
+def extra_assignment_record_removed(
+    *,
+    identity_request: IdentityRequest,
+    identity: Identity,
+    finding: dict[str, Any],
+    call: CallResult,
+) -> None:
+    audit_record(
+        actor=None,
+        action="azure.role_assignment.deleted_extra",
+        identity_request=identity_request,
+        identity=identity,
+        data=_azure_data(call, scope=finding["scope"], name=finding["name"]),
+    )
+
+
+# --- actions people take (API / UI) -----------------------------------------------------------
+
+
+@transaction.atomic
+def verification_enqueue(*, identity_request: IdentityRequest, actor: Any) -> None:
+    """Ask for a token-exchange check of a ready request; the worker runs it after commit."""
+    from identities import roles
+    from identities.selectors import is_team_member
+
+    if not (
+        roles.is_approver(actor)
+        or roles.is_admin(actor)
+        or is_team_member(actor, identity_request.team_id)
+    ):
+        raise PermissionDeniedError("Only the team, approvers or admins can verify a request.")
+    if identity_request.kind == RequestKind.DECOMMISSION:
+        raise ConflictError("A decommission request has no federation to verify.")
+    if identity_request.status != RequestStatus.READY:
+        raise ConflictError(
+            f"request {identity_request.pk} is {identity_request.status}; only ready requests "
+            "can be verified."
+        )
+    audit_record(
+        actor=actor,
+        action="identity_request.verification_requested",
+        identity_request=identity_request,
+        identity=identity_request.identity,
+    )
+    pk = identity_request.pk
+    transaction.on_commit(lambda: _enqueue("verify_identity_request", pk))
+
+
+@transaction.atomic
+def identity_repair_enqueue(*, identity: Identity, actor: Any) -> None:
+    """Re-run reconcile for a ready identity (after drift); the worker runs it after commit."""
+    from identities import roles
+    from identities.selectors import is_team_member
+
+    if not (
+        roles.is_approver(actor) or roles.is_admin(actor) or is_team_member(actor, identity.team_id)
+    ):
+        raise PermissionDeniedError("Only the team, approvers or admins can repair an identity.")
+    if identity.status != IdentityStatus.READY:
+        raise ConflictError(
+            f"identity {identity.name} is {identity.status}; only ready identities can be "
+            "repaired (retry a failed request instead)."
+        )
+    audit_record(
+        actor=actor,
+        action="identity.repair_requested",
+        identity=identity,
+        data={"drift_state": identity.drift_state, "drift": identity.drift_details},
+    )
+    pk = identity.pk
+    transaction.on_commit(lambda: _enqueue("repair_identity", pk))
+
+
+def _enqueue(task_name: str, object_id: int) -> None:
+    from provisioning import tasks
+
+    getattr(tasks, task_name).delay(object_id)

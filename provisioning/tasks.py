@@ -1,0 +1,70 @@
+"""Celery tasks: ids in, one engine or service call each. Messages are JSON; acks are late.
+
+Every task is an idempotent "ensure", so a redelivered message (worker killed, visibility
+timeout) or a sweeper re-enqueue does no harm.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+
+from identities.models import Identity, IdentityRequest, RequestKind, RequestStatus
+from provisioning import drift, reconcile, sweeper, verification
+from provisioning.errors import GatewayError
+from provisioning.models import VerificationOutcome
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="provisioning.provision_identity_request")
+def provision_identity_request(identity_request_id: int) -> None:
+    """Make Azure match an approved request (provision or decommission), then verify it."""
+    reconcile.reconcile_request(identity_request_id)
+    ready = IdentityRequest.objects.filter(
+        pk=identity_request_id, status=RequestStatus.READY
+    ).exclude(kind=RequestKind.DECOMMISSION)
+    if settings.VERIFY_AFTER_PROVISIONING and ready.exists():
+        verify_identity_request.delay(identity_request_id)
+
+
+@shared_task(name="provisioning.verify_identity_request", bind=True)
+def verify_identity_request(
+    self: Any, identity_request_id: int, verification_id: int | None = None
+) -> None:
+    """One token-exchange attempt; while the new FIC propagates, check again later."""
+    result = verification.identity_request_verify(
+        identity_request_id=identity_request_id, verification_id=verification_id
+    )
+    if result is not None and result.outcome == VerificationOutcome.PROPAGATING:
+        self.apply_async(
+            args=[identity_request_id, result.pk], countdown=settings.VERIFY_RETRY_SECONDS
+        )
+
+
+@shared_task(name="provisioning.repair_identity")
+def repair_identity(identity_id: int) -> None:
+    """Re-run reconcile for one identity and record its drift state afterwards."""
+    identity = Identity.objects.filter(pk=identity_id, status=Identity.Status.READY).first()
+    if identity is None:
+        return
+    try:
+        drift.identity_repair(identity=identity)
+    except GatewayError as error:
+        logger.warning("repair of %s failed: %s", identity.name, error.describe())
+
+
+@shared_task(name="provisioning.check_drift")
+def check_drift() -> dict[str, int]:
+    """Scheduled: compare every ready identity with Azure."""
+    return drift.check_all()
+
+
+@shared_task(name="provisioning.sweep_stuck_requests")
+def sweep_stuck_requests() -> list[int]:
+    """Scheduled: re-enqueue requests stuck in approved/provisioning (lost message, dead
+    worker, Redis outage at approval time)."""
+    return sweeper.sweep(enqueue=provision_identity_request.delay)

@@ -1,0 +1,323 @@
+"""The reconcile engine through the real azure-mgmt SDK clients, over HTTPS, against the emulator.
+
+These run the engine in the test process (transactional DB, threads for the concurrent steps);
+test_provisioning_worker.py drives the same path through real Celery worker processes.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from django.db import connections
+
+from identities.errors import PolicyViolationError
+from identities.models import (
+    AuditEvent,
+    ChildStatus,
+    FederatedCredential,
+    Identity,
+    IdentityRequest,
+    RequestKind,
+    RequestStatus,
+)
+from identities.policy import RoleDraft
+from identities.services import (
+    identity_request_approve,
+    identity_request_create,
+    identity_request_decommission_create,
+    identity_request_retry,
+)
+from provisioning.models import ProvisioningStep, StepStatus
+from provisioning.reconcile import reconcile_request, role_assignment_name
+from tests.support.people import SUBSCRIPTION, DraftFactory
+from tests.support.sandbox import ApprovedRequestFactory, Sandbox
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def vault_roles(count: int) -> tuple[RoleDraft, ...]:
+    return tuple(
+        RoleDraft(
+            "Key Vault Secrets User",
+            f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-payments"
+            f"/providers/Microsoft.KeyVault/vaults/kv-payments-{n}",
+        )
+        for n in range(count)
+    )
+
+
+def fics_in_azure(sandbox: Sandbox) -> list[dict[str, Any]]:
+    return [fic for by_name in sandbox.arm()["fics"].values() for fic in by_name.values()]
+
+
+@pytest.mark.parametrize("k", [1, 5, 10])
+def test_approved_request_reaches_ready_with_exactly_two_plus_k_arm_writes(
+    k: int, sandbox: Sandbox, approved_request: ApprovedRequestFactory
+) -> None:
+    identity_request = approved_request(roles=vault_roles(k))
+    log_start = len(sandbox.emulator.requests())
+
+    reconcile_request(identity_request.pk)
+
+    identity_request.refresh_from_db()
+    assert identity_request.status == RequestStatus.READY, identity_request.last_error
+    identity = Identity.objects.get(pk=identity_request.identity_id)
+    assert identity.status == Identity.Status.READY
+    assert identity.client_id and identity.principal_id and identity.tenant_id
+    assert identity.resource_id.lower().endswith(f"/userassignedidentities/{identity.name}".lower())
+
+    arm = sandbox.arm()
+    assert len(arm["identities"]) == 1
+    [uami] = arm["identities"].values()
+    assert uami["tags"]["managed-by"] == "workload-identity-portal"
+    [fic] = fics_in_azure(sandbox)
+    assert fic["subject"] == "system:serviceaccount:payments:checkout"
+    assert fic["issuer"] == sandbox.aks["issuer_url"]
+    assignments = list(arm["role_assignments"].values())
+    assert len(assignments) == k
+    assert {a["principal_type"] for a in assignments} == {"ServicePrincipal"}
+    assert {a["principal_id"] for a in assignments} == {identity.principal_id}
+
+    writes = sandbox.arm_writes(log_start)
+    assert len(writes) == 2 + k, [w["path"] for w in writes]
+
+    steps = ProvisioningStep.objects.filter(identity_request=identity_request)
+    assert steps.count() == 2 + k
+    assert set(steps.values_list("status", flat=True)) == {StepStatus.DONE}
+    assert all(step.azure_request_id for step in steps)
+
+    actions = list(
+        AuditEvent.objects.filter(identity_request=identity_request).values_list(
+            "action", flat=True
+        )
+    )
+    assert actions.count("azure.identity.created") == 1
+    assert actions.count("azure.federated_credential.created") == 1
+    assert actions.count("azure.role_assignment.created") == k
+    assert actions[-1] == "identity_request.ready"
+
+
+def test_running_the_engine_twice_creates_nothing_twice(
+    sandbox: Sandbox, approved_request: ApprovedRequestFactory
+) -> None:
+    identity_request = approved_request(roles=vault_roles(2))
+    reconcile_request(identity_request.pk)
+    log_start = len(sandbox.emulator.requests())
+
+    reconcile_request(identity_request.pk)
+
+    assert sandbox.arm_writes(log_start) == []
+    arm = sandbox.arm()
+    assert len(arm["identities"]) == 1
+    assert len(fics_in_azure(sandbox)) == 1
+    assert len(arm["role_assignments"]) == 2
+
+
+def test_role_assignment_names_are_deterministic_uuid5() -> None:
+    name = role_assignment_name(scope="/subscriptions/S/x", principal_id="P", role_guid="G")
+    assert name == role_assignment_name(scope="/SUBSCRIPTIONS/s/X", principal_id="p", role_guid="g")
+    assert name != role_assignment_name(scope="/subscriptions/S/y", principal_id="P", role_guid="G")
+
+
+def test_a_permanent_failure_marks_the_request_failed_and_retry_finishes_it_exactly_once(
+    sandbox: Sandbox,
+    approved_request: ApprovedRequestFactory,
+    requester: Any,
+    settings: Any,
+) -> None:
+    settings.PROVISIONING_STEP_ATTEMPTS = 3
+    identity_request = approved_request(roles=vault_roles(3))
+    # Every role assignment write fails: the identity and FIC succeed, the roles do not.
+    sandbox.emulator.config(fault_rate_500=1.0, fault_ops=["ra.put"])
+
+    reconcile_request(identity_request.pk)
+
+    identity_request.refresh_from_db()
+    assert identity_request.status == RequestStatus.FAILED
+    assert "InternalServerError" in identity_request.last_error
+    assert "request id" in identity_request.last_error
+    failed = ProvisioningStep.objects.filter(
+        identity_request=identity_request, status=StepStatus.FAILED
+    )
+    assert failed.count() == 3
+    assert set(failed.values_list("attempts", flat=True)) == {3}
+    assert AuditEvent.objects.filter(
+        identity_request=identity_request, action="identity_request.failed"
+    ).exists()
+
+    sandbox.emulator.config(fault_rate_500=0.0)
+    identity_request_retry(identity_request=identity_request, actor=requester)
+    reconcile_request(identity_request.pk)
+
+    identity_request.refresh_from_db()
+    assert identity_request.status == RequestStatus.READY, identity_request.last_error
+    arm = sandbox.arm()
+    assert len(arm["identities"]) == 1
+    assert len(fics_in_azure(sandbox)) == 1
+    assert len(arm["role_assignments"]) == 3
+
+
+def test_throttling_and_server_errors_are_retried_until_ready(
+    sandbox: Sandbox, approved_request: ApprovedRequestFactory
+) -> None:
+    identity_request = approved_request(roles=vault_roles(4))
+    sandbox.emulator.config(
+        write_bucket_capacity=2,
+        write_bucket_refill_per_second=4,
+        fault_rate_500=0.3,
+        fault_seed=7,
+    )
+
+    reconcile_request(identity_request.pk)
+
+    identity_request.refresh_from_db()
+    assert identity_request.status == RequestStatus.READY, identity_request.last_error
+    statuses = [entry["status"] for entry in sandbox.emulator.requests()]
+    assert 429 in statuses and 500 in statuses  # the faults really happened
+    assert len(sandbox.arm()["role_assignments"]) == 4
+    retried = ProvisioningStep.objects.filter(identity_request=identity_request, attempts__gt=1)
+    assert retried.exists() or statuses.count(429) > 0  # the SDK itself may absorb some
+
+
+def test_principal_not_found_during_replication_is_retried(
+    sandbox: Sandbox, approved_request: ApprovedRequestFactory
+) -> None:
+    identity_request = approved_request(roles=vault_roles(2))
+    sandbox.emulator.config(
+        principal_replication_delay_seconds=1.5, principal_not_found_even_with_type=True
+    )
+
+    reconcile_request(identity_request.pk)
+
+    identity_request.refresh_from_db()
+    assert identity_request.status == RequestStatus.READY, identity_request.last_error
+    codes = [entry.get("error") for entry in sandbox.emulator.requests()]
+    assert "PrincipalNotFound" in codes
+    assert len(sandbox.arm()["role_assignments"]) == 2
+
+
+def _add_service_account(
+    identity: Identity, service_account: str, requester: Any, approver: Any, make_draft: Any
+) -> IdentityRequest:
+    identity_request = identity_request_create(
+        requester=requester,
+        draft=make_draft(
+            kind=RequestKind.ADD_SERVICE_ACCOUNT,
+            identity_id=identity.pk,
+            service_account=service_account,
+            roles=(),
+        ),
+    )
+    identity_request_approve(identity_request=identity_request, approver=approver)
+    return identity_request
+
+
+def test_concurrent_service_accounts_on_one_identity_are_serialized_without_failure(
+    sandbox: Sandbox,
+    approved_request: ApprovedRequestFactory,
+    requester: Any,
+    approver: Any,
+    make_draft: DraftFactory,
+) -> None:
+    first = approved_request(roles=vault_roles(1))
+    reconcile_request(first.pk)
+    identity = Identity.objects.get(pk=first.refresh_from_db() or first.identity_id)
+    # Each FIC write holds the identity for 300 ms: unserialized writes would collide (409).
+    sandbox.emulator.config(fic_write_ms=300)
+    extra = [
+        _add_service_account(identity, f"worker-{n}", requester, approver, make_draft)
+        for n in range(4)
+    ]
+
+    def run(pk: int) -> None:
+        try:
+            reconcile_request(pk)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(r.pk,)) for r in extra]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    for identity_request in extra:
+        identity_request.refresh_from_db()
+        assert identity_request.status == RequestStatus.READY, identity_request.last_error
+    subjects = {fic["subject"] for fic in fics_in_azure(sandbox)}
+    assert subjects == {
+        "system:serviceaccount:payments:checkout",
+        *(f"system:serviceaccount:payments:worker-{n}" for n in range(4)),
+    }
+    assert len(sandbox.arm()["identities"]) == 1
+
+
+def test_the_21st_service_account_is_refused_before_any_azure_call(
+    sandbox: Sandbox,
+    approved_request: ApprovedRequestFactory,
+    requester: Any,
+    make_draft: DraftFactory,
+) -> None:
+    first = approved_request(roles=vault_roles(1))
+    reconcile_request(first.pk)
+    first.refresh_from_db()
+    identity = Identity.objects.get(pk=first.identity_id)
+    for n in range(19):
+        FederatedCredential.objects.create(
+            identity=identity,
+            name=f"extra-{n}",
+            issuer=identity.cluster.oidc_issuer_url,
+            subject=f"system:serviceaccount:payments:extra-{n}",
+            namespace="payments",
+            service_account=f"extra-{n}",
+            status=ChildStatus.ACTIVE,
+        )
+    log_start = len(sandbox.emulator.requests())
+
+    with pytest.raises(PolicyViolationError) as refused:
+        identity_request_create(
+            requester=requester,
+            draft=make_draft(
+                kind=RequestKind.ADD_SERVICE_ACCOUNT,
+                identity_id=identity.pk,
+                service_account="one-too-many",
+                roles=(),
+            ),
+        )
+    assert any("20" in v.message for v in refused.value.violations)
+    assert sandbox.arm_writes(log_start) == []
+
+
+def test_decommission_removes_role_assignments_credentials_and_the_identity(
+    sandbox: Sandbox, approved_request: ApprovedRequestFactory, requester: Any, approver: Any
+) -> None:
+    first = approved_request(roles=vault_roles(3))
+    reconcile_request(first.pk)
+    first.refresh_from_db()
+    identity = Identity.objects.get(pk=first.identity_id)
+    decommission = identity_request_decommission_create(
+        requester=requester, identity=identity, justification="The app was retired."
+    )
+    identity_request_approve(identity_request=decommission, approver=approver)
+    log_start = len(sandbox.emulator.requests())
+
+    reconcile_request(decommission.pk)
+
+    decommission.refresh_from_db()
+    assert decommission.status == RequestStatus.READY, decommission.last_error
+    identity.refresh_from_db()
+    assert identity.status == Identity.Status.DECOMMISSIONED
+    arm = sandbox.arm()
+    assert arm["identities"] == {}
+    assert arm["role_assignments"] == {}
+    assert fics_in_azure(sandbox) == []
+    deletes = [w for w in sandbox.arm_writes(log_start) if w["method"] == "DELETE"]
+    paths = [w["path"].lower() for w in deletes]
+    # Order: every role assignment before the FIC, the FIC before the identity.
+    assert len(deletes) == 3 + 1 + 1
+    assert all("roleassignments" in p for p in paths[:3])
+    assert "federatedidentitycredentials" in paths[3]
+    assert paths[4].endswith(identity.name.lower())
+    assert not identity.role_assignments.exclude(status=ChildStatus.REMOVED).exists()

@@ -1,0 +1,55 @@
+"""The sweeper re-enqueues requests whose provisioning message was lost."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from identities.models import AuditEvent, IdentityRequest, RequestStatus
+from provisioning.models import ProvisioningStep
+from provisioning.sweeper import sweep
+from tests.support.sandbox import ApprovedRequestFactory, Sandbox
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def age(identity_request: IdentityRequest, seconds: int) -> None:
+    IdentityRequest.objects.filter(pk=identity_request.pk).update(
+        updated_at=timezone.now() - timedelta(seconds=seconds)
+    )
+
+
+def test_requests_stuck_in_approved_or_provisioning_are_requeued_once_each(
+    sandbox: Sandbox, approved_request: ApprovedRequestFactory
+) -> None:
+    lost = approved_request(service_account="lost")
+    fresh = approved_request(service_account="fresh")
+    stalled = approved_request(service_account="stalled")
+    IdentityRequest.objects.filter(pk=stalled.pk).update(status=RequestStatus.PROVISIONING)
+    ProvisioningStep.objects.create(identity_request=stalled, key="identity", label="x")
+    age(lost, 3600)
+    age(stalled, 3600)
+    ProvisioningStep.objects.filter(identity_request=stalled).update(
+        updated_at=timezone.now() - timedelta(seconds=3600)
+    )
+    enqueued: list[int] = []
+
+    requeued = sweep(enqueue=enqueued.append)
+
+    assert sorted(requeued) == sorted([lost.pk, stalled.pk])
+    assert sorted(enqueued) == sorted([lost.pk, stalled.pk])
+    assert fresh.pk not in enqueued
+    assert AuditEvent.objects.filter(action="identity_request.requeued").count() == 2
+
+
+def test_a_provisioning_request_with_recent_step_progress_is_left_alone(
+    sandbox: Sandbox, approved_request: ApprovedRequestFactory
+) -> None:
+    busy = approved_request()
+    IdentityRequest.objects.filter(pk=busy.pk).update(status=RequestStatus.PROVISIONING)
+    age(busy, 3600)
+    ProvisioningStep.objects.create(identity_request=busy, key="identity", label="x")
+
+    assert sweep(enqueue=lambda pk: None) == []

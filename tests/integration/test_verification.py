@@ -1,0 +1,117 @@
+"""Verification: a real TokenRequest on the sandbox cluster exchanged at the emulator's Entra."""
+
+from __future__ import annotations
+
+import pytest
+from azure.mgmt.msi.models import FederatedIdentityCredential
+
+from identities.models import AuditEvent, Cluster, FederatedCredential, IdentityRequest
+from provisioning.models import VerificationOutcome
+from provisioning.reconcile import reconcile_request
+from provisioning.verification import identity_request_verify
+from tests.support.emulator import build_azure_clients
+from tests.support.people import SUBSCRIPTION
+from tests.support.sandbox import ApprovedRequestFactory, Sandbox
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def ready_request(sandbox: Sandbox, approved_request: ApprovedRequestFactory) -> IdentityRequest:
+    identity_request = approved_request()
+    reconcile_request(identity_request.pk)
+    identity_request.refresh_from_db()
+    assert identity_request.status == "ready", identity_request.last_error
+    return identity_request
+
+
+def alter_fic(sandbox: Sandbox, identity_request: IdentityRequest, **changes: str) -> None:
+    """Change the FIC in Azure behind the portal's back, through the real SDK."""
+    fic = FederatedCredential.objects.get(identity_request=identity_request)
+    identity = fic.identity
+    values = {"issuer": fic.issuer, "subject": fic.subject, **changes}
+    clients = build_azure_clients(sandbox.emulator, SUBSCRIPTION)
+    clients.msi.federated_identity_credentials.create_or_update(
+        identity.resource_group,
+        identity.name,
+        fic.name,
+        FederatedIdentityCredential(audiences=[fic.audience], **values),
+    )
+
+
+def test_a_ready_request_verifies_as_working(
+    sandbox: Sandbox, ready_request: IdentityRequest
+) -> None:
+    verification = identity_request_verify(identity_request_id=ready_request.pk)
+
+    assert verification is not None
+    assert verification.outcome == VerificationOutcome.WORKS, verification.summary
+    assert verification.token_expires_at is not None
+    assert verification.mismatches == []
+    event = AuditEvent.objects.get(action="identity_request.verification_works")
+    assert event.identity_request_id == ready_request.pk
+    assert event.actor is None
+
+
+def test_a_wrong_subject_yields_aadsts70021_naming_the_subject_and_both_values(
+    sandbox: Sandbox, ready_request: IdentityRequest
+) -> None:
+    alter_fic(sandbox, ready_request, subject="system:serviceaccount:payments:someone-else")
+
+    verification = identity_request_verify(identity_request_id=ready_request.pk)
+
+    assert verification is not None
+    assert verification.outcome == VerificationOutcome.FAILED
+    assert verification.error_code == "AADSTS70021"
+    [mismatch] = verification.mismatches
+    assert mismatch["field"] == "subject"
+    assert mismatch["expected"] == "system:serviceaccount:payments:someone-else"
+    assert mismatch["presented"] == "system:serviceaccount:payments:checkout"
+    assert "subject" in verification.summary
+    assert AuditEvent.objects.filter(action="identity_request.verification_failed").exists()
+
+
+def test_an_issuer_differing_only_by_the_trailing_slash_is_caught_and_explained(
+    sandbox: Sandbox, ready_request: IdentityRequest
+) -> None:
+    alter_fic(sandbox, ready_request, issuer=sandbox.aks["issuer_url"].rstrip("/"))
+
+    verification = identity_request_verify(identity_request_id=ready_request.pk)
+
+    assert verification is not None
+    assert verification.outcome == VerificationOutcome.FAILED
+    [mismatch] = verification.mismatches
+    assert mismatch["field"] == "issuer"
+    assert mismatch["presented"] == sandbox.aks["issuer_url"]
+    assert "trailing slash" in mismatch["explanation"]
+
+
+def test_a_new_fic_still_propagating_is_reported_as_propagating_then_works(
+    sandbox: Sandbox, ready_request: IdentityRequest
+) -> None:
+    sandbox.emulator.config(fic_propagation_seconds=600)
+    first = identity_request_verify(identity_request_id=ready_request.pk)
+    assert first is not None
+    assert first.outcome == VerificationOutcome.PROPAGATING
+    assert not AuditEvent.objects.filter(action__startswith="identity_request.verification_")
+
+    sandbox.emulator.config(fic_propagation_seconds=0)
+    second = identity_request_verify(identity_request_id=ready_request.pk, verification_id=first.pk)
+
+    assert second is not None
+    assert second.pk == first.pk
+    assert second.outcome == VerificationOutcome.WORKS
+    assert second.attempts == 2
+
+
+def test_a_missing_service_account_is_explained(
+    sandbox: Sandbox, ready_request: IdentityRequest
+) -> None:
+    Cluster.objects.filter(pk=sandbox.cluster.pk).update(apply_service_account=False)
+
+    verification = identity_request_verify(identity_request_id=ready_request.pk)
+
+    assert verification is not None
+    assert verification.outcome == VerificationOutcome.FAILED
+    assert verification.error_code == "ServiceAccountNotFound"
+    assert "payments/checkout" in verification.summary

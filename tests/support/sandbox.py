@@ -1,0 +1,100 @@
+"""A portal cluster wired to an emulator sandbox cluster, with the gateway pointed at it.
+
+`sandbox` gives the engine and the worker processes everything they need to provision against
+the emulator over HTTPS: the DB `cluster` carries the emulator's issuer URL, settings (and the
+environment handed to workers) name the emulator's URL and state directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from identities.models import Cluster, IdentityRequest
+from identities.services import identity_request_approve, identity_request_create
+from tests.support.emulator import Emulator
+from tests.support.people import SUBSCRIPTION, DraftFactory
+
+AKS_RESOURCE_GROUP = "rg-aks"
+
+
+@dataclass
+class Sandbox:
+    emulator: Emulator
+    cluster: Cluster
+    aks: dict[str, Any]
+
+    @property
+    def worker_env(self) -> dict[str, str]:
+        """Environment for worker processes: the same emulator and quick retries."""
+        return {
+            "AZURE_MODE": "emulator",
+            "EMULATOR_URL": self.emulator.url,
+            "EMULATOR_STATE_DIR": str(self.emulator.state_dir),
+            "PROVISIONING_BACKOFF_SECONDS": "0.05",
+            "PROVISIONING_BACKOFF_MAX_SECONDS": "2",
+        }
+
+    def arm(self) -> dict[str, Any]:
+        """The emulator's resources: identities, fics (by identity), role_assignments."""
+        state: dict[str, Any] = self.emulator.control("GET", "state")
+        return state
+
+    def arm_writes(self, since: int = 0) -> list[dict[str, Any]]:
+        """ARM writes (PUT/PATCH/DELETE outside the control API) the emulator has served."""
+        return [
+            entry
+            for entry in self.emulator.requests(since)
+            if entry["method"] in {"PUT", "PATCH", "DELETE"}
+            and not entry["path"].startswith("/_emulator")
+            and "/k8s/" not in entry["path"]
+        ]
+
+
+@pytest.fixture
+def sandbox(emulator: Emulator, cluster: Cluster) -> Iterator[Sandbox]:
+    aks = emulator.register_cluster(
+        subscription_id=SUBSCRIPTION,
+        resource_group=AKS_RESOURCE_GROUP,
+        name=cluster.name,
+        location=cluster.location,
+    )
+    Cluster.objects.filter(pk=cluster.pk).update(
+        oidc_issuer_url=aks["issuer_url"],
+        cluster_resource_group=AKS_RESOURCE_GROUP,
+        emulated=True,
+        apply_service_account=True,
+    )
+    cluster.refresh_from_db()
+    with override_settings(
+        AZURE_MODE="emulator",
+        EMULATOR_URL=emulator.url,
+        EMULATOR_STATE_DIR=emulator.state_dir,
+        PROVISIONING_BACKOFF_SECONDS=0.05,
+        PROVISIONING_BACKOFF_MAX_SECONDS=2.0,
+    ):
+        yield Sandbox(emulator=emulator, cluster=cluster, aks=aks)
+
+
+ApprovedRequestFactory = Callable[..., IdentityRequest]
+
+
+@pytest.fixture
+def approved_request(
+    sandbox: Sandbox, requester: Any, approver: Any, make_draft: DraftFactory
+) -> ApprovedRequestFactory:
+    """File a request as the requester and approve it; provisioning is left to the caller."""
+
+    def make(**draft_overrides: Any) -> IdentityRequest:
+        identity_request = identity_request_create(
+            requester=requester, draft=make_draft(**draft_overrides)
+        )
+        identity_request_approve(identity_request=identity_request, approver=approver)
+        identity_request.refresh_from_db()
+        return identity_request
+
+    return make
