@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from identities import roles
 from identities.catalog import catalog_ensure
+from identities.errors import DomainError
 from identities.models import CatalogRole, Cluster, Team
 from identities.services import (
     config_object_save,
@@ -114,7 +115,44 @@ class Command(BaseCommand):
         if issuer_url:
             cluster.oidc_issuer_url = issuer_url
         config_object_save(actor=None, instance=cluster)
+        if settings.AZURE_MODE == "emulator" and not issuer_url:
+            cluster = self.register_with_emulator(cluster)
         return cluster
+
+    def register_with_emulator(self, cluster: Cluster) -> Cluster:
+        """Create the sandbox cluster in the emulator and read its real issuer back from AKS."""
+        from provisioning.clusters import cluster_register, sandbox_cluster_create
+        from provisioning.errors import GatewayError
+
+        try:
+            sandbox_cluster_create(
+                name=cluster.name,
+                subscription_id=cluster.subscription_id,
+                resource_group=cluster.aks_resource_group,
+                location=cluster.location,
+            )
+            registration = cluster_register(
+                actor=None,
+                name=cluster.name,
+                subscription_id=cluster.subscription_id,
+                resource_group=cluster.resource_group,
+                cluster_resource_group=cluster.cluster_resource_group,
+                location=cluster.location,
+                allowed_scope_subscriptions=cluster.allowed_scope_subscriptions,
+                apply_service_account=True,
+                emulated=True,
+            )
+        except (GatewayError, OSError, DomainError) as error:
+            self.stderr.write(
+                self.style.WARNING(
+                    f"the Azure emulator is not reachable ({error}); start it (python3 dev.py "
+                    "run does) and run seed_demo again to register the sandbox cluster."
+                )
+            )
+            return cluster
+        for warning in registration.warnings:
+            self.stderr.write(self.style.WARNING(f"warning: {warning}"))
+        return registration.cluster
 
     def user(self, username: str, *, staff: bool, superuser: bool) -> Any:
         user_model = get_user_model()
