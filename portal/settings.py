@@ -240,6 +240,9 @@ if REDIS_URL:
     }
 else:
     # Embedded default: kombu's filesystem transport, so a real worker process runs with no server.
+    # Its folders must exist before the first publish (web) or poll (worker).
+    for _folder in ("queue", "control"):
+        (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
