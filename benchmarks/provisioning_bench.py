@@ -117,13 +117,8 @@ def run(latency_ms: int, runs: int, url: str, state_dir: Path) -> list[dict[str,
     from provisioning.azure import get_gateway
     from provisioning.reconcile import reconcile_request
 
-    call_command(
-        "seed_demo",
-        "--force",
-        verbosity=0,
-        stdout=open(os.devnull, "w"),
-        stderr=open(os.devnull, "w"),
-    )
+    with open(os.devnull, "w") as quiet:
+        call_command("seed_demo", "--force", stdout=quiet, stderr=quiet)
     from django.contrib.auth import get_user_model
 
     users = get_user_model().objects
