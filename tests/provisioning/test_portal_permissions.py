@@ -1,0 +1,34 @@
+"""The least-privilege commands for the portal's own identity follow the catalog."""
+
+from __future__ import annotations
+
+import shlex
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from identities.models import CatalogRole, Cluster
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_rbac_condition_allows_exactly_the_non_privileged_catalog_roles(
+    catalog: dict[str, CatalogRole], cluster: Cluster
+) -> None:
+    out = StringIO()
+    call_command("portal_permissions", "--principal-id", "1111", stdout=out)
+    commands = [shlex.split(line) for line in out.getvalue().splitlines() if line.startswith("az")]
+    [rbac] = [c for c in commands if "f58310d9-a9f6-439a-9e8d-f62e7b41a168" in c]
+    condition = rbac[rbac.index("--condition") + 1]
+    assert catalog["Key Vault Secrets User"].role_definition_guid in condition
+    for role in catalog.values():
+        if role.privileged or role.can_assign_roles:
+            assert role.role_definition_guid not in condition, role.name
+    assert rbac[rbac.index("--condition-version") + 1] == "2.0"
+    scopes = {c[c.index("--scope") + 1] for c in commands}
+    assert (
+        f"/subscriptions/{cluster.subscription_id}/resourceGroups/{cluster.resource_group}"
+        in scopes
+    )
+    assert all(c[c.index("--assignee-object-id") + 1] == "1111" for c in commands)
