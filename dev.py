@@ -63,17 +63,20 @@ def start(name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[b
 
 
 def stop_all(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    # SIGTERM to each leader only: celery's main process then shuts its pool down gracefully;
+    # whatever is left after the grace period gets SIGKILL as a whole group.
     for process in processes.values():
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
+                os.kill(process.pid, signal.SIGTERM)
     deadline = time.monotonic() + 15
     for name, process in processes.items():
         try:
             process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             say(f"{name} did not stop in time; killing it")
-            os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 def wait_for_emulator(process: subprocess.Popen[bytes], url_file: Path) -> str:
@@ -99,6 +102,8 @@ def run() -> None:
     def on_signal(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
+    # Explicitly: a shell that starts us in the background hands SIGINT down as ignored.
+    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
         if (
@@ -136,6 +141,10 @@ def run() -> None:
             "web", [str(PY), "manage.py", "runserver", f"{host}:{port}", "--noreload"], env
         )
         say(f"the portal is at http://{host}:{port}/  (Ctrl-C stops everything)")
+        say(
+            "demo logins (demo only, password 'demo'): alice (payments requester), bob (search "
+            "requester), sam and sara (approvers), ada (auditor), admin"
+        )
         while all(process.poll() is None for process in processes.values()):
             time.sleep(0.5)
         dead = [name for name, process in processes.items() if process.poll() is not None]
