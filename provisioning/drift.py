@@ -15,9 +15,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from identities.audit import audit_record
-from identities.models import ChildStatus, DriftState, Identity, IdentityRequest, RequestKind
+from identities.models import (
+    CatalogRole,
+    ChildStatus,
+    DriftState,
+    Identity,
+    IdentityRequest,
+    RequestKind,
+)
 from provisioning import reconcile
-from provisioning.azure import AzureGateway, get_gateway, role_definition_guid, subscription_of
+from provisioning.azure import AzureGateway, get_gateway, subscription_of
 from provisioning.errors import GatewayError
 
 logger = logging.getLogger(__name__)
@@ -88,13 +95,14 @@ def find_drift(identity: Identity, gateway: AzureGateway) -> list[dict[str, Any]
             findings.append(
                 {"kind": "role_assignment_missing", "detail": f"{ra.role.name} on {ra.scope}"}
             )
+    role_names = dict(CatalogRole.objects.values_list("role_definition_guid", "name"))
     for key, assignment in actual.items():
         if key not in expected:
+            role = role_names.get(assignment.role_definition_guid, assignment.role_definition_guid)
             findings.append(
                 {
                     "kind": "role_assignment_extra",
-                    "detail": f"role {role_definition_guid(assignment.id and key[1])} on "
-                    f"{assignment.scope} was granted outside the portal",
+                    "detail": f"{role} on {assignment.scope} was granted outside the portal",
                     "scope": assignment.scope,
                     "name": assignment.name,
                 }
