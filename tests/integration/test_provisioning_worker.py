@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from identities.models import IdentityRequest, RequestStatus
+from provisioning.models import Verification, VerificationOutcome
 from tests.support.people import SUBSCRIPTION
 from tests.support.sandbox import ApprovedRequestFactory, Sandbox
 from tests.support.services import postgres_or_missing, wait_until
@@ -54,3 +55,14 @@ def test_approval_enqueues_on_commit_and_a_worker_process_provisions_it(
     arm = sandbox.arm()
     assert len(arm["identities"]) == 1
     assert len(arm["role_assignments"]) == 1
+
+    # The worker verifies the federation right after provisioning: TokenRequest on the sandbox
+    # cluster, exchanged at the emulator's Entra endpoint.
+    verified = wait_until(
+        lambda: Verification.objects.filter(identity_request=identity_request).exists(),
+        timeout=60,
+        interval=0.25,
+    )
+    assert verified, f"no verification; worker log:\n{worker.log_tail()}"
+    verification = Verification.objects.get(identity_request=identity_request)
+    assert verification.outcome == VerificationOutcome.WORKS, verification.summary
