@@ -315,15 +315,58 @@ VERIFY_RETRY_SECONDS = env_int("VERIFY_RETRY_SECONDS", 20)
 
 # --- REST framework -----------------------------------------------------------------------------
 REST_FRAMEWORK: dict[str, Any] = {
+    # Pipelines send `Authorization: Bearer wip_…` (portal.authentication); the UI its session.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "portal.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "identities.api.schema.ApiAutoSchema",
+    # Every error is an RFC 9457 problem document (domain errors mapped centrally).
+    "EXCEPTION_HANDLER": "identities.api.problems.api_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "identities.api.pagination.ApiCursorPagination",
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    # Counters live in the default cache: per process unless CACHES points at a shared one.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "identities.api.throttling.TokenRateThrottle",
+        "identities.api.throttling.UserRateThrottle",
+        "identities.api.throttling.AnonRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "token": os.environ.get("API_THROTTLE_TOKEN", "600/min"),
+        "user": os.environ.get("API_THROTTLE_USER", "1200/min"),
+        "anon": os.environ.get("API_THROTTLE_ANON", "60/min"),
+    },
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Workload Identity Portal API",
+    "DESCRIPTION": (
+        "Self-service Azure AKS Workload Identity for pipelines. Authenticate with "
+        "`Authorization: Bearer <API token>` (scopes: read, request, approve) or the web UI's "
+        "session. Errors are RFC 9457 problem details (`application/problem+json`) naming each "
+        "invalid field. Send an `Idempotency-Key` header on POSTs to retry them safely. Lists "
+        "are cursor-paginated: follow `next`."
+    ),
     "VERSION": "1.0.0",
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "RequestStatusEnum": "identities.models.RequestStatus",
+        "IdentityStatusEnum": "identities.models.IdentityStatus",
+        "ChildStatusEnum": "identities.models.ChildStatus",
+        "DriftStateEnum": "identities.models.DriftState",
+        "StepStatusEnum": "provisioning.models.StepStatus",
+        "QueuedStatusEnum": ["queued"],
+    },
+    # Served from the drf-spectacular-sidecar static files: no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
