@@ -222,6 +222,22 @@ LOGGING = {
     },
 }
 
+# --- Cache (API throttle counters, login throttling) -------------------------------------------
+# Shared across web processes and machines with CACHE_URL (a Redis database of its own: a cache
+# clear must never flush the broker's queues); per process otherwise.
+CACHE_URL = os.environ.get("CACHE_URL", "")
+if CACHE_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": "wip",
+            "TIMEOUT": 300,
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 # --- Celery -------------------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
 BROKER_DIR = Path(os.environ.get("BROKER_DIR", VAR_DIR / "broker"))
@@ -281,6 +297,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "check-drift": {
         "task": "provisioning.check_drift",
         "schedule": float(DRIFT_CHECK_INTERVAL_SECONDS),
+    },
+    "purge-idempotency-records": {
+        "task": "portal.tasks.purge_idempotency_records",
+        "schedule": 3600.0,
     },
 }
 

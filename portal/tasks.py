@@ -14,3 +14,11 @@ def heartbeat() -> None:
     WorkerHeartbeat.objects.update_or_create(
         hostname=socket.gethostname(), defaults={"seen_at": timezone.now()}
     )
+
+
+@shared_task(name="portal.tasks.purge_idempotency_records")
+def purge_idempotency_records() -> int:
+    """Delete Idempotency-Key records past their 24 h lifetime."""
+    from identities.api.idempotency import idempotency_records_purge
+
+    return idempotency_records_purge()
