@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import Prefetch, Q, QuerySet
+from django.db.models.functions import Lower
 
 from identities import roles
 from identities.errors import NotFoundError, PermissionDeniedError
@@ -225,6 +226,9 @@ def policy_context_for(
             .exclude(status=ChildStatus.REMOVED)
             .select_related("identity")
         )
+        if cluster is not None:
+            # Only the cluster's issuer matters, and (issuer, subject) hits the unique index.
+            live_fics = live_fics.filter(issuer=cluster.oidc_issuer_url)
         for fic in live_fics:
             federations[(fic.issuer, fic.subject)] = (fic.identity_id, fic.identity.name)
         if cluster is not None:
@@ -245,12 +249,18 @@ def policy_context_for(
                     app_name=draft.app_name,
                     service_account=draft.service_account,
                 )
+                # Lower(...) = lower(value), as in the partial unique index, so it is used.
                 taken = frozenset(
                     n.lower()
-                    for n in Identity.objects.filter(
-                        subscription_id__iexact=cluster.subscription_id,
-                        resource_group__iexact=cluster.resource_group,
-                        name__iexact=name,
+                    for n in Identity.objects.annotate(
+                        subscription_lower=Lower("subscription_id"),
+                        resource_group_lower=Lower("resource_group"),
+                        name_lower=Lower("name"),
+                    )
+                    .filter(
+                        subscription_lower=cluster.subscription_id.lower(),
+                        resource_group_lower=cluster.resource_group.lower(),
+                        name_lower=name.lower(),
                     )
                     .exclude(status=IdentityStatus.DECOMMISSIONED)
                     .values_list("name", flat=True)

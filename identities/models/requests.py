@@ -68,7 +68,15 @@ class IdentityRequest(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         permissions = [("approve_identityrequest", "Can approve or reject identity requests")]
-        indexes = [models.Index(fields=["status", "created_at"], name="identityrequest_status")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="identityrequest_status"),
+            # The policy's "other open requests for this ServiceAccount" count.
+            models.Index(
+                fields=["cluster", "namespace", "service_account"],
+                condition=Q(status="pending"),
+                name="identityrequest_pending_sa",
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=RequestStatus.values),

@@ -271,12 +271,13 @@ class Checks:
             )
             return
         if draft.team and identity.team != draft.team:
+            # Say nothing about another team's identity (name, team, state): no existence leak.
             self.refuse(
                 "identity",
                 "identity_other_team",
-                f"Identity {identity.name!r} belongs to team {identity.team!r}, not "
-                f"{draft.team!r}.",
+                f"Identity #{draft.identity_id} is not an identity of team {draft.team!r}.",
             )
+            return
         if identity.decommission_open:
             self.refuse(
                 "identity",

@@ -132,3 +132,7 @@ def test_adding_a_service_account_to_another_teams_identity_is_refused(
     assert ("identity", "identity_other_team") in {
         (v.field, v.rule) for v in caught.value.violations
     }
+    # Nothing about the other team's identity leaks through the messages.
+    messages = " ".join(v.message for v in caught.value.violations)
+    assert identity.name not in messages
+    assert other_team.name not in messages
