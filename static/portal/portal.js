@@ -1,0 +1,272 @@
+/* Workload Identity Portal: progressive enhancement only. Every page works without this file;
+   with it, the request form checks policy as you type, the request page follows provisioning
+   live, and values copy to the clipboard. HTML fragments come from the server's own templates
+   (escaped there); text from JSON is always inserted as text. */
+(function () {
+  "use strict";
+
+  function debounce(fn, ms) {
+    var timer = null;
+    return function () {
+      var args = arguments;
+      clearTimeout(timer);
+      timer = setTimeout(function () { fn.apply(null, args); }, ms);
+    };
+  }
+
+  function csrfToken(scope) {
+    var input = (scope || document).querySelector("input[name=csrfmiddlewaretoken]");
+    return input ? input.value : "";
+  }
+
+  function announce(text) {
+    var region = document.getElementById("live-announcer");
+    if (region) { region.textContent = text; }
+  }
+
+  /* Replace a region's content unless the person is typing inside it right now. */
+  function swapRegion(id, html, lastHtml) {
+    var region = document.getElementById(id);
+    if (!region || html === undefined || lastHtml[id] === html) { return; }
+    var active = document.activeElement;
+    if (active && region.contains(active) && /^(INPUT|TEXTAREA|SELECT)$/.test(active.tagName)) {
+      return;
+    }
+    region.innerHTML = html;
+    lastHtml[id] = html;
+  }
+
+  /* --- copy to clipboard ----------------------------------------------------------------- */
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy-target]");
+    if (!button) { return; }
+    var target = document.getElementById(button.getAttribute("data-copy-target"));
+    if (!target) { return; }
+    var text = target.textContent;
+    var status = button.parentElement.querySelector(".copy-status");
+    function done(ok) {
+      var message = ok ? "Copied" : "Select and copy";
+      if (status) { status.textContent = message; setTimeout(function () { status.textContent = ""; }, 2500); }
+      announce(ok ? "Copied to the clipboard." : "Copy failed; select the text and copy it.");
+    }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(function () { done(true); }, function () { done(false); });
+    } else {
+      var area = document.createElement("textarea");
+      area.value = text;
+      area.setAttribute("readonly", "");
+      area.style.position = "absolute";
+      area.style.left = "-9999px";
+      document.body.appendChild(area);
+      area.select();
+      var ok = false;
+      try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+      document.body.removeChild(area);
+      done(ok);
+    }
+  });
+
+  /* --- new request form: live policy check and preview ------------------------------------ */
+  function setupRequestForm(form) {
+    var checkUrl = form.getAttribute("data-check-url");
+    var lastHtml = {};
+    /* Findings show on a control once it was touched (or on every control after a submit), so
+       a fresh form is not covered in "required" before anyone typed. The panel lists them all. */
+    var touched = {};
+    var showAll = form.getAttribute("data-bound") === "true";
+    var pending = null;
+    var sequence = 0;
+
+    function clearFieldFeedback() {
+      form.querySelectorAll(".field-feedback[data-live]").forEach(function (box) {
+        box.innerHTML = "";
+      });
+      form.querySelectorAll("[aria-invalid]").forEach(function (control) {
+        control.removeAttribute("aria-invalid");
+      });
+    }
+
+    function feedbackBox(targetId) {
+      var control = document.getElementById(targetId);
+      if (!control) { return null; }
+      var boxId = targetId + "-feedback";
+      var box = document.getElementById(boxId);
+      if (!box) {
+        box = document.createElement("ul");
+        box.id = boxId;
+        box.className = "findings field-feedback";
+        control.insertAdjacentElement("afterend", box);
+      }
+      box.setAttribute("data-live", "");
+      var described = (control.getAttribute("aria-describedby") || "").split(" ").filter(Boolean);
+      if (described.indexOf(boxId) < 0) { described.push(boxId); }
+      control.setAttribute("aria-describedby", described.join(" "));
+      return { control: control, box: box };
+    }
+
+    function addFinding(targetId, text, rule, blocking) {
+      var place = feedbackBox(targetId);
+      if (!place) { return; }
+      var item = document.createElement("li");
+      item.className = "finding " + (blocking ? "blocking" : "warning");
+      if (rule) {
+        var code = document.createElement("span");
+        code.className = "rule";
+        code.textContent = rule;
+        item.appendChild(code);
+        item.appendChild(document.createTextNode(" "));
+      }
+      item.appendChild(document.createTextNode(text));
+      place.box.appendChild(item);
+      if (blocking) { place.control.setAttribute("aria-invalid", "true"); }
+    }
+
+    function render(data) {
+      clearFieldFeedback();
+      (data.findings || []).forEach(function (finding) {
+        if (finding.target && (showAll || touched[finding.target])) {
+          addFinding(finding.target, finding.message, finding.rule, finding.blocking);
+        }
+      });
+      Object.keys(data.form_errors || {}).forEach(function (targetId) {
+        if (!(showAll || touched[targetId])) { return; }
+        data.form_errors[targetId].forEach(function (message) { addFinding(targetId, message, "", true); });
+      });
+      Object.keys(data.html || {}).forEach(function (id) { swapRegion(id, data.html[id], lastHtml); });
+      var blocking = (data.findings || []).filter(function (f) { return f.blocking; }).length;
+      var warnings = (data.findings || []).length - blocking;
+      form.setAttribute("data-policy-ok", data.ok ? "true" : "false");
+      announce(data.ok
+        ? "Policy check passed" + (warnings ? " with " + warnings + " warning(s)." : ".")
+        : blocking + " problem(s) block this request.");
+    }
+
+    var check = debounce(function () {
+      var mine = ++sequence;
+      if (pending) { pending.abort(); }
+      pending = new AbortController();
+      form.setAttribute("aria-busy", "true");
+      fetch(checkUrl, {
+        method: "POST",
+        body: new FormData(form),
+        headers: { "X-CSRFToken": csrfToken(form), "Accept": "application/json" },
+        credentials: "same-origin",
+        signal: pending.signal
+      })
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (data) {
+          if (data && mine === sequence) { render(data); }
+        })
+        .catch(function () { /* offline or aborted: the server checks again on submit */ })
+        .finally(function () { if (mine === sequence) { form.removeAttribute("aria-busy"); } });
+    }, 300);
+
+    function touch(event) {
+      if (event.target && event.target.id) { touched[event.target.id] = true; }
+      check();
+    }
+    form.addEventListener("input", touch);
+    form.addEventListener("change", touch);
+
+    /* Namespaces offered follow the chosen cluster (one datalist per cluster). */
+    var cluster = form.querySelector("#id_cluster");
+    var namespace = form.querySelector("#id_namespace");
+    function followCluster() {
+      if (cluster && namespace) { namespace.setAttribute("list", "namespaces-" + cluster.value); }
+      var hint = document.getElementById("namespace-choices");
+      var list = document.getElementById("namespaces-" + (cluster ? cluster.value : ""));
+      if (hint) {
+        var names = list ? Array.prototype.map.call(list.options, function (o) { return o.value; }) : [];
+        hint.textContent = names.length
+          ? "Your team owns: " + names.join(", ") + "."
+          : (cluster && cluster.value ? "Your team owns no namespace on this cluster." : "Choose a cluster first.");
+      }
+    }
+    if (cluster) { cluster.addEventListener("change", followCluster); followCluster(); }
+
+    /* Role descriptions under each role picker. */
+    function describeRole(select) {
+      var row = select.closest(".role-row");
+      var text = row ? row.querySelector(".role-description") : null;
+      if (!text) { return; }
+      var option = select.options[select.selectedIndex];
+      text.textContent = option ? (option.getAttribute("data-description") || "") : "";
+    }
+    form.addEventListener("change", function (event) {
+      if (event.target.matches(".role-row select")) { describeRole(event.target); }
+    });
+    form.querySelectorAll(".role-row select").forEach(describeRole);
+
+    /* "Add a role" clones the empty row instead of a round trip. */
+    var addButton = form.querySelector("[name=add_role]");
+    var template = document.getElementById("role-row-template");
+    var total = form.querySelector("[name=roles-TOTAL_FORMS]");
+    var rows = document.getElementById("role-rows");
+    if (addButton && template && total && rows) {
+      addButton.addEventListener("click", function (event) {
+        event.preventDefault();
+        var index = parseInt(total.value, 10) || 0;
+        if (index >= 20) { return; }
+        var html = template.innerHTML.replace(/__prefix__/g, String(index)).replace(/__number__/g, String(index + 1));
+        rows.insertAdjacentHTML("beforeend", html);
+        total.value = String(index + 1);
+        var select = rows.lastElementChild.querySelector("select");
+        if (select) { select.focus(); }
+      });
+    }
+
+    if (showAll) { check(); }
+  }
+
+  /* --- request page: live provisioning progress ---------------------------------------------- */
+  function setupLiveRequest(root) {
+    var url = root.getAttribute("data-progress-url");
+    var delay = parseInt(root.getAttribute("data-poll-ms"), 10) || 0;
+    var lastHtml = {};
+    var lastStatus = root.getAttribute("data-status");
+    var failures = 0;
+    var quiet = 0;
+    if (!url || !delay) { return; }
+
+    function poll() {
+      fetch(url, { headers: { "Accept": "application/json" }, credentials: "same-origin" })
+        .then(function (response) {
+          if (!response.ok) { throw new Error(String(response.status)); }
+          return response.json();
+        })
+        .then(function (data) {
+          failures = 0;
+          var changed = false;
+          Object.keys(data.html || {}).forEach(function (id) {
+            if (lastHtml[id] !== data.html[id]) { changed = true; }
+            swapRegion(id, data.html[id], lastHtml);
+          });
+          if (data.status !== lastStatus) {
+            lastStatus = data.status;
+            root.setAttribute("data-status", data.status);
+            announce(data.summary);
+          }
+          /* The server's pace while things move; slower and slower (to 30 s) while nothing
+             does, so a tab left open on a pending request costs little. */
+          quiet = changed ? 0 : quiet + 1;
+          delay = data.poll_ms ? Math.min(30000, data.poll_ms * Math.pow(1.25, quiet)) : 0;
+          if (delay) { setTimeout(poll, delay); }
+        })
+        .catch(function () {
+          failures += 1;
+          if (failures < 10) { setTimeout(poll, Math.min(30000, 2000 * failures)); }
+        });
+    }
+    setTimeout(poll, delay);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("form[data-check-url]").forEach(setupRequestForm);
+    document.querySelectorAll("[data-progress-url]").forEach(setupLiveRequest);
+    /* Confirm destructive actions. */
+    document.addEventListener("submit", function (event) {
+      var message = event.target.getAttribute("data-confirm");
+      if (message && !window.confirm(message)) { event.preventDefault(); }
+    });
+  });
+})();
