@@ -5,15 +5,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('identities', '0004_audit_append_only'),
+        ("identities", "0004_audit_append_only"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='identityrequest',
-            index=models.Index(condition=models.Q(('status', 'pending')), fields=['cluster', 'namespace', 'service_account'], name='identityrequest_pending_sa'),
+            model_name="identityrequest",
+            index=models.Index(
+                condition=models.Q(("status", "pending")),
+                fields=["cluster", "namespace", "service_account"],
+                name="identityrequest_pending_sa",
+            ),
         ),
     ]
