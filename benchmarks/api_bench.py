@@ -151,7 +151,7 @@ def seed(requests: int, audit_events: int) -> dict[str, Any]:
     from django.db import connection
 
     from identities import roles
-    from identities.audit import canonical_json, event_payload
+    from identities.audit import EXPORT_FIELDS, canonical_json, event_payload
     from identities.models import CatalogRole, Cluster, NamespaceOwnership, Team, TeamMembership
     from identities.naming import fic_name, uami_name
 
@@ -478,22 +478,8 @@ def seed(requests: int, audit_events: int) -> dict[str, Any]:
                 )
                 prev_hash = digest
 
-    counts["audit events"] = copy_rows(
-        "identities_auditevent",
-        [
-            "id",
-            "created_at",
-            "actor_id",
-            "actor_label",
-            "action",
-            "identity_request_id",
-            "identity_id",
-            "data",
-            "prev_hash",
-            "hash",
-        ],
-        audit_rows(),
-    )
+    # The audit table's columns, in the order the export (and the hash payload) uses.
+    counts["audit events"] = copy_rows("identities_auditevent", list(EXPORT_FIELDS), audit_rows())
     set_sequences(
         [
             "identities_identity",
