@@ -10,6 +10,7 @@ concurrently (FIC writes on one identity serialized across workers by a lock).
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,15 +40,52 @@ def role_assignment_name(*, scope: str, principal_id: str, role_guid: str) -> st
     return str(uuid.uuid5(ROLE_ASSIGNMENT_NAMESPACE, key))
 
 
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    """One long-lived pool per process (created after a prefork worker forks): its threads keep
+    their database connections between runs, as CONN_MAX_AGE allows."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                max_workers=MAX_PARALLEL_WRITES, thread_name_prefix="reconcile"
+            )
+        return _pool
+
+
+def pool_shutdown() -> None:
+    """Close every pool thread's DB connections and stop the pool (tests, before dropping the
+    test database). A barrier makes each thread run exactly one closing task."""
+    global _pool
+    with _pool_lock:
+        pool, _pool = _pool, None
+    if pool is None:
+        return
+    threads = len(pool._threads)
+    if threads:
+        barrier = threading.Barrier(threads)
+
+        def close() -> None:
+            barrier.wait(timeout=30)
+            connections.close_all()
+
+        for future in [pool.submit(close) for _ in range(threads)]:
+            future.result(timeout=60)
+    pool.shutdown(wait=True)
+
+
 def _in_thread(function: Callable[[], Any]) -> Callable[[], Any]:
-    """Threads get their own DB connections; close them so none leak past the step."""
+    """Pool threads reuse their DB connections; drop those past CONN_MAX_AGE or broken."""
 
     def run() -> Any:
         close_old_connections()
         try:
             return function()
         finally:
-            connections.close_all()
+            close_old_connections()
 
     return run
 
@@ -57,14 +95,13 @@ def _run_concurrently(tasks: Sequence[Callable[[], Any]]) -> list[GatewayError]:
     if not tasks:
         return []
     errors: list[GatewayError] = []
-    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_WRITES, len(tasks))) as pool:
-        futures = [pool.submit(_in_thread(task)) for task in tasks]
-        for future in futures:
-            error = future.exception()
-            if isinstance(error, GatewayError):
-                errors.append(error)
-            elif error is not None:
-                raise error
+    futures = [_executor().submit(_in_thread(task)) for task in tasks]
+    for future in futures:
+        error = future.exception()
+        if isinstance(error, GatewayError):
+            errors.append(error)
+        elif error is not None:
+            raise error
     return errors
 
 

@@ -55,10 +55,13 @@ def run_step(
     The row goes running → done, or failed with the error; transient errors are retried with
     backoff and every attempt is counted on the row.
     """
-    with transaction.atomic():
-        step, _ = ProvisioningStep.objects.get_or_create(
-            identity_request=identity_request, key=key, defaults={"label": label}
-        )
+    # steps_plan normally created the row already: read first, write only when it is missing.
+    step = ProvisioningStep.objects.filter(identity_request=identity_request, key=key).first()
+    if step is None:
+        with transaction.atomic():
+            step, _ = ProvisioningStep.objects.get_or_create(
+                identity_request=identity_request, key=key, defaults={"label": label}
+            )
     now = timezone.now()
     _step_update(
         step.pk,

@@ -80,6 +80,17 @@ def sandbox(emulator: Emulator, cluster: Cluster) -> Iterator[Sandbox]:
         yield Sandbox(emulator=emulator, cluster=cluster, aks=aks)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def reconcile_pool_closed(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """The engine's pool threads keep DB connections; close them before the test database is
+    dropped (fixtures tear down in reverse order, so this runs first)."""
+    yield
+    from provisioning.reconcile import pool_shutdown
+
+    with django_db_blocker.unblock():
+        pool_shutdown()
+
+
 ApprovedRequestFactory = Callable[..., IdentityRequest]
 
 
