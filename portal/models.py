@@ -1,5 +1,5 @@
 """Process-level bookkeeping for the portal itself: worker heartbeats, API tokens and the
-idempotency records of the REST API."""
+idempotency records of the REST API, and single sign-on account links."""
 
 from __future__ import annotations
 
@@ -92,3 +92,27 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.status})"
+
+
+class SsoAccount(models.Model):
+    """Links a portal user to one Entra ID user (tenant id + object id, the claims Microsoft
+    documents as the stable key; usernames and e-mail addresses can change). Written only by
+    `portal.sso` at sign-in."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_account"
+    )
+    tenant_id = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_sign_in_at = models.DateTimeField(null=True, blank=True)
+    # The group object ids of the last sign-in, as Entra sent them (for audit and support).
+    groups = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant_id", "object_id"], name="sso_account_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} <{self.tenant_id}/{self.object_id}>"

@@ -113,6 +113,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "portal.sso.context",
             ],
         },
     },
@@ -155,6 +156,36 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
+
+# Optional single sign-on with Microsoft Entra ID over OpenID Connect (portal/sso.py; README
+# "Single sign-on"). Off unless OIDC_RP_CLIENT_ID is set; local accounts keep working.
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "portal.sso.EntraIdBackend",
+]
+OIDC_RP_CLIENT_ID = os.environ.get("OIDC_RP_CLIENT_ID", "")
+OIDC_RP_CLIENT_SECRET = os.environ.get("OIDC_RP_CLIENT_SECRET", "")
+ENTRA_TENANT_ID = os.environ.get("ENTRA_TENANT_ID", "")
+# The sign-in authority; endpoints are derived from it and the tenant (portal.sso.oidc_setting)
+# unless OIDC_OP_AUTHORIZATION_ENDPOINT / OIDC_OP_TOKEN_ENDPOINT / OIDC_OP_JWKS_ENDPOINT are set.
+ENTRA_AUTHORITY_HOST = os.environ.get(
+    "ENTRA_AUTHORITY_HOST",
+    os.environ.get("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com"),
+)
+OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ.get("OIDC_OP_AUTHORIZATION_ENDPOINT", "")
+OIDC_OP_TOKEN_ENDPOINT = os.environ.get("OIDC_OP_TOKEN_ENDPOINT", "")
+OIDC_OP_JWKS_ENDPOINT = os.environ.get("OIDC_OP_JWKS_ENDPOINT", "")
+# "<group-object-id>=<role>, ..." and "<group-object-id>=<team name>, ...".
+SSO_GROUP_ROLES = os.environ.get("SSO_GROUP_ROLES", "")
+SSO_GROUP_TEAMS = os.environ.get("SSO_GROUP_TEAMS", "")
+OIDC_RP_SIGN_ALGO = "RS256"
+OIDC_RP_SCOPES = "openid profile email"
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = env_int("OIDC_TIMEOUT", 10)
+# A CA bundle for the identity provider's TLS (the emulator's CA in development); default: system.
+OIDC_VERIFY_SSL: bool | str = os.environ.get("OIDC_CA_BUNDLE") or True
+OIDC_AUTHENTICATION_CALLBACK_URL = "sso-callback"
+LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/"
 
 # --- I18n / static ----------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

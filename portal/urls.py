@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from portal import health
+from portal import health, sso
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -16,5 +16,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/sso/start/", sso.SignInStart.as_view(), name="sso-start"),
+    path("accounts/sso/callback/", sso.SignInCallback.as_view(), name="sso-callback"),
     path("", include("identities.urls")),
 ]

@@ -7,6 +7,8 @@ from identities.services.config import (
     config_object_save,
     namespace_grant,
     team_member_add,
+    team_member_remove,
+    user_directory_sync,
     user_role_grant,
     user_role_revoke,
 )
@@ -38,6 +40,8 @@ __all__ = [
     "identity_request_retry",
     "namespace_grant",
     "team_member_add",
+    "team_member_remove",
+    "user_directory_sync",
     "user_role_grant",
     "user_role_revoke",
 ]

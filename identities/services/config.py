@@ -146,3 +146,57 @@ def user_role_revoke(*, actor: User | None, user: User, role: str) -> None:
         action="user.role_revoked",
         data={"user": user.get_username(), "user_id": user.pk, "role": role},
     )
+
+
+def team_member_remove(*, actor: User | None, team: Team, user: User) -> None:
+    """Take `user` off `team` (idempotent; audited)."""
+    membership = TeamMembership.objects.filter(team=team, user=user).first()
+    if membership is not None:
+        config_object_delete(actor=actor, instance=membership)
+
+
+@transaction.atomic
+def user_directory_sync(
+    *,
+    user: User,
+    roles_wanted: set[str],
+    teams_wanted: set[str],
+    managed_roles: set[str],
+    managed_teams: set[str],
+    source: dict[str, Any],
+) -> dict[str, list[str]]:
+    """Make `user`'s portal roles and teams match a directory (single sign-on) for the roles and
+    teams the directory manages; roles and teams outside `managed_*` are left as they are.
+
+    Each grant and removal is audited by its own service, plus one `user.directory_synced` row
+    with `source` (e.g. the issuer and the group ids that matched). Teams that do not exist are
+    reported under "unknown_teams" and skipped. Returns what changed.
+    """
+    current_roles = set(user.groups.filter(name__in=managed_roles).values_list("name", flat=True))
+    current_teams = set(
+        Team.objects.filter(name__in=managed_teams, memberships__user=user).values_list(
+            "name", flat=True
+        )
+    )
+    teams = {team.name: team for team in Team.objects.filter(name__in=managed_teams)}
+    changes: dict[str, list[str]] = {
+        "roles_granted": sorted(roles_wanted - current_roles),
+        "roles_revoked": sorted((current_roles - roles_wanted) & managed_roles),
+        "teams_joined": sorted((teams_wanted - current_teams) & teams.keys()),
+        "teams_left": sorted((current_teams - teams_wanted) & managed_teams),
+        "unknown_teams": sorted(teams_wanted - teams.keys()),
+    }
+    for role in changes["roles_granted"]:
+        user_role_grant(actor=None, user=user, role=role)
+    for role in changes["roles_revoked"]:
+        user_role_revoke(actor=None, user=user, role=role)
+    for name in changes["teams_joined"]:
+        team_member_add(actor=None, team=teams[name], user=user)
+    for name in changes["teams_left"]:
+        team_member_remove(actor=None, team=teams[name], user=user)
+    audit_record(
+        actor=user,
+        action="user.directory_synced",
+        data={"user": user.get_username(), "user_id": user.pk, **changes, **source},
+    )
+    return changes

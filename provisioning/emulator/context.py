@@ -35,6 +35,9 @@ class Context:
     # identity id (lower-case) -> monotonic time until which a FIC write occupies it.
     fic_busy_until: dict[str, float] = field(default_factory=dict)
     fic_busy_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Sign-in: authorization code -> what it was issued for (single use, kept in memory only).
+    signin_codes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    signin_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         if not self.knobs:

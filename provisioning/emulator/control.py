@@ -14,6 +14,8 @@ started with ``--allow-remote-control``). Errors use the ARM envelope with codes
 | GET / DELETE | clusters/{id} | one cluster / forget it |
 | POST | clusters/{id}/token | mint a ServiceAccount token with chosen times (see ``_mint``) |
 | POST / GET | principals | add / list extra directory principals (``{"id", "type"}``) |
+| POST / GET | users | add (or replace, by username) / list directory users who can sign in \
+(``{"username", "name", "email", "groups": [object ids], "oid", "overage"}``) |
 | GET | requests?since=N | the request log from line N: ``{"requests": [...], "next": M}`` |
 """
 
@@ -24,7 +26,7 @@ import time
 import uuid
 from typing import Any
 
-from provisioning.emulator import aks, kube
+from provisioning.emulator import aks, kube, signin
 from provisioning.emulator import armcommon as arm
 from provisioning.emulator.context import Context
 from provisioning.emulator.knobs import KnobError
@@ -58,6 +60,8 @@ def route(ctx: Context, request: Request) -> Route | None:
         ("POST", "principals"): _principals_post,
         ("GET", "principals"): _principals_list,
         ("GET", "requests"): _requests,
+        ("POST", "users"): _users_post,
+        ("GET", "users"): _users_list,
     }
     if key in simple:
         handler = simple[key]
@@ -224,3 +228,15 @@ def _requests(ctx: Context, request: Request) -> Response:
         raise ArmError(400, "InvalidSince", "since must be a non-negative integer")
     entries, next_line = ctx.log.read(int(raw))
     return json_response(200, {"requests": entries, "next": next_line})
+
+
+def _users_post(ctx: Context, request: Request) -> Response:
+    try:
+        return json_response(201, signin.user_register(ctx, _body(request)))
+    except ValueError as exc:
+        raise ArmError(400, "InvalidUser", str(exc)) from None
+
+
+def _users_list(ctx: Context, request: Request) -> Response:
+    with ctx.store.lock:
+        return json_response(200, {"value": list(ctx.store.data["users"].values())})

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 
 import jwt
 
-from provisioning.emulator import keys
+from provisioning.emulator import keys, signin
 from provisioning.emulator.context import Context
 from provisioning.emulator.protocol import (
     ArmError,
@@ -51,6 +51,8 @@ def route(ctx: Context, request: Request) -> Route | None:
     if len(parts) < 2:
         return None
     tenant, rest = parts[0], "/".join(parts[1:])
+    if (found := signin.route(ctx, request, tenant, rest)) is not None:
+        return found
     if request.method == "GET" and rest in {
         "v2.0/.well-known/openid-configuration",
         ".well-known/openid-configuration",

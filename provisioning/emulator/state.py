@@ -29,6 +29,7 @@ RESOURCE_KINDS = (
     "role_assignments",
     "clusters",
     "service_accounts",
+    "users",
 )
 
 
@@ -47,6 +48,7 @@ class Store:
     - ``principals``: object id -> extra directory principals registered by the control API
     - ``clusters``: cluster uuid -> sandbox cluster (with its signing key and API token)
     - ``service_accounts``: cluster uuid -> {"ns/name" -> ServiceAccount + field owners}
+    - ``users``: object id -> directory users who can sign in (see ``signin``)
     """
 
     def __init__(self, state_dir: Path) -> None:

@@ -1,0 +1,269 @@
+"""Single sign-on with Entra ID: the whole authorization code flow against the emulator's Entra
+over HTTPS (the portal's views and backend, the emulator's authorize and token endpoints, the
+real ID token signature check), and the mapping of Entra groups to portal roles and teams."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import Client, override_settings
+
+from identities import roles
+from identities.models import AuditEvent, Team, TeamMembership
+from identities.services import user_role_grant
+from portal.models import SsoAccount
+from portal.sso import id_token_problems, parse_group_map
+from tests.support.emulator import Emulator
+
+pytestmark = pytest.mark.django_db
+
+APPROVERS_GROUP = "0b8f6a1e-6f7e-4c1b-9d4e-3c2a1b0f9e01"
+DEVELOPERS_GROUP = "0b8f6a1e-6f7e-4c1b-9d4e-3c2a1b0f9e02"
+PAYMENTS_GROUP = "0b8f6a1e-6f7e-4c1b-9d4e-3c2a1b0f9e03"
+UNMAPPED_GROUP = "0b8f6a1e-6f7e-4c1b-9d4e-3c2a1b0f9e04"
+GROUP_ROLES = f"{APPROVERS_GROUP}=approvers, {DEVELOPERS_GROUP}=requesters"
+GROUP_TEAMS = f"{PAYMENTS_GROUP}=payments"
+
+
+def sso_settings(emulator: Emulator, **extra: Any) -> dict[str, Any]:
+    return {
+        "OIDC_RP_CLIENT_ID": emulator.portal_client["client_id"],
+        "OIDC_RP_CLIENT_SECRET": emulator.portal_client["client_secret"],
+        "ENTRA_TENANT_ID": emulator.tenant_id,
+        "ENTRA_AUTHORITY_HOST": emulator.url,
+        "OIDC_VERIFY_SSL": str(emulator.ca_path),
+        "SSO_GROUP_ROLES": GROUP_ROLES,
+        "SSO_GROUP_TEAMS": GROUP_TEAMS,
+        **extra,
+    }
+
+
+@pytest.fixture
+def sso(emulator: Emulator, role_groups: None, team: Team) -> Iterator[Emulator]:
+    with override_settings(**sso_settings(emulator)):
+        yield emulator
+
+
+SignIn = Callable[..., Any]
+
+
+@pytest.fixture
+def sign_in(emulator: Emulator) -> SignIn:
+    """Run the browser's part of the flow with a test client and plain HTTPS to the emulator;
+    returns the client and the portal's final answer."""
+
+    def run(username: str, *, client: Client | None = None, next_url: str = "") -> Any:
+        client = client or Client()
+        start = client.get("/accounts/sso/start/" + (f"?next={next_url}" if next_url else ""))
+        assert start.status_code == 302
+        authorize = start["Location"]
+        assert authorize.startswith(f"{emulator.url}/{emulator.tenant_id}/oauth2/v2.0/authorize")
+        signed_in = requests.get(
+            f"{authorize}&login_hint={username}",
+            verify=str(emulator.ca_path),
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert signed_in.status_code == 302, signed_in.text
+        back = urlsplit(signed_in.headers["Location"])
+        assert back.path == "/accounts/sso/callback/"
+        answer = client.get(f"{back.path}?{back.query}")
+        return client, answer
+
+    return run
+
+
+def role_names(user: User) -> set[str]:
+    return set(User.objects.get(pk=user.pk).groups.values_list("name", flat=True))
+
+
+def directory_user(emulator: Emulator, username: str, *groups: str, **extra: Any) -> str:
+    user: dict[str, Any] = emulator.control(
+        "POST", "users", {"username": username, "groups": list(groups), **extra}
+    )
+    return str(user["oid"])
+
+
+def test_first_sign_in_creates_a_linked_account_with_the_mapped_roles_and_team(
+    sso: Emulator, sign_in: SignIn
+) -> None:
+    oid = directory_user(
+        sso, "dana@contoso.example", DEVELOPERS_GROUP, PAYMENTS_GROUP, name="Dana Scully"
+    )
+
+    client, answer = sign_in("dana@contoso.example", next_url="/requests/")
+
+    assert answer.status_code == 302
+    assert answer["Location"] == "/requests/"
+    dana = User.objects.get(username="dana@contoso.example")
+    assert not dana.has_usable_password()
+    assert (dana.first_name, dana.last_name, dana.email) == (
+        "Dana",
+        "Scully",
+        "dana@contoso.example",
+    )
+    link = SsoAccount.objects.get(user=dana)
+    assert (link.tenant_id, link.object_id) == (sso.tenant_id, oid)
+    assert role_names(dana) == {roles.REQUESTERS}
+    assert TeamMembership.objects.filter(user=dana, team__name="payments").exists()
+    assert client.get("/requests/").status_code == 200
+    synced = AuditEvent.objects.get(action="user.directory_synced")
+    assert synced.data["roles_granted"] == ["requesters"]
+    assert synced.data["teams_joined"] == ["payments"]
+    assert synced.data["object_id"] == oid
+    assert {"user.role_granted", "teammembership.created"} <= set(
+        AuditEvent.objects.values_list("action", flat=True)
+    )
+
+
+def test_each_sign_in_follows_group_changes_and_leaves_unmapped_roles_alone(
+    sso: Emulator, sign_in: SignIn
+) -> None:
+    directory_user(sso, "erin@contoso.example", APPROVERS_GROUP, PAYMENTS_GROUP)
+    sign_in("erin@contoso.example")
+    erin = User.objects.get(username="erin@contoso.example")
+    assert role_names(erin) == {roles.APPROVERS}
+    # An admin makes erin an auditor by hand: the mapping does not name auditors.
+    user_role_grant(actor=None, user=erin, role=roles.AUDITORS)
+
+    directory_user(sso, "erin@contoso.example", UNMAPPED_GROUP)
+    _, answer = sign_in("erin@contoso.example")
+
+    assert answer.status_code == 302
+    erin = User.objects.get(pk=erin.pk)
+    assert role_names(erin) == {roles.AUDITORS}
+    assert not TeamMembership.objects.filter(user=erin).exists()
+    last = AuditEvent.objects.filter(action="user.directory_synced").order_by("-id")[0]
+    assert last.data["roles_revoked"] == ["approvers"]
+    assert last.data["teams_left"] == ["payments"]
+    assert User.objects.filter(username="erin@contoso.example").count() == 1
+
+
+def test_a_local_account_with_the_same_name_is_linked_but_never_taken_over(
+    sso: Emulator, sign_in: SignIn
+) -> None:
+    local = User.objects.create_user("frank@contoso.example", password="a-long-local-pass-42")
+    directory_user(sso, "frank@contoso.example", DEVELOPERS_GROUP)
+    sign_in("frank@contoso.example")
+    assert SsoAccount.objects.get(user=local).object_id
+
+    # Another Entra user (a new object id) now claims the same name: refused, nothing changes.
+    sso.control(
+        "POST",
+        "users",
+        {"username": "frank@contoso.example", "oid": "9" * 8 + "-0000-0000-0000-" + "9" * 12},
+    )
+    client, answer = sign_in("frank@contoso.example")
+    assert answer.status_code == 302
+    assert answer["Location"] == "/accounts/login/"
+    page = client.get("/accounts/login/")
+    assert "linked to another Entra ID user" in page.content.decode()
+    assert "_auth_user_id" not in client.session
+    assert SsoAccount.objects.count() == 1
+
+
+def test_a_token_from_another_issuer_is_refused_although_its_signature_is_valid(
+    emulator: Emulator, role_groups: None, sign_in: SignIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory_user(emulator, "gina@contoso.example", DEVELOPERS_GROUP)
+    base = f"{emulator.url}/{emulator.tenant_id}"
+    settings = sso_settings(
+        emulator,
+        ENTRA_AUTHORITY_HOST="https://login.microsoftonline.com",
+        OIDC_OP_AUTHORIZATION_ENDPOINT=f"{base}/oauth2/v2.0/authorize",
+        OIDC_OP_TOKEN_ENDPOINT=f"{base}/oauth2/v2.0/token",
+        OIDC_OP_JWKS_ENDPOINT=f"{base}/discovery/v2.0/keys",
+    )
+    with override_settings(**settings):
+        client, answer = sign_in("gina@contoso.example")
+        page = client.get("/accounts/login/").content.decode()
+    assert answer["Location"] == "/accounts/login/"
+    assert "Single sign-on failed" in page
+    assert "expected &#x27;https://login.microsoftonline.com/" in page
+    assert not User.objects.filter(username="gina@contoso.example").exists()
+    assert "issuer is" in caplog.text
+    assert "eyJ" not in caplog.text
+
+
+def test_a_user_whose_groups_did_not_fit_in_the_token_is_told_why(
+    sso: Emulator, sign_in: SignIn
+) -> None:
+    directory_user(sso, "hal@contoso.example", overage=True)
+    client, answer = sign_in("hal@contoso.example")
+    assert answer["Location"] == "/accounts/login/"
+    assert "groupMembershipClaims" in client.get("/accounts/login/").content.decode()
+    assert not User.objects.filter(username="hal@contoso.example").exists()
+
+
+def test_replaying_the_callback_does_not_sign_anyone_in(sso: Emulator, emulator: Emulator) -> None:
+    directory_user(sso, "ivy@contoso.example", DEVELOPERS_GROUP)
+    client = Client()
+    authorize = client.get("/accounts/sso/start/")["Location"]
+    back = urlsplit(
+        requests.get(
+            f"{authorize}&login_hint=ivy@contoso.example",
+            verify=str(emulator.ca_path),
+            allow_redirects=False,
+            timeout=10,
+        ).headers["Location"]
+    )
+    assert client.get(f"{back.path}?{back.query}")["Location"] == "/"
+    # The same code and state in a different browser session: no state there, refused.
+    stranger = Client()
+    answer = stranger.get(f"{back.path}?{back.query}")
+    assert answer.status_code in {302, 400}
+    assert "_auth_user_id" not in stranger.session
+
+
+def test_the_login_page_offers_entra_only_when_configured(sso: Emulator) -> None:
+    assert "Sign in with Microsoft Entra ID" in Client().get("/accounts/login/").content.decode()
+    with override_settings(OIDC_RP_CLIENT_ID=""):
+        page = Client().get("/accounts/login/").content.decode()
+        assert "Sign in with Microsoft Entra ID" not in page
+        assert Client().get("/accounts/sso/start/").status_code == 404
+        assert Client().get("/accounts/sso/callback/?code=x&state=y").status_code == 404
+    # Local accounts keep working next to SSO.
+    User.objects.create_user("local", password="a-long-local-pass-42")
+    assert Client().login(username="local", password="a-long-local-pass-42")
+
+
+def test_id_token_claims_are_checked_for_issuer_audience_tenant_and_object_id(
+    sso: Emulator,
+) -> None:
+    good = {
+        "iss": f"{sso.url}/{sso.tenant_id}/v2.0",
+        "aud": sso.portal_client["client_id"],
+        "tid": sso.tenant_id,
+        "oid": "o",
+        "preferred_username": "x@y.example",
+    }
+    assert id_token_problems(good) == []
+    assert "audience" in id_token_problems({**good, "aud": "someone-else"})[0]
+    assert "tenant" in id_token_problems({**good, "tid": "other"})[0]
+    assert "object id" in id_token_problems({k: v for k, v in good.items() if k != "oid"})[0]
+    assert "issuer" in id_token_problems({**good, "iss": "https://sts.windows.net/x/"})[0]
+
+
+def test_group_maps_parse_and_bad_configuration_stops_the_portal(emulator: Emulator) -> None:
+    assert parse_group_map("A=approvers; a=auditors, b=payments", "X") == {
+        "a": {"approvers", "auditors"},
+        "b": {"payments"},
+    }
+    with pytest.raises(ValueError, match="SSO_GROUP_ROLES: 'nonsense'"):
+        parse_group_map("nonsense", "SSO_GROUP_ROLES")
+    bad_role = sso_settings(emulator, SSO_GROUP_ROLES="g=superheroes")
+    with override_settings(**bad_role), pytest.raises(SystemCheckError, match="superheroes"):
+        call_command("check")
+    no_secret = sso_settings(emulator, OIDC_RP_CLIENT_SECRET="")
+    with (
+        override_settings(**no_secret),
+        pytest.raises(SystemCheckError, match="OIDC_RP_CLIENT_SECRET is required"),
+    ):
+        call_command("check")
