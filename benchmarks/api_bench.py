@@ -1,10 +1,10 @@
 """REST API server time on a large PostgreSQL database, beside minimal hand-written Django views.
 
     .venv/bin/python benchmarks/api_bench.py \\
-        [--database-url postgres://postgres@127.0.0.1:5432/portal_bench] \\
+        [--database-url postgres://postgres@127.0.0.1:5432/bench_api] \\
         [--requests 100000] [--audit-events 1000000] [--iterations 300] [--reseed]
 
-Uses its OWN database (default `portal_bench`, created if missing; the name must contain
+Uses its OWN database (default `bench_api`, created if missing; the name must contain
 "bench", and --reseed drops and recreates it): migrates it, then seeds it once with COPY —
 40 teams, 100 000 identity requests (with their roles, approvals, identities, federated
 credentials and role assignments) and 1 000 000 audit events forming a valid hash chain
@@ -40,9 +40,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from common import ROOT, percentile, prepare_database, write_json
+from common import API_DATABASE_URL, ROOT, percentile, prepare_database, write_json
 
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/portal_bench"
 TEAMS = 40
 PAGE = 25
 SUBSCRIPTION = "6c3f1b2a-8d4e-4f5a-9b6c-7d8e9f0a1b2c"
@@ -852,9 +851,7 @@ def figures(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
-    )
+    parser.add_argument("--database-url", default=API_DATABASE_URL)
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--audit-events", type=int, default=1_000_000)
     parser.add_argument("--iterations", type=int, default=300)
