@@ -165,15 +165,14 @@ def _hash_material(
     """prev_hash + canonical_json(event_payload(event)), written out in sorted key order without
     building the dict (the verifier does this a million times; a test pins the equality)."""
     return (
-        f'{prev_hash}{{"action":{_ascii_str(action)},"actor_id":{_json_int(actor_id)},'
+        f'{prev_hash}{{"action":{_ascii_str(action)},'
+        f'"actor_id":{"null" if actor_id is None else int(actor_id)},'
         f'"actor_label":{_ascii_str(actor_label)},"created_at":"{created_at}",'
-        f'"data":{data_json},"id":{event_id},"identity_id":{_json_int(identity_id)},'
-        f'"identity_request_id":{_json_int(identity_request_id)}}}'
+        f'"data":{data_json},"id":{int(event_id)},'
+        f'"identity_id":{"null" if identity_id is None else int(identity_id)},'
+        f'"identity_request_id":'
+        f"{'null' if identity_request_id is None else int(identity_request_id)}}}"
     ).encode("ascii")
-
-
-def _json_int(value: int | None) -> str:
-    return "null" if value is None else str(int(value))
 
 
 def event_hash(event: AuditEvent) -> str:
@@ -287,7 +286,8 @@ def _chain_batches(
         rows = AuditEvent.objects.order_by("id").values_list(*_CHAIN_COLUMNS)
         yield [rows.iterator(chunk_size=chunk_size)], _timestamp, canonical_json
         return
-    decode = json.JSONDecoder().decode
+    # raw_decode skips decode()'s whitespace checks: jsonb's text output has none to skip.
+    decode = json.JSONDecoder().raw_decode
     # A server-side cursor lives in a transaction; inside a caller's, it sees the caller's rows.
     with (
         transaction.atomic(),
@@ -295,7 +295,7 @@ def _chain_batches(
     ):
         cursor.execute(_CHAIN_QUERY)
         with _prefetched(cursor, chunk_size) as batches:
-            yield batches, str, lambda text: canonical_json(decode(text))
+            yield batches, str, lambda text: canonical_json(decode(text)[0])
 
 
 @contextlib.contextmanager
