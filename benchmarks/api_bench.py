@@ -1,10 +1,10 @@
 """REST API server time on a large PostgreSQL database, beside minimal hand-written Django views.
 
     .venv/bin/python benchmarks/api_bench.py \\
-        [--database-url postgres://postgres@127.0.0.1:5432/portal_bench] \\
+        [--database-url postgres://postgres@127.0.0.1:5432/bench_api] \\
         [--requests 100000] [--audit-events 1000000] [--iterations 300] [--reseed]
 
-Uses its OWN database (default `portal_bench`, created if missing; the name must contain
+Uses its OWN database (default `bench_api`, created if missing; the name must contain
 "bench", and --reseed drops and recreates it): migrates it, then seeds it once with COPY —
 40 teams, 100 000 identity requests (with their roles, approvals, identities, federated
 credentials and role assignments) and 1 000 000 audit events forming a valid hash chain
@@ -26,7 +26,6 @@ p50/p95 in ms and the number of SQL queries per call; writes benchmarks/results/
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -39,12 +38,10 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import API_DATABASE_URL, ROOT, percentile, prepare_database, write_json
 
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/portal_bench"
 TEAMS = 40
 PAGE = 25
 SUBSCRIPTION = "6c3f1b2a-8d4e-4f5a-9b6c-7d8e9f0a1b2c"
@@ -71,26 +68,6 @@ STATUS_MIX = [
 
 
 # --- database -----------------------------------------------------------------------------------
-
-
-def prepare_database(url: str, *, reseed: bool) -> None:
-    """Create the benchmark's own database (drop it first with --reseed)."""
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if "bench" not in name:
-        raise SystemExit(f"refusing to use database {name!r}: its name must contain 'bench'")
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if exists and reseed:
-            print(f"dropping database {name}")
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-            exists = None
-        if not exists:
-            print(f"creating database {name}")
-            admin.execute(f'CREATE DATABASE "{name}"')
 
 
 def configure_environment(url: str) -> None:
@@ -151,7 +128,7 @@ def seed(requests: int, audit_events: int) -> dict[str, Any]:
     from django.db import connection
 
     from identities import roles
-    from identities.audit import EXPORT_FIELDS, canonical_json, event_payload
+    from identities.audit import EXPORT_FIELDS, event_hash
     from identities.models import CatalogRole, Cluster, NamespaceOwnership, Team, TeamMembership
     from identities.naming import fic_name, uami_name
 
@@ -459,11 +436,9 @@ def seed(requests: int, audit_events: int) -> dict[str, Any]:
                     identity_request_id=row["id"],
                     identity_id=row["identity_id"],
                     data={"step": step, "app": row["app"]},
+                    prev_hash=prev_hash,
                 )
-                payload = event_payload(event)  # type: ignore[arg-type]
-                digest = hashlib.sha256(
-                    (prev_hash + canonical_json(payload)).encode("ascii")
-                ).hexdigest()
+                digest = event_hash(event)  # type: ignore[arg-type]
                 yield (
                     pk,
                     event.created_at,
@@ -479,7 +454,9 @@ def seed(requests: int, audit_events: int) -> dict[str, Any]:
                 prev_hash = digest
 
     # The audit table's columns, in the order the export (and the hash payload) uses.
+    audit_started = time.perf_counter()
     counts["audit events"] = copy_rows("identities_auditevent", list(EXPORT_FIELDS), audit_rows())
+    audit_seconds = round(time.perf_counter() - audit_started, 1)
     set_sequences(
         [
             "identities_identity",
@@ -493,6 +470,7 @@ def seed(requests: int, audit_events: int) -> dict[str, Any]:
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     counts["seconds"] = round(time.perf_counter() - started, 1)
+    counts["audit seconds"] = audit_seconds
     return counts
 
 
@@ -628,12 +606,6 @@ def install_baseline_urls() -> str:
 # --- measuring ----------------------------------------------------------------------------------
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
-
-
 class Operation:
     def __init__(self, name: str, call: Callable[[int], Any], expect: int) -> None:
         self.name, self.call, self.expect = name, call, expect
@@ -709,7 +681,7 @@ def benchmark(iterations: int, warmup: int) -> tuple[list[tuple[Operation, Opera
     pairs = [
         (
             Operation(
-                "list (approver, all 100k)",
+                "list (approver, sees every request)",
                 lambda i: as_approver.get("/api/v1/identity-requests/"),
                 200,
             ),
@@ -767,7 +739,9 @@ def benchmark(iterations: int, warmup: int) -> tuple[list[tuple[Operation, Opera
         ),
     ]
     audit_page = Operation(
-        "audit log page (auditor, 1M rows)", lambda i: as_auditor.get("/api/v1/audit-events/"), 200
+        "audit log page (auditor, whole trail)",
+        lambda i: as_auditor.get("/api/v1/audit-events/"),
+        200,
     )
     with override_settings(ROOT_URLCONF=install_baseline_urls()):
         for api, base in pairs:
@@ -812,7 +786,7 @@ def report(
         f"PostgreSQL {server_version} (its own database `{database}`).",
         "",
         "Dataset: "
-        + ", ".join(f"{value:,} {name}" for name, value in counts.items() if name != "seconds")
+        + ", ".join(f"{value:,} {name}" for name, value in counts.items() if "seconds" not in name)
         + ".",
         "",
         f"Server time in ms over {iterations} calls each (after warm-up), in-process through "
@@ -849,17 +823,42 @@ def report(
     return "\n".join(lines)
 
 
+def figures(
+    pairs: list[tuple[Operation, Operation]],
+    extra: dict[str, Operation],
+    counts: dict[str, Any],
+    iterations: int,
+) -> dict[str, Any]:
+    """The report's numbers for benchmarks/run.py."""
+
+    def summary(operation: Operation) -> dict[str, float]:
+        return {
+            "p50_ms": percentile(operation.times, 0.5),
+            "p95_ms": percentile(operation.times, 0.95),
+            "queries": operation.queries,
+        }
+
+    return {
+        "counts": counts,
+        "iterations": iterations,
+        "operations": [
+            {"name": api.name, "api": summary(api), "baseline": summary(base)}
+            for api, base in pairs
+        ]
+        + [{"name": op.name, "api": summary(op), "baseline": None} for op in extra.values()],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
-    )
+    parser.add_argument("--database-url", default=API_DATABASE_URL)
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--audit-events", type=int, default=1_000_000)
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--reseed", action="store_true", help="drop and recreate the database")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "api.md"))
+    parser.add_argument("--json", default="", help="also write the figures as JSON here")
     args = parser.parse_args()
 
     prepare_database(args.database_url, reseed=args.reseed)
@@ -873,7 +872,7 @@ def main() -> None:
     if seeded_count() == 0:
         print(f"seeding {args.requests:,} requests and {args.audit_events:,} audit events …")
         counts = seed(args.requests, args.audit_events)
-        print(f"seeded in {counts['seconds']} s")
+        print(f"seeded in {counts['seconds']} s (audit chain: {counts['audit seconds']} s)")
     else:
         from identities.models import AuditEvent, Identity, IdentityRequest
 
@@ -889,6 +888,7 @@ def main() -> None:
     )
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(text)
+    write_json(args.json, figures(pairs, extra, counts, args.iterations))
     print(text)
     print(f"written to {args.output}")
 

@@ -358,6 +358,11 @@ AZURE_SDK_RETRY_TOTAL = env_int("AZURE_SDK_RETRY_TOTAL", 0)
 PROVISIONING_STEP_ATTEMPTS = env_int("PROVISIONING_STEP_ATTEMPTS", 8)
 PROVISIONING_BACKOFF_SECONDS = float(os.environ.get("PROVISIONING_BACKOFF_SECONDS", "1.0"))
 PROVISIONING_BACKOFF_MAX_SECONDS = float(os.environ.get("PROVISIONING_BACKOFF_MAX_SECONDS", "30"))
+# Throttling (429) is retried for this many seconds of waiting per step, not counted as attempts:
+# with many writers on one subscription's ARM write bucket, one write can be turned away often.
+PROVISIONING_THROTTLE_BUDGET_SECONDS = float(
+    os.environ.get("PROVISIONING_THROTTLE_BUDGET_SECONDS", "600")
+)
 # Verification: run automatically after provisioning; while a new FIC propagates (AADSTS70021
 # with every field matching) check again every VERIFY_RETRY_SECONDS for up to the window.
 VERIFY_AFTER_PROVISIONING = env_bool("VERIFY_AFTER_PROVISIONING", True)

@@ -1,4 +1,9 @@
-"""Retrying transient gateway errors with jittered exponential backoff; Retry-After wins."""
+"""Retrying transient gateway errors with jittered exponential backoff; Retry-After wins.
+
+Throttling (HTTP 429) is bounded by time rather than by attempts: ARM did nothing and said when
+to come back, and when many writers share one subscription's write bucket, each of them can be
+turned away several times in a row before its turn comes.
+"""
 
 from __future__ import annotations
 
@@ -17,11 +22,16 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 
+THROTTLED = 429
+
+
 @dataclass(frozen=True)
 class Backoff:
     attempts: int
     base: float
     cap: float
+    # Seconds one step may spend waiting out 429s; those do not use up `attempts`.
+    throttle_budget: float = 600.0
 
     @classmethod
     def from_settings(cls) -> Backoff:
@@ -29,6 +39,7 @@ class Backoff:
             attempts=settings.PROVISIONING_STEP_ATTEMPTS,
             base=settings.PROVISIONING_BACKOFF_SECONDS,
             cap=settings.PROVISIONING_BACKOFF_MAX_SECONDS,
+            throttle_budget=settings.PROVISIONING_THROTTLE_BUDGET_SECONDS,
         )
 
     def delay(self, attempt: int, error: TransientError) -> float:
@@ -48,23 +59,32 @@ def with_retries(
     on_retry: Callable[[int, TransientError], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """Run `operation`, retrying TransientError up to `backoff.attempts` times in all."""
-    attempt = 1
+    """Run `operation`, retrying TransientError up to `backoff.attempts` times in all, plus
+    any number of 429s for up to `backoff.throttle_budget` seconds of waiting."""
+    attempt, throttled, throttled_wait = 1, 0, 0.0
     while True:
         try:
             return operation()
         except TransientError as error:
-            if attempt >= backoff.attempts:
-                raise
-            wait = backoff.delay(attempt, error)
+            if error.status == THROTTLED:
+                throttled += 1
+                wait = backoff.delay(throttled, error)
+                if throttled_wait + wait > backoff.throttle_budget:
+                    raise
+                throttled_wait += wait
+            else:
+                if attempt >= backoff.attempts:
+                    raise
+                wait = backoff.delay(attempt, error)
+                attempt += 1
             logger.info(
-                "transient error (attempt %d/%d), retrying in %.2fs: %s",
-                attempt,
+                "transient error (%d failed attempts of %d, %d throttled), retrying in %.2fs: %s",
+                attempt - 1,
                 backoff.attempts,
+                throttled,
                 wait,
                 error.describe(),
             )
             if on_retry is not None:
-                on_retry(attempt, error)
+                on_retry(attempt - 1 + throttled, error)
             sleep(wait)
-            attempt += 1

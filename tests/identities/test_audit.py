@@ -10,8 +10,16 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from identities.audit import audit_record, audit_verify_chain, event_hash
+from identities.audit import (
+    audit_record,
+    audit_verify_chain,
+    canonical_json,
+    event_hash,
+    event_payload,
+)
 from identities.models import GENESIS_HASH, AuditEvent, IdentityRequest
 from tests.support.services import postgres_or_missing
 
@@ -183,3 +191,82 @@ def test_concurrent_appends_on_postgresql_never_fork_the_chain() -> None:
     report = audit_verify_chain()
     assert report.ok, report.reason
     assert report.rows_checked == writers * per_writer
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=json_values)
+def test_canonical_json_is_json_dumps_with_sorted_keys_no_whitespace_and_ascii(value: Any) -> None:
+    expected = json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+    assert canonical_json(value) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    event_id=st.integers(min_value=1, max_value=2**62),
+    actor_id=st.none() | st.integers(min_value=1, max_value=2**31),
+    text=st.text(max_size=20),
+    request_id=st.none() | st.integers(min_value=1, max_value=2**31),
+    identity_id=st.none() | st.integers(min_value=1, max_value=2**31),
+    data=st.dictionaries(st.text(max_size=8), json_values, max_size=4),
+    micros=st.integers(min_value=0, max_value=10**15),
+)
+def test_the_hash_covers_exactly_the_documented_payload(
+    event_id: int,
+    actor_id: int | None,
+    text: str,
+    request_id: int | None,
+    identity_id: int | None,
+    data: dict[str, Any],
+    micros: int,
+) -> None:
+    """The writer and the verifier build the hashed text without the dict, for speed; it must
+    stay SHA-256(prev_hash + canonical JSON of the exported payload), which outsiders recompute."""
+    import datetime
+    import hashlib
+
+    event = AuditEvent(
+        id=event_id,
+        created_at=datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+        + datetime.timedelta(microseconds=micros),
+        actor_id=actor_id,
+        actor_label=text,
+        action=text[::-1],
+        identity_request_id=request_id,
+        identity_id=identity_id,
+        data=data,
+        prev_hash="ab" * 32,
+    )
+    material = event.prev_hash + canonical_json(event_payload(event))
+    assert event_hash(event) == hashlib.sha256(material.encode("ascii")).hexdigest()
+
+
+@pytest.mark.django_db
+def test_audit_verify_walks_batch_by_batch_and_stops_at_the_first_broken_row(
+    requester: Any,
+) -> None:
+    audit_record(actor=requester, action="test.ünïcode", data={"text": "café ☕", "n": 0.5})
+    _append(6)
+    assert audit_verify_chain(chunk_size=2) == audit_verify_chain()
+    assert audit_verify_chain(chunk_size=2).rows_checked == 7
+
+    _tamper("UPDATE identities_auditevent SET data = %s WHERE id = %s", [json.dumps({"n": 9}), 6])
+
+    report = audit_verify_chain(chunk_size=2)
+    assert (report.ok, report.broken_id, report.rows_checked) == (False, 6, 5)
+    # The verifier's read transaction and cursor are closed: the connection is usable.
+    assert AuditEvent.objects.count() == 7

@@ -7,6 +7,7 @@ test_provisioning_worker.py drives the same path through real Celery worker proc
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -187,6 +188,24 @@ def test_throttling_and_server_errors_are_retried_until_ready(
         "attempts", flat=True
     )
     assert sum(attempts) - len(attempts) == faults
+
+
+def test_throttling_that_never_lets_up_fails_the_request_within_its_budget(
+    sandbox: Sandbox, approved_request: ApprovedRequestFactory, settings: Any
+) -> None:
+    """429s do not use up a step's attempts, but waiting them out is bounded by time."""
+    identity_request = approved_request(roles=vault_roles(1))
+    settings.PROVISIONING_THROTTLE_BUDGET_SECONDS = 2.5
+    # One write, then one token every 100 s: every later write is throttled.
+    sandbox.emulator.config(write_bucket_capacity=1, write_bucket_refill_per_second=0.01)
+    started = time.monotonic()
+
+    reconcile_request(identity_request.pk)
+
+    identity_request.refresh_from_db()
+    assert identity_request.status == RequestStatus.FAILED
+    assert "TooManyRequests" in identity_request.last_error
+    assert time.monotonic() - started < 30
 
 
 def test_principal_not_found_during_replication_is_retried(

@@ -73,3 +73,32 @@ def test_waits_grow_even_with_jitter() -> None:
     error = TransientError("x")
     for attempt in range(1, 6):
         assert backoff.delay(attempt, error) >= 2 ** (attempt - 1) / 2
+
+
+def test_throttling_does_not_use_up_the_attempts() -> None:
+    """Many writers on one subscription's write bucket: one call can get 429 many times."""
+    sleeps: list[float] = []
+    operation = Flaky(
+        *(TransientError("429", status=429, retry_after=1) for _ in range(12)),
+        TransientError("busy", status=503),
+    )
+    result = with_retries(operation, backoff=Backoff(2, 0, 30, 60), sleep=sleeps.append)
+    assert result == "ok"
+    assert operation.calls == 14
+    assert sleeps == [1] * 12 + [0]
+
+
+def test_throttling_gives_up_once_its_waiting_budget_is_spent() -> None:
+    sleeps: list[float] = []
+    operation = Flaky(*(TransientError(f"429 #{n}", status=429, retry_after=4) for n in range(9)))
+    with pytest.raises(TransientError, match="429 #3"):
+        with_retries(operation, backoff=Backoff(8, 0, 30, 12), sleep=sleeps.append)
+    assert sleeps == [4, 4, 4]
+
+
+def test_throttling_without_retry_after_backs_off_exponentially() -> None:
+    sleeps: list[float] = []
+    operation = Flaky(*(TransientError("429", status=429) for _ in range(4)))
+    with_retries(operation, backoff=Backoff(1, 1.0, 30, 600), sleep=sleeps.append)
+    assert [round(s) for s in sleeps] != [1, 1, 1, 1]
+    assert sleeps[3] >= 4

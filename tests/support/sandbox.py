@@ -37,6 +37,7 @@ class Sandbox:
             "EMULATOR_STATE_DIR": str(self.emulator.state_dir),
             "PROVISIONING_BACKOFF_SECONDS": "0.05",
             "PROVISIONING_BACKOFF_MAX_SECONDS": "2",
+            "PROVISIONING_THROTTLE_BUDGET_SECONDS": "30",
         }
 
     def arm(self) -> dict[str, Any]:
@@ -76,6 +77,7 @@ def sandbox(emulator: Emulator, cluster: Cluster) -> Iterator[Sandbox]:
         EMULATOR_STATE_DIR=emulator.state_dir,
         PROVISIONING_BACKOFF_SECONDS=0.05,
         PROVISIONING_BACKOFF_MAX_SECONDS=2.0,
+        PROVISIONING_THROTTLE_BUDGET_SECONDS=30.0,
     ):
         yield Sandbox(emulator=emulator, cluster=cluster, aks=aks)
 
