@@ -59,7 +59,10 @@ class ManagedProcess:
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> ManagedProcess:
+        from tests.support.log_capture import register_child_log
+
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        register_child_log(self.log_path, self.name)  # scanned for secrets at the session's end
         log = self.log_path.open("ab")
         # A new session so that stop() can signal the whole group (celery's pool children too).
         self.popen = subprocess.Popen(
