@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import setup_logging, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
@@ -26,3 +26,15 @@ def ensure_broker_folders() -> None:
 @worker_init.connect
 def _worker_init(**_: object) -> None:
     ensure_broker_folders()
+
+
+@setup_logging.connect
+def _django_logging(**_: object) -> None:
+    """Workers and beat log through settings.LOGGING, like the web processes: the same format
+    (LOG_FORMAT, LOG_LEVEL) and the filter that redacts tokens and secrets. Without a receiver
+    here Celery replaces the root logger's handlers with its own, unfiltered ones."""
+    from logging.config import dictConfig
+
+    from django.conf import settings
+
+    dictConfig(settings.LOGGING)

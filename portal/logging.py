@@ -19,6 +19,9 @@ _SECRET_PATTERNS = [
 ]
 
 
+_TRACEBACK_FORMATTER = logging.Formatter()
+
+
 def redact(text: str) -> str:
     """Replace anything that looks like a credential with a marker."""
     for pattern in _SECRET_PATTERNS:
@@ -35,6 +38,15 @@ class RedactSecretsFilter(logging.Filter):
         if redacted != message:
             record.msg = redacted
             record.args = None
+        # A traceback repeats exception messages, which may quote a token or an assertion.
+        # Formatters reuse a record's exc_text once it is set, so setting it redacted here
+        # covers every handler and formatter.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACK_FORMATTER.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
 
 

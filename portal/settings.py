@@ -156,6 +156,19 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
+# Brute-force throttling of the sign-in pages (portal.login_throttle): this many failed sign-ins
+# for one username (or LOGIN_IP_FAILURE_LIMIT from one address) within LOGIN_LOCKOUT_SECONDS
+# lock it for LOGIN_LOCKOUT_SECONDS. The counters live in the cache (CACHE_URL).
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_IP_FAILURE_LIMIT = env_int("LOGIN_IP_FAILURE_LIMIT", 4 * LOGIN_FAILURE_LIMIT)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900)
+for _name in ("LOGIN_FAILURE_LIMIT", "LOGIN_IP_FAILURE_LIMIT", "LOGIN_LOCKOUT_SECONDS"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1.")
+# Proxies in front of the portal that append to X-Forwarded-For (0: use the peer address). The
+# client address of the login throttle and of the API's anonymous throttle is the entry the
+# outermost trusted proxy wrote; anything before it is written by the client and not trusted.
+NUM_PROXIES = env_int("NUM_PROXIES", 0)
 
 # Optional single sign-on with Microsoft Entra ID over OpenID Connect (portal/sso.py; README
 # "Single sign-on"). Off unless OIDC_RP_CLIENT_ID is set; local accounts keep working.
@@ -393,6 +406,9 @@ REST_FRAMEWORK: dict[str, Any] = {
         "identities.api.throttling.UserRateThrottle",
         "identities.api.throttling.AnonRateThrottle",
     ],
+    # Without it DRF keys the anonymous throttle on the whole X-Forwarded-For header, which any
+    # client can vary to escape the limit.
+    "NUM_PROXIES": NUM_PROXIES,
     "DEFAULT_THROTTLE_RATES": {
         "token": os.environ.get("API_THROTTLE_TOKEN", "600/min"),
         "user": os.environ.get("API_THROTTLE_USER", "1200/min"),

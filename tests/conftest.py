@@ -1,6 +1,7 @@
 """Shared fixtures. Each support module registers its own; see tests/support/."""
 
 pytest_plugins = [
+    "tests.support.log_capture",
     "tests.support.workers",
     "tests.support.emulator",
     "tests.support.people",

@@ -42,6 +42,7 @@ RECORD_TTL = timedelta(hours=24)
 CLAIM_TIMEOUT = timedelta(minutes=2)
 REPLAYED_HEADER = "Idempotent-Replayed"
 _STORED_HEADERS = ("Location", "Retry-After")
+_WITHHELD = "idempotency_withheld_fields"
 
 Handler = TypeVar("Handler", bound=Callable[..., Response])
 
@@ -124,12 +125,22 @@ def idempotency_records_purge() -> int:
     return deleted
 
 
+def withhold_from_replays(response: Response, *fields: str) -> Response:
+    """Mark top-level `fields` of `response` as secrets: the stored copy (what a replay
+    answers) has them empty, so the idempotency table never holds a usable secret."""
+    setattr(response, _WITHHELD, (*getattr(response, _WITHHELD, ()), *fields))
+    return response
+
+
 def idempotency_settle(*, record: IdempotencyRecord, response: Response) -> None:
     """Store the response to replay (anything below 500), or give the key back (5xx)."""
     if response.status_code >= 500:
         IdempotencyRecord.objects.filter(pk=record.pk).delete()
         return
     body = json.loads(json.dumps(response.data, cls=DjangoJSONEncoder))
+    for field in getattr(response, _WITHHELD, ()):
+        if isinstance(body, dict) and field in body:
+            body[field] = ""
     headers = {name: response[name] for name in _STORED_HEADERS if response.has_header(name)}
     IdempotencyRecord.objects.filter(pk=record.pk).update(
         status=IdempotencyStatus.DONE,

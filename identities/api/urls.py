@@ -1,4 +1,4 @@
-"""/api/v1/ routes. Every route here needs a row in tests/api/test_authorization_matrix.py."""
+"""/api/v1/ routes. Every route here needs a row in tests/security/test_api_authorization.py."""
 
 from __future__ import annotations
 

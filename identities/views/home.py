@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
+from django.views.decorators.http import require_GET
 
 from identities.models import DriftState, IdentityStatus, RequestStatus
 from identities.selectors import (
@@ -32,6 +33,7 @@ class ActionItem:
 
 
 @portal_view
+@require_GET
 def home(request: HttpRequest) -> HttpResponse:
     user = request.user
     nav = portal_nav(user)

@@ -1,5 +1,5 @@
 """The OpenAPI schema: valid, complete (summaries, examples, problem responses), docs without a
-CDN; and Schemathesis fuzzing the live API in-process against it (no 5xx, responses conform)."""
+CDN. Schemathesis fuzzes the live API against it in tests/security/test_api_fuzzing.py."""
 
 from __future__ import annotations
 
@@ -7,22 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import schemathesis
 import yaml
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.validation import validate_schema
-from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
-
-from tests.api.conftest import make_ready
 
 pytestmark = pytest.mark.django_db
 
@@ -90,64 +77,3 @@ def test_the_docs_are_served_without_any_cdn(api_client: Any) -> None:
     assert "/static/drf_spectacular_sidecar/" in html
     for cdn in ("cdn.jsdelivr.net", "unpkg.com", "cdnjs", "googleapis"):
         assert cdn not in html
-
-
-# --- Schemathesis ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def in_process_requests() -> Iterator[None]:
-    """Let WSGI calls run inside the test's transaction, as Django's test client does: the
-    request signals would otherwise close the connection that holds it."""
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    yield
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
-
-
-@pytest.fixture
-def fuzz_token(
-    requester: Any, approver: Any, auditor: Any, pending_request: Any, make_token: Any, team: Any
-) -> str:
-    """A user who requests on team payments, approves and audits, with a ready request."""
-    from identities import roles
-    from tests.api.conftest import approve
-
-    make_ready(approve(pending_request, approver))
-    approver.groups.add(*requester.groups.all(), *auditor.groups.all())
-    team.memberships.create(user=approver)
-    roles.forget_roles(approver)
-    return str(make_token(approver, ["read", "request", "approve"]))
-
-
-def _live_schema() -> Any:
-    """The schema the running app serves, fetched through its WSGI interface (no server)."""
-    from portal.wsgi import application
-
-    return schemathesis.openapi.from_wsgi("/api/schema/", application)
-
-
-schema = _live_schema()
-
-
-@schema.parametrize()
-@settings(
-    max_examples=6,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=list(HealthCheck),
-)
-def test_the_live_api_conforms_to_its_schema(
-    case: Any, fuzz_token: str, in_process_requests: None
-) -> None:
-    case.call_and_validate(
-        headers={"Authorization": f"Bearer {fuzz_token}"},
-        checks=[
-            not_a_server_error,
-            status_code_conformance,
-            content_type_conformance,
-            response_schema_conformance,
-            response_headers_conformance,
-        ],
-    )

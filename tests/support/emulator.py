@@ -28,6 +28,7 @@ from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.msi import ManagedServiceIdentityClient
 
+from tests.support.log_capture import register_secret
 from tests.support.services import ManagedProcess, python_executable, wait_until
 
 DEFAULT_SUBSCRIPTION = "7a6b9e0c-1d2e-4f30-9a1b-2c3d4e5f6a7b"
@@ -72,6 +73,7 @@ class Emulator:
         self.url = url_file.read_text().strip()
         self.port = int(self.url.rsplit(":", 1)[1])
         self.portal_client = json.loads((self.state_dir / "portal-client.json").read_text())
+        register_secret(self.portal_client["client_secret"], "the emulator's client secret")
 
     def control(self, method: str, path: str, json: Any = None) -> Any:
         """Call ``/_emulator/<path>``; the parsed JSON answer, or EmulatorControlError."""
@@ -119,6 +121,7 @@ class Emulator:
                 "workload_identity_enabled": workload_identity_enabled,
             },
         )
+        register_secret(cluster["token"], "a sandbox cluster's API token")
         return cluster
 
     def requests(self, since: int = 0) -> list[dict[str, Any]]:

@@ -59,7 +59,10 @@ class ManagedProcess:
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> ManagedProcess:
+        from tests.support.log_capture import register_child_log
+
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        register_child_log(self.log_path, self.name)  # scanned for secrets at the session's end
         log = self.log_path.open("ab")
         # A new session so that stop() can signal the whole group (celery's pool children too).
         self.popen = subprocess.Popen(
@@ -169,3 +172,18 @@ def child_env(**overrides: str) -> dict[str, str]:
 def iter_lines(path: Path) -> Iterator[str]:
     if path.exists():
         yield from path.read_text(errors="replace").splitlines()
+
+
+def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`manage.py *args` in a fresh process: this environment minus DEBUG and SECRET_KEY (so
+    the production defaults apply unless `env` sets them), plus `env`."""
+    base = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY"}}
+    base.update(env)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO_ROOT,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

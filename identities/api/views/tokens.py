@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from identities import roles
 from identities.api import examples
-from identities.api.idempotency import idempotent
+from identities.api.idempotency import idempotent, withhold_from_replays
 from identities.api.permissions import HasTokenScope, SessionOnlyForWrites, request_token
 from identities.api.views.base import ApiView
 from identities.selectors import teams_of
@@ -40,7 +40,10 @@ class TokenOutput(serializers.Serializer):
 
 
 class CreatedTokenOutput(TokenOutput):
-    token = serializers.CharField(help_text="The secret. Shown this once; only a hash is kept.")
+    token = serializers.CharField(
+        help_text="The secret. Shown this once; only a hash is kept. A replay of this response "
+        "(same Idempotency-Key) has it empty: revoke that token and create another."
+    )
 
 
 class TokenCollectionView(ApiView):
@@ -90,7 +93,9 @@ class TokenCollectionView(ApiView):
         )
         body = {**TokenOutput(token).data, "token": secret}
         url = request.build_absolute_uri(reverse("api:token-list"))
-        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": url})
+        response = Response(body, status=status.HTTP_201_CREATED, headers={"Location": url})
+        # Only a hash of the secret is kept anywhere, the replay cache included.
+        return withhold_from_replays(response, "token")
 
 
 class TokenRevokeView(ApiView):

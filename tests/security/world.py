@@ -1,0 +1,89 @@
+"""What the authorization matrices act on: the cast of actors and team A's objects in each state,
+made on first use (every test case gets a fresh world)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from functools import cached_property
+from typing import Any
+
+from django.utils import timezone
+
+from identities.models import Identity, IdentityRequest
+from portal.models import ApiToken
+from portal.tokens import token_generate, token_hash
+from tests.api.conftest import approve, make_failed, make_ready
+
+SESSION_ACTORS = ("anonymous", "requester_a", "requester_b", "approver", "auditor", "admin")
+
+# App names of team A's objects: distinctive, so a page leaking one is easy to spot.
+PENDING_APP, READY_APP, FAILED_APP = "zqpending", "zqready", "zqfailed"
+TEAM_A_APPS = (PENDING_APP, READY_APP, FAILED_APP)
+
+
+class World:
+    """The actors (requester A of team payments, requester B of team search, an approver, an
+    auditor, an admin) and team A's requests: pending, ready (with its identity), failed."""
+
+    def __init__(self, fixture: Callable[[str], Any]) -> None:
+        self.fixture = fixture
+        self.users = {
+            "requester_a": fixture("requester"),
+            "requester_b": fixture("outsider"),
+            "approver": fixture("approver"),
+            "auditor": fixture("auditor"),
+            "admin": fixture("admin_user"),
+        }
+        fixture("cluster")
+        fixture("catalog")
+
+    def _file(self, name: str) -> IdentityRequest:
+        return self.fixture("file_request")(service_account=name, app_name=name)
+
+    @cached_property
+    def pending(self) -> IdentityRequest:
+        return self._file(PENDING_APP)
+
+    @cached_property
+    def ready(self) -> IdentityRequest:
+        return make_ready(approve(self._file(READY_APP), self.users["approver"]))
+
+    @cached_property
+    def failed(self) -> IdentityRequest:
+        return make_failed(approve(self._file(FAILED_APP), self.users["approver"]))
+
+    @property
+    def identity(self) -> Identity:
+        identity = self.ready.identity
+        assert identity is not None
+        return identity
+
+    @cached_property
+    def own_token(self) -> ApiToken:
+        """A token of requester A (what the revoke rows revoke)."""
+        token_of(self.users["requester_a"], ["read"])
+        return ApiToken.objects.filter(user=self.users["requester_a"]).latest("id")
+
+
+def token_of(user: Any, scopes: list[str], *, expired: bool = False, revoked: bool = False) -> str:
+    """A token row written directly: any scopes (as if the user's roles changed after minting)."""
+    raw = token_generate()
+    now = timezone.now()
+    ApiToken.objects.create(
+        user=user,
+        name="matrix",
+        prefix=raw[:12],
+        hashed_secret=token_hash(raw),
+        scopes=scopes,
+        expires_at=now - timedelta(seconds=1) if expired else now + timedelta(days=1),
+        revoked_at=now if revoked else None,
+    )
+    return raw
+
+
+def team_a(**overrides: int) -> dict[str, int]:
+    """Team A's objects: visible to team A and the see-everything roles; requester B gets the
+    404 a missing object gets. `anonymous` is filled in by each matrix (401 API, 302 UI)."""
+    base = {"requester_a": 200, "requester_b": 404, "approver": 200, "auditor": 200, "admin": 200}
+    return {**base, **overrides}
