@@ -105,6 +105,9 @@ ROWS: list[Row] = [
         data=lambda world: {"username": "alice", "password": "not-" + PASSWORD},
     ),
     Row("logout", "post", url("logout"), everyone(302, anonymous=302)),
+    # Single sign-on is off unless configured (tests/ui/test_sso.py covers it switched on).
+    Row("sso-start", "get", url("sso-start"), everyone(404, anonymous=404)),
+    Row("sso-callback", "get", url("sso-callback"), everyone(404, anonymous=404)),
     Row("home", "get", url("home"), everyone(200)),
     Row("request_list", "get", url("request_list"), everyone(200)),
     Row(
