@@ -71,7 +71,8 @@ def fail(times: int, username: str = "alice", **kwargs: Any) -> None:
 def test_a_right_password_is_refused_once_the_username_is_locked(requester: Any) -> None:
     fail(LIMIT)
 
-    with mock.patch.object(ModelBackend, "authenticate", autospec=True) as authenticate:
+    checked = AssertionError("the password was checked during a lockout")
+    with mock.patch.object(ModelBackend, "authenticate", side_effect=checked) as authenticate:
         response = sign_in("alice", PASSWORD)
 
     assert response.status_code == 429
@@ -117,6 +118,14 @@ def test_a_success_clears_the_usernames_count(requester: Any) -> None:
 
     fail(LIMIT - 1)
     assert sign_in("alice", PASSWORD).status_code == 302
+
+
+def test_a_submission_without_a_password_does_not_clear_the_count(requester: Any) -> None:
+    fail(LIMIT - 1)
+    assert sign_in("alice", "").status_code == 200  # "this field is required"
+
+    assert sign_in("alice", WRONG).status_code == 200
+    assert sign_in("alice", PASSWORD).status_code == 429
 
 
 def test_many_usernames_from_one_address_lock_the_address(requester: Any) -> None:

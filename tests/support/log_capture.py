@@ -122,8 +122,18 @@ def _console_handler() -> logging.Handler:
     )
 
 
+_RAW = _CaptureHandler(level=logging.NOTSET)
+_RAW.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+
+
 def _attach(where: str = "") -> None:
     root = logging.getLogger()
+    # Loggers that do not propagate to the root (django.server) write through their own
+    # handlers, without the redaction: captured as they are.
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        silent = isinstance(logger, logging.Logger) and not logger.propagate
+        if silent and _RAW not in logger.handlers:
+            logger.addHandler(_RAW)
     handler = SESSION_LOG.handler
     if handler is not None and handler in root.handlers:
         return
