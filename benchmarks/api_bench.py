@@ -116,6 +116,24 @@ def set_sequences(tables: list[str]) -> None:
             )
 
 
+def seed_too_small(url: str, requests: int, audit_events: int) -> bool:
+    """An earlier seed with fewer rows than asked for (e.g. a small run's): seed again."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                "SELECT (SELECT count(*) FROM identities_identityrequest),"
+                " (SELECT count(*) FROM identities_auditevent)"
+            ).fetchone()
+    except psycopg.Error:  # no such database or no tables yet: nothing to compare
+        return False
+    if row is None or row[0] == 0 or (row[0] >= requests and row[1] >= audit_events):
+        return False
+    print(f"the seed has {row[0]:,} requests and {row[1]:,} audit events, fewer than asked")
+    return True
+
+
 def seeded_count() -> int:
     from identities.models import IdentityRequest
 
@@ -861,7 +879,8 @@ def main() -> None:
     parser.add_argument("--json", default="", help="also write the figures as JSON here")
     args = parser.parse_args()
 
-    prepare_database(args.database_url, reseed=args.reseed)
+    reseed = args.reseed or seed_too_small(args.database_url, args.requests, args.audit_events)
+    prepare_database(args.database_url, reseed=reseed)
     configure_environment(args.database_url)
     import django
 

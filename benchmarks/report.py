@@ -311,6 +311,13 @@ def api(results: dict[str, Any], out: Path) -> tuple[str, list[tuple[str, str, s
                 f"| {op['name']} | {op['api']['p50_ms']:.1f} | {op['api']['p95_ms']:.1f} | - | "
                 "- | - |"
             )
+    if "audit seconds" in counts:
+        lines += [
+            "",
+            f"This run seeded the database: {counts['seconds']} s in all, of which "
+            f"{counts['audit seconds']} s for the {counts.get('audit events', 0):,} "
+            "hash-chained audit events.",
+        ]
     lines += ["", f"![api latency]({image})", ""]
     worst = max(ratios, key=lambda pair: pair[1]) if ratios else ("-", 0.0)
     list_p95 = max(op["api"]["p95_ms"] for op in operations if op["name"].startswith("list"))

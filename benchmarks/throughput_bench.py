@@ -111,7 +111,18 @@ def main() -> None:
         for worker in workers:
             worker.stop()
         emulator.stop()
+        forget_queues(args.redis_url, queue)
     publish(args.output, render(result), args.json, result)
+
+
+def forget_queues(redis_url: str, queue: str) -> None:
+    """Drop what this run left in Redis: its queues and kombu's bindings for them."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"*{queue}*"))
+    if keys:
+        client.delete(*keys)
 
 
 def start_worker(
