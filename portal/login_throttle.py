@@ -120,23 +120,33 @@ def lockout_for(request: HttpRequest | None, username: str) -> Lockout | None:
 
 def record_failure(request: HttpRequest | None, username: str) -> None:
     """Count a failed sign-in under every key; lock the keys that reach their limit."""
+    for key in _keys(request, username):
+        try:
+            locked = _count_failure(key)
+        except Exception:
+            logger.exception("login throttle: the cache is unreachable; failure not counted")
+            return
+        if locked is not None:
+            _report_lockout(request, username, key, *locked)
+
+
+def _count_failure(key: _Key) -> tuple[int, datetime] | None:
+    """One more failure under `key`; (failures, locked until) if this one locked it."""
     window = settings.LOGIN_LOCKOUT_SECONDS
+    cache.add(key.failures, 0, timeout=window)
     try:
-        for key in _keys(request, username):
-            cache.add(key.failures, 0, timeout=window)
-            try:
-                failures = cache.incr(key.failures)
-            except ValueError:  # expired between add and incr
-                cache.set(key.failures, 1, timeout=window)
-                failures = 1
-            if failures >= key.limit:
-                until = datetime.now(tz=UTC) + timedelta(seconds=window)
-                # add(): of concurrent failures crossing the limit, one records the lockout.
-                if cache.add(key.lock, until.timestamp(), timeout=window):
-                    cache.delete(key.failures)
-                    _report_lockout(request, username, key, failures, until)
-    except Exception:
-        logger.exception("login throttle: the cache is unreachable; failure not counted")
+        failures = int(cache.incr(key.failures))
+    except ValueError:  # expired between add and incr
+        cache.set(key.failures, 1, timeout=window)
+        failures = 1
+    if failures < key.limit:
+        return None
+    until = datetime.now(tz=UTC) + timedelta(seconds=window)
+    # add(): of concurrent failures crossing the limit, one locks and reports the lockout.
+    if not cache.add(key.lock, until.timestamp(), timeout=window):
+        return None
+    cache.delete(key.failures)
+    return failures, until
 
 
 def record_success(request: HttpRequest | None, username: str) -> None:
