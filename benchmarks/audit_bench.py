@@ -13,7 +13,8 @@ Uses the database api_bench.py seeds (the same rules: its own database, the name
 - read + sha256: the same rows with SHA-256 over each row's fields as they come, no JSON;
 - audit_verify_chain(): the verifier in this process (gapless ids, each prev_hash = the previous
   row's hash, each hash recomputed from the canonical JSON);
-- `manage.py audit_verify`: the command an operator runs, as a new process (start-up included).
+- `manage.py audit_verify`: the command an operator runs, as a new process (start-up included),
+  by default walking a long chain in parallel slices, one per CPU; and with `--processes 1`.
 
 Once (unless --skip-previous), the verifier as it was before it was optimized (model instances
 through the ORM iterator, 2 000 rows a chunk), for comparison. Target: the command under 10 s on
@@ -52,14 +53,14 @@ def _scan(consume: Callable[[list[tuple[Any, ...]]], None], chunk_size: int = 10
     """The verifier's query through a server-side cursor, each batch handed to `consume`."""
     from django.db import connection, transaction
 
-    from identities.audit import _CHAIN_QUERY
+    from identities.audit_chain import _CHAIN_QUERY
 
     rows = 0
     with (
         transaction.atomic(),
         connection.connection.cursor(name="audit_bench") as cursor,
     ):
-        cursor.execute(_CHAIN_QUERY)
+        cursor.execute(_CHAIN_QUERY.format(upper=""), {"low": 0})
         while batch := cursor.fetchmany(chunk_size):
             consume(batch)
             rows += len(batch)
@@ -89,9 +90,9 @@ def verify_in_process() -> int:
     return report.rows_checked
 
 
-def verify_command() -> int:
+def verify_command(*options: str) -> int:
     output = subprocess.run(
-        [sys.executable, "manage.py", "audit_verify"],
+        [sys.executable, "manage.py", "audit_verify", *options],
         cwd=ROOT,
         env=os.environ.copy(),
         capture_output=True,
@@ -131,8 +132,13 @@ MEASURES: list[tuple[str, str, Callable[[], int]]] = [
     ("count", "`SELECT count(*)` (floor: touch every row)", count_rows),
     ("read", "read every row, no hashing (floor: the verifier's query)", read_only),
     ("sha256", "read every row + SHA-256 of its raw fields (no canonical JSON)", read_and_sha256),
-    ("verify", "audit_verify_chain() in-process", verify_in_process),
+    ("verify", "audit_verify_chain() in-process (one walk)", verify_in_process),
     ("command", "`manage.py audit_verify` (new process, start-up included)", verify_command),
+    (
+        "command1",
+        "`manage.py audit_verify --processes 1` (no parallel slices)",
+        lambda: verify_command("--processes", "1"),
+    ),
 ]
 
 

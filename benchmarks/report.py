@@ -351,7 +351,11 @@ def audit(results: dict[str, Any], out: Path) -> tuple[str, list[tuple[str, str,
     figure, axis = plt.subplots(figsize=(9, 4))
     labels = [m["label"].replace("`", "") for m in measures]
     colors = [
-        PORTAL if m.get("key") in {"verify", "command"} else FLOOR if m.get("key") else BASELINE
+        PORTAL
+        if m.get("key") in {"verify", "command", "command1"}
+        else FLOOR
+        if m.get("key")
+        else BASELINE
         for m in measures
     ]
     bars = axis.barh(labels, [m["median_s"] for m in measures], color=colors)

@@ -9,12 +9,9 @@ write of a transaction: the lock is held until commit.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import queue
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -202,125 +199,16 @@ class ChainReport:
     reason: str = ""
 
 
-def audit_verify_chain(*, chunk_size: int = 10_000) -> ChainReport:
-    """Walk the whole chain in id order and report the first row that breaks it."""
-    prev_id, prev_hash, checked = 0, GENESIS_HASH, 0
-    sha256 = hashlib.sha256
-    with _chain_batches(chunk_size) as (batches, as_timestamp, as_json):
-        for batch in batches:
-            for (
-                row_id,
-                created_at,
-                actor_id,
-                actor_label,
-                action,
-                identity_request_id,
-                identity_id,
-                data,
-                row_prev_hash,
-                row_hash,
-            ) in batch:
-                reason = ""
-                if row_id != prev_id + 1:
-                    reason = (
-                        f"row {row_id} follows row {prev_id}: "
-                        f"row(s) {prev_id + 1}..{row_id - 1} are missing"
-                    )
-                elif row_prev_hash != prev_hash:
-                    reason = (
-                        f"row {row_id} does not link to row {prev_id}: its prev_hash is not the "
-                        f"hash of row {prev_id} (row {prev_id} was altered or replaced)"
-                    )
-                else:
-                    material = _hash_material(
-                        row_prev_hash,
-                        row_id,
-                        as_timestamp(created_at),
-                        actor_id,
-                        actor_label,
-                        action,
-                        identity_request_id,
-                        identity_id,
-                        as_json(data),
-                    )
-                    if sha256(material).hexdigest() != row_hash:
-                        reason = f"row {row_id} does not match its hash: the row was altered"
-                if reason:
-                    return ChainReport(False, checked, prev_hash, broken_id=row_id, reason=reason)
-                prev_id, prev_hash = row_id, row_hash
-                checked += 1
-    return ChainReport(True, checked, prev_hash)
+def audit_verify_chain(*, chunk_size: int = 10_000, processes: int = 1) -> ChainReport:
+    """Walk the whole chain in id order and report the first row that breaks it.
 
+    With `processes` > 1 on PostgreSQL, outside a transaction, a long chain is walked in that
+    many slices by forked processes and joined here: the same checks and the same report.
+    """
+    # The walker imports this module's hashing; imported here to keep the import one-way.
+    from identities.audit_chain import verify_chain
 
-# PostgreSQL formats the timestamp exactly as _timestamp() does and hands over the JSON as text:
-# that spares the per-row datetime and jsonb loaders, half of the verifier's time at 1M rows.
-_CHAIN_QUERY = """
-    SELECT id,
-           to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-           actor_id, actor_label, action, identity_request_id, identity_id, data::text,
-           prev_hash, hash
-    FROM identities_auditevent ORDER BY id
-"""
-Batches = Iterable[Iterable[tuple[Any, ...]]]
-
-
-@contextlib.contextmanager
-def _chain_batches(
-    chunk_size: int,
-) -> Iterator[tuple[Batches, Callable[[Any], str], Callable[[Any], str]]]:
-    """Every row in id order as plain values (no model instances), in batches, with the
-    functions that turn its created_at and data into their hashed text."""
-    if connection.vendor != "postgresql":
-        # The export's columns are the chain's, in the order the loop unpacks them.
-        rows = AuditEvent.objects.order_by("id").values_list(*EXPORT_FIELDS)
-        yield [rows.iterator(chunk_size=chunk_size)], _timestamp, canonical_json
-        return
-    # raw_decode skips decode()'s whitespace checks: jsonb's text output has none to skip.
-    decode = json.JSONDecoder().raw_decode
-    # A server-side cursor lives in a transaction; inside a caller's, it sees the caller's rows.
-    with (
-        transaction.atomic(),
-        connection.connection.cursor(name="audit_verify") as cursor,
-    ):
-        cursor.execute(_CHAIN_QUERY)
-        with _prefetched(cursor, chunk_size) as batches:
-            yield batches, str, lambda text: canonical_json(decode(text)[0])
-
-
-@contextlib.contextmanager
-def _prefetched(cursor: Any, size: int) -> Iterator[Batches]:
-    """The cursor's rows in batches, the next one fetched by a thread while this one is hashed:
-    psycopg releases the GIL while it waits, so PostgreSQL reads rows on another core."""
-    queued: queue.Queue[list[tuple[Any, ...]] | BaseException | None] = queue.Queue(maxsize=2)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            while not stop.is_set() and (rows := cursor.fetchmany(size)):
-                queued.put(rows)
-        except BaseException as exc:  # handed to the consuming thread, which raises it
-            queued.put(exc)
-            return
-        queued.put(None)
-
-    def batches() -> Iterator[list[tuple[Any, ...]]]:
-        while (batch := queued.get()) is not None:
-            if isinstance(batch, BaseException):
-                raise batch
-            yield batch
-
-    thread = threading.Thread(target=produce, name="audit-verify-fetch", daemon=True)
-    thread.start()
-    try:
-        yield batches()
-    finally:
-        # Done, or stopped early at a broken row: the producer must finish before the cursor
-        # closes (drain the queue so that a producer blocked on put() sees the stop flag).
-        stop.set()
-        while thread.is_alive():
-            with contextlib.suppress(queue.Empty):
-                queued.get(timeout=0.05)
-        thread.join()
+    return verify_chain(chunk_size=chunk_size, processes=processes)
 
 
 EXPORT_FIELDS = (

@@ -270,3 +270,48 @@ def test_audit_verify_walks_batch_by_batch_and_stops_at_the_first_broken_row(
     assert (report.ok, report.broken_id, report.rows_checked) == (False, 6, 5)
     # The verifier's read transaction and cursor are closed: the connection is usable.
     assert AuditEvent.objects.count() == 7
+
+
+# 12 rows walked in 3 slices by 3 processes: rows 1-4, 5-8 and 9 on.
+SLICE_TAMPERING = {
+    "intact": [],
+    "a row inside a slice altered": [
+        ("UPDATE identities_auditevent SET action = 'x' WHERE id = 6",)
+    ],
+    "the first row of a slice deleted": [("DELETE FROM identities_auditevent WHERE id = 5",)],
+    "the last row of a slice deleted": [("DELETE FROM identities_auditevent WHERE id = 4",)],
+    "a whole slice deleted": [("DELETE FROM identities_auditevent WHERE id BETWEEN 5 AND 8",)],
+    "the first row of a slice forged with its hash": [("forge", 9)],
+    "the last row of a slice forged with its hash": [("forge", 8)],
+    "two breaks, the earlier wins": [
+        ("UPDATE identities_auditevent SET action = 'x' WHERE id = 10",),
+        ("DELETE FROM identities_auditevent WHERE id = 3",),
+    ],
+}
+
+
+# serialized_rollback like the other transactional tests here: a plain flush would recreate the
+# content types that their rollback then inserts again.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("scenario", SLICE_TAMPERING)
+def test_walking_in_slices_reports_exactly_what_one_walk_reports(scenario: str) -> None:
+    from identities.audit_chain import verify_chain
+
+    postgres_or_missing()
+    _append(12)
+    for step in SLICE_TAMPERING[scenario]:
+        if step[0] == "forge":
+            forged = AuditEvent.objects.get(pk=step[1])
+            forged.actor_label = "mallory"
+            _tamper(
+                "UPDATE identities_auditevent SET actor_label = %s, hash = %s WHERE id = %s",
+                ["mallory", event_hash(forged), step[1]],
+            )
+        else:
+            _tamper(step[0], [])
+
+    one_walk = audit_verify_chain()
+    sliced = verify_chain(chunk_size=2, processes=3, min_rows_per_process=1)
+
+    assert sliced == one_walk
+    assert one_walk.ok == (scenario == "intact")
