@@ -5,4 +5,6 @@ pytest_plugins = [
     "tests.support.emulator",
     "tests.support.people",
     "tests.support.sandbox",
+    "tests.support.redis_server",
+    "tests.support.tcp_proxy",
 ]
