@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.support.sandbox",
     "tests.support.redis_server",
     "tests.support.tcp_proxy",
+    "tests.support.worker_zygote",
 ]
