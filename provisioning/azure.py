@@ -486,11 +486,13 @@ def _emulator_settings() -> tuple[str, str, dict[str, str]]:
 
 @lru_cache(maxsize=4)
 def _gateway_for(mode: str, fingerprint: str) -> AzureGateway:
-    client_kwargs: dict[str, Any] = {
+    timeouts: dict[str, Any] = {
         "connection_timeout": settings.AZURE_HTTP_CONNECT_TIMEOUT,
         "read_timeout": settings.AZURE_HTTP_READ_TIMEOUT,
-        "retry_total": settings.AZURE_SDK_RETRY_TOTAL,
     }
+    client_kwargs: dict[str, Any] = {**timeouts, "retry_total": settings.AZURE_SDK_RETRY_TOTAL}
+    # The credential's token requests get the same limits: without them a token endpoint that
+    # never answers holds the step for azure-core's default read timeout (300 s) per attempt.
     if mode == "emulator":
         url, ca_path, client = _emulator_settings()
         credential = ClientSecretCredential(
@@ -500,6 +502,7 @@ def _gateway_for(mode: str, fingerprint: str) -> AzureGateway:
             authority=url,
             disable_instance_discovery=True,
             connection_verify=ca_path,
+            **timeouts,
         )
         return AzureGateway(
             credential=credential,
@@ -510,7 +513,7 @@ def _gateway_for(mode: str, fingerprint: str) -> AzureGateway:
         )
     # Real Azure: environment, workload identity (the portal on AKS), managed identity or CLI.
     return AzureGateway(
-        credential=DefaultAzureCredential(authority=settings.AZURE_AUTHORITY_HOST),
+        credential=DefaultAzureCredential(authority=settings.AZURE_AUTHORITY_HOST, **timeouts),
         arm_url=settings.AZURE_RESOURCE_MANAGER_URL,
         authority=settings.AZURE_AUTHORITY_HOST,
         client_kwargs=client_kwargs,

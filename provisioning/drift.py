@@ -113,7 +113,7 @@ def find_drift(identity: Identity, gateway: AzureGateway) -> list[dict[str, Any]
 @transaction.atomic
 def _record_drift(identity: Identity, findings: list[dict[str, Any]]) -> None:
     new_state = DriftState.DRIFTED if findings else DriftState.IN_SYNC
-    previous = Identity.objects.select_for_update().get(pk=identity.pk)
+    previous = Identity.objects.select_for_update(no_key=True).get(pk=identity.pk)
     Identity.objects.filter(pk=identity.pk).update(
         drift_state=new_state,
         drift_details={"findings": findings},

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import threading
 import time
 from collections.abc import Iterator
 from functools import lru_cache
@@ -19,7 +20,12 @@ from django.conf import settings
 
 from provisioning.errors import TransientError
 
-LOCK_TTL_SECONDS = 120  # longer than any single FIC write incl. SDK retries; freed on crash
+# A holder renews its lock every third of the TTL for as long as it runs, so a write may take
+# any time; a holder killed with -9 stops renewing and frees the lock within the TTL. (A fixed
+# TTL long enough for the slowest write kept FIC writes on that identity stalled for minutes
+# after every worker crash.) Should a renewal come too late, two writes may overlap: Azure
+# answers the second with ConcurrentFederatedIdentityCredentialsWrites..., which is retried.
+LOCK_TTL_SECONDS = 4
 
 
 @lru_cache(maxsize=2)
@@ -31,19 +37,34 @@ def _lock_name(key: str) -> str:
     return "wip:lock:" + hashlib.sha256(key.lower().encode()).hexdigest()[:32]
 
 
+def _renew(lock: redis.lock.Lock, done: threading.Event, ttl: float) -> None:
+    """Keep the lock alive until `done`; give up quietly if it was lost (see LOCK_TTL_SECONDS)."""
+    while not done.wait(ttl / 3):
+        try:
+            lock.reacquire()
+        except redis.exceptions.RedisError:  # LockNotOwnedError, or Redis unreachable
+            return
+
+
 @contextlib.contextmanager
-def serialized(key: str, *, timeout: float = 300) -> Iterator[None]:
+def serialized(key: str, *, timeout: float = 300, ttl: float = LOCK_TTL_SECONDS) -> Iterator[None]:
     """Hold the named lock for the block; TransientError if it can't be had within `timeout`."""
     name = _lock_name(key)
     if settings.REDIS_URL:
+        # Not thread-local: the renewing thread must see the token this thread acquired.
         lock = _redis(settings.REDIS_URL).lock(
-            name, timeout=LOCK_TTL_SECONDS, blocking_timeout=timeout
+            name, timeout=ttl, blocking_timeout=timeout, thread_local=False
         )
         if not lock.acquire():
             raise TransientError(f"timed out waiting for the write lock on {key}", code="LockBusy")
+        done = threading.Event()
+        renewer = threading.Thread(target=_renew, args=(lock, done, ttl), daemon=True)
+        renewer.start()
         try:
             yield
         finally:
+            done.set()
+            renewer.join()
             with contextlib.suppress(redis.exceptions.LockError):
                 lock.release()
         return

@@ -25,7 +25,7 @@ from provisioning import services
 from provisioning.azure import AzureGateway, get_gateway
 from provisioning.errors import GatewayError, PermanentError
 from provisioning.locks import serialized
-from provisioning.steps import run_step, step_is_done, steps_plan
+from provisioning.steps import run_step, step_is_done, steps_mark_done, steps_plan
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +137,7 @@ def provision(identity_request: IdentityRequest, *, gateway: AzureGateway | None
         + [(f"fic:{fic.name}", f"Federated credential {fic.subject}") for fic in fics]
         + [(f"role:{ra.pk}", f"Role {ra.role.name} on {ra.scope}") for ra in assignments],
     )
+    _close_recorded_steps(identity_request, identity)
     ensure_identity(identity_request, identity, gateway)
     identity.refresh_from_db()
     errors = _run_concurrently(
@@ -148,6 +149,15 @@ def provision(identity_request: IdentityRequest, *, gateway: AzureGateway | None
     )
     if errors:
         raise _combined(errors)
+
+
+def _close_recorded_steps(identity_request: IdentityRequest, identity: Identity) -> None:
+    """A run killed after recording a write on its row but before closing the step left the
+    step `running`; this run skips that row (no longer pending), so close the step here."""
+    steps_mark_done(
+        identity_request=identity_request,
+        keys=services.recorded_step_keys(identity_request=identity_request, identity=identity),
+    )
 
 
 def _combined(errors: list[GatewayError]) -> GatewayError:
@@ -282,6 +292,7 @@ def decommission(identity_request: IdentityRequest, *, gateway: AzureGateway | N
         + [(f"delete-fic:{fic.name}", f"Remove federated credential {fic.subject}") for fic in fics]
         + [("delete-identity", f"Delete managed identity {identity.name}")],
     )
+    _close_recorded_steps(identity_request, identity)
     # Role assignments first: once the identity is gone they can no longer be traced to it.
     errors = _run_concurrently(
         [partial(_delete_role_assignment, identity_request, ra, gateway) for ra in assignments]

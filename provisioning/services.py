@@ -103,6 +103,18 @@ def pending_role_assignments(*, identity: Identity) -> QuerySet[RoleAssignment]:
     return identity.role_assignments.filter(status=ChildStatus.PENDING).select_related("role")
 
 
+def recorded_step_keys(*, identity_request: IdentityRequest, identity: Identity) -> list[str]:
+    """Keys of the steps whose outcome is already on the identity's child rows: credentials and
+    role assignments made active (provisioning) or removed (decommission)."""
+    if identity_request.kind == RequestKind.DECOMMISSION:
+        status, fic_key, role_key = ChildStatus.REMOVED, "delete-fic:", "delete-role:"
+    else:
+        status, fic_key, role_key = ChildStatus.ACTIVE, "fic:", "role:"
+    fics = identity.federated_credentials.filter(status=status).values_list("name", flat=True)
+    roles = identity.role_assignments.filter(status=status).values_list("pk", flat=True)
+    return [f"{fic_key}{name}" for name in fics] + [f"{role_key}{pk}" for pk in roles]
+
+
 def removing_role_assignments(*, identity: Identity) -> QuerySet[RoleAssignment]:
     return identity.role_assignments.filter(status=ChildStatus.REMOVING).select_related("role")
 

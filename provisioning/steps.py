@@ -32,6 +32,17 @@ def steps_plan(*, identity_request: IdentityRequest, steps: list[tuple[str, str]
     )
 
 
+def steps_mark_done(*, identity_request: IdentityRequest, keys: list[str]) -> None:
+    """Close steps whose write an earlier run recorded on its row (FIC or role assignment
+    active, or removed) before that run died, leaving the step itself `running`."""
+    if not keys:
+        return
+    now = timezone.now()
+    ProvisioningStep.objects.filter(identity_request=identity_request, key__in=keys).exclude(
+        status=StepStatus.DONE
+    ).update(status=StepStatus.DONE, finished_at=now, error="", updated_at=now)
+
+
 def step_is_done(*, identity_request: IdentityRequest, key: str) -> bool:
     return ProvisioningStep.objects.filter(
         identity_request=identity_request, key=key, status=StepStatus.DONE

@@ -40,6 +40,16 @@ def sweep(*, enqueue: Callable[[int], object]) -> list[int]:
     requeued: list[int] = []
     for identity_request in stuck_requests():
         with transaction.atomic():
+            # Compare-and-set on updated_at, which also starts a new waiting window: of the
+            # sweeps that find one request (the backlog of sweeps queued while the workers were
+            # down, two running at once), only the first re-enqueues it.
+            claimed = IdentityRequest.objects.filter(
+                pk=identity_request.pk,
+                status=identity_request.status,
+                updated_at=identity_request.updated_at,
+            ).update(updated_at=timezone.now())
+            if not claimed:
+                continue
             audit_record(
                 actor=None,
                 action="identity_request.requeued",

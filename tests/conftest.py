@@ -6,4 +6,7 @@ pytest_plugins = [
     "tests.support.emulator",
     "tests.support.people",
     "tests.support.sandbox",
+    "tests.support.redis_server",
+    "tests.support.tcp_proxy",
+    "tests.support.worker_zygote",
 ]

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
@@ -50,7 +51,13 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "idempotency-key-reused": (422, "This Idempotency-Key was used with a different request."),
     "throttled": (429, "Too many requests."),
     "server-error": (500, "Internal server error."),
+    "service-unavailable": (503, "The service is temporarily unavailable."),
 }
+# The database is unreachable or the connection broke mid-request: a 503 with Retry-After rather
+# than a 500, since nothing is wrong with the request itself. The services write in one
+# transaction each, so a broken connection leaves nothing half-written.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+DATABASE_RETRY_AFTER_SECONDS = 5
 _SLUG_BY_DRF_CLASS: list[tuple[type[exceptions.APIException], str]] = [
     (exceptions.ValidationError, "validation-error"),
     (exceptions.ParseError, "validation-error"),
@@ -182,12 +189,25 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return problem_response(exc.slug, str(exc.detail), instance=instance, headers=exc.headers)
     if isinstance(exc, exceptions.APIException):
         return _drf_problem(exc, instance)
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        return database_unavailable_problem(exc, instance)
     logger.exception("Unhandled error in %s", instance or "the API", exc_info=exc)
     return problem_response(
         "server-error",
         "Something went wrong on our side; the error was logged. Retrying with the same "
         "Idempotency-Key is safe.",
         instance=instance,
+    )
+
+
+def database_unavailable_problem(exc: Exception, instance: str) -> ProblemResponse:
+    logger.warning("database unavailable in %s: %s", instance or "the API", exc)
+    return problem_response(
+        "service-unavailable",
+        "The portal's database is unavailable right now. Send the request again in a few "
+        "seconds (with the same Idempotency-Key, if you sent one).",
+        instance=instance,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
     )
 
 

@@ -184,7 +184,9 @@ def identity_request_approve(
         )
     if identity_request.identity_id is not None:
         # Serializes approvals that add credentials to one identity (20-credential limit).
-        Identity.objects.select_for_update().filter(pk=identity_request.identity_id).first()
+        Identity.objects.select_for_update(no_key=True).filter(
+            pk=identity_request.identity_id
+        ).first()
     result = identity_request_policy(identity_request)
     if result.violations:
         raise PolicyViolationError(result)
@@ -331,9 +333,17 @@ def _require_requester(user: User) -> None:
 
 
 def lock_identity_request(identity_request: IdentityRequest) -> None:
-    """Reload the request under a row lock (PostgreSQL; SQLite serializes whole transactions)."""
+    """Reload the request under a row lock (PostgreSQL; SQLite serializes whole transactions).
+
+    Row locks on requests and identities are FOR NO KEY UPDATE: enough to serialize writers of
+    the row, while still letting other transactions insert rows that reference it. A FOR UPDATE
+    lock blocks the foreign-key check of an audit row naming the request or identity, and that
+    insert runs under the audit chain lock, which the lock holder wants next: a deadlock.
+    """
     try:
-        identity_request.refresh_from_db(from_queryset=IdentityRequest.objects.select_for_update())
+        identity_request.refresh_from_db(
+            from_queryset=IdentityRequest.objects.select_for_update(no_key=True)
+        )
     except IdentityRequest.DoesNotExist as exc:
         raise NotFoundError(f"Identity request {identity_request.pk} was not found.") from exc
 

@@ -47,7 +47,7 @@ def identity_request_mark_ready(
         return identity_request
     identity = identity_request.identity
     if identity is not None:
-        identity = Identity.objects.select_for_update().get(pk=identity.pk)
+        identity = Identity.objects.select_for_update(no_key=True).get(pk=identity.pk)
         identity_request.identity = identity
         target = {
             RequestKind.NEW: IdentityStatus.READY,

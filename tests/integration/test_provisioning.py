@@ -116,6 +116,31 @@ def test_running_the_engine_twice_creates_nothing_twice(
     assert len(arm["role_assignments"]) == 2
 
 
+def test_steps_a_killed_run_left_running_after_recording_their_writes_are_closed_by_the_rerun(
+    sandbox: Sandbox, approved_request: ApprovedRequestFactory
+) -> None:
+    identity_request = approved_request(roles=vault_roles(2))
+    reconcile_request(identity_request.pk)
+    # What kill -9 leaves between recording the FIC and role assignments as active and closing
+    # their steps: the request and identity still provisioning, those steps still running.
+    IdentityRequest.objects.filter(pk=identity_request.pk).update(status=RequestStatus.PROVISIONING)
+    Identity.objects.filter(pk=identity_request.identity_id).update(
+        status=Identity.Status.PROVISIONING
+    )
+    ProvisioningStep.objects.filter(identity_request=identity_request).exclude(
+        key="identity"
+    ).update(status=StepStatus.RUNNING, finished_at=None)
+    log_start = len(sandbox.emulator.requests())
+
+    reconcile_request(identity_request.pk)
+
+    identity_request.refresh_from_db()
+    assert identity_request.status == RequestStatus.READY, identity_request.last_error
+    steps = ProvisioningStep.objects.filter(identity_request=identity_request)
+    assert set(steps.values_list("status", flat=True)) == {StepStatus.DONE}
+    assert sandbox.arm_writes(log_start) == []  # their writes were recorded: none is repeated
+
+
 def test_role_assignment_names_are_deterministic_uuid5() -> None:
     name = role_assignment_name(scope="/subscriptions/S/x", principal_id="P", role_guid="G")
     assert name == role_assignment_name(scope="/SUBSCRIPTIONS/s/X", principal_id="p", role_guid="g")

@@ -53,3 +53,18 @@ def test_a_provisioning_request_with_recent_step_progress_is_left_alone(
     ProvisioningStep.objects.create(identity_request=busy, key="identity", label="x")
 
     assert sweep(enqueue=lambda pk: None) == []
+
+
+def test_a_backlog_of_sweeps_requeues_each_stuck_request_once(
+    sandbox: Sandbox, approved_request: ApprovedRequestFactory
+) -> None:
+    lost = approved_request()
+    age(lost, 3600)
+    enqueued: list[int] = []
+
+    # Sweeps queued while the workers were down run back to back once a worker is up.
+    for _ in range(5):
+        sweep(enqueue=enqueued.append)
+
+    assert enqueued == [lost.pk]
+    assert AuditEvent.objects.filter(action="identity_request.requeued").count() == 1

@@ -6,6 +6,7 @@ REQUIRE_SERVICES=1 (CI) it fails, so a broken CI machine can never pass by skipp
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -110,6 +111,18 @@ class ManagedProcess:
             self.kill()
         except ProcessLookupError:
             pass
+
+
+def stop_all(processes: list[ManagedProcess], timeout: float = 10) -> None:
+    """Stop several processes together (SIGTERM to every group first, then wait for each), so
+    their shutdowns overlap instead of adding up."""
+    running = [process for process in processes if process.alive()]
+    for process in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in running:
+        process.stop(timeout=max(0.1, deadline - time.monotonic()))
 
 
 def python_executable() -> str:

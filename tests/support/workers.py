@@ -18,6 +18,7 @@ from tests.support.services import (
     celery_executable,
     child_env,
     redis_url_or_missing,
+    stop_all,
 )
 
 
@@ -40,10 +41,11 @@ class Broker:
             task.apply_async(args=args, kwargs=kwargs, connection=conn, queue=self.queue)
 
 
-def make_broker(kind: str, tmp_path: Path) -> Broker:
+def make_broker(kind: str, tmp_path: Path, *, url: str = "") -> Broker:
+    """A broker of `kind` ("redis": REDIS_URL, or `url`; "embedded": a folder under tmp_path)."""
     queue = f"test-{uuid.uuid4().hex[:10]}"
     if kind == "redis":
-        url = redis_url_or_missing()
+        url = url or redis_url_or_missing()
         return Broker(
             kind,
             url,
@@ -144,6 +146,34 @@ def start_worker(tmp_path: Path) -> Iterator[WorkerFactory]:
                 "--without-gossip",
                 "-Q",
                 broker.queue,
+            ],
+            env=child_env(**broker.env, **env),
+            log_path=tmp_path / f"{name}.log",
+        ).start()
+        started.append(process)
+        return process
+
+    yield start
+    stop_all(started)
+
+
+@pytest.fixture
+def start_beat(tmp_path: Path) -> Iterator[WorkerFactory]:
+    """Start `celery beat` (the periodic sweeper, heartbeat and drift check) publishing to a
+    broker's queue, with its schedule file under tmp_path; stopped when the test ends."""
+    started: list[ManagedProcess] = []
+
+    def start(broker: Broker, **env: str) -> ManagedProcess:
+        name = f"beat-{len(started)}"
+        process = ManagedProcess(
+            name=name,
+            args=[
+                celery_executable(),
+                "-A",
+                "portal",
+                "beat",
+                "--loglevel=INFO",
+                f"--schedule={tmp_path / f'{name}-schedule'}",
             ],
             env=child_env(**broker.env, **env),
             log_path=tmp_path / f"{name}.log",
