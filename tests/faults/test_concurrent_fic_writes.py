@@ -28,7 +28,12 @@ from tests.support.services import postgres_or_missing
 from tests.support.worker_zygote import ZygoteFactory
 from tests.support.workers import Broker, make_broker
 
-pytestmark = [pytest.mark.fault, pytest.mark.django_db(transaction=True)]
+# serialized_rollback: the flush after each test then skips post_migrate, so the tests that
+# restore the migrated rows (content types, groups, the catalog) after these still can.
+pytestmark = [
+    pytest.mark.fault,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
 
 WORKERS = 3
 SERVICE_ACCOUNTS = 6
