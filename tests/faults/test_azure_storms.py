@@ -40,7 +40,12 @@ from tests.support.services import (
 )
 from tests.support.workers import Broker, make_broker
 
-pytestmark = [pytest.mark.fault, pytest.mark.django_db(transaction=True)]
+# serialized_rollback: the flush after each test then skips post_migrate, so the tests that
+# restore the migrated rows (content types, groups, the catalog) after these still can.
+pytestmark = [
+    pytest.mark.fault,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
 
 ATTEMPTS = 4
 READ_TIMEOUT = 2  # seconds; the emulator holds a "timeout" for longer, so the client gives up

@@ -25,9 +25,15 @@ from tests.faults.helpers import approve_new, wait_all_final, wait_worker_ready
 from tests.support.people import DraftFactory
 from tests.support.sandbox import ApprovedRequestFactory, Sandbox
 from tests.support.services import postgres_or_missing
-from tests.support.workers import Broker, WorkerFactory, make_broker
+from tests.support.worker_zygote import ZygoteFactory
+from tests.support.workers import Broker, make_broker
 
-pytestmark = [pytest.mark.fault, pytest.mark.django_db(transaction=True)]
+# serialized_rollback: the flush after each test then skips post_migrate, so the tests that
+# restore the migrated rows (content types, groups, the catalog) after these still can.
+pytestmark = [
+    pytest.mark.fault,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
 
 WORKERS = 3
 SERVICE_ACCOUNTS = 6
@@ -40,7 +46,7 @@ def test_service_accounts_added_from_many_workers_at_once_all_land_exactly_once(
     requester: Any,
     approver: Any,
     make_draft: DraftFactory,
-    start_worker: WorkerFactory,
+    worker_zygote: ZygoteFactory,
     use_broker: Callable[[Broker], None],
     tmp_path: Path,
 ) -> None:
@@ -63,10 +69,9 @@ def test_service_accounts_added_from_many_workers_at_once_all_land_exactly_once(
     pending = [identity_request_create(requester=requester, draft=draft) for draft in drafts]
     sandbox.emulator.config(fic_write_ms=400)
     log_start = len(sandbox.emulator.requests())
-    workers = [
-        start_worker(broker, concurrency=2, VERIFY_AFTER_PROVISIONING="0", **sandbox.worker_env)
-        for _ in range(WORKERS)
-    ]
+    # Three separate worker processes, forked after the imports were done once.
+    zygote = worker_zygote(broker, VERIFY_AFTER_PROVISIONING="0", **sandbox.worker_env)
+    workers = [zygote.fork(broker, concurrency=2) for _ in range(WORKERS)]
     for worker in workers:
         wait_worker_ready(worker)
 

@@ -40,7 +40,12 @@ from tests.support.services import (
 )
 from tests.support.tcp_proxy import TcpProxy, postgres_address
 
-pytestmark = [pytest.mark.fault, pytest.mark.django_db(transaction=True)]
+# serialized_rollback: the flush after each test then skips post_migrate, so the tests that
+# restore the migrated rows (content types, groups, the catalog) after these still can.
+pytestmark = [
+    pytest.mark.fault,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
 
 BODY = {
     "app_name": "checkout",

@@ -23,7 +23,12 @@ from tests.support.sandbox import ApprovedRequestFactory, Sandbox
 from tests.support.services import postgres_or_missing, wait_until
 from tests.support.workers import Broker, WorkerFactory, make_broker
 
-pytestmark = [pytest.mark.fault, pytest.mark.django_db(transaction=True)]
+# serialized_rollback: the flush after each test then skips post_migrate, so the tests that
+# restore the migrated rows (content types, groups, the catalog) after these still can.
+pytestmark = [
+    pytest.mark.fault,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
 
 SWEEPER_ENV = {
     "SWEEPER_APPROVED_AFTER_SECONDS": "2",

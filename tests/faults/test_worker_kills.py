@@ -35,7 +35,12 @@ from tests.support.services import postgres_or_missing, wait_until
 from tests.support.worker_zygote import ForkedWorker, ZygoteFactory
 from tests.support.workers import Broker, WorkerFactory, make_broker
 
-pytestmark = [pytest.mark.fault, pytest.mark.django_db(transaction=True)]
+# serialized_rollback: the flush after each test then skips post_migrate, so the tests that
+# restore the migrated rows (content types, groups, the catalog) after these still can.
+pytestmark = [
+    pytest.mark.fault,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
 
 KILLS_REQUIRED = 20  # kills that interrupted a request mid-provisioning
 LATENCY_MS = 150  # per ARM / token call: a request with k roles takes about a second

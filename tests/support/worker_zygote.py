@@ -105,7 +105,11 @@ class WorkerZygote:
         return worker
 
     def close(self) -> None:
-        for worker in self.started:
+        running = [worker for worker in self.started if worker.alive()]
+        for worker in running:  # SIGTERM to all first, so the shutdowns overlap
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGTERM)
+        for worker in running:
             worker.stop()
         if self.process.stdin is not None:
             self.process.stdin.close()
