@@ -12,6 +12,7 @@ import base64
 import contextlib
 import email.utils
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +45,8 @@ from django.conf import settings
 from provisioning.errors import GatewayError, PermanentError, TransientError
 
 T = TypeVar("T")
+
+_TOKEN_HTTP_ERROR = re.compile(r"HTTP Error: (429|5\d\d)\b")
 
 # Codes Azure documents as "try again": replication delay after creating a principal, concurrent
 # FIC writes on one identity, throttling variants (AZURE-FACTS §2).
@@ -137,6 +140,15 @@ def translate(exc: Exception, *, operation: str) -> GatewayError:
     if isinstance(exc, CredentialUnavailableError):
         return PermanentError(f"{operation}: the portal has no usable Azure credential: {exc}")
     if isinstance(exc, ClientAuthenticationError) and exc.status_code is None:
+        # MSAL reports the token endpoint's own HTTP failures as text ("HTTP Error: 500"): an
+        # Entra outage or throttling is worth retrying, a refused credential is not.
+        if status_match := _TOKEN_HTTP_ERROR.search(str(exc.message)):
+            status = int(status_match.group(1))
+            return TransientError(
+                f"{operation}: Entra ID answered the portal's token request with HTTP {status}",
+                code="TokenEndpointUnavailable",
+                status=status,
+            )
         return PermanentError(
             f"{operation}: the portal could not authenticate to Azure: {exc.message}",
             code="AuthenticationFailed",

@@ -99,7 +99,7 @@ STORMS = [
         {"fault_rate_500": 0.5},
         requests=4,
         roles=2,
-        codes=frozenset({"InternalServerError"}),
+        codes=frozenset({"InternalServerError", "TokenEndpointUnavailable"}),
         served=_status(500),
     ),
     Storm(

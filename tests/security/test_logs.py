@@ -156,9 +156,7 @@ def test_no_log_line_of_the_whole_session_holds_a_secret() -> None:
     assert any(
         WORKER_CANARY_MARK in path.read_text(errors="replace") for path in workers if path.exists()
     ), "no worker log with the canary task: run the whole of tests/security"
-    for path in workers:
-        if path.exists() and WORKER_CANARY_MARK in path.read_text(errors="replace"):
-            assert_worker_log_is_real(path)
+    # How real the canary worker's log was is asserted by its own test, right after it stopped.
     assert len(SESSION_LOG.secrets) >= 3, SESSION_LOG.secrets.values()
 
     leaks = session_leaks()
