@@ -143,11 +143,12 @@ def translate(exc: Exception, *, operation: str) -> GatewayError:
         # MSAL reports the token endpoint's own HTTP failures as text ("HTTP Error: 500"): an
         # Entra outage or throttling is worth retrying, a refused credential is not.
         if status_match := _TOKEN_HTTP_ERROR.search(str(exc.message)):
-            status = int(status_match.group(1))
+            token_status = int(status_match.group(1))
             return TransientError(
-                f"{operation}: Entra ID answered the portal's token request with HTTP {status}",
+                f"{operation}: Entra ID answered the portal's token request with HTTP "
+                f"{token_status}",
                 code="TokenEndpointUnavailable",
-                status=status,
+                status=token_status,
             )
         return PermanentError(
             f"{operation}: the portal could not authenticate to Azure: {exc.message}",
