@@ -174,7 +174,7 @@ def run(
     idle = start_worker("idle", f"{queue}-idle", args.concurrency, env, work)
     workers.append(idle)
     for worker in workers:
-        worker.wait_for_log(" ready.")
+        worker.wait_for_log(" ready.", timeout=180)
 
     # Setting the knobs refills every bucket: the run starts with a full one.
     emulator.control(
