@@ -143,7 +143,9 @@ def start_worker(
             "-Q",
             queue,
         ],
-        {**env, "CELERY_QUEUE": queue},
+        # Workers log through settings.LOGGING (LOG_LEVEL wins over --loglevel): INFO, so the
+        # " ready." line the benchmark waits for is written.
+        {**env, "CELERY_QUEUE": queue, "LOG_LEVEL": "INFO"},
         work / f"{name}.log",
     )
 
