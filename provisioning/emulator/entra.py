@@ -67,19 +67,8 @@ def route(ctx: Context, request: Request) -> Route | None:
     return None
 
 
-def _check_tenant(ctx: Context, tenant: str) -> None:
-    if tenant.lower() != ctx.store.tenant_id:
-        raise OAuthError(
-            400,
-            "invalid_request",
-            90002,
-            f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and "
-            "are signing into the correct cloud.",
-        )
-
-
 def _discovery(ctx: Context, request: Request, tenant: str) -> Response:
-    _check_tenant(ctx, tenant)
+    signin.check_tenant(ctx, tenant)
     base = f"{request.base_url}/{ctx.store.tenant_id}"
     return json_response(
         200,
@@ -112,7 +101,7 @@ def _keys(ctx: Context) -> Response:
 
 
 def _token(ctx: Context, tenant: str, form: dict[str, str]) -> Response:
-    _check_tenant(ctx, tenant)
+    signin.check_tenant(ctx, tenant)
     grant_type = form.get("grant_type")
     if grant_type != "client_credentials":
         raise OAuthError(

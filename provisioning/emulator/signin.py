@@ -81,7 +81,8 @@ def _form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
 
 
-def _check_tenant(ctx: Context, tenant: str) -> None:
+def check_tenant(ctx: Context, tenant: str) -> None:
+    """AADSTS90002 for a tenant other than the emulator's (every Entra endpoint checks it)."""
     if tenant.lower() != ctx.store.tenant_id:
         raise OAuthError(
             400,
@@ -93,7 +94,7 @@ def _check_tenant(ctx: Context, tenant: str) -> None:
 
 
 def _authorize(ctx: Context, request: Request, tenant: str) -> Response:
-    _check_tenant(ctx, tenant)
+    check_tenant(ctx, tenant)
     params = {k: v[0] for k, v in request.query.items() if v}
     if request.method == "POST":
         params = {**params, **_form(request)}
@@ -173,7 +174,7 @@ def _picker(request: Request, params: dict[str, str], users: list[dict[str, Any]
 
 
 def _redeem(ctx: Context, request: Request, tenant: str, form: dict[str, str]) -> Response:
-    _check_tenant(ctx, tenant)
+    check_tenant(ctx, tenant)
     portal = ctx.store.data["portal"]
     client_id = form.get("client_id", "").lower()
     secret = form.get("client_secret", "")
