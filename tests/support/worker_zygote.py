@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.services import REPO_ROOT, child_env, python_executable, wait_until
-from tests.support.workers import Broker
+from tests.support.workers import Broker, worker_argv
 
 
 class ForkedWorker:
@@ -87,16 +87,7 @@ class WorkerZygote:
     def fork(self, broker: Broker, *, concurrency: int = 2) -> ForkedWorker:
         name = f"worker-{len(self.started)}"
         log_path = self.folder / f"{name}.log"
-        argv = [
-            "worker",
-            "--loglevel=INFO",
-            f"--concurrency={concurrency}",
-            f"--hostname={name}-{broker.queue}@%h",
-            "--without-mingle",
-            "--without-gossip",
-            "-Q",
-            broker.queue,
-        ]
+        argv = worker_argv(name, broker, concurrency)
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write(json.dumps({"argv": argv, "log": str(log_path)}) + "\n")
         self.process.stdin.flush()

@@ -41,6 +41,20 @@ class Broker:
             task.apply_async(args=args, kwargs=kwargs, connection=conn, queue=self.queue)
 
 
+def worker_argv(name: str, broker: Broker, concurrency: int) -> list[str]:
+    """The `celery worker` arguments every test worker runs with (started or forked)."""
+    return [
+        "worker",
+        "--loglevel=INFO",
+        f"--concurrency={concurrency}",
+        f"--hostname={name}-{broker.queue}@%h",
+        "--without-mingle",
+        "--without-gossip",
+        "-Q",
+        broker.queue,
+    ]
+
+
 def make_broker(kind: str, tmp_path: Path, *, url: str = "") -> Broker:
     """A broker of `kind` ("redis": REDIS_URL, or `url`; "embedded": a folder under tmp_path)."""
     queue = f"test-{uuid.uuid4().hex[:10]}"
@@ -134,19 +148,7 @@ def start_worker(tmp_path: Path) -> Iterator[WorkerFactory]:
         name = f"worker-{len(started)}"
         process = ManagedProcess(
             name=name,
-            args=[
-                celery_executable(),
-                "-A",
-                "portal",
-                "worker",
-                "--loglevel=INFO",
-                f"--concurrency={concurrency}",
-                f"--hostname={name}-{broker.queue}@%h",
-                "--without-mingle",
-                "--without-gossip",
-                "-Q",
-                broker.queue,
-            ],
+            args=[celery_executable(), "-A", "portal", *worker_argv(name, broker, concurrency)],
             env=child_env(**broker.env, **env),
             log_path=tmp_path / f"{name}.log",
         ).start()
