@@ -38,6 +38,7 @@ from mozilla_django_oidc.utils import import_from_settings
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
 from identities import roles
+from identities.audit import audit_record
 from identities.services import user_directory_sync
 from portal.models import SsoAccount
 
@@ -208,6 +209,7 @@ class EntraIdBackend(OIDCAuthenticationBackend):
         username = str(claims.get("preferred_username") or claims["email"]).lower()[:150]
         user_model = get_user_model()
         user = user_model.objects.filter(username=username).first()
+        created = user is None
         if user is None:
             user = user_model(username=username)
             user.set_unusable_password()
@@ -216,8 +218,19 @@ class EntraIdBackend(OIDCAuthenticationBackend):
             raise SignInRefused(
                 f"the portal account {username!r} is linked to another Entra ID user"
             )
-        SsoAccount.objects.create(
+        account = SsoAccount.objects.create(
             user=user, tenant_id=str(claims["tid"]).lower(), object_id=str(claims["oid"]).lower()
+        )
+        audit_record(
+            actor=user,
+            action="user.sso_linked",
+            data={
+                "user": username,
+                "user_id": user.pk,
+                "tenant_id": account.tenant_id,
+                "object_id": account.object_id,
+                "new_account": created,
+            },
         )
         return self.update_user(user, claims)
 

@@ -118,6 +118,8 @@ def test_first_sign_in_creates_a_linked_account_with_the_mapped_roles_and_team(
     assert synced.data["roles_granted"] == ["requesters"]
     assert synced.data["teams_joined"] == ["payments"]
     assert synced.data["object_id"] == oid
+    linked = AuditEvent.objects.get(action="user.sso_linked")
+    assert (linked.data["object_id"], linked.data["new_account"]) == (oid, True)
     assert {"user.role_granted", "teammembership.created"} <= set(
         AuditEvent.objects.values_list("action", flat=True)
     )
