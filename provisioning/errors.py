@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class GatewayError(Exception):
     """An Azure or Kubernetes call failed; carries what an operator needs to look it up."""
@@ -42,7 +44,15 @@ class GatewayError(Exception):
 
 
 class TransientError(GatewayError):
-    """Worth retrying: throttling, 5xx, timeouts, replication delay, concurrent FIC writes."""
+    """Worth retrying: throttling, 5xx, timeouts, replication delay, concurrent FIC writes.
+
+    `wait_out`: the error says a service is away for a while, not that the call was wrong
+    (our own Redis restarting, say): like throttling, it is retried for a time budget instead
+    of a number of attempts (see provisioning.retry)."""
+
+    def __init__(self, message: str, *, wait_out: bool = False, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.wait_out = wait_out
 
 
 class PermanentError(GatewayError):

@@ -55,7 +55,19 @@ def serialized(key: str, *, timeout: float = 300, ttl: float = LOCK_TTL_SECONDS)
         lock = _redis(settings.REDIS_URL).lock(
             name, timeout=ttl, blocking_timeout=timeout, thread_local=False
         )
-        if not lock.acquire():
+        try:
+            acquired = lock.acquire()
+        except redis.exceptions.RedisError as error:
+            # Redis restarting or unreachable: nothing was written yet, so the step waits it
+            # out (for the throttling budget) instead of crashing the task, which left the
+            # step running until the sweeper stepped in.
+            raise TransientError(
+                f"the write lock on {key} is unavailable: Redis did not answer "
+                f"({type(error).__name__})",
+                code="LockUnavailable",
+                wait_out=True,
+            ) from error
+        if not acquired:
             raise TransientError(f"timed out waiting for the write lock on {key}", code="LockBusy")
         done = threading.Event()
         renewer = threading.Thread(target=_renew, args=(lock, done, ttl), daemon=True)
@@ -65,7 +77,9 @@ def serialized(key: str, *, timeout: float = 300, ttl: float = LOCK_TTL_SECONDS)
         finally:
             done.set()
             renewer.join()
-            with contextlib.suppress(redis.exceptions.LockError):
+            # Lost (LockError) or Redis gone (the key then expires within the TTL): either way
+            # the write in the block is done, and its outcome must not be masked.
+            with contextlib.suppress(redis.exceptions.RedisError):
                 lock.release()
         return
     folder = Path(settings.VAR_DIR) / "locks"

@@ -2,7 +2,8 @@
 
 Throttling (HTTP 429) is bounded by time rather than by attempts: ARM did nothing and said when
 to come back, and when many writers share one subscription's write bucket, each of them can be
-turned away several times in a row before its turn comes.
+turned away several times in a row before its turn comes. Errors marked `wait_out` (a service
+of ours restarting, such as the Redis behind the FIC write lock) are waited out the same way.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class Backoff:
     attempts: int
     base: float
     cap: float
-    # Seconds one step may spend waiting out 429s; those do not use up `attempts`.
+    # Seconds one step may spend waiting out 429s (and `wait_out` errors); those do not use up
+    # `attempts`.
     throttle_budget: float = 600.0
 
     @classmethod
@@ -66,7 +68,7 @@ def with_retries(
         try:
             return operation()
         except TransientError as error:
-            if error.status == THROTTLED:
+            if error.status == THROTTLED or error.wait_out:
                 throttled += 1
                 wait = backoff.delay(throttled, error)
                 if throttled_wait + wait > backoff.throttle_budget:

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import redis
 
+from provisioning.errors import TransientError
 from provisioning.locks import _lock_name, serialized
-from tests.support.services import redis_url_or_missing
+from tests.support.services import free_port, redis_url_or_missing
 
 pytestmark = [pytest.mark.integration]
 
@@ -40,3 +41,20 @@ def test_a_lock_left_by_a_dead_holder_is_free_within_the_ttl(settings: Any) -> N
         waited = time.monotonic() - started
 
     assert waited < 2
+
+
+def test_an_unreachable_redis_is_a_transient_error_and_the_block_does_not_run(
+    settings: Any,
+) -> None:
+    """A Redis restart while a FIC is written: the step retries with backoff (see the engine's
+    retries) instead of crashing the task and leaving the step running for the sweeper."""
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    ran = False
+
+    with pytest.raises(TransientError) as caught, serialized("identity-gone", timeout=1):
+        ran = True
+
+    assert not ran
+    assert caught.value.code == "LockUnavailable"
+    assert "Redis did not answer" in str(caught.value)
+    assert caught.value.wait_out

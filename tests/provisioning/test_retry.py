@@ -102,3 +102,17 @@ def test_throttling_without_retry_after_backs_off_exponentially() -> None:
     with_retries(operation, backoff=Backoff(1, 1.0, 30, 600), sleep=sleeps.append)
     assert [round(s) for s in sleeps] != [1, 1, 1, 1]
     assert sleeps[3] >= 4
+
+
+def test_a_service_of_ours_restarting_is_waited_out_for_the_budget_not_the_attempts() -> None:
+    """Redis behind the FIC lock restarting: more failures than attempts, still no failure."""
+    sleeps: list[float] = []
+    operation = Flaky(*(TransientError("lock", code="LockUnavailable", wait_out=True),) * 6)
+    result = with_retries(operation, backoff=Backoff(2, 1.0, 2.0, 60), sleep=sleeps.append)
+    assert result == "ok"
+    assert operation.calls == 7
+    assert len(sleeps) == 6 and all(0.5 <= s <= 2.0 for s in sleeps)
+
+    endless = Flaky(*(TransientError("lock", wait_out=True),) * 100)
+    with pytest.raises(TransientError):
+        with_retries(endless, backoff=Backoff(2, 1.0, 2.0, 10), sleep=sleeps.append)
