@@ -11,12 +11,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jwt
-from azure.core.exceptions import ClientAuthenticationError
+from azure.core.exceptions import AzureError, ClientAuthenticationError
 from azure.identity import ClientAssertionCredential
 
 from provisioning.azure import FicState
 
 ARM_SCOPE = "https://management.azure.com/.default"
+# No answer from the token endpoint (timeout, refused connection, TLS): nothing was decided.
+TOKEN_ENDPOINT_UNREACHABLE = "TokenEndpointUnreachable"  # noqa: S105 - an error code
 _AADSTS = re.compile(r"AADSTS(\d+)")
 
 # What each code means for a workload identity (entra-docs reference-error-codes).
@@ -126,14 +128,20 @@ def exchange(
     assertion: str,
     authority: str,
     connection_verify: str | bool = True,
+    connection_timeout: float = 10,
+    read_timeout: float = 30,
 ) -> ExchangeResult:
-    """Exchange the ServiceAccount token for an ARM access token, exactly as a pod would."""
+    """Exchange the ServiceAccount token for an ARM access token, exactly as a pod would.
+
+    The timeouts bound the token request (azure-core's own read timeout is 300 s)."""
     credential = ClientAssertionCredential(
         tenant_id,
         client_id,
         lambda: assertion,
         authority=authority,
         connection_verify=connection_verify,
+        connection_timeout=connection_timeout,
+        read_timeout=read_timeout,
     )
     try:
         access = credential.get_token(ARM_SCOPE)
@@ -144,6 +152,12 @@ def exchange(
             ok=False,
             error_code=f"AADSTS{found.group(1)}" if found else "AuthenticationFailed",
             error_message=message.split("\r\n")[0].split("\n")[0][:1000],
+        )
+    except AzureError as exc:
+        return ExchangeResult(
+            ok=False,
+            error_code=TOKEN_ENDPOINT_UNREACHABLE,
+            error_message=f"{type(exc).__name__}: {str(exc.message or exc).splitlines()[0][:500]}",
         )
     finally:
         credential.close()

@@ -23,6 +23,7 @@ from identities.models import ChildStatus, FederatedCredential, IdentityRequest
 from provisioning.azure import AzureGateway, FicState, get_gateway
 from provisioning.errors import GatewayError
 from provisioning.federation import (
+    TOKEN_ENDPOINT_UNREACHABLE,
     ExchangeResult,
     Mismatch,
     exchange,
@@ -116,6 +117,8 @@ def run_check(identity_request: IdentityRequest, fic: FederatedCredential) -> Ch
         assertion=sa_token.token,
         authority=gateway.authority,
         connection_verify=gateway.connection_verify,
+        connection_timeout=settings.AZURE_HTTP_CONNECT_TIMEOUT,
+        read_timeout=settings.AZURE_HTTP_READ_TIMEOUT,
     )
     if result.ok:
         return Check(
@@ -123,6 +126,14 @@ def run_check(identity_request: IdentityRequest, fic: FederatedCredential) -> Ch
             f"Federation works: a token of {fic.subject} was exchanged for an Azure access "
             f"token for client id {identity.client_id}.",
             token_expires_at=result.expires_at,
+        )
+    if result.error_code == TOKEN_ENDPOINT_UNREACHABLE:
+        return Check(
+            VerificationOutcome.FAILED,
+            f"Could not reach Entra ID's token endpoint at {gateway.authority} "
+            f"({result.error_message}). The exchange did not happen, so this says nothing about "
+            "the federation itself: verify again later.",
+            error_code=result.error_code,
         )
     mismatches = explain_mismatch(token_claims(sa_token.token), _azure_fic(gateway, fic))
     if not mismatches and result.error_code == "AADSTS70021" and _within_propagation_window(fic):

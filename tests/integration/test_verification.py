@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from azure.mgmt.msi.models import FederatedIdentityCredential
 
@@ -115,3 +117,24 @@ def test_a_missing_service_account_is_explained(
     assert verification.outcome == VerificationOutcome.FAILED
     assert verification.error_code == "ServiceAccountNotFound"
     assert "payments/checkout" in verification.summary
+
+
+def test_a_token_endpoint_that_never_answers_is_reported_not_raised(
+    sandbox: Sandbox, ready_request: IdentityRequest, settings: Any
+) -> None:
+    """Entra silent on the token exchange: the verification ends, bounded by the HTTP read
+    timeout, saying the exchange could not be made, rather than crashing the task and leaving
+    the request's verification unanswered."""
+    settings.AZURE_HTTP_READ_TIMEOUT = 1
+    sandbox.emulator.config(
+        fault_rate_timeout=1.0, fault_ops=["entra.token.assertion"], fault_timeout_seconds=30
+    )
+
+    verification = identity_request_verify(identity_request_id=ready_request.pk)
+
+    assert verification is not None
+    assert verification.outcome == VerificationOutcome.FAILED
+    assert verification.error_code == "TokenEndpointUnreachable"
+    assert "Could not reach Entra ID's token endpoint" in verification.summary
+    assert verification.mismatches == []  # nothing was compared: the exchange never happened
+    assert AuditEvent.objects.filter(action="identity_request.verification_failed").exists()
