@@ -198,6 +198,39 @@ def _report_lockout(
     )
 
 
+UNLOCK_AUDIT_ACTION = "user.login_unlocked"
+
+
+def login_unlock(*, username: str = "", address: str = "", by: str) -> list[str]:
+    """Lift the lockout (and clear the failure count) of a username and/or an address before
+    it ends, e.g. for a user an attacker locked out by guessing at their name. Audited with
+    `by`, the operator; returns the kinds of key that were locked ("username", "address")."""
+    from identities.audit import audit_record
+
+    keys = _keys(None, username)  # without a request: the username's key, if one is named
+    if address:
+        keys.append(_Key("address", address.strip(), settings.LOGIN_IP_FAILURE_LIMIT))
+    if not keys:
+        raise ValueError("name a username or an address to unlock")
+    was_locked = [key.kind for key in keys if cache.get(key.lock) is not None]
+    cache.delete_many([name for key in keys for name in (key.lock, key.failures)])
+    known = _known_username(username) if username else None
+    logger.warning(
+        "login throttle: %s unlocked by %s (user %s, address %s)",
+        " and ".join(was_locked) or "nothing locked,",
+        by,
+        known or ("(unknown)" if username else "-"),
+        address or "-",
+    )
+    audit_record(
+        actor=None,
+        actor_label=by,
+        action=UNLOCK_AUDIT_ACTION,
+        data={"username": known, "address": address or None, "was_locked": was_locked},
+    )
+    return was_locked
+
+
 class ThrottledLoginFormMixin:
     """For AuthenticationForm subclasses: refuse locked-out attempts before authenticating,
     count wrong passwords, clear the count on success. `lockout` is set when refused."""

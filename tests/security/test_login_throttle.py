@@ -277,3 +277,43 @@ def test_the_limits_come_from_the_environment() -> None:
     assert default.stdout.split() == ["5", "20", "900"], default.stderr
     assert invalid.returncode != 0
     assert "LOGIN_FAILURE_LIMIT must be at least 1" in invalid.stderr
+
+
+def test_an_operator_lifts_a_lockout_and_it_is_audited(requester: Any) -> None:
+    """An attacker guessing at alice's name locks her out; an operator lets her back in."""
+    from django.core.management import call_command
+
+    from portal.login_throttle import UNLOCK_AUDIT_ACTION
+
+    fail(LIMIT, address="203.0.113.9")
+    assert sign_in("alice", PASSWORD).status_code == 429
+
+    call_command("login_unlock", "--username", "ALICE")  # as typed: the count is case-folded
+
+    assert signed_in(sign_in("alice", PASSWORD))
+    event = AuditEvent.objects.filter(action=UNLOCK_AUDIT_ACTION).get()
+    assert event.data == {"username": "alice", "address": None, "was_locked": ["username"]}
+    assert event.actor is None and "manage.py login_unlock" in event.actor_label
+
+
+def test_unlocking_an_address_leaves_the_usernames_locked(requester: Any, approver: Any) -> None:
+    from django.core.management import call_command
+
+    office = "198.51.100.7"
+    for n in range(IP_LIMIT):  # many names from one address: only the address locks
+        sign_in(f"nobody-{n}", WRONG, address=office)
+    fail(LIMIT, username="alice", address="192.0.2.1")
+    assert sign_in(approver.username, PASSWORD, address=office).status_code == 429
+
+    call_command("login_unlock", "--address", office)
+
+    assert signed_in(sign_in(approver.username, PASSWORD, address=office))
+    assert sign_in("alice", PASSWORD, address=office).status_code == 429
+
+
+def test_unlock_needs_a_username_or_an_address() -> None:
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="--username or an --address"):
+        call_command("login_unlock")
