@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -223,9 +222,3 @@ EXPORT_FIELDS = (
     "prev_hash",
     "hash",
 )
-
-
-def audit_export_rows(*, chunk_size: int = 2000) -> Iterator[dict[str, Any]]:
-    """Every row in chain order, as the verified payload plus its two hashes (streamed)."""
-    for event in AuditEvent.objects.order_by("id").iterator(chunk_size=chunk_size):
-        yield {**event_payload(event), "prev_hash": event.prev_hash, "hash": event.hash}

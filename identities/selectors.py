@@ -3,21 +3,27 @@ approvers, auditors and admins see everything. Views and the API never filter by
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Prefetch, Q, QuerySet
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 from identities import roles
+from identities.audit_chain import chain_end, check_is_authentic, stored_hash, verify_tail
 from identities.errors import NotFoundError, PermissionDeniedError
 from identities.lifecycle import OPEN_REQUEST_STATUSES
 from identities.models import (
+    GENESIS_HASH,
     Approval,
     ApprovalDecision,
+    AuditChainCheck,
     AuditEvent,
     CatalogRole,
+    ChainCheckStatus,
     ChildStatus,
     Cluster,
     FederatedCredential,
@@ -405,3 +411,149 @@ def audit_events_visible_to(
     if filters.until is not None:
         queryset = queryset.filter(created_at__lt=filters.until)
     return queryset.order_by("-id")
+
+
+# --- audit chain checks ----------------------------------------------------------------------
+
+
+def chain_check_stale_after() -> timedelta:
+    """A check still running after this was abandoned (its worker died): as long as a task
+    may run at all."""
+    return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+
+
+def audit_chain_check_running() -> AuditChainCheck | None:
+    """The check a worker is running now, if any (abandoned ones do not count)."""
+    return (
+        AuditChainCheck.objects.filter(
+            status=ChainCheckStatus.RUNNING,
+            started_at__gte=timezone.now() - chain_check_stale_after(),
+        )
+        .select_related("requested_by")
+        .order_by("-started_at")
+        .first()
+    )
+
+
+def audit_chain_anchor(*, before: AuditChainCheck | None = None) -> AuditChainCheck | None:
+    """The newest passed check whose signature holds (finished before `before` started)."""
+    passed = AuditChainCheck.objects.filter(status=ChainCheckStatus.PASSED)
+    if before is not None:
+        passed = passed.filter(finished_at__lte=before.started_at).exclude(pk=before.pk)
+    for check in passed.order_by("-finished_at", "-id")[:20]:
+        if check_is_authentic(check):
+            return check
+    return None
+
+
+@dataclass(frozen=True)
+class ChainStatus:
+    """What the audit page says about the whole chain, from the newest full check plus a live
+    walk of the rows added since (when there are few enough of them).
+
+    `ok` is None when the chain is too long to walk on a page view and no full check has
+    passed or failed yet."""
+
+    ok: bool | None
+    rows: int
+    full_check: AuditChainCheck | None = None  # the newest finished full check (passed/failed)
+    tail_rows: int = 0  # rows after the part the full check verified
+    tail_verified: bool = False  # those rows were walked for this status
+    broken_id: int | None = None
+    reason: str = ""
+    found_by: str = ""  # which check found the break
+    forged: bool = False  # full_check's record does not carry its signature
+    running: AuditChainCheck | None = None
+    last_error: AuditChainCheck | None = None  # a newer check that could not finish
+    newest_hash: str = ""
+
+
+def audit_chain_status(user: Any, *, tail_limit: int | None = None) -> ChainStatus | None:
+    """The chain's verdict for the audit page; None for users who do not see every row."""
+    if not roles.sees_everything(user):
+        return None
+    if tail_limit is None:
+        tail_limit = settings.AUDIT_TAIL_VERIFY_LIMIT
+    rows = chain_end()
+    running = audit_chain_check_running()
+    finished = AuditChainCheck.objects.exclude(status=ChainCheckStatus.RUNNING).select_related(
+        "requested_by"
+    )
+    full = (
+        finished.filter(status__in=[ChainCheckStatus.PASSED, ChainCheckStatus.FAILED])
+        .order_by("-finished_at", "-id")
+        .first()
+    )
+    errors = finished.filter(status=ChainCheckStatus.ERROR)
+    if full is not None:
+        errors = errors.filter(finished_at__gt=full.finished_at)
+    base = ChainStatus(
+        ok=None,
+        rows=rows,
+        full_check=full,
+        running=running,
+        last_error=errors.order_by("-finished_at").first(),
+    )
+    if full is not None and not check_is_authentic(full):
+        return replace(
+            base,
+            ok=False,
+            forged=True,
+            reason=(
+                f"the record of check #{full.pk} was altered in the database: its verdict does "
+                "not carry the portal's signature"
+            ),
+            found_by=f"check #{full.pk}",
+        )
+    if full is not None and full.status == ChainCheckStatus.FAILED:
+        return replace(
+            base,
+            ok=False,
+            broken_id=full.broken_id,
+            reason=full.reason,
+            found_by=f"check #{full.pk}",
+        )
+    after_id, after_hash = 0, GENESIS_HASH
+    if full is not None and full.last_id is not None:
+        after_id, after_hash = full.last_id, full.last_hash
+        current = stored_hash(after_id)
+        if current != after_hash:
+            gone = current is None
+            return replace(
+                base,
+                ok=False,
+                broken_id=after_id,
+                reason=(
+                    f"row {after_id}, the last one check #{full.pk} verified, "
+                    + (
+                        "is gone: rows were removed from the end of the chain"
+                        if gone
+                        else "no longer has the hash it verified: the chain was rewritten up to it"
+                    )
+                ),
+                found_by=f"comparing with check #{full.pk}",
+            )
+    tail_rows = max(rows - after_id, 0)
+    if tail_rows > tail_limit:
+        return replace(
+            base,
+            ok=True if full is not None else None,
+            tail_rows=tail_rows,
+            newest_hash=after_hash if full is not None else "",
+        )
+    walk = verify_tail(after_id=after_id, after_hash=after_hash)
+    found_by = (
+        f"checking the {tail_rows} rows added since check #{full.pk}"
+        if full is not None
+        else f"checking all {tail_rows} rows"
+    )
+    return replace(
+        base,
+        ok=walk.broken_id is None,
+        tail_rows=tail_rows,
+        tail_verified=True,
+        broken_id=walk.broken_id,
+        reason=walk.reason,
+        found_by=found_by,
+        newest_hash=walk.last_hash,
+    )

@@ -331,6 +331,10 @@ SWEEPER_INTERVAL_SECONDS = env_int("SWEEPER_INTERVAL_SECONDS", 60)
 SWEEPER_APPROVED_AFTER_SECONDS = env_int("SWEEPER_APPROVED_AFTER_SECONDS", 60)
 SWEEPER_STALE_SECONDS = env_int("SWEEPER_STALE_SECONDS", 300)
 DRIFT_CHECK_INTERVAL_SECONDS = env_int("DRIFT_CHECK_INTERVAL_SECONDS", 3600)
+# The whole audit chain is walked by a worker this often (and on demand from the audit page);
+# the page itself walks only the rows added since the last full check, up to this many.
+AUDIT_VERIFY_INTERVAL_SECONDS = env_int("AUDIT_VERIFY_INTERVAL_SECONDS", 3600)
+AUDIT_TAIL_VERIFY_LIMIT = env_int("AUDIT_TAIL_VERIFY_LIMIT", 20_000)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "worker-heartbeat": {
         "task": "portal.tasks.heartbeat",
@@ -343,6 +347,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "check-drift": {
         "task": "provisioning.check_drift",
         "schedule": float(DRIFT_CHECK_INTERVAL_SECONDS),
+    },
+    "verify-audit-chain": {
+        "task": "identities.verify_audit_chain",
+        "schedule": float(AUDIT_VERIFY_INTERVAL_SECONDS),
     },
     "purge-idempotency-records": {
         "task": "portal.tasks.purge_idempotency_records",

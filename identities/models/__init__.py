@@ -1,6 +1,12 @@
 """The domain's models; import them from here (`from identities.models import Identity`)."""
 
-from identities.models.audit import GENESIS_HASH, AuditEvent
+from identities.models.audit import (
+    GENESIS_HASH,
+    AuditChainCheck,
+    AuditEvent,
+    ChainCheckStatus,
+    ChainCheckTrigger,
+)
 from identities.models.azure import (
     ChildStatus,
     DriftState,
@@ -23,8 +29,11 @@ __all__ = [
     "GENESIS_HASH",
     "Approval",
     "ApprovalDecision",
+    "AuditChainCheck",
     "AuditEvent",
     "CatalogRole",
+    "ChainCheckStatus",
+    "ChainCheckTrigger",
     "ChildStatus",
     "Cluster",
     "DriftState",

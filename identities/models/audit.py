@@ -57,3 +57,56 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.action} by {self.actor_label}"
+
+
+class ChainCheckStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+    ERROR = "error", "Could not finish"
+
+
+class ChainCheckTrigger(models.TextChoices):
+    SCHEDULE = "schedule", "Scheduled"
+    COMMAND = "command", "manage.py audit_verify"
+    USER = "user", "Started from the audit page"
+
+
+class AuditChainCheck(models.Model):
+    """One walk of the whole audit chain and its verdict (written by identities.services).
+
+    A passed check is also an anchor: it records the hash of the last row it verified, signed
+    with the portal's SECRET_KEY. Later checks and the audit page compare that row's hash with
+    the anchor, so a chain rewritten from some row on (hashes recomputed to the end) or cut
+    short is caught by someone who can write the database but does not hold the key.
+    """
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    trigger = models.CharField(max_length=16, choices=ChainCheckTrigger.choices)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Empty when the schedule or an operator's command started it.",
+    )
+    status = models.CharField(
+        max_length=16, choices=ChainCheckStatus.choices, default=ChainCheckStatus.RUNNING
+    )
+    # How many rows the chain held when the walk started (progress is shown against it).
+    rows_expected = models.BigIntegerField(default=0)
+    rows_checked = models.BigIntegerField(default=0)
+    last_id = models.BigIntegerField(null=True, blank=True)
+    last_hash = models.CharField(max_length=64, blank=True)
+    broken_id = models.BigIntegerField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    signature = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["status", "-finished_at"], name="chaincheck_status")]
+
+    def __str__(self) -> str:
+        return f"audit chain check #{self.pk}: {self.status}"

@@ -2,6 +2,11 @@
 transaction that also writes its audit row. Import from here: `from identities.services import
 identity_request_approve`."""
 
+from identities.services.audit import (
+    audit_chain_check_enqueue_failed,
+    audit_chain_check_run,
+    audit_chain_check_start,
+)
 from identities.services.config import (
     config_object_delete,
     config_object_save,
@@ -27,6 +32,9 @@ from identities.services.worker import (
 )
 
 __all__ = [
+    "audit_chain_check_enqueue_failed",
+    "audit_chain_check_run",
+    "audit_chain_check_start",
     "config_object_delete",
     "config_object_save",
     "identity_request_approve",

@@ -2,7 +2,12 @@
 style); `presenters`, `preview` and `charts` shape what those return for the templates."""
 
 from identities.views.approvals import approval_queue_page, request_approve, request_reject
-from identities.views.audit import audit_export, audit_log
+from identities.views.audit import (
+    audit_chain_progress,
+    audit_chain_verify,
+    audit_export,
+    audit_log,
+)
 from identities.views.home import home
 from identities.views.inventory import (
     identity_add_service_account,
@@ -27,6 +32,8 @@ __all__ = [
     "api_token_revoke_view",
     "api_tokens",
     "approval_queue_page",
+    "audit_chain_progress",
+    "audit_chain_verify",
     "audit_export",
     "audit_log",
     "home",

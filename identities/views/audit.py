@@ -2,27 +2,41 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections.abc import Iterator
 from typing import Any
 
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import redirect
+from django.template.loader import render_to_string
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
-from identities.audit import EXPORT_FIELDS, audit_verify_chain, canonical_json, event_payload
+from identities.audit_export import FORMATS, export_blocks
+from identities.errors import PermissionDeniedError
 from identities.forms import AUDIT_ACTION_SUGGESTIONS, AuditFilterForm
-from identities.models import AuditEvent
-from identities.selectors import AuditEventFilters, audit_events_visible_to
-from identities.views.common import page, portal_nav, portal_view, query_without_page
+from identities.models import AuditEvent, ChainCheckTrigger
+from identities.selectors import (
+    AuditEventFilters,
+    ChainStatus,
+    audit_chain_status,
+    audit_events_visible_to,
+)
+from identities.services import audit_chain_check_start
+from identities.views.common import (
+    page,
+    portal_nav,
+    portal_view,
+    query_without_page,
+    signed_in_user,
+)
 from identities.views.presenters import audit_rows
 
 PAGE_SIZE = 50
+# How often the audit page asks for the verdict while a check of the whole chain runs.
+CHAIN_POLL_MS = 1500
 
 
 def _filtered_events(request: HttpRequest, form: AuditFilterForm) -> QuerySet[AuditEvent]:
@@ -58,7 +72,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     events = _filtered_events(request, form)
     page_obj = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
     # The chain spans every team's rows, so only those who see everything get its verdict.
-    chain = audit_verify_chain() if portal_nav(request.user).sees_everything else None
+    chain = audit_chain_status(request.user)
     return page(
         request,
         "audit/log.html",
@@ -67,6 +81,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
             "page_obj": page_obj,
             "rows": audit_rows(page_obj.object_list),
             "chain": chain,
+            "chain_poll_ms": CHAIN_POLL_MS if chain is not None and chain.running else 0,
             "filter_query": query_without_page(request),
             "action_suggestions": AUDIT_ACTION_SUGGESTIONS,
         },
@@ -74,27 +89,58 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _export_row(event: AuditEvent) -> dict[str, Any]:
-    return {**event_payload(event), "prev_hash": event.prev_hash, "hash": event.hash}
+@portal_view
+@require_POST
+def audit_chain_verify(request: HttpRequest) -> HttpResponse:
+    """Start a walk of the whole chain by a worker (or join the one already running)."""
+    check, created = audit_chain_check_start(
+        actor=signed_in_user(request), trigger=ChainCheckTrigger.USER
+    )
+    if created:
+        messages.success(
+            request,
+            f"Verifying the whole chain ({check.rows_expected:,} rows) in the background; "
+            "this page shows the verdict when it is done.",
+        )
+    else:
+        messages.info(request, f"Check #{check.pk} is already verifying the whole chain.")
+    return redirect("audit_log")
 
 
-def _csv_lines(events: QuerySet[AuditEvent]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(EXPORT_FIELDS))
-    writer.writeheader()
-    for event in events.iterator(chunk_size=2000):
-        row = _export_row(event)
-        row["data"] = canonical_json(row["data"])
-        writer.writerow(row)
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate(0)
-    yield buffer.getvalue()
+@portal_view
+@require_GET
+def audit_chain_progress(request: HttpRequest) -> JsonResponse:
+    """What the audit page polls while a check runs: the verdict box, re-rendered."""
+    chain = audit_chain_status(request.user)
+    if chain is None:
+        raise PermissionDeniedError("Only approvers, auditors and admins see the chain's state.")
+    context = {"chain": chain, "nav": portal_nav(request.user)}
+    summary = (
+        f"Check #{chain.running.pk} is verifying the whole chain."
+        if chain.running
+        else chain_summary(chain)
+    )
+    return JsonResponse(
+        {
+            "status": "running" if chain.running else "idle",
+            "summary": summary,
+            "poll_ms": CHAIN_POLL_MS if chain.running else 0,
+            "html": {
+                "chain-status": render_to_string(
+                    "audit/_chain_status.html", context, request=request
+                )
+            },
+        }
+    )
 
 
-def _jsonl_lines(events: QuerySet[AuditEvent]) -> Iterator[str]:
-    for event in events.iterator(chunk_size=2000):
-        yield json.dumps(_export_row(event), sort_keys=True) + "\n"
+def chain_summary(chain: ChainStatus) -> str:
+    """One sentence for screen readers when the verdict changes."""
+    if chain.ok is None:
+        return "The whole chain has not been verified yet."
+    if chain.ok:
+        return f"Chain verified: {chain.rows:,} rows."
+    return f"Chain broken at row {chain.broken_id}: {chain.reason}"
 
 
 @portal_view
@@ -105,16 +151,13 @@ def audit_export(request: HttpRequest) -> StreamingHttpResponse | HttpResponse:
     form = AuditFilterForm(request.GET or None)
     events = _filtered_events(request, form).order_by("id")
     fmt = request.GET.get("format", "csv")
-    stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
-    if fmt == "jsonl":
-        response = StreamingHttpResponse(
-            _jsonl_lines(events), content_type="application/x-ndjson; charset=utf-8"
-        )
-        filename = f"audit-{stamp}.jsonl"
-    elif fmt == "csv":
-        response = StreamingHttpResponse(_csv_lines(events), content_type="text/csv; charset=utf-8")
-        filename = f"audit-{stamp}.csv"
-    else:
+    if fmt not in FORMATS:
         return HttpResponse("format must be csv or jsonl", status=400, content_type="text/plain")
+    content_type = {
+        "csv": "text/csv; charset=utf-8",
+        "jsonl": "application/x-ndjson; charset=utf-8",
+    }[fmt]
+    response = StreamingHttpResponse(export_blocks(events, fmt), content_type=content_type)
+    filename = f"audit-{timezone.now():%Y%m%dT%H%M%SZ}.{fmt}"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

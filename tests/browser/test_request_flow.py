@@ -221,6 +221,12 @@ def test_requester_files_approver_approves_and_requester_verifies_and_downloads_
     screenshot(approver_page, "10-home-approver")
     auditor_page = sign_in(auditor, next="/audit/")
     expect(auditor_page.get_by_test_id("chain-status")).to_contain_text("Chain verified")
+    # A full check by the worker, followed live on the page until its verdict shows.
+    auditor_page.get_by_role("button", name="Verify the whole chain now").click()
+    expect(auditor_page.locator(".messages")).to_contain_text("Verifying the whole chain")
+    expect(auditor_page.get_by_test_id("chain-status")).to_contain_text(
+        re.compile(r"Check #\d+ walked the whole chain"), timeout=60_000
+    )
     screenshot(auditor_page, "11-audit-log")
     page.goto("/tokens/")
     page.get_by_label("Name").fill("ci-pipeline")

@@ -175,6 +175,20 @@ ROWS: list[Row] = [
     Row("approval_queue", "get", url("approval_queue"), only({"approver": 200}, 403)),
     Row("audit_log", "get", url("audit_log"), everyone(200)),
     Row("audit_export", "get", url("audit_export"), everyone(200)),
+    Row(
+        "audit_chain_verify",
+        "post",
+        url("audit_chain_verify"),
+        # Everyone who sees every row (the chain spans them all) may ask for a full walk.
+        only({"approver": 302, "auditor": 302, "admin": 302}, 403),
+        writes=True,
+    ),
+    Row(
+        "audit_chain_progress",
+        "get",
+        url("audit_chain_progress"),
+        only({"approver": 200, "auditor": 200, "admin": 200}, 403),
+    ),
     Row("identity_list", "get", url("identity_list"), everyone(200)),
     Row("identity_detail", "get", url("identity_detail", "identity"), own_team()),
     Row(

@@ -3,12 +3,8 @@ carrying both hashes so a copy can be re-verified offline."""
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
 from typing import Any
 
-from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
@@ -25,12 +21,10 @@ from identities.api.permissions import HasTokenScope, IsAuditorOrAdmin
 from identities.api.renderers import CsvRenderer, JsonLinesRenderer
 from identities.api.serializers import AuditEventOutput
 from identities.api.views.base import ApiView
-from identities.audit import EXPORT_FIELDS, canonical_json, event_payload
-from identities.models import AuditEvent
+from identities.audit_export import export_blocks
 from identities.selectors import audit_events_visible_to
 
 TAG = "audit"
-EXPORT_CHUNK = 2000
 
 
 class AuditEventListView(ApiView):
@@ -52,29 +46,6 @@ class AuditEventListView(ApiView):
     )
     def get(self, request: Request) -> Response:
         return self.paginated(self.get_queryset(), AuditEventOutput)
-
-
-def _rows(events: QuerySet[AuditEvent]) -> Iterator[dict[str, Any]]:
-    for event in events.iterator(chunk_size=EXPORT_CHUNK):
-        yield {**event_payload(event), "prev_hash": event.prev_hash, "hash": event.hash}
-
-
-def _jsonl(events: QuerySet[AuditEvent]) -> Iterator[str]:
-    for row in _rows(events):
-        yield canonical_json(row) + "\n"
-
-
-def _csv(events: QuerySet[AuditEvent]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=EXPORT_FIELDS)
-    writer.writeheader()
-    for row in _rows(events):
-        writer.writerow({**row, "data": canonical_json(row["data"])})
-        if buffer.tell() > 64 * 1024:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
 
 
 class AuditExportView(ApiView):
@@ -103,9 +74,9 @@ class AuditExportView(ApiView):
         # Chain order without the selector's joins: the rows carry ids, not related objects.
         events = self.filter_queryset(self.get_queryset()).select_related(None).order_by("id")
         renderer = request.accepted_renderer
-        stream = _csv(events) if renderer.format == "csv" else _jsonl(events)
         response = StreamingHttpResponse(
-            stream, content_type=f"{renderer.media_type}; charset=utf-8"
+            export_blocks(events, "csv" if renderer.format == "csv" else "jsonl"),
+            content_type=f"{renderer.media_type}; charset=utf-8",
         )
         stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
         response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{renderer.format}"'
