@@ -4,12 +4,14 @@
         [--database-url postgres://postgres@127.0.0.1:5432/bench_api] [--calls 300] [--skip-export]
 
 Uses the database api_bench.py seeded (run that first). Starts two gunicorn servers exactly as
-docker-compose.yml does (`gunicorn portal.wsgi`, sync workers, default timeout), each with
+docker-compose.yml does (`gunicorn portal.wsgi`, gthread workers, default timeout), each with
 --gunicorn-workers workers (1 by default, so one worker's peak is the figure):
 
 - busy: serves --calls rounds of the API benchmark's reads over HTTP with Bearer tokens (the
   first page of the request list as an approver, a request's detail, its manifests as YAML,
-  the audit log page), then one full audit export (JSON Lines streamed over the whole trail);
+  the audit log page) and of the web UI's audit page as an auditor (after one recorded full
+  check of the chain, as the schedule makes), then one full audit export (JSON Lines streamed
+  over the whole trail);
 - idle (the baseline): started the same way at the same time, asked only `/healthz`.
 
 Reports peak RSS (VmHWM) of each gunicorn master and worker, the median HTTP time per call
@@ -48,7 +50,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_gunicorn(name: str, port: int, workers: int, timeout: int, work: Path) -> Started:
+def start_gunicorn(
+    name: str, port: int, workers: int, threads: int, timeout: int, work: Path
+) -> Started:
     server = start_process(
         name,
         [
@@ -58,6 +62,10 @@ def start_gunicorn(name: str, port: int, workers: int, timeout: int, work: Path)
             f"127.0.0.1:{port}",
             "--workers",
             str(workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(threads),
             "--timeout",
             str(timeout),
         ],
@@ -86,8 +94,9 @@ def wait_healthy(base: str, timeout: float = 60) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default=API_DATABASE_URL)
-    parser.add_argument("--calls", type=int, default=300, help="rounds of the four reads")
+    parser.add_argument("--calls", type=int, default=300, help="rounds of the five reads")
     parser.add_argument("--gunicorn-workers", type=int, default=1)
+    parser.add_argument("--gunicorn-threads", type=int, default=4, help="as in compose")
     parser.add_argument(
         "--gunicorn-timeout", type=int, default=30, help="gunicorn's default, as in compose"
     )
@@ -101,13 +110,18 @@ def main() -> None:
     configure_environment(args.database_url)
     os.environ["ALLOWED_HOSTS"] = "127.0.0.1,localhost"
     os.environ["LOG_LEVEL"] = "WARNING"
+    work = Path(tempfile.mkdtemp(prefix="wip-web-"))
+    # Served as in production: hashed static files collected first, as the Dockerfile does.
+    os.environ["STATIC_ROOT"] = str(work / "static")
     import django
 
     django.setup()
     if seeded_count() == 0:
         raise SystemExit("the database is empty: run benchmarks/api_bench.py first")
     import requests
+    from django.conf import settings
     from django.contrib.auth.models import User
+    from django.core.management import call_command
 
     from identities.models import AuditEvent, IdentityRequest
     from portal.tokens import api_token_create
@@ -117,6 +131,11 @@ def main() -> None:
         return api_token_create(user=user, name="web-bench", scopes=["read"], expires_at=None)[1]
 
     approver, auditor = token("bench-approver"), token("bench-auditor")
+    # The audit page is a web UI page: it takes a session, made here as a sign-in would.
+    ui_session = session_for("bench-auditor")
+    # The page shows the newest full check and walks only the rows added since (the tokens'
+    # audit rows, at least): record one full check first, as the hourly schedule would.
+    call_command("audit_verify", verbosity=0)
     calls = args.calls
     all_ids = list(IdentityRequest.objects.order_by("?").values_list("pk", flat=True)[:calls])
     ready_ids = list(
@@ -126,10 +145,12 @@ def main() -> None:
     )
     audit_rows = AuditEvent.objects.count()
 
-    work = Path(tempfile.mkdtemp(prefix="wip-web-"))
+    call_command("collectstatic", "--no-input", verbosity=0)
     busy_port, idle_port = free_port(), free_port()
     servers = [
-        start_gunicorn(name, port, args.gunicorn_workers, args.gunicorn_timeout, work)
+        start_gunicorn(
+            name, port, args.gunicorn_workers, args.gunicorn_threads, args.gunicorn_timeout, work
+        )
         for name, port in (("busy", busy_port), ("idle", idle_port))
     ]
     samplers = [PeakSampler(server.popen.pid) for server in servers]
@@ -154,6 +175,11 @@ def main() -> None:
                 {"Authorization": f"Bearer {auditor}"},
                 [],
             ),
+            "audit page (web UI)": (
+                "/audit/",
+                {"Cookie": f"{settings.SESSION_COOKIE_NAME}={ui_session}"},
+                [],
+            ),
         }
         rng = random.Random(3)
         for index in range(calls):
@@ -176,6 +202,7 @@ def main() -> None:
         "database": urlsplit(args.database_url).path.lstrip("/"),
         "calls": calls,
         "gunicorn_workers": args.gunicorn_workers,
+        "gunicorn_threads": args.gunicorn_threads,
         "gunicorn_timeout": args.gunicorn_timeout,
         "audit_rows": audit_rows,
         "median_ms": {name: median(times) for name, (_, _, times) in operations.items()},
@@ -183,6 +210,23 @@ def main() -> None:
         "memory": memory,
     }
     publish(args.output, render(result), args.json, result)
+
+
+def session_for(username: str) -> str:
+    """A signed-in session for `username` in the session store; returns its key."""
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.auth.models import User
+
+    user = User.objects.get(username=username)
+    store = import_module(settings.SESSION_ENGINE).SessionStore()
+    store[SESSION_KEY] = str(user.pk)
+    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    store.create()
+    return str(store.session_key)
 
 
 def run_export(session: Any, base: str, auditor: str, audit_rows: int) -> dict[str, Any]:
@@ -225,9 +269,11 @@ def render(result: dict[str, Any]) -> str:
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on `{result['database']}` "
         f"({result['audit_rows']:,} audit events): two `gunicorn portal.wsgi` servers with "
-        f"{result['gunicorn_workers']} sync worker(s) each and a {result['gunicorn_timeout']} s "
-        "worker timeout, started the same way; the busy "
-        f"one served {result['calls']} rounds of four API reads over HTTP"
+        f"{result['gunicorn_workers']} gthread worker(s) of {result['gunicorn_threads']} threads "
+        f"each and a {result['gunicorn_timeout']} s worker timeout (as docker-compose.yml), "
+        "started the same way; the busy "
+        f"one served {result['calls']} rounds of four API reads and the web UI's audit page "
+        "over HTTP"
         + (" and one full audit export" if result["export"] else "")
         + ", the idle one only `/healthz`.",
         "",
