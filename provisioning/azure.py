@@ -47,6 +47,9 @@ from provisioning.errors import GatewayError, PermanentError, TransientError
 T = TypeVar("T")
 
 _TOKEN_HTTP_ERROR = re.compile(r"HTTP Error: (429|5\d\d)\b")
+# How long MSAL answers a token request from its cache of Entra's last 429/5xx when Entra sent no
+# Retry-After (msal.application: default_throttle_time for a confidential client).
+MSAL_ERROR_REPLAY_SECONDS = 5.0
 
 # Codes Azure documents as "try again": replication delay after creating a principal, concurrent
 # FIC writes on one identity, throttling variants (AZURE-FACTS §2).
@@ -141,7 +144,10 @@ def translate(exc: Exception, *, operation: str) -> GatewayError:
         return PermanentError(f"{operation}: the portal has no usable Azure credential: {exc}")
     if isinstance(exc, ClientAuthenticationError) and exc.status_code is None:
         # MSAL reports the token endpoint's own HTTP failures as text ("HTTP Error: 500"): an
-        # Entra outage or throttling is worth retrying, a refused credential is not.
+        # Entra outage or throttling is worth retrying, a refused credential is not. MSAL also
+        # replays that answer, without calling Entra, to every identical token request for the
+        # answer's Retry-After (5 s when it has none): a retry inside that window is no call at
+        # all, so the error is waited out on the time budget instead of spending attempts.
         if status_match := _TOKEN_HTTP_ERROR.search(str(exc.message)):
             token_status = int(status_match.group(1))
             return TransientError(
@@ -149,6 +155,8 @@ def translate(exc: Exception, *, operation: str) -> GatewayError:
                 f"{token_status}",
                 code="TokenEndpointUnavailable",
                 status=token_status,
+                retry_after=MSAL_ERROR_REPLAY_SECONDS,
+                wait_out=True,
             )
         return PermanentError(
             f"{operation}: the portal could not authenticate to Azure: {exc.message}",

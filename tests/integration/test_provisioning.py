@@ -6,6 +6,7 @@ test_provisioning_worker.py drives the same path through real Celery worker proc
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from typing import Any
@@ -30,8 +31,11 @@ from identities.services import (
     identity_request_decommission_create,
     identity_request_retry,
 )
+from provisioning.azure import _gateway_for
+from provisioning.errors import TransientError
 from provisioning.models import ProvisioningStep, StepStatus
 from provisioning.reconcile import reconcile_request, role_assignment_name
+from provisioning.retry import Backoff, with_retries
 from tests.support.people import SUBSCRIPTION, DraftFactory
 from tests.support.sandbox import ApprovedRequestFactory, Sandbox
 
@@ -373,3 +377,32 @@ def test_decommission_removes_role_assignments_credentials_and_the_identity(
     assert "federatedidentitycredentials" in paths[3]
     assert paths[4].endswith(identity.name.lower())
     assert not identity.role_assignments.exclude(status=ChildStatus.REMOVED).exists()
+
+
+def test_an_entra_error_msal_replays_is_waited_out_instead_of_spending_the_attempts(
+    sandbox: Sandbox,
+) -> None:
+    """MSAL answers every token request from its copy of Entra's last 5xx for 5 s without
+    calling Entra: retries inside that window are no calls, so they must not use up a step's
+    attempts (the first real call after Entra recovers gets the token)."""
+    # A credential of its own: the process-wide one already holds a token and asks for none.
+    gateway = _gateway_for.__wrapped__("emulator", "a fresh credential")
+    read = functools.partial(
+        gateway.get_identity, subscription_id=SUBSCRIPTION, resource_group="rg-payments", name="x"
+    )
+    sandbox.emulator.config(fault_rate_500=1.0, fault_ops=["entra.token.secret"])
+    with pytest.raises(TransientError) as outage:
+        read()
+    assert outage.value.code == "TokenEndpointUnavailable"
+    sandbox.emulator.config(fault_rate_500=0.0)  # Entra is back; MSAL still replays its 500
+
+    waits: list[TransientError] = []
+    backoff = Backoff(attempts=3, base=0.05, cap=0.2, throttle_budget=30.0)
+    found = with_retries(read, backoff=backoff, on_retry=lambda _n, error: waits.append(error))
+    assert found is None  # the identity does not exist; the read itself succeeded
+
+    # Three attempts would all have been spent on the replayed answer within about half a second.
+    assert len(waits) > backoff.attempts
+    assert {error.code for error in waits} == {"TokenEndpointUnavailable"}
+    token_calls = [e for e in sandbox.emulator.requests() if e["op"] == "entra.token.secret"]
+    assert [e["status"] for e in token_calls][-1] == 200
