@@ -201,10 +201,11 @@ def _report_lockout(
 UNLOCK_AUDIT_ACTION = "user.login_unlocked"
 
 
-def login_unlock(*, username: str = "", address: str = "", by: str) -> list[str]:
+def login_unlock(*, username: str = "", address: str = "", by: str, actor: Any = None) -> list[str]:
     """Lift the lockout (and clear the failure count) of a username and/or an address before
     it ends, e.g. for a user an attacker locked out by guessing at their name. Audited with
-    `by`, the operator; returns the kinds of key that were locked ("username", "address")."""
+    `by`, the operator (and `actor`, their portal account when they have one); returns the
+    kinds of key that were locked ("username", "address")."""
     from identities.audit import audit_record
 
     keys = _keys(None, username)  # without a request: the username's key, if one is named
@@ -223,7 +224,7 @@ def login_unlock(*, username: str = "", address: str = "", by: str) -> list[str]
         address or "-",
     )
     audit_record(
-        actor=None,
+        actor=actor,
         actor_label=by,
         action=UNLOCK_AUDIT_ACTION,
         data={"username": known, "address": address or None, "was_locked": was_locked},

@@ -317,3 +317,70 @@ def test_unlock_needs_a_username_or_an_address() -> None:
 
     with pytest.raises(CommandError, match="--username or an --address"):
         call_command("login_unlock")
+
+
+USER_LIST = "/admin/auth/user/"
+
+
+def lift_from_the_user_list(client: Client, *users: Any) -> Any:
+    return client.post(
+        USER_LIST,
+        {"action": "lift_sign_in_lockout", "_selected_action": [user.pk for user in users]},
+        follow=True,
+    )
+
+
+def test_an_admin_sees_a_lockout_on_the_user_list_and_lifts_it(
+    requester: Any, approver: Any, admin_user: Any
+) -> None:
+    from portal.login_throttle import UNLOCK_AUDIT_ACTION
+
+    fail(LIMIT, address="203.0.113.9")
+    client = Client()
+    client.force_login(admin_user)
+    listed = client.get(USER_LIST).content.decode()
+    assert listed.count("locked until") == 1  # alice's row only
+
+    done = lift_from_the_user_list(client, requester, approver)
+
+    assert "Sign-in lockout lifted for alice." in done.content.decode()
+    assert signed_in(sign_in("alice", PASSWORD))
+    events = AuditEvent.objects.filter(action=UNLOCK_AUDIT_ACTION).order_by("id")
+    assert [(e.actor, e.data["username"], e.data["was_locked"]) for e in events] == [
+        (admin_user, "alice", ["username"]),
+        (admin_user, approver.username, []),
+    ]
+    assert "locked until" not in client.get(USER_LIST).content.decode()
+
+
+def test_staff_who_may_only_view_users_cannot_lift_a_lockout(requester: Any) -> None:
+    from django.contrib.auth.models import Permission
+
+    from portal.login_throttle import UNLOCK_AUDIT_ACTION
+    from tests.support.people import UserFactory
+
+    viewer = UserFactory(username="vic", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_user"))
+    fail(LIMIT)
+    client = Client()
+    client.force_login(viewer)
+    assert "locked until" in client.get(USER_LIST).content.decode()
+    assert "lift_sign_in_lockout" not in client.get(USER_LIST).content.decode()
+
+    lift_from_the_user_list(client, requester)
+
+    assert sign_in("alice", PASSWORD).status_code == 429
+    assert not AuditEvent.objects.filter(action=UNLOCK_AUDIT_ACTION).exists()
+
+
+def test_lifting_a_lockout_from_the_user_list_needs_the_csrf_token(
+    requester: Any, admin_user: Any
+) -> None:
+    fail(LIMIT)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+
+    refused = lift_from_the_user_list(client, requester)
+
+    assert refused.status_code == 403
+    assert sign_in("alice", PASSWORD).status_code == 429
