@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.views.decorators.http import require_GET, require_POST
 
 from identities.audit_export import FORMATS, export_blocks
@@ -23,6 +24,7 @@ from identities.selectors import (
     ChainStatus,
     audit_chain_status,
     audit_events_visible_to,
+    audit_trail_length,
 )
 from identities.services import audit_chain_check_start
 from identities.views.common import (
@@ -39,9 +41,35 @@ PAGE_SIZE = 50
 CHAIN_POLL_MS = 1500
 
 
+class _KnownCountPaginator(Paginator):
+    """A paginator told its count (Django's would run count(*) over the whole queryset)."""
+
+    def __init__(self, object_list: QuerySet[AuditEvent], per_page: int, *, count: int) -> None:
+        super().__init__(object_list, per_page)
+        self._known_count = count
+
+    @cached_property
+    def count(self) -> int:
+        return self._known_count
+
+
+def _form_values(form: AuditFilterForm) -> dict[str, Any]:
+    """The filters asked for (none when the form is invalid: its errors are shown instead)."""
+    return form.cleaned_data if form.is_valid() else {}
+
+
+def _paginator(request: HttpRequest, form: AuditFilterForm) -> Paginator:
+    events = _filtered_events(request, form)
+    narrowed = any(value not in (None, "") for value in _form_values(form).values())
+    length = None if narrowed else audit_trail_length(request.user)
+    if length is None:
+        return Paginator(events, PAGE_SIZE)
+    return _KnownCountPaginator(events, PAGE_SIZE, count=length)
+
+
 def _filtered_events(request: HttpRequest, form: AuditFilterForm) -> QuerySet[AuditEvent]:
     """The rows the user may see (the selector decides), narrowed by the form."""
-    data: dict[str, Any] = form.cleaned_data if form.is_valid() else {}
+    data = _form_values(form)
     events = audit_events_visible_to(
         request.user,
         AuditEventFilters(
@@ -69,8 +97,7 @@ def _filtered_events(request: HttpRequest, form: AuditFilterForm) -> QuerySet[Au
 @require_GET
 def audit_log(request: HttpRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET or None)
-    events = _filtered_events(request, form)
-    page_obj = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
+    page_obj = _paginator(request, form).get_page(request.GET.get("page"))
     # The chain spans every team's rows, so only those who see everything get its verdict.
     chain = audit_chain_status(request.user)
     return page(
