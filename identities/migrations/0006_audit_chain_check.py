@@ -71,6 +71,13 @@ class Migration(migrations.Migration):
                 "indexes": [
                     models.Index(fields=["status", "-finished_at"], name="chaincheck_status")
                 ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("status", "running")),
+                        fields=("status",),
+                        name="chaincheck_one_running",
+                    )
+                ],
             },
         ),
     ]

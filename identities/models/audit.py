@@ -107,6 +107,14 @@ class AuditChainCheck(models.Model):
     class Meta:
         ordering = ["-started_at", "-id"]
         indexes = [models.Index(fields=["status", "-finished_at"], name="chaincheck_status")]
+        constraints = [
+            # One check runs at a time, even when two start at the same instant.
+            models.UniqueConstraint(
+                fields=["status"],
+                condition=models.Q(status="running"),
+                name="chaincheck_one_running",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"audit chain check #{self.pk}: {self.status}"

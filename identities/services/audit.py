@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from identities import roles
@@ -48,7 +48,14 @@ def audit_chain_check_start(*, actor: User | None, trigger: str) -> tuple[AuditC
                 status=ChainCheckStatus.ERROR,
                 reason="the worker running this check stopped before it finished",
             )
-        check = AuditChainCheck.objects.create(started_at=now, trigger=trigger, requested_by=actor)
+        try:
+            with transaction.atomic():  # a savepoint: the table admits one running check
+                check = AuditChainCheck.objects.create(
+                    started_at=now, trigger=trigger, requested_by=actor
+                )
+        except IntegrityError:
+            # Another start committed its check after we looked (our insert waited for it).
+            return AuditChainCheck.objects.get(status=ChainCheckStatus.RUNNING), False
         if trigger == ChainCheckTrigger.USER:
             # Asked from the audit page: audited, and run by a worker once this commits.
             audit_record(

@@ -3,6 +3,7 @@ the audit page, and the one beat schedules."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -67,3 +68,64 @@ def test_beat_schedules_a_check_of_the_whole_chain(
     assert done, f"worker:\n{worker.log_tail()}\nbeat:\n{beat.log_tail()}"
     check = AuditChainCheck.objects.filter(trigger=ChainCheckTrigger.SCHEDULE).first()
     assert check is not None and check.status == ChainCheckStatus.PASSED, check
+
+
+def test_two_checks_started_at_the_same_instant_make_one_running_check(auditor: Any) -> None:
+    """The second start cannot see the first's check until it commits; the table's one-running
+    constraint makes it wait, then join that check instead of starting a second walk."""
+    postgres_or_missing()
+    from django.db import connection, transaction
+
+    from identities.services import audit_chain_check_start
+
+    first_started, commit_first = threading.Event(), threading.Event()
+    results: dict[str, tuple[AuditChainCheck, bool]] = {}
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                results["first"] = audit_chain_check_start(
+                    actor=None, trigger=ChainCheckTrigger.SCHEDULE
+                )
+                first_started.set()
+                commit_first.wait(timeout=30)
+        finally:
+            connection.close()
+
+    def second() -> None:
+        try:
+            results["second"] = audit_chain_check_start(
+                actor=None, trigger=ChainCheckTrigger.SCHEDULE
+            )
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    assert first_started.wait(timeout=30)
+    threads[1].start()
+    # The second start is waiting on the first's uncommitted row before the first commits.
+    waited = wait_until(lambda: blocked_on_a_lock() > 0, timeout=30, interval=0.05)
+    assert waited, "the second start did not wait for the first: two checks could run at once"
+    commit_first.set()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    (check, created), (joined, created_again) = results["first"], results["second"]
+    assert created and not created_again and joined.pk == check.pk
+    assert list(AuditChainCheck.objects.values_list("pk", "status")) == [
+        (check.pk, ChainCheckStatus.RUNNING)
+    ]
+
+
+def blocked_on_a_lock() -> int:
+    """Sessions of this test database waiting for a lock held by another transaction."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'"
+        )
+        (waiting,) = cursor.fetchone()
+    return int(waiting)
