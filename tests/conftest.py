@@ -1,5 +1,9 @@
 """Shared fixtures. Each support module registers its own; see tests/support/."""
 
+from __future__ import annotations
+
+import pytest
+
 pytest_plugins = [
     "tests.support.log_capture",
     "tests.support.workers",
@@ -10,3 +14,35 @@ pytest_plugins = [
     "tests.support.tcp_proxy",
     "tests.support.worker_zygote",
 ]
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-django has put the transactional tests last
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Transactional tests with serialized_rollback run before the other transactional ones,
+    whatever subset or order was asked for.
+
+    A serialized test restores the migrated rows (content types, role groups, the catalog) at
+    set-up and flushes without post_migrate at teardown. A plain transactional test's flush
+    runs post_migrate, which creates the content types again under new ids, and a restore
+    after that fails on their unique names. The whole suite happens to collect them in the
+    safe order; `pytest tests/integration tests/identities` did not.
+    """
+    transactional = [n for n, item in enumerate(items) if _transactional(item)]
+    ordered = sorted((items[n] for n in transactional), key=lambda item: not _serialized(item))
+    for n, item in zip(transactional, ordered, strict=True):
+        items[n] = item
+
+
+def _transactional(item: pytest.Item) -> bool:
+    marker = item.get_closest_marker("django_db")
+    fixtures = getattr(item, "fixturenames", ())
+    return bool(
+        (marker is not None and marker.kwargs.get("transaction"))
+        or "transactional_db" in fixtures
+        or "live_server" in fixtures
+    )
+
+
+def _serialized(item: pytest.Item) -> bool:
+    marker = item.get_closest_marker("django_db")
+    return bool(marker is not None and marker.kwargs.get("serialized_rollback"))
