@@ -55,11 +55,38 @@ def worker_argv(name: str, broker: Broker, concurrency: int) -> list[str]:
     ]
 
 
+# The Redis queues this session made: each leaves keys behind (its list, kombu's bindings, and
+# what a killed worker had taken), removed when the session ends.
+_redis_queues: list[tuple[str, str]] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_test_queues_removed() -> Iterator[None]:
+    """At the end of the session, delete every key of this session's test queues, so runs do
+    not pile them up in the shared Redis (keys of other sessions' queues are left alone)."""
+    yield
+    import redis
+
+    for url in sorted({url for url, _ in _redis_queues}):
+        client = redis.Redis.from_url(url)
+        try:
+            for queue_url, queue in _redis_queues:
+                if queue_url == url:
+                    keys = list(client.scan_iter(match=f"*{queue}*", count=1000))
+                    if keys:
+                        client.delete(*keys)
+        except redis.RedisError:  # Redis is gone (a fault test stopped it): nothing to tidy
+            pass
+        finally:
+            client.close()
+
+
 def make_broker(kind: str, tmp_path: Path, *, url: str = "") -> Broker:
     """A broker of `kind` ("redis": REDIS_URL, or `url`; "embedded": a folder under tmp_path)."""
     queue = f"test-{uuid.uuid4().hex[:10]}"
     if kind == "redis":
         url = url or redis_url_or_missing()
+        _redis_queues.append((url, queue))
         return Broker(
             kind,
             url,
