@@ -54,8 +54,9 @@ def audit_chain_check_start(*, actor: User | None, trigger: str) -> tuple[AuditC
                     started_at=now, trigger=trigger, requested_by=actor
                 )
         except IntegrityError:
-            # Another start committed its check after we looked (our insert waited for it).
-            return AuditChainCheck.objects.get(status=ChainCheckStatus.RUNNING), False
+            # Another start committed its check after we looked (our insert waited for it):
+            # join that one, even if its walk has finished meanwhile.
+            return AuditChainCheck.objects.latest("started_at", "id"), False
         if trigger == ChainCheckTrigger.USER:
             # Asked from the audit page: audited, and run by a worker once this commits.
             audit_record(
