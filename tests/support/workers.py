@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -68,13 +69,20 @@ def redis_test_queues_removed() -> Iterator[None]:
     import redis
 
     for url in sorted({url for url, _ in _redis_queues}):
+        queues = {queue for queue_url, queue in _redis_queues if queue_url == url}
         client = redis.Redis.from_url(url)
         try:
-            for queue_url, queue in _redis_queues:
-                if queue_url == url:
-                    keys = list(client.scan_iter(match=f"*{queue}*", count=1000))
-                    if keys:
-                        client.delete(*keys)
+            for queue in queues:
+                keys = list(client.scan_iter(match=f"*{queue}*", count=1000))
+                if keys:
+                    client.delete(*keys)
+            # A killed worker's unacknowledged messages stay in kombu's shared `unacked` hash
+            # (a JSON [message, exchange, routing key] per delivery tag) and would be restored
+            # to their dead queue by the next worker on this database.
+            for tag, raw in client.hscan_iter("unacked"):
+                if json.loads(raw)[2] in queues:
+                    client.hdel("unacked", tag)
+                    client.zrem("unacked_index", tag)
         except redis.RedisError:  # Redis is gone (a fault test stopped it): nothing to tidy
             pass
         finally:
