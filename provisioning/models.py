@@ -52,6 +52,9 @@ class VerificationOutcome(models.TextChoices):
     WORKS = "works", "Federation works"
     PROPAGATING = "propagating", "Propagating"
     FAILED = "failed", "Failed"
+    # The exchange could not be made (Entra's token endpoint unreachable): nothing is known
+    # about the federation itself, which is not the same as a failed check.
+    INCONCLUSIVE = "inconclusive", "Could not check"
 
 
 class Verification(models.Model):

@@ -2,8 +2,9 @@
 
 Ask the cluster for a ServiceAccount token (TokenRequest, audience api://AzureADTokenExchange),
 exchange it at Entra ID with azure-identity's ClientAssertionCredential for the identity's client
-id, and record "works", "propagating" (a new FIC not yet visible to Entra) or the AADSTS code
-with the mismatch explained field by field.
+id, and record "works", "propagating" (a new FIC not yet visible to Entra), "inconclusive" (the
+token endpoint could not be reached, so nothing was learned) or the AADSTS code with the
+mismatch explained field by field.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ def run_check(identity_request: IdentityRequest, fic: FederatedCredential) -> Ch
         )
     if result.error_code == TOKEN_ENDPOINT_UNREACHABLE:
         return Check(
-            VerificationOutcome.FAILED,
+            VerificationOutcome.INCONCLUSIVE,
             f"Could not reach Entra ID's token endpoint at {gateway.authority} "
             f"({result.error_message}). The exchange did not happen, so this says nothing about "
             "the federation itself: verify again later.",

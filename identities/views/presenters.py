@@ -60,6 +60,7 @@ _MILESTONES = {
     "identity_request.verification_requested": "Verification requested",
     "identity_request.verification_works": "Verified: federation works",
     "identity_request.verification_failed": "Verification failed",
+    "identity_request.verification_inconclusive": "Verification could not run",
 }
 
 

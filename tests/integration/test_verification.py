@@ -133,8 +133,10 @@ def test_a_token_endpoint_that_never_answers_is_reported_not_raised(
     verification = identity_request_verify(identity_request_id=ready_request.pk)
 
     assert verification is not None
-    assert verification.outcome == VerificationOutcome.FAILED
+    # Not "failed": nothing was learned about the federation, the exchange never happened.
+    assert verification.outcome == VerificationOutcome.INCONCLUSIVE
     assert verification.error_code == "TokenEndpointUnreachable"
     assert "Could not reach Entra ID's token endpoint" in verification.summary
-    assert verification.mismatches == []  # nothing was compared: the exchange never happened
-    assert AuditEvent.objects.filter(action="identity_request.verification_failed").exists()
+    assert verification.mismatches == []  # nothing was compared
+    assert AuditEvent.objects.filter(action="identity_request.verification_inconclusive").exists()
+    assert not AuditEvent.objects.filter(action="identity_request.verification_failed").exists()

@@ -138,6 +138,26 @@ def test_a_failed_verification_explains_each_mismatch(
     assert "The pod runs as another ServiceAccount." in html
 
 
+def test_a_check_that_could_not_run_is_a_warning_not_a_failure(
+    client_for: ClientFor, requester: Any, ready_request: IdentityRequest
+) -> None:
+    Verification.objects.create(
+        identity_request=ready_request,
+        federated_credential=ready_request.federated_credentials.get(),
+        outcome=VerificationOutcome.INCONCLUSIVE,
+        error_code="TokenEndpointUnreachable",
+        summary="Could not reach Entra ID's token endpoint: verify again later.",
+    )
+
+    response = client_for(requester).get(reverse("request_detail", args=[ready_request.pk]))
+
+    html = response.content.decode()
+    assert '<div class="notice warn" data-testid="verification-result">' in html
+    assert '<span class="badge verify-inconclusive">Could not check</span>' in html
+    assert "verify again later" in html
+    assert response.context["actions"].verify is True  # the team can try again
+
+
 def test_the_yaml_downloads_as_a_bundle_or_one_manifest(
     client_for: ClientFor, requester: Any, ready_request: IdentityRequest
 ) -> None:
