@@ -7,6 +7,7 @@ their name; the security team lets them back in from here, or with `manage.py lo
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib import admin, messages
@@ -29,7 +30,9 @@ class PortalUserAdmin(UserAdmin):
         lockout = lockout_for(None, user.get_username())
         if lockout is None:
             return "—"
-        return f"locked until {lockout.until:%Y-%m-%d %H:%M} UTC"
+        # Lockouts usually last minutes: the time alone, unless it ends on another day.
+        same_day = lockout.until.date() == datetime.now(tz=UTC).date()
+        return f"locked until {lockout.until:{'%H:%M' if same_day else '%Y-%m-%d %H:%M'}} UTC"
 
     @admin.action(
         description="Lift the sign-in lockout of the selected users", permissions=["change"]
