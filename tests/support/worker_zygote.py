@@ -143,22 +143,45 @@ def _serve() -> None:
     app.loader.import_default_modules()  # the task modules, and through them the Azure SDKs
     sys.stdout.write("READY\n")
     sys.stdout.flush()
+    workers: set[int] = set()
     while True:
         with contextlib.suppress(ChildProcessError):
-            while os.waitpid(-1, os.WNOHANG)[0]:  # reap the workers that died
-                pass
+            while reaped := os.waitpid(-1, os.WNOHANG)[0]:  # reap the workers that died
+                workers.discard(reaped)
         readable, _, _ = select.select([sys.stdin], [], [], 0.2)
         if not readable:
             continue
         line = sys.stdin.readline()
         if not line:
-            return  # the test closed our stdin
+            # The test closed our stdin: it stopped its workers first, or it is gone (killed,
+            # say) and nobody else will stop them. Workers run in sessions of their own, so
+            # they would outlive us, holding database connections and taking queued tasks.
+            _stop_groups(workers)
+            return
         command = json.loads(line)
         pid = os.fork()
         if pid == 0:
             _become_worker(app, command["argv"], command["log"])
+        workers.add(pid)
         sys.stdout.write(f"{pid}\n")
         sys.stdout.flush()
+
+
+def _stop_groups(workers: set[int], timeout: float = 10) -> None:
+    """SIGTERM the process group of each worker still running, SIGKILL what is left."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in list(workers):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, sig)
+
+        def all_reaped() -> bool:
+            with contextlib.suppress(ChildProcessError):
+                while reaped := os.waitpid(-1, os.WNOHANG)[0]:
+                    workers.discard(reaped)
+            return not workers
+
+        if wait_until(all_reaped, timeout=timeout, interval=0.05):
+            return
 
 
 def _become_worker(app: object, argv: list[str], log: str) -> None:
