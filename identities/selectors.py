@@ -382,16 +382,6 @@ class AuditEventFilters:
     until: datetime | None = None
 
 
-def audit_trail_length(user: Any) -> int | None:
-    """How many rows the whole trail holds, for someone who sees all of it (None for someone
-    who sees only their teams' rows): read off the chain's end, because audit_record numbers
-    rows 1, 2, 3... without gaps, so an unfiltered audit page need not count(*) a million rows
-    (a deleted row would make it one too many; the chain check reports that deletion)."""
-    if not roles.sees_everything(user):
-        return None
-    return chain_end()
-
-
 def audit_events_visible_to(
     user: Any, filters: AuditEventFilters | None = None
 ) -> QuerySet[AuditEvent]:
