@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection, transaction
 from django.test import Client
 from django.urls import reverse
 
 from identities.audit import audit_record
 from identities.models import AuditChainCheck, ChainCheckStatus, ChainCheckTrigger
+from identities.services import audit_chain_check_start
 from tests.support.services import postgres_or_missing, wait_until
 from tests.support.workers import Broker, WorkerFactory, make_broker
 
@@ -70,14 +72,10 @@ def test_beat_schedules_a_check_of_the_whole_chain(
     assert check is not None and check.status == ChainCheckStatus.PASSED, check
 
 
-def test_two_checks_started_at_the_same_instant_make_one_running_check(auditor: Any) -> None:
+def test_two_checks_started_at_the_same_instant_make_one_running_check() -> None:
     """The second start cannot see the first's check until it commits; the table's one-running
     constraint makes it wait, then join that check instead of starting a second walk."""
     postgres_or_missing()
-    from django.db import connection, transaction
-
-    from identities.services import audit_chain_check_start
-
     first_started, commit_first = threading.Event(), threading.Event()
     results: dict[str, tuple[AuditChainCheck, bool]] = {}
 
@@ -120,8 +118,6 @@ def test_two_checks_started_at_the_same_instant_make_one_running_check(auditor: 
 
 def blocked_on_a_lock() -> int:
     """Sessions of this test database waiting for a lock held by another transaction."""
-    from django.db import connection
-
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
