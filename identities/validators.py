@@ -115,6 +115,13 @@ SCOPE_RESOURCE_GROUP = "resource_group"
 SCOPE_RESOURCE = "resource"
 
 _SEGMENT = re.compile(r"[^/\s]+")
+# A scope travels into an ARM URL unescaped (the SDK formats it with skip_quote), so anything an
+# HTTP client or ARM would reinterpret changes which resource is granted: `..` segments are
+# removed before sending (RFC 3986 §5.2.4), `?` and `#` end the path, `%xx` decodes to any of
+# those. Such a scope is refused outright, never normalised: the approver must see exactly what
+# Azure will receive.
+SCOPE_MAX_LENGTH = 1024  # RequestedRole.scope / RoleAssignment.scope column width
+_SCOPE_FORBIDDEN_CHARACTERS = {"?": "'?'", "#": "'#'", "\\": "a backslash"}
 _PROVIDER_NAMESPACE = re.compile(r"[A-Za-z][A-Za-z0-9]*(\.[A-Za-z][A-Za-z0-9]*)+")
 
 
@@ -128,13 +135,47 @@ class ArmScope:
     level: str  # SCOPE_SUBSCRIPTION, SCOPE_RESOURCE_GROUP or SCOPE_RESOURCE
 
 
+def scope_problem(value: str) -> tuple[str, str] | None:
+    """Why `value` is not a plain ARM path that means the same to the portal and to Azure.
+
+    Returns (rule, explanation) for the first problem found, or None. The rules: no `.`/`..`
+    segment, no percent-encoding, no `?`/`#`/backslash, no whitespace or control character, at
+    most SCOPE_MAX_LENGTH characters. `parse_arm_scope` refuses every such string too.
+    """
+    if len(value) > SCOPE_MAX_LENGTH:
+        return "scope_too_long", f"is {len(value)} characters long; at most {SCOPE_MAX_LENGTH}"
+    if any(segment in {".", ".."} for segment in value.split("/")):
+        return (
+            "scope_dot_segment",
+            "contains a '.' or '..' path segment, which would make Azure grant the role on a "
+            "different (usually broader) scope",
+        )
+    if "%" in value:
+        return "scope_percent_encoding", "contains '%': percent-encoded characters are not allowed"
+    for character, name in _SCOPE_FORBIDDEN_CHARACTERS.items():
+        if character in value:
+            return (
+                "scope_forbidden_character",
+                f"contains {name}, which is not part of a resource id",
+            )
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        return (
+            "scope_forbidden_character",
+            "contains whitespace or a control character, which is not part of a resource id",
+        )
+    return None
+
+
 def parse_arm_scope(value: str) -> ArmScope | None:
     """Parse `/subscriptions/{guid}[/resourceGroups/{rg}[/providers/{ns}/{type}/{name}[/...]]]`.
 
     Returns None when the string is not such an id (management-group and tenant scopes included:
     the portal only grants inside subscriptions). Keyword segments match case-insensitively, as
-    ARM does; there must be no empty segment, whitespace or trailing slash.
+    ARM does; there must be no empty segment, whitespace or trailing slash, and nothing that
+    `scope_problem` names (dot segments, percent-encoding, `?`, `#`, control characters).
     """
+    if scope_problem(value) is not None:
+        return None
     if not value.startswith("/") or value.endswith("/"):
         return None
     parts = value[1:].split("/")

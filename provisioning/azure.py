@@ -42,6 +42,7 @@ from azure.mgmt.msi import ManagedServiceIdentityClient
 from azure.mgmt.msi.models import FederatedIdentityCredential, Identity
 from django.conf import settings
 
+from identities.validators import parse_arm_scope, scope_problem
 from provisioning.errors import GatewayError, PermanentError, TransientError
 
 T = TypeVar("T")
@@ -116,6 +117,22 @@ class ClusterState:
 def role_definition_guid(role_definition_id: str) -> str:
     """Role definitions are compared by trailing GUID, case-insensitively (AZURE-FACTS §1.3)."""
     return role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower()
+
+
+def plain_scope(scope: str) -> str:
+    """`scope` itself, once it is known to reach ARM unchanged; PermanentError otherwise.
+
+    The policy refuses such scopes at filing; this is the last check before the SDK puts the
+    scope into a URL unescaped, so a row written before that rule (or by a bug) is never sent.
+    """
+    problem = scope_problem(scope)
+    if problem is not None:
+        raise PermanentError(
+            f"Scope {scope[:200]!r} {problem[1]}; not sent to Azure", code="UnsafeScope"
+        )
+    if parse_arm_scope(scope) is None:
+        raise PermanentError(f"Scope {scope[:200]!r} is not an ARM resource id", code="UnsafeScope")
+    return scope
 
 
 def subscription_of(arm_id: str) -> str:
@@ -384,7 +401,7 @@ class AzureGateway:
         `RoleAssignmentExists` (the same principal/role/scope under another name, e.g. made by
         hand) is success: the existing assignment is returned with no CallResult.
         """
-        subscription_id = subscription_of(scope)
+        subscription_id = subscription_of(plain_scope(scope))
         role_definition_id = f"/subscriptions/{subscription_id}{ROLE_DEFINITION_PATH}{role_guid}"
         client = self.authorization(subscription_id)
         parameters = RoleAssignmentCreateParameters(
@@ -422,7 +439,8 @@ class AzureGateway:
     def get_role_assignment(self, *, scope: str, name: str) -> RoleAssignmentState | None:
         try:
             with _azure(f"read role assignment {name}"):
-                model = self.authorization(subscription_of(scope)).role_assignments.get(scope, name)
+                client = self.authorization(subscription_of(plain_scope(scope)))
+                model = client.role_assignments.get(scope, name)
         except PermanentError as exc:
             if exc.status == 404:
                 return None
@@ -433,7 +451,7 @@ class AzureGateway:
         self, *, scope: str, principal_id: str
     ) -> list[RoleAssignmentState]:
         """Assignments of the principal at, above or below `scope` (documented filter)."""
-        client = self.authorization(subscription_of(scope))
+        client = self.authorization(subscription_of(plain_scope(scope)))
         with _azure(f"list role assignments of {principal_id}"):
             return [
                 _role_assignment_state(model)
@@ -444,10 +462,9 @@ class AzureGateway:
 
     def delete_role_assignment(self, *, scope: str, name: str) -> CallResult:
         """DELETE; 204 (already gone) counts as done."""
+        client = self.authorization(subscription_of(plain_scope(scope)))
         with _azure(f"delete role assignment {name}"):
-            _, response = self.authorization(subscription_of(scope)).role_assignments.delete(
-                scope, name, cls=_with_response
-            )
+            _, response = client.role_assignments.delete(scope, name, cls=_with_response)
         return _call_result(response)
 
     # -- AKS ------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from identities.validators import (
     is_reserved_namespace,
     is_uami_name,
     parse_arm_scope,
+    scope_problem,
     tag_key_problem,
 )
 
@@ -359,6 +360,13 @@ class Checks:
         field_name = f"{prefix}.scope"
         if not scope:
             self.refuse(field_name, "required", "Scope is required.")
+            return False
+        problem = scope_problem(scope)
+        if problem is not None:
+            rule, explanation = problem
+            # Quote at most the start: the message must stay readable for a 2,000-character scope.
+            shown = scope if len(scope) <= 200 else scope[:200] + "…"
+            self.refuse(field_name, rule, f"Scope {shown!r} {explanation}.")
             return False
         parsed = parse_arm_scope(scope)
         if parsed is None:

@@ -290,7 +290,10 @@ def test_string_lists(value: Any) -> None:
 
 rg_name = st.text(alphabet=string.ascii_letters + string.digits + "_-()", min_size=1, max_size=20)
 provider = st.sampled_from(["Microsoft.KeyVault", "Microsoft.Storage", "microsoft.web"])
-segment = st.text(alphabet=string.ascii_letters + string.digits + "-_.", min_size=1, max_size=12)
+# Names may hold dots, but a whole '.' or '..' segment is a path operation, refused by the parser.
+segment = st.text(
+    alphabet=string.ascii_letters + string.digits + "-_.", min_size=1, max_size=12
+).filter(lambda name: name not in {".", ".."})
 
 
 @st.composite
@@ -339,3 +342,32 @@ def test_arm_scopes(
     if other is not None:
         assert garbage.startswith("/") and not garbage.endswith("/")
         assert guid_ok(garbage.split("/")[2])
+
+
+# Characters and segments that make a scope mean something else once it is in a URL.
+HOSTILE = st.sampled_from(
+    ["/..", "/.", "/../x", "%", "%2e", "%2F", "?", "?a=b", "#", "#x", "\\", "\x00", "\x7f", "\n"]
+    + [chr(c) for c in range(0x20)]
+)
+
+
+@fuzzes("scope_problem")
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(built=arm_scopes(), hostile=HOSTILE, at=st.integers(min_value=0), anything=st.text())
+def test_a_scope_with_a_dot_segment_percent_query_fragment_or_control_is_refused(
+    built: tuple[str, tuple[str, str | None, str | None, str]], hostile: str, at: int, anything: str
+) -> None:
+    scope, _parts = built
+    assert no_raise(v.scope_problem, scope) is None, scope
+    spoiled = [scope + hostile]
+    if "/" not in hostile:
+        # A character that is never part of an id is refused anywhere, inside a name too. (A dot
+        # segment is one only between slashes: `kv..1` is a name.)
+        cut = at % (len(scope) + 1)
+        spoiled.append(scope[:cut] + hostile + scope[cut:])
+    for bad in spoiled:
+        assert no_raise(v.scope_problem, bad) is not None, bad
+        assert no_raise(v.parse_arm_scope, bad) is None, bad
+    # Whatever the parser accepts has none of those problems (parse implies plain).
+    if no_raise(v.parse_arm_scope, anything) is not None:
+        assert no_raise(v.scope_problem, anything) is None

@@ -253,3 +253,25 @@ def test_an_exception_needs_the_box_ticked_and_then_warns_about_two_approvers(
     }
     assert allowed["ok"] is True
     assert "two_approvers" in {f["rule"] for f in allowed["findings"]}
+
+
+@pytest.mark.parametrize(
+    ("suffix", "rule"),
+    [
+        ("/../../../..", "scope_dot_segment"),
+        ("?api-version=x", "scope_forbidden_character"),
+        ("/%2e%2e", "scope_percent_encoding"),
+    ],
+)
+def test_a_scope_that_azure_would_read_differently_is_refused_on_its_field(
+    client_for: ClientFor, requester: Any, form_data: dict[str, str], suffix: str, rule: str
+) -> None:
+    response = client_for(requester).post(
+        reverse("request_new"), {**form_data, "roles-0-scope": VAULT_SCOPE + suffix}
+    )
+
+    assert response.status_code == 400
+    assert not IdentityRequest.objects.exists()
+    [violation] = response.context["feedback"].violations
+    assert (violation.finding.field, violation.finding.rule) == ("roles[0].scope", rule)
+    assert violation.dom_id == "id_roles-0-scope"
