@@ -108,7 +108,7 @@ def run() -> None:
     try:
         if (
             env.get("AZURE_MODE", "emulator") == "emulator"
-            and (ROOT / "provisioning" / "emulator" / "__main__.py").exists()
+            and (ROOT / "azure_emulator" / "__main__.py").exists()
         ):
             state_dir = Path(env.get("EMULATOR_STATE_DIR", VAR / "emulator"))
             url_file = state_dir / "url"
@@ -119,7 +119,7 @@ def run() -> None:
                 [
                     str(PY),
                     "-m",
-                    "provisioning.emulator",
+                    "azure_emulator",
                     "--port",
                     emulator_port,
                     "--state-dir",
@@ -163,7 +163,7 @@ def test(pytest_args: list[str]) -> None:
     steps = [
         ("ruff check", [str(BIN / "ruff"), "check", "."]),
         ("ruff format --check", [str(BIN / "ruff"), "format", "--check", "."]),
-        ("mypy", [str(BIN / "mypy"), "portal", "identities", "provisioning"]),
+        ("mypy", [str(BIN / "mypy"), "portal", "identities", "provisioning", "azure_emulator"]),
     ]
     if env.get("SKIP_LINT") != "1":
         for label, command in steps:

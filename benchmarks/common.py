@@ -78,7 +78,7 @@ def drop_database(url: str) -> None:
 
 @dataclass
 class Emulator:
-    """An emulator process the benchmark started (`python -m provisioning.emulator`)."""
+    """An emulator process the benchmark started (`python -m azure_emulator`)."""
 
     process: subprocess.Popen[bytes]
     state_dir: Path
@@ -120,7 +120,7 @@ def start_emulator(state_dir: Path, **knobs: object) -> Emulator:
         [
             sys.executable,
             "-m",
-            "provisioning.emulator",
+            "azure_emulator",
             "--port",
             "0",
             "--state-dir",

@@ -1,4 +1,4 @@
-"""The Azure emulator (``python -m provisioning.emulator``) as a pytest fixture, plus SDK clients.
+"""The Azure emulator (``python -m azure_emulator``) as a pytest fixture, plus SDK clients.
 
 Fixtures:
 
@@ -148,7 +148,7 @@ def _args(state_dir: Path, port: int) -> list[str]:
     return [
         python_executable(),
         "-m",
-        "provisioning.emulator",
+        "azure_emulator",
         "--host",
         "127.0.0.1",
         "--port",

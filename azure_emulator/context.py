@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from provisioning.emulator import knobs as knob_table
-from provisioning.emulator.faults import FaultDice, WriteThrottle
-from provisioning.emulator.requestlog import RequestLog
-from provisioning.emulator.state import Store
+from azure_emulator import knobs as knob_table
+from azure_emulator.faults import FaultDice, WriteThrottle
+from azure_emulator.requestlog import RequestLog
+from azure_emulator.state import Store
 
 
 @dataclass

@@ -7,7 +7,7 @@ import re
 import uuid
 from typing import Any
 
-from provisioning.emulator.protocol import ArmError, Request
+from azure_emulator.protocol import ArmError, Request
 
 _SUBSCRIPTION = re.compile(r"^/subscriptions/(?P<sub>[^/]+)", re.I)
 NOT_FOUND_HINT = "For more details please go to https://aka.ms/ARMResourceNotFoundFix"

@@ -14,10 +14,10 @@ import re
 import time
 from typing import Any
 
-from provisioning.emulator import armcommon as arm
-from provisioning.emulator.context import Context
-from provisioning.emulator.msi import RG_PATTERN, UAMI_PATTERN, UAMI_TYPE, lookup
-from provisioning.emulator.protocol import (
+from azure_emulator import armcommon as arm
+from azure_emulator.context import Context
+from azure_emulator.msi import RG_PATTERN, UAMI_PATTERN, UAMI_TYPE, lookup
+from azure_emulator.protocol import (
     ArmError,
     Request,
     Response,

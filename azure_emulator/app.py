@@ -15,11 +15,11 @@ import traceback
 import uuid
 from typing import Any
 
-from provisioning.emulator import aks, control, entra, federated, kube, msi, rbac, roledefs
-from provisioning.emulator import armcommon as arm
-from provisioning.emulator.context import Context
-from provisioning.emulator.faults import UNTHROTTLED_REMAINING_WRITES
-from provisioning.emulator.protocol import (
+from azure_emulator import aks, control, entra, federated, kube, msi, rbac, roledefs
+from azure_emulator import armcommon as arm
+from azure_emulator.context import Context
+from azure_emulator.faults import UNTHROTTLED_REMAINING_WRITES
+from azure_emulator.protocol import (
     ArmError,
     HttpError,
     OAuthError,

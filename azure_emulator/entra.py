@@ -20,9 +20,9 @@ from urllib.parse import parse_qs
 
 import jwt
 
-from provisioning.emulator import keys, signin
-from provisioning.emulator.context import Context
-from provisioning.emulator.protocol import (
+from azure_emulator import keys, signin
+from azure_emulator.context import Context
+from azure_emulator.protocol import (
     ArmError,
     OAuthError,
     Request,

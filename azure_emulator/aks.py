@@ -17,10 +17,10 @@ import time
 import uuid
 from typing import Any
 
-from provisioning.emulator import armcommon as arm
-from provisioning.emulator import keys
-from provisioning.emulator.context import Context
-from provisioning.emulator.protocol import Request, Response, Route, json_response, page
+from azure_emulator import armcommon as arm
+from azure_emulator import keys
+from azure_emulator.context import Context
+from azure_emulator.protocol import Request, Response, Route, json_response, page
 
 AKS_TYPE = "Microsoft.ContainerService/managedClusters"
 KUBERNETES_VERSION = "1.30.6"

@@ -14,7 +14,7 @@ import re
 import uuid
 from typing import Any
 
-from provisioning.emulator.protocol import KubeError
+from azure_emulator.protocol import KubeError
 
 TOP_LEVEL_FIELDS = ("automountServiceAccountToken", "imagePullSecrets", "secrets")
 _SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"

@@ -32,9 +32,9 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from provisioning.emulator import keys
-from provisioning.emulator.context import Context
-from provisioning.emulator.protocol import OAuthError, Request, Response, Route, json_response
+from azure_emulator import keys
+from azure_emulator.context import Context
+from azure_emulator.protocol import OAuthError, Request, Response, Route, json_response
 
 CODE_LIFETIME = 600
 ID_TOKEN_LIFETIME = 3600

@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from provisioning.emulator import armcommon as arm
-from provisioning.emulator.context import Context
-from provisioning.emulator.protocol import ArmError, Request, Response, Route, json_response, page
-from provisioning.emulator.roles import BUILT_IN_ROLES, BY_GUID, RoleDefinition
+from azure_emulator import armcommon as arm
+from azure_emulator.context import Context
+from azure_emulator.protocol import ArmError, Request, Response, Route, json_response, page
+from azure_emulator.roles import BUILT_IN_ROLES, BY_GUID, RoleDefinition
 
 RD_TYPE = "Microsoft.Authorization/roleDefinitions"
 # The date the real built-in roles report; any fixed past date would do.

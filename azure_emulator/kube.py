@@ -17,11 +17,11 @@ import time
 import uuid
 from typing import Any
 
-from provisioning.emulator import keys
-from provisioning.emulator.aks import KUBERNETES_VERSION, api_url
-from provisioning.emulator.context import Context
-from provisioning.emulator.protocol import KubeError, Request, Response, Route, json_response
-from provisioning.emulator.sa_apply import apply, merge_patch, render, validate_new_name
+from azure_emulator import keys
+from azure_emulator.aks import KUBERNETES_VERSION, api_url
+from azure_emulator.context import Context
+from azure_emulator.protocol import KubeError, Request, Response, Route, json_response
+from azure_emulator.sa_apply import apply, merge_patch, render, validate_new_name
 
 _OIDC = re.compile(r"^/oidc/(?P<uuid>[0-9a-fA-F-]{36})/(?P<rest>.*)$")
 _K8S = re.compile(r"^/k8s/(?P<uuid>[0-9a-fA-F-]{36})(?P<rest>/.*)?$")

@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from provisioning.emulator import keys
-from provisioning.emulator.tls import write_private
+from azure_emulator import keys
+from azure_emulator.tls import write_private
 
 FORMAT = 1
 RESOURCE_KINDS = (

@@ -26,11 +26,11 @@ import time
 import uuid
 from typing import Any
 
-from provisioning.emulator import aks, kube, signin
-from provisioning.emulator import armcommon as arm
-from provisioning.emulator.context import Context
-from provisioning.emulator.knobs import KnobError
-from provisioning.emulator.protocol import (
+from azure_emulator import aks, kube, signin
+from azure_emulator import armcommon as arm
+from azure_emulator.context import Context
+from azure_emulator.knobs import KnobError
+from azure_emulator.protocol import (
     ArmError,
     Request,
     Response,
@@ -38,7 +38,7 @@ from provisioning.emulator.protocol import (
     empty_response,
     json_response,
 )
-from provisioning.emulator.rbac import PRINCIPAL_TYPES
+from azure_emulator.rbac import PRINCIPAL_TYPES
 
 PREFIX = "/_emulator/"
 

@@ -1,4 +1,4 @@
-"""``python -m provisioning.emulator [--host H] [--port P] [--state-dir DIR] ...``
+"""``python -m azure_emulator [--host H] [--port P] [--state-dir DIR] ...``
 
 Every option also reads an environment variable (the flag wins): ``EMULATOR_HOST``,
 ``EMULATOR_PORT``, ``EMULATOR_STATE_DIR``, ``EMULATOR_PUBLIC_URL``, ``EMULATOR_CERT_HOSTS``
@@ -14,14 +14,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from provisioning.emulator.knobs import KnobError
-from provisioning.emulator.server import serve
+from azure_emulator.knobs import KnobError
+from azure_emulator.server import serve
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     env = os.environ
     parser = argparse.ArgumentParser(
-        prog="python -m provisioning.emulator",
+        prog="python -m azure_emulator",
         description="Azure (ARM + Entra ID) and sandbox AKS cluster emulator over HTTPS.",
     )
     parser.add_argument("--host", default=env.get("EMULATOR_HOST", "127.0.0.1"))

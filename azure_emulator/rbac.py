@@ -12,9 +12,9 @@ import re
 import time
 from typing import Any
 
-from provisioning.emulator import armcommon as arm
-from provisioning.emulator.context import Context
-from provisioning.emulator.protocol import (
+from azure_emulator import armcommon as arm
+from azure_emulator.context import Context
+from azure_emulator.protocol import (
     ArmError,
     Request,
     Response,
@@ -23,7 +23,7 @@ from provisioning.emulator.protocol import (
     json_response,
     page,
 )
-from provisioning.emulator.roles import BY_GUID
+from azure_emulator.roles import BY_GUID
 
 RA_TYPE = "Microsoft.Authorization/roleAssignments"
 PRINCIPAL_TYPES = ("User", "Group", "ServicePrincipal", "ForeignGroup", "Device")

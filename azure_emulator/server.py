@@ -21,12 +21,12 @@ from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from provisioning.emulator import knobs, tls
-from provisioning.emulator.app import App
-from provisioning.emulator.context import Context
-from provisioning.emulator.protocol import Request
-from provisioning.emulator.requestlog import RequestLog
-from provisioning.emulator.state import Store, state_dir_ready
+from azure_emulator import knobs, tls
+from azure_emulator.app import App
+from azure_emulator.context import Context
+from azure_emulator.protocol import Request
+from azure_emulator.requestlog import RequestLog
+from azure_emulator.state import Store, state_dir_ready
 
 _WILDCARDS = {"", "0.0.0.0", "::"}  # noqa: S104 - names the wildcard addresses; binds nothing
 
