@@ -496,7 +496,7 @@ def seed(requests: int, audit_events: int) -> dict[str, Any]:
 
 
 def _user(request: Any) -> Any:
-    from portal.tokens import api_token_authenticate
+    from accounts.tokens import api_token_authenticate
 
     return api_token_authenticate(request.headers["Authorization"].split(" ", 1)[1]).user
 
@@ -656,8 +656,8 @@ def benchmark(iterations: int, warmup: int) -> tuple[list[tuple[Operation, Opera
     from django.test import Client
     from django.test.utils import override_settings
 
+    from accounts.tokens import api_token_create
     from identities.models import IdentityRequest
-    from portal.tokens import api_token_create
 
     approver = User.objects.get(username="bench-approver")
     auditor = User.objects.get(username="bench-auditor")

@@ -53,7 +53,7 @@ def _scan(consume: Callable[[list[tuple[Any, ...]]], None], chunk_size: int = 10
     """The verifier's query through a server-side cursor, each batch handed to `consume`."""
     from django.db import connection, transaction
 
-    from identities.audit_chain import _CHAIN_QUERY
+    from identities.audit.chain import _CHAIN_QUERY
 
     rows = 0
     with (

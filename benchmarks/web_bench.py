@@ -123,8 +123,8 @@ def main() -> None:
     from django.contrib.auth.models import User
     from django.core.management import call_command
 
+    from accounts.tokens import api_token_create
     from identities.models import AuditEvent, IdentityRequest
-    from portal.tokens import api_token_create
 
     def token(username: str) -> str:
         user = User.objects.get(username=username)

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from identities.audit import audit_record
+from identities.audit.actions import AuditAction
 from identities.errors import ConflictError
 from identities.models import Identity, IdentityRequest, IdentityStatus, RequestStatus
 
@@ -40,17 +41,27 @@ IDENTITY_TRANSITIONS: dict[str, frozenset[str]] = {
     IdentityStatus.DECOMMISSIONED: frozenset(),
 }
 
-_MAPS: dict[type, tuple[str, str, dict[str, frozenset[str]]]] = {
-    IdentityRequest: ("identity_request", "request", ALLOWED_TRANSITIONS),
-    Identity: ("identity", "identity", IDENTITY_TRANSITIONS),
+# The audit action each move writes.
+REQUEST_TRANSITION_ACTIONS: dict[str, AuditAction] = {
+    RequestStatus.APPROVED: AuditAction.REQUEST_APPROVED,
+    RequestStatus.REJECTED: AuditAction.REQUEST_REJECTED,
+    RequestStatus.CANCELLED: AuditAction.REQUEST_CANCELLED,
+    RequestStatus.PROVISIONING: AuditAction.REQUEST_PROVISIONING,
+    RequestStatus.READY: AuditAction.REQUEST_READY,
+    RequestStatus.FAILED: AuditAction.REQUEST_FAILED,
+}
+IDENTITY_TRANSITION_ACTIONS: dict[str, AuditAction] = {
+    IdentityStatus.PROVISIONING: AuditAction.IDENTITY_PROVISIONING,
+    IdentityStatus.READY: AuditAction.IDENTITY_READY,
+    IdentityStatus.FAILED: AuditAction.IDENTITY_FAILED,
+    IdentityStatus.DECOMMISSIONING: AuditAction.IDENTITY_DECOMMISSIONING,
+    IdentityStatus.DECOMMISSIONED: AuditAction.IDENTITY_DECOMMISSIONED,
 }
 
-OPEN_REQUEST_STATUSES = (
-    RequestStatus.PENDING,
-    RequestStatus.APPROVED,
-    RequestStatus.PROVISIONING,
-    RequestStatus.FAILED,
-)
+_MAPS: dict[type, tuple[dict[str, AuditAction], str, dict[str, frozenset[str]]]] = {
+    IdentityRequest: (REQUEST_TRANSITION_ACTIONS, "request", ALLOWED_TRANSITIONS),
+    Identity: (IDENTITY_TRANSITION_ACTIONS, "identity", IDENTITY_TRANSITIONS),
+}
 
 
 def can_transition(instance: IdentityRequest | Identity, to: str) -> bool:
@@ -74,7 +85,7 @@ def transition(
     Raises ConflictError when the map forbids the move or another writer got there first; the
     in-memory instance is updated only on success.
     """
-    label, noun, allowed = _MAPS[type(instance)]
+    actions, noun, allowed = _MAPS[type(instance)]
     current = instance.status
     if to not in allowed.get(current, frozenset()):
         raise ConflictError(f"{noun} {instance.pk} is {current}; it cannot become {to}.")
@@ -100,7 +111,7 @@ def transition(
         audit_request, audit_identity = identity_request, instance
     audit_record(
         actor=actor,
-        action=f"{label}.{to}",
+        action=actions[to],
         identity_request=audit_request,
         identity=audit_identity,
         data={"from": current, "to": to, **(data or {})},

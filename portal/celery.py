@@ -11,6 +11,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# The project's own periodic tasks: `portal` is the project, not an installed app.
+app.autodiscover_tasks(["portal"])
 
 
 def ensure_broker_folders() -> None:

@@ -9,9 +9,9 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from accounts.models import WorkerHeartbeat
 from portal.celery import app as celery_app
 from portal.celery import ensure_broker_folders
-from portal.models import WorkerHeartbeat
 
 logger = logging.getLogger(__name__)
 

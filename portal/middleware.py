@@ -7,7 +7,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import loader
 
-from identities.api.problems import (
+from api.problems import (
     DATABASE_UNAVAILABLE,
     PROBLEM_MEDIA_TYPE,
     database_unavailable_problem,

@@ -84,7 +84,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "portal",
+    "accounts",
     "identities",
     "provisioning",
 ]
@@ -115,7 +115,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "portal.sso.context",
+                "accounts.sso.context",
             ],
         },
     },
@@ -158,7 +158,7 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
-# Brute-force throttling of the sign-in pages (portal.login_throttle): this many failed sign-ins
+# Brute-force throttling of the sign-in pages (accounts.login_throttle): this many failed sign-ins
 # for one username (or LOGIN_IP_FAILURE_LIMIT from one address) within LOGIN_LOCKOUT_SECONDS
 # lock it for LOGIN_LOCKOUT_SECONDS. The counters live in the cache (CACHE_URL).
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
@@ -172,16 +172,16 @@ for _name in ("LOGIN_FAILURE_LIMIT", "LOGIN_IP_FAILURE_LIMIT", "LOGIN_LOCKOUT_SE
 # outermost trusted proxy wrote; anything before it is written by the client and not trusted.
 NUM_PROXIES = env_int("NUM_PROXIES", 0)
 
-# Optional single sign-on with Microsoft Entra ID over OpenID Connect (portal/sso.py; README
+# Optional single sign-on with Microsoft Entra ID over OpenID Connect (accounts/sso.py; README
 # "Single sign-on"). Off unless OIDC_RP_CLIENT_ID is set; local accounts keep working.
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
-    "portal.sso.EntraIdBackend",
+    "accounts.sso.EntraIdBackend",
 ]
 OIDC_RP_CLIENT_ID = os.environ.get("OIDC_RP_CLIENT_ID", "")
 OIDC_RP_CLIENT_SECRET = os.environ.get("OIDC_RP_CLIENT_SECRET", "")
 ENTRA_TENANT_ID = os.environ.get("ENTRA_TENANT_ID", "")
-# The sign-in authority; endpoints are derived from it and the tenant (portal.sso.oidc_setting)
+# The sign-in authority; endpoints are derived from it and the tenant (accounts.sso.oidc_setting)
 # unless OIDC_OP_AUTHORIZATION_ENDPOINT / OIDC_OP_TOKEN_ENDPOINT / OIDC_OP_JWKS_ENDPOINT are set.
 ENTRA_AUTHORITY_HOST = os.environ.get(
     "ENTRA_AUTHORITY_HOST",
@@ -394,27 +394,27 @@ VERIFY_RETRY_SECONDS = env_int("VERIFY_RETRY_SECONDS", 20)
 
 # --- REST framework -----------------------------------------------------------------------------
 REST_FRAMEWORK: dict[str, Any] = {
-    # Pipelines send `Authorization: Bearer wip_…` (portal.authentication); the UI its session.
+    # Pipelines send `Authorization: Bearer wip_…` (accounts.authentication); the UI its session.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "portal.authentication.ApiTokenAuthentication",
+        "accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_SCHEMA_CLASS": "identities.api.schema.ApiAutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "api.schema.ApiAutoSchema",
     # Every error is an RFC 9457 problem document (domain errors mapped centrally).
-    "EXCEPTION_HANDLER": "identities.api.problems.api_exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "identities.api.pagination.ApiCursorPagination",
+    "EXCEPTION_HANDLER": "api.problems.api_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.ApiCursorPagination",
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
     # Counters live in the default cache: per process unless CACHES points at a shared one.
     "DEFAULT_THROTTLE_CLASSES": [
-        "identities.api.throttling.TokenRateThrottle",
-        "identities.api.throttling.UserRateThrottle",
-        "identities.api.throttling.AnonRateThrottle",
+        "api.throttling.TokenRateThrottle",
+        "api.throttling.UserRateThrottle",
+        "api.throttling.AnonRateThrottle",
     ],
     # Without it DRF keys the anonymous throttle on the whole X-Forwarded-For header, which any
     # client can vary to escape the limit.

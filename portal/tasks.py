@@ -5,7 +5,8 @@ import socket
 from celery import shared_task
 from django.utils import timezone
 
-from portal.models import WorkerHeartbeat
+from accounts.models import WorkerHeartbeat
+from api.idempotency import idempotency_records_purge
 
 
 @shared_task(name="portal.tasks.heartbeat")
@@ -19,6 +20,4 @@ def heartbeat() -> None:
 @shared_task(name="portal.tasks.purge_idempotency_records")
 def purge_idempotency_records() -> int:
     """Delete Idempotency-Key records past their 24 h lifetime."""
-    from identities.api.idempotency import idempotency_records_purge
-
     return idempotency_records_purge()

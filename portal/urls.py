@@ -5,7 +5,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from portal import health, login_throttle, sso
+from accounts import login_throttle, sso
+from portal import health
 
 # The admin's sign-in is throttled like the portal's (its form, and 429 via the route below).
 admin.site.login_form = login_throttle.AdminLoginForm
@@ -15,7 +16,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("admin/login/", login_throttle.with_throttle_status(admin.site.login)),
     path("admin/", admin.site.urls),
-    path("api/v1/", include("identities.api.urls", namespace="api")),
+    path("api/v1/", include("api.urls", namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path(
@@ -28,5 +29,5 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/sso/start/", sso.SignInStart.as_view(), name="sso-start"),
     path("accounts/sso/callback/", sso.SignInCallback.as_view(), name="sso-callback"),
-    path("", include("identities.urls")),
+    path("", include("web.urls")),
 ]

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from identities.audit import audit_record
+from identities.audit.actions import AuditAction
 from identities.models import (
     CatalogRole,
     ChildStatus,
@@ -123,7 +124,9 @@ def _record_drift(identity: Identity, findings: list[dict[str, Any]]) -> None:
     if previous.drift_state != new_state or previous.drift_details.get("findings") != findings:
         audit_record(
             actor=None,
-            action="identity.drift_detected" if findings else "identity.drift_cleared",
+            action=AuditAction.IDENTITY_DRIFT_DETECTED
+            if findings
+            else AuditAction.IDENTITY_DRIFT_CLEARED,
             identity=identity,
             data={"from": previous.drift_state, "to": new_state, "findings": findings},
         )

@@ -15,8 +15,10 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from identities.audit import audit_record
+from identities.audit.actions import AuditAction
 from identities.errors import ConflictError, PermissionDeniedError
 from identities.models import (
+    REQUEST_STATUSES_IN_FLIGHT,
     ChildStatus,
     FederatedCredential,
     Identity,
@@ -26,19 +28,20 @@ from identities.models import (
     RequestStatus,
     RoleAssignment,
 )
+from identities.selectors import may_act_for_team
 from identities.services import (
     identity_request_mark_failed,
     identity_request_mark_provisioning,
     identity_request_mark_ready,
 )
 from identities.validators import FIC_LIMIT_PER_IDENTITY
+from identities.work import Work, enqueue
 from provisioning.azure import CallResult, IdentityState, RoleAssignmentState
 from provisioning.errors import GatewayError, PermanentError
 
 # Rows the identity should have in Azure (repair re-PUTs these).
 LIVE_CHILD = (ChildStatus.PENDING, ChildStatus.ACTIVE)
 # Approved but not yet picked up, or picked up by a worker that may have died: the engine runs.
-RUNNABLE = (RequestStatus.APPROVED, RequestStatus.PROVISIONING)
 
 
 def _load(identity_request_id: int) -> IdentityRequest | None:
@@ -52,7 +55,7 @@ def _load(identity_request_id: int) -> IdentityRequest | None:
 def request_claim(*, identity_request_id: int) -> IdentityRequest | None:
     """Move an approved request to provisioning (idempotent); None when there is nothing to do."""
     identity_request = _load(identity_request_id)
-    if identity_request is None or identity_request.status not in RUNNABLE:
+    if identity_request is None or identity_request.status not in REQUEST_STATUSES_IN_FLIGHT:
         return None
     try:
         identity_request_mark_provisioning(identity_request=identity_request)
@@ -163,7 +166,9 @@ def identity_record_outputs(
     identity.tenant_id = state.tenant_id
     audit_record(
         actor=None,
-        action="azure.identity.created" if call.status == 201 else "azure.identity.updated",
+        action=AuditAction.AZURE_IDENTITY_CREATED
+        if call.status == 201
+        else AuditAction.AZURE_IDENTITY_UPDATED,
         identity_request=identity_request,
         identity=identity,
         data=_azure_data(
@@ -186,9 +191,9 @@ def fic_record_active(
     )
     audit_record(
         actor=None,
-        action="azure.federated_credential.created"
+        action=AuditAction.AZURE_FIC_CREATED
         if call.status == 201
-        else "azure.federated_credential.updated",
+        else AuditAction.AZURE_FIC_UPDATED,
         identity_request=identity_request,
         identity=fic.identity,
         data=_azure_data(
@@ -209,11 +214,13 @@ def role_assignment_record_active(
         status=ChildStatus.ACTIVE, name=state.name, azure_id=state.id, updated_at=timezone.now()
     )
     if call is None:
-        action = "azure.role_assignment.adopted"  # RoleAssignmentExists: made outside the portal
+        action = (
+            AuditAction.AZURE_ROLE_ASSIGNMENT_ADOPTED
+        )  # RoleAssignmentExists: made outside the portal
     elif call.status == 201:
-        action = "azure.role_assignment.created"
+        action = AuditAction.AZURE_ROLE_ASSIGNMENT_CREATED
     else:
-        action = "azure.role_assignment.updated"
+        action = AuditAction.AZURE_ROLE_ASSIGNMENT_UPDATED
     audit_record(
         actor=None,
         action=action,
@@ -238,7 +245,7 @@ def role_assignment_record_removed(
     )
     audit_record(
         actor=None,
-        action="azure.role_assignment.deleted",
+        action=AuditAction.AZURE_ROLE_ASSIGNMENT_DELETED,
         identity_request=identity_request,
         identity=assignment.identity,
         data=_azure_data(
@@ -256,7 +263,7 @@ def fic_record_removed(
     )
     audit_record(
         actor=None,
-        action="azure.federated_credential.deleted",
+        action=AuditAction.AZURE_FIC_DELETED,
         identity_request=identity_request,
         identity=fic.identity,
         data=_azure_data(call, name=fic.name, subject=fic.subject),
@@ -269,7 +276,7 @@ def identity_record_deleted(
 ) -> None:
     audit_record(
         actor=None,
-        action="azure.identity.deleted",
+        action=AuditAction.AZURE_IDENTITY_DELETED,
         identity_request=identity_request,
         identity=identity,
         data=_azure_data(call, resource_id=identity.resource_id, name=identity.name),
@@ -286,7 +293,7 @@ def extra_assignment_record_removed(
 ) -> None:
     audit_record(
         actor=None,
-        action="azure.role_assignment.deleted_extra",
+        action=AuditAction.AZURE_ROLE_ASSIGNMENT_DELETED_EXTRA,
         identity_request=identity_request,
         identity=identity,
         data=_azure_data(call, scope=finding["scope"], name=finding["name"]),
@@ -299,14 +306,8 @@ def extra_assignment_record_removed(
 @transaction.atomic
 def verification_enqueue(*, identity_request: IdentityRequest, actor: Any) -> None:
     """Ask for a token-exchange check of a ready request; the worker runs it after commit."""
-    from identities import roles
-    from identities.selectors import is_team_member
 
-    if not (
-        roles.is_approver(actor)
-        or roles.is_admin(actor)
-        or is_team_member(actor, identity_request.team_id)
-    ):
+    if not may_act_for_team(actor, identity_request.team_id):
         raise PermissionDeniedError("Only the team, approvers or admins can verify a request.")
     if identity_request.kind == RequestKind.DECOMMISSION:
         raise ConflictError("A decommission request has no federation to verify.")
@@ -317,23 +318,19 @@ def verification_enqueue(*, identity_request: IdentityRequest, actor: Any) -> No
         )
     audit_record(
         actor=actor,
-        action="identity_request.verification_requested",
+        action=AuditAction.VERIFICATION_REQUESTED,
         identity_request=identity_request,
         identity=identity_request.identity,
     )
     pk = identity_request.pk
-    transaction.on_commit(lambda: _enqueue("verify_identity_request", pk))
+    transaction.on_commit(lambda: enqueue(Work.VERIFY, pk))
 
 
 @transaction.atomic
 def identity_repair_enqueue(*, identity: Identity, actor: Any) -> None:
     """Re-run reconcile for a ready identity (after drift); the worker runs it after commit."""
-    from identities import roles
-    from identities.selectors import is_team_member
 
-    if not (
-        roles.is_approver(actor) or roles.is_admin(actor) or is_team_member(actor, identity.team_id)
-    ):
+    if not may_act_for_team(actor, identity.team_id):
         raise PermissionDeniedError("Only the team, approvers or admins can repair an identity.")
     if identity.status != IdentityStatus.READY:
         raise ConflictError(
@@ -342,15 +339,9 @@ def identity_repair_enqueue(*, identity: Identity, actor: Any) -> None:
         )
     audit_record(
         actor=actor,
-        action="identity.repair_requested",
+        action=AuditAction.IDENTITY_REPAIR_REQUESTED,
         identity=identity,
         data={"drift_state": identity.drift_state, "drift": identity.drift_details},
     )
     pk = identity.pk
-    transaction.on_commit(lambda: _enqueue("repair_identity", pk))
-
-
-def _enqueue(task_name: str, object_id: int) -> None:
-    from provisioning import tasks
-
-    getattr(tasks, task_name).delay(object_id)
+    transaction.on_commit(lambda: enqueue(Work.REPAIR, pk))

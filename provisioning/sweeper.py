@@ -14,6 +14,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from identities.audit import audit_record
+from identities.audit.actions import AuditAction
 from identities.models import IdentityRequest, RequestStatus
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def sweep(*, enqueue: Callable[[int], object]) -> list[int]:
                 continue
             audit_record(
                 actor=None,
-                action="identity_request.requeued",
+                action=AuditAction.REQUEST_REQUEUED,
                 identity_request=identity_request,
                 identity=identity_request.identity,
                 data={"status": identity_request.status, "reason": "no progress"},

@@ -12,7 +12,14 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 
-from identities.models import Identity, IdentityRequest, RequestKind, RequestStatus
+from identities.models import (
+    ChainCheckTrigger,
+    Identity,
+    IdentityRequest,
+    RequestKind,
+    RequestStatus,
+)
+from identities.services import audit_chain_check_run, audit_chain_check_start
 from provisioning import drift, reconcile, sweeper, verification
 from provisioning.errors import GatewayError
 from provisioning.models import VerificationOutcome
@@ -68,3 +75,16 @@ def sweep_stuck_requests() -> list[int]:
     """Scheduled: re-enqueue requests stuck in approved/provisioning (lost message, dead
     worker, Redis outage at approval time)."""
     return sweeper.sweep(enqueue=provision_identity_request.delay)
+
+
+@shared_task(name="identities.verify_audit_chain")
+def verify_audit_chain(check_id: int | None = None) -> dict[str, object]:
+    """Walk the whole chain: the check the audit page started (`check_id`), or on the schedule a
+    new one (skipped while another is running)."""
+    if check_id is None:
+        check, created = audit_chain_check_start(actor=None, trigger=ChainCheckTrigger.SCHEDULE)
+        if not created:
+            return {"check": check.pk, "status": "already running"}
+        check_id = check.pk
+    check = audit_chain_check_run(check_id=check_id)
+    return {"check": check.pk, "status": check.status, "broken_id": check.broken_id}

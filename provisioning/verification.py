@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from identities.audit import audit_record
+from identities.audit.actions import VERIFICATION_OUTCOME_ACTIONS
 from identities.handover_spec import handover_spec_for
 from identities.manifests import render_service_account
 from identities.models import ChildStatus, FederatedCredential, IdentityRequest
@@ -191,7 +192,7 @@ def _record(
     if check.outcome != VerificationOutcome.PROPAGATING:
         audit_record(
             actor=None,
-            action=f"identity_request.verification_{check.outcome}",
+            action=VERIFICATION_OUTCOME_ACTIONS[check.outcome],
             identity_request=identity_request,
             identity=fic.identity,
             data={

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+
+from identities import work
 
 pytest_plugins = [
     "tests.support.log_capture",
@@ -46,3 +50,11 @@ def _transactional(item: pytest.Item) -> bool:
 def _serialized(item: pytest.Item) -> bool:
     marker = item.get_closest_marker("django_db")
     return bool(marker is not None and marker.kwargs.get("serialized_rollback"))
+
+
+@pytest.fixture
+def work_sent() -> Iterator[list[tuple[work.Work, tuple[object, ...]]]]:
+    """Background work the domain asks for, recorded instead of sent to a broker."""
+    sent: list[tuple[work.Work, tuple[object, ...]]] = []
+    with work.sending_to(lambda name, args: sent.append((name, args))):
+        yield sent

@@ -17,6 +17,9 @@ from identities.models.azure import (
 )
 from identities.models.org import CatalogRole, Cluster, NamespaceOwnership, Team, TeamMembership
 from identities.models.requests import (
+    REQUEST_STATUSES_IN_FLIGHT,
+    REQUEST_STATUSES_OPEN,
+    REQUEST_STATUSES_TERMINAL,
     Approval,
     ApprovalDecision,
     IdentityRequest,
@@ -27,6 +30,9 @@ from identities.models.requests import (
 
 __all__ = [
     "GENESIS_HASH",
+    "REQUEST_STATUSES_IN_FLIGHT",
+    "REQUEST_STATUSES_OPEN",
+    "REQUEST_STATUSES_TERMINAL",
     "Approval",
     "ApprovalDecision",
     "AuditChainCheck",

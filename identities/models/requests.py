@@ -27,6 +27,18 @@ class RequestStatus(models.TextChoices):
     CANCELLED = "cancelled"
 
 
+# The status groups every reader uses, defined once beside the status (as NetBox keeps
+# TERMINAL_STATE_CHOICES on its status class). A failed request is open: it can be retried, and
+# it still holds its ServiceAccount against a second request.
+REQUEST_STATUSES_IN_FLIGHT = frozenset({RequestStatus.APPROVED, RequestStatus.PROVISIONING})
+REQUEST_STATUSES_OPEN = frozenset(
+    {RequestStatus.PENDING, RequestStatus.FAILED} | REQUEST_STATUSES_IN_FLIGHT
+)
+REQUEST_STATUSES_TERMINAL = frozenset(
+    {RequestStatus.READY, RequestStatus.REJECTED, RequestStatus.CANCELLED}
+)
+
+
 class IdentityRequest(models.Model):
     """A team's request for a new identity, another ServiceAccount on one of its identities, or
     the decommissioning of one. Status moves only through `identities.lifecycle`."""

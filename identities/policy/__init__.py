@@ -50,13 +50,9 @@ __all__ = [
 HIGH_RISK_RULES = frozenset({"privileged_role", "assigns_roles", "broad_scope"})
 
 
-def evaluate_request(draft: RequestDraft, context: PolicyContext | None = None) -> PolicyResult:
-    """Check a draft against every rule. Pure when `context` is given; otherwise the facts are
-    looked up first (a convenience for the API and the form)."""
-    if context is None:
-        from identities.selectors import policy_context_for
-
-        context = policy_context_for(draft)
+def evaluate_request(draft: RequestDraft, context: PolicyContext) -> PolicyResult:
+    """Check a draft against every rule: pure, the facts come in `context`
+    (`identities.selectors.policy_context_for` gathers them from the database)."""
     checks = Checks(draft, context)
     checks.run()
     return checks.result

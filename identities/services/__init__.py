@@ -2,7 +2,7 @@
 transaction that also writes its audit row. Import from here: `from identities.services import
 identity_request_approve`."""
 
-from identities.services.audit import (
+from identities.audit.checks import (
     audit_chain_check_enqueue_failed,
     audit_chain_check_run,
     audit_chain_check_start,

@@ -11,6 +11,7 @@ from django.db import models, transaction
 
 from identities import roles
 from identities.audit import audit_record
+from identities.audit.actions import CONFIG_ACTIONS, AuditAction
 from identities.errors import DomainError
 from identities.models import CatalogRole, Cluster, NamespaceOwnership, Team, TeamMembership
 
@@ -65,7 +66,7 @@ def config_object_save(*, actor: User | None, instance: M) -> M:
         return instance
     audit_record(
         actor=actor,
-        action=f"{model._meta.model_name}.{'updated' if before else 'created'}",
+        action=CONFIG_ACTIONS[str(model._meta.model_name), "updated" if before else "created"],
         data={"object": str(instance), "id": instance.pk, "before": before, "after": after},
     )
     return instance
@@ -84,7 +85,7 @@ def config_object_delete(*, actor: User | None, instance: models.Model) -> None:
         raise DomainError(f"{label} is still in use and cannot be deleted.") from exc
     audit_record(
         actor=actor,
-        action=f"{model._meta.model_name}.deleted",
+        action=CONFIG_ACTIONS[str(model._meta.model_name), "deleted"],
         data={"object": label, "id": pk, "before": before},
     )
 
@@ -128,7 +129,7 @@ def user_role_grant(*, actor: User | None, user: User, role: str) -> None:
     roles.forget_roles(user)
     audit_record(
         actor=actor,
-        action="user.role_granted",
+        action=AuditAction.USER_ROLE_GRANTED,
         data={"user": user.get_username(), "user_id": user.pk, "role": role},
     )
 
@@ -143,7 +144,7 @@ def user_role_revoke(*, actor: User | None, user: User, role: str) -> None:
     roles.forget_roles(user)
     audit_record(
         actor=actor,
-        action="user.role_revoked",
+        action=AuditAction.USER_ROLE_REVOKED,
         data={"user": user.get_username(), "user_id": user.pk, "role": role},
     )
 
@@ -196,7 +197,7 @@ def user_directory_sync(
         team_member_remove(actor=None, team=teams[name], user=user)
     audit_record(
         actor=user,
-        action="user.directory_synced",
+        action=AuditAction.USER_DIRECTORY_SYNCED,
         data={"user": user.get_username(), "user_id": user.pk, **changes, **source},
     )
     return changes

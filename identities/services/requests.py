@@ -16,6 +16,7 @@ from django.db.models import Q
 
 from identities import roles
 from identities.audit import audit_record
+from identities.audit.actions import AuditAction
 from identities.errors import (
     ConflictError,
     DomainError,
@@ -46,9 +47,11 @@ from identities.selectors import (
     identity_request_draft,
     identity_request_policy,
     is_team_member,
+    may_act_for_team,
     policy_context_for,
 )
 from identities.tags import identity_tags
+from identities.work import Work, enqueue
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -107,7 +110,7 @@ def identity_request_create(*, requester: User, draft: RequestDraft) -> Identity
     )
     audit_record(
         actor=requester,
-        action="identity_request.created",
+        action=AuditAction.REQUEST_CREATED,
         identity_request=identity_request,
         identity=identity_request.identity,
         data={
@@ -152,7 +155,7 @@ def identity_request_decommission_create(
     )
     audit_record(
         actor=requester,
-        action="identity_request.created",
+        action=AuditAction.REQUEST_CREATED,
         identity_request=identity_request,
         identity=identity,
         data={"kind": identity_request.kind, "request": _describe(identity_request)},
@@ -211,7 +214,7 @@ def identity_request_approve(
     if len(approvers) < identity_request.approvals_required:
         audit_record(
             actor=approver,
-            action="identity_request.approval_recorded",
+            action=AuditAction.REQUEST_APPROVAL_RECORDED,
             identity_request=identity_request,
             identity=identity_request.identity,
             data=decision,
@@ -225,7 +228,7 @@ def identity_request_approve(
     pk = identity_request.pk
     # robust: a broker outage must not turn a committed approval into an error; the sweeper
     # re-enqueues requests left in `approved` (DESIGN.md, "Celery is at-least-once").
-    transaction.on_commit(lambda: _enqueue_provision(pk), robust=True)
+    transaction.on_commit(lambda: enqueue(Work.PROVISION, pk), robust=True)
     return identity_request
 
 
@@ -281,11 +284,7 @@ def identity_request_retry(*, identity_request: IdentityRequest, actor: User) ->
     """Send a failed request back to provisioning (the reconcile is idempotent, so nothing is
     created twice). Its team, approvers and admins may retry."""
     lock_identity_request(identity_request)
-    if not (
-        roles.is_approver(actor)
-        or roles.is_admin(actor)
-        or is_team_member(actor, identity_request.team_id)
-    ):
+    if not may_act_for_team(actor, identity_request.team_id):
         raise PermissionDeniedError("Only the team, approvers or admins can retry a request.")
     if identity_request.status != RequestStatus.FAILED:
         raise ConflictError(
@@ -313,18 +312,11 @@ def identity_request_retry(*, identity_request: IdentityRequest, actor: User) ->
         last_error="",
     )
     pk = identity_request.pk
-    transaction.on_commit(lambda: _enqueue_provision(pk), robust=True)  # as in approve
+    transaction.on_commit(lambda: enqueue(Work.PROVISION, pk), robust=True)  # as in approve
     return identity_request
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def _enqueue_provision(identity_request_id: int) -> None:
-    """Runs on commit. Imported here: provisioning imports this app, not the other way round."""
-    from provisioning import tasks
-
-    tasks.provision_identity_request.delay(identity_request_id)
 
 
 def _require_requester(user: User) -> None:
@@ -393,7 +385,7 @@ def _commit_desired_state(identity_request: IdentityRequest, *, actor: User) -> 
                 # Audit last: the chain lock is held until commit, so take it after row writes.
                 audit_record(
                     actor=actor,
-                    action="identity.created",
+                    action=AuditAction.IDENTITY_CREATED,
                     identity_request=identity_request,
                     identity=identity,
                     data={

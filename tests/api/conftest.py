@@ -15,6 +15,8 @@ from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from accounts.models import ApiToken
+from accounts.tokens import api_token_create
 from identities import roles
 from identities.catalog import CATALOG, catalog_ensure
 from identities.models import (
@@ -33,8 +35,6 @@ from identities.services import (
     identity_request_mark_provisioning,
     identity_request_mark_ready,
 )
-from portal.models import ApiToken
-from portal.tokens import api_token_create
 from tests.support.people import TENANT, VAULT_SCOPE, DraftFactory
 
 CLIENT_ID = "8f2c7a51-0e0b-4f6e-9b7d-2d3c4b5a6f70"

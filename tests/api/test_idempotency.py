@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from identities.api.idempotency import CLAIM_TIMEOUT, is_idempotent
+from accounts.models import IdempotencyRecord
+from api.idempotency import CLAIM_TIMEOUT, is_idempotent
 from identities.models import AuditEvent, IdentityRequest
-from portal.models import IdempotencyRecord
 from tests.api.conftest import TokenFactory, new_request_body
 
 pytestmark = pytest.mark.django_db
@@ -116,7 +116,7 @@ def _fingerprint(body: dict[str, Any], path: str = LIST) -> str:
     from rest_framework.request import Request
     from rest_framework.test import APIRequestFactory
 
-    from identities.api.idempotency import request_fingerprint
+    from api.idempotency import request_fingerprint
 
     django_request = APIRequestFactory().post(path, body, format="json")
     return request_fingerprint(Request(django_request, parsers=[JSONParser()]))
@@ -166,7 +166,7 @@ def test_an_expired_key_can_be_used_again(pipeline: Any) -> None:
 
 
 def test_a_server_error_releases_the_key(pipeline: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from identities.api.views import requests as views
+    from api.views import requests as views
 
     def explode(**_: Any) -> None:
         raise RuntimeError("database fell over")

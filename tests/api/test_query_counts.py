@@ -9,6 +9,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from accounts.tokens import api_token_create
 from identities.audit import audit_record
 from identities.models import (
     Approval,
@@ -20,7 +21,6 @@ from identities.models import (
     RoleAssignment,
     Team,
 )
-from portal.tokens import api_token_create
 from tests.support.people import (
     STORAGE_SCOPE,
     VAULT_SCOPE,

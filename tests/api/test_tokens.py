@@ -15,11 +15,8 @@ from django.test import override_settings
 from django.utils import timezone
 from rest_framework.settings import api_settings
 
-from identities.errors import PermissionDeniedError, PolicyViolationError
-from identities.models import AuditEvent
-from portal.logging import redact
-from portal.models import ApiToken
-from portal.tokens import (
+from accounts.models import ApiToken
+from accounts.tokens import (
     TOKEN_LENGTH,
     TokenInvalidError,
     api_token_authenticate,
@@ -28,6 +25,9 @@ from portal.tokens import (
     token_generate,
     token_well_formed,
 )
+from identities.errors import PermissionDeniedError, PolicyViolationError
+from identities.models import AuditEvent
+from portal.logging import redact
 from tests.api.conftest import TokenFactory
 
 pytestmark = pytest.mark.django_db

@@ -17,7 +17,8 @@ import pytest
 import requests
 from django.test import Client
 
-from identities.api.problems import TYPE_PREFIX
+from accounts.tokens import api_token_create
+from api.problems import TYPE_PREFIX
 from identities.audit import audit_verify_chain
 from identities.models import (
     Approval,
@@ -29,7 +30,6 @@ from identities.models import (
     RequestStatus,
     RoleAssignment,
 )
-from portal.tokens import api_token_create
 from tests.support.people import STORAGE_SCOPE, VAULT_SCOPE
 from tests.support.services import (
     ManagedProcess,

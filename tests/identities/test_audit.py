@@ -16,13 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from identities.audit import (
-    EXPORT_FIELDS,
     audit_record,
     audit_verify_chain,
     canonical_json,
     event_hash,
     event_payload,
 )
+from identities.audit.hashing import EXPORT_FIELDS
 from identities.models import GENESIS_HASH, AuditEvent, IdentityRequest
 from tests.support.services import postgres_or_missing
 
@@ -301,7 +301,7 @@ SLICE_TAMPERING = {
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.mark.parametrize("scenario", SLICE_TAMPERING)
 def test_walking_in_slices_reports_exactly_what_one_walk_reports(scenario: str) -> None:
-    from identities.audit_chain import verify_chain
+    from identities.audit.chain import verify_chain
 
     postgres_or_missing()
     _append(12)
@@ -334,7 +334,7 @@ def test_an_export_line_is_the_canonical_json_of_the_row(
     data: dict[str, Any],
 ) -> None:
     """The export writes each JSON line without building the dict, for speed."""
-    from identities.audit_export import json_line
+    from identities.audit.export import json_line
 
     row = {
         "id": event_id,
@@ -359,7 +359,7 @@ def test_every_exported_row_rehashes_to_its_hash(requester: Any) -> None:
     and JSON as PostgreSQL's text on that database)."""
     import hashlib
 
-    from identities.audit_export import export_blocks
+    from identities.audit.export import export_blocks
 
     tricky = [
         {"text": "naïve — ünïcode ✓", "nested": {"b": [1, 2.5, None, True], "a": '\n\t"\\'}},

@@ -12,6 +12,7 @@ from identities.audit import audit_verify_chain
 from identities.errors import ConflictError
 from identities.models import Approval, AuditEvent, Identity, IdentityRequest
 from identities.services import identity_request_approve, identity_request_create
+from identities.work import Work
 from tests.support.people import DraftFactory
 from tests.support.services import postgres_or_missing
 
@@ -47,16 +48,12 @@ def test_two_simultaneous_approvals_one_wins_and_the_other_gets_a_clear_conflict
     approver: Any,
     second_approver: Any,
     make_draft: DraftFactory,
-    monkeypatch: pytest.MonkeyPatch,
+    work_sent: list[tuple[Work, tuple[object, ...]]],
 ) -> None:
     postgres_or_missing()
-    enqueued: list[int] = []
-    # Stand in for Celery: the transactional test really commits, so on_commit callbacks run.
-    monkeypatch.setattr(
-        "identities.services.requests._enqueue_provision", lambda pk: enqueued.append(pk)
-    )
     identity_request = identity_request_create(requester=requester, draft=make_draft())
 
+    # The transactional test really commits, so on_commit callbacks run: `work_sent` records it.
     outcomes = _approve_together(identity_request.pk, [approver, second_approver])
 
     winners = [o for o in outcomes if isinstance(o, IdentityRequest)]
@@ -68,7 +65,7 @@ def test_two_simultaneous_approvals_one_wins_and_the_other_gets_a_clear_conflict
     assert Approval.objects.count() == 1
     assert AuditEvent.objects.filter(action="identity_request.approved").count() == 1
     assert Identity.objects.count() == 1
-    assert enqueued == [identity_request.pk]
+    assert work_sent == [(Work.PROVISION, (identity_request.pk,))]
     report = audit_verify_chain()
     assert report.ok, report.reason
 
@@ -78,11 +75,10 @@ def test_two_simultaneous_first_approvals_of_an_exception_complete_it(
     approver: Any,
     second_approver: Any,
     make_draft: DraftFactory,
-    monkeypatch: pytest.MonkeyPatch,
+    work_sent: list[tuple[Work, tuple[object, ...]]],
 ) -> None:
     """The row lock makes the second approver see the first approval, so the count reaches two."""
     postgres_or_missing()
-    monkeypatch.setattr("identities.services.requests._enqueue_provision", lambda pk: None)
     from identities.policy import RoleDraft
     from tests.support.people import RESOURCE_GROUP_SCOPE
 

@@ -8,13 +8,12 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from identities.audit.selectors import AuditEventFilters, audit_events_visible_to
 from identities.errors import NotFoundError, PermissionDeniedError
 from identities.models import IdentityRequest
 from identities.policy import RoleDraft
 from identities.selectors import (
-    AuditEventFilters,
     approval_queue,
-    audit_events_visible_to,
     identities_visible_to,
     identity_request_get,
     identity_requests_visible_to,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from portal.models import WorkerHeartbeat
+from accounts.models import WorkerHeartbeat
 from portal.tasks import heartbeat
 from tests.support.services import postgres_or_missing, wait_until
 from tests.support.workers import WorkerFactory, make_broker

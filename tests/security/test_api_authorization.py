@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from accounts.tokens import SCOPES
 from identities.models import AuditEvent
-from portal.tokens import SCOPES
 from tests.api.conftest import new_request_body
 from tests.security.routes import routes_of
 from tests.security.world import SESSION_ACTORS, World, team_a, token_of

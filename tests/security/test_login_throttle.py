@@ -1,4 +1,4 @@
-"""Login brute force is throttled (portal.login_throttle) on the portal's sign-in page and the
+"""Login brute force is throttled (accounts.login_throttle) on the portal's sign-in page and the
 Django admin's: after LOGIN_FAILURE_LIMIT failures for a username, or LOGIN_IP_FAILURE_LIMIT
 from an address, further attempts are refused with 429 and a message saying when to retry,
 without the password being checked; a success clears the username's count."""
@@ -17,8 +17,8 @@ from django.core.cache import cache
 from django.test import Client, override_settings
 from django.urls import reverse
 
+from accounts.login_throttle import AUDIT_ACTION
 from identities.models import AuditEvent
-from portal.login_throttle import AUDIT_ACTION
 from tests.support.people import PASSWORD
 from tests.support.services import free_port, redis_url_or_missing, run_manage
 
@@ -196,7 +196,7 @@ def test_a_non_staff_user_at_the_admin_does_not_count_as_a_failure(requester: An
 def test_a_lockout_is_audited_and_logged_without_the_password(
     requester: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level("INFO", logger="portal.login_throttle"):
+    with caplog.at_level("INFO", logger="accounts.login_throttle"):
         fail(LIMIT)
         sign_in("alice", PASSWORD)
         for number in range(LIMIT):
@@ -212,7 +212,7 @@ def test_a_lockout_is_audited_and_logged_without_the_password(
     warnings = [
         r.getMessage()
         for r in caplog.records
-        if r.name == "portal.login_throttle" and r.levelname == "WARNING"
+        if r.name == "accounts.login_throttle" and r.levelname == "WARNING"
     ]
     assert len(warnings) == 2
     assert "username locked until" in warnings[0] and "user alice" in warnings[0]
@@ -283,7 +283,7 @@ def test_an_operator_lifts_a_lockout_and_it_is_audited(requester: Any) -> None:
     """An attacker guessing at alice's name locks her out; an operator lets her back in."""
     from django.core.management import call_command
 
-    from portal.login_throttle import UNLOCK_AUDIT_ACTION
+    from accounts.login_throttle import UNLOCK_AUDIT_ACTION
 
     fail(LIMIT, address="203.0.113.9")
     assert sign_in("alice", PASSWORD).status_code == 429
@@ -333,7 +333,7 @@ def lift_from_the_user_list(client: Client, *users: Any) -> Any:
 def test_an_admin_sees_a_lockout_on_the_user_list_and_lifts_it(
     requester: Any, approver: Any, admin_user: Any
 ) -> None:
-    from portal.login_throttle import UNLOCK_AUDIT_ACTION
+    from accounts.login_throttle import UNLOCK_AUDIT_ACTION
 
     fail(LIMIT, address="203.0.113.9")
     client = Client()
@@ -356,7 +356,7 @@ def test_an_admin_sees_a_lockout_on_the_user_list_and_lifts_it(
 def test_staff_who_may_only_view_users_cannot_lift_a_lockout(requester: Any) -> None:
     from django.contrib.auth.models import Permission
 
-    from portal.login_throttle import UNLOCK_AUDIT_ACTION
+    from accounts.login_throttle import UNLOCK_AUDIT_ACTION
     from tests.support.people import UserFactory
 
     viewer = UserFactory(username="vic", is_staff=True)

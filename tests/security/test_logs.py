@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from accounts.tokens import token_generate
 from identities.models import IdentityRequest, RequestStatus
-from portal.tokens import token_generate
 from provisioning.models import Verification, VerificationOutcome
 from provisioning.tasks import repair_identity
 from tests.support.log_capture import SESSION_LOG, register_secret, run_last, scan, session_leaks
@@ -69,7 +69,7 @@ def test_careless_log_lines_are_redacted_before_any_handler_writes_them() -> Non
     register_secret(secret, "the canary client secret")
     first = len(SESSION_LOG.lines)
 
-    logging.getLogger("portal.authentication").warning(
+    logging.getLogger("accounts.authentication").warning(
         "%s: refused Authorization: Bearer %s", CANARY_MARK, token
     )
     logging.getLogger("provisioning.verification").error(
@@ -81,7 +81,7 @@ def test_careless_log_lines_are_redacted_before_any_handler_writes_them() -> Non
     try:
         raise RuntimeError(f"the pipeline sent {token} with assertion {jwt}")
     except RuntimeError:
-        logging.getLogger("identities.api.problems").exception("%s: unhandled", CANARY_MARK)
+        logging.getLogger("api.problems").exception("%s: unhandled", CANARY_MARK)
 
     written = SESSION_LOG.lines[first:]
     assert sum(CANARY_MARK in line for line in written) == 4, written

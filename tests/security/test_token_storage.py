@@ -20,8 +20,8 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from portal.models import ApiToken
-from portal.tokens import api_token_create, token_hash, token_well_formed
+from accounts.models import ApiToken
+from accounts.tokens import api_token_create, token_hash, token_well_formed
 
 pytestmark = [pytest.mark.security, pytest.mark.django_db]
 

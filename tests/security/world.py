@@ -10,9 +10,9 @@ from typing import Any
 
 from django.utils import timezone
 
+from accounts.models import ApiToken
+from accounts.tokens import token_generate, token_hash
 from identities.models import Identity, IdentityRequest
-from portal.models import ApiToken
-from portal.tokens import token_generate, token_hash
 from tests.api.conftest import approve, make_failed, make_ready
 
 SESSION_ACTORS = ("anonymous", "requester_a", "requester_b", "approver", "auditor", "admin")

@@ -15,7 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from identities.audit import audit_record, audit_verify_chain, event_hash
-from identities.audit_chain import check_is_authentic
+from identities.audit.chain import check_is_authentic
+from identities.audit.selectors import audit_chain_status
 from identities.errors import PermissionDeniedError
 from identities.models import (
     AuditChainCheck,
@@ -24,7 +25,6 @@ from identities.models import (
     ChainCheckTrigger,
     IdentityRequest,
 )
-from identities.selectors import audit_chain_status
 from identities.services import audit_chain_check_run, audit_chain_check_start
 from tests.ui.conftest import ClientFor
 from tests.ui.test_audit import alter_behind_the_portals_back
@@ -217,7 +217,7 @@ def test_the_command_records_its_check_and_fails_on_a_rewritten_chain(
 def test_the_schedule_walks_the_chain() -> None:
     from django.conf import settings
 
-    from identities.tasks import verify_audit_chain
+    from provisioning.tasks import verify_audit_chain
 
     entry = settings.CELERY_BEAT_SCHEDULE["verify-audit-chain"]
     assert entry["task"] == verify_audit_chain.name

@@ -15,11 +15,11 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import Client, override_settings
 
+from accounts.models import SsoAccount
+from accounts.sso import id_token_problems, parse_group_map
 from identities import roles
 from identities.models import AuditEvent, Team, TeamMembership
 from identities.services import user_role_grant
-from portal.models import SsoAccount
-from portal.sso import id_token_problems, parse_group_map
 from tests.support.emulator import Emulator
 
 pytestmark = pytest.mark.django_db

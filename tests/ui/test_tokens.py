@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
-from portal.models import ApiToken
-from portal.tokens import api_token_create
+from accounts.models import ApiToken
+from accounts.tokens import api_token_create
 from tests.ui.conftest import ClientFor
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from identities.audit_export import export_blocks
+from identities.audit.export import export_blocks
 from identities.models import AuditEvent
 
 

@@ -1,0 +1,60 @@
+"""Bearer-token authentication for the REST API (pipelines); the web UI keeps its session.
+
+`Authorization: Bearer wip_…` authenticates as the token's user with `request.auth` set to the
+ApiToken, whose scopes the API's permission classes check. A bad token is a 401, never a silent
+fall-back to anonymous: a pipeline should learn at once that its token expired.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.request import Request
+
+from accounts.models import ApiToken
+from accounts.tokens import TokenInvalidError, api_token_authenticate
+
+KEYWORD = "Bearer"
+
+
+class ApiTokenAuthentication(BaseAuthentication):
+    """`Authorization: Bearer <token>`; anything else is left to the next authenticator."""
+
+    def authenticate(self, request: Request) -> tuple[Any, ApiToken] | None:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        keyword, _, credentials = header.partition(" ")
+        if keyword.lower() != KEYWORD.lower():
+            return None
+        credentials = credentials.strip()
+        if not credentials or " " in credentials:
+            raise exceptions.AuthenticationFailed(
+                "Invalid Authorization header: expected 'Bearer <token>'."
+            )
+        try:
+            token = api_token_authenticate(credentials)
+        except TokenInvalidError as exc:
+            raise exceptions.AuthenticationFailed(exc.reason) from exc
+        return token.user, token
+
+    def authenticate_header(self, request: Request) -> str:
+        # Makes DRF answer 401 (with this challenge) rather than 403 to the unauthenticated.
+        return f'{KEYWORD} realm="api"'
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):
+    """Documents the token scheme in the OpenAPI schema (registered by being defined)."""
+
+    target_class = "accounts.authentication.ApiTokenAuthentication"
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "wip_ followed by 42 base62 characters",
+            "description": "An API token (`python manage.py create_api_token USERNAME`, the web "
+            "UI or POST /api/v1/tokens/). Scopes: read, request, approve.",
+        }

@@ -1,0 +1,98 @@
+"""/api/v1/ routes. Every route here needs a row in tests/security/test_api_authorization.py."""
+
+from __future__ import annotations
+
+from django.urls import path, re_path
+
+from api.views import audit, base, catalog, handover, identities, requests, tokens
+
+app_name = "api"
+
+urlpatterns = [
+    path(
+        "identity-requests/",
+        requests.IdentityRequestCollectionView.as_view(),
+        name="identity-request-list",
+    ),
+    path(
+        "identity-requests/<int:pk>/",
+        requests.IdentityRequestDetailView.as_view(),
+        name="identity-request-detail",
+    ),
+    path(
+        "identity-requests/<int:pk>/cancel/",
+        requests.IdentityRequestCancelView.as_view(),
+        name="identity-request-cancel",
+    ),
+    path(
+        "identity-requests/<int:pk>/approve/",
+        requests.IdentityRequestApproveView.as_view(),
+        name="identity-request-approve",
+    ),
+    path(
+        "identity-requests/<int:pk>/reject/",
+        requests.IdentityRequestRejectView.as_view(),
+        name="identity-request-reject",
+    ),
+    path(
+        "identity-requests/<int:pk>/retry/",
+        requests.IdentityRequestRetryView.as_view(),
+        name="identity-request-retry",
+    ),
+    path(
+        "identity-requests/<int:pk>/audit/",
+        requests.IdentityRequestAuditView.as_view(),
+        name="identity-request-audit",
+    ),
+    path(
+        "identity-requests/<int:pk>/steps/",
+        requests.IdentityRequestStepsView.as_view(),
+        name="identity-request-steps",
+    ),
+    path(
+        "identity-requests/<int:pk>/manifests/",
+        handover.ManifestsView.as_view(),
+        name="identity-request-manifests",
+    ),
+    path(
+        "identity-requests/<int:pk>/handover/",
+        handover.HandoverView.as_view(),
+        name="identity-request-handover",
+    ),
+    path(
+        "identity-requests/<int:pk>/verify/",
+        handover.VerifyView.as_view(),
+        name="identity-request-verify",
+    ),
+    path(
+        "identity-requests/<int:pk>/verifications/",
+        handover.VerificationsView.as_view(),
+        name="identity-request-verifications",
+    ),
+    path("identities/", identities.IdentityListView.as_view(), name="identity-list"),
+    path("identities/<int:pk>/", identities.IdentityDetailView.as_view(), name="identity-detail"),
+    path(
+        "identities/<int:pk>/decommission/",
+        identities.IdentityDecommissionView.as_view(),
+        name="identity-decommission",
+    ),
+    path(
+        "identities/<int:pk>/repair/",
+        identities.IdentityRepairView.as_view(),
+        name="identity-repair",
+    ),
+    path("clusters/", catalog.ClusterListView.as_view(), name="cluster-list"),
+    path(
+        "clusters/<str:name>/namespaces/",
+        catalog.ClusterNamespacesView.as_view(),
+        name="cluster-namespaces",
+    ),
+    path("roles/", catalog.RoleListView.as_view(), name="role-list"),
+    path("audit-events/", audit.AuditEventListView.as_view(), name="audit-event-list"),
+    path("audit-events/export/", audit.AuditExportView.as_view(), name="audit-event-export"),
+    path("tokens/", tokens.TokenCollectionView.as_view(), name="token-list"),
+    path("tokens/<int:pk>/revoke/", tokens.TokenRevokeView.as_view(), name="token-revoke"),
+    path("me/", tokens.MeView.as_view(), name="me"),
+    # Last: whatever matched nothing above is a problem-details 404, not the HTML page.
+    re_path(r"^", base.not_found, name="not-found"),
+]

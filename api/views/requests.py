@@ -1,0 +1,318 @@
+"""Identity requests: file, list, read, cancel, approve, reject and retry them; read their audit
+trail and provisioning progress. What a ready request hands over is in `handover`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.filters import OrderingFilter
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from api import examples
+from api.filters import IdentityRequestFilter
+from api.idempotency import idempotent
+from api.pagination import ApiCursorPagination
+from api.schema import POLICY_VIOLATION_EXAMPLE
+from api.serializers import AuditEventOutput, IdentityRequestOutput
+from api.views.base import ApiView
+from identities.audit.selectors import AuditEventFilters, audit_events_visible_to
+from identities.models import AuditEvent, RequestKind
+from identities.policy import RequestDraft, RoleDraft
+from identities.selectors import (
+    identities_visible_to,
+    identity_request_get,
+    identity_requests_visible_to,
+)
+from identities.services import (
+    identity_request_approve,
+    identity_request_cancel,
+    identity_request_create,
+    identity_request_reject,
+    identity_request_retry,
+)
+from provisioning.models import StepStatus
+from provisioning.selectors import request_steps
+
+TAG = "identity requests"
+
+
+def _detail_url(request: Request, pk: int) -> str:
+    return request.build_absolute_uri(reverse("api:identity-request-detail", args=[pk]))
+
+
+def _fresh(request: Request, pk: int) -> dict[str, Any]:
+    """The request as its reader sees it now (after an action changed it)."""
+    return IdentityRequestOutput(identity_request_get(user=request.user, pk=pk)).data
+
+
+class RoleInput(serializers.Serializer):
+    role = serializers.CharField(max_length=128, help_text="Catalog role name or role GUID.")
+    scope = serializers.CharField(max_length=1024, help_text="ARM resource id.")
+
+
+class IdentityRequestCollectionView(ApiView):
+    """GET lists the requests you may see; POST files a new one."""
+
+    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filterset_class = IdentityRequestFilter
+    ordering_fields = ["id", "created_at"]
+    ordering = ["-id"]
+    write_scope = "request"
+
+    class Input(serializers.Serializer):
+        kind = serializers.ChoiceField(
+            choices=[RequestKind.NEW, RequestKind.ADD_SERVICE_ACCOUNT],
+            default=RequestKind.NEW,
+            help_text="new: a new identity; add_service_account: federate another "
+            "ServiceAccount with an existing identity (give `identity`).",
+        )
+        app_name = serializers.CharField(max_length=63, required=False, default="")
+        team = serializers.CharField(max_length=63, required=False, default="")
+        cluster = serializers.CharField(max_length=63)
+        namespace = serializers.CharField(max_length=63)
+        service_account = serializers.CharField(max_length=253)
+        roles = serializers.ListField(
+            child=RoleInput(), required=False, default=list, max_length=50
+        )
+        tags = serializers.DictField(
+            child=serializers.CharField(max_length=256, allow_blank=True),
+            required=False,
+            default=dict,
+        )
+        justification = serializers.CharField(max_length=4000)
+        is_exception = serializers.BooleanField(
+            default=False,
+            help_text="Ask for something policy refuses by default (privileged role, broad "
+            "scope); needs two approvers and a justification of 20+ characters.",
+        )
+        identity = serializers.IntegerField(
+            required=False, allow_null=True, default=None, help_text="For add_service_account."
+        )
+
+        def validate_identity(self, value: int | None) -> int | None:
+            # Another team's identity is as unknown as a missing one (no existence leak).
+            user = self.context["user"]
+            if value is not None and not identities_visible_to(user).filter(pk=value).exists():
+                raise serializers.ValidationError(
+                    f"Identity #{value} is unknown.", code="unknown_identity"
+                )
+            return value
+
+        def draft(self) -> RequestDraft:
+            values = self.validated_data
+            return RequestDraft(
+                kind=values["kind"],
+                team=values["team"],
+                cluster=values["cluster"],
+                namespace=values["namespace"],
+                service_account=values["service_account"],
+                app_name=values["app_name"],
+                roles=tuple(RoleDraft(role=r["role"], scope=r["scope"]) for r in values["roles"]),
+                tags=values["tags"],
+                justification=values["justification"],
+                is_exception=values["is_exception"],
+                identity_id=values["identity"],
+            )
+
+    def get_queryset(self) -> Any:
+        return identity_requests_visible_to(self.request.user)
+
+    @extend_schema(
+        tags=[TAG],
+        summary="List identity requests",
+        description="Your teams' requests (approvers, auditors and admins: all), newest first.",
+        responses=IdentityRequestOutput(many=True),
+        examples=[examples.REQUEST_LIST],
+    )
+    def get(self, request: Request) -> Response:
+        return self.paginated(self.get_queryset(), IdentityRequestOutput)
+
+    @extend_schema(
+        tags=[TAG],
+        summary="File an identity request",
+        description="Checked against the policy at once: every violated field is named in "
+        "the 400 problem. Filed requests are `pending` until approved.",
+        request=Input,
+        responses={201: IdentityRequestOutput},
+        examples=[
+            examples.REQUEST_CREATE_INPUT,
+            examples.REQUEST_PENDING,
+            POLICY_VIOLATION_EXAMPLE,
+        ],
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        data = self.Input(data=request.data, context={"user": self.actor()})
+        data.is_valid(raise_exception=True)
+        identity_request = identity_request_create(requester=self.actor(), draft=data.draft())
+        return Response(
+            _fresh(request, identity_request.pk),
+            status=status.HTTP_201_CREATED,
+            headers={"Location": _detail_url(request, identity_request.pk)},
+        )
+
+
+class IdentityRequestDetailView(ApiView):
+    @extend_schema(
+        tags=[TAG],
+        summary="Read an identity request",
+        description="Poll this until `status` is `ready` (then `identity` carries client_id, "
+        "principal_id, tenant_id and resource_id) or `failed`/`rejected`/`cancelled`.",
+        responses=IdentityRequestOutput,
+        examples=[examples.REQUEST_READY],
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(IdentityRequestOutput(identity_request_get(user=self.actor(), pk=pk)).data)
+
+
+class IdentityRequestCancelView(ApiView):
+    write_scope = "request"
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Cancel a pending request",
+        description="Its requester or a member of its team may; only while pending.",
+        request=None,
+        responses={200: IdentityRequestOutput},
+        examples=[examples.REQUEST_CANCELLED],
+    )
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        identity_request = identity_request_get(user=self.actor(), pk=pk)
+        identity_request_cancel(identity_request=identity_request, actor=self.actor())
+        return Response(_fresh(request, pk))
+
+
+class IdentityRequestApproveView(ApiView):
+    write_scope = "approve"
+
+    class Input(serializers.Serializer):
+        comment = serializers.CharField(
+            max_length=4000, required=False, allow_blank=True, default=""
+        )
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Approve a pending request",
+        description="Approvers only, never their own request. The policy is checked again. An "
+        "exception needs two different approvers: the first approval leaves it pending. Once "
+        "approved, provisioning starts.",
+        request=Input,
+        responses={200: IdentityRequestOutput},
+        examples=[examples.APPROVE_INPUT, examples.REQUEST_APPROVED],
+    )
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        identity_request = identity_request_get(user=self.actor(), pk=pk)
+        identity_request_approve(
+            identity_request=identity_request,
+            approver=self.actor(),
+            comment=data.validated_data["comment"],
+        )
+        return Response(_fresh(request, pk))
+
+
+class IdentityRequestRejectView(ApiView):
+    write_scope = "approve"
+
+    class Input(serializers.Serializer):
+        comment = serializers.CharField(max_length=4000, help_text="Tells the requester why.")
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Reject a pending request",
+        description="Approvers only, never their own request; the comment is required.",
+        request=Input,
+        responses={200: IdentityRequestOutput},
+        examples=[examples.REJECT_INPUT, examples.REQUEST_REJECTED],
+    )
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        identity_request = identity_request_get(user=self.actor(), pk=pk)
+        identity_request_reject(
+            identity_request=identity_request,
+            approver=self.actor(),
+            comment=data.validated_data["comment"],
+        )
+        return Response(_fresh(request, pk))
+
+
+class IdentityRequestRetryView(ApiView):
+    write_scope = "request"
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Retry a failed request",
+        description="Back to provisioning; the reconcile is idempotent, so nothing is created "
+        "twice. Its team, approvers and admins may retry.",
+        request=None,
+        responses={200: IdentityRequestOutput},
+        examples=[examples.REQUEST_PROVISIONING],
+    )
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        identity_request = identity_request_get(user=self.actor(), pk=pk)
+        identity_request_retry(identity_request=identity_request, actor=self.actor())
+        return Response(_fresh(request, pk))
+
+
+class IdentityRequestAuditView(ApiView):
+    class ChainOrder(ApiCursorPagination):
+        ordering = "id"
+
+    pagination_class = ChainOrder
+
+    @extend_schema(
+        tags=[TAG],
+        summary="The request's audit trail",
+        description="Every recorded action on the request, oldest first (chain order).",
+        responses=AuditEventOutput(many=True),
+        examples=[examples.AUDIT_PAGE],
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        identity_request = identity_request_get(user=self.actor(), pk=pk)
+        events = audit_events_visible_to(
+            request.user, AuditEventFilters(identity_request_id=identity_request.pk)
+        )
+        return self.paginated(events, AuditEventOutput)
+
+    def get_queryset(self) -> Any:  # for the schema generator's model introspection only
+        return AuditEvent.objects.none()
+
+
+class StepOutput(serializers.Serializer):
+    key = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment] # a field, not Field.label
+    position = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=StepStatus.choices)
+    attempts = serializers.IntegerField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    duration_seconds = serializers.FloatField(allow_null=True)
+    azure_request_id = serializers.CharField(help_text="x-ms-request-id of the last Azure call.")
+    error = serializers.CharField()
+
+
+class IdentityRequestStepsView(ApiView):
+    pagination_class = None
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Provisioning progress",
+        description="The request's provisioning steps in plan order, with status, attempts, "
+        "timing and Azure request ids. Empty until a worker picks the request up.",
+        responses=StepOutput(many=True),
+        examples=[examples.STEPS],
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        identity_request = identity_request_get(user=self.actor(), pk=pk)
+        return Response(StepOutput(request_steps(identity_request), many=True).data)

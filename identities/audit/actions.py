@@ -1,0 +1,101 @@
+"""Every audit action, named once (Zulip's RealmAuditLog constants): writers and readers use the
+members, so searching for `AuditAction.REQUEST_APPROVED` finds who writes it and who reads it.
+
+The values are the strings stored in `AuditEvent.action` and hashed into the chain; they never
+change. A new kind of event is a new member here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AuditAction(StrEnum):
+    # Identity requests (lifecycle transitions, then what happens to them along the way).
+    REQUEST_CREATED = "identity_request.created"
+    REQUEST_APPROVAL_RECORDED = "identity_request.approval_recorded"  # first of two approvals
+    REQUEST_APPROVED = "identity_request.approved"
+    REQUEST_REJECTED = "identity_request.rejected"
+    REQUEST_CANCELLED = "identity_request.cancelled"
+    REQUEST_PROVISIONING = "identity_request.provisioning"
+    REQUEST_REQUEUED = "identity_request.requeued"
+    REQUEST_READY = "identity_request.ready"
+    REQUEST_FAILED = "identity_request.failed"
+    # Verification of the federation (one per outcome, plus the request for one).
+    VERIFICATION_REQUESTED = "identity_request.verification_requested"
+    VERIFICATION_WORKS = "identity_request.verification_works"
+    VERIFICATION_PROPAGATING = "identity_request.verification_propagating"
+    VERIFICATION_FAILED = "identity_request.verification_failed"
+    VERIFICATION_INCONCLUSIVE = "identity_request.verification_inconclusive"
+    # Identities.
+    IDENTITY_CREATED = "identity.created"
+    IDENTITY_PROVISIONING = "identity.provisioning"
+    IDENTITY_READY = "identity.ready"
+    IDENTITY_FAILED = "identity.failed"
+    IDENTITY_DECOMMISSIONING = "identity.decommissioning"
+    IDENTITY_DECOMMISSIONED = "identity.decommissioned"
+    IDENTITY_REPAIR_REQUESTED = "identity.repair_requested"
+    IDENTITY_DRIFT_DETECTED = "identity.drift_detected"
+    IDENTITY_DRIFT_CLEARED = "identity.drift_cleared"
+    # Azure writes the workers made (each with its x-ms-request-id).
+    AZURE_IDENTITY_CREATED = "azure.identity.created"
+    AZURE_IDENTITY_UPDATED = "azure.identity.updated"
+    AZURE_IDENTITY_DELETED = "azure.identity.deleted"
+    AZURE_FIC_CREATED = "azure.federated_credential.created"
+    AZURE_FIC_UPDATED = "azure.federated_credential.updated"
+    AZURE_FIC_DELETED = "azure.federated_credential.deleted"
+    AZURE_ROLE_ASSIGNMENT_CREATED = "azure.role_assignment.created"
+    AZURE_ROLE_ASSIGNMENT_UPDATED = "azure.role_assignment.updated"
+    AZURE_ROLE_ASSIGNMENT_ADOPTED = "azure.role_assignment.adopted"  # RoleAssignmentExists
+    AZURE_ROLE_ASSIGNMENT_DELETED = "azure.role_assignment.deleted"
+    AZURE_ROLE_ASSIGNMENT_DELETED_EXTRA = "azure.role_assignment.deleted_extra"
+    # The audit chain's own checks.
+    CHAIN_CHECK_REQUESTED = "audit.chain_check_requested"
+    CHAIN_CHECK_PASSED = "audit.chain_check_passed"
+    CHAIN_CHECK_FAILED = "audit.chain_check_failed"
+    CHAIN_CHECK_ERROR = "audit.chain_check_error"
+    # People, tokens and configuration.
+    USER_ROLE_GRANTED = "user.role_granted"
+    USER_ROLE_REVOKED = "user.role_revoked"
+    USER_DIRECTORY_SYNCED = "user.directory_synced"
+    USER_SSO_LINKED = "user.sso_linked"
+    USER_LOGIN_LOCKED_OUT = "user.login_locked_out"
+    USER_LOGIN_UNLOCKED = "user.login_unlocked"
+    API_TOKEN_CREATED = "api_token.created"  # noqa: S105 (an event name, not a secret)
+    API_TOKEN_REVOKED = "api_token.revoked"  # noqa: S105 (an event name, not a secret)
+    TEAM_CREATED = "team.created"
+    TEAM_UPDATED = "team.updated"
+    TEAM_DELETED = "team.deleted"
+    TEAM_MEMBERSHIP_CREATED = "teammembership.created"
+    TEAM_MEMBERSHIP_UPDATED = "teammembership.updated"
+    TEAM_MEMBERSHIP_DELETED = "teammembership.deleted"
+    CLUSTER_CREATED = "cluster.created"
+    CLUSTER_UPDATED = "cluster.updated"
+    CLUSTER_DELETED = "cluster.deleted"
+    NAMESPACE_OWNERSHIP_CREATED = "namespaceownership.created"
+    NAMESPACE_OWNERSHIP_UPDATED = "namespaceownership.updated"
+    NAMESPACE_OWNERSHIP_DELETED = "namespaceownership.deleted"
+    CATALOG_ROLE_CREATED = "catalogrole.created"
+    CATALOG_ROLE_UPDATED = "catalogrole.updated"
+    CATALOG_ROLE_DELETED = "catalogrole.deleted"
+
+
+# Actions whose member follows from a value, looked up here so that every written action is a
+# member (a KeyError, not a new string, when a status is added without its action).
+VERIFICATION_OUTCOME_ACTIONS: dict[str, AuditAction] = {
+    "works": AuditAction.VERIFICATION_WORKS,
+    "propagating": AuditAction.VERIFICATION_PROPAGATING,
+    "failed": AuditAction.VERIFICATION_FAILED,
+    "inconclusive": AuditAction.VERIFICATION_INCONCLUSIVE,
+}
+CHAIN_CHECK_ACTIONS: dict[str, AuditAction] = {
+    "passed": AuditAction.CHAIN_CHECK_PASSED,
+    "failed": AuditAction.CHAIN_CHECK_FAILED,
+    "error": AuditAction.CHAIN_CHECK_ERROR,
+}
+# (model name, "created" | "updated" | "deleted") for the configuration services.
+CONFIG_ACTIONS: dict[tuple[str, str], AuditAction] = {
+    (model, verb): AuditAction(f"{model}.{verb}")
+    for model in ("team", "teammembership", "cluster", "namespaceownership", "catalogrole")
+    for verb in ("created", "updated", "deleted")
+}

@@ -1,0 +1,92 @@
+"""The append-only, hash-chained audit trail: the one writer.
+
+Every service calls `audit_record()` inside the transaction that makes its change, so the row
+commits or rolls back with it. Appends are serialized (PostgreSQL: a transaction-scoped advisory
+lock; SQLite: transactions are IMMEDIATE, see settings) so each row's `prev_hash` is the hash of
+the row committed just before it and the chain cannot fork. Call `audit_record()` as the last
+write of a transaction: the lock is held until commit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
+from django.utils import timezone
+
+from identities.audit.actions import AuditAction
+from identities.audit.hashing import event_hash
+from identities.models import GENESIS_HASH, AuditEvent
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+    from identities.models import Identity, IdentityRequest
+
+SYSTEM_ACTOR_LABEL = "system"
+# pg_advisory_xact_lock key for the audit chain ("WIAUDIT" in ASCII); any stable bigint will do.
+AUDIT_LOCK_KEY = 0x57_49_41_55_44_49_54
+
+
+def audit_record(
+    *,
+    actor: User | None,
+    action: AuditAction,
+    identity_request: IdentityRequest | None = None,
+    identity: Identity | None = None,
+    data: dict[str, Any] | None = None,
+    actor_label: str | None = None,
+) -> AuditEvent:
+    """Append one row to the chain in the caller's transaction (None actor = the system).
+
+    `data` is stored as JSON (datetimes, UUIDs and decimals become strings); `actor_label`
+    overrides the recorded name, e.g. "worker@host" for a system actor.
+    """
+    with transaction.atomic():
+        _lock_chain()
+        last = AuditEvent.objects.order_by("-id").values_list("id", "hash").first()
+        prev_id, prev_hash = last if last is not None else (0, GENESIS_HASH)
+        if actor_label is None:
+            actor_label = actor.get_username() if actor is not None else SYSTEM_ACTOR_LABEL
+        event = AuditEvent(
+            id=prev_id + 1,
+            created_at=timezone.now(),
+            actor=actor,
+            actor_label=actor_label,
+            action=action,
+            identity_request=identity_request,
+            identity=identity,
+            data=_json_normalized(data or {}),
+            prev_hash=prev_hash,
+        )
+        event.hash = event_hash(event)
+        event.save(force_insert=True)
+        return event
+
+
+def _lock_chain() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [AUDIT_LOCK_KEY])
+    # SQLite: the enclosing transaction began IMMEDIATE and already holds the write lock.
+
+
+def _json_normalized(value: Any) -> Any:
+    """Make `value` exactly what the JSON column gives back, so the hash survives a round trip.
+
+    Integral floats become ints because PostgreSQL's jsonb prints 1e16 as 10000000000000000.
+    """
+    loaded = json.loads(json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False))
+    return _integral_floats_to_int(loaded)
+
+
+def _integral_floats_to_int(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral_floats_to_int(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_to_int(item) for item in value]
+    return value

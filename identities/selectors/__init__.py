@@ -1,0 +1,52 @@
+"""Reads. Visibility is enforced here and nowhere else: requesters see their teams' objects;
+approvers, auditors and admins see everything. Views and the API never filter by hand.
+
+One module per subject; import from here. The audit trail's reads live beside it, in
+`identities.audit.selectors`; the start page's figures are in
+`identities.selectors.dashboard` (it reads the audit trail, so it is not re-exported here)."""
+
+from identities.selectors.approvals import (
+    ApprovalQueueItem,
+    approval_queue,
+)
+from identities.selectors.people import (
+    catalog_roles,
+    clusters_for,
+    is_team_member,
+    may_act_for_team,
+    namespaces_owned_by,
+    teams_of,
+)
+from identities.selectors.policy import (
+    catalog_facts,
+    identity_request_draft,
+    identity_request_policy,
+    policy_context_for,
+)
+from identities.selectors.requests import (
+    identities_visible_to,
+    identity_get,
+    identity_request_get,
+    identity_requests_visible_to,
+)
+
+__all__ = [
+    "ApprovalQueueItem",
+    "Dashboard",
+    "approval_queue",
+    "catalog_facts",
+    "catalog_roles",
+    "clusters_for",
+    "dashboard_for",
+    "identities_visible_to",
+    "identity_get",
+    "identity_request_draft",
+    "identity_request_get",
+    "identity_request_policy",
+    "identity_requests_visible_to",
+    "is_team_member",
+    "may_act_for_team",
+    "namespaces_owned_by",
+    "policy_context_for",
+    "teams_of",
+]

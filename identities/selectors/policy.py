@@ -1,0 +1,203 @@
+"""The facts the policy engine judges a draft against, gathered from the database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models.functions import Lower
+
+from identities.models import (
+    REQUEST_STATUSES_OPEN,
+    CatalogRole,
+    ChildStatus,
+    Cluster,
+    FederatedCredential,
+    Identity,
+    IdentityRequest,
+    IdentityStatus,
+    NamespaceOwnership,
+    RequestKind,
+    RequestStatus,
+    Team,
+)
+from identities.naming import fic_subject, uami_name
+from identities.policy import (
+    ClusterFacts,
+    IdentityFacts,
+    PolicyContext,
+    PolicyResult,
+    RequestDraft,
+    RoleDraft,
+    RoleFacts,
+    evaluate_request,
+)
+from identities.selectors.requests import ids_or_none
+from identities.validators import is_dns1123_label, is_dns1123_subdomain
+
+# --- policy --------------------------------------------------------------------------------
+
+
+def identity_request_draft(identity_request: IdentityRequest) -> RequestDraft:
+    """The saved request as a draft, to run the policy over it again."""
+    return RequestDraft(
+        kind=identity_request.kind,
+        team=identity_request.team.name,
+        cluster=identity_request.cluster.name,
+        namespace=identity_request.namespace,
+        service_account=identity_request.service_account,
+        app_name=identity_request.app_name,
+        roles=tuple(
+            RoleDraft(role=requested.role.name, scope=requested.scope)
+            for requested in identity_request.roles.all()
+        ),
+        tags=dict(identity_request.tags or {}),
+        justification=identity_request.justification,
+        is_exception=identity_request.is_exception,
+        identity_id=identity_request.identity_id,
+    )
+
+
+def catalog_facts() -> dict[str, RoleFacts]:
+    """The role catalog for the policy, keyed by lower-cased name and by GUID."""
+    catalog: dict[str, RoleFacts] = {}
+    for role in CatalogRole.objects.all():
+        facts = RoleFacts(
+            name=role.name,
+            guid=role.role_definition_guid,
+            resource_types=tuple(role.resource_types or ()),
+            privileged=role.privileged,
+            can_assign_roles=role.can_assign_roles,
+        )
+        catalog[role.name.lower()] = facts
+        catalog[role.role_definition_guid.lower()] = facts
+    return catalog
+
+
+def policy_context_for(
+    draft: RequestDraft,
+    *,
+    exclude_request_id: int | None = None,
+    catalog: dict[str, RoleFacts] | None = None,
+) -> PolicyContext:
+    """Everything the policy checks need to know about the world for `draft`.
+
+    `exclude_request_id` is the request being re-checked, so it does not count against itself;
+    `catalog` saves reloading the catalog when checking many drafts.
+    """
+    team = Team.objects.filter(name=draft.team).first() if draft.team else None
+    cluster = Cluster.objects.filter(name=draft.cluster).first() if draft.cluster else None
+    cluster_facts = None
+    owned: frozenset[str] = frozenset()
+    if cluster is not None:
+        cluster_facts = ClusterFacts(
+            name=cluster.name,
+            subscription_id=cluster.subscription_id,
+            resource_group=cluster.resource_group,
+            oidc_issuer_url=cluster.oidc_issuer_url,
+            workload_identity_enabled=cluster.workload_identity_enabled,
+            allowed_scope_subscriptions=frozenset(
+                s.lower() for s in cluster.allowed_scope_subscriptions
+            ),
+        )
+        if team is not None:
+            owned = frozenset(
+                NamespaceOwnership.objects.filter(cluster=cluster, team=team).values_list(
+                    "namespace", flat=True
+                )
+            )
+    if catalog is None:
+        catalog = catalog_facts()
+
+    federations: dict[tuple[str, str], tuple[int, str]] = {}
+    taken: frozenset[str] = frozenset()
+    other_open = 0
+    workload_ok = is_dns1123_label(draft.namespace) and is_dns1123_subdomain(draft.service_account)
+    if workload_ok:
+        live_fics = (
+            FederatedCredential.objects.filter(
+                subject=fic_subject(draft.namespace, draft.service_account)
+            )
+            .exclude(status=ChildStatus.REMOVED)
+            .select_related("identity")
+        )
+        if cluster is not None:
+            # Only the cluster's issuer matters, and (issuer, subject) hits the unique index.
+            live_fics = live_fics.filter(issuer=cluster.oidc_issuer_url)
+        for fic in live_fics:
+            federations[(fic.issuer, fic.subject)] = (fic.identity_id, fic.identity.name)
+        if cluster is not None:
+            other_open = (
+                IdentityRequest.objects.filter(
+                    cluster=cluster,
+                    namespace=draft.namespace,
+                    service_account=draft.service_account,
+                    status=RequestStatus.PENDING,
+                )
+                .exclude(pk__in=ids_or_none(exclude_request_id))
+                .count()
+            )
+            if draft.kind == RequestKind.NEW and is_dns1123_label(draft.app_name):
+                name = uami_name(
+                    cluster=cluster.name,
+                    namespace=draft.namespace,
+                    app_name=draft.app_name,
+                    service_account=draft.service_account,
+                )
+                # Lower(...) = lower(value), as in the partial unique index, so it is used.
+                taken = frozenset(
+                    n.lower()
+                    for n in Identity.objects.annotate(
+                        subscription_lower=Lower("subscription_id"),
+                        resource_group_lower=Lower("resource_group"),
+                        name_lower=Lower("name"),
+                    )
+                    .filter(
+                        subscription_lower=cluster.subscription_id.lower(),
+                        resource_group_lower=cluster.resource_group.lower(),
+                        name_lower=name.lower(),
+                    )
+                    .exclude(status=IdentityStatus.DECOMMISSIONED)
+                    .values_list("name", flat=True)
+                )
+
+    return PolicyContext(
+        team_exists=team is not None,
+        cluster=cluster_facts,
+        owned_namespaces=owned,
+        catalog=catalog,
+        federations=federations,
+        identity=_identity_facts(draft.identity_id, exclude_request_id=exclude_request_id),
+        taken_identity_names=taken,
+        other_open_requests_for_subject=other_open,
+    )
+
+
+def _identity_facts(identity_id: int | None, *, exclude_request_id: int | None) -> Any:
+    if identity_id is None:
+        return None
+    identity = Identity.objects.select_related("team").filter(pk=identity_id).first()
+    if identity is None:
+        return None
+    return IdentityFacts(
+        id=identity.pk,
+        name=identity.name,
+        team=identity.team.name,
+        status=identity.status,
+        live_fic_count=identity.federated_credentials.exclude(status=ChildStatus.REMOVED).count(),
+        decommission_open=IdentityRequest.objects.filter(
+            identity=identity,
+            kind=RequestKind.DECOMMISSION,
+            status__in=REQUEST_STATUSES_OPEN,
+        )
+        .exclude(pk__in=ids_or_none(exclude_request_id))
+        .exists(),
+    )
+
+
+def identity_request_policy(
+    identity_request: IdentityRequest, *, catalog: dict[str, RoleFacts] | None = None
+) -> PolicyResult:
+    """The policy verdict on a saved request, as the world is now."""
+    draft = identity_request_draft(identity_request)
+    context = policy_context_for(draft, exclude_request_id=identity_request.pk, catalog=catalog)
+    return evaluate_request(draft, context)

@@ -1,0 +1,76 @@
+"""Requests and identities a user may see, and one of them by id (unknown and invisible are the
+same 404)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Prefetch, Q, QuerySet
+
+from identities import roles
+from identities.errors import NotFoundError
+from identities.models import (
+    Approval,
+    FederatedCredential,
+    Identity,
+    IdentityRequest,
+    RequestedRole,
+    RoleAssignment,
+)
+from identities.selectors.people import teams_of
+
+# --- requests and identities ---------------------------------------------------------------
+
+
+def identity_requests_visible_to(user: Any) -> QuerySet[IdentityRequest]:
+    queryset = IdentityRequest.objects.select_related(
+        "team", "cluster", "requester", "identity"
+    ).prefetch_related(
+        Prefetch("roles", queryset=_requested_roles()),
+        Prefetch("approvals", queryset=Approval.objects.select_related("approver")),
+    )
+    if roles.sees_everything(user):
+        return queryset
+    if not getattr(user, "is_authenticated", False):
+        return queryset.none()
+    return queryset.filter(Q(team__in=teams_of(user)) | Q(requester=user))
+
+
+def identity_request_get(*, user: Any, pk: int) -> IdentityRequest:
+    """One request, or NotFoundError when it is missing or not visible to `user`."""
+    identity_request = identity_requests_visible_to(user).filter(pk=pk).first()
+    if identity_request is None:
+        raise NotFoundError(f"Identity request {pk} was not found.")
+    return identity_request
+
+
+def identities_visible_to(user: Any) -> QuerySet[Identity]:
+    queryset = Identity.objects.select_related("team", "cluster").prefetch_related(
+        Prefetch("federated_credentials", queryset=FederatedCredential.objects.order_by("id")),
+        Prefetch("role_assignments", queryset=_role_assignments()),
+    )
+    if roles.sees_everything(user):
+        return queryset
+    if not getattr(user, "is_authenticated", False):
+        return queryset.none()
+    return queryset.filter(team__in=teams_of(user))
+
+
+def identity_get(*, user: Any, pk: int) -> Identity:
+    """One identity, or NotFoundError when it is missing or not visible to `user`."""
+    identity = identities_visible_to(user).filter(pk=pk).first()
+    if identity is None:
+        raise NotFoundError(f"Identity {pk} was not found.")
+    return identity
+
+
+def _requested_roles() -> QuerySet[RequestedRole]:
+    return RequestedRole.objects.select_related("role").order_by("id")
+
+
+def _role_assignments() -> QuerySet[RoleAssignment]:
+    return RoleAssignment.objects.select_related("role").order_by("id")
+
+
+def ids_or_none(pk: int | None) -> list[int]:
+    return [] if pk is None else [pk]

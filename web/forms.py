@@ -1,0 +1,366 @@
+"""Web UI forms. They parse what people type into the domain's vocabulary (a `RequestDraft`);
+every rule about what may be requested lives in the policy engine, not here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from django import forms
+from django.forms import formset_factory
+from django.utils import timezone
+
+from identities.audit.actions import AuditAction
+from identities.models import CatalogRole, Cluster, Team
+from identities.policy import KIND_NEW, RequestDraft, RoleDraft, Violation
+
+# Rule names of the form's own findings (the policy engine names its own rules).
+TAGS_FORMAT_RULE = "tags_format"
+
+
+@dataclass(frozen=True)
+class ClusterOption:
+    """A cluster the requester may pick, with the namespaces their teams own on it."""
+
+    cluster: Cluster
+    namespaces: Sequence[str]
+
+
+def role_choice_label(role: CatalogRole) -> str:
+    label = role.name
+    if role.privileged:
+        label += " (privileged: exception only)"
+    return label
+
+
+class CatalogRoleSelect(forms.Select):
+    """A role picker whose options carry the role's description (shown beside the picker)."""
+
+    def __init__(self, *args: Any, descriptions: dict[str, str] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.descriptions = descriptions or {}
+
+    def create_option(self, name: str, value: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        option = super().create_option(name, value, *args, **kwargs)
+        description = self.descriptions.get(str(value))
+        if description:
+            option["attrs"]["data-description"] = description
+        return option
+
+
+def describe_controls(form: forms.Form) -> None:
+    """Point each control at its help text and at the box where findings about it appear."""
+    for name, field in form.fields.items():
+        bound = form[name]
+        ids = [f"{bound.auto_id}-feedback"]
+        if field.help_text:
+            ids.insert(0, f"{bound.auto_id}_helptext")
+        field.widget.attrs["aria-describedby"] = " ".join(ids)
+
+
+class IdentityRequestForm(forms.Form):
+    """A new-identity request. Fields are optional here on purpose: the policy engine reports a
+    missing field with the field and the rule ("namespace · required"), like any other finding."""
+
+    team = forms.ChoiceField(required=False)
+    cluster = forms.ChoiceField(required=False)
+    namespace = forms.CharField(
+        required=False,
+        max_length=63,
+        help_text="Only namespaces your team owns on the chosen cluster are accepted.",
+    )
+    service_account = forms.CharField(
+        label="ServiceAccount",
+        required=False,
+        max_length=253,
+        help_text="The Kubernetes ServiceAccount your pods run as.",
+    )
+    app_name = forms.CharField(
+        label="App name",
+        required=False,
+        max_length=63,
+        help_text="Lowercase letters, digits and '-'; part of the identity's name.",
+    )
+    tags = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+        help_text="One tag per line as name=value (for example costCentre=cc-4711).",
+    )
+    justification = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="What the app does with this access; approvers read it.",
+    )
+    is_exception = forms.BooleanField(
+        label="This is a policy exception (privileged role or broad scope; needs two approvers)",
+        required=False,
+    )
+
+    def __init__(
+        self,
+        *args: Any,
+        teams: Iterable[Team],
+        clusters: Sequence[ClusterOption],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        team_field = self.fields["team"]
+        assert isinstance(team_field, forms.ChoiceField)  # noqa: S101 - narrows the type
+        team_field.choices = [(team.name, team.name) for team in teams]
+        cluster_field = self.fields["cluster"]
+        assert isinstance(cluster_field, forms.ChoiceField)  # noqa: S101 - narrows the type
+        cluster_field.choices = [("", "Choose a cluster…")] + [
+            (option.cluster.name, f"{option.cluster.name} ({option.cluster.location})")
+            for option in clusters
+        ]
+        if len(clusters) == 1 and not self.is_bound:
+            self.initial.setdefault("cluster", clusters[0].cluster.name)
+        self.fields["namespace"].widget.attrs.update(
+            {"list": f"namespaces-{self._initial_cluster(clusters)}", "autocomplete": "off"}
+        )
+        for name in ("service_account", "app_name"):
+            self.fields[name].widget.attrs.update({"autocomplete": "off", "spellcheck": "false"})
+        describe_controls(self)
+        # The namespaces the team owns on the chosen cluster are listed beside the field.
+        namespace_attrs = self.fields["namespace"].widget.attrs
+        namespace_attrs["aria-describedby"] += " namespace-choices"
+
+    def _initial_cluster(self, clusters: Sequence[ClusterOption]) -> str:
+        if self.is_bound:
+            return str(self.data.get("cluster", ""))
+        return str(self.initial.get("cluster", ""))
+
+    def clean_tags(self) -> dict[str, str]:
+        tags: dict[str, str] = {}
+        problems = []
+        for number, line in enumerate(str(self.cleaned_data.get("tags") or "").splitlines(), 1):
+            if not line.strip():
+                continue
+            key, separator, value = line.partition("=")
+            if not separator or not key.strip():
+                problems.append(f"line {number} is not name=value")
+                continue
+            tags[key.strip()] = value.strip()
+        if problems:
+            raise forms.ValidationError(
+                "tags · tags_format: " + "; ".join(problems) + ".", code=TAGS_FORMAT_RULE
+            )
+        return tags
+
+
+class RoleForm(forms.Form):
+    """One requested role: a catalog role on one ARM scope."""
+
+    role = forms.ChoiceField(required=False, widget=CatalogRoleSelect)
+    scope = forms.CharField(
+        label="Scope",
+        help_text="The ARM resource id of the one resource the role applies to.",
+        required=False,
+        max_length=1024,
+        widget=forms.TextInput(
+            attrs={
+                "placeholder": "/subscriptions/…/resourceGroups/…/providers/…/…/…",
+                "spellcheck": "false",
+                "autocomplete": "off",
+            }
+        ),
+    )
+
+    def __init__(self, *args: Any, catalog: Sequence[CatalogRole] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        role_field = self.fields["role"]
+        assert isinstance(role_field, forms.ChoiceField)  # noqa: S101 - narrows the type
+        role_field.choices = [("", "Choose a role…")] + [
+            (role.name, role_choice_label(role)) for role in catalog
+        ]
+        role_field.widget = CatalogRoleSelect(
+            choices=role_field.choices,
+            descriptions={role.name: role.description for role in catalog},
+        )
+        describe_controls(self)
+
+    @property
+    def is_blank(self) -> bool:
+        data = self.cleaned_data if hasattr(self, "cleaned_data") else {}
+        return not data.get("role") and not str(data.get("scope") or "").strip()
+
+
+RoleFormSet = formset_factory(RoleForm, extra=0, min_num=1, max_num=20, validate_max=True)
+ROLE_PREFIX = "roles"
+
+
+@dataclass(frozen=True)
+class DraftFromForm:
+    """The draft built from a valid form, and where each draft role came from in the formset."""
+
+    draft: RequestDraft
+    role_rows: tuple[int, ...]  # draft role index -> formset form index
+
+
+def request_draft_from_forms(form: IdentityRequestForm, role_forms: Any) -> DraftFromForm:
+    """Both forms must be valid. Blank role rows (neither role nor scope) are left out."""
+    roles: list[RoleDraft] = []
+    rows: list[int] = []
+    for index, role_form in enumerate(role_forms.forms):
+        if role_form.is_blank:
+            continue
+        roles.append(
+            RoleDraft(
+                role=str(role_form.cleaned_data.get("role") or ""),
+                scope=str(role_form.cleaned_data.get("scope") or "").strip(),
+            )
+        )
+        rows.append(index)
+    data = form.cleaned_data
+    draft = RequestDraft(
+        kind=KIND_NEW,
+        team=str(data.get("team") or ""),
+        cluster=str(data.get("cluster") or ""),
+        namespace=str(data.get("namespace") or "").strip(),
+        service_account=str(data.get("service_account") or "").strip(),
+        app_name=str(data.get("app_name") or "").strip(),
+        roles=tuple(roles),
+        tags=data.get("tags") or {},
+        justification=str(data.get("justification") or ""),
+        is_exception=bool(data.get("is_exception")),
+    )
+    return DraftFromForm(draft=draft, role_rows=tuple(rows))
+
+
+@dataclass(frozen=True)
+class PlacedFinding:
+    """A policy finding and the form control it belongs to (`dom_id`, empty: the whole form)."""
+
+    finding: Violation
+    dom_id: str
+    label: str
+    blocking: bool
+
+
+FIELD_LABELS = {
+    "team": "Team",
+    "cluster": "Cluster",
+    "namespace": "Namespace",
+    "service_account": "ServiceAccount",
+    "app_name": "App name",
+    "roles": "Roles",
+    "tags": "Tags",
+    "justification": "Justification",
+    "is_exception": "Exception",
+    "identity": "Identity",
+    "kind": "Request kind",
+}
+
+
+def place_finding(finding: Violation, *, role_rows: Sequence[int], blocking: bool) -> PlacedFinding:
+    """Map a finding's field path ("roles[1].scope", "tags.env") to the control that shows it."""
+    path = finding.field
+    if path.startswith("roles["):
+        index_text, _, rest = path[len("roles[") :].partition("]")
+        draft_index = int(index_text) if index_text.isdigit() else -1
+        row = role_rows[draft_index] if 0 <= draft_index < len(role_rows) else draft_index
+        sub = rest.lstrip(".") or "role"
+        return PlacedFinding(
+            finding,
+            f"id_{ROLE_PREFIX}-{row}-{sub}",
+            f"Role {row + 1} {'scope' if sub == 'scope' else 'role'}",
+            blocking,
+        )
+    head = path.split(".", 1)[0]
+    if head == "roles":
+        return PlacedFinding(finding, f"id_{ROLE_PREFIX}-0-role", "Roles", blocking)
+    if head in FIELD_LABELS and head not in {"identity", "kind"}:
+        return PlacedFinding(finding, f"id_{head}", FIELD_LABELS[head], blocking)
+    return PlacedFinding(finding, "", FIELD_LABELS.get(head, head), blocking)
+
+
+class DecisionForm(forms.Form):
+    """An approver's comment on approve or reject."""
+
+    comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class DecommissionForm(forms.Form):
+    justification = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Why the identity is no longer needed.",
+    )
+
+
+class AddServiceAccountForm(forms.Form):
+    """Another ServiceAccount for an existing identity (it shares the identity's roles)."""
+
+    namespace = forms.CharField(max_length=63)
+    service_account = forms.CharField(label="ServiceAccount", max_length=253)
+    justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))
+
+
+# Suggestions for the action filter; it takes an exact action or a prefix ending in ".".
+AUDIT_ACTION_SUGGESTIONS = (
+    "identity_request.",
+    AuditAction.REQUEST_CREATED,
+    AuditAction.REQUEST_APPROVED,
+    AuditAction.REQUEST_READY,
+    AuditAction.REQUEST_FAILED,
+    "identity.",
+    "azure.",
+    "user.",
+    "cluster.",
+    "team.",
+    "namespaceownership.",
+    "catalogrole.",
+)
+
+
+class AuditFilterForm(forms.Form):
+    """Filters of the audit log; `q` searches actor, action and the recorded data."""
+
+    q = forms.CharField(label="Search", required=False, max_length=200)
+    action = forms.CharField(
+        required=False,
+        max_length=100,
+        help_text='An exact action, or a prefix ending in "." such as azure.',
+        widget=forms.TextInput(attrs={"list": "audit-actions", "spellcheck": "false"}),
+    )
+    actor = forms.CharField(required=False, max_length=150)
+    identity_request = forms.IntegerField(label="Request #", required=False, min_value=1)
+    identity = forms.IntegerField(label="Identity #", required=False, min_value=1)
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(
+        label="Until (inclusive)",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+
+    def since_datetime(self) -> datetime | None:
+        day = self.cleaned_data.get("since")
+        return timezone.make_aware(datetime.combine(day, time.min)) if day else None
+
+    def until_datetime(self) -> datetime | None:
+        day = self.cleaned_data.get("until")
+        if not day:
+            return None
+        # The selector's `until` is exclusive: the next midnight includes the whole day.
+        return timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min))
+
+
+TOKEN_LIFETIMES = [
+    ("30d", "30 days"),
+    ("90d", "90 days"),
+    ("365d", "1 year"),
+    ("never", "Never expires"),
+]
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What uses it, e.g. the CI pipeline's name.")
+    scopes = forms.MultipleChoiceField(choices=[], widget=forms.CheckboxSelectMultiple)
+    lifetime = forms.ChoiceField(choices=TOKEN_LIFETIMES, initial="90d", label="Expires after")
+
+    def __init__(self, *args: Any, scopes: Sequence[tuple[str, str]] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        scope_field = self.fields["scopes"]
+        assert isinstance(scope_field, forms.MultipleChoiceField)  # noqa: S101 - narrows the type
+        scope_field.choices = list(scopes)

@@ -1,0 +1,56 @@
+"""Server-rendered pages of the portal. Views only call selectors and services (HackSoft
+style); `presenters`, `preview` and `charts` shape what those return for the templates."""
+
+from web.views.approvals import approval_queue_page, request_approve, request_reject
+from web.views.audit import (
+    audit_chain_progress,
+    audit_chain_verify,
+    audit_export,
+    audit_log,
+)
+from web.views.home import home
+from web.views.inventory import (
+    identity_add_service_account,
+    identity_decommission,
+    identity_detail,
+    identity_list,
+    identity_repair,
+)
+from web.views.request_form import request_check, request_new
+from web.views.requests import (
+    request_cancel,
+    request_detail,
+    request_list,
+    request_manifests,
+    request_progress,
+    request_retry,
+    request_verify,
+)
+from web.views.tokens import api_token_revoke_view, api_tokens
+
+__all__ = [
+    "api_token_revoke_view",
+    "api_tokens",
+    "approval_queue_page",
+    "audit_chain_progress",
+    "audit_chain_verify",
+    "audit_export",
+    "audit_log",
+    "home",
+    "identity_add_service_account",
+    "identity_decommission",
+    "identity_detail",
+    "identity_list",
+    "identity_repair",
+    "request_approve",
+    "request_cancel",
+    "request_check",
+    "request_detail",
+    "request_list",
+    "request_manifests",
+    "request_new",
+    "request_progress",
+    "request_reject",
+    "request_retry",
+    "request_verify",
+]

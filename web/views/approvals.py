@@ -1,0 +1,61 @@
+"""The approval queue: pending requests with their risk, policy findings and what approval would
+grant; approve or reject with a comment."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from identities.selectors import approval_queue, identity_request_get
+from identities.services import identity_request_approve, identity_request_reject
+from web.forms import DecisionForm
+from web.views.common import action_outcome, page, portal_view, signed_in_user
+from web.views.presenters import grant_diff
+
+
+@portal_view
+@require_GET
+def approval_queue_page(request: HttpRequest) -> HttpResponse:
+    items = approval_queue(request.user)  # PermissionDeniedError (403) for non-approvers
+    return page(
+        request,
+        "approvals/queue.html",
+        {
+            "items": [(item, grant_diff(item.identity_request)) for item in items],
+            "decision_form": DecisionForm(),
+        },
+        section="approvals",
+    )
+
+
+@portal_view
+@require_POST
+def request_approve(request: HttpRequest, pk: int) -> HttpResponse:
+    identity_request = identity_request_get(user=signed_in_user(request), pk=pk)
+    form = DecisionForm(request.POST)
+    comment = form.cleaned_data["comment"] if form.is_valid() else ""
+    return action_outcome(
+        request,
+        lambda: identity_request_approve(
+            identity_request=identity_request, approver=signed_in_user(request), comment=comment
+        ),
+        done=f"Approval of request #{pk} recorded.",
+        fallback=reverse("approval_queue"),
+    )
+
+
+@portal_view
+@require_POST
+def request_reject(request: HttpRequest, pk: int) -> HttpResponse:
+    identity_request = identity_request_get(user=signed_in_user(request), pk=pk)
+    form = DecisionForm(request.POST)
+    comment = form.cleaned_data["comment"] if form.is_valid() else ""
+    return action_outcome(
+        request,
+        lambda: identity_request_reject(
+            identity_request=identity_request, approver=signed_in_user(request), comment=comment
+        ),
+        done=f"Request #{pk} rejected; the requester sees your comment.",
+        fallback=reverse("approval_queue"),
+    )

@@ -1,0 +1,168 @@
+"""The identity inventory: every identity the user may see, its FIC usage (n/20), drift state
+and repair; an identity's page with its credentials, roles, requests and decommissioning."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from identities.audit.selectors import AuditEventFilters, audit_events_visible_to
+from identities.errors import DomainError, NotFoundError, PermissionDeniedError
+from identities.models import DriftState, IdentityStatus, RequestKind
+from identities.policy import RequestDraft
+from identities.selectors import (
+    identities_visible_to,
+    identity_get,
+    identity_requests_visible_to,
+    is_team_member,
+)
+from identities.services import identity_request_create, identity_request_decommission_create
+from provisioning.services import identity_repair_enqueue
+from web.forms import AddServiceAccountForm, DecommissionForm
+from web.views.common import (
+    action_outcome,
+    page,
+    portal_nav,
+    portal_view,
+    query_without_page,
+    signed_in_user,
+)
+from web.views.presenters import audit_rows, identity_rows
+
+PAGE_SIZE = 50
+
+
+@portal_view
+@require_GET
+def identity_list(request: HttpRequest) -> HttpResponse:
+    identities = identities_visible_to(request.user)
+    status = request.GET.get("status", "")
+    if status in IdentityStatus.values:
+        identities = identities.filter(status=status)
+    elif status != "all":
+        identities = identities.exclude(status=IdentityStatus.DECOMMISSIONED)
+    drift = request.GET.get("drift", "")
+    if drift in DriftState.values:
+        identities = identities.filter(drift_state=drift)
+    query = request.GET.get("q", "").strip()
+    if query:
+        identities = identities.filter(name__icontains=query)
+    page_obj = Paginator(identities, PAGE_SIZE).get_page(request.GET.get("page"))
+    return page(
+        request,
+        "identities/list.html",
+        {
+            "page_obj": page_obj,
+            "rows": identity_rows(request.user, page_obj.object_list),
+            "status": status,
+            "drift": drift,
+            "query": query,
+            "statuses": IdentityStatus.choices,
+            "drift_states": DriftState.choices,
+            "filter_query": query_without_page(request),
+        },
+        section="identities",
+    )
+
+
+@portal_view
+@require_GET
+def identity_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    identity = identity_get(user=signed_in_user(request), pk=pk)
+    row = identity_rows(request.user, [identity])[0]
+    # Offered to the team's requesters; the services check again.
+    may_file = portal_nav(request.user).is_requester and is_team_member(
+        request.user, identity.team_id
+    )
+    return page(
+        request,
+        "identities/detail.html",
+        {
+            "identity": identity,
+            "row": row,
+            "requests": list(identity_requests_visible_to(request.user).filter(identity=identity)),
+            "audit_rows": audit_rows(
+                audit_events_visible_to(request.user, AuditEventFilters(identity_id=identity.pk))[
+                    :100
+                ]
+            ),
+            "can_add_service_account": may_file and identity.status == IdentityStatus.READY,
+            "can_decommission": may_file
+            and identity.status in {IdentityStatus.READY, IdentityStatus.FAILED},
+            "decommission_form": DecommissionForm(),
+            "add_service_account_form": AddServiceAccountForm(),
+        },
+        section="identities",
+    )
+
+
+@portal_view
+@require_POST
+def identity_repair(request: HttpRequest, pk: int) -> HttpResponse:
+
+    identity = identity_get(user=signed_in_user(request), pk=pk)
+    return action_outcome(
+        request,
+        lambda: identity_repair_enqueue(identity=identity, actor=signed_in_user(request)),
+        done=f"Repair of {identity.name} queued: the worker makes Azure match what was approved.",
+        fallback=reverse("identity_detail", args=[pk]),
+    )
+
+
+@portal_view
+@require_POST
+def identity_decommission(request: HttpRequest, pk: int) -> HttpResponse:
+    identity = identity_get(user=signed_in_user(request), pk=pk)
+    form = DecommissionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Say why the identity is no longer needed (justification).")
+        return redirect("identity_detail", pk=pk)
+    try:
+        identity_request = identity_request_decommission_create(
+            requester=signed_in_user(request),
+            identity=identity,
+            justification=form.cleaned_data["justification"],
+        )
+    except (NotFoundError, PermissionDeniedError):
+        raise
+    except DomainError as error:
+        messages.error(request, error.message)
+        return redirect("identity_detail", pk=pk)
+    messages.success(
+        request,
+        f"Decommission request #{identity_request.pk} filed; once approved the worker removes "
+        "the role assignments, the federated credentials, then the identity.",
+    )
+    return redirect("request_detail", pk=identity_request.pk)
+
+
+@portal_view
+@require_POST
+def identity_add_service_account(request: HttpRequest, pk: int) -> HttpResponse:
+    identity = identity_get(user=signed_in_user(request), pk=pk)
+    form = AddServiceAccountForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Namespace, ServiceAccount and justification are all required.")
+        return redirect("identity_detail", pk=pk)
+    draft = RequestDraft(
+        kind=RequestKind.ADD_SERVICE_ACCOUNT,
+        team=identity.team.name,
+        cluster=identity.cluster.name,
+        namespace=form.cleaned_data["namespace"].strip(),
+        service_account=form.cleaned_data["service_account"].strip(),
+        justification=form.cleaned_data["justification"],
+        identity_id=identity.pk,
+    )
+    try:
+        identity_request = identity_request_create(requester=signed_in_user(request), draft=draft)
+    except (NotFoundError, PermissionDeniedError):
+        raise
+    except DomainError as error:
+        messages.error(request, error.message)
+        return redirect("identity_detail", pk=pk)
+    messages.success(request, f"Request #{identity_request.pk} filed.")
+    return redirect("request_detail", pk=identity_request.pk)
