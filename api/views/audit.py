@@ -16,13 +16,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api import examples
-from api.filters import AuditEventFilter
 from api.permissions import HasTokenScope, IsAuditorOrAdmin
 from api.renderers import CsvRenderer, JsonLinesRenderer
 from api.serializers import AuditEventOutput
 from api.views.base import ApiView
 from identities.audit.export import export_blocks
 from identities.audit.selectors import audit_events_visible_to
+from identities.selectors.filters import AuditEventFilter
 
 TAG = "audit"
 

@@ -14,11 +14,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api import examples
-from api.filters import IdentityFilter
 from api.idempotency import idempotent
 from api.serializers import IdentityOutput, IdentityRequestOutput
 from api.views.base import ApiView
 from identities.selectors import identities_visible_to, identity_get, identity_request_get
+from identities.selectors.filters import IdentityFilter
 from identities.services import identity_request_decommission_create
 from provisioning.services import identity_repair_enqueue
 

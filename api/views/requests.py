@@ -14,7 +14,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api import examples
-from api.filters import IdentityRequestFilter
 from api.idempotency import idempotent
 from api.pagination import ApiCursorPagination
 from api.schema import POLICY_VIOLATION_EXAMPLE
@@ -28,6 +27,7 @@ from identities.selectors import (
     identity_request_get,
     identity_requests_visible_to,
 )
+from identities.selectors.filters import IdentityRequestFilter
 from identities.services import (
     identity_request_approve,
     identity_request_cancel,

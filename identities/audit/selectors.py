@@ -34,6 +34,14 @@ class AuditEventFilters:
     until: datetime | None = None
 
 
+def events_with_action(queryset: QuerySet[AuditEvent], action: str) -> QuerySet[AuditEvent]:
+    """Rows with exactly `action`, or every action under a prefix ending in a dot
+    (`identity_request.`)."""
+    if action.endswith("."):
+        return queryset.filter(action__startswith=action)
+    return queryset.filter(action=action)
+
+
 def audit_events_visible_to(
     user: Any, filters: AuditEventFilters | None = None
 ) -> QuerySet[AuditEvent]:
@@ -48,10 +56,7 @@ def audit_events_visible_to(
         )
     filters = filters or AuditEventFilters()
     if filters.action:
-        if filters.action.endswith("."):
-            queryset = queryset.filter(action__startswith=filters.action)
-        else:
-            queryset = queryset.filter(action=filters.action)
+        queryset = events_with_action(queryset, filters.action)
     if filters.identity_request_id is not None:
         queryset = queryset.filter(identity_request_id=filters.identity_request_id)
     if filters.identity_id is not None:

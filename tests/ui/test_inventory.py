@@ -148,3 +148,22 @@ def test_the_identity_page_shows_credentials_roles_requests_and_audit(
     assert response.context["requests"] == [ready_request]
     assert any(r.event.action == "identity.created" for r in response.context["audit_rows"])
     assert response.context["can_decommission"] is True
+
+
+def test_the_identity_list_hides_decommissioned_ones_unless_asked(
+    client_for: ClientFor, requester: Any, ready_request: IdentityRequest
+) -> None:
+    """The web list filters with the API's FilterSet, plus the page's own `all` and `q`."""
+    Identity.objects.filter(requests=ready_request).update(status=Identity.Status.DECOMMISSIONED)
+    client = client_for(requester)
+
+    def listed(**query: str) -> list[Identity]:
+        return [row.identity for row in client.get(reverse("identity_list"), query).context["rows"]]
+
+    assert listed() == []
+    [shown] = listed(status="all")
+    assert listed(status="decommissioned") == [shown]
+    assert listed(status="all", q=shown.name[:6]) == [shown]
+    assert listed(status="all", q="no-such-identity") == []
+    # A value the filter does not know is ignored on a page (the API answers 400 instead).
+    assert listed(status="bogus", drift="bogus") == []

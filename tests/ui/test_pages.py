@@ -145,3 +145,17 @@ def test_the_request_list_filters_by_status(
 
     assert list(failed.context["page_obj"].object_list) == [failed_request]
     assert list(ready.context["page_obj"].object_list) == []
+
+
+def test_the_request_list_searches_by_app_name_and_ignores_unknown_filter_values(
+    client_for: ClientFor, requester: Any, failed_request: IdentityRequest
+) -> None:
+    client = client_for(requester)
+
+    def listed(**query: str) -> list[IdentityRequest]:
+        return list(client.get(reverse("request_list"), query).context["page_obj"].object_list)
+
+    assert listed(q=failed_request.app_name[:4]) == [failed_request]
+    assert listed(q="no-such-app") == []
+    assert listed(status="bogus") == [failed_request]
+    assert listed(status="failed", kind="new") == [failed_request]

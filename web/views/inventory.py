@@ -22,6 +22,7 @@ from identities.selectors import (
 )
 from identities.services import identity_request_create, identity_request_decommission_create
 from provisioning.services import identity_repair_enqueue
+from web.filters import IdentityListFilter, apply_filters
 from web.forms import AddServiceAccountForm, DecommissionForm
 from web.views.common import (
     action_outcome,
@@ -39,18 +40,10 @@ PAGE_SIZE = 50
 @portal_view
 @require_GET
 def identity_list(request: HttpRequest) -> HttpResponse:
-    identities = identities_visible_to(request.user)
+    identities = apply_filters(IdentityListFilter, request.GET, identities_visible_to(request.user))
     status = request.GET.get("status", "")
-    if status in IdentityStatus.values:
-        identities = identities.filter(status=status)
-    elif status != "all":
-        identities = identities.exclude(status=IdentityStatus.DECOMMISSIONED)
     drift = request.GET.get("drift", "")
-    if drift in DriftState.values:
-        identities = identities.filter(drift_state=drift)
     query = request.GET.get("q", "").strip()
-    if query:
-        identities = identities.filter(name__icontains=query)
     page_obj = Paginator(identities, PAGE_SIZE).get_page(request.GET.get("page"))
     return page(
         request,

@@ -29,6 +29,7 @@ from identities.selectors import identity_request_get, identity_requests_visible
 from identities.services import identity_request_cancel, identity_request_retry
 from provisioning.selectors import request_steps, request_verifications
 from provisioning.services import verification_enqueue
+from web.filters import RequestListFilter, apply_filters
 from web.forms import DecisionForm, DecommissionForm
 from web.views.common import (
     action_outcome,
@@ -58,13 +59,11 @@ POLL_WAITING_MS = 3000
 @portal_view
 @require_GET
 def request_list(request: HttpRequest) -> HttpResponse:
-    identity_requests = identity_requests_visible_to(request.user)
+    identity_requests = apply_filters(
+        RequestListFilter, request.GET, identity_requests_visible_to(request.user)
+    )
     status = request.GET.get("status", "")
-    if status in RequestStatus.values:
-        identity_requests = identity_requests.filter(status=status)
     query = request.GET.get("q", "").strip()
-    if query:
-        identity_requests = identity_requests.filter(app_name__icontains=query)
     page_obj = Paginator(identity_requests, PAGE_SIZE).get_page(request.GET.get("page"))
     return page(
         request,

@@ -1,11 +1,15 @@
-"""Query-string filters (django-filter) for the list endpoints. They narrow what the selectors
-already made visible; they never widen it."""
+"""Query-string filters (django-filter) for the lists, shared by the API and the web pages. They
+narrow what the selectors already made visible; they never widen it.
+
+The API uses these classes as they are (their fields are its documented query parameters); the
+web lists subclass them to add a free-text `q` (web/views/lists.py)."""
 
 from __future__ import annotations
 
 import django_filters
 from django.db.models import Q, QuerySet
 
+from identities.audit.selectors import events_with_action
 from identities.models import (
     AuditEvent,
     DriftState,
@@ -87,6 +91,4 @@ class AuditEventFilter(django_filters.FilterSet):
     def filter_action(
         self, queryset: QuerySet[AuditEvent], name: str, value: str
     ) -> QuerySet[AuditEvent]:
-        if value.endswith("."):
-            return queryset.filter(action__startswith=value)
-        return queryset.filter(action=value)
+        return events_with_action(queryset, value)
