@@ -15,7 +15,13 @@ from django.utils import timezone
 from identities.audit import audit_record
 from identities.audit.actions import AuditAction
 from identities.errors import ConflictError
-from identities.models import Identity, IdentityRequest, IdentityStatus, RequestStatus
+from identities.models import (
+    Identity,
+    IdentityRequest,
+    IdentityStatus,
+    RequestKind,
+    RequestStatus,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -39,6 +45,23 @@ IDENTITY_TRANSITIONS: dict[str, frozenset[str]] = {
     IdentityStatus.READY: frozenset({IdentityStatus.DECOMMISSIONING}),
     IdentityStatus.DECOMMISSIONING: frozenset({IdentityStatus.DECOMMISSIONED}),
     IdentityStatus.DECOMMISSIONED: frozenset(),
+}
+
+# How an identity follows the request that concerns it: (request kind, the request's new status,
+# the identity's status now) -> the identity's new status, moved first in the same transaction.
+IDENTITY_FOLLOWS_REQUEST: dict[tuple[str, str, str], str] = {
+    (
+        RequestKind.NEW,
+        RequestStatus.PROVISIONING,
+        IdentityStatus.FAILED,
+    ): IdentityStatus.PROVISIONING,
+    (RequestKind.NEW, RequestStatus.READY, IdentityStatus.PROVISIONING): IdentityStatus.READY,
+    (RequestKind.NEW, RequestStatus.FAILED, IdentityStatus.PROVISIONING): IdentityStatus.FAILED,
+    (
+        RequestKind.DECOMMISSION,
+        RequestStatus.READY,
+        IdentityStatus.DECOMMISSIONING,
+    ): IdentityStatus.DECOMMISSIONED,
 }
 
 # The audit action each move writes.
@@ -116,3 +139,28 @@ def transition(
         identity=audit_identity,
         data={"from": current, "to": to, **(data or {})},
     )
+
+
+def transition_request(
+    identity_request: IdentityRequest,
+    *,
+    to: str,
+    actor: User | None,
+    data: dict[str, Any] | None = None,
+    identity_data: dict[str, Any] | None = None,
+    **changes: Any,
+) -> None:
+    """Move a request, and first its identity where IDENTITY_FOLLOWS_REQUEST says so (a retried
+    new identity provisions again, a ready one is ready, a decommissioned one is gone)."""
+    identity = identity_request.identity
+    if identity is not None:
+        follows = IDENTITY_FOLLOWS_REQUEST.get((identity_request.kind, to, identity.status))
+        if follows is not None:
+            transition(
+                identity,
+                to=follows,
+                actor=actor,
+                identity_request=identity_request,
+                data=identity_data,
+            )
+    transition(identity_request, to=to, actor=actor, data=data, **changes)

@@ -5,33 +5,35 @@ deterministic, every write is a PUT or DELETE of a named resource, and steps alr
 done are skipped, so running it twice (or after kill -9) never creates a second anything.
 The critical path is two ARM round trips: the identity, then its FICs and all role assignments
 concurrently (FIC writes on one identity serialized across workers by a lock).
+
+Each Azure write is a `Step`: its key and label (planned up front, so the page shows what is to
+come) and the operation that makes the call and records its outcome through
+`provisioning.services`. The step factories below are the only place a key or label is spelled.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
-
-from django.db import close_old_connections, connections
 
 from identities.errors import ConflictError
 from identities.models import FederatedCredential, Identity, IdentityRequest, RoleAssignment
 from provisioning import services
 from provisioning.azure import AzureGateway, get_gateway
+from provisioning.concurrency import pool_shutdown, run_concurrently
 from provisioning.errors import GatewayError, PermanentError
 from provisioning.locks import serialized
 from provisioning.steps import run_step, step_is_done, steps_mark_done, steps_plan
+
+__all__ = ["pool_shutdown", "reconcile_request", "repair", "role_assignment_name"]
 
 logger = logging.getLogger(__name__)
 
 # uuid5 namespace for role assignment names: name = uuid5(scope | principal | role definition).
 ROLE_ASSIGNMENT_NAMESPACE = uuid.UUID("6f1c2d3e-9a4b-5c6d-8e7f-0a1b2c3d4e5f")
-MAX_PARALLEL_WRITES = 16
 
 
 def role_assignment_name(*, scope: str, principal_id: str, role_guid: str) -> str:
@@ -40,69 +42,47 @@ def role_assignment_name(*, scope: str, principal_id: str, role_guid: str) -> st
     return str(uuid.uuid5(ROLE_ASSIGNMENT_NAMESPACE, key))
 
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
+@dataclass(frozen=True)
+class Step:
+    """One recorded Azure write: `operation` calls Azure, records the outcome and returns
+    (result, x-ms-request-id)."""
+
+    identity_request: IdentityRequest
+    key: str
+    label: str
+    operation: Callable[[], tuple[Any, str]]
+
+    def run(self) -> None:
+        run_step(
+            identity_request=self.identity_request,
+            key=self.key,
+            label=self.label,
+            operation=self.operation,
+        )
 
 
-def _executor() -> ThreadPoolExecutor:
-    """One long-lived pool per process (created after a prefork worker forks): its threads keep
-    their database connections between runs, as CONN_MAX_AGE allows."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(
-                max_workers=MAX_PARALLEL_WRITES, thread_name_prefix="reconcile"
-            )
-        return _pool
+def _plan(identity_request: IdentityRequest, steps: Iterable[Step]) -> None:
+    steps_plan(identity_request=identity_request, steps=[(s.key, s.label) for s in steps])
 
 
-def pool_shutdown() -> None:
-    """Close every pool thread's DB connections and stop the pool (tests, before dropping the
-    test database). A barrier makes each thread run exactly one closing task."""
-    global _pool
-    with _pool_lock:
-        pool, _pool = _pool, None
-    if pool is None:
-        return
-    threads = len(pool._threads)
-    if threads:
-        barrier = threading.Barrier(threads)
-
-        def close() -> None:
-            barrier.wait(timeout=30)
-            connections.close_all()
-
-        for future in [pool.submit(close) for _ in range(threads)]:
-            future.result(timeout=60)
-    pool.shutdown(wait=True)
+def _run_all(steps: Iterable[Step]) -> None:
+    """Run the steps at once; raise their errors together once all have finished."""
+    errors = run_concurrently([step.run for step in steps])
+    if errors:
+        raise _combined(errors)
 
 
-def _in_thread(function: Callable[[], Any]) -> Callable[[], Any]:
-    """Pool threads reuse their DB connections; drop those past CONN_MAX_AGE or broken."""
-
-    def run() -> Any:
-        close_old_connections()
-        try:
-            return function()
-        finally:
-            close_old_connections()
-
-    return run
+def _combined(errors: list[GatewayError]) -> GatewayError:
+    if len(errors) == 1:
+        return errors[0]
+    first = errors[0]
+    message = "; ".join(error.describe() for error in errors)
+    return type(first)(
+        f"{len(errors)} steps failed: {message}", code=first.code, request_id=first.request_id
+    )
 
 
-def _run_concurrently(tasks: Sequence[Callable[[], Any]]) -> list[GatewayError]:
-    """Run every task, wait for all of them, and return the gateway errors they raised."""
-    if not tasks:
-        return []
-    errors: list[GatewayError] = []
-    futures = [_executor().submit(_in_thread(task)) for task in tasks]
-    for future in futures:
-        error = future.exception()
-        if isinstance(error, GatewayError):
-            errors.append(error)
-        elif error is not None:
-            raise error
-    return errors
+# --- the three paths -----------------------------------------------------------------------------
 
 
 def reconcile_request(identity_request_id: int) -> None:
@@ -127,28 +107,72 @@ def reconcile_request(identity_request_id: int) -> None:
 
 
 def provision(identity_request: IdentityRequest, *, gateway: AzureGateway | None = None) -> None:
+    """The identity, then its pending FICs and role assignments at once."""
     gateway = gateway or get_gateway()
     identity = services.target_identity(identity_request=identity_request)
     fics = list(services.pending_fics(identity_request=identity_request, identity=identity))
     assignments = list(services.pending_role_assignments(identity=identity))
-    steps_plan(
-        identity_request=identity_request,
-        steps=[("identity", f"Managed identity {identity.name}")]
-        + [(f"fic:{fic.name}", f"Federated credential {fic.subject}") for fic in fics]
-        + [(f"role:{ra.pk}", f"Role {ra.role.name} on {ra.scope}") for ra in assignments],
-    )
+    identity_step = put_identity(identity_request, identity, gateway)
+    child_steps = [put_fic(identity_request, identity, fic, gateway) for fic in fics] + [
+        put_role_assignment(identity_request, identity, ra, gateway) for ra in assignments
+    ]
+    _plan(identity_request, [identity_step, *child_steps])
     _close_recorded_steps(identity_request, identity)
-    ensure_identity(identity_request, identity, gateway)
+    # A done identity step is skipped only once its outputs are stored (the children need them).
+    if not (
+        step_is_done(identity_request=identity_request, key=identity_step.key)
+        and (identity.principal_id)
+    ):
+        identity_step.run()
     identity.refresh_from_db()
-    errors = _run_concurrently(
-        [(lambda fic=fic: ensure_fic(identity_request, identity, fic, gateway)) for fic in fics]
+    _run_all(child_steps)
+
+
+def decommission(identity_request: IdentityRequest, *, gateway: AzureGateway | None = None) -> None:
+    """Role assignments, then FICs, then the identity; each delete idempotent (gone is done)."""
+    gateway = gateway or get_gateway()
+    identity = services.target_identity(identity_request=identity_request)
+    role_steps = [
+        delete_role_assignment(identity_request, ra, gateway)
+        for ra in services.removing_role_assignments(identity=identity)
+    ]
+    fic_steps = [
+        delete_fic(identity_request, identity, fic, gateway)
+        for fic in services.removing_fics(identity=identity)
+    ]
+    identity_step = delete_identity(identity_request, identity, gateway)
+    _plan(identity_request, [*role_steps, *fic_steps, identity_step])
+    _close_recorded_steps(identity_request, identity)
+    # Role assignments first: once the identity is gone they can no longer be traced to it.
+    _run_all(role_steps)
+    for step in fic_steps:  # serialized per identity anyway
+        step.run()
+    identity_step.run()
+
+
+def repair(
+    origin: IdentityRequest,
+    identity: Identity,
+    findings: list[dict[str, Any]],
+    gateway: AzureGateway,
+) -> None:
+    """Re-PUT the identity, every live FIC and role assignment; delete assignments made
+    outside the portal. Steps are keyed `repair-…` on the identity's originating request."""
+    fics = identity.federated_credentials.filter(status__in=services.LIVE_CHILD)
+    assignments = identity.role_assignments.filter(status__in=services.LIVE_CHILD).select_related(
+        "role"
+    )
+    extras = [f for f in findings if f["kind"] == "role_assignment_extra"]
+    put_identity(origin, identity, gateway, key="repair-identity").run()
+    identity.refresh_from_db()
+    _run_all(
+        [put_fic(origin, identity, fic, gateway, key_prefix="repair-") for fic in fics]
         + [
-            (lambda ra=ra: ensure_role_assignment(identity_request, identity, ra, gateway))
+            put_role_assignment(origin, identity, ra, gateway, key_prefix="repair-")
             for ra in assignments
         ]
+        + [delete_extra_assignment(origin, identity, extra, gateway) for extra in extras]
     )
-    if errors:
-        raise _combined(errors)
 
 
 def _close_recorded_steps(identity_request: IdentityRequest, identity: Identity) -> None:
@@ -160,31 +184,16 @@ def _close_recorded_steps(identity_request: IdentityRequest, identity: Identity)
     )
 
 
-def _combined(errors: list[GatewayError]) -> GatewayError:
-    if len(errors) == 1:
-        return errors[0]
-    first = errors[0]
-    message = "; ".join(error.describe() for error in errors)
-    return type(first)(
-        f"{len(errors)} steps failed: {message}", code=first.code, request_id=first.request_id
-    )
+# --- the steps -----------------------------------------------------------------------------------
 
 
-def ensure_identity(
+def put_identity(
     identity_request: IdentityRequest,
     identity: Identity,
     gateway: AzureGateway,
     *,
     key: str = "identity",
-    force: bool = False,
-) -> None:
-    if (
-        not force
-        and step_is_done(identity_request=identity_request, key=key)
-        and identity.principal_id
-    ):
-        return
-
+) -> Step:
     def put() -> tuple[Any, str]:
         state, call = gateway.ensure_identity(
             subscription_id=identity.subscription_id,
@@ -198,22 +207,17 @@ def ensure_identity(
         )
         return state, call.request_id
 
-    run_step(
-        identity_request=identity_request,
-        key=key,
-        label=f"Managed identity {identity.name}",
-        operation=put,
-    )
+    return Step(identity_request, key, f"Managed identity {identity.name}", put)
 
 
-def ensure_fic(
+def put_fic(
     identity_request: IdentityRequest,
     identity: Identity,
     fic: FederatedCredential,
     gateway: AzureGateway,
     *,
     key_prefix: str = "",
-) -> None:
+) -> Step:
     def put() -> tuple[Any, str]:
         # Azure refuses concurrent FIC writes on one identity: serialize across all workers.
         with serialized(identity.resource_id):
@@ -230,29 +234,25 @@ def ensure_fic(
         services.fic_record_active(identity_request=identity_request, fic=fic, call=call)
         return state, call.request_id
 
-    run_step(
-        identity_request=identity_request,
-        key=f"{key_prefix}fic:{fic.name}",
-        label=f"Federated credential {fic.subject}",
-        operation=put,
-    )
+    key = f"{key_prefix}fic:{fic.name}"
+    return Step(identity_request, key, f"Federated credential {fic.subject}", put)
 
 
-def ensure_role_assignment(
+def put_role_assignment(
     identity_request: IdentityRequest,
     identity: Identity,
     assignment: RoleAssignment,
     gateway: AzureGateway,
     *,
     key_prefix: str = "",
-) -> None:
-    name = role_assignment_name(
-        scope=assignment.scope,
-        principal_id=identity.principal_id,
-        role_guid=assignment.role.role_definition_guid,
-    )
-
+) -> Step:
     def put() -> tuple[Any, str]:
+        # The principal exists by now (the identity step ran first), so the name is known.
+        name = role_assignment_name(
+            scope=assignment.scope,
+            principal_id=identity.principal_id,
+            role_guid=assignment.role.role_definition_guid,
+        )
         state, call = gateway.ensure_role_assignment(
             scope=assignment.scope,
             name=name,
@@ -269,61 +269,13 @@ def ensure_role_assignment(
         )
         return state, call.request_id if call else ""
 
-    run_step(
-        identity_request=identity_request,
-        key=f"{key_prefix}role:{assignment.pk}",
-        label=f"Role {assignment.role.name} on {assignment.scope}",
-        operation=put,
-    )
+    key = f"{key_prefix}role:{assignment.pk}"
+    return Step(identity_request, key, f"Role {assignment.role.name} on {assignment.scope}", put)
 
 
-def decommission(identity_request: IdentityRequest, *, gateway: AzureGateway | None = None) -> None:
-    """Role assignments, then FICs, then the identity; each delete idempotent (gone is done)."""
-    gateway = gateway or get_gateway()
-    identity = services.target_identity(identity_request=identity_request)
-    assignments = list(services.removing_role_assignments(identity=identity))
-    fics = list(services.removing_fics(identity=identity))
-    steps_plan(
-        identity_request=identity_request,
-        steps=[
-            (f"delete-role:{ra.pk}", f"Remove role {ra.role.name} on {ra.scope}")
-            for ra in assignments
-        ]
-        + [(f"delete-fic:{fic.name}", f"Remove federated credential {fic.subject}") for fic in fics]
-        + [("delete-identity", f"Delete managed identity {identity.name}")],
-    )
-    _close_recorded_steps(identity_request, identity)
-    # Role assignments first: once the identity is gone they can no longer be traced to it.
-    errors = _run_concurrently(
-        [partial(_delete_role_assignment, identity_request, ra, gateway) for ra in assignments]
-    )
-    if errors:
-        raise _combined(errors)
-    for fic in fics:
-        _delete_fic(identity_request, identity, fic, gateway)
-
-    def delete_identity() -> tuple[None, str]:
-        call = gateway.delete_identity(
-            subscription_id=identity.subscription_id,
-            resource_group=identity.resource_group,
-            name=identity.name,
-        )
-        services.identity_record_deleted(
-            identity_request=identity_request, identity=identity, call=call
-        )
-        return None, call.request_id
-
-    run_step(
-        identity_request=identity_request,
-        key="delete-identity",
-        label=f"Delete managed identity {identity.name}",
-        operation=delete_identity,
-    )
-
-
-def _delete_role_assignment(
+def delete_role_assignment(
     identity_request: IdentityRequest, assignment: RoleAssignment, gateway: AzureGateway
-) -> None:
+) -> Step:
     def delete() -> tuple[None, str]:
         # A name is known once the assignment was created; before that there is nothing to delete.
         call = (
@@ -336,20 +288,16 @@ def _delete_role_assignment(
         )
         return None, call.request_id if call else ""
 
-    run_step(
-        identity_request=identity_request,
-        key=f"delete-role:{assignment.pk}",
-        label=f"Remove role {assignment.role.name} on {assignment.scope}",
-        operation=delete,
-    )
+    label = f"Remove role {assignment.role.name} on {assignment.scope}"
+    return Step(identity_request, f"delete-role:{assignment.pk}", label, delete)
 
 
-def _delete_fic(
+def delete_fic(
     identity_request: IdentityRequest,
     identity: Identity,
     fic: FederatedCredential,
     gateway: AzureGateway,
-) -> None:
+) -> Step:
     def delete() -> tuple[None, str]:
         with serialized(identity.resource_id):
             call = gateway.delete_fic(
@@ -361,47 +309,34 @@ def _delete_fic(
         services.fic_record_removed(identity_request=identity_request, fic=fic, call=call)
         return None, call.request_id if call else ""
 
-    run_step(
-        identity_request=identity_request,
-        key=f"delete-fic:{fic.name}",
-        label=f"Remove federated credential {fic.subject}",
-        operation=delete,
-    )
+    label = f"Remove federated credential {fic.subject}"
+    return Step(identity_request, f"delete-fic:{fic.name}", label, delete)
 
 
-def repair(
-    origin: IdentityRequest,
-    identity: Identity,
-    findings: list[dict[str, Any]],
-    gateway: AzureGateway,
-) -> None:
-    """Re-PUT the identity, every live FIC and role assignment; delete assignments made
-    outside the portal. Steps are keyed `repair-…` on the identity's originating request."""
-    fics = list(identity.federated_credentials.filter(status__in=services.LIVE_CHILD))
-    assignments = list(
-        identity.role_assignments.filter(status__in=services.LIVE_CHILD).select_related("role")
-    )
-    extras = [f for f in findings if f["kind"] == "role_assignment_extra"]
-    ensure_identity(origin, identity, gateway, key="repair-identity", force=True)
-    identity.refresh_from_db()
-    errors = _run_concurrently(
-        [partial(ensure_fic, origin, identity, fic, gateway, key_prefix="repair-") for fic in fics]
-        + [
-            partial(ensure_role_assignment, origin, identity, ra, gateway, key_prefix="repair-")
-            for ra in assignments
-        ]
-        + [partial(_remove_extra_assignment, origin, identity, extra, gateway) for extra in extras]
-    )
-    if errors:
-        raise _combined(errors)
+def delete_identity(
+    identity_request: IdentityRequest, identity: Identity, gateway: AzureGateway
+) -> Step:
+    def delete() -> tuple[None, str]:
+        call = gateway.delete_identity(
+            subscription_id=identity.subscription_id,
+            resource_group=identity.resource_group,
+            name=identity.name,
+        )
+        services.identity_record_deleted(
+            identity_request=identity_request, identity=identity, call=call
+        )
+        return None, call.request_id
+
+    label = f"Delete managed identity {identity.name}"
+    return Step(identity_request, "delete-identity", label, delete)
 
 
-def _remove_extra_assignment(
+def delete_extra_assignment(
     identity_request: IdentityRequest,
     identity: Identity,
     finding: dict[str, Any],
     gateway: AzureGateway,
-) -> None:
+) -> Step:
     def delete() -> tuple[None, str]:
         call = gateway.delete_role_assignment(scope=finding["scope"], name=finding["name"])
         services.extra_assignment_record_removed(
@@ -409,9 +344,5 @@ def _remove_extra_assignment(
         )
         return None, call.request_id
 
-    run_step(
-        identity_request=identity_request,
-        key=f"repair-remove:{finding['name']}",
-        label=f"Remove role assignment made outside the portal on {finding['scope']}",
-        operation=delete,
-    )
+    label = f"Remove role assignment made outside the portal on {finding['scope']}"
+    return Step(identity_request, f"repair-remove:{finding['name']}", label, delete)

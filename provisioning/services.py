@@ -144,6 +144,32 @@ def _azure_data(call: CallResult | None, **extra: Any) -> dict[str, Any]:
     return data
 
 
+def _record_azure_write(
+    child: FederatedCredential | RoleAssignment | None,
+    *,
+    status: str | None,
+    action: AuditAction,
+    identity_request: IdentityRequest,
+    identity: Identity,
+    call: CallResult | None,
+    fields: dict[str, Any] | None = None,
+    **data: Any,
+) -> None:
+    """What every Azure write leaves behind: the child row's new status (and fields), then the
+    audit row with the call's HTTP status and x-ms-request-id, in the caller's transaction."""
+    if child is not None and status is not None:
+        type(child).objects.filter(pk=child.pk).update(
+            status=status, updated_at=timezone.now(), **(fields or {})
+        )
+    audit_record(
+        actor=None,
+        action=action,
+        identity_request=identity_request,
+        identity=identity,
+        data=_azure_data(call, **data),
+    )
+
+
 @transaction.atomic
 def identity_record_outputs(
     *,
@@ -186,19 +212,19 @@ def identity_record_outputs(
 def fic_record_active(
     *, identity_request: IdentityRequest, fic: FederatedCredential, call: CallResult
 ) -> None:
-    FederatedCredential.objects.filter(pk=fic.pk).update(
-        status=ChildStatus.ACTIVE, updated_at=timezone.now()
-    )
-    audit_record(
-        actor=None,
+    _record_azure_write(
+        fic,
+        status=ChildStatus.ACTIVE,
         action=AuditAction.AZURE_FIC_CREATED
         if call.status == 201
         else AuditAction.AZURE_FIC_UPDATED,
         identity_request=identity_request,
         identity=fic.identity,
-        data=_azure_data(
-            call, name=fic.name, issuer=fic.issuer, subject=fic.subject, audience=fic.audience
-        ),
+        call=call,
+        name=fic.name,
+        issuer=fic.issuer,
+        subject=fic.subject,
+        audience=fic.audience,
     )
 
 
@@ -210,29 +236,24 @@ def role_assignment_record_active(
     state: RoleAssignmentState,
     call: CallResult | None,
 ) -> None:
-    RoleAssignment.objects.filter(pk=assignment.pk).update(
-        status=ChildStatus.ACTIVE, name=state.name, azure_id=state.id, updated_at=timezone.now()
-    )
-    if call is None:
-        action = (
-            AuditAction.AZURE_ROLE_ASSIGNMENT_ADOPTED
-        )  # RoleAssignmentExists: made outside the portal
+    if call is None:  # RoleAssignmentExists: the same grant, made outside the portal
+        action = AuditAction.AZURE_ROLE_ASSIGNMENT_ADOPTED
     elif call.status == 201:
         action = AuditAction.AZURE_ROLE_ASSIGNMENT_CREATED
     else:
         action = AuditAction.AZURE_ROLE_ASSIGNMENT_UPDATED
-    audit_record(
-        actor=None,
+    _record_azure_write(
+        assignment,
+        status=ChildStatus.ACTIVE,
+        fields={"name": state.name, "azure_id": state.id},
         action=action,
         identity_request=identity_request,
         identity=assignment.identity,
-        data=_azure_data(
-            call,
-            name=state.name,
-            role=assignment.role.name,
-            role_definition_guid=assignment.role.role_definition_guid,
-            scope=assignment.scope,
-        ),
+        call=call,
+        name=state.name,
+        role=assignment.role.name,
+        role_definition_guid=assignment.role.role_definition_guid,
+        scope=assignment.scope,
     )
 
 
@@ -240,17 +261,16 @@ def role_assignment_record_active(
 def role_assignment_record_removed(
     *, identity_request: IdentityRequest, assignment: RoleAssignment, call: CallResult | None
 ) -> None:
-    RoleAssignment.objects.filter(pk=assignment.pk).update(
-        status=ChildStatus.REMOVED, updated_at=timezone.now()
-    )
-    audit_record(
-        actor=None,
+    _record_azure_write(
+        assignment,
+        status=ChildStatus.REMOVED,
         action=AuditAction.AZURE_ROLE_ASSIGNMENT_DELETED,
         identity_request=identity_request,
         identity=assignment.identity,
-        data=_azure_data(
-            call, name=assignment.name, role=assignment.role.name, scope=assignment.scope
-        ),
+        call=call,
+        name=assignment.name,
+        role=assignment.role.name,
+        scope=assignment.scope,
     )
 
 
@@ -258,15 +278,15 @@ def role_assignment_record_removed(
 def fic_record_removed(
     *, identity_request: IdentityRequest, fic: FederatedCredential, call: CallResult | None
 ) -> None:
-    FederatedCredential.objects.filter(pk=fic.pk).update(
-        status=ChildStatus.REMOVED, updated_at=timezone.now()
-    )
-    audit_record(
-        actor=None,
+    _record_azure_write(
+        fic,
+        status=ChildStatus.REMOVED,
         action=AuditAction.AZURE_FIC_DELETED,
         identity_request=identity_request,
         identity=fic.identity,
-        data=_azure_data(call, name=fic.name, subject=fic.subject),
+        call=call,
+        name=fic.name,
+        subject=fic.subject,
     )
 
 
@@ -274,12 +294,15 @@ def fic_record_removed(
 def identity_record_deleted(
     *, identity_request: IdentityRequest, identity: Identity, call: CallResult
 ) -> None:
-    audit_record(
-        actor=None,
+    _record_azure_write(
+        None,
+        status=None,
         action=AuditAction.AZURE_IDENTITY_DELETED,
         identity_request=identity_request,
         identity=identity,
-        data=_azure_data(call, resource_id=identity.resource_id, name=identity.name),
+        call=call,
+        resource_id=identity.resource_id,
+        name=identity.name,
     )
 
 
@@ -291,12 +314,15 @@ def extra_assignment_record_removed(
     finding: dict[str, Any],
     call: CallResult,
 ) -> None:
-    audit_record(
-        actor=None,
+    _record_azure_write(
+        None,
+        status=None,
         action=AuditAction.AZURE_ROLE_ASSIGNMENT_DELETED_EXTRA,
         identity_request=identity_request,
         identity=identity,
-        data=_azure_data(call, scope=finding["scope"], name=finding["name"]),
+        call=call,
+        scope=finding["scope"],
+        name=finding["name"],
     )
 
 

@@ -24,7 +24,7 @@ from identities.errors import (
     PermissionDeniedError,
     PolicyViolationError,
 )
-from identities.lifecycle import transition
+from identities.lifecycle import transition, transition_request
 from identities.models import (
     Approval,
     ApprovalDecision,
@@ -292,19 +292,7 @@ def identity_request_retry(*, identity_request: IdentityRequest, actor: User) ->
             "can be retried."
         )
     previous_error = identity_request.last_error
-    identity = identity_request.identity
-    if (
-        identity_request.kind == RequestKind.NEW
-        and identity is not None
-        and identity.status == IdentityStatus.FAILED
-    ):
-        transition(
-            identity,
-            to=IdentityStatus.PROVISIONING,
-            actor=actor,
-            identity_request=identity_request,
-        )
-    transition(
+    transition_request(
         identity_request,
         to=RequestStatus.PROVISIONING,
         actor=actor,

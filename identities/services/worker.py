@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
-from identities.lifecycle import transition
-from identities.models import Identity, IdentityRequest, IdentityStatus, RequestKind, RequestStatus
+from identities.lifecycle import transition, transition_request
+from identities.models import Identity, IdentityRequest, RequestStatus
 from identities.services.requests import lock_identity_request
 
 if TYPE_CHECKING:
@@ -45,17 +45,12 @@ def identity_request_mark_ready(
     lock_identity_request(identity_request)
     if identity_request.status == RequestStatus.READY:
         return identity_request
-    identity = identity_request.identity
-    if identity is not None:
-        identity = Identity.objects.select_for_update(no_key=True).get(pk=identity.pk)
-        identity_request.identity = identity
-        target = {
-            RequestKind.NEW: IdentityStatus.READY,
-            RequestKind.DECOMMISSION: IdentityStatus.DECOMMISSIONED,
-        }.get(RequestKind(identity_request.kind))
-        if target is not None and identity.status != target:
-            transition(identity, to=target, actor=actor, identity_request=identity_request)
-    transition(
+    if identity_request.identity is not None:
+        # The identity moves too: lock it like the request (see lock_identity_request).
+        identity_request.identity = Identity.objects.select_for_update(no_key=True).get(
+            pk=identity_request.identity.pk
+        )
+    transition_request(
         identity_request, to=RequestStatus.READY, actor=actor, data=data or {}, last_error=""
     )
     return identity_request
@@ -71,24 +66,12 @@ def identity_request_mark_failed(
     error = error[:LAST_ERROR_MAX]
     if identity_request.status == RequestStatus.FAILED:
         return identity_request
-    identity = identity_request.identity
-    if (
-        identity_request.kind == RequestKind.NEW
-        and identity is not None
-        and identity.status == IdentityStatus.PROVISIONING
-    ):
-        transition(
-            identity,
-            to=IdentityStatus.FAILED,
-            actor=actor,
-            identity_request=identity_request,
-            data={"error": error},
-        )
-    transition(
+    transition_request(
         identity_request,
         to=RequestStatus.FAILED,
         actor=actor,
         data={"error": error},
+        identity_data={"error": error},
         last_error=error,
     )
     return identity_request
