@@ -3,8 +3,9 @@
 
 python3 dev.py run     create .venv, install, migrate, seed demo data, start emulator + web +
                        worker + beat; Ctrl-C stops them all
-python3 dev.py test    create .venv with test tools, run ruff, mypy and the pytest suite
-                       (extra arguments go to pytest)
+python3 dev.py test    create .venv with test tools, run ruff, mypy, lint-imports and the
+                       pytest suite on every core (extra arguments go to pytest; --fast runs
+                       the fast lane, -n 0 one test at a time)
 """
 
 from __future__ import annotations
@@ -173,7 +174,14 @@ def test(pytest_args: list[str]) -> None:
         for label, command in steps:
             say(label)
             subprocess.run(command, cwd=ROOT, env=env, check=True)
-    say("pytest")
+    if "--fast" in pytest_args:
+        # The fast lane: no worker processes, service kills or browser (tests/support/lanes.py).
+        pytest_args = [arg for arg in pytest_args if arg != "--fast"] + ["-m", "not slow"]
+    if not any(arg == "-n" or arg.startswith(("-n", "--numprocesses")) for arg in pytest_args):
+        # Every core (pytest-xdist); a module that must stay on one worker says so with
+        # xdist_group, and loadgroup keeps each worker's tests in collection order.
+        pytest_args = ["--numprocesses=auto", "--dist=loadgroup", *pytest_args]
+    say("pytest " + " ".join(pytest_args))
     result = subprocess.run([str(PY), "-m", "pytest", *pytest_args], cwd=ROOT, env=env)
     raise SystemExit(result.returncode)
 

@@ -36,7 +36,8 @@ from schemathesis.specs.openapi.checks import (
 from identities import roles
 from tests.api.conftest import approve, make_ready
 
-pytestmark = [pytest.mark.security, pytest.mark.django_db]
+# One xdist worker runs the whole module: the coverage test reads what the fuzz tests recorded.
+pytestmark = [pytest.mark.security, pytest.mark.django_db, pytest.mark.xdist_group("api-fuzzing")]
 
 MAX_EXAMPLES = 6
 # Operations a token may not call: the fuzzer uses a signed-in session (and CSRF) for these.

@@ -32,6 +32,9 @@ pytestmark = pytest.mark.security
 
 CANARY_MARK = "log-canary"
 WORKER_CANARY_MARK = "raised unexpected"
+# The canary tests that ran in this process (a subset run, or another xdist worker, may not
+# have run them); the whole-session scan asserts what each one makes true only if it ran here.
+CANARIES_RUN: set[str] = set()
 
 
 def fake_jwt() -> str:
@@ -85,6 +88,7 @@ def test_careless_log_lines_are_redacted_before_any_handler_writes_them() -> Non
 
     written = SESSION_LOG.lines[first:]
     assert sum(CANARY_MARK in line for line in written) == 4, written
+    CANARIES_RUN.add("in-process")
     assert any("Traceback" in line for line in written), "the traceback was captured"
     assert sum(line.count("[REDACTED]") for line in written) >= 5
     leaks = scan((("canary", n, line) for n, line in enumerate(written, 1)), {secret: "canary"})
@@ -131,6 +135,7 @@ def test_a_worker_logs_no_secret_while_provisioning_verifying_and_failing(
         SESSION_LOG.secrets,
     )
     assert leaks == [], [str(leak) for leak in leaks]
+    CANARIES_RUN.add("worker")
 
 
 def assert_worker_log_is_real(worker: ManagedProcess | Path) -> None:
@@ -144,20 +149,28 @@ def assert_worker_log_is_real(worker: ManagedProcess | Path) -> None:
 
 @run_last
 def test_no_log_line_of_the_whole_session_holds_a_secret() -> None:
-    """The session's last test. The capture must have been on all along and have seen enough
-    (this process's lines with the canaries, a worker's log) for an empty scan to mean
-    something; then nothing it saw may hold a secret."""
+    """The session's last test (this process's, under xdist). The capture must have been on all
+    along and, where the canary tests ran in this process, have seen what they logged (this
+    process's lines with the canaries, a worker's log), so that an empty scan means something;
+    then nothing it saw may hold a secret. The session-end backstop (tests.support.log_capture)
+    scans again, whatever was selected."""
     assert SESSION_LOG.detached == [], "tests that took the capture handler off the root logger"
-    assert len(SESSION_LOG.lines) >= 100, f"only {len(SESSION_LOG.lines)} lines captured"
-    assert sum(CANARY_MARK in line for line in SESSION_LOG.lines) >= 4, (
-        "the in-process canaries were not logged: run the whole of tests/security"
-    )
-    workers = [path for path, name in SESSION_LOG.child_logs.items() if name.startswith("worker")]
-    assert any(
-        WORKER_CANARY_MARK in path.read_text(errors="replace") for path in workers if path.exists()
-    ), "no worker log with the canary task: run the whole of tests/security"
+    if "in-process" in CANARIES_RUN:
+        assert len(SESSION_LOG.lines) >= 100, f"only {len(SESSION_LOG.lines)} lines captured"
+        assert sum(CANARY_MARK in line for line in SESSION_LOG.lines) >= 4, (
+            "the in-process canaries were logged but not captured"
+        )
+        assert len(SESSION_LOG.secrets) >= 3, SESSION_LOG.secrets.values()
+    if "worker" in CANARIES_RUN:
+        workers = [
+            path for path, name in SESSION_LOG.child_logs.items() if name.startswith("worker")
+        ]
+        assert any(
+            WORKER_CANARY_MARK in path.read_text(errors="replace")
+            for path in workers
+            if path.exists()
+        ), "the worker canary ran but its log was not registered with the capture"
     # How real the canary worker's log was is asserted by its own test, right after it stopped.
-    assert len(SESSION_LOG.secrets) >= 3, SESSION_LOG.secrets.values()
 
     leaks = session_leaks()
 

@@ -183,8 +183,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The backstop: lines logged after the last test (fixture teardown) count too, and a run
-    that did not include tests/security is scanned all the same."""
-    leaks = session_leaks()
+    that did not include tests/security is scanned all the same. Under xdist each worker scans
+    its own session and hands the finds to the controller (`pytest_testnodedown`)."""
+    leaks = [str(leak) for leak in session_leaks()]
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller reports and fails the run
+        workeroutput["log_leaks"] = leaks
+        return
+    _fail_on_leaks(session, leaks + _WORKER_LEAKS)
+
+
+_WORKER_LEAKS: list[str] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller: collect what each worker's backstop found."""
+    workeroutput = getattr(node, "workeroutput", None) or {}
+    _WORKER_LEAKS.extend(
+        f"[{workeroutput.get('workerid', '?')}] {leak}"
+        for leak in workeroutput.get("log_leaks", [])
+    )
+
+
+def _fail_on_leaks(session: pytest.Session, leaks: list[str]) -> None:
     if not leaks:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

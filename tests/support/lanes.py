@@ -1,0 +1,19 @@
+"""The fast lane: `pytest -m "not slow"` (or `python3 dev.py test --fast`).
+
+Every test that starts worker processes, kills services or drives a browser is marked `slow`
+here, from the markers it already has, before `-m` selects: a new integration, fault or browser
+test joins the slow lane without anyone remembering a second marker.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+SLOW_MARKERS = ("integration", "fault", "browser")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(item.get_closest_marker(name) for name in SLOW_MARKERS):
+            item.add_marker(pytest.mark.slow)
