@@ -178,9 +178,10 @@ def test(pytest_args: list[str]) -> None:
         # The fast lane: no worker processes, service kills or browser (tests/support/lanes.py).
         pytest_args = [arg for arg in pytest_args if arg != "--fast"] + ["-m", "not slow"]
     if not any(arg == "-n" or arg.startswith(("-n", "--numprocesses")) for arg in pytest_args):
-        # Every core (pytest-xdist); a module that must stay on one worker says so with
-        # xdist_group, and loadgroup keeps each worker's tests in collection order.
-        pytest_args = ["--numprocesses=auto", "--dist=loadgroup", *pytest_args]
+        # Every core (pytest-xdist). `load` hands each worker its tests in collection order, so
+        # the ordering hooks of tests/conftest.py (transactional tests last, serialized ones
+        # first among them) hold on every worker; no test depends on another having run.
+        pytest_args = ["--numprocesses=auto", "--dist=load", *pytest_args]
     say("pytest " + " ".join(pytest_args))
     result = subprocess.run([str(PY), "-m", "pytest", *pytest_args], cwd=ROOT, env=env)
     raise SystemExit(result.returncode)

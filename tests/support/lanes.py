@@ -1,8 +1,9 @@
-"""The fast lane: `pytest -m "not slow"` (or `python3 dev.py test --fast`).
+"""The fast lane.
 
-Every test that starts worker processes, kills services or drives a browser is marked `slow`
-here, from the markers it already has, before `-m` selects: a new integration, fault or browser
-test joins the slow lane without anyone remembering a second marker.
+The fast lane is `pytest -m "not slow"` (or `python3 dev.py test --fast`). Every test that
+starts worker processes, kills services or drives a browser is marked `slow` here, from the
+markers it already has, before `-m` selects: a new integration, fault or browser test joins the
+slow lane without anyone remembering a second marker.
 """
 
 from __future__ import annotations
