@@ -42,7 +42,7 @@ from azure.mgmt.msi import ManagedServiceIdentityClient
 from azure.mgmt.msi.models import FederatedIdentityCredential, Identity
 from django.conf import settings
 
-from identities.validators import parse_arm_scope, scope_problem
+from identities.scopes import ScopeError, parse_scope
 from provisioning.errors import GatewayError, PermanentError, TransientError
 
 T = TypeVar("T")
@@ -125,13 +125,12 @@ def plain_scope(scope: str) -> str:
     The policy refuses such scopes at filing; this is the last check before the SDK puts the
     scope into a URL unescaped, so a row written before that rule (or by a bug) is never sent.
     """
-    problem = scope_problem(scope)
-    if problem is not None:
+    try:
+        parse_scope(scope)
+    except ScopeError as error:
         raise PermanentError(
-            f"Scope {scope[:200]!r} {problem[1]}; not sent to Azure", code="UnsafeScope"
-        )
-    if parse_arm_scope(scope) is None:
-        raise PermanentError(f"Scope {scope[:200]!r} is not an ARM resource id", code="UnsafeScope")
+            f"Scope {scope[:200]!r} {error.explanation}; not sent to Azure", code="UnsafeScope"
+        ) from None
     return scope
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from identities.errors import ConflictError
 from identities.models import FederatedCredential, Identity, IdentityRequest, RoleAssignment
+from identities.scopes import ScopeError, canonical_scope
 from provisioning import services
 from provisioning.azure import AzureGateway, get_gateway
 from provisioning.concurrency import pool_shutdown, run_concurrently
@@ -246,7 +247,25 @@ def put_role_assignment(
     *,
     key_prefix: str = "",
 ) -> Step:
+    def refuse(reason: str, returned_scope: str = "") -> PermanentError:
+        services.role_assignment_record_refused(
+            identity_request=identity_request,
+            assignment=assignment,
+            reason=reason,
+            returned_scope=returned_scope,
+        )
+        return PermanentError(reason, code="UnsafeScope")
+
     def put() -> tuple[Any, str]:
+        # Belt and braces: what is sent is byte for byte the approved scope in its one spelling.
+        try:
+            canonical = canonical_scope(assignment.scope)
+        except ScopeError as error:
+            raise refuse(f"Scope {assignment.scope[:200]!r} {error.explanation}") from None
+        if canonical != assignment.scope:
+            raise refuse(
+                f"Scope {assignment.scope!r} is not in its canonical spelling {canonical!r}"
+            )
         # The principal exists by now (the identity step ran first), so the name is known.
         name = role_assignment_name(
             scope=assignment.scope,
@@ -263,6 +282,12 @@ def put_role_assignment(
             raise PermanentError(
                 f"role assignment {name} on {assignment.scope} belongs to another principal",
                 code="RoleAssignmentMismatch",
+            )
+        if state.scope.lower() != assignment.scope.lower():
+            raise refuse(
+                f"Azure answered with scope {state.scope!r} for the assignment on "
+                f"{assignment.scope!r}",
+                returned_scope=state.scope,
             )
         services.role_assignment_record_active(
             identity_request=identity_request, assignment=assignment, state=state, call=call

@@ -258,6 +258,29 @@ def role_assignment_record_active(
 
 
 @transaction.atomic
+def role_assignment_record_refused(
+    *,
+    identity_request: IdentityRequest,
+    assignment: RoleAssignment,
+    reason: str,
+    returned_scope: str = "",
+) -> None:
+    """The engine would not send (or accept) this assignment's scope; the step fails after."""
+    _record_azure_write(
+        None,
+        status=None,
+        action=AuditAction.AZURE_ROLE_ASSIGNMENT_REFUSED,
+        identity_request=identity_request,
+        identity=assignment.identity,
+        call=None,
+        role=assignment.role.name,
+        scope=assignment.scope,
+        returned_scope=returned_scope,
+        reason=reason,
+    )
+
+
+@transaction.atomic
 def role_assignment_record_removed(
     *, identity_request: IdentityRequest, assignment: RoleAssignment, call: CallResult | None
 ) -> None:

@@ -49,6 +49,9 @@ class AuditAction(StrEnum):
     AZURE_ROLE_ASSIGNMENT_ADOPTED = "azure.role_assignment.adopted"  # RoleAssignmentExists
     AZURE_ROLE_ASSIGNMENT_DELETED = "azure.role_assignment.deleted"
     AZURE_ROLE_ASSIGNMENT_DELETED_EXTRA = "azure.role_assignment.deleted_extra"
+    # The engine refused a role assignment write: the scope it was to send is not the approved
+    # canonical one, or Azure answered with another scope (nothing retried).
+    AZURE_ROLE_ASSIGNMENT_REFUSED = "azure.role_assignment.refused"
     # The audit chain's own checks.
     CHAIN_CHECK_REQUESTED = "audit.chain_check_requested"
     CHAIN_CHECK_PASSED = "audit.chain_check_passed"

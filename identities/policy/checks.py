@@ -15,6 +15,7 @@ from identities.policy.types import (
     RoleFacts,
     Violation,
 )
+from identities.scopes import Scope, ScopeError, parse_scope
 from identities.tags import RESERVED_TAG_KEYS, TEAM_TAGS_MAX
 from identities.validators import (
     DNS1123_LABEL_MAX,
@@ -28,8 +29,6 @@ from identities.validators import (
     is_fic_name,
     is_reserved_namespace,
     is_uami_name,
-    parse_arm_scope,
-    scope_problem,
     tag_key_problem,
 )
 
@@ -325,15 +324,15 @@ class Checks:
                     "unknown_role",
                     f"Role {requested.role!r} is not in the role catalog.",
                 )
-            scope_ok = self.check_scope(prefix, requested.scope, role)
-            if role is None or not scope_ok:
+            parsed = self.check_scope(prefix, requested.scope, role)
+            if role is None or parsed is None:
                 continue
-            key = (role.guid.lower(), requested.scope.lower())
+            key = (role.guid.lower(), parsed.key())
             if key in seen:
                 self.refuse(
                     prefix,
                     "duplicate_role_scope",
-                    f"Role {role.name!r} on {requested.scope!r} is requested more than once.",
+                    f"Role {role.name!r} on {parsed.id!r} is requested more than once.",
                 )
             seen.add(key)
             if role.privileged:
@@ -356,42 +355,34 @@ class Checks:
                     "the identity could grant access to others.",
                 )
 
-    def check_scope(self, prefix: str, scope: str, role: RoleFacts | None) -> bool:
+    def check_scope(self, prefix: str, scope: str, role: RoleFacts | None) -> Scope | None:
+        """The parsed scope, or None after refusing it (each refusal names the rule)."""
         field_name = f"{prefix}.scope"
-        if not scope:
-            self.refuse(field_name, "required", "Scope is required.")
-            return False
-        problem = scope_problem(scope)
-        if problem is not None:
-            rule, explanation = problem
+        try:
+            parsed = parse_scope(scope)
+        except ScopeError as error:
+            if error.rule == "required":
+                self.refuse(field_name, "required", "Scope is required.")
+                return None
             # Quote at most the start: the message must stay readable for a 2,000-character scope.
             shown = scope if len(scope) <= 200 else scope[:200] + "…"
-            self.refuse(field_name, rule, f"Scope {shown!r} {explanation}.")
-            return False
-        parsed = parse_arm_scope(scope)
-        if parsed is None:
-            self.refuse(
-                field_name,
-                "malformed_scope",
-                f"Scope {scope!r} is not a well-formed ARM resource id "
-                "(/subscriptions/{id}/resourceGroups/{group}/providers/{namespace}/{type}/{name}).",
-            )
-            return False
+            self.refuse(field_name, error.rule, f"Scope {shown!r} {error.explanation}.")
+            return None
         cluster = self.context.cluster
-        if cluster is not None and parsed.subscription_id.lower() not in (
+        if cluster is not None and parsed.subscription_id not in (
             cluster.allowed_scope_subscriptions
         ):
             self.refuse(
                 field_name,
                 "scope_outside_allowed_subscriptions",
-                f"Scope {scope!r} is in subscription {parsed.subscription_id}, which identities "
-                f"of cluster {cluster.name!r} may not be granted roles in.",
+                f"Scope {parsed.id!r} is in subscription {parsed.subscription_id}, which "
+                f"identities of cluster {cluster.name!r} may not be granted roles in.",
             )
-            return False
+            return None
         if parsed.level != SCOPE_RESOURCE:
             self.needs_exception = True
             level = "a subscription" if parsed.level == SCOPE_SUBSCRIPTION else "a resource group"
-            message = f"Scope {scope!r} is {level}, not a single resource"
+            message = f"Scope {parsed.id!r} is {level}, not a single resource"
             if self.draft.is_exception:
                 self.warn(field_name, "broad_scope", message + " (exception).")
             else:
@@ -413,7 +404,7 @@ class Checks:
                     f"Role {role.name!r} is meant for {', '.join(role.resource_types)}, "
                     f"not {parsed.resource_type}.",
                 )
-        return True
+        return parsed
 
     # --- tags and exceptions -------------------------------------------------------------
 

@@ -43,6 +43,7 @@ from identities.models import (
 )
 from identities.naming import AUDIENCE, fic_name, fic_subject, uami_name
 from identities.policy import RequestDraft, evaluate_request
+from identities.scopes import canonical_scope
 from identities.selectors import (
     identity_request_draft,
     identity_request_policy,
@@ -104,7 +105,8 @@ def identity_request_create(*, requester: User, draft: RequestDraft) -> Identity
         RequestedRole(
             identity_request=identity_request,
             role=catalog[requested.role.strip().lower()],
-            scope=requested.scope,
+            # The policy accepted it, so it parses: stored in its one spelling.
+            scope=canonical_scope(requested.scope),
         )
         for requested in draft.roles
     )

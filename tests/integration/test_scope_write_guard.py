@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import pytest
 
-from identities.models import IdentityRequest, RequestedRole, RequestStatus, RoleAssignment
+from identities.audit.actions import AuditAction
+from identities.models import (
+    AuditEvent,
+    IdentityRequest,
+    RequestedRole,
+    RequestStatus,
+    RoleAssignment,
+)
 from identities.policy import RoleDraft
 from provisioning.models import ProvisioningStep, StepStatus
 from provisioning.reconcile import reconcile_request
@@ -48,3 +55,28 @@ def test_a_bad_scope_that_bypassed_the_policy_is_refused_at_the_write(
     ]
     assert role_writes == []
     assert sandbox.arm()["role_assignments"] == {}
+
+
+def test_a_scope_not_in_its_canonical_spelling_is_refused_at_the_write_and_audited(
+    sandbox: Sandbox, approved_request: ApprovedRequestFactory
+) -> None:
+    """The engine sends byte for byte the approved canonical scope, nothing else: a row in
+    another spelling (written before scopes were canonical, or by a bug) is not sent."""
+    identity_request = approved_request(roles=(RoleDraft("Key Vault Secrets User", VAULT_SCOPE),))
+    lowered = VAULT_SCOPE.replace("/resourceGroups/", "/resourcegroups/")
+    RoleAssignment.objects.filter(identity_request=identity_request).update(scope=lowered)
+    log_start = len(sandbox.emulator.requests())
+
+    reconcile_request(identity_request.pk)
+
+    identity_request = IdentityRequest.objects.get(pk=identity_request.pk)
+    assert identity_request.status == RequestStatus.FAILED
+    assert "canonical spelling" in identity_request.last_error
+    [refused] = AuditEvent.objects.filter(
+        identity_request=identity_request, action=AuditAction.AZURE_ROLE_ASSIGNMENT_REFUSED
+    )
+    assert refused.data["scope"] == lowered
+    role_writes = [
+        entry for entry in sandbox.arm_writes(log_start) if "roleAssignments" in entry["path"]
+    ]
+    assert role_writes == []
