@@ -197,12 +197,16 @@ CATALOG: tuple[CatalogEntry, ...] = (
         "e40ec5ca-96e0-45a2-b4ff-59039f2c2b59",
         "Create, read, update and delete user-assigned identities.",
         ("Microsoft.ManagedIdentity/userAssignedIdentities",),
+        # Control over identities (their credentials, their use): a takeover if misplaced.
+        privileged=True,
     ),
     CatalogEntry(
         "Managed Identity Operator",
         "f1a07417-d97a-45cb-824c-7a7467783830",
         "Read and assign user-assigned identities.",
         ("Microsoft.ManagedIdentity/userAssignedIdentities",),
+        # Control over identities (their credentials, their use): a takeover if misplaced.
+        privileged=True,
     ),
     CatalogEntry(
         "Network Contributor",

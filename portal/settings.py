@@ -330,6 +330,9 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 SWEEPER_INTERVAL_SECONDS = env_int("SWEEPER_INTERVAL_SECONDS", 60)
 SWEEPER_APPROVED_AFTER_SECONDS = env_int("SWEEPER_APPROVED_AFTER_SECONDS", 60)
 SWEEPER_STALE_SECONDS = env_int("SWEEPER_STALE_SECONDS", 300)
+# Resource groups (ARM ids) whose roles the portal never grants, beside every cluster's identity
+# resource group, which is protected anyway: roles there could take other teams' identities over.
+PROTECTED_RESOURCE_GROUPS = env_list("PROTECTED_RESOURCE_GROUPS", [])
 DRIFT_CHECK_INTERVAL_SECONDS = env_int("DRIFT_CHECK_INTERVAL_SECONDS", 3600)
 # The whole audit chain is walked by a worker this often (and on demand from the audit page);
 # the page itself walks only the rows added since the last full check, up to this many.

@@ -15,7 +15,14 @@ from identities.models.azure import (
     IdentityStatus,
     RoleAssignment,
 )
-from identities.models.org import CatalogRole, Cluster, NamespaceOwnership, Team, TeamMembership
+from identities.models.org import (
+    CatalogRole,
+    Cluster,
+    NamespaceOwnership,
+    ResourceGroupOwnership,
+    Team,
+    TeamMembership,
+)
 from identities.models.requests import (
     REQUEST_STATUSES_IN_FLIGHT,
     REQUEST_STATUSES_OPEN,
@@ -51,6 +58,7 @@ __all__ = [
     "RequestKind",
     "RequestStatus",
     "RequestedRole",
+    "ResourceGroupOwnership",
     "RoleAssignment",
     "Team",
     "TeamMembership",

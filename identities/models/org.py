@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from identities.validators import (
@@ -126,6 +127,35 @@ class NamespaceOwnership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.cluster}/{self.namespace} → {self.team}"
+
+
+class ResourceGroupOwnership(models.Model):
+    """Team X owns resource group G in subscription S: a role on a scope inside G is X's own
+    business; another team asking for one needs X's approval too (a cross-team request)."""
+
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="resource_groups")
+    subscription_id = models.CharField(max_length=36, validators=[validate_guid])
+    resource_group = models.CharField(max_length=90, validators=[validate_resource_group])
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["subscription_id", "resource_group"]
+        verbose_name_plural = "resource group ownership"
+        constraints = [
+            # ARM names are case-insensitive: one owner per group, however it is spelled.
+            models.UniqueConstraint(
+                Lower("subscription_id"),
+                Lower("resource_group"),
+                name="resourcegroupownership_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.resource_group} ({self.subscription_id}) → {self.team}"
+
+    @property
+    def resource_group_id(self) -> str:
+        return f"/subscriptions/{self.subscription_id.lower()}/resourceGroups/{self.resource_group}"
 
 
 class CatalogRole(models.Model):

@@ -60,6 +60,11 @@ class IdentityRequest(models.Model):
     status = models.CharField(
         max_length=16, choices=RequestStatus.choices, default=RequestStatus.PENDING
     )
+    # Teams that own a scope of this request (other than the requesting team): each must approve
+    # too, beside security (set from the policy when the request is filed).
+    owner_teams = models.ManyToManyField(
+        Team, related_name="requests_needing_owner_approval", blank=True
+    )
     is_exception = models.BooleanField(
         default=False,
         help_text="Asks for something policy refuses by default (privileged role, broad scope); "
@@ -154,6 +159,11 @@ class Approval(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="approvals"
     )
     decision = models.CharField(max_length=16, choices=ApprovalDecision.choices)
+    # Set when the decision was made for a team that owns a scope of the request (an owner's
+    # approval), not as security's.
+    on_behalf_of = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     comment = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 

@@ -47,7 +47,9 @@ __all__ = [
 ]
 
 # Rules whose warnings make a request high-risk in the approval queue.
-HIGH_RISK_RULES = frozenset({"privileged_role", "assigns_roles", "broad_scope"})
+HIGH_RISK_RULES = frozenset(
+    {"privileged_role", "assigns_roles", "broad_scope", "scope_unowned", "cross_team_scope"}
+)
 
 
 def evaluate_request(draft: RequestDraft, context: PolicyContext) -> PolicyResult:

@@ -33,6 +33,7 @@ from identities.validators import (
 )
 
 EXCEPTION_JUSTIFICATION_MIN = 20
+USER_ASSIGNED_IDENTITY_TYPE = "microsoft.managedidentity/userassignedidentities"
 
 
 class Checks:
@@ -379,6 +380,9 @@ class Checks:
                 f"identities of cluster {cluster.name!r} may not be granted roles in.",
             )
             return None
+        if not self.check_protected(field_name, parsed, role):
+            return None
+        self.check_owner(field_name, parsed)
         if parsed.level != SCOPE_RESOURCE:
             self.needs_exception = True
             level = "a subscription" if parsed.level == SCOPE_SUBSCRIPTION else "a resource group"
@@ -405,6 +409,66 @@ class Checks:
                     f"not {parsed.resource_type}.",
                 )
         return parsed
+
+    def check_protected(self, field_name: str, parsed: Scope, role: RoleFacts | None) -> bool:
+        """Scopes that would let an identity take over identities are refused outright, even as
+        an exception: any user-assigned identity, the resource groups holding the portal's own
+        identities, and a privileged role on a subscription that holds them."""
+        resource_type = (parsed.resource_type or "").lower()
+        protected = self.context.protected_resource_groups
+        reason = ""
+        if resource_type.startswith(USER_ASSIGNED_IDENTITY_TYPE):
+            reason = "is a user-assigned managed identity"
+        elif parsed.resource_group_id is not None and parsed.resource_group_id.lower() in protected:
+            reason = "is in a resource group that holds the portal's managed identities"
+        elif (
+            parsed.resource_group is None
+            and role is not None
+            and (role.privileged or role.can_assign_roles)
+            and any(group.startswith(parsed.key() + "/") for group in protected)
+        ):
+            reason = f"holds the portal's managed identities, and {role.name!r} is privileged"
+        if not reason:
+            return True
+        self.refuse(
+            field_name,
+            "protected_scope",
+            f"Scope {parsed.id!r} {reason}: a role there could add a federated credential to "
+            "another team's identity or grant access to it. Such scopes are never granted "
+            "through the portal, not even as an exception.",
+        )
+        return False
+
+    def check_owner(self, field_name: str, parsed: Scope) -> None:
+        """Inside the requesting team's resource groups: its own business. Another team's: that
+        team must approve too. Nobody's: only as an exception (four eyes)."""
+        if parsed.resource_group_id is None:
+            return  # subscription scopes are broad, and judged as such
+        owner = self.context.scope_owners.get(parsed.resource_group_id.lower())
+        if owner is None:
+            self.needs_exception = True
+            message = (
+                f"Resource group {parsed.resource_group!r} of scope {parsed.id!r} is owned by no "
+                "team"
+            )
+            if self.draft.is_exception:
+                self.warn(field_name, "scope_unowned", message + " (exception).")
+            else:
+                self.refuse(
+                    field_name,
+                    "scope_unowned",
+                    message + "; ask an admin to record its owner, or mark the request as an "
+                    "exception, which needs two approvers.",
+                )
+        elif owner != self.draft.team:
+            self.warn(
+                field_name,
+                "cross_team_scope",
+                f"Scope {parsed.id!r} is in resource group {parsed.resource_group!r} of team "
+                f"{owner!r}: a member of {owner!r} must approve too.",
+            )
+            if owner not in self.result.owner_teams:
+                self.result.owner_teams.append(owner)
 
     # --- tags and exceptions -------------------------------------------------------------
 

@@ -30,6 +30,8 @@ class PolicyResult:
 
     violations: list[Violation] = field(default_factory=list)
     warnings: list[Violation] = field(default_factory=list)
+    # Teams (other than the requesting one) that own a scope asked for: each must approve too.
+    owner_teams: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -113,6 +115,10 @@ class PolicyContext:
     identity: IdentityFacts | None = None
     taken_identity_names: frozenset[str] = frozenset()  # lower-cased, live, same resource group
     other_open_requests_for_subject: int = 0
+    # Resource group ids (lower-cased) -> the team that owns the group, for the draft's scopes.
+    scope_owners: Mapping[str, str] = field(default_factory=dict)
+    # Resource group ids (lower-cased) that hold the portal's own managed identities.
+    protected_resource_groups: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
+from django.db.models import Q
 from django.db.models.functions import Lower
 
 from identities.models import (
@@ -18,6 +21,7 @@ from identities.models import (
     NamespaceOwnership,
     RequestKind,
     RequestStatus,
+    ResourceGroupOwnership,
     Team,
 )
 from identities.naming import fic_subject, uami_name
@@ -31,6 +35,7 @@ from identities.policy import (
     RoleFacts,
     evaluate_request,
 )
+from identities.scopes import ScopeError, parse_scope
 from identities.selectors.requests import ids_or_none
 from identities.validators import is_dns1123_label, is_dns1123_subdomain
 
@@ -169,7 +174,47 @@ def policy_context_for(
         identity=_identity_facts(draft.identity_id, exclude_request_id=exclude_request_id),
         taken_identity_names=taken,
         other_open_requests_for_subject=other_open,
+        scope_owners=scope_owners(draft.roles),
+        protected_resource_groups=protected_resource_groups(),
     )
+
+
+def scope_owners(roles: Iterable[RoleDraft]) -> dict[str, str]:
+    """Resource group id (lower-cased) -> owning team, for the groups the scopes are in. One
+    query, whatever the number of roles."""
+    groups: set[tuple[str, str]] = set()
+    for requested in roles:
+        try:
+            scope = parse_scope(requested.scope)
+        except ScopeError:
+            continue  # the policy refuses it on its own
+        if scope.resource_group is not None:
+            groups.add((scope.subscription_id, scope.resource_group.lower()))
+    if not groups:
+        return {}
+    match = Q()
+    for subscription_id, group in groups:
+        match |= Q(subscription_lower=subscription_id, group_lower=group)
+    owned = (
+        ResourceGroupOwnership.objects.annotate(
+            subscription_lower=Lower("subscription_id"), group_lower=Lower("resource_group")
+        )
+        .filter(match)
+        .values_list("subscription_id", "resource_group", "team__name")
+    )
+    return {
+        f"/subscriptions/{sub.lower()}/resourcegroups/{group.lower()}": team
+        for sub, group, team in owned
+    }
+
+
+def protected_resource_groups() -> frozenset[str]:
+    """Resource group ids (lower-cased) holding the portal's own identities: every cluster's
+    identity resource group, and PROTECTED_RESOURCE_GROUPS from the settings."""
+    clusters = Cluster.objects.values_list("subscription_id", "resource_group")
+    groups = {f"/subscriptions/{sub}/resourcegroups/{group}".lower() for sub, group in clusters}
+    groups.update(group.lower().rstrip("/") for group in settings.PROTECTED_RESOURCE_GROUPS)
+    return frozenset(groups)
 
 
 def _identity_facts(identity_id: int | None, *, exclude_request_id: int | None) -> Any:

@@ -27,13 +27,17 @@ def identity_requests_visible_to(user: Any) -> QuerySet[IdentityRequest]:
         "team", "cluster", "requester", "identity"
     ).prefetch_related(
         Prefetch("roles", queryset=_requested_roles()),
-        Prefetch("approvals", queryset=Approval.objects.select_related("approver")),
+        Prefetch("approvals", queryset=Approval.objects.select_related("approver", "on_behalf_of")),
+        "owner_teams",
     )
     if roles.sees_everything(user):
         return queryset
     if not getattr(user, "is_authenticated", False):
         return queryset.none()
-    return queryset.filter(Q(team__in=teams_of(user)) | Q(requester=user))
+    teams = teams_of(user)
+    # A team that owns a scope of another team's request sees it: it has to approve it.
+    needing_my_team = IdentityRequest.objects.filter(owner_teams__in=teams).values("pk")
+    return queryset.filter(Q(team__in=teams) | Q(requester=user) | Q(pk__in=needing_my_team))
 
 
 def identity_request_get(*, user: Any, pk: int) -> IdentityRequest:

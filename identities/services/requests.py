@@ -110,6 +110,8 @@ def identity_request_create(*, requester: User, draft: RequestDraft) -> Identity
         )
         for requested in draft.roles
     )
+    if result.owner_teams:
+        identity_request.owner_teams.set(Team.objects.filter(name__in=result.owner_teams))
     audit_record(
         actor=requester,
         action=AuditAction.REQUEST_CREATED,
@@ -175,8 +177,6 @@ def identity_request_approve(
     """Record `approver`'s approval. The approval that completes the count (one, or two distinct
     approvers for an exception) moves the request to `approved`, commits the desired state and,
     once committed, enqueues provisioning. The policy is re-run first."""
-    if not roles.is_approver(approver):
-        raise PermissionDeniedError("Only approvers can approve identity requests.")
     # Row lock: concurrent approvals of one request queue here, so the approval count is exact.
     lock_identity_request(identity_request)
     if approver.pk == identity_request.requester_id:
@@ -193,6 +193,15 @@ def identity_request_approve(
             pk=identity_request.identity_id
         ).first()
     result = identity_request_policy(identity_request)
+    # Ownership is judged now, not as it was at filing: keep the request's owners in step.
+    owner_teams = list(Team.objects.filter(name__in=result.owner_teams))
+    identity_request.owner_teams.set(owner_teams)
+    acting_for = _owner_team_to_act_for(identity_request, approver, owner_teams)
+    if acting_for is None and not roles.is_approver(approver):
+        raise PermissionDeniedError(
+            "Only approvers, or members of a team that owns a scope of this request, can "
+            "approve it."
+        )
     if result.violations:
         raise PolicyViolationError(result)
 
@@ -200,20 +209,31 @@ def identity_request_approve(
         identity_request=identity_request,
         approver=approver,
         decision=ApprovalDecision.APPROVE,
+        on_behalf_of=acting_for,
         comment=comment,
     )
-    approvers = list(
+    approvals = list(
         identity_request.approvals.filter(decision=ApprovalDecision.APPROVE)
+        .select_related("approver", "on_behalf_of")
         .order_by("created_at", "id")
-        .values_list("approver__username", flat=True)
     )
+    approvers = [a.approver.get_username() for a in approvals if a.on_behalf_of is None]
+    owners_approved = sorted({a.on_behalf_of.name for a in approvals if a.on_behalf_of})
+    owners_pending = sorted({t.name for t in owner_teams} - set(owners_approved))
     decision = {
         "comment": comment,
         "approvers": approvers,
         "approvals_required": identity_request.approvals_required,
         "warnings": [w.as_dict() for w in result.warnings],
     }
-    if len(approvers) < identity_request.approvals_required:
+    if owner_teams:
+        decision.update(
+            owner_approvals={
+                a.on_behalf_of.name: a.approver.get_username() for a in approvals if a.on_behalf_of
+            },
+            owner_teams_pending=owners_pending,
+        )
+    if len(approvers) < identity_request.approvals_required or owners_pending:
         audit_record(
             actor=approver,
             action=AuditAction.REQUEST_APPROVAL_RECORDED,
@@ -238,12 +258,18 @@ def identity_request_approve(
 def identity_request_reject(
     *, identity_request: IdentityRequest, approver: User, comment: str
 ) -> IdentityRequest:
-    """Reject a pending request; the comment, required, tells the requester why."""
-    if not roles.is_approver(approver):
-        raise PermissionDeniedError("Only approvers can reject identity requests.")
+    """Reject a pending request; the comment, required, tells the requester why. Approvers may,
+    and so may a member of a team that owns one of its scopes (it is their resource)."""
     if not comment.strip():
         raise DomainError("A rejection needs a comment telling the requester why.")
     lock_identity_request(identity_request)
+    acting_for = _owner_team_to_act_for(
+        identity_request, approver, list(identity_request.owner_teams.all())
+    )
+    if acting_for is None and not roles.is_approver(approver):
+        raise PermissionDeniedError(
+            "Only approvers, or members of a team that owns a scope of this request, can reject it."
+        )
     if approver.pk == identity_request.requester_id:
         raise PermissionDeniedError(
             "Requesters cannot decide on their own requests; cancel it instead."
@@ -257,6 +283,7 @@ def identity_request_reject(
         identity_request=identity_request,
         approver=approver,
         decision=ApprovalDecision.REJECT,
+        on_behalf_of=acting_for,
         comment=comment.strip(),
     )
     transition(
@@ -307,6 +334,22 @@ def identity_request_retry(*, identity_request: IdentityRequest, actor: User) ->
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def _owner_team_to_act_for(
+    identity_request: IdentityRequest, user: User, owner_teams: list[Team]
+) -> Team | None:
+    """The owning team `user` decides for: one of the request's owner teams they are a member
+    of and that has not approved yet (their decision is then that team's, not security's)."""
+    approved = set(
+        identity_request.approvals.filter(
+            decision=ApprovalDecision.APPROVE, on_behalf_of__isnull=False
+        ).values_list("on_behalf_of_id", flat=True)
+    )
+    for team in owner_teams:
+        if team.pk not in approved and is_team_member(user, team):
+            return team
+    return None
 
 
 def _require_requester(user: User) -> None:

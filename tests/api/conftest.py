@@ -28,6 +28,7 @@ from identities.models import (
     IdentityRequest,
     RoleAssignment,
 )
+from identities.policy import RoleDraft
 from identities.services import (
     identity_request_approve,
     identity_request_create,
@@ -35,7 +36,7 @@ from identities.services import (
     identity_request_mark_provisioning,
     identity_request_mark_ready,
 )
-from tests.support.people import TENANT, VAULT_SCOPE, DraftFactory
+from tests.support.people import SEARCH_VAULT_SCOPE, TENANT, VAULT_SCOPE, DraftFactory
 
 CLIENT_ID = "8f2c7a51-0e0b-4f6e-9b7d-2d3c4b5a6f70"
 PRINCIPAL_ID = "ce2ce14e-85d7-4629-bdbc-454d0519d987"
@@ -143,6 +144,7 @@ def search_overrides(**extra: Any) -> dict[str, Any]:
         "namespace": "search",
         "app_name": "indexer",
         "service_account": "indexer",
+        "roles": (RoleDraft("Key Vault Secrets User", SEARCH_VAULT_SCOPE),),
         **extra,
     }
 

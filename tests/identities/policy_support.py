@@ -42,6 +42,13 @@ def make_context(**overrides: Any) -> PolicyContext:
         "cluster": CLUSTER,
         "owned_namespaces": frozenset({"payments", "payments-jobs", "default"}),
         "catalog": catalog_facts(),
+        "scope_owners": {
+            f"/subscriptions/{SUBSCRIPTION}/resourcegroups/rg-payments": "payments",
+            f"/subscriptions/{SUBSCRIPTION}/resourcegroups/rg-search": "search",
+        },
+        "protected_resource_groups": frozenset(
+            {f"/subscriptions/{SUBSCRIPTION}/resourcegroups/rg-identities"}
+        ),
     }
     values.update(overrides)
     return PolicyContext(**values)

@@ -180,7 +180,7 @@ def test_roles_can_be_named_by_guid_in_any_case() -> None:
 
 def test_nested_resources_are_resource_scopes() -> None:
     container = (
-        f"/subscriptions/{SUBSCRIPTION}/resourcegroups/rg/providers/Microsoft.Storage"
+        f"/subscriptions/{SUBSCRIPTION}/resourcegroups/rg-payments/providers/Microsoft.Storage"
         "/storageAccounts/st/blobServices/default/containers/invoices"
     )
     draft = make_draft(roles=(RoleDraft("Storage Blob Data Reader", container),))

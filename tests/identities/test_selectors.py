@@ -21,7 +21,7 @@ from identities.selectors import (
 )
 from identities.services import identity_request_approve
 from tests.identities.conftest import FileRequest
-from tests.support.people import RESOURCE_GROUP_SCOPE, IdentityFactory
+from tests.support.people import RESOURCE_GROUP_SCOPE, SEARCH_VAULT_SCOPE, IdentityFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -36,6 +36,7 @@ def test_requesters_see_their_teams_requests_only(
         namespace="search",
         app_name="indexer",
         service_account="indexer",
+        roles=(RoleDraft("Key Vault Secrets User", SEARCH_VAULT_SCOPE),),
     )
 
     assert list(identity_requests_visible_to(teammate)) == [mine]

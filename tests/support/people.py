@@ -30,6 +30,7 @@ from identities.models import (
     FederatedCredential,
     Identity,
     NamespaceOwnership,
+    ResourceGroupOwnership,
     Team,
     TeamMembership,
 )
@@ -48,6 +49,11 @@ STORAGE_SCOPE = (
     "/providers/Microsoft.Storage/storageAccounts/stpayments"
 )
 RESOURCE_GROUP_SCOPE = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-payments"
+# Team search's own vault (rg-search is search's; rg-payments is payments').
+SEARCH_VAULT_SCOPE = (
+    f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-search"
+    "/providers/Microsoft.KeyVault/vaults/kv-search"
+)
 PASSWORD = "test-password"
 
 
@@ -172,6 +178,12 @@ def cluster(team: Team, other_team: Team) -> Cluster:
     for namespace, owner in (("payments", team), ("payments-jobs", team), ("search", other_team)):
         NamespaceOwnership.objects.get_or_create(
             cluster=cluster, namespace=namespace, defaults={"team": owner}
+        )
+    # payments owns rg-payments (the vault and storage account the tests grant on), search owns
+    # rg-search: a scope in the other's group is a cross-team request.
+    for group, owner in (("rg-payments", team), ("rg-search", other_team)):
+        ResourceGroupOwnership.objects.get_or_create(
+            subscription_id=SUBSCRIPTION, resource_group=group, defaults={"team": owner}
         )
     return cluster
 
