@@ -5,9 +5,10 @@ Two grants are served on ``POST /{tenant}/oauth2/v2.0/token`` (client_credential
 - ``client_secret`` for the portal's own service principal (MSAL-based ClientSecretCredential);
 - ``client_assertion`` for workload identity federation: the client id is a UAMI's clientId and
   the assertion a sandbox cluster's ServiceAccount token. Checks run in the order real Entra ID
-  evidently uses (a token from an issuer Entra cannot reach still gets AADSTS70021): the FIC
-  match on issuer/subject/audience first (AADSTS70021), then the issuer's keys (AADSTS90061),
-  the signature (AADSTS700027) and the validity window (AADSTS700024).
+  evidently uses (a token from an issuer Entra cannot reach still gets a "no matching record"
+  answer): the FIC match on issuer, subject and audience first (AADSTS700211 / 700213 /
+  7002138 today, 70021 with the ``fic_mismatch_errors="legacy"`` knob), then the issuer's keys
+  (AADSTS90061), the signature (AADSTS700027) and the validity window (AADSTS700024).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ ARM_AUDIENCES = (
 _WIF_DOC = (
     "https://docs.microsoft.com/en-us/azure/active-directory/develop/workload-identity-federation"
 )
+_WIF_DOC_NEW = "https://learn.microsoft.com/entra/workload-id/workload-identity-federation"
 
 
 def route(ctx: Context, request: Request) -> Route | None:
@@ -227,22 +229,23 @@ def _federated_subject(ctx: Context, form: dict[str, str]) -> dict[str, Any]:
     audiences = [raw_aud] if isinstance(raw_aud, str) else [str(a) for a in raw_aud]
     now = time.time()
     propagation = float(ctx.knobs["fic_propagation_seconds"])
+    # A credential younger than the propagation delay is not visible to Entra yet: the exchange
+    # is judged as if it did not exist (or, with fic_propagation_error_code, answered with one
+    # fixed form, the way a stale record answered 700213 until recreated: issue 1200).
+    visible = [fic for fic in fics if now - fic["updated_at"] >= propagation]
     matched = [
         fic
-        for fic in fics
+        for fic in visible
         if fic["issuer"] == issuer
         and fic["subject"] == subject
         and any(aud in fic["audiences"] for aud in audiences)
-        and now - fic["updated_at"] >= propagation
     ]
     if not matched:
-        raise OAuthError(
-            400,
-            "invalid_request",
-            70021,
-            "No matching federated identity record found for presented assertion. "
-            f"Assertion Issuer: '{issuer}'. Assertion Subject: '{subject}'. "
-            f"Assertion Audience: '{','.join(audiences)}'. {_WIF_DOC}",
+        forced = ctx.knobs["fic_propagation_error_code"]
+        if forced is not None and len(visible) < len(fics):
+            raise _no_matching_record(ctx, int(forced), issuer, subject, audiences)
+        raise _no_matching_record(
+            ctx, _not_found_code(visible, issuer, subject), issuer, subject, audiences
         )
     cluster = next(
         (c for c in clusters if c["oidc_issuer_enabled"] and c["issuer_url"] == issuer), None
@@ -273,6 +276,76 @@ def _federated_subject(ctx: Context, form: dict[str, str]) -> dict[str, Any]:
         "appid": identity["client_id"],
         "xms_mirid": identity["id"],
     }
+
+
+def _not_found_code(visible: list[dict[str, Any]], issuer: str, subject: str) -> int:
+    """Which "no matching federated identity record" form Entra answers today.
+
+    By the first field no visible credential matches: the issuer (700211), then the subject,
+    case-insensitively equal (7002138) or not (700213). Issuer and subject matching but the
+    audience not gets the generic form (70021): no public body for an audience-specific code
+    was found.
+    """
+    same_issuer = [fic for fic in visible if fic["issuer"] == issuer]
+    if not same_issuer:
+        return 700211
+    if not any(fic["subject"] == subject for fic in same_issuer):
+        if any(fic["subject"].lower() == subject.lower() for fic in same_issuer):
+            return 7002138
+        return 700213
+    return 70021
+
+
+def _no_matching_record(
+    ctx: Context, code: int, issuer: str, subject: str, audiences: list[str]
+) -> OAuthError:
+    """Entra's refusal when no federated credential matches the assertion.
+
+    Bodies as real Entra sends them (``fic_mismatch_errors="legacy"`` gives the older 70021
+    form for every case):
+    - 70021, ``invalid_request``, HTTP 400: Azure/azure-workload-identity#616 (AZURE-FACTS §4.4);
+    - 700211, ``invalid_client``: Azure/azure-workload-identity#1200 ("No matching federated
+      identity record found for presented assertion issuer '<iss>'. Please check your
+      federated identity credential Subject, Audience and Issuer against the presented
+      assertion. <doc>");
+    - 700213, ``invalid_client``: Azure/login#482, #379, #453; the newer wording ("Check your
+      ...", learn.microsoft.com link) in Azure/azure-workload-identity#1200 (2025-04) and
+      dotnet/maui#31978;
+    - 7002138, ``invalid_client``: Azure/login#515, #497, #573 ("The subject matches with
+      case-insensitive comparison, but not with case-sensitive comparison. ...").
+    HTTP 401 for ``invalid_client`` follows microsoft/Agents#202 (7002137, "statusCode": 401);
+    the threads quoting 700211/700213 do not show the status.
+    """
+    if ctx.knobs["fic_mismatch_errors"] == "legacy" or code == 70021:
+        return OAuthError(
+            400,
+            "invalid_request",
+            70021,
+            "No matching federated identity record found for presented assertion. "
+            f"Assertion Issuer: '{issuer}'. Assertion Subject: '{subject}'. "
+            f"Assertion Audience: '{','.join(audiences)}'. {_WIF_DOC}",
+        )
+    check = "Check your federated identity credential Subject, Audience and Issuer against the "
+    if code == 700211:
+        text = (
+            f"No matching federated identity record found for presented assertion issuer "
+            f"'{issuer}'. Please c{check[1:]}presented assertion. {_WIF_DOC}"
+        )
+    elif code == 7002138:
+        text = (
+            f"No matching federated identity record found for presented assertion subject "
+            f"'{subject}'. The subject matches with case-insensitive comparison, but not with "
+            f"case-sensitive comparison. {check}presented assertion. See documentation at: "
+            f"{_WIF_DOC_NEW}. See breaking change notification and remediation at: "
+            "https://learn.microsoft.com/en-us/entra/identity-platform/"
+            "reference-breaking-changes#august-2024."
+        )
+    else:
+        text = (
+            f"No matching federated identity record found for presented assertion subject "
+            f"'{subject}'. {check}presented assertion. {_WIF_DOC_NEW}"
+        )
+    return OAuthError(401, "invalid_client", code, text)
 
 
 def _iso(epoch: float) -> str:

@@ -68,6 +68,15 @@ def _choice(*allowed: str) -> Callable[[Any], str]:
     return check
 
 
+def _choice_int(*allowed: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or value not in allowed:
+            raise KnobError(f"must be one of {', '.join(map(str, allowed))}")
+        return int(value)
+
+    return check
+
+
 def _non_empty_string(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise KnobError("must be a non-empty string")
@@ -126,7 +135,17 @@ KNOBS: dict[str, Knob] = {
         "BadRequest", _non_empty_string, "ARM error code when the FIC limit is hit"
     ),
     "fic_propagation_seconds": Knob(
-        0.0, _number(0), "a new FIC still answers AADSTS70021 for this long"
+        0.0, _number(0), "a new FIC is invisible to the token exchange for this long"
+    ),
+    "fic_propagation_error_code": Knob(
+        None,
+        _optional(_choice_int(70021, 700211, 700213, 7002138)),
+        "while a FIC propagates, answer this AADSTS code; null = as if the FIC did not exist",
+    ),
+    "fic_mismatch_errors": Knob(
+        "current",
+        _choice("current", "legacy"),
+        "'current': AADSTS700211/700213/7002138 as Entra answers today; 'legacy': 70021 always",
     ),
     "page_size": Knob(100, _integer(1), "items per page of every ARM list without $top"),
 }
