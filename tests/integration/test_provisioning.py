@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import pytest
+from azure.mgmt.msi.models import FederatedIdentityCredential
 from django.db import connections
 
 from identities.errors import PolicyViolationError
@@ -36,6 +37,7 @@ from provisioning.errors import TransientError
 from provisioning.models import ProvisioningStep, StepStatus
 from provisioning.reconcile import reconcile_request, role_assignment_name
 from provisioning.retry import Backoff, with_retries
+from tests.support.emulator import build_azure_clients
 from tests.support.people import SUBSCRIPTION, DraftFactory
 from tests.support.sandbox import ApprovedRequestFactory, Sandbox
 
@@ -344,6 +346,62 @@ def test_the_21st_service_account_is_refused_before_any_azure_call(
         )
     assert any("20" in v.message for v in refused.value.violations)
     assert sandbox.arm_writes(log_start) == []
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        {},  # the emulator's default body (400 BadRequest)
+        {"fic_limit_error_status": 409, "fic_limit_error_code": "Conflict"},
+        {"fic_limit_error_status": 400, "fic_limit_error_code": "InvalidRequest"},
+    ],
+)
+def test_azure_refusing_a_21st_credential_is_named_by_status_and_count_whatever_its_body(
+    sandbox: Sandbox,
+    approved_request: ApprovedRequestFactory,
+    requester: Any,
+    approver: Any,
+    make_draft: DraftFactory,
+    refusal: dict[str, Any],
+) -> None:
+    """Credentials made outside the portal fill the identity in Azure: the portal's own count
+    lets the request through, Azure refuses it, and the engine names the limit from the status
+    and Azure's count, not from the (unattested) text."""
+    first = approved_request(roles=vault_roles(1))
+    reconcile_request(first.pk)
+    first.refresh_from_db()
+    identity = Identity.objects.get(pk=first.identity_id)
+    sandbox.emulator.config(fic_write_ms=0, **refusal)
+    clients = build_azure_clients(sandbox.emulator, SUBSCRIPTION)
+    for n in range(19):
+        clients.msi.federated_identity_credentials.create_or_update(
+            identity.resource_group,
+            identity.name,
+            f"by-hand-{n}",
+            FederatedIdentityCredential(
+                issuer=identity.cluster.oidc_issuer_url,
+                subject=f"system:serviceaccount:payments:by-hand-{n}",
+                audiences=["api://AzureADTokenExchange"],
+            ),
+        )
+    extra = identity_request_create(
+        requester=requester,
+        draft=make_draft(
+            kind=RequestKind.ADD_SERVICE_ACCOUNT,
+            identity_id=identity.pk,
+            service_account="one-too-many",
+            roles=(),
+        ),
+    )
+    identity_request_approve(identity_request=extra, approver=approver)
+
+    reconcile_request(extra.pk)
+
+    extra.refresh_from_db()
+    assert extra.status == RequestStatus.FAILED
+    assert "FederatedIdentityCredentialLimit" in extra.last_error
+    assert "already holds 20 federated credentials" in extra.last_error
+    assert "by-hand-0" in extra.last_error
 
 
 def test_decommission_removes_role_assignments_credentials_and_the_identity(
