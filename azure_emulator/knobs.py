@@ -95,10 +95,20 @@ class Knob:
 KNOBS: dict[str, Knob] = {
     "latency_ms": Knob(0, _number(0, 60_000), "added to every ARM and token request"),
     "write_bucket_capacity": Knob(
-        None, _optional(_integer(1)), "per-subscription ARM write bucket size; null = no throttling"
+        None,
+        _optional(_integer(1)),
+        "per-subscription ARM write (PUT, PATCH) bucket size; null = no throttling",
     ),
     "write_bucket_refill_per_second": Knob(
         None, _optional(_number(0.001)), "tokens added back per second; null = no throttling"
+    ),
+    "delete_bucket_capacity": Knob(
+        None,
+        _optional(_integer(1)),
+        "per-subscription ARM DELETE bucket size (its own bucket, as ARM's); null = none",
+    ),
+    "delete_bucket_refill_per_second": Knob(
+        None, _optional(_number(0.001)), "delete tokens added back per second; null = none"
     ),
     "fault_rate_500": Knob(
         0.0, _number(0, 1), "share of requests answered 500 InternalServerError"

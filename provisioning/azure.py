@@ -52,13 +52,18 @@ _TOKEN_HTTP_ERROR = re.compile(r"HTTP Error: (429|5\d\d)\b")
 # Retry-After (msal.application: default_throttle_time for a confidential client).
 MSAL_ERROR_REPLAY_SECONDS = 5.0
 
+# Throttling, by every name Azure gives it: ARM's own 429 (SubscriptionRequestsThrottled), the
+# resource providers' (TooManyRequests; Compute's TooManyRequestsReceived), AZURE-FACTS §2.3, §8.
+# Whatever the status, these are waited out on the time budget like a 429 (provisioning.retry).
+THROTTLING_CODES = frozenset(
+    {"SubscriptionRequestsThrottled", "TooManyRequestsReceived", "TooManyRequests"}
+)
 # Codes Azure documents as "try again": replication delay after creating a principal, concurrent
 # FIC writes on one identity, throttling variants (AZURE-FACTS §2).
-TRANSIENT_CODES = frozenset(
+TRANSIENT_CODES = THROTTLING_CODES | frozenset(
     {
         "PrincipalNotFound",
         "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity",
-        "TooManyRequests",
         "RetryableErrorDueToAnotherOperation",
         "InternalServerError",
         "ServiceUnavailable",
@@ -186,18 +191,17 @@ def translate(exc: Exception, *, operation: str) -> GatewayError:
         response = exc.response
         headers: Any = getattr(response, "headers", {}) if response is not None else {}
         request_id = headers.get("x-ms-request-id", "")
-        kind: type[GatewayError] = (
-            TransientError
-            if (status in {408, 429} or (status or 0) >= 500 or code in TRANSIENT_CODES)
-            else PermanentError
-        )
-        return kind(
-            f"{operation}: {message}",
-            code=code,
-            status=status,
-            request_id=request_id,
-            retry_after=_retry_after(response),
-        )
+        details: dict[str, Any] = {
+            "code": code,
+            "status": status,
+            "request_id": request_id,
+            "retry_after": _retry_after(response),
+        }
+        if code in THROTTLING_CODES:
+            return TransientError(f"{operation}: {message}", wait_out=True, **details)
+        if status in {408, 429} or (status or 0) >= 500 or code in TRANSIENT_CODES:
+            return TransientError(f"{operation}: {message}", **details)
+        return PermanentError(f"{operation}: {message}", **details)
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
         return TransientError(f"{operation}: network error talking to Azure: {exc}", code="Network")
     raise exc
