@@ -42,7 +42,7 @@ from azure.mgmt.msi import ManagedServiceIdentityClient
 from azure.mgmt.msi.models import FederatedIdentityCredential, Identity
 from django.conf import settings
 
-from identities.validators import parse_arm_scope, scope_problem
+from identities.validators import canonical_arm_id, parse_arm_scope, scope_problem
 from provisioning.errors import GatewayError, PermanentError, TransientError
 
 T = TypeVar("T")
@@ -231,7 +231,8 @@ def _call_result(http_response: Any) -> CallResult:
 
 def _identity_state(model: Any) -> IdentityState:
     return IdentityState(
-        resource_id=model.id,
+        # ARM answers `/resourcegroups/`; every id leaves the gateway in canonical casing.
+        resource_id=canonical_arm_id(model.id),
         name=model.name,
         location=model.location,
         client_id=model.client_id,
@@ -252,9 +253,9 @@ def _fic_state(model: Any) -> FicState:
 
 def _role_assignment_state(model: Any) -> RoleAssignmentState:
     return RoleAssignmentState(
-        id=model.id,
+        id=canonical_arm_id(model.id),
         name=model.name,
-        scope=model.scope or "",
+        scope=canonical_arm_id(model.scope or ""),
         role_definition_guid=role_definition_guid(model.role_definition_id),
         principal_id=model.principal_id,
         principal_type=str(model.principal_type or ""),
