@@ -85,6 +85,7 @@ class App:
                 "request_id": response.headers["x-ms-request-id"],
                 "error": response.error_code,
                 "op": request.op,
+                **({"scope": request.scope} if request.scope is not None else {}),
             }
         )
 

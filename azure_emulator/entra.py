@@ -35,12 +35,21 @@ from azure_emulator.protocol import (
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 TOKEN_LIFETIME = 3599
-ARM_AUDIENCES = (
-    "https://management.azure.com/",
-    "https://management.azure.com",
-    "https://management.core.windows.net/",
-    "https://management.core.windows.net",
-)
+# The ARM token audiences each cloud's ARM accepts: its resource manager host and the older
+# management.core form, which is the US Government cloud's credential scope (azure-mgmt-core
+# tools.get_arm_endpoints: public management.azure.com, usgov credential scope
+# management.core.usgovcloudapi.net, china management.chinacloudapi.cn). Knob ``cloud``.
+CLOUD_ARM_HOSTS = {
+    "public": ("management.azure.com", "management.core.windows.net"),
+    "usgov": ("management.usgovcloudapi.net", "management.core.usgovcloudapi.net"),
+    "china": ("management.chinacloudapi.cn", "management.core.chinacloudapi.cn"),
+}
+
+
+def arm_audiences(cloud: str) -> tuple[str, ...]:
+    return tuple(f"https://{host}{slash}" for host in CLOUD_ARM_HOSTS[cloud] for slash in ("/", ""))
+
+
 _WIF_DOC = (
     "https://docs.microsoft.com/en-us/azure/active-directory/develop/workload-identity-federation"
 )
@@ -65,6 +74,7 @@ def route(ctx: Context, request: Request) -> Route | None:
     if request.method == "POST" and rest == "oauth2/v2.0/token":
         form = {k: v[0] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
         op = "entra.token.assertion" if "client_assertion" in form else "entra.token.secret"
+        request.scope = form.get("scope", "")
         return Route(op, "entra", lambda: _token(ctx, tenant, form), faulty=True)
     return None
 
@@ -373,8 +383,9 @@ def authenticate(ctx: Context, request: Request) -> dict[str, Any]:
             "AuthenticationFailed",
             "Authentication failed. The 'Authorization' header is provided in an invalid format.",
         )
+    audiences = arm_audiences(str(ctx.knobs["cloud"]))
     try:
-        claims = keys.verify(ctx.store.entra_key, token.strip(), audience=list(ARM_AUDIENCES))
+        claims = keys.verify(ctx.store.entra_key, token.strip(), audience=list(audiences))
     except jwt.ExpiredSignatureError:
         now = utc_now().strftime("%m/%d/%Y %H:%M:%S")
         raise refuse(
@@ -385,7 +396,7 @@ def authenticate(ctx: Context, request: Request) -> dict[str, Any]:
         raise refuse(
             "InvalidAuthenticationTokenAudience",
             "The access token has been obtained for wrong audience or resource. It should "
-            f"exactly match with one of the allowed audiences {', '.join(ARM_AUDIENCES)}.",
+            f"exactly match with one of the allowed audiences {', '.join(audiences)}.",
         ) from None
     except jwt.PyJWTError:
         raise refuse("InvalidAuthenticationToken", "The access token is invalid.") from None

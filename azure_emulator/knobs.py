@@ -157,6 +157,11 @@ KNOBS: dict[str, Knob] = {
         _choice("current", "legacy"),
         "'current': AADSTS700211/700213/7002138 as Entra answers today; 'legacy': 70021 always",
     ),
+    "cloud": Knob(
+        "public",
+        _choice("public", "usgov", "china"),
+        "whose ARM token audiences ARM accepts (a token for another cloud's ARM gets 401)",
+    ),
     "page_size": Knob(100, _integer(1), "items per page of every ARM list without $top"),
 }
 

@@ -271,11 +271,15 @@ class AzureGateway:
         credential: TokenCredential,
         arm_url: str,
         authority: str,
+        arm_scope: str = "https://management.azure.com/.default",
         connection_verify: str | bool = True,
         client_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.credential = credential
         self.arm_url = arm_url.rstrip("/")
+        # The scope of every ARM token, from the configured cloud (provisioning.clouds): the
+        # SDK clients otherwise ask for the public cloud's whatever their base_url.
+        self.arm_scope = arm_scope
         # Entra authority for token exchanges made on behalf of workloads (verification).
         self.authority = authority
         self.connection_verify = connection_verify
@@ -293,6 +297,7 @@ class AzureGateway:
                     self.credential,
                     subscription_id,
                     base_url=self.arm_url,
+                    credential_scopes=[self.arm_scope],
                     connection_verify=self.connection_verify,
                     **self.client_kwargs,
                 )
@@ -551,14 +556,27 @@ def _gateway_for(mode: str, fingerprint: str) -> AzureGateway:
             credential=credential,
             arm_url=url,
             authority=url,
+            arm_scope=settings.AZURE_RESOURCE_MANAGER_SCOPE,
             connection_verify=ca_path,
             client_kwargs=client_kwargs,
         )
-    # Real Azure: environment, workload identity (the portal on AKS), managed identity or CLI.
+    # Real Azure: environment, workload identity (the portal on AKS), managed identity or CLI,
+    # in the configured cloud. MSAL-based credentials skip instance discovery for an authority
+    # outside the known clouds (private clouds, Azure Stack Hub), which would otherwise ask
+    # login.microsoftonline.com about it before any token request.
+    verify: str | bool = settings.AZURE_CA_BUNDLE or True
+    tls: dict[str, Any] = {} if verify is True else {"connection_verify": verify}
     return AzureGateway(
-        credential=DefaultAzureCredential(authority=settings.AZURE_AUTHORITY_HOST, **timeouts),
+        credential=DefaultAzureCredential(
+            authority=settings.AZURE_AUTHORITY_HOST,
+            disable_instance_discovery=not settings.AZURE_INSTANCE_DISCOVERY,
+            **tls,
+            **timeouts,
+        ),
         arm_url=settings.AZURE_RESOURCE_MANAGER_URL,
         authority=settings.AZURE_AUTHORITY_HOST,
+        arm_scope=settings.AZURE_RESOURCE_MANAGER_SCOPE,
+        connection_verify=verify,
         client_kwargs=client_kwargs,
     )
 
@@ -566,9 +584,18 @@ def _gateway_for(mode: str, fingerprint: str) -> AzureGateway:
 def get_gateway() -> AzureGateway:
     """The process-wide gateway for the configured mode (rebuilt if the emulator moves)."""
     mode = settings.AZURE_MODE
-    fingerprint = ""
+    fingerprint = "|".join(
+        str(value)
+        for value in (
+            settings.AZURE_RESOURCE_MANAGER_URL,
+            settings.AZURE_AUTHORITY_HOST,
+            settings.AZURE_RESOURCE_MANAGER_SCOPE,
+            settings.AZURE_INSTANCE_DISCOVERY,
+            settings.AZURE_CA_BUNDLE,
+        )
+    )
     if mode == "emulator":
-        fingerprint = f"{settings.EMULATOR_URL}|{settings.EMULATOR_STATE_DIR}"
+        fingerprint += f"|{settings.EMULATOR_URL}|{settings.EMULATOR_STATE_DIR}"
         url_file = Path(settings.EMULATOR_STATE_DIR) / "url"
         if not settings.EMULATOR_URL and url_file.exists():
             fingerprint += "|" + url_file.read_text().strip()

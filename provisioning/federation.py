@@ -17,6 +17,7 @@ from azure.identity import ClientAssertionCredential
 
 from provisioning.azure import FicState
 
+# The public cloud's; the verification passes the configured cloud's (AzureGateway.arm_scope).
 ARM_SCOPE = "https://management.azure.com/.default"
 # No answer from the token endpoint (timeout, refused connection, TLS): nothing was decided.
 TOKEN_ENDPOINT_UNREACHABLE = "TokenEndpointUnreachable"  # noqa: S105 - an error code
@@ -239,6 +240,7 @@ def exchange(
     client_id: str,
     assertion: str,
     authority: str,
+    scope: str = ARM_SCOPE,
     connection_verify: str | bool = True,
     connection_timeout: float = 10,
     read_timeout: float = 30,
@@ -256,7 +258,7 @@ def exchange(
         read_timeout=read_timeout,
     )
     try:
-        access = credential.get_token(ARM_SCOPE)
+        access = credential.get_token(scope)
     except ClientAuthenticationError as exc:
         message = str(exc.message or exc)
         found = _AADSTS.search(message)

@@ -120,6 +120,7 @@ def run_check(identity_request: IdentityRequest, fic: FederatedCredential) -> Ch
         client_id=identity.client_id,
         assertion=sa_token.token,
         authority=gateway.authority,
+        scope=gateway.arm_scope,
         connection_verify=gateway.connection_verify,
         connection_timeout=settings.AZURE_HTTP_CONNECT_TIMEOUT,
         read_timeout=settings.AZURE_HTTP_READ_TIMEOUT,
