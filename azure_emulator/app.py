@@ -30,7 +30,7 @@ from azure_emulator.protocol import (
 
 WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
 # Polling and the reset that truncates the log would only add noise to it.
-_UNLOGGED = frozenset({"control.requests", "control.health", "control.reset"})
+_UNLOGGED = frozenset({"control.requests", "control.health", "control.reset", "control.resources"})
 
 
 class App:

@@ -406,6 +406,30 @@ def test_azure_refusing_a_21st_credential_is_named_by_status_and_count_whatever_
     assert "by-hand-0" in extra.last_error
 
 
+def test_a_role_on_a_resource_that_does_not_exist_fails_with_arms_404(
+    sandbox: Sandbox, requester: Any, approver: Any, make_draft: DraftFactory
+) -> None:
+    """Filed without registering the vault in the emulator's inventory: ARM answers 404
+    ResourceNotFound, a permanent error the request names."""
+    missing = (
+        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-payments"
+        "/providers/Microsoft.KeyVault/vaults/kv-deleted-last-week"
+    )
+    identity_request = identity_request_create(
+        requester=requester,
+        draft=make_draft(roles=(RoleDraft("Key Vault Secrets User", missing),)),
+    )
+    identity_request_approve(identity_request=identity_request, approver=approver)
+
+    reconcile_request(identity_request.pk)
+
+    identity_request.refresh_from_db()
+    assert identity_request.status == RequestStatus.FAILED
+    assert "ResourceNotFound" in identity_request.last_error
+    assert "kv-deleted-last-week" in identity_request.last_error
+    assert sandbox.arm()["role_assignments"] == {}
+
+
 def test_decommission_removes_role_assignments_credentials_and_the_identity(
     sandbox: Sandbox, approved_request: ApprovedRequestFactory, requester: Any, approver: Any
 ) -> None:
