@@ -405,8 +405,9 @@ PROVISIONING_BACKOFF_MAX_SECONDS = float(os.environ.get("PROVISIONING_BACKOFF_MA
 PROVISIONING_THROTTLE_BUDGET_SECONDS = float(
     os.environ.get("PROVISIONING_THROTTLE_BUDGET_SECONDS", "600")
 )
-# Verification: run automatically after provisioning; while a new FIC propagates (AADSTS70021
-# with every field matching) check again every VERIFY_RETRY_SECONDS for up to the window.
+# Verification: run automatically after provisioning; while a new FIC propagates (any "no
+# matching federated identity record" code with Azure's copy matching the token) check again
+# every VERIFY_RETRY_SECONDS for up to the window.
 VERIFY_AFTER_PROVISIONING = env_bool("VERIFY_AFTER_PROVISIONING", True)
 VERIFY_PROPAGATION_WINDOW_SECONDS = env_int("VERIFY_PROPAGATION_WINDOW_SECONDS", 600)
 VERIFY_RETRY_SECONDS = env_int("VERIFY_RETRY_SECONDS", 20)
