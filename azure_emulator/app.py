@@ -18,7 +18,7 @@ from typing import Any
 from azure_emulator import aks, control, entra, federated, kube, msi, rbac, roledefs
 from azure_emulator import armcommon as arm
 from azure_emulator.context import Context
-from azure_emulator.faults import UNTHROTTLED_REMAINING_WRITES
+from azure_emulator.faults import BUCKET_SIZES, GLOBAL_FACTOR, unthrottled_remaining
 from azure_emulator.protocol import (
     ArmError,
     HttpError,
@@ -30,7 +30,7 @@ from azure_emulator.protocol import (
 
 WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
 # Polling and the reset that truncates the log would only add noise to it.
-_UNLOGGED = frozenset({"control.requests", "control.health", "control.reset"})
+_UNLOGGED = frozenset({"control.requests", "control.health", "control.reset", "control.resources"})
 
 
 class App:
@@ -85,6 +85,7 @@ class App:
                 "request_id": response.headers["x-ms-request-id"],
                 "error": response.error_code,
                 "op": request.op,
+                **({"scope": request.scope} if request.scope is not None else {}),
             }
         )
 
@@ -125,21 +126,33 @@ class App:
         arm.require_api_version(request)
         extra: dict[str, str] = {}
         if route.write:
+            kind = "deletes" if request.method == "DELETE" else "writes"
             key = (route.subscription or "tenant").lower()
-            allowed, remaining, retry_after = self.ctx.throttle.take(key, knobs)
-            extra["x-ms-ratelimit-remaining-subscription-writes"] = str(remaining)
+            allowed, remaining, retry_after = self.ctx.throttle.take(key, knobs, kind)
+            capacity = knobs[
+                "delete_bucket_capacity" if kind == "deletes" else "write_bucket_capacity"
+            ]
+            # One principal here; the global budget is the others' share plus what it has left.
+            others = (capacity or BUCKET_SIZES[kind]) * (GLOBAL_FACTOR - 1)
+            extra[f"x-ms-ratelimit-remaining-subscription-{kind}"] = str(remaining)
+            extra[f"x-ms-ratelimit-remaining-subscription-global-{kind}"] = str(others + remaining)
             if not allowed:
+                # ARM's own throttling answer: code SubscriptionRequestsThrottled, message as
+                # quoted from live ARM ("Number of 'read' requests for subscription '…' actor
+                # '…' exceeded. Please try again after '10' seconds.", 2026); AZURE-FACTS §8.
+                actor = str(request.caller.get("oid", "")) if request.caller else ""
+                operation = "delete" if kind == "deletes" else "write"
                 raise ArmError(
                     429,
-                    "TooManyRequests",
-                    "The request is being throttled as the limit has been reached for operation "
-                    f"type - Write. Please retry after {retry_after} seconds.",
+                    "SubscriptionRequestsThrottled",
+                    f"Number of '{operation}' requests for subscription '{key}' actor '{actor}' "
+                    f"exceeded. Please try again after '{retry_after}' seconds.",
                     headers={**extra, "Retry-After": str(retry_after)},
                 )
         else:
-            extra["x-ms-ratelimit-remaining-subscription-reads"] = str(
-                UNTHROTTLED_REMAINING_WRITES * 10
-            )
+            reads, global_reads = unthrottled_remaining("reads")
+            extra["x-ms-ratelimit-remaining-subscription-reads"] = str(reads)
+            extra["x-ms-ratelimit-remaining-subscription-global-reads"] = str(global_reads)
         try:
             response = route.handler()
         except HttpError as exc:

@@ -17,6 +17,9 @@ started with ``--allow-remote-control``). Errors use the ARM envelope with codes
 | POST / GET | users | add (or replace, by username) / list directory users who can sign in \
 (``{"username", "name", "email", "groups": [object ids], "oid", "overage"}``) |
 | GET | requests?since=N | the request log from line N: ``{"requests": [...], "next": M}`` |
+| POST / GET | resources | register (201) / list the resource inventory (``inventory.py``): \
+``{"resources": [{"id", "location", "tags"}]}`` or one such object; list filters ``type``, \
+``subscriptionId``, ``resourceGroup`` |
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import time
 import uuid
 from typing import Any
 
-from azure_emulator import aks, kube, signin
+from azure_emulator import aks, inventory, kube, signin
 from azure_emulator import armcommon as arm
 from azure_emulator.context import Context
 from azure_emulator.knobs import KnobError
@@ -62,6 +65,8 @@ def route(ctx: Context, request: Request) -> Route | None:
         ("GET", "requests"): _requests,
         ("POST", "users"): _users_post,
         ("GET", "users"): _users_list,
+        ("POST", "resources"): _resources_post,
+        ("GET", "resources"): _resources_list,
     }
     if key in simple:
         handler = simple[key]
@@ -220,6 +225,53 @@ def _principals_post(ctx: Context, request: Request) -> Response:
 def _principals_list(ctx: Context, request: Request) -> Response:
     with ctx.store.lock:
         return json_response(200, {"value": list(ctx.store.data["principals"].values())})
+
+
+def _resource_row(item: Any) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise ArmError(400, "InvalidResource", "each resource must be an object")
+    resource_id = item.get("id")
+    if resource_id is None and item.get("subscription_id"):
+        resource_id = f"/subscriptions/{item['subscription_id']}"
+        if item.get("resource_group"):
+            resource_id += f"/resourceGroups/{item['resource_group']}"
+            if item.get("type") and item.get("name"):
+                resource_id += f"/providers/{item['type']}/{item['name']}"
+    if not isinstance(resource_id, str):
+        raise ArmError(400, "InvalidResource", "a resource needs an id (or subscription_id, ...)")
+    location = item.get("location", "")
+    if not isinstance(location, str):
+        raise ArmError(400, "InvalidResource", "location must be a string")
+    try:
+        return inventory.entry(
+            resource_id,
+            location=arm.normalise_location(location) if location else "",
+            tags=item.get("tags") or {},
+        )
+    except inventory.InventoryError as exc:
+        raise ArmError(400, "InvalidResource", str(exc)) from None
+
+
+def _resources_post(ctx: Context, request: Request) -> Response:
+    body = _body(request)
+    items = body.get("resources") if "resources" in body else [body]
+    if not isinstance(items, list):
+        raise ArmError(400, "InvalidResource", "resources must be a list")
+    rows = [_resource_row(item) for item in items]  # all validated before any is stored
+    return json_response(201, {"value": inventory.register(ctx, rows)})
+
+
+def _resources_list(ctx: Context, request: Request) -> Response:
+    wanted = {key: request.param(key) for key in ("type", "subscriptionId", "resourceGroup")}
+    found = [
+        row
+        for row in inventory.rows(ctx)
+        if all(
+            value is None or str(row.get(key) or "").lower() == value.lower()
+            for key, value in wanted.items()
+        )
+    ]
+    return json_response(200, {"value": found})
 
 
 def _requests(ctx: Context, request: Request) -> Response:

@@ -5,9 +5,10 @@ Two grants are served on ``POST /{tenant}/oauth2/v2.0/token`` (client_credential
 - ``client_secret`` for the portal's own service principal (MSAL-based ClientSecretCredential);
 - ``client_assertion`` for workload identity federation: the client id is a UAMI's clientId and
   the assertion a sandbox cluster's ServiceAccount token. Checks run in the order real Entra ID
-  evidently uses (a token from an issuer Entra cannot reach still gets AADSTS70021): the FIC
-  match on issuer/subject/audience first (AADSTS70021), then the issuer's keys (AADSTS90061),
-  the signature (AADSTS700027) and the validity window (AADSTS700024).
+  evidently uses (a token from an issuer Entra cannot reach still gets a "no matching record"
+  answer): the FIC match on issuer, subject and audience first (AADSTS700211 / 700213 /
+  7002138 today, 70021 with the ``fic_mismatch_errors="legacy"`` knob), then the issuer's keys
+  (AADSTS90061), the signature (AADSTS700027) and the validity window (AADSTS700024).
 """
 
 from __future__ import annotations
@@ -34,15 +35,25 @@ from azure_emulator.protocol import (
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 TOKEN_LIFETIME = 3599
-ARM_AUDIENCES = (
-    "https://management.azure.com/",
-    "https://management.azure.com",
-    "https://management.core.windows.net/",
-    "https://management.core.windows.net",
-)
+# The ARM token audiences each cloud's ARM accepts: its resource manager host and the older
+# management.core form, which is the US Government cloud's credential scope (azure-mgmt-core
+# tools.get_arm_endpoints: public management.azure.com, usgov credential scope
+# management.core.usgovcloudapi.net, china management.chinacloudapi.cn). Knob ``cloud``.
+CLOUD_ARM_HOSTS = {
+    "public": ("management.azure.com", "management.core.windows.net"),
+    "usgov": ("management.usgovcloudapi.net", "management.core.usgovcloudapi.net"),
+    "china": ("management.chinacloudapi.cn", "management.core.chinacloudapi.cn"),
+}
+
+
+def arm_audiences(cloud: str) -> tuple[str, ...]:
+    return tuple(f"https://{host}{slash}" for host in CLOUD_ARM_HOSTS[cloud] for slash in ("/", ""))
+
+
 _WIF_DOC = (
     "https://docs.microsoft.com/en-us/azure/active-directory/develop/workload-identity-federation"
 )
+_WIF_DOC_NEW = "https://learn.microsoft.com/entra/workload-id/workload-identity-federation"
 
 
 def route(ctx: Context, request: Request) -> Route | None:
@@ -63,6 +74,7 @@ def route(ctx: Context, request: Request) -> Route | None:
     if request.method == "POST" and rest == "oauth2/v2.0/token":
         form = {k: v[0] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
         op = "entra.token.assertion" if "client_assertion" in form else "entra.token.secret"
+        request.scope = form.get("scope", "")
         return Route(op, "entra", lambda: _token(ctx, tenant, form), faulty=True)
     return None
 
@@ -227,22 +239,23 @@ def _federated_subject(ctx: Context, form: dict[str, str]) -> dict[str, Any]:
     audiences = [raw_aud] if isinstance(raw_aud, str) else [str(a) for a in raw_aud]
     now = time.time()
     propagation = float(ctx.knobs["fic_propagation_seconds"])
+    # A credential younger than the propagation delay is not visible to Entra yet: the exchange
+    # is judged as if it did not exist (or, with fic_propagation_error_code, answered with one
+    # fixed form, the way a stale record answered 700213 until recreated: issue 1200).
+    visible = [fic for fic in fics if now - fic["updated_at"] >= propagation]
     matched = [
         fic
-        for fic in fics
+        for fic in visible
         if fic["issuer"] == issuer
         and fic["subject"] == subject
         and any(aud in fic["audiences"] for aud in audiences)
-        and now - fic["updated_at"] >= propagation
     ]
     if not matched:
-        raise OAuthError(
-            400,
-            "invalid_request",
-            70021,
-            "No matching federated identity record found for presented assertion. "
-            f"Assertion Issuer: '{issuer}'. Assertion Subject: '{subject}'. "
-            f"Assertion Audience: '{','.join(audiences)}'. {_WIF_DOC}",
+        forced = ctx.knobs["fic_propagation_error_code"]
+        if forced is not None and len(visible) < len(fics):
+            raise _no_matching_record(ctx, int(forced), issuer, subject, audiences)
+        raise _no_matching_record(
+            ctx, _not_found_code(visible, issuer, subject), issuer, subject, audiences
         )
     cluster = next(
         (c for c in clusters if c["oidc_issuer_enabled"] and c["issuer_url"] == issuer), None
@@ -275,6 +288,76 @@ def _federated_subject(ctx: Context, form: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def _not_found_code(visible: list[dict[str, Any]], issuer: str, subject: str) -> int:
+    """Which "no matching federated identity record" form Entra answers today.
+
+    By the first field no visible credential matches: the issuer (700211), then the subject,
+    case-insensitively equal (7002138) or not (700213). Issuer and subject matching but the
+    audience not gets the generic form (70021): no public body for an audience-specific code
+    was found.
+    """
+    same_issuer = [fic for fic in visible if fic["issuer"] == issuer]
+    if not same_issuer:
+        return 700211
+    if not any(fic["subject"] == subject for fic in same_issuer):
+        if any(fic["subject"].lower() == subject.lower() for fic in same_issuer):
+            return 7002138
+        return 700213
+    return 70021
+
+
+def _no_matching_record(
+    ctx: Context, code: int, issuer: str, subject: str, audiences: list[str]
+) -> OAuthError:
+    """Entra's refusal when no federated credential matches the assertion.
+
+    Bodies as real Entra sends them (``fic_mismatch_errors="legacy"`` gives the older 70021
+    form for every case):
+    - 70021, ``invalid_request``, HTTP 400: Azure/azure-workload-identity#616 (AZURE-FACTS §4.4);
+    - 700211, ``invalid_client``: Azure/azure-workload-identity#1200 ("No matching federated
+      identity record found for presented assertion issuer '<iss>'. Please check your
+      federated identity credential Subject, Audience and Issuer against the presented
+      assertion. <doc>");
+    - 700213, ``invalid_client``: Azure/login#482, #379, #453; the newer wording ("Check your
+      ...", learn.microsoft.com link) in Azure/azure-workload-identity#1200 (2025-04) and
+      dotnet/maui#31978;
+    - 7002138, ``invalid_client``: Azure/login#515, #497, #573 ("The subject matches with
+      case-insensitive comparison, but not with case-sensitive comparison. ...").
+    HTTP 401 for ``invalid_client`` follows microsoft/Agents#202 (7002137, "statusCode": 401);
+    the threads quoting 700211/700213 do not show the status.
+    """
+    if ctx.knobs["fic_mismatch_errors"] == "legacy" or code == 70021:
+        return OAuthError(
+            400,
+            "invalid_request",
+            70021,
+            "No matching federated identity record found for presented assertion. "
+            f"Assertion Issuer: '{issuer}'. Assertion Subject: '{subject}'. "
+            f"Assertion Audience: '{','.join(audiences)}'. {_WIF_DOC}",
+        )
+    check = "Check your federated identity credential Subject, Audience and Issuer against the "
+    if code == 700211:
+        text = (
+            f"No matching federated identity record found for presented assertion issuer "
+            f"'{issuer}'. Please c{check[1:]}presented assertion. {_WIF_DOC}"
+        )
+    elif code == 7002138:
+        text = (
+            f"No matching federated identity record found for presented assertion subject "
+            f"'{subject}'. The subject matches with case-insensitive comparison, but not with "
+            f"case-sensitive comparison. {check}presented assertion. See documentation at: "
+            f"{_WIF_DOC_NEW}. See breaking change notification and remediation at: "
+            "https://learn.microsoft.com/en-us/entra/identity-platform/"
+            "reference-breaking-changes#august-2024."
+        )
+    else:
+        text = (
+            f"No matching federated identity record found for presented assertion subject "
+            f"'{subject}'. {check}presented assertion. {_WIF_DOC_NEW}"
+        )
+    return OAuthError(401, "invalid_client", code, text)
+
+
 def _iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.0000000Z", time.gmtime(epoch))
 
@@ -300,8 +383,9 @@ def authenticate(ctx: Context, request: Request) -> dict[str, Any]:
             "AuthenticationFailed",
             "Authentication failed. The 'Authorization' header is provided in an invalid format.",
         )
+    audiences = arm_audiences(str(ctx.knobs["cloud"]))
     try:
-        claims = keys.verify(ctx.store.entra_key, token.strip(), audience=list(ARM_AUDIENCES))
+        claims = keys.verify(ctx.store.entra_key, token.strip(), audience=list(audiences))
     except jwt.ExpiredSignatureError:
         now = utc_now().strftime("%m/%d/%Y %H:%M:%S")
         raise refuse(
@@ -312,7 +396,7 @@ def authenticate(ctx: Context, request: Request) -> dict[str, Any]:
         raise refuse(
             "InvalidAuthenticationTokenAudience",
             "The access token has been obtained for wrong audience or resource. It should "
-            f"exactly match with one of the allowed audiences {', '.join(ARM_AUDIENCES)}.",
+            f"exactly match with one of the allowed audiences {', '.join(audiences)}.",
         ) from None
     except jwt.PyJWTError:
         raise refuse("InvalidAuthenticationToken", "The access token is invalid.") from None

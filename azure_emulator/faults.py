@@ -11,39 +11,59 @@ from typing import Any, Literal
 
 Fault = Literal["500", "timeout"]
 
-# What real ARM reports under the legacy hourly limit when nothing is being throttled.
-UNTHROTTLED_REMAINING_WRITES = 1199
+# ARM's token buckets (Learn "Understand how Azure Resource Manager throttles requests",
+# azure-docs articles/azure-resource-manager/management/request-limits-and-throttling.md, the
+# "Regional throttling and token bucket algorithm" section): per subscription and principal,
+# reads 250 refilled at 25/s, deletes 200 at 10/s, writes 200 at 10/s, each its own bucket; a
+# global subscription limit across principals of 15 times that. Unthrottled answers carry the
+# remaining counts after one request, as transcribed from live ARM in 2025-2026
+# ("x-ms-ratelimit-remaining-subscription-writes: 199",
+# "x-ms-ratelimit-remaining-subscription-global-writes: 2999", reads 249 / 3749).
+BUCKET_SIZES = {"reads": 250, "writes": 200, "deletes": 200}
+GLOBAL_FACTOR = 15
+
+
+def unthrottled_remaining(kind: str) -> tuple[int, int]:
+    """(remaining for this principal, remaining globally) after one request of ``kind``."""
+    size = BUCKET_SIZES[kind]
+    return size - 1, size * GLOBAL_FACTOR - 1
 
 
 class WriteThrottle:
-    """One token bucket per subscription; ARM writes (PUT/PATCH/DELETE) take a token each.
+    """One token bucket per subscription and kind (``writes`` for PUT/PATCH, ``deletes`` for
+    DELETE: ARM gives deletes their own bucket); each request takes a token.
 
-    Buckets start full. Changing the capacity or the refill rate refills every bucket, so a test
-    that sets the knobs starts from a known state.
+    Buckets start full. Changing a capacity or refill rate refills every bucket, so a test that
+    sets the knobs starts from a known state.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._settings: tuple[Any, Any] = (None, None)
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
+        self._settings: dict[str, tuple[Any, Any]] = {}
 
-    def take(self, key: str, knobs: Mapping[str, Any]) -> tuple[bool, int, int]:
+    def take(
+        self, key: str, knobs: Mapping[str, Any], kind: str = "writes"
+    ) -> tuple[bool, int, int]:
         """Try to take a token: ``(allowed, remaining, retry_after_seconds)``."""
-        capacity, refill = knobs["write_bucket_capacity"], knobs["write_bucket_refill_per_second"]
+        prefix = "delete" if kind == "deletes" else "write"
+        capacity = knobs[f"{prefix}_bucket_capacity"]
+        refill = knobs[f"{prefix}_bucket_refill_per_second"]
         if capacity is None or refill is None:
-            return True, UNTHROTTLED_REMAINING_WRITES, 0
+            return True, unthrottled_remaining(kind)[0], 0
         now = time.monotonic()
         with self._lock:
-            if self._settings != (capacity, refill):
-                self._settings = (capacity, refill)
-                self._buckets.clear()
-            tokens, last = self._buckets.get(key, (float(capacity), now))
+            if self._settings.get(kind) != (capacity, refill):
+                self._settings[kind] = (capacity, refill)
+                for bucket in [b for b in self._buckets if b[1] == kind]:
+                    del self._buckets[bucket]
+            tokens, last = self._buckets.get((key, kind), (float(capacity), now))
             tokens = min(float(capacity), tokens + (now - last) * refill)
             if tokens >= 1:
                 tokens -= 1
-                self._buckets[key] = (tokens, now)
+                self._buckets[(key, kind)] = (tokens, now)
                 return True, int(tokens), 0
-            self._buckets[key] = (tokens, now)
+            self._buckets[(key, kind)] = (tokens, now)
             # Retry-After is whole seconds; never 0, or clients would hammer us immediately.
             return False, 0, max(1, math.ceil((1 - tokens) / refill))
 

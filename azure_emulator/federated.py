@@ -168,6 +168,13 @@ def _fic_put(ctx: Context, request: Request, sub: str, rg: str, name: str, fic: 
                         "Issuer and subject combination already exists for this Managed Identity."
                     )
             limit = int(ctx.knobs["fic_limit"])
+            # The limit is documented (entra-docs federated-credential-configuration-
+            # considerations: "A maximum of 20 federated identity credentials can be added to an
+            # application or user-assigned managed identity"), its error body is not: no public
+            # source quotes it. Chosen: 400 BadRequest, as one 3rd-party code comment calls it
+            # ("400 BadRequest: Too many Federated Identity Credentials", AZURE-FACTS §2.4), with
+            # the docs' sentence as the message. Status and code are knobs; the portal relies
+            # on the status and the count only, never on this text.
             if existing is None and len(fics) >= limit:
                 raise ArmError(
                     int(ctx.knobs["fic_limit_error_status"]),

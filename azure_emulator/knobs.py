@@ -68,6 +68,15 @@ def _choice(*allowed: str) -> Callable[[Any], str]:
     return check
 
 
+def _choice_int(*allowed: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or value not in allowed:
+            raise KnobError(f"must be one of {', '.join(map(str, allowed))}")
+        return int(value)
+
+    return check
+
+
 def _non_empty_string(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise KnobError("must be a non-empty string")
@@ -86,10 +95,20 @@ class Knob:
 KNOBS: dict[str, Knob] = {
     "latency_ms": Knob(0, _number(0, 60_000), "added to every ARM and token request"),
     "write_bucket_capacity": Knob(
-        None, _optional(_integer(1)), "per-subscription ARM write bucket size; null = no throttling"
+        None,
+        _optional(_integer(1)),
+        "per-subscription ARM write (PUT, PATCH) bucket size; null = no throttling",
     ),
     "write_bucket_refill_per_second": Knob(
         None, _optional(_number(0.001)), "tokens added back per second; null = no throttling"
+    ),
+    "delete_bucket_capacity": Knob(
+        None,
+        _optional(_integer(1)),
+        "per-subscription ARM DELETE bucket size (its own bucket, as ARM's); null = none",
+    ),
+    "delete_bucket_refill_per_second": Knob(
+        None, _optional(_number(0.001)), "delete tokens added back per second; null = none"
     ),
     "fault_rate_500": Knob(
         0.0, _number(0, 1), "share of requests answered 500 InternalServerError"
@@ -126,7 +145,22 @@ KNOBS: dict[str, Knob] = {
         "BadRequest", _non_empty_string, "ARM error code when the FIC limit is hit"
     ),
     "fic_propagation_seconds": Knob(
-        0.0, _number(0), "a new FIC still answers AADSTS70021 for this long"
+        0.0, _number(0), "a new FIC is invisible to the token exchange for this long"
+    ),
+    "fic_propagation_error_code": Knob(
+        None,
+        _optional(_choice_int(70021, 700211, 700213, 7002138)),
+        "while a FIC propagates, answer this AADSTS code; null = as if the FIC did not exist",
+    ),
+    "fic_mismatch_errors": Knob(
+        "current",
+        _choice("current", "legacy"),
+        "'current': AADSTS700211/700213/7002138 as Entra answers today; 'legacy': 70021 always",
+    ),
+    "cloud": Knob(
+        "public",
+        _choice("public", "usgov", "china"),
+        "whose ARM token audiences ARM accepts (a token for another cloud's ARM gets 401)",
     ),
     "page_size": Knob(100, _integer(1), "items per page of every ARM list without $top"),
 }

@@ -37,6 +37,8 @@ class Request:
     op: str = ""
     # The verified ARM token claims of the caller (set by the pipeline before ARM handlers run).
     caller: dict[str, Any] = field(default_factory=dict)
+    # Token requests: the scope asked for (no secret), written to the request log.
+    scope: str | None = None
 
     def param(self, name: str) -> str | None:
         """A query parameter by name, ignoring case ($skipToken and $skiptoken are one)."""

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from azure_emulator import armcommon as arm
+from azure_emulator import inventory
 from azure_emulator.context import Context
 from azure_emulator.protocol import (
     ArmError,
@@ -197,6 +198,7 @@ def _check_principal(ctx: Context, wanted: dict[str, Any]) -> None:
 
 def _ra_put(ctx: Context, request: Request, scope: str, name: str) -> Response:
     arm.check_scope(scope)
+    inventory.check_scope_exists(ctx, scope)
     if not arm.is_guid(name):
         raise ArmError(
             400,

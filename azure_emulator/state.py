@@ -30,6 +30,7 @@ RESOURCE_KINDS = (
     "clusters",
     "service_accounts",
     "users",
+    "inventory",
 )
 
 
@@ -49,6 +50,8 @@ class Store:
     - ``clusters``: cluster uuid -> sandbox cluster (with its signing key and API token)
     - ``service_accounts``: cluster uuid -> {"ns/name" -> ServiceAccount + field owners}
     - ``users``: object id -> directory users who can sign in (see ``signin``)
+    - ``inventory``: resource id -> registered subscription, resource group or resource
+      (see ``inventory``)
     """
 
     def __init__(self, state_dir: Path) -> None:
@@ -141,6 +144,7 @@ class Store:
                         "role_assignments": self.data["role_assignments"],
                         "clusters": clusters,
                         "service_accounts": self.data["service_accounts"],
+                        "inventory": self.data["inventory"],
                     }
                 )
             )

@@ -97,6 +97,13 @@ class Emulator:
         response.raise_for_status()
         return response.json() if response.content else None
 
+    def register_scopes(self, scopes: Iterable[str]) -> None:
+        """Add the resources to the emulator's inventory: ARM (and the emulator) answer 404 to
+        a role assignment on a resource that does not exist."""
+        resources = [{"id": scope, "location": "westeurope"} for scope in scopes]
+        if resources:
+            self.control("POST", "resources", {"resources": resources})
+
     def log(self, since: int = 0) -> list[dict[str, Any]]:
         """The request log from line `since` on, read from the state folder (no HTTP)."""
         lines = (self.state_dir / "requests.jsonl").read_text().splitlines()

@@ -101,6 +101,7 @@ def run(runs: int, emulator: Emulator) -> list[dict[str, object]]:
 
     def portal_once(k: int, n: int) -> tuple[float, int]:
         draft = bench_draft(cluster, f"bench-{k}-{n}", k, f"p{k}{n}")
+        emulator.register_scopes(role.scope for role in draft.roles)
         identity_request = identity_request_create(requester=alice, draft=draft)
         start_log = len(emulator.log())
         started = time.perf_counter()
@@ -118,6 +119,7 @@ def run(runs: int, emulator: Emulator) -> list[dict[str, object]]:
     authorization = gateway.authorization(subscription)
 
     def baseline_once(k: int, n: int) -> tuple[float, int]:
+        emulator.register_scopes(vault_scopes(subscription, k, f"b{k}{n}"))
         start_log = len(emulator.log())
         started = time.perf_counter()
         az_style_identity(

@@ -162,6 +162,11 @@ def run(
     from identities.services import identity_request_approve, identity_request_create
 
     print(f"filing {args.requests} requests …", flush=True)
+    emulator.register_scopes(
+        scope
+        for n in range(args.requests)
+        for scope in vault_scopes(cluster.subscription_id, args.roles, f"tp{n}")
+    )
     pending = [
         identity_request_create(
             requester=alice,
@@ -302,6 +307,11 @@ def az_baseline(args: argparse.Namespace, emulator: Emulator, cluster: Any) -> d
     # Changing a knob refills every bucket (off, then the same setting again).
     emulator.control("PATCH", "config", {"write_bucket_capacity": None})
     emulator.control("PATCH", "config", {"write_bucket_capacity": args.bucket_capacity})
+    emulator.register_scopes(
+        scope
+        for n in range(args.requests)
+        for scope in vault_scopes(cluster.subscription_id, args.roles, f"az{n}")
+    )
     mark = len(emulator.log())
     print(f"baseline: {args.requests} identities one call after another …", flush=True)
     failed = 0

@@ -349,9 +349,11 @@ def troubleshooting_rows(spec: HandoverSpec) -> tuple[TroubleshootingRow, ...]:
             "AADSTS70021: No matching federated identity record found for presented assertion.",
             f"The pod's token does not match credential {spec.fic_name} exactly: issuer "
             f"{spec.oidc_issuer_url!r} (a trailing slash counts), subject {spec.fic_subject!r}, "
-            f"audience {spec.audience!r}. Right after creation it can also be propagation delay.",
+            f"audience {spec.audience!r}. Right after creation it can also be propagation delay "
+            "(Entra answers any of the codes 70021, 700211, 700213, 7002138 until then).",
             f"Compare `{show_issuer}` with `{show_fic}`; the message prints the assertion's "
-            "issuer, subject and audience. If all match, wait a few minutes and retry.",
+            "issuer, subject and audience. If all match, wait a few minutes and retry; if they "
+            "still match after that, delete and recreate the credential (repair).",
         ),
         TroubleshootingRow(
             "AADSTS700211",
@@ -371,6 +373,16 @@ def troubleshooting_rows(spec: HandoverSpec) -> tuple[TroubleshootingRow, ...]:
             f"be exactly {spec.fic_subject!r} (case-sensitive).",
             f"Deploy into namespace {spec.namespace} with serviceAccountName: "
             f"{spec.service_account}, then restart the pods.",
+        ),
+        TroubleshootingRow(
+            "AADSTS7002138",
+            "AADSTS7002138: No matching federated identity record found for presented "
+            "assertion subject '…'. The subject matches with case-insensitive comparison, but "
+            "not with case-sensitive comparison.",
+            f"The subject differs from {spec.fic_subject!r} only in upper/lower case; Entra "
+            "compares subjects case-sensitively.",
+            f"Use the namespace and ServiceAccount names exactly as {sa} (Kubernetes names are "
+            "lower case); if the credential was typed by hand, ask the portal to repair it.",
         ),
         TroubleshootingRow(
             "AADSTS700024",

@@ -7,6 +7,7 @@ from django.conf import settings
 from identities.errors import ConflictError
 from identities.manifests import PUBLIC_CLOUD_AUTHORITY, HandoverSpec, RoleAssignmentSpec
 from identities.models import ChildStatus, IdentityRequest, RequestKind, RequestStatus
+from identities.validators import canonical_arm_id
 
 
 def handover_spec_for(identity_request: IdentityRequest) -> HandoverSpec:
@@ -48,7 +49,11 @@ def handover_spec_for(identity_request: IdentityRequest) -> HandoverSpec:
         tenant_id=identity.tenant_id,
         principal_id=identity.principal_id,
         identity_name=identity.name,
-        identity_resource_id=identity.resource_id or identity.expected_resource_id,
+        # Ids leave the portal in canonical casing: ARM answers `/resourcegroups/`, which the
+        # azurerm provider refuses on import (identities.validators.canonical_arm_id).
+        identity_resource_id=canonical_arm_id(
+            identity.resource_id or identity.expected_resource_id
+        ),
         subscription_id=identity.subscription_id,
         resource_group=identity.resource_group,
         location=identity.location,
@@ -62,7 +67,7 @@ def handover_spec_for(identity_request: IdentityRequest) -> HandoverSpec:
             RoleAssignmentSpec(
                 role_name=assignment.role.name,
                 role_definition_guid=assignment.role.role_definition_guid,
-                scope=assignment.scope,
+                scope=canonical_arm_id(assignment.scope),
                 name=assignment.name,
             )
             for assignment in assignments

@@ -201,6 +201,89 @@ def parse_arm_scope(value: str) -> ArmScope | None:
     return ArmScope(parts[1], parts[3], "/".join(types), SCOPE_RESOURCE)
 
 
+# Canonical casing of the fixed segments of the resource ids the portal emits. ARM matches them
+# case-insensitively and answers some in lower case (`/resourcegroups/`), but the azurerm
+# Terraform provider parses ids case-sensitively (go-azure-helpers' resourceids parser: "parsing
+# segment "staticResourceGroups": expected the segment "resourcegroups" to be "resourceGroups"",
+# terraform-provider-azurerm#14456, #14853); the casing is the one of its id definitions
+# (hashicorp/pandora common ids, e.g. UserAssignedIdentity) and of the REST specs' paths.
+_CANONICAL_KEYWORDS = {
+    "subscriptions": "subscriptions",
+    "resourcegroups": "resourceGroups",
+    "providers": "providers",
+}
+_CANONICAL_TYPES: dict[str, tuple[str, dict[str, str]]] = {
+    namespace.lower(): (namespace, {t.lower(): t for t in types})
+    for namespace, types in (
+        (
+            "Microsoft.ManagedIdentity",
+            ("userAssignedIdentities", "federatedIdentityCredentials"),
+        ),
+        ("Microsoft.Authorization", ("roleAssignments", "roleDefinitions")),
+        ("Microsoft.ContainerService", ("managedClusters",)),
+        ("Microsoft.KeyVault", ("vaults", "secrets", "keys")),
+        (
+            "Microsoft.Storage",
+            (
+                "storageAccounts",
+                "blobServices",
+                "containers",
+                "queueServices",
+                "queues",
+                "tableServices",
+                "tables",
+                "fileServices",
+                "shares",
+            ),
+        ),
+        ("Microsoft.ServiceBus", ("namespaces", "queues", "topics", "subscriptions")),
+        ("Microsoft.EventHub", ("namespaces", "eventhubs", "consumergroups")),
+        ("Microsoft.DocumentDB", ("databaseAccounts", "sqlRoleAssignments", "sqlRoleDefinitions")),
+        ("Microsoft.ContainerRegistry", ("registries",)),
+        ("Microsoft.AppConfiguration", ("configurationStores",)),
+        ("Microsoft.Network", ("dnsZones", "privateDnsZones")),
+    )
+}
+
+
+def canonical_arm_id(value: str) -> str:
+    """`value` with the fixed segments of an ARM resource id in canonical casing.
+
+    `subscriptions`, `resourceGroups`, `providers`, and the provider namespaces and resource
+    types the portal emits (`Microsoft.ManagedIdentity/userAssignedIdentities`,
+    `federatedIdentityCredentials`, `Microsoft.Authorization/roleAssignments`, ...) are
+    rewritten; names (subscription id, resource group, resource names) and unknown namespaces or
+    types are kept exactly. Only letter case ever changes, so the result equals `value` ignoring
+    case; pure, total (any string in, never raises) and idempotent.
+    """
+    parts = value.split("/")
+    out = list(parts)
+    i = 1 if parts and parts[0] == "" else 0
+    namespace: dict[str, str] | None = None
+    # Walk keyword/name pairs; after `providers`, a namespace and then type/name pairs, until a
+    # nested `providers` (an extension resource such as a role assignment on a scope).
+    while i < len(parts):
+        keyword = parts[i].lower()
+        if namespace is None or keyword == "providers":
+            if keyword not in _CANONICAL_KEYWORDS:
+                i += 2
+                continue
+            out[i] = _CANONICAL_KEYWORDS[keyword]
+            if keyword == "providers" and i + 1 < len(parts):
+                known = _CANONICAL_TYPES.get(parts[i + 1].lower())
+                namespace = known[1] if known else {}
+                if known:
+                    out[i + 1] = known[0]
+                i += 2
+                continue
+            i += 2
+            continue
+        if keyword in namespace:
+            out[i] = namespace[keyword]
+        i += 2
+    return "/".join(out)
+
+
 # --- Django field validators (admin forms run these; services call full_clean) ---------------
 
 

@@ -15,6 +15,8 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from provisioning.clouds import CloudConfigurationError, resolve_cloud
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PORTAL_VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -369,11 +371,28 @@ if AZURE_MODE not in {"emulator", "azure"}:
 # (portal-client.json) into its state directory; in emulator mode the portal reads them there.
 EMULATOR_STATE_DIR = Path(os.environ.get("EMULATOR_STATE_DIR", VAR_DIR / "emulator"))
 EMULATOR_URL = os.environ.get("EMULATOR_URL", "")
-# Real Azure: the ARM endpoint and Entra authority (sovereign clouds override both).
-AZURE_RESOURCE_MANAGER_URL = os.environ.get(
-    "AZURE_RESOURCE_MANAGER_URL", "https://management.azure.com"
-)
-AZURE_AUTHORITY_HOST = os.environ.get("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com")
+# --- Azure cloud: sovereign clouds, private authorities (README "Sovereign and private clouds")
+# AZURE_CLOUD (public, usgov, china; custom = name them all) fills the ARM endpoint, the Entra
+# authority and the ARM token scope, each overridable; MSAL instance discovery runs only for the
+# known clouds' hosts unless AZURE_INSTANCE_DISCOVERY (auto, on, off) says otherwise.
+try:
+    _cloud = resolve_cloud(
+        os.environ.get("AZURE_CLOUD", "public"),
+        arm_endpoint=os.environ.get("AZURE_RESOURCE_MANAGER_URL", ""),
+        authority_host=os.environ.get("AZURE_AUTHORITY_HOST", ""),
+        arm_scope=os.environ.get("AZURE_RESOURCE_MANAGER_SCOPE", ""),
+        instance_discovery=os.environ.get("AZURE_INSTANCE_DISCOVERY", "auto").lower(),
+    )
+except CloudConfigurationError as exc:
+    raise ImproperlyConfigured(str(exc)) from exc
+AZURE_CLOUD = _cloud.name
+AZURE_RESOURCE_MANAGER_URL = _cloud.arm_endpoint
+AZURE_AUTHORITY_HOST = _cloud.authority_host
+AZURE_RESOURCE_MANAGER_SCOPE = _cloud.arm_scope
+AZURE_INSTANCE_DISCOVERY = _cloud.instance_discovery
+AZURE_CA_BUNDLE = os.environ.get("AZURE_CA_BUNDLE", "")  # a private cloud's CA; default: system
+ENTRA_AUTHORITY_HOST = os.environ.get("ENTRA_AUTHORITY_HOST") or AZURE_AUTHORITY_HOST
+# ---
 # Seconds. The engine is the one retry layer (attempts recorded on each step, Retry-After
 # honoured), so the SDK's own retries are off by default; raise them to add a second layer.
 AZURE_HTTP_CONNECT_TIMEOUT = env_int("AZURE_HTTP_CONNECT_TIMEOUT", 10)
@@ -389,8 +408,9 @@ PROVISIONING_BACKOFF_MAX_SECONDS = float(os.environ.get("PROVISIONING_BACKOFF_MA
 PROVISIONING_THROTTLE_BUDGET_SECONDS = float(
     os.environ.get("PROVISIONING_THROTTLE_BUDGET_SECONDS", "600")
 )
-# Verification: run automatically after provisioning; while a new FIC propagates (AADSTS70021
-# with every field matching) check again every VERIFY_RETRY_SECONDS for up to the window.
+# Verification: run automatically after provisioning; while a new FIC propagates (any "no
+# matching federated identity record" code with Azure's copy matching the token) check again
+# every VERIFY_RETRY_SECONDS for up to the window.
 VERIFY_AFTER_PROVISIONING = env_bool("VERIFY_AFTER_PROVISIONING", True)
 VERIFY_PROPAGATION_WINDOW_SECONDS = env_int("VERIFY_PROPAGATION_WINDOW_SECONDS", 600)
 VERIFY_RETRY_SECONDS = env_int("VERIFY_RETRY_SECONDS", 20)

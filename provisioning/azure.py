@@ -43,6 +43,7 @@ from azure.mgmt.msi.models import FederatedIdentityCredential, Identity
 from django.conf import settings
 
 from identities.scopes import ScopeError, parse_scope
+from identities.validators import canonical_arm_id
 from provisioning.errors import GatewayError, PermanentError, TransientError
 
 T = TypeVar("T")
@@ -52,13 +53,18 @@ _TOKEN_HTTP_ERROR = re.compile(r"HTTP Error: (429|5\d\d)\b")
 # Retry-After (msal.application: default_throttle_time for a confidential client).
 MSAL_ERROR_REPLAY_SECONDS = 5.0
 
+# Throttling, by every name Azure gives it: ARM's own 429 (SubscriptionRequestsThrottled), the
+# resource providers' (TooManyRequests; Compute's TooManyRequestsReceived), AZURE-FACTS §2.3, §8.
+# Whatever the status, these are waited out on the time budget like a 429 (provisioning.retry).
+THROTTLING_CODES = frozenset(
+    {"SubscriptionRequestsThrottled", "TooManyRequestsReceived", "TooManyRequests"}
+)
 # Codes Azure documents as "try again": replication delay after creating a principal, concurrent
 # FIC writes on one identity, throttling variants (AZURE-FACTS §2).
-TRANSIENT_CODES = frozenset(
+TRANSIENT_CODES = THROTTLING_CODES | frozenset(
     {
         "PrincipalNotFound",
         "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity",
-        "TooManyRequests",
         "RetryableErrorDueToAnotherOperation",
         "InternalServerError",
         "ServiceUnavailable",
@@ -185,18 +191,17 @@ def translate(exc: Exception, *, operation: str) -> GatewayError:
         response = exc.response
         headers: Any = getattr(response, "headers", {}) if response is not None else {}
         request_id = headers.get("x-ms-request-id", "")
-        kind: type[GatewayError] = (
-            TransientError
-            if (status in {408, 429} or (status or 0) >= 500 or code in TRANSIENT_CODES)
-            else PermanentError
-        )
-        return kind(
-            f"{operation}: {message}",
-            code=code,
-            status=status,
-            request_id=request_id,
-            retry_after=_retry_after(response),
-        )
+        details: dict[str, Any] = {
+            "code": code,
+            "status": status,
+            "request_id": request_id,
+            "retry_after": _retry_after(response),
+        }
+        if code in THROTTLING_CODES:
+            return TransientError(f"{operation}: {message}", wait_out=True, **details)
+        if status in {408, 429} or (status or 0) >= 500 or code in TRANSIENT_CODES:
+            return TransientError(f"{operation}: {message}", **details)
+        return PermanentError(f"{operation}: {message}", **details)
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
         return TransientError(f"{operation}: network error talking to Azure: {exc}", code="Network")
     raise exc
@@ -226,7 +231,8 @@ def _call_result(http_response: Any) -> CallResult:
 
 def _identity_state(model: Any) -> IdentityState:
     return IdentityState(
-        resource_id=model.id,
+        # ARM answers `/resourcegroups/`; every id leaves the gateway in canonical casing.
+        resource_id=canonical_arm_id(model.id),
         name=model.name,
         location=model.location,
         client_id=model.client_id,
@@ -247,9 +253,9 @@ def _fic_state(model: Any) -> FicState:
 
 def _role_assignment_state(model: Any) -> RoleAssignmentState:
     return RoleAssignmentState(
-        id=model.id,
+        id=canonical_arm_id(model.id),
         name=model.name,
-        scope=model.scope or "",
+        scope=canonical_arm_id(model.scope or ""),
         role_definition_guid=role_definition_guid(model.role_definition_id),
         principal_id=model.principal_id,
         principal_type=str(model.principal_type or ""),
@@ -265,11 +271,15 @@ class AzureGateway:
         credential: TokenCredential,
         arm_url: str,
         authority: str,
+        arm_scope: str = "https://management.azure.com/.default",
         connection_verify: str | bool = True,
         client_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.credential = credential
         self.arm_url = arm_url.rstrip("/")
+        # The scope of every ARM token, from the configured cloud (provisioning.clouds): the
+        # SDK clients otherwise ask for the public cloud's whatever their base_url.
+        self.arm_scope = arm_scope
         # Entra authority for token exchanges made on behalf of workloads (verification).
         self.authority = authority
         self.connection_verify = connection_verify
@@ -287,6 +297,7 @@ class AzureGateway:
                     self.credential,
                     subscription_id,
                     base_url=self.arm_url,
+                    credential_scopes=[self.arm_scope],
                     connection_verify=self.connection_verify,
                     **self.client_kwargs,
                 )
@@ -545,14 +556,27 @@ def _gateway_for(mode: str, fingerprint: str) -> AzureGateway:
             credential=credential,
             arm_url=url,
             authority=url,
+            arm_scope=settings.AZURE_RESOURCE_MANAGER_SCOPE,
             connection_verify=ca_path,
             client_kwargs=client_kwargs,
         )
-    # Real Azure: environment, workload identity (the portal on AKS), managed identity or CLI.
+    # Real Azure: environment, workload identity (the portal on AKS), managed identity or CLI,
+    # in the configured cloud. MSAL-based credentials skip instance discovery for an authority
+    # outside the known clouds (private clouds, Azure Stack Hub), which would otherwise ask
+    # login.microsoftonline.com about it before any token request.
+    verify: str | bool = settings.AZURE_CA_BUNDLE or True
+    tls: dict[str, Any] = {} if verify is True else {"connection_verify": verify}
     return AzureGateway(
-        credential=DefaultAzureCredential(authority=settings.AZURE_AUTHORITY_HOST, **timeouts),
+        credential=DefaultAzureCredential(
+            authority=settings.AZURE_AUTHORITY_HOST,
+            disable_instance_discovery=not settings.AZURE_INSTANCE_DISCOVERY,
+            **tls,
+            **timeouts,
+        ),
         arm_url=settings.AZURE_RESOURCE_MANAGER_URL,
         authority=settings.AZURE_AUTHORITY_HOST,
+        arm_scope=settings.AZURE_RESOURCE_MANAGER_SCOPE,
+        connection_verify=verify,
         client_kwargs=client_kwargs,
     )
 
@@ -560,9 +584,18 @@ def _gateway_for(mode: str, fingerprint: str) -> AzureGateway:
 def get_gateway() -> AzureGateway:
     """The process-wide gateway for the configured mode (rebuilt if the emulator moves)."""
     mode = settings.AZURE_MODE
-    fingerprint = ""
+    fingerprint = "|".join(
+        str(value)
+        for value in (
+            settings.AZURE_RESOURCE_MANAGER_URL,
+            settings.AZURE_AUTHORITY_HOST,
+            settings.AZURE_RESOURCE_MANAGER_SCOPE,
+            settings.AZURE_INSTANCE_DISCOVERY,
+            settings.AZURE_CA_BUNDLE,
+        )
+    )
     if mode == "emulator":
-        fingerprint = f"{settings.EMULATOR_URL}|{settings.EMULATOR_STATE_DIR}"
+        fingerprint += f"|{settings.EMULATOR_URL}|{settings.EMULATOR_STATE_DIR}"
         url_file = Path(settings.EMULATOR_STATE_DIR) / "url"
         if not settings.EMULATOR_URL and url_file.exists():
             fingerprint += "|" + url_file.read_text().strip()

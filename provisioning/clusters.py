@@ -131,3 +131,20 @@ def sandbox_cluster_create(
     response.raise_for_status()
     result: dict[str, Any] = response.json()
     return result
+
+
+def sandbox_resources_register(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Emulator mode only: add resources (`{"id", "location", "tags"}`) to the emulator's
+    inventory, so role assignments on them are accepted as on real Azure (idempotent)."""
+    if settings.AZURE_MODE != "emulator":
+        raise PermanentError("the sandbox inventory exists only in emulator mode")
+    gateway = get_gateway()
+    response = requests.post(
+        f"{gateway.arm_url}/_emulator/resources",
+        json={"resources": resources},
+        verify=gateway.connection_verify,
+        timeout=30,
+    )
+    response.raise_for_status()
+    registered: list[dict[str, Any]] = response.json()["value"]
+    return registered

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import jwt
@@ -16,20 +17,84 @@ from azure.identity import ClientAssertionCredential
 
 from provisioning.azure import FicState
 
+# The public cloud's; the verification passes the configured cloud's (AzureGateway.arm_scope).
 ARM_SCOPE = "https://management.azure.com/.default"
 # No answer from the token endpoint (timeout, refused connection, TLS): nothing was decided.
 TOKEN_ENDPOINT_UNREACHABLE = "TokenEndpointUnreachable"  # noqa: S105 - an error code
 _AADSTS = re.compile(r"AADSTS(\d+)")
 
-# What each code means for a workload identity (entra-docs reference-error-codes).
-AADSTS_MEANINGS = {
-    "70021": "No federated identity credential on the identity matches the token's issuer, "
-    "subject and audience.",
-    "700211": "No federated identity credential matches the token's issuer.",
-    "700213": "No federated identity credential matches the token's subject.",
-    "700024": "The ServiceAccount token is expired or not yet valid.",
-    "700016": "No identity with this client id exists in the tenant.",
+
+class Refusal(StrEnum):
+    """What an AADSTS refusal of a token exchange means, whatever its number.
+
+    Entra has renumbered these over time (70021 for every "no matching federated identity
+    record"; today 700211 for the issuer, 700213 for the subject, 7002138 for a subject equal
+    but for case), so the portal decides on the meaning, never on one code.
+    """
+
+    NO_MATCH = "no_match"  # no credential matches; which field, not said (70021)
+    ISSUER_NOT_FOUND = "issuer_not_found"
+    SUBJECT_NOT_FOUND = "subject_not_found"
+    SUBJECT_CASE = "subject_case"  # equal ignoring case: matching is case-sensitive
+    AUDIENCE = "audience"
+    ASSERTION_EXPIRED = "assertion_expired"
+    CLIENT_NOT_FOUND = "client_not_found"
+    TENANT = "tenant"
+    SIGNATURE = "signature"
+    ISSUER_UNREACHABLE = "issuer_unreachable"
+    OTHER = "other"
+
+
+# The "no matching federated identity record" family: while a new credential propagates, Entra
+# answers any of these although the credential is right (AZURE-FACTS §2.4, §8).
+NOT_FOUND_REFUSALS = frozenset(
+    {
+        Refusal.NO_MATCH,
+        Refusal.ISSUER_NOT_FOUND,
+        Refusal.SUBJECT_NOT_FOUND,
+        Refusal.SUBJECT_CASE,
+        Refusal.AUDIENCE,
+    }
+)
+
+# Sources: entra-docs reference-error-codes; Azure/azure-workload-identity#616 (70021), #1200
+# (700211, 700213); Azure/login#482 (700213), #515 (7002138). 700212 (audience) follows the
+# numbering; no public body was found for it.
+_REFUSALS = {
+    "70021": Refusal.NO_MATCH,
+    "700211": Refusal.ISSUER_NOT_FOUND,
+    "700212": Refusal.AUDIENCE,
+    "700213": Refusal.SUBJECT_NOT_FOUND,
+    "7002138": Refusal.SUBJECT_CASE,
+    "700024": Refusal.ASSERTION_EXPIRED,
+    "700016": Refusal.CLIENT_NOT_FOUND,
+    "90002": Refusal.TENANT,
+    "900023": Refusal.TENANT,
+    "700027": Refusal.SIGNATURE,
+    "90061": Refusal.ISSUER_UNREACHABLE,
 }
+
+_MEANINGS = {
+    Refusal.NO_MATCH: "No federated identity credential on the identity matches the token's "
+    "issuer, subject and audience.",
+    Refusal.ISSUER_NOT_FOUND: "No federated identity credential matches the token's issuer.",
+    Refusal.SUBJECT_NOT_FOUND: "No federated identity credential matches the token's subject.",
+    Refusal.SUBJECT_CASE: "The token's subject matches a federated identity credential only "
+    "when case is ignored; Entra compares subjects case-sensitively.",
+    Refusal.AUDIENCE: "No federated identity credential matches the token's audience.",
+    Refusal.ASSERTION_EXPIRED: "The ServiceAccount token is expired or not yet valid.",
+    Refusal.CLIENT_NOT_FOUND: "No identity with this client id exists in the tenant.",
+    Refusal.TENANT: "The tenant in the token request is not known to Entra ID.",
+    Refusal.SIGNATURE: "The ServiceAccount token's signature does not verify with the keys "
+    "the cluster's issuer publishes.",
+    Refusal.ISSUER_UNREACHABLE: "Entra ID could not read the issuer's OIDC discovery document "
+    "or keys.",
+}
+
+
+def refusal(error_code: str) -> Refusal:
+    """The meaning of an AADSTS code (``AADSTS700211`` or ``700211``)."""
+    return _REFUSALS.get(error_code.removeprefix("AADSTS"), Refusal.OTHER)
 
 
 @dataclass(frozen=True)
@@ -99,15 +164,16 @@ def explain_mismatch(claims: dict[str, Any], fic: FicState | None) -> list[Misma
             )
         mismatches.append(Mismatch("issuer", fic.issuer, presented_issuer, why))
     if presented_subject != fic.subject:
-        mismatches.append(
-            Mismatch(
-                "subject",
-                fic.subject,
-                presented_subject,
-                "The FIC's subject must be system:serviceaccount:<namespace>:<serviceaccount> of "
-                "the pod's ServiceAccount; check the namespace and the serviceAccountName.",
-            )
+        why = (
+            "The FIC's subject must be system:serviceaccount:<namespace>:<serviceaccount> of "
+            "the pod's ServiceAccount; check the namespace and the serviceAccountName."
         )
+        if presented_subject.lower() == fic.subject.lower():
+            why = (
+                "The subjects differ only in case; Entra compares them case-sensitively "
+                "(AADSTS7002138). Kubernetes names are lower case: fix the FIC's subject."
+            )
+        mismatches.append(Mismatch("subject", fic.subject, presented_subject, why))
     audiences = _audiences(claims)
     if not any(aud in fic.audiences for aud in audiences):
         mismatches.append(
@@ -121,12 +187,60 @@ def explain_mismatch(claims: dict[str, Any], fic: FicState | None) -> list[Misma
     return mismatches
 
 
+def name_the_strings(
+    refused: Refusal,
+    claims: dict[str, Any],
+    *,
+    cluster_issuer: str,
+    expected_subject: str,
+    audience: str,
+) -> list[Mismatch]:
+    """For a "not found" refusal that ARM's copy of the credential does not explain (it matches
+    the token) and that outlived the propagation window: the strings to compare, by meaning."""
+    presented_issuer = str(claims.get("iss", ""))
+    presented_subject = str(claims.get("sub", ""))
+    stale = (
+        " If they are equal character for character, Entra's record of the credential is "
+        "stale: delete and recreate it (repair)."
+    )
+    issuer = Mismatch(
+        "issuer",
+        cluster_issuer,
+        presented_issuer,
+        "Entra ID finds no federated credential for the issuer the token presents. Compare the "
+        "credential's issuer with the cluster's OIDC issuer (az aks show --query "
+        "oidcIssuerProfile.issuerUrl), trailing slash included." + stale,
+    )
+    subject = Mismatch(
+        "subject",
+        expected_subject,
+        presented_subject,
+        "Entra ID finds no federated credential for the subject the token presents. It must be "
+        "system:serviceaccount:<namespace>:<serviceaccount>, compared case-sensitively." + stale,
+    )
+    if refused == Refusal.ISSUER_NOT_FOUND:
+        return [issuer]
+    if refused in {Refusal.SUBJECT_NOT_FOUND, Refusal.SUBJECT_CASE}:
+        return [subject]
+    if refused == Refusal.AUDIENCE:
+        return [
+            Mismatch(
+                "audience",
+                audience,
+                ", ".join(_audiences(claims)),
+                "Entra ID finds no federated credential for the token's audience." + stale,
+            )
+        ]
+    return [issuer, subject]
+
+
 def exchange(
     *,
     tenant_id: str,
     client_id: str,
     assertion: str,
     authority: str,
+    scope: str = ARM_SCOPE,
     connection_verify: str | bool = True,
     connection_timeout: float = 10,
     read_timeout: float = 30,
@@ -144,7 +258,7 @@ def exchange(
         read_timeout=read_timeout,
     )
     try:
-        access = credential.get_token(ARM_SCOPE)
+        access = credential.get_token(scope)
     except ClientAuthenticationError as exc:
         message = str(exc.message or exc)
         found = _AADSTS.search(message)
@@ -165,4 +279,4 @@ def exchange(
 
 
 def meaning(error_code: str) -> str:
-    return AADSTS_MEANINGS.get(error_code.removeprefix("AADSTS"), "")
+    return _MEANINGS.get(refusal(error_code), "")

@@ -19,12 +19,11 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from provisioning.azure import AzureGateway
+from provisioning.clouds import AKS_AAD_SERVER_APP_ID
 from provisioning.errors import GatewayError, PermanentError, TransientError
 
 TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"  # noqa: S105 - an audience URI, not a secret
 FIELD_MANAGER = "workload-identity-portal"
-# The Entra server application of AKS-managed AAD clusters; kubelogin asks for this audience.
-AKS_AAD_SERVER_APP_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
 
 
 @dataclass(frozen=True)
@@ -65,6 +64,19 @@ def _k8s(operation: str) -> Iterator[None]:
         ) from exc
 
 
+def aks_server_app_id(exec_config: Any) -> str:
+    """The AKS AAD server app the cluster trusts: kubelogin's `--server-id`, else the AKS-managed
+    one (the same in every cloud, per kubelogin's docs)."""
+    args = exec_config.get("args") if isinstance(exec_config, dict) else None
+    if isinstance(args, list):
+        for n, arg in enumerate(args):
+            if arg == "--server-id" and n + 1 < len(args):
+                return str(args[n + 1])
+            if isinstance(arg, str) and arg.startswith("--server-id="):
+                return arg.split("=", 1)[1]
+    return AKS_AAD_SERVER_APP_ID
+
+
 def connection_from_kubeconfig(
     kubeconfig: dict[str, Any], *, azure: AzureGateway | None = None
 ) -> ClusterConnection:
@@ -85,7 +97,7 @@ def connection_from_kubeconfig(
         # the portal asks for the same audience with its own credential instead.
         if azure is None:
             raise PermanentError("the cluster needs an Entra ID token but no credential is set")
-        token = azure.credential.get_token(f"{AKS_AAD_SERVER_APP_ID}/.default").token
+        token = azure.credential.get_token(f"{aks_server_app_id(user['exec'])}/.default").token
     if not token:
         raise PermanentError("the cluster's kubeconfig has no usable user credential")
     ca_data = cluster.get("certificate-authority-data")

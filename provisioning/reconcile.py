@@ -22,6 +22,7 @@ from typing import Any
 from identities.errors import ConflictError
 from identities.models import FederatedCredential, Identity, IdentityRequest, RoleAssignment
 from identities.scopes import ScopeError, canonical_scope
+from identities.validators import FIC_LIMIT_PER_IDENTITY
 from provisioning import services
 from provisioning.azure import AzureGateway, get_gateway
 from provisioning.concurrency import pool_shutdown, run_concurrently
@@ -223,20 +224,54 @@ def put_fic(
         # Azure refuses concurrent FIC writes on one identity: serialize across all workers.
         with serialized(identity.resource_id):
             services.fic_check_limit(identity=identity, fic=fic)
-            state, call = gateway.ensure_fic(
-                subscription_id=identity.subscription_id,
-                resource_group=identity.resource_group,
-                identity_name=identity.name,
-                name=fic.name,
-                issuer=fic.issuer,
-                subject=fic.subject,
-                audience=fic.audience,
-            )
+            try:
+                state, call = gateway.ensure_fic(
+                    subscription_id=identity.subscription_id,
+                    resource_group=identity.resource_group,
+                    identity_name=identity.name,
+                    name=fic.name,
+                    issuer=fic.issuer,
+                    subject=fic.subject,
+                    audience=fic.audience,
+                )
+            except PermanentError as error:
+                raise _fic_limit_refusal(gateway, identity, fic, error) or error from error
         services.fic_record_active(identity_request=identity_request, fic=fic, call=call)
         return state, call.request_id
 
     key = f"{key_prefix}fic:{fic.name}"
     return Step(identity_request, key, f"Federated credential {fic.subject}", put)
+
+
+def _fic_limit_refusal(
+    gateway: AzureGateway, identity: Identity, fic: FederatedCredential, error: PermanentError
+) -> PermanentError | None:
+    """Azure's refusal of a new credential, recognised as the per-identity limit by its status
+    and the count of credentials, never by its text: no public source attests the body, and
+    Azure may hold credentials the portal did not make (AZURE-FACTS §2.4)."""
+    if error.status not in {400, 409}:
+        return None
+    try:
+        held = gateway.list_fics(
+            subscription_id=identity.subscription_id,
+            resource_group=identity.resource_group,
+            identity_name=identity.name,
+        )
+    except GatewayError:
+        return None
+    names = {state.name.lower() for state in held}
+    if fic.name.lower() in names or len(held) < FIC_LIMIT_PER_IDENTITY:
+        return None
+    known = set(identity.federated_credentials.exclude(pk=fic.pk).values_list("name", flat=True))
+    foreign = sorted(state.name for state in held if state.name not in known)
+    return PermanentError(
+        f"identity {identity.name} already holds {len(held)} federated credentials in Azure, "
+        f"Azure's limit per identity ({FIC_LIMIT_PER_IDENTITY})"
+        + (f"; not made by the portal: {', '.join(foreign[:5])}" if foreign else ""),
+        code="FederatedIdentityCredentialLimit",
+        status=error.status,
+        request_id=error.request_id,
+    )
 
 
 def put_role_assignment(

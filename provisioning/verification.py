@@ -25,12 +25,15 @@ from identities.models import ChildStatus, FederatedCredential, IdentityRequest
 from provisioning.azure import AzureGateway, FicState, get_gateway
 from provisioning.errors import GatewayError
 from provisioning.federation import (
+    NOT_FOUND_REFUSALS,
     TOKEN_ENDPOINT_UNREACHABLE,
     ExchangeResult,
     Mismatch,
     exchange,
     explain_mismatch,
     meaning,
+    name_the_strings,
+    refusal,
     token_claims,
 )
 from provisioning.kubernetes import KubernetesGateway, connection_from_kubeconfig
@@ -118,6 +121,7 @@ def run_check(identity_request: IdentityRequest, fic: FederatedCredential) -> Ch
         client_id=identity.client_id,
         assertion=sa_token.token,
         authority=gateway.authority,
+        scope=gateway.arm_scope,
         connection_verify=gateway.connection_verify,
         connection_timeout=settings.AZURE_HTTP_CONNECT_TIMEOUT,
         read_timeout=settings.AZURE_HTTP_READ_TIMEOUT,
@@ -137,18 +141,32 @@ def run_check(identity_request: IdentityRequest, fic: FederatedCredential) -> Ch
             "the federation itself: verify again later.",
             error_code=result.error_code,
         )
-    mismatches = explain_mismatch(token_claims(sa_token.token), _azure_fic(gateway, fic))
-    if not mismatches and result.error_code == "AADSTS70021" and _within_propagation_window(fic):
-        return Check(
-            VerificationOutcome.PROPAGATING,
-            "The federated credential matches the token but Entra ID does not know it yet; new "
-            "credentials can take a few minutes to propagate. The portal keeps checking.",
-            error_code=result.error_code,
+    claims = token_claims(sa_token.token)
+    mismatches = explain_mismatch(claims, _azure_fic(gateway, fic))
+    refused = refusal(result.error_code)
+    if refused in NOT_FOUND_REFUSALS and not mismatches:
+        # ARM's copy of the credential matches the token, yet Entra finds no record: every
+        # "not found" form (70021, 700211, 700213, 7002138) is what a credential that has not
+        # propagated yet answers. Past the window, name the strings to compare.
+        if _within_propagation_window(fic):
+            return Check(
+                VerificationOutcome.PROPAGATING,
+                "The federated credential matches the token but Entra ID does not know it yet; "
+                "new credentials can take a few minutes to propagate. The portal keeps "
+                "checking.",
+                error_code=result.error_code,
+            )
+        mismatches = name_the_strings(
+            refused,
+            claims,
+            cluster_issuer=cluster.oidc_issuer_url,
+            expected_subject=f"system:serviceaccount:{fic.namespace}:{fic.service_account}",
+            audience=fic.audience,
         )
     summary = meaning(result.error_code) or result.error_message
     if mismatches:
         summary += " " + " ".join(
-            f"{m.field}: the FIC expects {m.expected!r}, the token presents {m.presented!r}."
+            f"{m.field}: expected {m.expected!r}, the token presents {m.presented!r}."
             for m in mismatches
         )
     return Check(

@@ -10,7 +10,7 @@ import pytest
 import requests
 from azure.core.exceptions import HttpResponseError, ODataV4Format
 
-from tests.support.emulator import ARM_SCOPE, AzureClients, Emulator
+from tests.support.emulator import ARM_SCOPE, DEFAULT_SUBSCRIPTION, AzureClients, Emulator
 
 MSI_API = "2024-11-30"
 AUTH_API = "2022-04-01"
@@ -60,6 +60,18 @@ class RawArm:
             verify=str(self.emulator.ca_path),
             timeout=30,
         )
+
+
+@pytest.fixture(autouse=True)
+def inventory(emulator: Emulator) -> None:
+    """The subscription, resource groups and key vault the emulator tests assign roles on
+    (ARM answers 404 to a role assignment on a scope that does not exist)."""
+    group = f"/subscriptions/{DEFAULT_SUBSCRIPTION}/resourceGroups/{RG}"
+    emulator.register_resources(
+        f"{group}/providers/Microsoft.KeyVault/vaults/kv-app",
+        f"/subscriptions/{DEFAULT_SUBSCRIPTION}/resourceGroups/rg-other",
+        f"/subscriptions/{DEFAULT_SUBSCRIPTION}/resourceGroups/rg-unrelated",
+    )
 
 
 @pytest.fixture

@@ -133,9 +133,78 @@ def test_a_service_account_token_is_exchanged_for_an_arm_token(
     assert response.status_code == 200
 
 
-def test_a_subject_mismatch_is_aadsts70021_naming_the_assertion(
+def token_error(emulator: Emulator, federation: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """The raw token endpoint answer to the federation's ServiceAccount token."""
+    response = requests.post(
+        f"{emulator.url}/{emulator.tenant_id}/oauth2/v2.0/token",
+        data={
+            "client_assertion": federation["token"],
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_id": federation["identity"].client_id,
+            "grant_type": "client_credentials",
+            "scope": ARM_SCOPE,
+        },
+        verify=str(emulator.ca_path),
+        timeout=10,
+    )
+    return response.status_code, response.json()
+
+
+def test_an_issuer_mismatch_is_aadsts700211_naming_the_issuer(
     emulator: Emulator, azure_clients: AzureClients, federation: dict[str, Any]
 ) -> None:
+    issuer = federation["cluster"]["issuer_url"]
+    add_fic(azure_clients, issuer.rstrip("/"))  # the trailing slash matters
+
+    with pytest.raises(ClientAuthenticationError) as caught:
+        exchange(emulator, federation["identity"].client_id, federation["token"])
+
+    assert (
+        "AADSTS700211: No matching federated identity record found for presented assertion "
+        f"issuer '{issuer}'. Please check your federated identity credential Subject, Audience "
+        "and Issuer against the presented assertion." in str(caught.value)
+    )
+
+
+def test_a_subject_mismatch_is_aadsts700213_naming_the_subject(
+    emulator: Emulator, azure_clients: AzureClients, federation: dict[str, Any]
+) -> None:
+    add_fic(
+        azure_clients,
+        federation["cluster"]["issuer_url"],
+        subject="system:serviceaccount:team-a:other-sa",
+    )
+
+    with pytest.raises(ClientAuthenticationError) as caught:
+        exchange(emulator, federation["identity"].client_id, federation["token"])
+
+    assert (
+        "AADSTS700213: No matching federated identity record found for presented assertion "
+        f"subject '{SUBJECT}'. Check your federated identity credential Subject, Audience and "
+        "Issuer against the presented assertion." in str(caught.value)
+    )
+
+
+def test_a_subject_differing_only_in_case_is_aadsts7002138(
+    emulator: Emulator, azure_clients: AzureClients, federation: dict[str, Any]
+) -> None:
+    add_fic(azure_clients, federation["cluster"]["issuer_url"], subject=SUBJECT.upper())
+
+    status, body = token_error(emulator, federation)
+
+    assert status == 401
+    assert body["error"] == "invalid_client"
+    assert body["error_codes"] == [7002138]
+    assert (
+        "The subject matches with case-insensitive comparison, but not with case-sensitive"
+        in (body["error_description"])
+    )
+
+
+def test_the_legacy_knob_answers_aadsts70021_naming_the_assertion(
+    emulator: Emulator, azure_clients: AzureClients, federation: dict[str, Any]
+) -> None:
+    emulator.config(fic_mismatch_errors="legacy")
     issuer = federation["cluster"]["issuer_url"]
     add_fic(azure_clients, issuer, subject="system:serviceaccount:team-a:other-sa")
 
@@ -155,27 +224,15 @@ def test_a_subject_mismatch_is_aadsts70021_naming_the_assertion(
 def test_the_error_body_has_the_entra_shape(
     emulator: Emulator, azure_clients: AzureClients, federation: dict[str, Any]
 ) -> None:
-    add_fic(
-        azure_clients, federation["cluster"]["issuer_url"].rstrip("/")
-    )  # trailing slash matters
-    response = requests.post(
-        f"{emulator.url}/{emulator.tenant_id}/oauth2/v2.0/token",
-        data={
-            "client_assertion": federation["token"],
-            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            "client_id": federation["identity"].client_id,
-            "grant_type": "client_credentials",
-            "scope": ARM_SCOPE,
-        },
-        verify=str(emulator.ca_path),
-        timeout=10,
-    )
-    body = response.json()
-    assert response.status_code == 400
-    assert body["error"] == "invalid_request"
-    assert body["error_codes"] == [70021]
-    assert body["error_uri"] == "https://login.microsoftonline.com/error?code=70021"
-    assert body["error_description"].startswith("AADSTS70021: ")
+    add_fic(azure_clients, federation["cluster"]["issuer_url"].rstrip("/"))
+
+    status, body = token_error(emulator, federation)
+
+    assert status == 401
+    assert body["error"] == "invalid_client"
+    assert body["error_codes"] == [700211]
+    assert body["error_uri"] == "https://login.microsoftonline.com/error?code=700211"
+    assert body["error_description"].startswith("AADSTS700211: ")
     assert "\r\nTrace ID: " in body["error_description"]
     assert {"timestamp", "trace_id", "correlation_id"} <= set(body)
 
@@ -223,7 +280,8 @@ def test_a_new_credential_is_not_usable_until_it_propagates(
 ) -> None:
     emulator.config(fic_propagation_seconds=120)
     add_fic(azure_clients, federation["cluster"]["issuer_url"])
-    with pytest.raises(ClientAuthenticationError, match="AADSTS70021"):
+    # Invisible to Entra until it propagates: answered as if it did not exist.
+    with pytest.raises(ClientAuthenticationError, match="AADSTS700211"):
         exchange(emulator, federation["identity"].client_id, federation["token"])
     emulator.config(fic_propagation_seconds=0)
     assert exchange(emulator, federation["identity"].client_id, federation["token"]).token

@@ -23,7 +23,11 @@ def test_a_throttled_write_gets_429_with_retry_after_and_azure_core_honours_it(
     assert first.status_code == 201
     assert first.headers["x-ms-ratelimit-remaining-subscription-writes"] == "0"
     assert throttled.status_code == 429
-    assert throttled.json()["error"]["code"] == "TooManyRequests"
+    error = throttled.json()["error"]
+    assert error["code"] == "SubscriptionRequestsThrottled"
+    assert error["message"].startswith(
+        f"Number of 'write' requests for subscription '{azure_clients.subscription_id}' actor '"
+    )
     assert int(throttled.headers["Retry-After"]) >= 1
 
     started = time.monotonic()
@@ -36,6 +40,50 @@ def test_a_throttled_write_gets_429_with_retry_after_and_azure_core_honours_it(
     assert elapsed >= 0.9  # azure-core slept Retry-After: 1 before retrying
     statuses = [e["status"] for e in emulator.requests() if e["path"].endswith("/id-sdk")]
     assert statuses == [429, 201]
+
+
+def test_unthrottled_answers_carry_the_token_bucket_headers(
+    emulator: Emulator, azure_clients: AzureClients, raw_arm: RawArm
+) -> None:
+    path = identity_path(azure_clients.subscription_id, "id-headers")
+    written = raw_arm("PUT", path, json={"location": "eastus"})
+    read = raw_arm("GET", path)
+    deleted = raw_arm("DELETE", path)
+
+    assert written.headers["x-ms-ratelimit-remaining-subscription-writes"] == "199"
+    assert written.headers["x-ms-ratelimit-remaining-subscription-global-writes"] == "2999"
+    assert read.headers["x-ms-ratelimit-remaining-subscription-reads"] == "249"
+    assert read.headers["x-ms-ratelimit-remaining-subscription-global-reads"] == "3749"
+    assert deleted.headers["x-ms-ratelimit-remaining-subscription-deletes"] == "199"
+    assert deleted.headers["x-ms-ratelimit-remaining-subscription-global-deletes"] == "2999"
+    assert "x-ms-ratelimit-remaining-subscription-writes" not in deleted.headers
+
+
+def test_deletes_have_their_own_bucket(
+    emulator: Emulator, azure_clients: AzureClients, raw_arm: RawArm
+) -> None:
+    sub = azure_clients.subscription_id
+    raw_arm("PUT", identity_path(sub, "id-one"), json={"location": "eastus"})
+    raw_arm("PUT", identity_path(sub, "id-two"), json={"location": "eastus"})
+    emulator.config(
+        write_bucket_capacity=1,
+        write_bucket_refill_per_second=0.01,
+        delete_bucket_capacity=1,
+        delete_bucket_refill_per_second=0.01,
+    )
+    assert raw_arm("PUT", identity_path(sub, "id-w"), json={"location": "eastus"}).ok
+    assert raw_arm("PUT", identity_path(sub, "id-w"), json={"location": "eastus"}).status_code == (
+        429
+    )
+
+    first = raw_arm("DELETE", identity_path(sub, "id-one"))  # the write bucket is empty
+    second = raw_arm("DELETE", identity_path(sub, "id-two"))
+
+    assert first.status_code == 200
+    assert first.headers["x-ms-ratelimit-remaining-subscription-deletes"] == "0"
+    assert second.status_code == 429
+    assert second.json()["error"]["code"] == "SubscriptionRequestsThrottled"
+    assert "Number of 'delete' requests" in second.json()["error"]["message"]
 
 
 def test_reads_are_not_throttled(

@@ -107,7 +107,7 @@ STORMS = [
         {"write_bucket_capacity": 2, "write_bucket_refill_per_second": 1.5},
         requests=4,
         roles=3,
-        codes=frozenset({"TooManyRequests"}),
+        codes=frozenset({"SubscriptionRequestsThrottled"}),
         served=_status(429),
     ),
     Storm(

@@ -87,6 +87,15 @@ def test_seed_demo_registers_the_sandbox_cluster_with_the_emulator(
     clusters = emulator_settings.control("GET", "clusters")["value"]
     [sandbox] = [c for c in clusters if c["name"] == "aks-sandbox"]
     assert cluster.oidc_issuer_url == sandbox["issuer_url"]
+    # Each demo team's resources are in the emulator's inventory, assignable like Azure's.
+    inventory = emulator_settings.control("GET", "resources?resourceGroup=rg-payments")["value"]
+    assert {(row["type"], row["name"]) for row in inventory} >= {
+        ("Microsoft.Storage/storageAccounts", "stpaymentsdemo"),
+        ("Microsoft.KeyVault/vaults", "kv-payments-demo"),
+        ("Microsoft.ServiceBus/namespaces", "sb-payments-demo"),
+        ("Microsoft.DocumentDB/databaseAccounts", "cosmos-payments-demo"),
+    }
+    assert all(row["tags"]["team"] == "payments" for row in inventory)
     # Idempotent: a second run keeps the same cluster and issuer.
     call_command("seed_demo", "--force", stdout=StringIO(), stderr=StringIO())
     assert Cluster.objects.get(name="aks-sandbox").oidc_issuer_url == sandbox["issuer_url"]

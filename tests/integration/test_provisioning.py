@@ -12,6 +12,9 @@ import time
 from typing import Any
 
 import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.mgmt.msi.models import FederatedIdentityCredential
+from azure.mgmt.msi.models import Identity as Uami
 from django.db import connections
 
 from identities.errors import PolicyViolationError
@@ -31,11 +34,12 @@ from identities.services import (
     identity_request_decommission_create,
     identity_request_retry,
 )
-from provisioning.azure import _gateway_for
+from provisioning.azure import THROTTLING_CODES, TRANSIENT_CODES, _gateway_for, translate
 from provisioning.errors import TransientError
 from provisioning.models import ProvisioningStep, StepStatus
 from provisioning.reconcile import reconcile_request, role_assignment_name
 from provisioning.retry import Backoff, with_retries
+from tests.support.emulator import build_azure_clients
 from tests.support.people import SUBSCRIPTION, DraftFactory
 from tests.support.sandbox import ApprovedRequestFactory, Sandbox
 
@@ -233,7 +237,7 @@ def test_throttling_that_never_lets_up_fails_the_request_within_its_budget(
 
     identity_request.refresh_from_db()
     assert identity_request.status == RequestStatus.FAILED
-    assert "TooManyRequests" in identity_request.last_error
+    assert "SubscriptionRequestsThrottled" in identity_request.last_error
     assert time.monotonic() - started < 30
 
 
@@ -346,6 +350,86 @@ def test_the_21st_service_account_is_refused_before_any_azure_call(
     assert sandbox.arm_writes(log_start) == []
 
 
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        {},  # the emulator's default body (400 BadRequest)
+        {"fic_limit_error_status": 409, "fic_limit_error_code": "Conflict"},
+        {"fic_limit_error_status": 400, "fic_limit_error_code": "InvalidRequest"},
+    ],
+)
+def test_azure_refusing_a_21st_credential_is_named_by_status_and_count_whatever_its_body(
+    sandbox: Sandbox,
+    approved_request: ApprovedRequestFactory,
+    requester: Any,
+    approver: Any,
+    make_draft: DraftFactory,
+    refusal: dict[str, Any],
+) -> None:
+    """Credentials made outside the portal fill the identity in Azure: the portal's own count
+    lets the request through, Azure refuses it, and the engine names the limit from the status
+    and Azure's count, not from the (unattested) text."""
+    first = approved_request(roles=vault_roles(1))
+    reconcile_request(first.pk)
+    first.refresh_from_db()
+    identity = Identity.objects.get(pk=first.identity_id)
+    sandbox.emulator.config(fic_write_ms=0, **refusal)
+    clients = build_azure_clients(sandbox.emulator, SUBSCRIPTION)
+    for n in range(19):
+        clients.msi.federated_identity_credentials.create_or_update(
+            identity.resource_group,
+            identity.name,
+            f"by-hand-{n}",
+            FederatedIdentityCredential(
+                issuer=identity.cluster.oidc_issuer_url,
+                subject=f"system:serviceaccount:payments:by-hand-{n}",
+                audiences=["api://AzureADTokenExchange"],
+            ),
+        )
+    extra = identity_request_create(
+        requester=requester,
+        draft=make_draft(
+            kind=RequestKind.ADD_SERVICE_ACCOUNT,
+            identity_id=identity.pk,
+            service_account="one-too-many",
+            roles=(),
+        ),
+    )
+    identity_request_approve(identity_request=extra, approver=approver)
+
+    reconcile_request(extra.pk)
+
+    extra.refresh_from_db()
+    assert extra.status == RequestStatus.FAILED
+    assert "FederatedIdentityCredentialLimit" in extra.last_error
+    assert "already holds 20 federated credentials" in extra.last_error
+    assert "by-hand-0" in extra.last_error
+
+
+def test_a_role_on_a_resource_that_does_not_exist_fails_with_arms_404(
+    sandbox: Sandbox, requester: Any, approver: Any, make_draft: DraftFactory
+) -> None:
+    """Filed without registering the vault in the emulator's inventory: ARM answers 404
+    ResourceNotFound, a permanent error the request names."""
+    missing = (
+        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-payments"
+        "/providers/Microsoft.KeyVault/vaults/kv-deleted-last-week"
+    )
+    identity_request = identity_request_create(
+        requester=requester,
+        draft=make_draft(roles=(RoleDraft("Key Vault Secrets User", missing),)),
+    )
+    identity_request_approve(identity_request=identity_request, approver=approver)
+
+    reconcile_request(identity_request.pk)
+
+    identity_request.refresh_from_db()
+    assert identity_request.status == RequestStatus.FAILED
+    assert "ResourceNotFound" in identity_request.last_error
+    assert "kv-deleted-last-week" in identity_request.last_error
+    assert sandbox.arm()["role_assignments"] == {}
+
+
 def test_decommission_removes_role_assignments_credentials_and_the_identity(
     sandbox: Sandbox, approved_request: ApprovedRequestFactory, requester: Any, approver: Any
 ) -> None:
@@ -377,6 +461,71 @@ def test_decommission_removes_role_assignments_credentials_and_the_identity(
     assert "federatedidentitycredentials" in paths[3]
     assert paths[4].endswith(identity.name.lower())
     assert not identity.role_assignments.exclude(status=ChildStatus.REMOVED).exists()
+
+
+def test_decommission_waits_out_arms_delete_throttling_which_writes_do_not_drain(
+    sandbox: Sandbox,
+    approved_request: ApprovedRequestFactory,
+    requester: Any,
+    approver: Any,
+    settings: Any,
+) -> None:
+    """ARM gives deletes their own token bucket and answers 429 SubscriptionRequestsThrottled;
+    the engine waits it out (it spends no attempts) and an empty write bucket does not stop
+    deletes."""
+    first = approved_request(roles=vault_roles(3))
+    reconcile_request(first.pk)
+    first.refresh_from_db()
+    identity = Identity.objects.get(pk=first.identity_id)
+    decommission = identity_request_decommission_create(
+        requester=requester, identity=identity, justification="The app was retired."
+    )
+    identity_request_approve(identity_request=decommission, approver=approver)
+    settings.PROVISIONING_STEP_ATTEMPTS = 1  # throttling must not spend attempts
+    sandbox.emulator.config(
+        write_bucket_capacity=1,
+        write_bucket_refill_per_second=0.001,
+        delete_bucket_capacity=1,
+        delete_bucket_refill_per_second=2,
+    )
+    log_start = len(sandbox.emulator.requests())
+
+    reconcile_request(decommission.pk)
+
+    decommission.refresh_from_db()
+    assert decommission.status == RequestStatus.READY, decommission.last_error
+    served = [w for w in sandbox.arm_writes(log_start) if w["method"] == "DELETE"]
+    throttled = [w for w in served if w["status"] == 429]
+    assert throttled, "the delete bucket of 1 never throttled"
+    assert {w["error"] for w in throttled} == {"SubscriptionRequestsThrottled"}
+    assert sandbox.arm()["identities"] == {}
+
+
+def test_arms_throttling_answer_is_waited_out_as_throttling(sandbox: Sandbox) -> None:
+    """ARM's 429 SubscriptionRequestsThrottled, through the real SDK, becomes a TransientError
+    the retry waits out on its time budget; every throttling name is in TRANSIENT_CODES."""
+    assert {"SubscriptionRequestsThrottled", "TooManyRequestsReceived", "TooManyRequests"} <= (
+        THROTTLING_CODES
+    )
+    assert THROTTLING_CODES <= TRANSIENT_CODES
+    client = _gateway_for.__wrapped__("emulator", "throttling").msi(SUBSCRIPTION)
+    sandbox.emulator.config(write_bucket_capacity=1, write_bucket_refill_per_second=0.5)
+    client.user_assigned_identities.create_or_update("rg-x", "id-a", Uami(location="eastus"))
+    with pytest.raises(HttpResponseError) as caught:
+        client.user_assigned_identities.create_or_update(
+            "rg-x", "id-a", Uami(location="eastus"), retry_total=0
+        )
+
+    error = translate(caught.value, operation="create managed identity id-a")
+
+    assert isinstance(error, TransientError)
+    assert (error.code, error.status, error.wait_out) == (
+        "SubscriptionRequestsThrottled",
+        429,
+        True,
+    )
+    assert error.retry_after is not None
+    assert error.retry_after >= 1
 
 
 def test_an_entra_error_msal_replays_is_waited_out_instead_of_spending_the_attempts(

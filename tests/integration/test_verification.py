@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -55,7 +56,7 @@ def test_a_ready_request_verifies_as_working(
     assert event.actor is None
 
 
-def test_a_wrong_subject_yields_aadsts70021_naming_the_subject_and_both_values(
+def test_a_wrong_subject_yields_aadsts700213_naming_the_subject_and_both_values(
     sandbox: Sandbox, ready_request: IdentityRequest
 ) -> None:
     alter_fic(sandbox, ready_request, subject="system:serviceaccount:payments:someone-else")
@@ -64,7 +65,7 @@ def test_a_wrong_subject_yields_aadsts70021_naming_the_subject_and_both_values(
 
     assert verification is not None
     assert verification.outcome == VerificationOutcome.FAILED
-    assert verification.error_code == "AADSTS70021"
+    assert verification.error_code == "AADSTS700213"
     [mismatch] = verification.mismatches
     assert mismatch["field"] == "subject"
     assert mismatch["expected"] == "system:serviceaccount:payments:someone-else"
@@ -140,3 +141,88 @@ def test_a_token_endpoint_that_never_answers_is_reported_not_raised(
     assert verification.mismatches == []  # nothing was compared
     assert AuditEvent.objects.filter(action="identity_request.verification_inconclusive").exists()
     assert not AuditEvent.objects.filter(action="identity_request.verification_failed").exists()
+
+
+# Every "no matching federated identity record" form Entra answers today (AZURE-FACTS §8),
+# and the older generic one.
+NOT_FOUND_CODES = [700211, 700213, 7002138, 70021]
+
+
+def verify_until_settled(identity_request: IdentityRequest, *, timeout: float = 30) -> list[Any]:
+    """Run verification the way the task does (again while propagating) until it settles."""
+    attempts: list[Any] = []
+    verification_id = None
+    deadline = time.monotonic() + timeout
+    while True:
+        verification = identity_request_verify(
+            identity_request_id=identity_request.pk, verification_id=verification_id
+        )
+        assert verification is not None
+        attempts.append((verification.outcome, verification.error_code))
+        if verification.outcome != VerificationOutcome.PROPAGATING:
+            return [*attempts, verification]
+        assert time.monotonic() < deadline, attempts
+        verification_id = verification.pk
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize("code", NOT_FOUND_CODES)
+def test_a_credential_visible_after_n_seconds_inside_the_window_ends_working(
+    sandbox: Sandbox, ready_request: IdentityRequest, settings: Any, code: int
+) -> None:
+    """Entra answers the new credential with any "not found" form for N seconds, then knows it:
+    the portal keeps checking and ends with "works" (issue 19: it used to record failed)."""
+    settings.VERIFY_PROPAGATION_WINDOW_SECONDS = 120
+    sandbox.emulator.config(fic_propagation_seconds=3, fic_propagation_error_code=code)
+
+    *attempts, final = verify_until_settled(ready_request)
+
+    assert attempts[0] == (VerificationOutcome.PROPAGATING, f"AADSTS{code}")
+    assert final.outcome == VerificationOutcome.WORKS, final.summary
+    assert final.attempts == len(attempts)
+    assert not AuditEvent.objects.filter(action="identity_request.verification_failed").exists()
+
+
+@pytest.mark.parametrize(
+    ("code", "fields"),
+    [
+        (700211, ["issuer"]),
+        (700213, ["subject"]),
+        (7002138, ["subject"]),
+        (70021, ["issuer", "subject"]),
+    ],
+)
+def test_a_credential_still_unknown_after_the_window_fails_naming_the_string_to_compare(
+    sandbox: Sandbox, ready_request: IdentityRequest, settings: Any, code: int, fields: list[str]
+) -> None:
+    settings.VERIFY_PROPAGATION_WINDOW_SECONDS = 0
+    sandbox.emulator.config(fic_propagation_seconds=600, fic_propagation_error_code=code)
+
+    verification = identity_request_verify(identity_request_id=ready_request.pk)
+
+    assert verification is not None
+    assert verification.outcome == VerificationOutcome.FAILED
+    assert verification.error_code == f"AADSTS{code}"
+    assert [m["field"] for m in verification.mismatches] == fields
+    by_field = {m["field"]: m for m in verification.mismatches}
+    if "issuer" in by_field:
+        assert by_field["issuer"]["expected"] == sandbox.aks["issuer_url"]
+        assert by_field["issuer"]["presented"] == sandbox.aks["issuer_url"]
+        assert sandbox.aks["issuer_url"] in verification.summary
+    if "subject" in by_field:
+        assert by_field["subject"]["expected"] == "system:serviceaccount:payments:checkout"
+        assert "system:serviceaccount:payments:checkout" in verification.summary
+
+
+def test_a_subject_differing_only_in_case_is_aadsts7002138_and_says_so(
+    sandbox: Sandbox, ready_request: IdentityRequest
+) -> None:
+    alter_fic(sandbox, ready_request, subject="system:serviceaccount:Payments:checkout")
+
+    verification = identity_request_verify(identity_request_id=ready_request.pk)
+
+    assert verification is not None
+    assert verification.outcome == VerificationOutcome.FAILED
+    assert verification.error_code == "AADSTS7002138"
+    [mismatch] = verification.mismatches
+    assert "case" in mismatch["explanation"]

@@ -215,6 +215,7 @@ def test_troubleshooting_covers_the_known_failures() -> None:
         "AADSTS70021",
         "AADSTS700211",
         "AADSTS700213",
+        "AADSTS7002138",
         "AADSTS700024",
         "AuthorizationFailed",
         "missing-label",
@@ -237,6 +238,8 @@ def test_troubleshooting_rows_use_this_identitys_values() -> None:
     assert spec.cluster_name in rows["AADSTS700211"].cause
     assert "system:serviceaccount:team-a:orders-api" in rows["AADSTS700213"].cause
     assert "serviceAccountName: orders-api" in rows["AADSTS700213"].fix
+    assert "system:serviceaccount:team-a:orders-api" in rows["AADSTS7002138"].cause
+    assert "case-sensitively" in rows["AADSTS7002138"].cause
     assert TOKEN_FILE_PATH in rows["AADSTS700024"].cause
     assert "7200 s" in rows["AADSTS700024"].cause
     denied = rows["AuthorizationFailed"]

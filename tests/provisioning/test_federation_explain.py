@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from provisioning.azure import FicState
-from provisioning.federation import explain_mismatch, meaning
+from provisioning.federation import (
+    NOT_FOUND_REFUSALS,
+    Refusal,
+    explain_mismatch,
+    meaning,
+    name_the_strings,
+    refusal,
+)
 
 ISSUER = "https://eastus.oic.prod-aks.azure.com/tenant/cluster/"
 FIC = FicState(
@@ -60,3 +67,36 @@ def test_missing_federated_credential_is_its_own_explanation() -> None:
 def test_known_aadsts_codes_have_a_meaning() -> None:
     assert "issuer, subject and audience" in meaning("AADSTS70021")
     assert meaning("AADSTS1") == ""
+
+
+def test_every_not_found_code_is_classified_by_meaning_not_by_number() -> None:
+    assert refusal("AADSTS70021") == Refusal.NO_MATCH
+    assert refusal("AADSTS700211") == Refusal.ISSUER_NOT_FOUND
+    assert refusal("AADSTS700213") == Refusal.SUBJECT_NOT_FOUND
+    assert refusal("AADSTS7002138") == Refusal.SUBJECT_CASE
+    assert {refusal(f"AADSTS{code}") for code in (70021, 700211, 700213, 7002138)} <= (
+        NOT_FOUND_REFUSALS
+    )
+    assert refusal("AADSTS700024") == Refusal.ASSERTION_EXPIRED
+    assert refusal("AADSTS700016") == Refusal.CLIENT_NOT_FOUND
+    assert refusal("AADSTS90002") == Refusal.TENANT
+    assert refusal("AADSTS123") == Refusal.OTHER
+    for code in ("AADSTS700211", "AADSTS700213", "AADSTS7002138", "AADSTS700024"):
+        assert meaning(code)
+
+
+def test_a_subject_differing_only_in_case_is_explained_as_case() -> None:
+    [mismatch] = explain_mismatch(claims(sub="system:serviceaccount:Payments:api"), FIC)
+    assert "case" in mismatch.explanation
+
+
+def test_past_the_window_an_issuer_refusal_names_the_clusters_issuer() -> None:
+    [mismatch] = name_the_strings(
+        Refusal.ISSUER_NOT_FOUND,
+        claims(),
+        cluster_issuer=ISSUER,
+        expected_subject="system:serviceaccount:payments:api",
+        audience="api://AzureADTokenExchange",
+    )
+    assert (mismatch.field, mismatch.expected, mismatch.presented) == ("issuer", ISSUER, ISSUER)
+    assert "recreate" in mismatch.explanation

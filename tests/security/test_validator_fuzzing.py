@@ -371,3 +371,73 @@ def test_a_scope_with_a_dot_segment_percent_query_fragment_or_control_is_refused
     # Whatever the parser accepts has none of those problems (parse implies plain).
     if no_raise(v.parse_arm_scope, anything) is not None:
         assert no_raise(v.scope_problem, anything) is None
+
+
+# --- canonical casing of resource ids ----------------------------------------------------------
+
+ARM_KEYWORDS = {"subscriptions", "resourceGroups", "providers"}
+# Every casing of a fixed segment the portal emits, and what it must become.
+CANONICAL_SEGMENTS = [
+    ("resourcegroups", "resourceGroups"),
+    ("RESOURCEGROUPS", "resourceGroups"),
+    ("Subscriptions", "subscriptions"),
+    ("Providers", "providers"),
+]
+TYPES = st.sampled_from(
+    [
+        ("microsoft.managedidentity", "Microsoft.ManagedIdentity", "userassignedidentities",
+         "userAssignedIdentities", "federatedidentitycredentials", "federatedIdentityCredentials"),
+        ("MICROSOFT.KEYVAULT", "Microsoft.KeyVault", "VAULTS", "vaults", "secrets", "secrets"),
+        ("microsoft.storage", "Microsoft.Storage", "storageaccounts", "storageAccounts",
+         "blobservices", "blobServices"),
+        ("Microsoft.ServiceBus", "Microsoft.ServiceBus", "Namespaces", "namespaces",
+         "Subscriptions", "subscriptions"),
+    ]
+)  # fmt: skip
+
+
+@st.composite
+def any_cased_ids(draw: st.DrawFn) -> tuple[str, str]:
+    """A resource id (optionally with a role assignment on it) in random casing, and the same id
+    in canonical casing. Names are drawn from anything, keywords included."""
+    name = st.one_of(segment, st.sampled_from(["providers", "resourcegroups", "Subscriptions"]))
+    sub, group = str(draw(st.uuids())), draw(name)
+    ns_any, ns, top_any, top, child_any, child = draw(TYPES)
+    kw = {k.lower(): draw(st.sampled_from([k, k.lower(), k.upper(), k.capitalize()])) for k in
+          ARM_KEYWORDS}  # fmt: skip
+    mixed = f"/{kw['subscriptions']}/{sub}/{kw['resourcegroups']}/{group}"
+    canonical = f"/subscriptions/{sub}/resourceGroups/{group}"
+    if draw(st.booleans()):
+        resource, leaf = draw(name), draw(name)
+        mixed += f"/{kw['providers']}/{ns_any}/{top_any}/{resource}/{child_any}/{leaf}"
+        canonical += f"/providers/{ns}/{top}/{resource}/{child}/{leaf}"
+    if draw(st.booleans()):
+        assignment = str(draw(st.uuids()))
+        mixed += f"/{kw['providers']}/microsoft.authorization/roleassignments/{assignment}"
+        canonical += f"/providers/Microsoft.Authorization/roleAssignments/{assignment}"
+    return mixed, canonical
+
+
+@fuzzes("canonical_arm_id")
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(built=any_cased_ids(), anything=st.text(), scope=arm_scopes())
+def test_canonical_arm_ids(built: tuple[str, str], anything: str, scope: Any) -> None:
+    mixed, canonical = built
+    assert no_raise(v.canonical_arm_id, mixed) == canonical
+    assert v.canonical_arm_id(canonical) == canonical
+    # Total, case-only and idempotent on anything at all.
+    for value in (anything, scope[0]):
+        once = no_raise(v.canonical_arm_id, value)
+        assert once.lower() == value.lower()
+        assert v.canonical_arm_id(once) == once
+    # A scope stays the same scope, its names untouched.
+    parsed, again = v.parse_arm_scope(scope[0]), v.parse_arm_scope(v.canonical_arm_id(scope[0]))
+    assert parsed is not None
+    assert again is not None
+    assert (again.subscription_id, again.resource_group, again.level) == (
+        parsed.subscription_id,
+        parsed.resource_group,
+        parsed.level,
+    )
+    assert (again.resource_type or "").lower() == (parsed.resource_type or "").lower()
+    assert v.canonical_arm_id(scope[0]).startswith("/subscriptions/")

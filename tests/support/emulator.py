@@ -124,6 +124,20 @@ class Emulator:
         register_secret(cluster["token"], "a sandbox cluster's API token")
         return cluster
 
+    def register_resources(
+        self, *resource_ids: str, location: str = "eastus", tags: dict[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Add resources (and the subscriptions and resource groups they imply) to the
+        inventory: ARM answers 404 to a role assignment on a scope that does not exist."""
+        body = {
+            "resources": [
+                {"id": resource_id, "location": location, "tags": tags or {}}
+                for resource_id in resource_ids
+            ]
+        }
+        registered: list[dict[str, Any]] = self.control("POST", "resources", body)["value"]
+        return registered
+
     def requests(self, since: int = 0) -> list[dict[str, Any]]:
         """The request log entries from line ``since`` on."""
         entries: list[dict[str, Any]] = self.control("GET", f"requests?since={since}")["requests"]

@@ -17,7 +17,13 @@ from django.test import override_settings
 from identities.models import Cluster, IdentityRequest
 from identities.services import identity_request_approve, identity_request_create
 from tests.support.emulator import Emulator
-from tests.support.people import SUBSCRIPTION, DraftFactory
+from tests.support.people import (
+    RESOURCE_GROUP_SCOPE,
+    STORAGE_SCOPE,
+    SUBSCRIPTION,
+    VAULT_SCOPE,
+    DraftFactory,
+)
 
 AKS_RESOURCE_GROUP = "rg-aks"
 
@@ -56,8 +62,17 @@ class Sandbox:
         ]
 
 
+def top_level_resource(scope: str) -> str:
+    """The subscription, resource group or top-level resource a role scope lives in."""
+    parts = scope.strip("/").split("/")
+    return "/" + "/".join(parts[:8])
+
+
 @pytest.fixture
 def sandbox(emulator: Emulator, cluster: Cluster) -> Iterator[Sandbox]:
+    # The resources the tests' standard scopes name (with their subscription and resource
+    # group); those a request names are registered when it is filed (approved_request).
+    emulator.register_resources(VAULT_SCOPE, STORAGE_SCOPE, RESOURCE_GROUP_SCOPE)
     aks = emulator.register_cluster(
         subscription_id=SUBSCRIPTION,
         resource_group=AKS_RESOURCE_GROUP,
@@ -103,9 +118,12 @@ def approved_request(
     """File a request as the requester and approve it; provisioning is left to the caller."""
 
     def make(**draft_overrides: Any) -> IdentityRequest:
-        identity_request = identity_request_create(
-            requester=requester, draft=make_draft(**draft_overrides)
-        )
+        draft = make_draft(**draft_overrides)
+        # The resources the roles are on exist in Azure (the emulator's inventory).
+        scopes = {top_level_resource(role.scope) for role in draft.roles}
+        if scopes:
+            sandbox.emulator.register_resources(*sorted(scopes))
+        identity_request = identity_request_create(requester=requester, draft=draft)
         identity_request_approve(identity_request=identity_request, approver=approver)
         identity_request.refresh_from_db()
         return identity_request

@@ -26,7 +26,11 @@ from identities.services import (
     team_member_add,
     user_role_grant,
 )
-from provisioning.clusters import cluster_register, sandbox_cluster_create
+from provisioning.clusters import (
+    cluster_register,
+    sandbox_cluster_create,
+    sandbox_resources_register,
+)
 from provisioning.errors import GatewayError
 
 DEMO_PASSWORD = "demo"  # noqa: S105 - demo-only accounts, announced as such on every run
@@ -40,6 +44,35 @@ TEAMS = {
     "search": "Search indexing and query services.",
 }
 NAMESPACES = {"payments": "payments", "payments-jobs": "payments", "search": "search"}
+# Per team, in the sandbox subscription: what its workloads reach, registered in the emulator's
+# inventory so role assignments on them behave as on Azure (a scope that does not exist is 404).
+DEMO_RESOURCE_TYPES = (
+    ("Microsoft.Storage/storageAccounts", "st{team}demo"),
+    ("Microsoft.KeyVault/vaults", "kv-{team}-demo"),
+    ("Microsoft.ServiceBus/namespaces", "sb-{team}-demo"),
+    ("Microsoft.DocumentDB/databaseAccounts", "cosmos-{team}-demo"),
+)
+
+
+def demo_resources() -> list[dict[str, Any]]:
+    """Each demo team's resource group with a storage account, key vault, Service Bus namespace
+    and Cosmos DB account, tagged with the team (the shape of a Resource Graph row)."""
+    resources: list[dict[str, Any]] = []
+    for team in TEAMS:
+        group = f"/subscriptions/{SANDBOX_SUBSCRIPTION}/resourceGroups/rg-{team}"
+        tags = {"team": team, "environment": "demo"}
+        resources.append({"id": group, "location": SANDBOX_LOCATION, "tags": tags})
+        resources += [
+            {
+                "id": f"{group}/providers/{kind}/{name.format(team=team)}",
+                "location": SANDBOX_LOCATION,
+                "tags": tags,
+            }
+            for kind, name in DEMO_RESOURCE_TYPES
+        ]
+    return resources
+
+
 # username: (roles, team or None, is_staff, is_superuser, what they are for)
 USERS: dict[str, tuple[tuple[str, ...], str | None, bool, bool, str]] = {
     "alice": ((roles.REQUESTERS,), "payments", False, False, "requester, team payments"),
@@ -125,6 +158,7 @@ class Command(BaseCommand):
         """Create the sandbox cluster in the emulator and read its real issuer back from AKS."""
 
         try:
+            sandbox_resources_register(demo_resources())
             sandbox_cluster_create(
                 name=cluster.name,
                 subscription_id=cluster.subscription_id,

@@ -1,0 +1,161 @@
+"""The resource inventory: which subscriptions, resource groups and resources exist.
+
+ARM refuses a role assignment on a scope that does not exist with 404, by level (AZURE-FACTS
+§2.6, §8):
+
+- ``SubscriptionNotFound``: ``The subscription '<id>' could not be found.`` (quoted from live
+  ARM in several projects' fixtures and probe captures);
+- ``ResourceGroupNotFound``: ``Resource group '<rg>' could not be found.``;
+- ``ResourceNotFound``: ``The Resource '<ns>/<type>/<name>' under resource group '<rg>' was not
+  found. For more details please go to https://aka.ms/ARMResourceNotFoundFix``.
+
+Every entry has the shape of an Azure Resource Graph row (``resources`` and
+``resourcecontainers`` tables): ``id, type, name, subscriptionId, resourceGroup, location,
+tags``; subscriptions are ``microsoft.resources/subscriptions``, resource groups
+``microsoft.resources/subscriptions/resourcegroups`` as Resource Graph types them. What exists:
+what the control API registered, the subscriptions and resource groups those imply, the
+user-assigned identities created through ARM, and the registered AKS clusters. A child scope
+(``.../storageAccounts/sa/blobServices/default/containers/c``) exists when its top-level
+resource does: children are not modelled.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from azure_emulator import armcommon as arm
+from azure_emulator.context import Context
+from azure_emulator.protocol import ArmError
+
+SUBSCRIPTION_TYPE = "microsoft.resources/subscriptions"
+RESOURCE_GROUP_TYPE = "microsoft.resources/subscriptions/resourcegroups"
+
+_ID = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)"
+    r"(?:/resourcegroups/(?P<rg>[^/]+)"
+    r"(?:/providers/(?P<ns>[^/]+)/(?P<type>[^/]+)/(?P<name>[^/]+)(?P<child>(?:/[^/]+/[^/]+)*))?)?$",
+    re.I,
+)
+_NOT_FOUND_FIX = "For more details please go to https://aka.ms/ARMResourceNotFoundFix"
+
+
+class InventoryError(ValueError):
+    """A registration the control API refuses; the message says why."""
+
+
+def _parts(resource_id: str) -> re.Match[str] | None:
+    return _ID.match(resource_id.rstrip("/"))
+
+
+def entry(
+    resource_id: str, *, location: str = "", tags: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The inventory row for `resource_id` (a subscription, resource group or resource)."""
+    m = _parts(resource_id)
+    if m is None or m["child"]:
+        raise InventoryError(
+            f"{resource_id!r} is not /subscriptions/{{id}}[/resourceGroups/{{rg}}"
+            "[/providers/{namespace}/{type}/{name}]]"
+        )
+    arm.check_subscription(m["sub"])
+    if tags is not None and (
+        not isinstance(tags, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())
+    ):
+        raise InventoryError("tags must map strings to strings")
+    if m["name"]:
+        kind, name = f"{m['ns']}/{m['type']}", m["name"]
+        canonical = f"/subscriptions/{m['sub']}/resourceGroups/{m['rg']}/providers/{kind}/{name}"
+    elif m["rg"]:
+        kind, name = RESOURCE_GROUP_TYPE, m["rg"]
+        canonical = f"/subscriptions/{m['sub']}/resourceGroups/{m['rg']}"
+    else:
+        kind, name = SUBSCRIPTION_TYPE, m["sub"]
+        canonical = f"/subscriptions/{m['sub']}"
+    return {
+        "id": canonical,
+        "type": kind,
+        "name": name,
+        "subscriptionId": m["sub"].lower(),
+        "resourceGroup": m["rg"],
+        "location": location,
+        "tags": dict(tags or {}),
+    }
+
+
+def register(ctx: Context, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add (or replace) rows, with the subscription and resource group each one implies."""
+    added: list[dict[str, Any]] = []
+    with ctx.store.mutation() as data:
+        inventory: dict[str, dict[str, Any]] = data["inventory"]
+        for row in rows:
+            containers = [f"/subscriptions/{row['subscriptionId']}"]
+            if row["resourceGroup"]:
+                containers.append(
+                    f"/subscriptions/{row['subscriptionId']}/resourceGroups/{row['resourceGroup']}"
+                )
+            for container in containers:
+                if container.lower() != row["id"].lower():
+                    inventory.setdefault(
+                        container.lower(), entry(container, location=row["location"])
+                    )
+            inventory[row["id"].lower()] = row
+            added.append(row)
+    return added
+
+
+def rows(ctx: Context) -> list[dict[str, Any]]:
+    """Everything that exists: registered rows, identities made through ARM, AKS clusters."""
+    with ctx.store.lock:
+        data = ctx.store.data
+        found = {key: dict(row) for key, row in data["inventory"].items()}
+        implied: list[tuple[str, str, dict[str, str]]] = [
+            (identity["id"], identity.get("location", ""), dict(identity.get("tags") or {}))
+            for identity in data["identities"].values()
+        ]
+        implied += [
+            (
+                f"/subscriptions/{cluster['subscription_id']}/resourceGroups/"
+                f"{cluster['resource_group']}/providers/Microsoft.ContainerService/"
+                f"managedClusters/{cluster['name']}",
+                str(cluster.get("location", "")),
+                {},
+            )
+            for cluster in data["clusters"].values()
+        ]
+    for resource_id, location, tags in implied:
+        row = entry(resource_id, location=location, tags=tags)
+        for key in (
+            f"/subscriptions/{row['subscriptionId']}",
+            f"/subscriptions/{row['subscriptionId']}/resourcegroups/{row['resourceGroup']}",
+        ):
+            found.setdefault(key.lower(), entry(key, location=location))
+        found.setdefault(row["id"].lower(), row)
+    return sorted(found.values(), key=lambda row: row["id"].lower())
+
+
+def check_scope_exists(ctx: Context, scope: str) -> None:
+    """ARM's 404 for a role assignment on a scope that does not exist (by level)."""
+    m = _parts(scope)
+    if m is None:
+        return  # the tenant root and management groups: not modelled
+    known = {row["id"].lower() for row in rows(ctx)}
+    sub = m["sub"]
+    if f"/subscriptions/{sub}".lower() not in known:
+        raise ArmError(404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found.")
+    if not m["rg"]:
+        return
+    rg = m["rg"]
+    if f"/subscriptions/{sub}/resourcegroups/{rg}".lower() not in known:
+        raise ArmError(404, "ResourceGroupNotFound", f"Resource group '{rg}' could not be found.")
+    if not m["name"]:
+        return
+    top = f"/subscriptions/{sub}/resourcegroups/{rg}/providers/{m['ns']}/{m['type']}/{m['name']}"
+    if top.lower() not in known:
+        raise ArmError(
+            404,
+            "ResourceNotFound",
+            f"The Resource '{m['ns']}/{m['type']}/{m['name']}' under resource group '{rg}' "
+            f"was not found. {_NOT_FOUND_FIX}",
+        )
