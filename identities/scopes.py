@@ -6,9 +6,11 @@ the policy, the engine, the hand-over and drift.
 characters, length), then reads the id with azure-mgmt-core's own grammar
 (`azure.mgmt.core.tools.is_valid_resource_id` / `parse_resource_id`) and writes it back with
 `resource_id()`, which spells the fixed segments `subscriptions`, `resourceGroups` and
-`providers` as ARM documents them. Names keep the case they were given (ARM compares them
-case-insensitively); the subscription id is lower-case, as ARM returns it. One scope therefore
-has one string in the database, in the uuid5 role assignment name and in the Terraform ids.
+`providers` as ARM documents them (and `validators.canonical_arm_id` the provider namespaces and
+types the portal knows, e.g. `Microsoft.KeyVault/vaults`). Names keep the case they were given
+(ARM compares them case-insensitively); the subscription id is lower-case, as ARM returns it.
+One scope therefore has one string in the database, in the uuid5 role assignment name and in
+the Terraform ids.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from identities.validators import (
     SCOPE_RESOURCE,
     SCOPE_RESOURCE_GROUP,
     SCOPE_SUBSCRIPTION,
+    canonical_arm_id,
     is_guid,
     is_resource_group_name,
     scope_problem,
@@ -83,7 +86,9 @@ class Scope:
             ):
                 parts[f"child_type_{level}"] = child_type
                 parts[f"child_name_{level}"] = child_name
-        return resource_id(**parts)
+        # resource_id() spells the fixed segments; canonical_arm_id the namespaces and types
+        # the portal knows (Microsoft.KeyVault/vaults), as Terraform's parsers expect them.
+        return canonical_arm_id(resource_id(**parts))
 
     @property
     def resource_group_id(self) -> str | None:

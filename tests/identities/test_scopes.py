@@ -147,3 +147,12 @@ def test_the_policy_refuses_a_mixed_case_duplicate_of_the_same_scope() -> None:
     )
     violations = {(v.field, v.rule) for v in evaluate_request(draft, make_context()).violations}
     assert ("roles[1]", "duplicate_role_scope") in violations
+
+
+def test_known_namespaces_and_types_get_their_documented_casing() -> None:
+    typed = (
+        f"/subscriptions/{SUBSCRIPTION}/resourcegroups/rg/providers/microsoft.keyvault/VAULTS/kv"
+    )
+    assert parse_scope(typed).id == (
+        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv"
+    )
