@@ -270,7 +270,9 @@ LOGGING = {
 
 # --- Cache (API throttle counters, login throttling) -------------------------------------------
 # Shared across web processes and machines with CACHE_URL (a Redis database of its own: a cache
-# clear must never flush the broker's queues); per process otherwise.
+# clear must never flush the broker's queues). Without it, a folder under var/ (CACHE_DIR) that
+# every process of this machine shares: a lockout set by the web server is seen, and lifted, by
+# `manage.py login_unlock` in its own process. Never a per-process memory cache.
 CACHE_URL = os.environ.get("CACHE_URL", "")
 if CACHE_URL:
     CACHES = {
@@ -282,7 +284,16 @@ if CACHE_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": os.environ.get("CACHE_DIR", str(VAR_DIR / "cache")),
+            "TIMEOUT": 300,
+            # The file cache culls a third of its entries past MAX_ENTRIES; keep that far above
+            # the lockouts and throttle counters a single machine holds.
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
 
 # --- Celery -------------------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 pytest_plugins = [
@@ -46,3 +48,19 @@ def _transactional(item: pytest.Item) -> bool:
 def _serialized(item: pytest.Item) -> bool:
     marker = item.get_closest_marker("django_db")
     return bool(marker is not None and marker.kwargs.get("serialized_rollback"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The default cache is a folder every process of a checkout shares (CACHE_DIR); each test
+    session gets its own, so two runs side by side never share throttle counters."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    if settings.CACHES["default"]["BACKEND"].endswith("FileBasedCache"):
+        folder = tmp_path_factory.mktemp("cache")
+        caches = {"default": {**settings.CACHES["default"], "LOCATION": str(folder)}}
+        with override_settings(CACHES=caches):
+            yield
+    else:
+        yield
