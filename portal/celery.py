@@ -6,11 +6,14 @@ from pathlib import Path
 from celery import Celery
 from celery.signals import setup_logging, worker_init
 
+from portal.worker_health import PoolLiveness
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+app.steps["worker"].add(PoolLiveness)  # the liveness file a supervisor probes
 
 
 def ensure_broker_folders() -> None:

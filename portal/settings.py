@@ -231,7 +231,7 @@ SECURE_REFERRER_POLICY = "same-origin"
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     # Probes reach the pods over plain HTTP inside the cluster.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^healthz/workers$", r"^readyz$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
@@ -346,10 +346,22 @@ DRIFT_CHECK_INTERVAL_SECONDS = env_int("DRIFT_CHECK_INTERVAL_SECONDS", 3600)
 # the page itself walks only the rows added since the last full check, up to this many.
 AUDIT_VERIFY_INTERVAL_SECONDS = env_int("AUDIT_VERIFY_INTERVAL_SECONDS", 3600)
 AUDIT_TAIL_VERIFY_LIMIT = env_int("AUDIT_TAIL_VERIFY_LIMIT", 20_000)
+# --- Worker health ------------------------------------------------------------------------------
+# The prefork pool whose processes can be killed (OOM killer, kill -9) without wedging the worker:
+# see portal/worker_pool.py. The worker touches WORKER_LIVENESS_FILE while its pool runs jobs;
+# `python -m portal.worker_health` (the liveness probe) fails when it is older than the max age.
+CELERY_WORKER_POOL = "portal.worker_pool:TaskPool"
+WORKER_LIVENESS_FILE = Path(os.environ.get("WORKER_LIVENESS_FILE", VAR_DIR / "worker-liveness"))
+WORKER_LIVENESS_INTERVAL_SECONDS = env_int("WORKER_LIVENESS_INTERVAL_SECONDS", 10)
+HEARTBEAT_INTERVAL_SECONDS = env_int("HEARTBEAT_INTERVAL_SECONDS", 60)
+# /healthz/workers answers 503 when the newest heartbeat a worker recorded is older than this.
+WORKER_HEARTBEAT_STALE_SECONDS = env_int(
+    "WORKER_HEARTBEAT_STALE_SECONDS", 3 * HEARTBEAT_INTERVAL_SECONDS
+)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "worker-heartbeat": {
         "task": "portal.tasks.heartbeat",
-        "schedule": float(env_int("HEARTBEAT_INTERVAL_SECONDS", 60)),
+        "schedule": float(HEARTBEAT_INTERVAL_SECONDS),
     },
     "sweep-stuck-requests": {
         "task": "provisioning.sweep_stuck_requests",

@@ -12,6 +12,7 @@ admin.site.login_form = login_throttle.AdminLoginForm
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
+    path("healthz/workers", health.workers, name="healthz-workers"),
     path("readyz", health.readyz, name="readyz"),
     path("admin/login/", login_throttle.with_throttle_status(admin.site.login)),
     path("admin/", admin.site.urls),
