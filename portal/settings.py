@@ -91,6 +91,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Oversized and too-deep bodies are refused before anything reads them (413 / 400).
+    "portal.request_limits.RequestBodyLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -101,6 +103,13 @@ MIDDLEWARE = [
     # Last, so it sees a view's database error first (process_exception runs bottom-up).
     "portal.middleware.DatabaseUnavailableMiddleware",
 ]
+
+# --- Request body limits ------------------------------------------------------------------------
+# A body larger than this answers 413 (by its Content-Length, unread); JSON nested deeper than
+# REQUEST_JSON_MAX_DEPTH answers 400 (problem documents under /api/, error pages elsewhere).
+REQUEST_BODY_MAX_BYTES = env_int("REQUEST_BODY_MAX_BYTES", 1024 * 1024)
+REQUEST_JSON_MAX_DEPTH = env_int("REQUEST_JSON_MAX_DEPTH", 32)
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"
