@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import csp.constants as csp
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
@@ -93,6 +94,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Oversized and too-deep bodies are refused before anything reads them (413 / 400).
     "portal.request_limits.RequestBodyLimitMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -103,6 +105,27 @@ MIDDLEWARE = [
     # Last, so it sees a view's database error first (process_exception runs bottom-up).
     "portal.middleware.DatabaseUnavailableMiddleware",
 ]
+
+# --- Content-Security-Policy (django-csp 4) -----------------------------------------------------
+# Strict and the same in every mode: scripts and styles only from the portal's own static files
+# or carrying the per-response nonce (request.csp_nonce), no inline style attributes, no
+# framing (frame-ancestors 'none', with X-Frame-Options DENY for old browsers), no plugins, no
+# <base>, forms post only to the portal. Images may be data: URIs (Swagger UI's icons).
+CONTENT_SECURITY_POLICY: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": [csp.NONE],
+        "script-src": [csp.SELF, csp.NONCE],
+        "style-src": [csp.SELF, csp.NONCE],
+        "img-src": [csp.SELF, "data:"],
+        "font-src": [csp.SELF],
+        "connect-src": [csp.SELF],
+        "manifest-src": [csp.SELF],
+        "form-action": [csp.SELF],
+        "frame-ancestors": [csp.NONE],
+        "base-uri": [csp.NONE],
+        "object-src": [csp.NONE],
+    }
+}
 
 # --- Request body limits ------------------------------------------------------------------------
 # A body larger than this answers 413 (by its Content-Length, unread); JSON nested deeper than
