@@ -1,9 +1,11 @@
-"""Celery tasks of the identities app: only the audit chain check (provisioning has its own)."""
+"""Celery tasks of the identities app: the audit chain check and its anchoring (provisioning has
+its own)."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
+from identities.audit_anchor import anchor_chain
 from identities.models import ChainCheckTrigger
 from identities.services import audit_chain_check_run, audit_chain_check_start
 
@@ -19,3 +21,10 @@ def verify_audit_chain(check_id: int | None = None) -> dict[str, object]:
         check_id = check.pk
     check = audit_chain_check_run(check_id=check_id)
     return {"check": check.pk, "status": check.status, "broken_id": check.broken_id}
+
+
+@shared_task(name="identities.anchor_audit_chain")
+def anchor_audit_chain() -> dict[str, object]:
+    """Append a checkpoint of the chain to the anchor sink (skipped when nothing was added)."""
+    checkpoint = anchor_chain()
+    return {"checkpoint": checkpoint.seq if checkpoint else None}

@@ -378,6 +378,23 @@ DRIFT_CHECK_INTERVAL_SECONDS = env_int("DRIFT_CHECK_INTERVAL_SECONDS", 3600)
 # the page itself walks only the rows added since the last full check, up to this many.
 AUDIT_VERIFY_INTERVAL_SECONDS = env_int("AUDIT_VERIFY_INTERVAL_SECONDS", 3600)
 AUDIT_TAIL_VERIFY_LIMIT = env_int("AUDIT_TAIL_VERIFY_LIMIT", 20_000)
+# Checkpoints of the chain (rows, head hash, time; signed) appended to a write-once sink outside
+# the database after every full check and every AUDIT_ANCHOR_INTERVAL_SECONDS: `folder` (read-only
+# files under AUDIT_ANCHOR_DIR, development), `blob` (an Azure append blob in a container with an
+# immutability policy, production) or `none`. See identities/audit_anchor.py.
+AUDIT_ANCHOR_SINK = os.environ.get("AUDIT_ANCHOR_SINK", "folder")
+if AUDIT_ANCHOR_SINK not in {"folder", "blob", "none"}:
+    raise ImproperlyConfigured("AUDIT_ANCHOR_SINK must be 'folder', 'blob' or 'none'.")
+AUDIT_ANCHOR_DIR = Path(os.environ.get("AUDIT_ANCHOR_DIR", VAR_DIR / "audit-anchors"))
+AUDIT_ANCHOR_BLOB_ACCOUNT_URL = os.environ.get("AUDIT_ANCHOR_BLOB_ACCOUNT_URL", "")
+AUDIT_ANCHOR_BLOB_CONNECTION_STRING = os.environ.get("AUDIT_ANCHOR_BLOB_CONNECTION_STRING", "")
+AUDIT_ANCHOR_BLOB_CONTAINER = os.environ.get("AUDIT_ANCHOR_BLOB_CONTAINER", "audit-anchors")
+AUDIT_ANCHOR_BLOB_NAME = os.environ.get("AUDIT_ANCHOR_BLOB_NAME", "checkpoints.jsonl")
+if AUDIT_ANCHOR_SINK == "blob" and not (
+    AUDIT_ANCHOR_BLOB_ACCOUNT_URL or AUDIT_ANCHOR_BLOB_CONNECTION_STRING
+):
+    raise ImproperlyConfigured("AUDIT_ANCHOR_SINK=blob needs AUDIT_ANCHOR_BLOB_ACCOUNT_URL.")
+AUDIT_ANCHOR_INTERVAL_SECONDS = env_int("AUDIT_ANCHOR_INTERVAL_SECONDS", 300)
 # --- Worker health ------------------------------------------------------------------------------
 # The prefork pool whose processes can be killed (OOM killer, kill -9) without wedging the worker:
 # see portal/worker_pool.py. The worker touches WORKER_LIVENESS_FILE while its pool runs jobs;
@@ -406,6 +423,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "verify-audit-chain": {
         "task": "identities.verify_audit_chain",
         "schedule": float(AUDIT_VERIFY_INTERVAL_SECONDS),
+    },
+    "anchor-audit-chain": {
+        "task": "identities.anchor_audit_chain",
+        "schedule": float(AUDIT_ANCHOR_INTERVAL_SECONDS),
     },
     "purge-idempotency-records": {
         "task": "portal.tasks.purge_idempotency_records",

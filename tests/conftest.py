@@ -64,3 +64,18 @@ def session_cache_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
             yield
     else:
         yield
+
+
+@pytest.fixture(autouse=True)
+def audit_anchor_folder(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Each test anchors the audit chain in a folder of its own (the database starts empty for
+    each test, so checkpoints of an earlier one would contradict it); processes the test starts
+    inherit it through the environment."""
+    from django.test import override_settings
+
+    folder = tmp_path_factory.mktemp("anchors")
+    monkeypatch.setenv("AUDIT_ANCHOR_DIR", str(folder))
+    with override_settings(AUDIT_ANCHOR_DIR=folder):
+        yield
