@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.support.redis_server",
     "tests.support.tcp_proxy",
     "tests.support.worker_zygote",
+    "tests.support.azurite",
 ]
 
 

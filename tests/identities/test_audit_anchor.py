@@ -4,6 +4,7 @@ write-once sink catch what deleting the chain-check records with the newest rows
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +121,45 @@ def test_a_rewritten_anchored_row_is_reported(settings: Any) -> None:
     _tamper("UPDATE identities_auditevent SET hash = %s WHERE id = 3", ["0" * 64])
     verdict = anchor_verify(rows=AuditEvent.objects.count())
     assert not verdict.ok and verdict.broken_id == 3 and "rewritten" in verdict.reason
+
+
+@pytest.fixture
+def blob_sink(azurite: Any) -> Iterator[None]:
+    """The `blob` sink on Azurite: a container of its own, the settings pointing at it."""
+    from azure.storage.blob import BlobServiceClient
+    from django.test import override_settings
+
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    service.create_container("audit-anchors")
+    with override_settings(
+        AUDIT_ANCHOR_SINK="blob",
+        AUDIT_ANCHOR_BLOB_CONNECTION_STRING=azurite.connection_string,
+        AUDIT_ANCHOR_BLOB_CONTAINER="audit-anchors",
+        AUDIT_ANCHOR_BLOB_NAME="checkpoints.jsonl",
+    ):
+        yield
+
+
+@pytest.mark.usefixtures("blob_sink")
+def test_the_blob_sink_on_azurite_catches_a_cut_tail_and_never_truncates() -> None:
+    from azure.storage.blob import BlobClient
+
+    from identities.audit_anchor import configured_sink
+
+    _append(5)
+    _verify()
+    _append(3)
+    _verify()
+    sink = configured_sink()
+    assert sink is not None and "append blob" in sink.describe()
+    lines = sink.read()
+    assert [json.loads(line)["seq"] for line in lines] == [1, 2]
+    blob = BlobClient.from_connection_string(
+        settings.AUDIT_ANCHOR_BLOB_CONNECTION_STRING, "audit-anchors", "checkpoints.jsonl"
+    )
+    assert blob.get_blob_properties().blob_type == "AppendBlob"
+
+    _cut_tail_and_checks(keep=6)
+    with pytest.raises(CommandError, match="cut from its end"):
+        _verify()
+    assert len(sink.read()) == 2  # a failed check anchors nothing, and nothing was truncated
