@@ -7,7 +7,9 @@ kill -9) the semaphore is never released, every replacement process blocks on it
 the worker wedges: its main process still takes messages from the broker and answers pings, but
 no task runs again. Here those semaphores are replaced by POSIX record locks (fcntl), which the
 kernel releases when their holder dies. (On Redis Celery uses its asynchronous pool, whose
-processes have pipes of their own and no shared lock; the same class serves both.)
+processes have pipes of their own and no shared lock; the same class serves both.) The blocking
+pool's behaviour is billiard's, reported upstream as celery/billiard#104; billiard 4.3.2 still
+guards the pipes with semaphores, so check whether this is still needed when upgrading it.
 """
 
 from __future__ import annotations
