@@ -398,7 +398,7 @@ AUDIT_ANCHOR_INTERVAL_SECONDS = env_int("AUDIT_ANCHOR_INTERVAL_SECONDS", 300)
 # --- Worker health ------------------------------------------------------------------------------
 # The prefork pool whose processes can be killed (OOM killer, kill -9) without wedging the worker:
 # see portal/worker_pool.py. The worker touches WORKER_LIVENESS_FILE while its pool runs jobs;
-# `python -m portal.worker_health` (the liveness probe) fails when it is older than the max age.
+# `python -m portal.worker_probe` (the liveness probe) fails when it is older than the max age.
 CELERY_WORKER_POOL = "portal.worker_pool:TaskPool"
 WORKER_LIVENESS_FILE = Path(os.environ.get("WORKER_LIVENESS_FILE", VAR_DIR / "worker-liveness"))
 WORKER_LIVENESS_INTERVAL_SECONDS = env_int("WORKER_LIVENESS_INTERVAL_SECONDS", 10)

@@ -7,18 +7,14 @@ process hands its pool a no-op job every WORKER_LIVENESS_INTERVAL_SECONDS and to
 WORKER_LIVENESS_FILE when a pool process has run it. While every pool process is busy with a task
 the no-op waits its turn; then the file is touched as long as each of those tasks started within
 the task time limit (which ends them). A wedged pool stops touching the file, and the probe
-
-    python -m portal.worker_health          # exit 0: alive; 1: stale or missing (says why)
-
-fails once the file is older than WORKER_LIVENESS_MAX_AGE_SECONDS. The probe imports nothing of
-Django (it runs every few seconds) and reads the same environment as the settings.
+(`python -m portal.worker_probe`) fails once the file is older than
+WORKER_LIVENESS_MAX_AGE_SECONDS.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,17 +22,6 @@ from typing import Any
 from celery import bootsteps
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MAX_AGE_SECONDS = 60
-
-
-def default_liveness_file() -> Path:
-    """WORKER_LIVENESS_FILE, or `worker-liveness` in the var folder (as portal.settings)."""
-    configured = os.environ.get("WORKER_LIVENESS_FILE", "")
-    if configured:
-        return Path(configured)
-    base = Path(__file__).resolve().parent.parent
-    return Path(os.environ.get("PORTAL_VAR_DIR", base / "var")) / "worker-liveness"
 
 
 def touch(path: Path) -> None:
@@ -101,7 +86,9 @@ class PoolLiveness(bootsteps.StartStopStep):
 
     def _busy_within_time_limit(self, pool: Any) -> bool:
         """Every pool process runs a task accepted less than the task time limit ago."""
-        now = time.time()
+        # Pool processes stamp the time they accepted a job with time.monotonic(), which on
+        # Linux is one clock for every process of the machine.
+        now = time.monotonic()
         busy = {
             job._worker_pid
             for job in list(pool._cache.values())
@@ -112,28 +99,3 @@ class PoolLiveness(bootsteps.StartStopStep):
         }
         pids = {process.pid for process in list(pool._pool)}
         return bool(pids) and pids <= busy
-
-
-def main(argv: list[str]) -> int:
-    """The probe: exit 0 when the liveness file is fresh, 1 (with the reason) otherwise."""
-    path = default_liveness_file()
-    max_age = float(os.environ.get("WORKER_LIVENESS_MAX_AGE_SECONDS", DEFAULT_MAX_AGE_SECONDS))
-    if len(argv) == 2 and argv[0] == "--max-age":
-        max_age = float(argv[1])
-    try:
-        age = time.time() - path.stat().st_mtime
-    except FileNotFoundError:
-        print(f"worker not alive: {path} does not exist", file=sys.stderr)  # noqa: T201
-        return 1
-    if age > max_age:
-        print(  # noqa: T201
-            f"worker not alive: its pool ran no job for {age:.0f}s (limit {max_age:.0f}s)",
-            file=sys.stderr,
-        )
-        return 1
-    print(f"worker alive: pool ran a job {age:.0f}s ago")  # noqa: T201
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

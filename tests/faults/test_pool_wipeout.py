@@ -24,6 +24,7 @@ from portal.models import WorkerHeartbeat
 from provisioning.models import ProvisioningStep, StepStatus
 from tests.faults.consistency import azure_disagreements, ready_request_disagreements
 from tests.faults.helpers import (
+    FINAL,
     approve_new,
     pool_children,
     statuses,
@@ -107,10 +108,10 @@ def test_killing_every_pool_process_mid_task_neither_wedges_nor_hides_the_worker
 
 
 def probe(liveness: Path) -> subprocess.CompletedProcess[str]:
-    """The liveness probe a supervisor runs: `python -m portal.worker_health`."""
+    """The liveness probe a supervisor runs: `python -m portal.worker_probe`."""
     env = {**os.environ, "WORKER_LIVENESS_FILE": str(liveness)}
     return subprocess.run(
-        [sys.executable, "-m", "portal.worker_health", "--max-age", "5"],
+        [sys.executable, "-m", "portal.worker_probe", "--max-age", "5"],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -168,3 +169,43 @@ def test_a_pool_that_runs_nothing_fails_the_liveness_probe_and_the_workers_healt
         assert ready.json()["workers"]["status"] == "stale"
         # Thawed, the pool runs jobs again and the probe passes again.
         assert wait_until(lambda: probe(liveness).returncode == 0, timeout=30), worker.log_tail()
+
+
+@pytest.mark.parametrize("kind", ["embedded", "redis"])
+def test_a_pool_busy_with_long_tasks_stays_alive_for_the_probe(
+    kind: str,
+    sandbox: Sandbox,
+    approved_request: ApprovedRequestFactory,
+    start_worker: WorkerFactory,
+    use_broker: Callable[[Broker], None],
+    tmp_path: Path,
+) -> None:
+    """Every pool process running a task (here the only one, for longer than the probe's max
+    age) is not a wedge: the no-op job waits its turn and the liveness file is still touched."""
+    postgres_or_missing()
+    broker = make_broker(kind, tmp_path)
+    use_broker(broker)
+    sandbox.emulator.config(latency_ms=3000)  # a few round trips: about 10 s of provisioning
+    liveness = tmp_path / "worker-alive"
+    env = {
+        **sandbox.worker_env,
+        "VERIFY_AFTER_PROVISIONING": "0",
+        "WORKER_LIVENESS_FILE": str(liveness),
+        "WORKER_LIVENESS_INTERVAL_SECONDS": "1",
+    }
+    worker = start_worker(broker, concurrency=1, **env)
+    wait_worker_ready(worker)
+    assert wait_until(lambda: probe(liveness).returncode == 0, timeout=15), worker.log_tail()
+
+    identity_request = approve_new(approved_request, 0, roles=2)
+    began = time.monotonic()
+    failures = []
+    while statuses([identity_request.pk])[identity_request.pk] not in FINAL:
+        assert time.monotonic() - began < 90, worker.log_tail()
+        result = probe(liveness)
+        if result.returncode != 0:
+            failures.append(result.stderr.strip())
+        time.sleep(1)
+
+    assert time.monotonic() - began > 7  # the task outlasted the probe's max age (5 s)
+    assert failures == []
