@@ -58,6 +58,8 @@ class AnchorSink(Protocol):
 
     def describe(self) -> str: ...
 
+    def unprotected(self) -> str: ...
+
 
 class FolderSink:
     """One read-only file per checkpoint, created exclusively: nothing is ever overwritten."""
@@ -86,6 +88,10 @@ class FolderSink:
     def describe(self) -> str:
         return f"folder {self.folder}"
 
+    def unprotected(self) -> str:
+        """A folder is write-once for the portal only; say so once, it is for development."""
+        return ""
+
 
 class BlobSink:
     """One Azure Storage append blob; a line per appended block."""
@@ -93,18 +99,16 @@ class BlobSink:
     def __init__(
         self, *, container: str, name: str, account_url: str = "", connection_string: str = ""
     ) -> None:
-        from azure.storage.blob import BlobClient
+        from azure.storage.blob import ContainerClient
 
         if connection_string:  # Azurite, or a key-based account (development only)
-            self.client = BlobClient.from_connection_string(
-                connection_string, container_name=container, blob_name=name
-            )
+            self.container = ContainerClient.from_connection_string(connection_string, container)
         else:  # production: the portal's own identity (workload identity on AKS)
             from azure.identity import DefaultAzureCredential
 
-            self.client = BlobClient(
-                account_url, container, name, credential=DefaultAzureCredential()
-            )
+            credential = DefaultAzureCredential()
+            self.container = ContainerClient(account_url, container, credential=credential)
+        self.client = self.container.get_blob_client(name)
         self.url = self.client.url
 
     def append(self, seq: int, line: str) -> None:
@@ -131,6 +135,25 @@ class BlobSink:
 
     def describe(self) -> str:
         return f"append blob {self.url}"
+
+    def unprotected(self) -> str:
+        """Why the container does not keep the checkpoints from being deleted ("" if it does)."""
+        from azure.core.exceptions import AzureError
+
+        container = self.client._get_container_client()
+        try:
+            properties = container.get_container_properties()
+        except AzureError as exc:
+            return f"its container's policies could not be read: {exc}"
+        if (
+            properties.has_immutability_policy
+            or properties.immutable_storage_with_versioning_enabled
+        ):
+            return ""
+        return (
+            f"container {properties.name} has no immutability policy: whoever holds the storage "
+            "account can delete or replace the checkpoints"
+        )
 
 
 def configured_sink() -> AnchorSink | None:

@@ -159,7 +159,12 @@ def test_the_blob_sink_on_azurite_catches_a_cut_tail_and_never_truncates() -> No
     )
     assert blob.get_blob_properties().blob_type == "AppendBlob"
 
+    # Azurite keeps no immutability policy: the command says what that leaves open.
+    err = _Out()
+    call_command("audit_verify", "--processes", "1", stdout=_Out(), stderr=err)
+    assert "has no immutability policy" in err.text
+
     _cut_tail_and_checks(keep=6)
     with pytest.raises(CommandError, match="cut from its end"):
         _verify()
-    assert len(sink.read()) == 2  # a failed check anchors nothing, and nothing was truncated
+    assert len(sink.read()) == 3  # a failed check anchors nothing, and nothing was truncated
