@@ -65,8 +65,13 @@ class PoolLiveness(bootsteps.StartStopStep):
         pool = getattr(self.worker.pool, "_pool", None)
         if pool is None or getattr(pool, "_quick_put", None) is None:
             return  # not started yet, or being restarted
-        if self.ping_sent_at is None:
-            self.ping_sent_at = time.monotonic()
+        if self._busy_within_time_limit(pool):
+            touch(self.path)
+        now = time.monotonic()
+        # One no-op in flight at a time; another after a long silence, in case the pool lost
+        # the first without a word (only a pong touches the file, so resending hides nothing).
+        if self.ping_sent_at is None or now - self.ping_sent_at > 3 * self.interval + 30:
+            self.ping_sent_at = now
             # waitforslot=False: never block the timer behind a full pool.
             pool.apply_async(
                 liveness_ping,
@@ -74,8 +79,6 @@ class PoolLiveness(bootsteps.StartStopStep):
                 error_callback=self._lost,
                 waitforslot=False,
             )
-        elif self._busy_within_time_limit(pool):
-            touch(self.path)
 
     def _pong(self, _result: Any) -> None:
         self.ping_sent_at = None
