@@ -6,6 +6,8 @@ from pathlib import Path
 from celery import Celery
 from celery.signals import setup_logging, worker_init
 
+from portal.worker_health import PoolLiveness
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 app = Celery("portal")
@@ -13,6 +15,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # The project's own periodic tasks: `portal` is the project, not an installed app.
 app.autodiscover_tasks(["portal"])
+app.steps["worker"].add(PoolLiveness)  # the liveness file a supervisor probes
 
 
 def ensure_broker_folders() -> None:

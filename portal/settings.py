@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import csp.constants as csp
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
@@ -93,6 +94,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Oversized and too-deep bodies are refused before anything reads them (413 / 400).
+    "portal.request_limits.RequestBodyLimitMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -103,6 +107,34 @@ MIDDLEWARE = [
     # Last, so it sees a view's database error first (process_exception runs bottom-up).
     "portal.middleware.DatabaseUnavailableMiddleware",
 ]
+
+# --- Content-Security-Policy (django-csp 4) -----------------------------------------------------
+# Strict and the same in every mode: scripts and styles only from the portal's own static files
+# or carrying the per-response nonce (request.csp_nonce), no inline style attributes, no
+# framing (frame-ancestors 'none', with X-Frame-Options DENY for old browsers), no plugins, no
+# <base>, forms post only to the portal. Images may be data: URIs (Swagger UI's icons).
+CONTENT_SECURITY_POLICY: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": [csp.NONE],
+        "script-src": [csp.SELF, csp.NONCE],
+        "style-src": [csp.SELF, csp.NONCE],
+        "img-src": [csp.SELF, "data:"],
+        "font-src": [csp.SELF],
+        "connect-src": [csp.SELF],
+        "manifest-src": [csp.SELF],
+        "form-action": [csp.SELF],
+        "frame-ancestors": [csp.NONE],
+        "base-uri": [csp.NONE],
+        "object-src": [csp.NONE],
+    }
+}
+
+# --- Request body limits ------------------------------------------------------------------------
+# A body larger than this answers 413 (by its Content-Length, unread); JSON nested deeper than
+# REQUEST_JSON_MAX_DEPTH answers 400 (problem documents under /api/, error pages elsewhere).
+REQUEST_BODY_MAX_BYTES = env_int("REQUEST_BODY_MAX_BYTES", 1024 * 1024)
+REQUEST_JSON_MAX_DEPTH = env_int("REQUEST_JSON_MAX_DEPTH", 32)
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"
@@ -233,7 +265,7 @@ SECURE_REFERRER_POLICY = "same-origin"
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     # Probes reach the pods over plain HTTP inside the cluster.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^healthz/workers$", r"^readyz$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
@@ -272,7 +304,9 @@ LOGGING = {
 
 # --- Cache (API throttle counters, login throttling) -------------------------------------------
 # Shared across web processes and machines with CACHE_URL (a Redis database of its own: a cache
-# clear must never flush the broker's queues); per process otherwise.
+# clear must never flush the broker's queues). Without it, a folder under var/ (CACHE_DIR) that
+# every process of this machine shares: a lockout set by the web server is seen, and lifted, by
+# `manage.py login_unlock` in its own process. Never a per-process memory cache.
 CACHE_URL = os.environ.get("CACHE_URL", "")
 if CACHE_URL:
     CACHES = {
@@ -284,7 +318,16 @@ if CACHE_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": os.environ.get("CACHE_DIR", str(VAR_DIR / "cache")),
+            "TIMEOUT": 300,
+            # The file cache culls a third of its entries past MAX_ENTRIES; keep that far above
+            # the lockouts and throttle counters a single machine holds.
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
 
 # --- Celery -------------------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -340,10 +383,39 @@ DRIFT_CHECK_INTERVAL_SECONDS = env_int("DRIFT_CHECK_INTERVAL_SECONDS", 3600)
 # the page itself walks only the rows added since the last full check, up to this many.
 AUDIT_VERIFY_INTERVAL_SECONDS = env_int("AUDIT_VERIFY_INTERVAL_SECONDS", 3600)
 AUDIT_TAIL_VERIFY_LIMIT = env_int("AUDIT_TAIL_VERIFY_LIMIT", 20_000)
+# Checkpoints of the chain (rows, head hash, time; signed) appended to a write-once sink outside
+# the database after every full check and every AUDIT_ANCHOR_INTERVAL_SECONDS: `folder` (read-only
+# files under AUDIT_ANCHOR_DIR, development), `blob` (an Azure append blob in a container with an
+# immutability policy, production) or `none`. See identities/audit/anchor.py.
+AUDIT_ANCHOR_SINK = os.environ.get("AUDIT_ANCHOR_SINK", "folder")
+if AUDIT_ANCHOR_SINK not in {"folder", "blob", "none"}:
+    raise ImproperlyConfigured("AUDIT_ANCHOR_SINK must be 'folder', 'blob' or 'none'.")
+AUDIT_ANCHOR_DIR = Path(os.environ.get("AUDIT_ANCHOR_DIR", VAR_DIR / "audit-anchors"))
+AUDIT_ANCHOR_BLOB_ACCOUNT_URL = os.environ.get("AUDIT_ANCHOR_BLOB_ACCOUNT_URL", "")
+AUDIT_ANCHOR_BLOB_CONNECTION_STRING = os.environ.get("AUDIT_ANCHOR_BLOB_CONNECTION_STRING", "")
+AUDIT_ANCHOR_BLOB_CONTAINER = os.environ.get("AUDIT_ANCHOR_BLOB_CONTAINER", "audit-anchors")
+AUDIT_ANCHOR_BLOB_NAME = os.environ.get("AUDIT_ANCHOR_BLOB_NAME", "checkpoints.jsonl")
+if AUDIT_ANCHOR_SINK == "blob" and not (
+    AUDIT_ANCHOR_BLOB_ACCOUNT_URL or AUDIT_ANCHOR_BLOB_CONNECTION_STRING
+):
+    raise ImproperlyConfigured("AUDIT_ANCHOR_SINK=blob needs AUDIT_ANCHOR_BLOB_ACCOUNT_URL.")
+AUDIT_ANCHOR_INTERVAL_SECONDS = env_int("AUDIT_ANCHOR_INTERVAL_SECONDS", 300)
+# --- Worker health ------------------------------------------------------------------------------
+# The prefork pool whose processes can be killed (OOM killer, kill -9) without wedging the worker:
+# see portal/worker_pool.py. The worker touches WORKER_LIVENESS_FILE while its pool runs jobs;
+# `python -m portal.worker_probe` (the liveness probe) fails when it is older than the max age.
+CELERY_WORKER_POOL = "portal.worker_pool:TaskPool"
+WORKER_LIVENESS_FILE = Path(os.environ.get("WORKER_LIVENESS_FILE", VAR_DIR / "worker-liveness"))
+WORKER_LIVENESS_INTERVAL_SECONDS = env_int("WORKER_LIVENESS_INTERVAL_SECONDS", 10)
+HEARTBEAT_INTERVAL_SECONDS = env_int("HEARTBEAT_INTERVAL_SECONDS", 60)
+# /healthz/workers answers 503 when the newest heartbeat a worker recorded is older than this.
+WORKER_HEARTBEAT_STALE_SECONDS = env_int(
+    "WORKER_HEARTBEAT_STALE_SECONDS", 3 * HEARTBEAT_INTERVAL_SECONDS
+)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "worker-heartbeat": {
         "task": "portal.tasks.heartbeat",
-        "schedule": float(env_int("HEARTBEAT_INTERVAL_SECONDS", 60)),
+        "schedule": float(HEARTBEAT_INTERVAL_SECONDS),
     },
     "sweep-stuck-requests": {
         "task": "provisioning.sweep_stuck_requests",
@@ -356,6 +428,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "verify-audit-chain": {
         "task": "identities.verify_audit_chain",
         "schedule": float(AUDIT_VERIFY_INTERVAL_SECONDS),
+    },
+    "anchor-audit-chain": {
+        "task": "identities.anchor_audit_chain",
+        "schedule": float(AUDIT_ANCHOR_INTERVAL_SECONDS),
     },
     "purge-idempotency-records": {
         "task": "portal.tasks.purge_idempotency_records",

@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts import login_throttle, sso
 from portal import health
@@ -13,12 +13,14 @@ admin.site.login_form = login_throttle.AdminLoginForm
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
+    path("healthz/workers", health.workers, name="healthz-workers"),
     path("readyz", health.readyz, name="readyz"),
     path("admin/login/", login_throttle.with_throttle_status(admin.site.login)),
     path("admin/", admin.site.urls),
     path("api/v1/", include("api.urls", namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The split view serves Swagger UI's start-up script as a file of its own: no inline script.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path(
         "accounts/login/",
         login_throttle.with_throttle_status(

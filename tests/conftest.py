@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.support.tcp_proxy",
     "tests.support.worker_zygote",
     "tests.support.lanes",
+    "tests.support.azurite",
 ]
 
 
@@ -59,3 +60,34 @@ def work_sent() -> Iterator[list[tuple[work.Work, tuple[object, ...]]]]:
     sent: list[tuple[work.Work, tuple[object, ...]]] = []
     with work.sending_to(lambda name, args: sent.append((name, args))):
         yield sent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The default cache is a folder every process of a checkout shares (CACHE_DIR); each test
+    session gets its own, so two runs side by side never share throttle counters."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    if settings.CACHES["default"]["BACKEND"].endswith("FileBasedCache"):
+        folder = tmp_path_factory.mktemp("cache")
+        caches = {"default": {**settings.CACHES["default"], "LOCATION": str(folder)}}
+        with override_settings(CACHES=caches):
+            yield
+    else:
+        yield
+
+
+@pytest.fixture(autouse=True)
+def audit_anchor_folder(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Each test anchors the audit chain in a folder of its own (the database starts empty for
+    each test, so checkpoints of an earlier one would contradict it); processes the test starts
+    inherit it through the environment."""
+    from django.test import override_settings
+
+    folder = tmp_path_factory.mktemp("anchors")
+    monkeypatch.setenv("AUDIT_ANCHOR_DIR", str(folder))
+    with override_settings(AUDIT_ANCHOR_DIR=folder):
+        yield

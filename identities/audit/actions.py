@@ -57,6 +57,8 @@ class AuditAction(StrEnum):
     CHAIN_CHECK_PASSED = "audit.chain_check_passed"
     CHAIN_CHECK_FAILED = "audit.chain_check_failed"
     CHAIN_CHECK_ERROR = "audit.chain_check_error"
+    # A signed checkpoint of the chain appended to the write-once sink outside the database.
+    CHAIN_ANCHORED = "audit.anchored"
     # People, tokens and configuration.
     USER_ROLE_GRANTED = "user.role_granted"
     USER_ROLE_REVOKED = "user.role_revoked"

@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from identities import roles
+from identities.audit import anchor as audit_anchor
 from identities.audit.actions import CHAIN_CHECK_ACTIONS, AuditAction
 from identities.audit.chain import (
     ChainReport,
@@ -104,6 +105,22 @@ def audit_chain_check_run(*, check_id: int, processes: int = 1) -> AuditChainChe
         raise
     if report.ok and anchor is not None:
         report = _against_anchor(report, anchor)
+    if report.ok:  # and against the checkpoints outside the database, which no one can delete
+        sink = audit_anchor.anchor_verify(rows=report.rows_checked)
+        if not sink.ok:
+            report = ChainReport(
+                False, report.rows_checked, report.last_hash, sink.broken_id, sink.reason
+            )
+    checkpoint = None
+    if report.ok:
+        # What the check verified is anchored outside the database at once; a sink that cannot
+        # be written fails no check (the error is logged, the periodic anchoring tries again).
+        try:
+            checkpoint = audit_anchor.checkpoint_append(
+                rows=report.rows_checked, head_hash=report.last_hash
+            )
+        except audit_anchor.AnchorError:
+            logger.exception("could not anchor the audit chain for check %s", check.pk)
     _finish(
         check,
         status=ChainCheckStatus.PASSED if report.ok else ChainCheckStatus.FAILED,
@@ -111,6 +128,7 @@ def audit_chain_check_run(*, check_id: int, processes: int = 1) -> AuditChainChe
         last_hash=report.last_hash,
         broken_id=report.broken_id,
         reason=report.reason,
+        checkpoint=checkpoint.seq if checkpoint else None,
     )
     if not report.ok:
         logger.error(
@@ -153,6 +171,7 @@ def _finish(
     rows_checked: int = 0,
     last_hash: str = "",
     broken_id: int | None = None,
+    checkpoint: int | None = None,
 ) -> None:
     check.status = status
     check.finished_at = timezone.now()
@@ -176,6 +195,7 @@ def _finish(
                 "rows_checked": rows_checked,
                 "broken_id": broken_id,
                 "reason": reason,
+                "checkpoint": checkpoint,  # its number in the anchor sink (a passed check)
             },
         )
 

@@ -28,6 +28,16 @@ FORMATS = ("csv", "jsonl")
 BLOCK_CHARS = 64 * 1024
 
 _ascii_str = json.encoder.encode_basestring_ascii
+# OWASP's CSV injection rule: a cell starting with one of these is read as a formula (or, for
+# tab and CR, can hide one) by spreadsheet software, so it gets a leading single quote.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """`value` as a CSV cell a spreadsheet will not evaluate (CSV only: JSON Lines stay exact)."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
 
 
 def export_values(
@@ -98,7 +108,9 @@ def export_blocks(events: QuerySet[AuditEvent], fmt: str) -> Iterator[str]:
     if fmt == "csv":
         writer = csv.writer(buffer)
         writer.writerow(EXPORT_FIELDS)
-        write_row = writer.writerow
+
+        def write_row(row: tuple[Any, ...]) -> None:
+            writer.writerow([csv_safe(value) for value in row])
     else:
 
         def write_row(row: tuple[Any, ...]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from identities.models import IdentityRequest, RequestStatus
 from identities.policy import RoleDraft
@@ -62,3 +63,11 @@ def wait_worker_ready(worker: ManagedProcess, *, timeout: float = 60) -> None:
     """Wait until a celery worker logged that it is consuming."""
     ready = wait_until(lambda: " ready." in worker.log_tail(200), timeout=timeout, interval=0.1)
     assert ready, f"{worker.name} did not start:\n{worker.log_tail()}"
+
+
+def pool_children(pid: int) -> list[int]:
+    """A celery worker main process's children (its pool processes), from /proc."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(child) for child in (task / "children").read_text().split()]
+    return children

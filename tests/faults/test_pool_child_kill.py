@@ -20,7 +20,13 @@ import pytest
 from identities.models import IdentityRequest, RequestStatus
 from provisioning.models import ProvisioningStep, StepStatus
 from tests.faults.consistency import azure_disagreements, ready_request_disagreements
-from tests.faults.helpers import approve_new, statuses, wait_all_final, wait_worker_ready
+from tests.faults.helpers import (
+    approve_new,
+    pool_children,
+    statuses,
+    wait_all_final,
+    wait_worker_ready,
+)
 from tests.support.sandbox import ApprovedRequestFactory, Sandbox
 from tests.support.services import postgres_or_missing, wait_until
 from tests.support.workers import Broker, WorkerFactory, make_broker
@@ -31,15 +37,6 @@ pytestmark = [
     pytest.mark.fault,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
-
-
-def pool_children(pid: int) -> list[int]:
-    """The worker main process's children (its pool processes), from /proc."""
-    children: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        text = (task / "children").read_text().split()
-        children += [int(child) for child in text]
-    return children
 
 
 def test_a_pool_process_killed_mid_task_is_replaced_and_the_task_redelivered(

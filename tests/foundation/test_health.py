@@ -57,3 +57,30 @@ def test_readyz_answers_503_naming_the_broker_when_it_is_unreachable(client: Cli
 
 def test_readyz_refuses_other_methods(client: Client) -> None:
     assert client.post("/readyz").status_code == 405
+
+
+def test_workers_health_follows_the_newest_heartbeat(client: Client) -> None:
+    from datetime import timedelta
+
+    from django.test import override_settings
+    from django.utils import timezone
+
+    from portal.models import WorkerHeartbeat
+
+    none = client.get("/healthz/workers")
+    assert none.status_code == 503 and none.json()["status"] == "none"
+
+    beat = WorkerHeartbeat.objects.create(hostname="w1", seen_at=timezone.now())
+    with override_settings(WORKER_HEARTBEAT_STALE_SECONDS=60):
+        fresh = client.get("/healthz/workers")
+        assert fresh.status_code == 200 and fresh.json()["status"] == "ok"
+
+        WorkerHeartbeat.objects.filter(pk=beat.pk).update(
+            seen_at=timezone.now() - timedelta(seconds=61)
+        )
+        stale = client.get("/healthz/workers")
+        ready = client.get("/readyz")
+    assert stale.status_code == 503 and stale.json()["status"] == "stale"
+    # Readiness is the web replica's own: it can serve, so it stays ready and reports workers.
+    assert ready.status_code == 200
+    assert ready.json()["workers"]["status"] == "stale"

@@ -94,6 +94,8 @@ ACTING = {"approver": 302, "admin": 302}
 ROWS: list[Row] = [
     Row("healthz", "get", url("healthz"), everyone(200, anonymous=200)),
     Row("readyz", "get", url("readyz"), everyone(200, anonymous=200)),
+    # No worker heartbeat in this world: stale, for everyone alike.
+    Row("healthz-workers", "get", url("healthz-workers"), everyone(503, anonymous=503)),
     Row("api-schema", "get", url("api-schema"), everyone(200, anonymous=200)),
     Row("api-docs", "get", url("api-docs"), everyone(200, anonymous=200)),
     Row("login", "get", url("login"), everyone(200, anonymous=200)),

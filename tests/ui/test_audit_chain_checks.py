@@ -83,6 +83,7 @@ def test_a_passed_check_is_recorded_and_signed(ready_request: IdentityRequest) -
         "rows_checked": rows,
         "broken_id": None,
         "reason": "",
+        "checkpoint": 1,  # what it verified, anchored in the sink (identities/audit/anchor.py)
     }
 
 

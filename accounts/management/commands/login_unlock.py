@@ -5,9 +5,17 @@ from __future__ import annotations
 import getpass
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.login_throttle import login_unlock
+
+# Caches that live inside one process: the command would clear its own empty copy and report
+# success while the web server's lockout stays.
+PRIVATE_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
 
 
 class Command(BaseCommand):
@@ -23,6 +31,14 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not options["username"] and not options["address"]:
             raise CommandError("Name a --username or an --address to unlock.")
+        backend = settings.CACHES["default"]["BACKEND"]
+        if backend in PRIVATE_CACHES:
+            raise CommandError(
+                f"The cache ({backend}) is a cache of its own in each process, so the web "
+                "server's lockouts are out of this command's reach. Configure a shared cache "
+                "(CACHE_URL, or the default file cache under CACHE_DIR) and restart the web "
+                "server; or use the admin's user list action, which runs in the web process."
+            )
         try:
             operator = getpass.getuser()
         except Exception:  # no login name in a bare container: the command still works

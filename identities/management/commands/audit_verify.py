@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from identities.audit import audit_verify_chain
+from identities.audit.anchor import configured_sink
 from identities.models import ChainCheckStatus, ChainCheckTrigger
 from identities.services import audit_chain_check_run, audit_chain_check_start
 
@@ -43,8 +44,19 @@ class Command(BaseCommand):
             ok, broken_id, reason = report.ok, report.broken_id, report.reason
             rows, last_hash = report.rows_checked, report.last_hash
         if not ok:
+            where = f" at row {broken_id}" if broken_id is not None else ""
             raise CommandError(
-                f"audit chain BROKEN at row {broken_id} ({rows} rows verified before it): {reason}",
+                f"audit chain BROKEN{where} ({rows} rows verified before it): {reason}",
                 returncode=1,
             )
         self.stdout.write(self.style.SUCCESS(f"audit chain OK: {rows} rows, last hash {last_hash}"))
+        sink = configured_sink()
+        if sink is None:
+            self.stderr.write(
+                "warning: no anchor sink (AUDIT_ANCHOR_SINK=none): a cut tail "
+                "with deleted check records would go unnoticed"
+            )
+        else:
+            self.stdout.write(f"checked against the checkpoints in {sink.describe()}")
+            if unprotected := sink.unprotected():
+                self.stderr.write(f"warning: {unprotected}")
