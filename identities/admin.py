@@ -22,6 +22,7 @@ from identities.models import (
     IdentityRequest,
     NamespaceOwnership,
     RequestedRole,
+    ResourceGroupOwnership,
     RoleAssignment,
     Team,
     TeamMembership,
@@ -75,6 +76,11 @@ class TeamMembershipInline(admin.TabularInline):
     autocomplete_fields = ["user"]
 
 
+class ResourceGroupOwnershipInline(admin.TabularInline):
+    model = ResourceGroupOwnership
+    extra = 1
+
+
 class NamespaceOwnershipInline(admin.TabularInline):
     model = NamespaceOwnership
     extra = 1
@@ -84,7 +90,7 @@ class NamespaceOwnershipInline(admin.TabularInline):
 class TeamAdmin(AuditedAdmin):
     list_display = ["name", "description", "created_at"]
     search_fields = ["name"]
-    inlines = [TeamMembershipInline]
+    inlines = [TeamMembershipInline, ResourceGroupOwnershipInline]
 
 
 @admin.register(Cluster)
@@ -100,6 +106,13 @@ class ClusterAdmin(AuditedAdmin):
     list_filter = ["workload_identity_enabled", "emulated", "location"]
     search_fields = ["name", "subscription_id", "resource_group"]
     inlines = [NamespaceOwnershipInline]
+
+
+@admin.register(ResourceGroupOwnership)
+class ResourceGroupOwnershipAdmin(AuditedAdmin):
+    list_display = ["resource_group", "subscription_id", "team", "created_at"]
+    list_filter = ["team", "subscription_id"]
+    search_fields = ["resource_group", "subscription_id"]
 
 
 @admin.register(NamespaceOwnership)

@@ -83,6 +83,9 @@ class AuditAction(StrEnum):
     CATALOG_ROLE_CREATED = "catalogrole.created"
     CATALOG_ROLE_UPDATED = "catalogrole.updated"
     CATALOG_ROLE_DELETED = "catalogrole.deleted"
+    RESOURCE_GROUP_OWNERSHIP_CREATED = "resourcegroupownership.created"
+    RESOURCE_GROUP_OWNERSHIP_UPDATED = "resourcegroupownership.updated"
+    RESOURCE_GROUP_OWNERSHIP_DELETED = "resourcegroupownership.deleted"
 
 
 # Actions whose member follows from a value, looked up here so that every written action is a
@@ -101,6 +104,13 @@ CHAIN_CHECK_ACTIONS: dict[str, AuditAction] = {
 # (model name, "created" | "updated" | "deleted") for the configuration services.
 CONFIG_ACTIONS: dict[tuple[str, str], AuditAction] = {
     (model, verb): AuditAction(f"{model}.{verb}")
-    for model in ("team", "teammembership", "cluster", "namespaceownership", "catalogrole")
+    for model in (
+        "team",
+        "teammembership",
+        "cluster",
+        "namespaceownership",
+        "catalogrole",
+        "resourcegroupownership",
+    )
     for verb in ("created", "updated", "deleted")
 }

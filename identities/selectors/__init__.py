@@ -8,6 +8,7 @@ One module per subject; import from here. The audit trail's reads live beside it
 from identities.selectors.approvals import (
     ApprovalQueueItem,
     approval_queue,
+    owner_approvals_waiting,
 )
 from identities.selectors.people import (
     catalog_roles,
@@ -47,6 +48,7 @@ __all__ = [
     "is_team_member",
     "may_act_for_team",
     "namespaces_owned_by",
+    "owner_approvals_waiting",
     "policy_context_for",
     "teams_of",
 ]

@@ -17,6 +17,7 @@ from identities.policy import (
     RiskSummary,
     risk_summary,
 )
+from identities.selectors.people import teams_of
 from identities.selectors.policy import (
     catalog_facts,
     identity_request_draft,
@@ -34,29 +35,49 @@ class ApprovalQueueItem:
     identity_request: IdentityRequest
     policy: PolicyResult
     risk: RiskSummary
-    approvals: tuple[str, ...]  # usernames of approvals so far
+    approvals: tuple[str, ...]  # usernames of security's approvals so far
     approvals_required: int
     can_approve: bool
     blocked_reason: str
+    # Cross-team: the teams owning a scope, which of them approved (team -> username), and the
+    # owning team the signed-in user would approve for ("" = as security).
+    owner_teams: tuple[str, ...] = ()
+    owner_approvals: tuple[tuple[str, str], ...] = ()
+    acting_for: str = ""
 
 
 def approval_queue(user: Any) -> list[ApprovalQueueItem]:
-    """Pending requests, oldest first, each with its policy findings re-evaluated now."""
-    if not roles.is_approver(user):
-        raise PermissionDeniedError("Only approvers have an approval queue.")
+    """Pending requests, oldest first, each with its policy findings re-evaluated now.
+
+    Approvers see every pending request. A member of a team that owns a scope of another team's
+    request sees that request too, while their team's approval is outstanding: it is their
+    resource, and their approval is needed beside security's."""
+    is_approver = roles.is_approver(user)
+    my_teams = set(teams_of(user).values_list("name", flat=True))
+    if not is_approver and not my_teams:
+        raise PermissionDeniedError("Only approvers and team members have an approval queue.")
     pending = (
         identity_requests_visible_to(user)
         .filter(status=RequestStatus.PENDING)
         .order_by("created_at", "id")
     )
+    if not is_approver:
+        pending = pending.filter(owner_teams__name__in=my_teams).distinct()
     items = []
     catalog = catalog_facts()
     for identity_request in pending:
         result = identity_request_policy(identity_request, catalog=catalog)
         decided = list(identity_request.approvals.all())
-        approved_by = tuple(
-            a.approver.get_username() for a in decided if a.decision == ApprovalDecision.APPROVE
+        approvals = [a for a in decided if a.decision == ApprovalDecision.APPROVE]
+        approved_by = tuple(a.approver.get_username() for a in approvals if a.on_behalf_of is None)
+        owner_approvals = tuple(
+            (a.on_behalf_of.name, a.approver.get_username()) for a in approvals if a.on_behalf_of
         )
+        owners_done = {team for team, _ in owner_approvals}
+        owed = [team for team in result.owner_teams if team not in owners_done]
+        acting_for = next((team for team in owed if team in my_teams), "")
+        if not is_approver and not acting_for:
+            continue  # their team has approved already: nothing left for them here
         blocked = ""
         if identity_request.requester_id == user.pk:
             blocked = "You filed this request."
@@ -73,6 +94,30 @@ def approval_queue(user: Any) -> list[ApprovalQueueItem]:
                 approvals_required=identity_request.approvals_required,
                 can_approve=not blocked,
                 blocked_reason=blocked,
+                owner_teams=tuple(result.owner_teams),
+                owner_approvals=owner_approvals,
+                acting_for=acting_for,
             )
         )
     return items
+
+
+OWNER_APPROVALS_SHOWN_MAX = 99
+
+
+def owner_approvals_waiting(user: Any) -> int:
+    """Pending requests of other teams that wait for the approval of one of `user`'s teams, as
+    the owner of a scope they ask for: one bounded query on every page (no count(*) over the
+    table; at most OWNER_APPROVALS_SHOWN_MAX + 1 ids are read)."""
+    if not getattr(user, "is_authenticated", False):
+        return 0
+    waiting = (
+        IdentityRequest.objects.filter(status=RequestStatus.PENDING, owner_teams__in=teams_of(user))
+        .exclude(
+            approvals__decision=ApprovalDecision.APPROVE,
+            approvals__on_behalf_of__in=teams_of(user),
+        )
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+    return len(waiting[: OWNER_APPROVALS_SHOWN_MAX + 1])

@@ -20,7 +20,7 @@ from identities.models import (
     RequestStatus,
     Team,
 )
-from identities.selectors.approvals import approval_queue
+from identities.selectors.approvals import approval_queue, owner_approvals_waiting
 from identities.selectors.people import teams_of
 from identities.selectors.requests import identities_visible_to, identity_requests_visible_to
 
@@ -55,7 +55,7 @@ def dashboard_for(user: Any, *, since: datetime) -> Dashboard:
     live = identities_visible_to(user).exclude(status=IdentityStatus.DECOMMISSIONED)
     waiting = (
         sum(1 for item in approval_queue(user) if item.can_approve)
-        if roles.is_approver(user)
+        if roles.is_approver(user) or owner_approvals_waiting(user)
         else 0
     )
     ready_events = audit_events_visible_to(

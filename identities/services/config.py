@@ -13,7 +13,14 @@ from identities import roles
 from identities.audit import audit_record
 from identities.audit.actions import CONFIG_ACTIONS, AuditAction
 from identities.errors import DomainError
-from identities.models import CatalogRole, Cluster, NamespaceOwnership, Team, TeamMembership
+from identities.models import (
+    CatalogRole,
+    Cluster,
+    NamespaceOwnership,
+    ResourceGroupOwnership,
+    Team,
+    TeamMembership,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -25,6 +32,7 @@ CONFIG_MODELS: tuple[type[models.Model], ...] = (
     TeamMembership,
     Cluster,
     NamespaceOwnership,
+    ResourceGroupOwnership,
     CatalogRole,
 )
 

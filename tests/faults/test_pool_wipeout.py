@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from django.test import Client, override_settings
 
+from accounts.models import WorkerHeartbeat
 from identities.models import IdentityRequest, RequestStatus
-from portal.models import WorkerHeartbeat
 from provisioning.models import ProvisioningStep, StepStatus
 from tests.faults.consistency import azure_disagreements, ready_request_disagreements
 from tests.faults.helpers import (

@@ -65,7 +65,7 @@ def test_workers_health_follows_the_newest_heartbeat(client: Client) -> None:
     from django.test import override_settings
     from django.utils import timezone
 
-    from portal.models import WorkerHeartbeat
+    from accounts.models import WorkerHeartbeat
 
     none = client.get("/healthz/workers")
     assert none.status_code == 503 and none.json()["status"] == "none"

@@ -106,9 +106,10 @@ def test_the_approval_queue_shows_policy_warnings_risk_and_who_may_approve(
     }
 
 
-def test_only_approvers_have_a_queue(requester: Any) -> None:
+def test_only_approvers_and_team_members_have_a_queue(requester: Any, auditor: Any) -> None:
     with pytest.raises(PermissionDeniedError):
-        approval_queue(requester)
+        approval_queue(auditor)
+    assert approval_queue(requester) == []  # nothing of another team waits for payments
 
 
 def test_listing_requests_takes_a_fixed_number_of_queries(

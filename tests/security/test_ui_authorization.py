@@ -174,7 +174,13 @@ ROWS: list[Row] = [
         data=lambda world: {"comment": "Use the shared vault."},
         writes=True,
     ),
-    Row("approval_queue", "get", url("approval_queue"), only({"approver": 200}, 403)),
+    # Team members have a queue too: other teams' requests their team must approve as owner.
+    Row(
+        "approval_queue",
+        "get",
+        url("approval_queue"),
+        only({"approver": 200, "requester_a": 200, "requester_b": 200}, 403),
+    ),
     Row("audit_log", "get", url("audit_log"), everyone(200)),
     Row("audit_export", "get", url("audit_export"), everyone(200)),
     Row(
@@ -342,10 +348,13 @@ def test_the_audit_chain_status_is_only_for_those_who_see_everything(
 def test_the_approval_queue_says_why_it_is_refused(
     client_for: Any, requester: Any, auditor: Any, pending_request: IdentityRequest
 ) -> None:
-    for user in (requester, auditor):
-        response = client_for(user).get(reverse("approval_queue"))
-        assert response.status_code == 403
-        assert b"Only approvers" in response.content
+    response = client_for(auditor).get(reverse("approval_queue"))
+    assert response.status_code == 403
+    assert b"Only approvers and team members" in response.content
+    # A requester's queue holds only what their team must approve as an owner: not their own.
+    mine = client_for(requester).get(reverse("approval_queue"))
+    assert mine.status_code == 200
+    assert mine.context["items"] == []
 
 
 def test_a_teammate_who_can_see_a_request_still_cannot_approve_it(

@@ -15,6 +15,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from identities import roles
 from identities.errors import DomainError, NotFoundError, PermissionDeniedError
+from identities.selectors import owner_approvals_waiting
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -31,15 +32,23 @@ class PortalNav:
     is_auditor: bool
     is_admin: bool
     sees_everything: bool
+    # Other teams' requests waiting for this user's team, as owner of a scope they ask for.
+    owner_approvals: int = 0
+
+    @property
+    def has_approvals(self) -> bool:
+        return self.is_approver or self.owner_approvals > 0
 
 
 def portal_nav(user: Any) -> PortalNav:
+    is_approver = roles.is_approver(user)
     return PortalNav(
         is_requester=roles.is_requester(user),
-        is_approver=roles.is_approver(user),
+        is_approver=is_approver,
         is_auditor=roles.is_auditor(user),
         is_admin=roles.is_admin(user),
         sees_everything=roles.sees_everything(user),
+        owner_approvals=0 if is_approver else owner_approvals_waiting(user),
     )
 
 

@@ -26,7 +26,10 @@ from identities.models import (
     RequestStatus,
 )
 from identities.naming import fic_subject, uami_name
+from identities.policy import RoleDraft
+from identities.scopes import ScopeError, parse_scope
 from identities.selectors import is_team_member, may_act_for_team, teams_of
+from identities.selectors.policy import scope_owners
 from identities.validators import FIC_LIMIT_PER_IDENTITY
 
 # --- timeline ---------------------------------------------------------------------------------
@@ -253,6 +256,30 @@ class GrantLine:
     note: str = ""
 
 
+def _owner_note(scope: str, owners: dict[str, str], team: str) -> str:
+    """Who owns the scope's resource group, as the approver reads it."""
+    try:
+        group = parse_scope(scope).resource_group_id
+    except ScopeError:
+        return ""
+    if group is None:
+        return "a whole subscription"
+    owner = owners.get(group.lower())
+    if owner is None:
+        return "owned by no team"
+    if owner == team:
+        return f"{team}'s own resource group"
+    return f"owned by team {owner}: cross-team, {owner} must approve too"
+
+
+def role_owner_notes(identity_request: IdentityRequest) -> list[tuple[Any, str]]:
+    """Each requested role with who owns its scope (the request page's "What was asked for")."""
+    requested_roles = list(identity_request.roles.all())
+    owners = scope_owners(RoleDraft(r.role.name, r.scope) for r in requested_roles)
+    team = identity_request.team.name
+    return [(r, _owner_note(r.scope, owners, team)) for r in requested_roles]
+
+
 def grant_diff(identity_request: IdentityRequest) -> list[GrantLine]:
     """What approving `identity_request` adds to or removes from Azure."""
     cluster = identity_request.cluster
@@ -294,14 +321,22 @@ def grant_diff(identity_request: IdentityRequest) -> list[GrantLine]:
         GrantLine("+", "Federated credential", subject, note=f"issuer {cluster.oidc_issuer_url}")
     )
     if identity_request.kind == RequestKind.NEW:
-        for requested in identity_request.roles.all():
+        requested_roles = list(identity_request.roles.all())
+        owners = scope_owners(
+            RoleDraft(requested.role.name, requested.scope) for requested in requested_roles
+        )
+        for requested in requested_roles:
+            owner = _owner_note(requested.scope, owners, identity_request.team.name)
+            privileged = requested.role.privileged or requested.role.can_assign_roles
             lines.append(
                 GrantLine(
                     "+",
                     "Role assignment",
                     f"{requested.role.name} on {requested.scope}",
-                    risky=requested.role.privileged or requested.role.can_assign_roles,
-                    note="privileged" if requested.role.privileged else "",
+                    risky=privileged or owner.startswith("owned by team"),
+                    note="; ".join(
+                        note for note in ("privileged" if privileged else "", owner) if note
+                    ),
                 )
             )
     elif identity_request.identity is not None:

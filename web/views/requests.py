@@ -44,6 +44,7 @@ from web.views.presenters import (
     provisioning_progress,
     request_actions,
     request_timeline,
+    role_owner_notes,
     verification_pending,
 )
 
@@ -169,6 +170,7 @@ def _detail_context(request: HttpRequest, identity_request: IdentityRequest) -> 
         "decision_form": DecisionForm(),
         "decommission_form": DecommissionForm(),
         "approvals": list(identity_request.approvals.all()),
+        "roles_with_owners": role_owner_notes(identity_request),
     }
 
 

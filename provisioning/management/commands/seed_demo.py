@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 from identities import roles
 from identities.catalog import catalog_ensure
 from identities.errors import DomainError
-from identities.models import CatalogRole, Cluster, Team
+from identities.models import CatalogRole, Cluster, ResourceGroupOwnership, Team
 from identities.services import (
     config_object_save,
     namespace_grant,
@@ -118,6 +118,20 @@ class Command(BaseCommand):
         cluster = self.cluster(options["oidc_issuer_url"])
         for namespace, team in NAMESPACES.items():
             namespace_grant(actor=None, cluster=cluster, namespace=namespace, team=teams[team])
+        # Each team owns its resource group (demo_resources): another team's vault there is a
+        # cross-team request.
+        for name, team_object in teams.items():
+            if not ResourceGroupOwnership.objects.filter(
+                subscription_id=SANDBOX_SUBSCRIPTION, resource_group=f"rg-{name}"
+            ).exists():
+                config_object_save(
+                    actor=None,
+                    instance=ResourceGroupOwnership(
+                        team=team_object,
+                        subscription_id=SANDBOX_SUBSCRIPTION,
+                        resource_group=f"rg-{name}",
+                    ),
+                )
         for username, (user_roles, team_name, staff, superuser, _) in USERS.items():
             user = self.user(username, staff=staff, superuser=superuser)
             for role in user_roles:
