@@ -20,6 +20,8 @@ from provisioning.metrics import task_finished
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
+metrics_server.ensure_multiproc_dir()
+
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()

@@ -56,6 +56,14 @@ def token_matches(authorization: str, token: str) -> bool:
     return hmac.compare_digest(presented.strip().encode(), token.encode())
 
 
+def ensure_multiproc_dir() -> None:
+    """Every process may count: the directory must exist before the first value is written
+    (a fresh emptyDir or /tmp has none)."""
+    directory = multiproc_dir()
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+
+
 def clear_multiproc_dir() -> None:
     """Empty the directory when the pod's server starts: files of a previous container (the
     directory is an emptyDir that outlives a container restart) would be counted again."""

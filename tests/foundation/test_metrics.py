@@ -24,7 +24,7 @@ from identities.models import RequestKind, RequestStatus
 from portal.celery import app as celery_app
 from portal.metrics_server import serve_worker_metrics
 from tests.support.metrics import METRICS_TOKEN, parse, scrape, total, value
-from tests.support.services import REPO_ROOT, free_port
+from tests.support.services import REPO_ROOT, free_port, run_manage
 
 pytestmark = pytest.mark.django_db
 
@@ -167,3 +167,9 @@ def test_multiprocess_mode_adds_up_the_processes_of_a_pod(tmp_path: Path) -> Non
         == 2.0
     )
     assert value(samples, "portal_azure_retry_wait_seconds_total", reason="throttled") == 3.0
+
+
+def test_a_short_metrics_token_is_a_clear_settings_error() -> None:
+    result = run_manage("check", DEBUG="1", METRICS_TOKEN="short")
+    assert result.returncode != 0
+    assert "METRICS_TOKEN must be at least 24 characters" in result.stderr
