@@ -2,6 +2,8 @@
 FROM python:3.12-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# Each process of a container writes its metrics here; the container's exporter adds them up.
+ENV PROMETHEUS_MULTIPROC_DIR=/tmp/metrics
 WORKDIR /app
 
 COPY requirements.txt constraints.txt ./
@@ -15,4 +17,4 @@ RUN SECRET_KEY=build-only-not-secret-collectstatic DEBUG=0 python manage.py coll
 
 USER portal
 EXPOSE 8000
-CMD ["gunicorn", "portal.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--worker-class", "gthread", "--threads", "4", "--access-logfile", "-"]
+CMD ["gunicorn", "portal.wsgi", "--config", "python:portal.gunicorn_conf", "--bind", "0.0.0.0:8000", "--workers", "3", "--worker-class", "gthread", "--threads", "4", "--access-logfile", "-"]

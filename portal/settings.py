@@ -552,3 +552,16 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# --- Metrics (Prometheus; README "Metrics") -----------------------------------------------------
+# GET /metrics answers only a scraper sending `Authorization: Bearer <METRICS_TOKEN>` (404 when
+# unset, 401 without it); a worker serves its own on WORKER_METRICS_PORT (0: none) with the same
+# token. gunicorn and Celery prefork add up their processes through PROMETHEUS_MULTIPROC_DIR,
+# which prometheus-client reads from the environment itself.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 24:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 24 characters.")
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0)
+if not DEBUG:
+    # Prometheus scrapes pods over plain HTTP inside the cluster, like the probes.
+    SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^metrics$"]

@@ -6,7 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts import login_throttle, sso
-from portal import health
+from portal import health, metrics
 
 # The admin's sign-in is throttled like the portal's (its form, and 429 via the route below).
 admin.site.login_form = login_throttle.AdminLoginForm
@@ -15,6 +15,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("healthz/workers", health.workers, name="healthz-workers"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("admin/login/", login_throttle.with_throttle_status(admin.site.login)),
     path("admin/", admin.site.urls),
     path("api/v1/", include("api.urls", namespace="api")),

@@ -45,6 +45,7 @@ from django.conf import settings
 from identities.scopes import ScopeError, parse_scope
 from identities.validators import canonical_arm_id
 from provisioning.errors import GatewayError, PermanentError, TransientError
+from provisioning.metrics import azure_client_hooks
 
 T = TypeVar("T")
 
@@ -539,6 +540,7 @@ def _gateway_for(mode: str, fingerprint: str) -> AzureGateway:
         "read_timeout": settings.AZURE_HTTP_READ_TIMEOUT,
     }
     client_kwargs: dict[str, Any] = {**timeouts, "retry_total": settings.AZURE_SDK_RETRY_TOTAL}
+    client_kwargs.update(azure_client_hooks())  # every ARM response counted (provisioning.metrics)
     # The credential's token requests get the same limits: without them a token endpoint that
     # never answers holds the step for azure-core's default read timeout (300 s) per attempt.
     if mode == "emulator":

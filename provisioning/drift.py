@@ -24,7 +24,7 @@ from identities.models import (
     IdentityRequest,
     RequestKind,
 )
-from provisioning import reconcile
+from provisioning import metrics, reconcile
 from provisioning.azure import AzureGateway, get_gateway, subscription_of
 from provisioning.errors import GatewayError
 
@@ -136,6 +136,9 @@ def identity_check_drift(*, identity: Identity, gateway: AzureGateway | None = N
     """Compare one ready identity with Azure and record the result."""
     findings = find_drift(identity, gateway or get_gateway())
     _record_drift(identity, findings)
+    metrics.drift_recorded(
+        result="drifted" if findings else "in_sync", finding_kinds=[f["kind"] for f in findings]
+    )
     return findings
 
 
@@ -148,6 +151,7 @@ def check_all(*, gateway: AzureGateway | None = None) -> dict[str, int]:
             findings = identity_check_drift(identity=identity, gateway=gateway)
         except GatewayError as error:
             counts["errors"] += 1
+            metrics.drift_recorded(result="error", finding_kinds=[])
             logger.warning("drift check of %s failed: %s", identity.name, error.describe())
             continue
         counts["checked"] += 1

@@ -19,11 +19,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from django.utils import timezone
+
 from identities.errors import ConflictError
-from identities.models import FederatedCredential, Identity, IdentityRequest, RoleAssignment
+from identities.models import (
+    ApprovalDecision,
+    FederatedCredential,
+    Identity,
+    IdentityRequest,
+    RoleAssignment,
+)
 from identities.scopes import ScopeError, canonical_scope
 from identities.validators import FIC_LIMIT_PER_IDENTITY
-from provisioning import services
+from provisioning import metrics, services
 from provisioning.azure import AzureGateway, get_gateway
 from provisioning.concurrency import pool_shutdown, run_concurrently
 from provisioning.errors import GatewayError, PermanentError
@@ -106,6 +114,22 @@ def reconcile_request(identity_request_id: int) -> None:
     except ConflictError:
         # Another run of the same request finished first: nothing left to do.
         logger.info("request %s was completed by another run", identity_request.pk)
+        return
+    _observe_ready(identity_request)
+
+
+def _observe_ready(identity_request: IdentityRequest) -> None:
+    """Approval-to-ready time, from the approval that released the request (a retried request
+    counts from its approval, so the histogram shows what the team waited)."""
+    approved_at = (
+        identity_request.approvals.filter(decision=ApprovalDecision.APPROVE)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    if approved_at is not None:
+        seconds = (timezone.now() - approved_at).total_seconds()
+        metrics.request_ready(kind=identity_request.kind, seconds=seconds)
 
 
 def provision(identity_request: IdentityRequest, *, gateway: AzureGateway | None = None) -> None:

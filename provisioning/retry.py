@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from django.conf import settings
 
+from provisioning import metrics
 from provisioning.errors import TransientError
 
 T = TypeVar("T")
@@ -69,6 +70,7 @@ def with_retries(
             return operation()
         except TransientError as error:
             if error.status == THROTTLED or error.wait_out:
+                reason = "throttled" if error.status == THROTTLED else "wait_out"
                 throttled += 1
                 wait = backoff.delay(throttled, error)
                 if throttled_wait + wait > backoff.throttle_budget:
@@ -77,8 +79,10 @@ def with_retries(
             else:
                 if attempt >= backoff.attempts:
                     raise
+                reason = "transient"
                 wait = backoff.delay(attempt, error)
                 attempt += 1
+            metrics.retry_recorded(reason=reason, code=error.code or "", wait=wait)
             logger.info(
                 "transient error (%d failed attempts of %d, %d throttled), retrying in %.2fs: %s",
                 attempt - 1,

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from identities.models import IdentityRequest
+from provisioning import metrics
 from provisioning.errors import GatewayError, TransientError
 from provisioning.models import ProvisioningStep, StepStatus
 from provisioning.retry import Backoff, with_retries
@@ -101,6 +102,7 @@ def run_step(
             error=error.describe(),
             azure_request_id=error.request_id,
         )
+        metrics.step_finished(key=key, outcome="failed")
         raise
     _step_update(
         step.pk,
@@ -109,4 +111,5 @@ def run_step(
         error="",
         azure_request_id=request_id,
     )
+    metrics.step_finished(key=key, outcome="done")
     return result

@@ -21,7 +21,7 @@ from identities.models import (
     RequestStatus,
 )
 from identities.services import audit_chain_check_run, audit_chain_check_start
-from provisioning import drift, reconcile, sweeper, verification
+from provisioning import drift, metrics, reconcile, sweeper, verification
 from provisioning.errors import GatewayError
 from provisioning.models import VerificationOutcome
 
@@ -47,6 +47,8 @@ def verify_identity_request(
     result = verification.identity_request_verify(
         identity_request_id=identity_request_id, verification_id=verification_id
     )
+    if result is not None:
+        metrics.verification_recorded(outcome=result.outcome, code=result.error_code)
     if result is not None and result.outcome == VerificationOutcome.PROPAGATING:
         self.apply_async(
             args=[identity_request_id, result.pk], countdown=settings.VERIFY_RETRY_SECONDS

@@ -96,6 +96,9 @@ ROWS: list[Row] = [
     Row("readyz", "get", url("readyz"), everyone(200, anonymous=200)),
     # No worker heartbeat in this world: stale, for everyone alike.
     Row("healthz-workers", "get", url("healthz-workers"), everyone(503, anonymous=503)),
+    # No METRICS_TOKEN here, so the endpoint is off; with one, a session is still a 401
+    # (tests/foundation/test_metrics.py): only the scraper's bearer token opens it.
+    Row("metrics", "get", url("metrics"), everyone(404, anonymous=404)),
     Row("api-schema", "get", url("api-schema"), everyone(200, anonymous=200)),
     Row("api-docs", "get", url("api-docs"), everyone(200, anonymous=200)),
     Row("login", "get", url("login"), everyone(200, anonymous=200)),
