@@ -296,9 +296,10 @@ def bench_draft(cluster: Any, name: str, k: int, tag: str) -> Any:
 
 
 def vault_scopes(subscription: str, k: int, tag: str) -> list[str]:
-    """k distinct Key Vault scopes for one request."""
+    """k distinct Key Vault scopes for one request, in team payments' own resource group (seed_demo
+    records it as theirs), so the requests are ordinary, not cross-team or unowned."""
     return [
-        f"/subscriptions/{subscription}/resourceGroups/rg-bench"
+        f"/subscriptions/{subscription}/resourceGroups/rg-payments"
         f"/providers/Microsoft.KeyVault/vaults/kv-{tag}-{n}"
         for n in range(k)
     ]
