@@ -109,10 +109,7 @@ def run() -> None:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        if (
-            env.get("AZURE_MODE", "emulator") == "emulator"
-            and (ROOT / "azure_emulator" / "__main__.py").exists()
-        ):
+        if env.get("AZURE_MODE", "emulator") == "emulator":
             state_dir = Path(env.get("EMULATOR_STATE_DIR", VAR / "emulator"))
             url_file = state_dir / "url"
             url_file.unlink(missing_ok=True)
@@ -133,8 +130,7 @@ def run() -> None:
             env.setdefault("EMULATOR_URL", wait_for_emulator(processes["emulator"], url_file))
         say("applying database migrations")
         manage("migrate", "--no-input", "-v", "0", env=env)
-        if (ROOT / "identities" / "management" / "commands" / "seed_demo.py").exists():
-            manage("seed_demo", env=env)
+        manage("seed_demo", env=env)
         celery = str(BIN / "celery")
         processes["worker"] = start(
             "worker", [celery, "-A", "portal", "worker", "--loglevel=INFO", "--concurrency=2"], env
