@@ -7,7 +7,6 @@ written once. Each `is_*` function answers one question and never raises.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 
@@ -114,7 +113,6 @@ SCOPE_SUBSCRIPTION = "subscription"
 SCOPE_RESOURCE_GROUP = "resource_group"
 SCOPE_RESOURCE = "resource"
 
-_SEGMENT = re.compile(r"[^/\s]+")
 # A scope travels into an ARM URL unescaped (the SDK formats it with skip_quote), so anything an
 # HTTP client or ARM would reinterpret changes which resource is granted: `..` segments are
 # removed before sending (RFC 3986 §5.2.4), `?` and `#` end the path, `%xx` decodes to any of
@@ -122,17 +120,6 @@ _SEGMENT = re.compile(r"[^/\s]+")
 # Azure will receive.
 SCOPE_MAX_LENGTH = 1024  # RequestedRole.scope / RoleAssignment.scope column width
 _SCOPE_FORBIDDEN_CHARACTERS = {"?": "'?'", "#": "'#'", "\\": "a backslash"}
-_PROVIDER_NAMESPACE = re.compile(r"[A-Za-z][A-Za-z0-9]*(\.[A-Za-z][A-Za-z0-9]*)+")
-
-
-@dataclass(frozen=True)
-class ArmScope:
-    """A parsed ARM scope inside a subscription."""
-
-    subscription_id: str
-    resource_group: str | None
-    resource_type: str | None  # e.g. "Microsoft.KeyVault/vaults" or ".../blobServices/containers"
-    level: str  # SCOPE_SUBSCRIPTION, SCOPE_RESOURCE_GROUP or SCOPE_RESOURCE
 
 
 def scope_problem(value: str) -> tuple[str, str] | None:
@@ -140,7 +127,7 @@ def scope_problem(value: str) -> tuple[str, str] | None:
 
     Returns (rule, explanation) for the first problem found, or None. The rules: no `.`/`..`
     segment, no percent-encoding, no `?`/`#`/backslash, no whitespace or control character, at
-    most SCOPE_MAX_LENGTH characters. `parse_arm_scope` refuses every such string too.
+    most SCOPE_MAX_LENGTH characters. `identities.scopes.parse_scope` refuses every such string.
     """
     if len(value) > SCOPE_MAX_LENGTH:
         return "scope_too_long", f"is {len(value)} characters long; at most {SCOPE_MAX_LENGTH}"
@@ -164,41 +151,6 @@ def scope_problem(value: str) -> tuple[str, str] | None:
             "contains whitespace or a control character, which is not part of a resource id",
         )
     return None
-
-
-def parse_arm_scope(value: str) -> ArmScope | None:
-    """Parse `/subscriptions/{guid}[/resourceGroups/{rg}[/providers/{ns}/{type}/{name}[/...]]]`.
-
-    Returns None when the string is not such an id (management-group and tenant scopes included:
-    the portal only grants inside subscriptions). Keyword segments match case-insensitively, as
-    ARM does; there must be no empty segment, whitespace or trailing slash, and nothing that
-    `scope_problem` names (dot segments, percent-encoding, `?`, `#`, control characters).
-    """
-    if scope_problem(value) is not None:
-        return None
-    if not value.startswith("/") or value.endswith("/"):
-        return None
-    parts = value[1:].split("/")
-    if any(_SEGMENT.fullmatch(part) is None for part in parts):
-        return None
-    if len(parts) < 2 or parts[0].lower() != "subscriptions" or not is_guid(parts[1]):
-        return None
-    if len(parts) == 2:
-        return ArmScope(parts[1], None, None, SCOPE_SUBSCRIPTION)
-    if len(parts) < 4 or parts[2].lower() != "resourcegroups":
-        return None
-    if not is_resource_group_name(parts[3]):
-        return None
-    if len(parts) == 4:
-        return ArmScope(parts[1], parts[3], None, SCOPE_RESOURCE_GROUP)
-    # providers/{namespace}/{type}/{name} then zero or more {child type}/{child name} pairs.
-    rest = parts[4:]
-    if len(rest) < 4 or rest[0].lower() != "providers" or len(rest) % 2 != 0:
-        return None
-    if _PROVIDER_NAMESPACE.fullmatch(rest[1]) is None:
-        return None
-    types = [rest[1], rest[2], *rest[4::2]]
-    return ArmScope(parts[1], parts[3], "/".join(types), SCOPE_RESOURCE)
 
 
 # Canonical casing of the fixed segments of the resource ids the portal emits. ARM matches them

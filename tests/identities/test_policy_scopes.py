@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from identities.policy import PolicyResult, RoleDraft, evaluate_request
-from identities.validators import parse_arm_scope, scope_problem
+from identities.scopes import ScopeError, parse_scope
+from identities.validators import scope_problem
 from tests.identities.policy_support import VAULT, make_context, make_draft
 from tests.support.scope_attacks import ATTACKS
 
@@ -22,7 +23,8 @@ def test_the_policy_refuses_the_scope_naming_the_field_and_the_rule(scope: str, 
 
     assert ("roles[0].scope", rule) in rules(result)
     assert not result.ok
-    assert parse_arm_scope(scope) is None
+    with pytest.raises(ScopeError):
+        parse_scope(scope)
     assert scope_problem(scope) is not None
 
 
@@ -48,7 +50,7 @@ def test_a_refusal_of_a_very_long_scope_quotes_only_its_start() -> None:
 
 def test_a_plain_vault_scope_is_still_accepted() -> None:
     assert scope_problem(VAULT) is None
-    assert parse_arm_scope(VAULT) is not None
+    assert parse_scope(VAULT).id == VAULT
     # A dot inside a name is fine: only whole '.' and '..' segments are path operations.
     assert scope_problem(VAULT + "/secrets/my.secret..v2") is None
     assert evaluate_request(make_draft(), make_context()).ok
