@@ -121,6 +121,8 @@ def identity_request_create(*, requester: User, draft: RequestDraft) -> Identity
             "kind": identity_request.kind,
             "request": _describe(identity_request),
             "warnings": [w.as_dict() for w in result.warnings],
+            # Who must approve besides security: on the trail, not only in the join table.
+            "owner_teams": result.owner_teams,
         },
     )
     return identity_request
@@ -225,6 +227,8 @@ def identity_request_approve(
         "approvers": approvers,
         "approvals_required": identity_request.approvals_required,
         "warnings": [w.as_dict() for w in result.warnings],
+        # The owning teams as judged now (the join table follows this, it may have changed).
+        "owner_teams": [team.name for team in owner_teams],
     }
     if owner_teams:
         decision.update(

@@ -122,6 +122,10 @@ def test_a_cross_team_request_records_the_owning_team_and_is_visible_to_it(
     cross_team_request: IdentityRequest, requester: Any, teammate: Any
 ) -> None:
     assert [team.name for team in cross_team_request.owner_teams.all()] == ["payments"]
+    created = AuditEvent.objects.get(
+        identity_request=cross_team_request, action=AuditAction.REQUEST_CREATED
+    )
+    assert created.data["owner_teams"] == ["payments"]
     assert cross_team_request in identity_requests_visible_to(teammate)
     [item] = approval_queue(requester)
     assert item.identity_request == cross_team_request
