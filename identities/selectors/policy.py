@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Q
 from django.db.models.functions import Lower
 
@@ -37,7 +38,7 @@ from identities.policy import (
 )
 from identities.scopes import ScopeError, parse_scope
 from identities.selectors.requests import ids_or_none
-from identities.validators import is_dns1123_label, is_dns1123_subdomain
+from identities.validators import SCOPE_RESOURCE_GROUP, is_dns1123_label, is_dns1123_subdomain
 
 # --- policy --------------------------------------------------------------------------------
 
@@ -213,7 +214,19 @@ def protected_resource_groups() -> frozenset[str]:
     identity resource group, and PROTECTED_RESOURCE_GROUPS from the settings."""
     clusters = Cluster.objects.values_list("subscription_id", "resource_group")
     groups = {f"/subscriptions/{sub}/resourcegroups/{group}".lower() for sub, group in clusters}
-    groups.update(group.lower().rstrip("/") for group in settings.PROTECTED_RESOURCE_GROUPS)
+    for configured in settings.PROTECTED_RESOURCE_GROUPS:
+        # Parsed like any scope, so a typo cannot quietly protect nothing.
+        try:
+            scope = parse_scope(configured)
+        except ScopeError as error:
+            raise ImproperlyConfigured(
+                f"PROTECTED_RESOURCE_GROUPS: {configured!r} {error.explanation}."
+            ) from None
+        if scope.level != SCOPE_RESOURCE_GROUP or scope.resource_group_id is None:
+            raise ImproperlyConfigured(
+                f"PROTECTED_RESOURCE_GROUPS: {configured!r} is not a resource group id."
+            )
+        groups.add(scope.resource_group_id.lower())
     return frozenset(groups)
 
 

@@ -21,7 +21,7 @@ from identities.services import (
 )
 from tests.identities.policy_support import SUBSCRIPTION as POLICY_SUBSCRIPTION
 from tests.identities.policy_support import VAULT, make_context, make_draft
-from tests.support.people import SUBSCRIPTION, DraftFactory
+from tests.support.people import SUBSCRIPTION, VAULT_SCOPE, DraftFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -235,3 +235,20 @@ def test_the_command_records_an_owner_and_the_audit_trail_says_so(team: Any) -> 
     )
     assert not ResourceGroupOwnership.objects.filter(resource_group="rg-new").exists()
     assert AuditEvent.objects.filter(action=AuditAction.RESOURCE_GROUP_OWNERSHIP_DELETED).exists()
+
+
+def test_configured_protected_groups_are_parsed_and_a_typo_is_loud(settings: Any) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from identities.selectors.policy import protected_resource_groups
+
+    settings.PROTECTED_RESOURCE_GROUPS = [
+        f"/SUBSCRIPTIONS/{SUBSCRIPTION.upper()}/resourcegroups/RG-Platform"
+    ]
+    assert f"/subscriptions/{SUBSCRIPTION}/resourcegroups/rg-platform" in (
+        protected_resource_groups()
+    )
+    for typo in ("rg-platform", f"/subscriptions/{SUBSCRIPTION}", VAULT_SCOPE):
+        settings.PROTECTED_RESOURCE_GROUPS = [typo]
+        with pytest.raises(ImproperlyConfigured):
+            protected_resource_groups()
