@@ -24,6 +24,7 @@ from identities.services import identity_request_create, identity_request_decomm
 from provisioning.services import identity_repair_enqueue
 from web.filters import IdentityListFilter, apply_filters
 from web.forms import AddServiceAccountForm, DecommissionForm
+from web.review_forms import TransferForm
 from web.views.common import (
     action_outcome,
     page,
@@ -88,6 +89,10 @@ def identity_detail(request: HttpRequest, pk: int) -> HttpResponse:
             and identity.status in {IdentityStatus.READY, IdentityStatus.FAILED},
             "decommission_form": DecommissionForm(),
             "add_service_account_form": AddServiceAccountForm(),
+            # Ownership transfer (web.views.reviews): the team's members may ask for one.
+            "can_transfer": identity.status == IdentityStatus.READY
+            and is_team_member(request.user, identity.team_id),
+            "transfer_form": TransferForm(prefix="transfer"),
         },
         section="identities",
     )
