@@ -1,11 +1,14 @@
-"""The access review page's chart: one stacked bar per team (and one for all), its segments the
-items by decision or state, drawn server-side as inline SVG geometry (no script, no styles: the
-colours are SVG presentation attributes, which the strict CSP allows)."""
+"""The access review page's rows, and its chart: one stacked bar per team (and one for all),
+its segments the items by decision or state, drawn server-side as inline SVG geometry (no
+script, no styles: the colours are SVG presentation attributes, which the strict CSP allows)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.urls import reverse
+
+from identities.models import REVIEW_ITEM_STATES_OPEN, AccessReviewItem
 from identities.selectors.reviews import PROGRESS_KEYS, CampaignProgress
 
 LABELS = {
@@ -86,3 +89,68 @@ def review_chart(progress: CampaignProgress) -> ReviewChart:
         height=len(bars) * (BAR_HEIGHT + GAP) + GAP,
         more_teams=max(0, len(progress.teams) - TEAMS_SHOWN),
     )
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    """One review item as its table row shows it (computed here: the page lists 50 at once)."""
+
+    pk: int
+    identity_name: str
+    identity_url: str
+    team: str
+    privileged: bool
+    roles: list[tuple[str, str]]
+    state: str
+    decision: str
+    overdue: bool
+    attestations: list[str]
+    follow_up: tuple[int, str] | None
+    attest_url: str
+    can_attest: bool
+    can_remove: bool
+
+
+def item_rows(
+    items: list[AccessReviewItem],
+    *,
+    campaign_open: bool,
+    my_team_ids: set[int],
+    is_security: bool,
+) -> list[ItemRow]:
+    identity_url = reverse("identity_detail", args=[0]).replace("/0/", "/{}/")
+    attest_url = reverse("review_attest", args=[0]).replace("/0/", "/{}/")
+    request_url = reverse("request_detail", args=[0]).replace("/0/", "/{}/")
+    rows = []
+    for item in items:
+        mine = item.team_id in my_team_ids
+        rows.append(
+            ItemRow(
+                pk=item.pk,
+                identity_name=item.identity_name,
+                identity_url=identity_url.format(item.identity_id),
+                team=item.team.name,
+                privileged=item.privileged,
+                roles=[(role["role"], role["scope"]) for role in item.roles],
+                state=item.get_state_display(),
+                decision=item.get_decision_display() if item.decision else "",
+                overdue=item.escalated_at is not None,
+                attestations=[
+                    f"{a.attester.get_username()}: {a.get_decision_display().lower()}"
+                    f"{' (security)' if a.as_security else ''}, "
+                    f"{a.created_at:%Y-%m-%d %H:%M}, audit row #{a.audit_event_id}"
+                    for a in item.attestations.all()
+                ],
+                follow_up=(
+                    (item.follow_up_request_id, request_url.format(item.follow_up_request_id))
+                    if item.follow_up_request_id
+                    else None
+                ),
+                attest_url=attest_url.format(item.pk),
+                can_attest=campaign_open
+                and item.state in REVIEW_ITEM_STATES_OPEN
+                and (mine or is_security),
+                can_remove=mine,
+            )
+        )
+    return rows

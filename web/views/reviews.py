@@ -40,9 +40,11 @@ from identities.services import (
 from identities.services.reviews import revoke_after
 from web.review_forms import AttestForm, CampaignOpenForm, CommentForm, TransferForm
 from web.views.common import action_outcome, page, portal_view, signed_in_user
-from web.views.review_chart import review_chart
+from web.views.review_chart import item_rows, review_chart
 
 PAGE_SIZE = 50
+# Each item row carries its own attest form: 25 a page keeps the page fast and the form usable.
+ITEMS_PAGE_SIZE = 25
 SHOW_CHOICES = {
     "to_review": "Waiting for you",
     "escalated": "Overdue (escalated)",
@@ -117,10 +119,12 @@ def review_detail(request: HttpRequest, pk: int) -> HttpResponse:
         )
     else:
         items = access_review_items_visible_to(user, campaign)
-    page_obj = Paginator(items.order_by("identity_name", "id"), PAGE_SIZE).get_page(
+    page_obj = Paginator(items.order_by("identity_name", "id"), ITEMS_PAGE_SIZE).get_page(
         request.GET.get("page")
     )
     progress = access_review_progress(user, campaign)
+    is_security = roles.is_approver(user)
+    my_team_ids = set(teams_of(user).values_list("pk", flat=True))
     return page(
         request,
         "reviews/detail.html",
@@ -129,14 +133,18 @@ def review_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "progress": progress,
             "chart": review_chart(progress),
             "page_obj": page_obj,
+            "rows": item_rows(
+                list(page_obj.object_list),
+                campaign_open=campaign.status == "open",
+                my_team_ids=my_team_ids,
+                is_security=is_security,
+            ),
             "show": show,
             "show_choices": SHOW_CHOICES,
             "show_label": SHOW_CHOICES[show],
             "filter_query": f"show={show}",
-            "decisions": ReviewDecision.choices,
             "revoke_after": revoke_after(campaign),
-            "is_security": roles.is_approver(user),
-            "my_team_ids": set(teams_of(user).values_list("pk", flat=True)),
+            "is_security": is_security,
         },
         section="reviews",
     )
