@@ -16,7 +16,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from identities import roles
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 NAME_MAX = 200
 GRACE_DAYS_MAX = 365
 COMMENT_MAX = 4000
-BULK_BATCH = 2000
+BULK_BATCH = 5000  # 12 columns: under PostgreSQL's 65 535 parameters
 LIVE_ROLE = (ChildStatus.PENDING, ChildStatus.ACTIVE)
 # Identities a campaign reviews: everything not on its way out.
 NOT_LIVE = (IdentityStatus.DECOMMISSIONING, IdentityStatus.DECOMMISSIONED)
@@ -68,21 +68,23 @@ def snapshot_hash(entries: list[dict[str, Any]]) -> str:
 def _snapshot(
     *, team: Team | None, role: CatalogRole | None, privileged_only: bool
 ) -> list[dict[str, Any]]:
+    """Two plain queries whatever the size (no subquery, no server-side cursor: their plans
+    made a 10 000-identity snapshot take a minute on a freshly loaded table)."""
     identities = Identity.objects.exclude(status__in=NOT_LIVE)
+    assignments = RoleAssignment.objects.filter(status__in=LIVE_ROLE).exclude(
+        identity__status__in=NOT_LIVE
+    )
     if team is not None:
         identities = identities.filter(team=team)
-    # Two queries whatever the size: the identities, then all their live role assignments.
+        assignments = assignments.filter(identity__team=team)
     roles_of: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    assignments = (
-        RoleAssignment.objects.filter(status__in=LIVE_ROLE, identity__in=identities.values("pk"))
-        .order_by("identity_id", "id")
-        .values_list("identity_id", "role__name", "scope", "role__privileged")
-    )
-    for identity_id, role_name, scope, privileged in assignments.iterator(chunk_size=5000):
+    for identity_id, role_name, scope, privileged in assignments.order_by("id").values_list(
+        "identity_id", "role__name", "scope", "role__privileged"
+    ):
         roles_of[identity_id].append({"role": role_name, "scope": scope, "privileged": privileged})
     entries = []
     rows = identities.order_by("pk").values_list("pk", "name", "team_id", "team__name")
-    for identity_id, name, team_id, team_name in rows.iterator(chunk_size=5000):
+    for identity_id, name, team_id, team_name in rows:
         held = roles_of.get(identity_id, [])
         if role is not None and not any(r["role"] == role.name for r in held):
             continue
@@ -137,20 +139,7 @@ def access_review_open(
         item_count=len(entries),
         snapshot_hash=digest,
     )
-    AccessReviewItem.objects.bulk_create(
-        (
-            AccessReviewItem(
-                campaign=campaign,
-                identity_id=entry["identity"],
-                team_id=entry["team_id"],
-                identity_name=entry["name"],
-                roles=entry["roles"],
-                privileged=any(r["privileged"] for r in entry["roles"]),
-            )
-            for entry in entries
-        ),
-        batch_size=BULK_BATCH,
-    )
+    _insert_items(campaign, entries)
     audit_record(
         actor=actor,
         action=AuditAction.ACCESS_REVIEW_OPENED,
@@ -170,6 +159,48 @@ def access_review_open(
         },
     )
     return campaign
+
+
+ITEM_COLUMNS = (
+    "campaign_id",
+    "identity_id",
+    "team_id",
+    "identity_name",
+    "roles",
+    "privileged",
+    "state",
+    "decision",
+)
+
+
+def _insert_items(campaign: AccessReviewCampaign, entries: list[dict[str, Any]]) -> None:
+    """Write the snapshot's items in bulk: COPY on PostgreSQL (10 000 rows in a fraction of a
+    second, where a multi-row INSERT takes seconds), bulk_create elsewhere."""
+    rows = (
+        (
+            campaign.pk,
+            entry["identity"],
+            entry["team_id"],
+            entry["name"],
+            entry["roles"],
+            any(r["privileged"] for r in entry["roles"]),
+            ReviewItemState.PENDING.value,
+            "",
+        )
+        for entry in entries
+    )
+    if connection.vendor != "postgresql":
+        AccessReviewItem.objects.bulk_create(
+            (AccessReviewItem(**dict(zip(ITEM_COLUMNS, row, strict=True))) for row in rows),
+            batch_size=BULK_BATCH,
+        )
+        return
+    table = AccessReviewItem._meta.db_table
+    with connection.cursor() as cursor:
+        copy_sql = f"COPY {table} ({', '.join(ITEM_COLUMNS)}) FROM STDIN"
+        with cursor.cursor.copy(copy_sql) as copy:
+            for row in rows:
+                copy.write_row((*row[:4], json.dumps(row[4]), *row[5:]))
 
 
 # --- attesting --------------------------------------------------------------------------------

@@ -12,7 +12,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from identities import roles
 from identities.errors import DomainError, NotFoundError, PermissionDeniedError
-from identities.models import ReviewDecision, ReviewItemState, TransferStatus
+from identities.models import (
+    REVIEW_ITEM_STATES_OPEN,
+    ReviewDecision,
+    ReviewItemState,
+    TransferStatus,
+)
 from identities.selectors import identity_get, teams_of
 from identities.selectors.reviews import (
     access_review_campaign_get,
@@ -115,7 +120,7 @@ def review_detail(request: HttpRequest, pk: int) -> HttpResponse:
         items = access_review_items_to_review(user, campaign)
     elif show == "escalated":
         items = access_review_items_visible_to(user, campaign).filter(
-            escalated_at__isnull=False, state__in=ReviewItemState.values[:2]
+            escalated_at__isnull=False, state__in=REVIEW_ITEM_STATES_OPEN
         )
     else:
         items = access_review_items_visible_to(user, campaign)
