@@ -249,7 +249,7 @@ def main() -> None:
         f"Target < {OPEN_TARGET_SECONDS:.0f} s: "
         f"**{'met' if open_max < OPEN_TARGET_SECONDS else 'MISSED'}** "
         f"(slowest {open_max:.2f} s). One audit row per campaign (item count + SHA-256 of the "
-        "snapshot); items written with bulk_create in batches of 2 000.",
+        "snapshot); items written by COPY (PostgreSQL).",
         "",
         "## The campaign page (25 items a page), server time in-process",
         "",
