@@ -38,8 +38,8 @@ class Segment:
     label: str
     colour: str
     count: int
-    x: float
-    width: float
+    x: str  # SVG coordinates, formatted once here (not by a filter per use)
+    width: str
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,28 @@ class Bar:
     label: str
     total: int
     done: int
-    y: float
-    text_y: float
+    y: str
+    text_y: str
     segments: list[Segment]
+
+
+@dataclass(frozen=True)
+class TeamCounts:
+    """A row of the numbers table: the team, its item count, then one count per key."""
+
+    team: str
+    total: int
+    cells: list[int]
+
+
+def team_table(progress: CampaignProgress) -> list[TeamCounts]:
+    return [
+        TeamCounts("All", progress.total, [progress.counts.get(k, 0) for k in PROGRESS_KEYS]),
+        *(
+            TeamCounts(t.team, t.total, [t.counts.get(k, 0) for k in PROGRESS_KEYS])
+            for t in progress.teams
+        ),
+    ]
 
 
 @dataclass(frozen=True)
@@ -72,10 +91,12 @@ def _bar(label: str, total: int, done: int, counts: dict[str, int], row: int) ->
         if not count:
             continue
         width = plot * count / total if total else 0.0
-        segments.append(Segment(key, LABELS[key], COLOURS[key], count, x, width))
+        segments.append(
+            Segment(key, LABELS[key].lower(), COLOURS[key], count, f"{x:.1f}", f"{width:.1f}")
+        )
         x += width
     y = row * (BAR_HEIGHT + GAP) + GAP
-    return Bar(label, total, done, y, y + BAR_HEIGHT - 4, segments)
+    return Bar(label[:22], total, done, f"{y:.1f}", f"{y + BAR_HEIGHT - 4:.1f}", segments)
 
 
 def review_chart(progress: CampaignProgress) -> ReviewChart:

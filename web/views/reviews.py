@@ -45,7 +45,7 @@ from identities.services import (
 from identities.services.reviews import revoke_after
 from web.review_forms import AttestForm, CampaignOpenForm, CommentForm, TransferForm
 from web.views.common import action_outcome, page, portal_view, signed_in_user
-from web.views.review_chart import item_rows, review_chart
+from web.views.review_chart import item_rows, review_chart, team_table
 
 PAGE_SIZE = 50
 # Each item row carries its own attest form: 25 a page keeps the page fast and the form usable.
@@ -128,6 +128,7 @@ def review_detail(request: HttpRequest, pk: int) -> HttpResponse:
         request.GET.get("page")
     )
     progress = access_review_progress(user, campaign)
+    chart = review_chart(progress)
     is_security = roles.is_approver(user)
     my_team_ids = set(teams_of(user).values_list("pk", flat=True))
     return page(
@@ -136,7 +137,10 @@ def review_detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "campaign": campaign,
             "progress": progress,
-            "chart": review_chart(progress),
+            "chart": chart,
+            "label_x": chart.label_width - 8,
+            "done_x": chart.width - 52,
+            "team_rows": team_table(progress),
             "page_obj": page_obj,
             "rows": item_rows(
                 list(page_obj.object_list),
