@@ -25,6 +25,7 @@ from identities.models import (
     IdentityStatus,
     OwnershipTransfer,
     ReviewItemState,
+    Team,
 )
 from identities.selectors.people import teams_of
 
@@ -39,7 +40,9 @@ def access_review_campaigns_visible_to(user: Any) -> QuerySet[AccessReviewCampai
         return queryset
     if not getattr(user, "is_authenticated", False):
         return queryset.none()
-    with_my_items = AccessReviewItem.objects.filter(team__in=teams_of(user)).values("campaign_id")
+    with_my_items = AccessReviewItem.objects.filter(team_id__in=_team_ids(user)).values(
+        "campaign_id"
+    )
     return queryset.filter(pk__in=with_my_items)
 
 
@@ -67,7 +70,13 @@ def access_review_items_visible_to(
         return queryset
     if not getattr(user, "is_authenticated", False):
         return queryset.none()
-    return queryset.filter(team__in=teams_of(user))
+    # The team ids as literals, not a subquery: the planner then walks the (campaign, team,
+    # state) index instead of checking membership for every item of a 10 000-item campaign.
+    return queryset.filter(team_id__in=_team_ids(user))
+
+
+def _team_ids(user: Any) -> list[int]:
+    return list(teams_of(user).order_by().values_list("pk", flat=True))
 
 
 def access_review_item_get(*, user: Any, pk: int) -> AccessReviewItem:
@@ -84,7 +93,7 @@ def access_review_items_to_review(
     items = access_review_items_visible_to(user, campaign).filter(
         state__in=[ReviewItemState.PENDING, ReviewItemState.AWAITING_SECOND]
     )
-    if roles.is_approver(user) and not teams_of(user).exists():
+    if roles.is_approver(user) and not _team_ids(user):
         return items.filter(Q(escalated_at__isnull=False) | Q(privileged=True))
     return items.exclude(attestations__attester=user)
 
@@ -128,11 +137,17 @@ class CampaignProgress:
 def access_review_progress(user: Any, campaign: AccessReviewCampaign) -> CampaignProgress:
     """Counts by decision (or state) overall and per team, over the items `user` may see: one
     GROUP BY query, however many items."""
-    rows = (
+    # Grouped by team id (no join over every item); the few team names are read after.
+    rows = list(
         access_review_items_visible_to(user, campaign)
+        .select_related(None)
+        .prefetch_related(None)
         .order_by()
-        .values("team__name", "state", "decision")
+        .values("team_id", "state", "decision")
         .annotate(n=Count("id"), escalated=Count("id", filter=Q(escalated_at__isnull=False)))
+    )
+    names = dict(
+        Team.objects.filter(pk__in={row["team_id"] for row in rows}).values_list("pk", "name")
     )
     counts: dict[str, int] = dict.fromkeys(PROGRESS_KEYS, 0)
     teams: dict[str, TeamProgress] = {}
@@ -140,9 +155,8 @@ def access_review_progress(user: Any, campaign: AccessReviewCampaign) -> Campaig
     for row in rows:
         key = row["decision"] if row["state"] == ReviewItemState.DECIDED else row["state"]
         counts[key] = counts.get(key, 0) + row["n"]
-        team = teams.setdefault(
-            row["team__name"], TeamProgress(row["team__name"], counts=defaultdict(int))
-        )
+        name = names[row["team_id"]]
+        team = teams.setdefault(name, TeamProgress(name, counts=defaultdict(int)))
         team.total += row["n"]
         team.counts[key] += row["n"]
         escalated += row["escalated"]
