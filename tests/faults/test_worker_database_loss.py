@@ -33,16 +33,6 @@ pytestmark = [
 RETRY_LOGGED = "lost the database"
 
 
-def proxied_database_url(proxy: TcpProxy) -> str:
-    from django.db import connection
-
-    db = connection.settings_dict
-    auth = db.get("USER") or ""
-    if db.get("PASSWORD"):
-        auth += f":{db['PASSWORD']}"
-    return f"postgres://{auth}@127.0.0.1:{proxy.port}/{db['NAME']}?sslmode=disable"
-
-
 @pytest.fixture
 def proxied_worker(
     sandbox: Sandbox,
@@ -56,7 +46,7 @@ def proxied_worker(
     use_broker(broker)
     env = {
         **sandbox.worker_env,
-        "DATABASE_URL": proxied_database_url(postgres_proxy),
+        "DATABASE_URL": postgres_proxy.database_url(),
         "DB_CONN_MAX_AGE": "0",
         "VERIFY_AFTER_PROVISIONING": "0",
         "HEARTBEAT_INTERVAL_SECONDS": "3600",
