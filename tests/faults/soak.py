@@ -238,12 +238,10 @@ class Workers:
     def __init__(
         self, zygote: WorkerZygote, broker: Broker, folder: Path, concurrency: int
     ) -> None:
-        self.zygote, self.broker, self.folder, self.concurrency = (
-            zygote,
-            broker,
-            folder,
-            concurrency,
-        )
+        self.zygote = zygote
+        self.broker = broker
+        self.folder = folder
+        self.concurrency = concurrency
         self.live: list[tuple[ForkedWorker, Path]] = []
 
     def start(self) -> ForkedWorker:
@@ -258,6 +256,9 @@ class Workers:
 
     def kill(self, rng: random.Random) -> str:
         worker, _ = self.live.pop(rng.randrange(len(self.live)))
+        # A worker just forked may not lead its process group yet (kill() signals the group):
+        # let it reach "ready" first, a second or two.
+        wait_until(lambda: " ready." in worker.log_tail(200), timeout=30, interval=0.1)
         worker.kill()
         replacement = self.start()
         return f"kill -9 {worker.name} (pid {worker.pid}), started {replacement.name}"
@@ -436,7 +437,7 @@ def run_soak(
     figures.duration = time.monotonic() - began
     figures.load_end = os.getloadavg()[0]
     figures.filed = len(pks)
-    check_invariants(figures, sandbox, pks, workers, answers)
+    check_invariants(figures, sandbox, pks, workers, beat, answers)
     return figures
 
 
@@ -445,6 +446,7 @@ def check_invariants(
     sandbox: Sandbox,
     pks: list[int],
     workers: Workers,
+    beat: ManagedProcess,
     answers: AzureAnswers,
 ) -> None:
     plan = figures.plan
@@ -505,6 +507,8 @@ def check_invariants(
 
         if not worker.alive() or not wait_until(alive, timeout=15 * LIVENESS_INTERVAL_SECONDS):
             figures.problems.append(f"{worker.name} is wedged or dead: {worker.log_tail(5)}")
+    if not beat.alive():
+        figures.problems.append(f"celery beat died: {beat.log_tail(5)}")
     if plan.requests and figures.answered_429 == 0:
         figures.problems.append("the 429 storm never hit")
     if plan.requests and figures.answered_500 == 0:

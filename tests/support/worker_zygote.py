@@ -43,8 +43,13 @@ class ForkedWorker:
         return state != "Z"
 
     def _signal(self, sig: int, timeout: float) -> bool:
-        with contextlib.suppress(ProcessLookupError):
+        try:
             os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            # Forked a moment ago and not yet the leader of its group (setsid is its first
+            # call, before any pool process exists): signal the process itself.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
         return wait_until(lambda: not self.alive(), timeout=timeout, interval=0.02)
 
     def kill(self) -> None:
@@ -190,11 +195,11 @@ def _stop_groups(workers: set[int], timeout: float = 10) -> None:
 
 
 def _become_worker(app: object, argv: list[str], log: str, overrides: dict[str, str]) -> None:
+    os.setsid()  # a process group of its own: kill -9 reaches the pool processes too
     from django.conf import settings
 
     for name, value in overrides.items():
         setattr(settings, name, value)
-    os.setsid()  # a process group of its own: kill -9 reaches the pool processes too
     log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     null_fd = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null_fd, 0)
