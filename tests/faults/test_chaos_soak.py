@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.faults.soak import WORKER_ENV, Api, SoakPlan, Workers, run_soak
+from tests.faults.soak import WORKER_ENV, Api, Workers, run_soak
+from tests.faults.soak_figures import SoakPlan
 from tests.support.redis_server import RedisServer
 from tests.support.sandbox import Sandbox
 from tests.support.services import postgres_or_missing

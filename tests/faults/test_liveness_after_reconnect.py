@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ import pytest
 from tests.faults.helpers import wait_worker_ready
 from tests.faults.test_pool_wipeout import probe
 from tests.support.redis_server import RedisServer
-from tests.support.services import wait_until
+from tests.support.services import ManagedProcess, wait_until
 from tests.support.workers import Broker, WorkerFactory, make_broker
 
 pytestmark = [pytest.mark.fault, pytest.mark.django_db(transaction=True)]
@@ -25,6 +26,15 @@ pytestmark = [pytest.mark.fault, pytest.mark.django_db(transaction=True)]
 
 def modified(path: Path) -> float:
     return path.stat().st_mtime if path.exists() else 0.0
+
+
+def connected(worker: ManagedProcess, times: int) -> bool:
+    """The worker logged a broker connection `times` times (its start, then each reconnect)."""
+    return worker.log_tail(400).count("Connected to redis://") >= times
+
+
+def touched_after(path: Path, moment: float) -> bool:
+    return modified(path) > moment
 
 
 def test_the_liveness_file_is_touched_again_after_a_redis_restart(
@@ -47,15 +57,10 @@ def test_the_liveness_file_is_touched_again_after_a_redis_restart(
         time.sleep(2)
         private_redis.start()
         back_at = time.time()
-        reconnected = wait_until(
-            lambda n=restart: worker.log_tail(400).count("Connected to redis://") >= n + 2,
-            timeout=30,
-        )
+        reconnected = wait_until(partial(connected, worker, restart + 2), timeout=30)
         assert reconnected, worker.log_tail()
         # Ticks once a second: fresh again within a few seconds of the reconnect.
-        fresh = wait_until(
-            lambda since=back_at: modified(liveness) > since + 1, timeout=20, interval=0.2
-        )
+        fresh = wait_until(partial(touched_after, liveness, back_at + 1), timeout=20, interval=0.2)
         assert fresh, f"liveness file stale after restart {restart + 1}\n{worker.log_tail()}"
         assert worker.alive(), worker.log_tail()
     assert probe(liveness).returncode == 0
