@@ -128,6 +128,23 @@ REQUEST_PROVISIONING = _response(
     "provisioning again",
     _request("provisioning", approvals=[_APPROVAL], identity=_IDENTITY_PROVISIONING),
 )
+_LINKS = {
+    "identity_request": "https://portal.example.com/api/v1/identity-requests/42/",
+    "manifests": "https://portal.example.com/api/v1/identity-requests/42/manifests/",
+}
+ENSURE_EXISTING = _response(
+    "identity exists",
+    {
+        **_request("ready", approvals=[_APPROVAL], identity=_IDENTITY_READY, updated_at=UPDATED),
+        "outcome": "identity_exists",
+        "links": {**_LINKS, "identity": "https://portal.example.com/api/v1/identities/7/"},
+    },
+)
+ENSURE_CREATED = _response(
+    "created",
+    {**_request("pending"), "outcome": "created", "links": {**_LINKS, "identity": None}},
+    status=201,
+)
 REQUEST_CANCELLED = _response("cancelled", _request("cancelled"))
 REQUEST_REJECTED = _response(
     "rejected",

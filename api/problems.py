@@ -168,13 +168,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     instance = request.path if request is not None else ""
     set_rollback()
     if isinstance(exc, PolicyViolationError):
-        return problem_response(
-            "policy-violation",
-            "Fix the fields listed in errors and submit again.",
-            instance=instance,
-            errors=[_violation_entry(v) for v in exc.violations],
-            extra={"warnings": [_violation_entry(w) for w in exc.result.warnings]},
-        )
+        return policy_violation_problem(exc, instance=instance)
     for domain_class, slug in (
         (PermissionDeniedError, "forbidden"),
         (NotFoundError, "not-found"),
@@ -199,6 +193,20 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         "Something went wrong on our side; the error was logged. Retrying with the same "
         "Idempotency-Key is safe.",
         instance=instance,
+    )
+
+
+def policy_violation_problem(
+    exc: PolicyViolationError, *, instance: str, extra: dict[str, Any] | None = None
+) -> ProblemResponse:
+    """The 400 of a policy refusal: every violation under `errors`, the warnings beside them,
+    and `extra` members (e.g. `existing`, naming what an already_federated refusal met)."""
+    return problem_response(
+        "policy-violation",
+        "Fix the fields listed in errors and submit again.",
+        instance=instance,
+        errors=[_violation_entry(v) for v in exc.violations],
+        extra={"warnings": [_violation_entry(w) for w in exc.result.warnings], **(extra or {})},
     )
 
 

@@ -15,6 +15,11 @@ urlpatterns = [
         name="identity-request-list",
     ),
     path(
+        "identity-requests/ensure/",
+        requests.IdentityRequestEnsureView.as_view(),
+        name="identity-request-ensure",
+    ),
+    path(
         "identity-requests/<int:pk>/",
         requests.IdentityRequestDetailView.as_view(),
         name="identity-request-detail",

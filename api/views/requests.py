@@ -16,22 +16,28 @@ from rest_framework.response import Response
 from api import examples
 from api.idempotency import idempotent
 from api.pagination import ApiCursorPagination
+from api.problems import policy_violation_problem
 from api.schema import POLICY_VIOLATION_EXAMPLE
 from api.serializers import AuditEventOutput, IdentityRequestOutput
 from api.views.base import ApiView
 from identities.audit.selectors import AuditEventFilters, audit_events_visible_to
+from identities.errors import PolicyViolationError
 from identities.models import AuditEvent, RequestKind
 from identities.policy import RequestDraft, RoleDraft
 from identities.selectors import (
+    WorkloadMatch,
+    WorkloadOutcome,
     identities_visible_to,
     identity_request_get,
     identity_requests_visible_to,
+    workload_match,
 )
 from identities.selectors.filters import IdentityRequestFilter
 from identities.services import (
     identity_request_approve,
     identity_request_cancel,
     identity_request_create,
+    identity_request_ensure,
     identity_request_reject,
     identity_request_retry,
 )
@@ -48,6 +54,45 @@ def _detail_url(request: Request, pk: int) -> str:
 def _fresh(request: Request, pk: int) -> dict[str, Any]:
     """The request as its reader sees it now (after an action changed it)."""
     return IdentityRequestOutput(identity_request_get(user=request.user, pk=pk)).data
+
+
+def _workload_links(request: Request, match: WorkloadMatch) -> dict[str, Any]:
+    """Where a pipeline goes next for the request that stands for a workload."""
+    pk = match.identity_request.pk
+    identity = match.identity
+    return {
+        "identity_request": _detail_url(request, pk),
+        "manifests": request.build_absolute_uri(
+            reverse("api:identity-request-manifests", args=[pk])
+        ),
+        "identity": None
+        if identity is None
+        else request.build_absolute_uri(reverse("api:identity-detail", args=[identity.pk])),
+    }
+
+
+def _refusal_naming_existing(
+    request: Request, exc: PolicyViolationError, draft: RequestDraft
+) -> Response | None:
+    """An already_federated refusal names the identity or request the caller can see for the
+    ServiceAccount (ids and URLs under `existing`), so a re-run can find it; None otherwise."""
+    if not any(v.rule == "already_federated" for v in exc.violations):
+        return None
+    match = workload_match(
+        user=request.user,
+        cluster=draft.cluster,
+        namespace=draft.namespace,
+        service_account=draft.service_account,
+    )
+    if match is None:
+        return None
+    existing = {
+        "outcome": match.outcome.value,
+        "identity_request_id": match.identity_request.pk,
+        "identity_id": match.identity.pk if match.identity else None,
+        "links": _workload_links(request, match),
+    }
+    return policy_violation_problem(exc, instance=request.path, extra={"existing": existing})
 
 
 class RoleInput(serializers.Serializer):
@@ -149,11 +194,77 @@ class IdentityRequestCollectionView(ApiView):
     def post(self, request: Request) -> Response:
         data = self.Input(data=request.data, context={"user": self.actor()})
         data.is_valid(raise_exception=True)
-        identity_request = identity_request_create(requester=self.actor(), draft=data.draft())
+        draft = data.draft()
+        try:
+            identity_request = identity_request_create(requester=self.actor(), draft=draft)
+        except PolicyViolationError as exc:
+            refusal = _refusal_naming_existing(request, exc, draft)
+            if refusal is None:
+                raise
+            return refusal
         return Response(
             _fresh(request, identity_request.pk),
             status=status.HTTP_201_CREATED,
             headers={"Location": _detail_url(request, identity_request.pk)},
+        )
+
+
+class WorkloadLinksOutput(serializers.Serializer):
+    identity_request = serializers.URLField()
+    manifests = serializers.URLField(help_text="Serves YAML once the request is ready.")
+    identity = serializers.URLField(allow_null=True)
+
+
+class EnsureOutput(IdentityRequestOutput):
+    outcome = serializers.ChoiceField(
+        choices=[outcome.value for outcome in WorkloadOutcome],
+        help_text="identity_exists: a live identity federates the ServiceAccount (the request "
+        "is the one that did, ready); request_open: a request for it is pending, approved, "
+        "provisioning or failed; created: a new request was filed (201).",
+    )
+    links = WorkloadLinksOutput()
+
+
+class IdentityRequestEnsureView(ApiView):
+    """Find-or-create by workload, for pipelines that are re-run."""
+
+    write_scope = "request"
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Find or file the request for a workload",
+        description="Keyed by cluster + namespace + service_account. Answers 200 with the "
+        "request that federated the ServiceAccount with a live identity you can see "
+        "(`outcome: identity_exists`), else 200 with the open request for it "
+        "(`request_open`), else files the body as `POST /identity-requests/` does and answers "
+        "201 (`created`). The body's roles and tags are not compared with what exists. "
+        "Finding writes nothing; filing is audited as usual.",
+        request=IdentityRequestCollectionView.Input,
+        responses={200: EnsureOutput, 201: EnsureOutput},
+        examples=[
+            examples.REQUEST_CREATE_INPUT,
+            examples.ENSURE_EXISTING,
+            examples.ENSURE_CREATED,
+            POLICY_VIOLATION_EXAMPLE,
+        ],
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        data = IdentityRequestCollectionView.Input(
+            data=request.data, context={"user": self.actor()}
+        )
+        data.is_valid(raise_exception=True)
+        match = identity_request_ensure(requester=self.actor(), draft=data.draft())
+        created = match.outcome == WorkloadOutcome.CREATED
+        body = {
+            **_fresh(request, match.identity_request.pk),
+            "outcome": match.outcome.value,
+            "links": _workload_links(request, match),
+        }
+        return Response(
+            body,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+            headers={"Location": _detail_url(request, match.identity_request.pk)},
         )
 
 

@@ -25,15 +25,20 @@ from identities.selectors.policy import (
     policy_context_for,
 )
 from identities.selectors.requests import (
+    WorkloadMatch,
+    WorkloadOutcome,
     identities_visible_to,
     identity_get,
     identity_request_get,
     identity_requests_visible_to,
+    workload_match,
 )
 
 __all__ = [
     "ApprovalQueueItem",
     "Dashboard",
+    "WorkloadMatch",
+    "WorkloadOutcome",
     "approval_queue",
     "catalog_facts",
     "catalog_roles",
@@ -51,4 +56,5 @@ __all__ = [
     "owner_approvals_waiting",
     "policy_context_for",
     "teams_of",
+    "workload_match",
 ]

@@ -45,11 +45,14 @@ from identities.naming import AUDIENCE, fic_name, fic_subject, uami_name
 from identities.policy import RequestDraft, evaluate_request
 from identities.scopes import canonical_scope
 from identities.selectors import (
+    WorkloadMatch,
+    WorkloadOutcome,
     identity_request_draft,
     identity_request_policy,
     is_team_member,
     may_act_for_team,
     policy_context_for,
+    workload_match,
 )
 from identities.tags import identity_tags
 from identities.work import Work, enqueue
@@ -65,6 +68,36 @@ if TYPE_CHECKING:
 def identity_request_create(*, requester: User, draft: RequestDraft) -> IdentityRequest:
     """File a new-identity or add-a-ServiceAccount request as `pending`, or raise
     PolicyViolationError with every violation. The requester must be on the team."""
+    return _file_request(requester=requester, draft=draft)
+
+
+@transaction.atomic(durable=True)
+def identity_request_ensure(*, requester: User, draft: RequestDraft) -> WorkloadMatch:
+    """Find-or-create by workload (cluster, namespace, ServiceAccount): the live identity that
+    federates it (with the request that did), else the open request for it, else a new request
+    filed as `identity_request_create` files it. Only what `requester` may see is found; finding
+    writes nothing, filing is audited as usual. The draft's roles are not compared."""
+    _require_requester(requester)
+    # Concurrent ensures of one cluster queue here, so two pipeline runs file one request, not
+    # two. FOR NO KEY UPDATE: inserts referencing the cluster (other requests) are not blocked.
+    Cluster.objects.select_for_update(no_key=True).filter(name=draft.cluster).first()
+    found = workload_match(
+        user=requester,
+        cluster=draft.cluster,
+        namespace=draft.namespace,
+        service_account=draft.service_account,
+    )
+    if found is not None:
+        return found
+    identity_request = _file_request(requester=requester, draft=draft)
+    return WorkloadMatch(
+        outcome=WorkloadOutcome.CREATED,
+        identity_request=identity_request,
+        identity=identity_request.identity,
+    )
+
+
+def _file_request(*, requester: User, draft: RequestDraft) -> IdentityRequest:
     if draft.kind == RequestKind.DECOMMISSION:
         raise DomainError("File decommission requests with identity_request_decommission_create.")
     _require_requester(requester)
