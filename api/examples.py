@@ -145,6 +145,39 @@ ENSURE_CREATED = _response(
     {**_request("pending"), "outcome": "created", "links": {**_LINKS, "identity": None}},
     status=201,
 )
+DRY_RUN = _response(
+    "valid",
+    {
+        "valid": True,
+        "errors": [],
+        "warnings": [],
+        "approvals_needed": {
+            "approvers": 1,
+            "owner_teams": [],
+            "risk": {"level": "low", "reasons": ["Resource-scoped, non-privileged roles only."]},
+        },
+        "preview": {
+            "identity_name": IDENTITY_NAME,
+            "identity_resource_id": IDENTITY_RESOURCE_ID,
+            "location": "westeurope",
+            "federated_credential": {
+                "name": "aks-prod-payments-checkout",
+                "issuer": ISSUER,
+                "subject": "system:serviceaccount:payments:checkout",
+                "audience": "api://AzureADTokenExchange",
+            },
+            "role_assignments": [
+                {
+                    "role": "Key Vault Secrets User",
+                    "role_definition_guid": "4633458b-17de-408a-b874-0445c86b69e6",
+                    "scope": VAULT_SCOPE,
+                }
+            ],
+            "manifests": "apiVersion: v1\nkind: ServiceAccount\n…",
+            "placeholders": ["client_id", "principal_id", "tenant_id"],
+        },
+    },
+)
 REQUEST_CANCELLED = _response("cancelled", _request("cancelled"))
 REQUEST_REJECTED = _response(
     "rejected",

@@ -155,6 +155,11 @@ def _flatten(detail: Any, path: str = "") -> Iterator[tuple[str, str, str]]:
         yield path, getattr(detail, "code", "invalid") or "invalid", str(detail)
 
 
+def finding_entries(findings: list[Violation]) -> list[dict[str, str]]:
+    """Policy findings in the problem document's `errors` shape (field, pointer, rule, message)."""
+    return [_violation_entry(finding) for finding in findings]
+
+
 def validation_errors(detail: Any) -> list[dict[str, str]]:
     return [
         {"field": field, "pointer": json_pointer(field), "rule": code, "message": message}

@@ -20,6 +20,11 @@ urlpatterns = [
         name="identity-request-ensure",
     ),
     path(
+        "identity-requests/validate/",
+        requests.IdentityRequestValidateView.as_view(),
+        name="identity-request-validate",
+    ),
+    path(
         "identity-requests/<int:pk>/",
         requests.IdentityRequestDetailView.as_view(),
         name="identity-request-detail",

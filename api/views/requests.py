@@ -16,12 +16,13 @@ from rest_framework.response import Response
 from api import examples
 from api.idempotency import idempotent
 from api.pagination import ApiCursorPagination
-from api.problems import policy_violation_problem
+from api.problems import finding_entries, policy_violation_problem
 from api.schema import POLICY_VIOLATION_EXAMPLE
 from api.serializers import AuditEventOutput, IdentityRequestOutput
 from api.views.base import ApiView
 from identities.audit.selectors import AuditEventFilters, audit_events_visible_to
 from identities.errors import PolicyViolationError
+from identities.manifests import DEFAULT_BUNDLE_KINDS, render_bundle
 from identities.models import AuditEvent, RequestKind
 from identities.policy import RequestDraft, RoleDraft
 from identities.selectors import (
@@ -32,6 +33,7 @@ from identities.selectors import (
     identity_requests_visible_to,
     workload_match,
 )
+from identities.selectors.dry_run import PLACEHOLDER_FIELDS, identity_request_dry_run
 from identities.selectors.filters import IdentityRequestFilter
 from identities.services import (
     identity_request_approve,
@@ -266,6 +268,115 @@ class IdentityRequestEnsureView(ApiView):
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
             headers={"Location": _detail_url(request, match.identity_request.pk)},
         )
+
+
+class FindingOutput(serializers.Serializer):
+    field = serializers.CharField(help_text="The field as the policy names it: roles[0].scope.")
+    pointer = serializers.CharField(help_text="JSON pointer into the body: #/roles/0/scope")
+    rule = serializers.CharField()
+    message = serializers.CharField()
+
+
+class RiskOutput(serializers.Serializer):
+    level = serializers.ChoiceField(choices=["low", "medium", "high"])
+    reasons = serializers.ListField(child=serializers.CharField())
+
+
+class ApprovalsNeededOutput(serializers.Serializer):
+    approvers = serializers.IntegerField(help_text="Distinct security approvers (2: exception).")
+    owner_teams = serializers.ListField(
+        child=serializers.CharField(), help_text="Teams owning a scope, each must approve too."
+    )
+    risk = RiskOutput()
+
+
+class PreviewRoleAssignmentOutput(serializers.Serializer):
+    role = serializers.CharField()
+    role_definition_guid = serializers.CharField()
+    scope = serializers.CharField()
+
+
+class PreviewOutput(serializers.Serializer):
+    identity_name = serializers.CharField()
+    identity_resource_id = serializers.CharField()
+    location = serializers.CharField()
+    federated_credential = serializers.DictField(child=serializers.CharField())
+    role_assignments = PreviewRoleAssignmentOutput(many=True)
+    manifests = serializers.CharField(help_text="ServiceAccount + Deployment YAML.")
+    placeholders = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Fields Azure assigns on creation, shown as the nil GUID.",
+    )
+
+
+class DryRunOutput(serializers.Serializer):
+    valid = serializers.BooleanField(help_text="Filing this body now would be accepted.")
+    errors = FindingOutput(many=True)  # type: ignore[assignment]
+    warnings = FindingOutput(many=True)
+    approvals_needed = ApprovalsNeededOutput()
+    preview = PreviewOutput(allow_null=True, help_text="null while the policy refuses it.")
+
+
+class IdentityRequestValidateView(ApiView):
+    """A dry run of filing."""
+
+    write_scope = "request"
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Check a request without filing it (dry run)",
+        description="The same body, validation and policy as `POST /identity-requests/`; "
+        "answers 200 with `valid`, the policy's `errors` and `warnings`, the approvals filing "
+        "would need and, when valid, a preview of the identity, federated credential, role "
+        "assignments and manifests. Nothing is filed or audited. A malformed body (a missing "
+        "field, a wrong type) is still a 400 problem, as for a create.",
+        request=IdentityRequestCollectionView.Input,
+        responses={200: DryRunOutput},
+        examples=[examples.REQUEST_CREATE_INPUT, examples.DRY_RUN],
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        data = IdentityRequestCollectionView.Input(
+            data=request.data, context={"user": self.actor()}
+        )
+        data.is_valid(raise_exception=True)
+        dry_run = identity_request_dry_run(requester=self.actor(), draft=data.draft())
+        preview = None
+        if dry_run.preview is not None:
+            spec = dry_run.preview
+            preview = {
+                "identity_name": spec.identity_name,
+                "identity_resource_id": spec.identity_resource_id,
+                "location": spec.location,
+                "federated_credential": {
+                    "name": spec.fic_name,
+                    "issuer": spec.oidc_issuer_url,
+                    "subject": spec.fic_subject,
+                    "audience": spec.audience,
+                },
+                "role_assignments": [
+                    {
+                        "role": assignment.role_name,
+                        "role_definition_guid": assignment.role_definition_guid,
+                        "scope": assignment.scope,
+                    }
+                    for assignment in spec.role_assignments
+                ],
+                "manifests": render_bundle(spec, DEFAULT_BUNDLE_KINDS),
+                "placeholders": list(PLACEHOLDER_FIELDS),
+            }
+        body = {
+            "valid": dry_run.result.ok,
+            "errors": finding_entries(dry_run.result.violations),
+            "warnings": finding_entries(dry_run.result.warnings),
+            "approvals_needed": {
+                "approvers": dry_run.approvals_required,
+                "owner_teams": list(dry_run.owner_teams),
+                "risk": {"level": dry_run.risk.level, "reasons": list(dry_run.risk.reasons)},
+            },
+            "preview": preview,
+        }
+        return Response(DryRunOutput(body).data)
 
 
 class IdentityRequestDetailView(ApiView):

@@ -8,7 +8,6 @@ makes Azure match and reports back through the `identity_request_mark_*` service
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
@@ -54,6 +53,7 @@ from identities.selectors import (
     policy_context_for,
     workload_match,
 )
+from identities.selectors.dry_run import draft_check
 from identities.tags import identity_tags
 from identities.work import Work, enqueue
 
@@ -98,22 +98,8 @@ def identity_request_ensure(*, requester: User, draft: RequestDraft) -> Workload
 
 
 def _file_request(*, requester: User, draft: RequestDraft) -> IdentityRequest:
-    if draft.kind == RequestKind.DECOMMISSION:
-        raise DomainError("File decommission requests with identity_request_decommission_create.")
-    _require_requester(requester)
-    if draft.kind == RequestKind.ADD_SERVICE_ACCOUNT and draft.identity_id is not None:
-        target = Identity.objects.select_related("team").filter(pk=draft.identity_id).first()
-        if target is not None:
-            # The ServiceAccount joins the identity's app and team; fill what the caller left out.
-            draft = dataclasses.replace(
-                draft, team=draft.team or target.team.name, app_name=target.app_name
-            )
-    team = Team.objects.filter(name=draft.team).first() if draft.team else None
-    if team is not None and not is_team_member(requester, team):
-        raise PermissionDeniedError(
-            f"{requester.get_username()} is not a member of team {team.name!r}."
-        )
-    result = evaluate_request(draft, policy_context_for(draft))
+    checked = draft_check(requester=requester, draft=draft)  # the dry run checks the same
+    draft, team, result = checked.draft, checked.team, checked.result
     if result.violations:
         raise PolicyViolationError(result)
     assert team is not None  # noqa: S101 - policy refused an unknown team above
