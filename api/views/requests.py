@@ -3,11 +3,14 @@ trail and provisioning progress. What a ready request hands over is in `handover
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from django.conf import settings
 from django.urls import reverse
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.filters import OrderingFilter
 from rest_framework.request import Request
@@ -23,14 +26,17 @@ from api.views.base import ApiView
 from identities.audit.selectors import AuditEventFilters, audit_events_visible_to
 from identities.errors import PolicyViolationError
 from identities.manifests import DEFAULT_BUNDLE_KINDS, render_bundle
-from identities.models import AuditEvent, RequestKind
+from identities.models import AuditEvent, RequestKind, RequestStatus
 from identities.policy import RequestDraft, RoleDraft
 from identities.selectors import (
+    RequestRevision,
     WorkloadMatch,
     WorkloadOutcome,
     identities_visible_to,
     identity_request_get,
+    identity_request_wait,
     identity_requests_visible_to,
+    revision_of,
     workload_match,
 )
 from identities.selectors.dry_run import PLACEHOLDER_FIELDS, identity_request_dry_run
@@ -379,17 +385,104 @@ class IdentityRequestValidateView(ApiView):
         return Response(DryRunOutput(body).data)
 
 
+_WAIT_VALUE = re.compile(r"[0-9]{1,9}")
+
+
+def _preferred_wait(request: Request) -> int | None:
+    """`Prefer: wait=N` (RFC 7240 §4.3), capped at API_WAIT_MAX_SECONDS; None when absent.
+    Other preferences are ignored, as the RFC asks; a wait that is not a number is a 400."""
+    for preference in request.headers.get("Prefer", "").split(","):
+        name, _, value = preference.split(";", 1)[0].partition("=")
+        if name.strip().lower() != "wait":
+            continue
+        value = value.strip().strip('"')
+        if not _WAIT_VALUE.fullmatch(value):
+            raise serializers.ValidationError(
+                {
+                    "Prefer": [
+                        serializers.ErrorDetail(
+                            f"wait must be a whole number of seconds (RFC 7240), e.g. "
+                            f"`Prefer: wait=30`; got {value!r}.",
+                            code="wait_seconds",
+                        )
+                    ]
+                }
+            )
+        return min(int(value), settings.API_WAIT_MAX_SECONDS)
+    return None
+
+
+def _if_none_match(request: Request) -> set[str]:
+    """The entity tags of If-None-Match, compared weakly (RFC 9110 §13.1.2): W/ dropped."""
+    header = request.headers.get("If-None-Match", "")
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
+class SinceInput(serializers.Serializer):
+    since = serializers.ChoiceField(
+        choices=RequestStatus.choices,
+        required=False,
+        help_text="With `Prefer: wait`: answer as soon as the status is no longer this one.",
+    )
+
+
 class IdentityRequestDetailView(ApiView):
     @extend_schema(
         tags=[TAG],
-        summary="Read an identity request",
+        summary="Read an identity request (optionally waiting for it to change)",
         description="Poll this until `status` is `ready` (then `identity` carries client_id, "
-        "principal_id, tenant_id and resource_id) or `failed`/`rejected`/`cancelled`.",
-        responses=IdentityRequestOutput,
+        "principal_id, tenant_id and resource_id) or `failed`/`rejected`/`cancelled`. Every "
+        "answer carries an `ETag` for the request's status and decisions. Long-poll instead of "
+        "polling: send `Prefer: wait=N` (at most API_WAIT_MAX_SECONDS, default 60) with "
+        "`If-None-Match: <ETag>` or `?since=<status>`, and the answer comes as soon as the "
+        "request changed, or after N seconds: then 304 (If-None-Match) or 200 with the "
+        "unchanged request (since). `Preference-Applied: wait=N` names the wait used. "
+        "If-None-Match without Prefer is an ordinary conditional GET (304 when unchanged).",
+        parameters=[
+            SinceInput,
+            OpenApiParameter(
+                "Prefer",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="`wait=N`: wait up to N seconds for a change (RFC 7240).",
+            ),
+            OpenApiParameter(
+                "If-None-Match",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="The ETag you saw: 304 while the request is still at it.",
+            ),
+        ],
+        responses={
+            200: IdentityRequestOutput,
+            304: OpenApiResponse(description="Not modified: still at the If-None-Match ETag."),
+        },
         examples=[examples.REQUEST_READY],
     )
     def get(self, request: Request, pk: int) -> Response:
-        return Response(IdentityRequestOutput(identity_request_get(user=self.actor(), pk=pk)).data)
+        identity_request = identity_request_get(user=self.actor(), pk=pk)
+        since_input = SinceInput(data=request.query_params)
+        since_input.is_valid(raise_exception=True)
+        since = since_input.validated_data.get("since")
+        etags = _if_none_match(request)
+        wait = _preferred_wait(request)
+
+        def unchanged(revision: RequestRevision) -> bool:
+            if etags and not ({"*", revision.etag.removeprefix("W/")} & etags):
+                return False
+            return since is None or revision.status == since
+
+        headers: dict[str, str] = {}
+        if wait is not None and (etags or since is not None):
+            headers["Preference-Applied"] = f"wait={wait}"
+            if unchanged(revision_of(identity_request)):
+                identity_request_wait(pk=pk, unchanged=unchanged, timeout=wait)
+                identity_request = identity_request_get(user=self.actor(), pk=pk)
+        revision = revision_of(identity_request)
+        headers["ETag"] = revision.etag
+        if etags and unchanged(revision):
+            return Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
+        return Response(IdentityRequestOutput(identity_request).data, headers=headers)
 
 
 class IdentityRequestCancelView(ApiView):

@@ -33,10 +33,17 @@ from identities.selectors.requests import (
     identity_requests_visible_to,
     workload_match,
 )
+from identities.selectors.waiting import (
+    RequestRevision,
+    identity_request_revision,
+    identity_request_wait,
+    revision_of,
+)
 
 __all__ = [
     "ApprovalQueueItem",
     "Dashboard",
+    "RequestRevision",
     "WorkloadMatch",
     "WorkloadOutcome",
     "approval_queue",
@@ -49,12 +56,15 @@ __all__ = [
     "identity_request_draft",
     "identity_request_get",
     "identity_request_policy",
+    "identity_request_revision",
+    "identity_request_wait",
     "identity_requests_visible_to",
     "is_team_member",
     "may_act_for_team",
     "namespaces_owned_by",
     "owner_approvals_waiting",
     "policy_context_for",
+    "revision_of",
     "teams_of",
     "workload_match",
 ]
