@@ -6,7 +6,10 @@ One module per subject; import from here. The audit trail's reads live beside it
 `identities.selectors.dashboard` (it reads the audit trail, so it is not re-exported here)."""
 
 from identities.selectors.approvals import (
+    RISK_LEVELS,
+    ApprovalFilters,
     ApprovalQueueItem,
+    approval_item,
     approval_queue,
     owner_approvals_waiting,
 )
@@ -41,11 +44,14 @@ from identities.selectors.waiting import (
 )
 
 __all__ = [
+    "RISK_LEVELS",
+    "ApprovalFilters",
     "ApprovalQueueItem",
     "Dashboard",
     "RequestRevision",
     "WorkloadMatch",
     "WorkloadOutcome",
+    "approval_item",
     "approval_queue",
     "catalog_facts",
     "catalog_roles",
