@@ -106,11 +106,14 @@ def approval_queue(
 
 def approval_item(user: Any, identity_request: IdentityRequest) -> ApprovalQueueItem | None:
     """The queue's view of one request for `user` (the request page's approve/reject form), or
-    None when `user` has no decision to make on it: it is not pending, it is their own, or they
-    are neither an approver nor on a team whose approval it still needs."""
+    None when `user` has no decision to make on it: it is not pending, it is their own, they
+    decided on it already, or they are neither an approver nor on a team whose approval it
+    still needs."""
     if identity_request.status != RequestStatus.PENDING:
         return None
     if identity_request.requester_id == getattr(user, "pk", None):
+        return None
+    if any(a.approver_id == user.pk for a in identity_request.approvals.all()):
         return None
     is_approver = roles.is_approver(user)
     my_teams = set(teams_of(user).values_list("name", flat=True))
