@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from api.views import audit, base, catalog, handover, identities, requests, tokens
+from api.views import audit, base, catalog, handover, identities, pipeline, requests, tokens
 
 app_name = "api"
 
@@ -16,12 +16,12 @@ urlpatterns = [
     ),
     path(
         "identity-requests/ensure/",
-        requests.IdentityRequestEnsureView.as_view(),
+        pipeline.IdentityRequestEnsureView.as_view(),
         name="identity-request-ensure",
     ),
     path(
         "identity-requests/validate/",
-        requests.IdentityRequestValidateView.as_view(),
+        pipeline.IdentityRequestValidateView.as_view(),
         name="identity-request-validate",
     ),
     path(

@@ -3,10 +3,8 @@ trail and provisioning progress. What a ready request hands over is in `handover
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from django.conf import settings
 from django.urls import reverse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
@@ -17,21 +15,20 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api import examples
+from api.conditional import if_none_match, preferred_wait
 from api.idempotency import idempotent
 from api.pagination import ApiCursorPagination
-from api.problems import finding_entries, policy_violation_problem
+from api.problems import policy_violation_problem
 from api.schema import POLICY_VIOLATION_EXAMPLE
 from api.serializers import AuditEventOutput, IdentityRequestOutput
 from api.views.base import ApiView
 from identities.audit.selectors import AuditEventFilters, audit_events_visible_to
 from identities.errors import PolicyViolationError
-from identities.manifests import DEFAULT_BUNDLE_KINDS, render_bundle
 from identities.models import AuditEvent, RequestKind, RequestStatus
 from identities.policy import RequestDraft, RoleDraft
 from identities.selectors import (
     RequestRevision,
     WorkloadMatch,
-    WorkloadOutcome,
     identities_visible_to,
     identity_request_get,
     identity_request_wait,
@@ -39,13 +36,11 @@ from identities.selectors import (
     revision_of,
     workload_match,
 )
-from identities.selectors.dry_run import PLACEHOLDER_FIELDS, identity_request_dry_run
 from identities.selectors.filters import IdentityRequestFilter
 from identities.services import (
     identity_request_approve,
     identity_request_cancel,
     identity_request_create,
-    identity_request_ensure,
     identity_request_reject,
     identity_request_retry,
 )
@@ -55,21 +50,21 @@ from provisioning.selectors import request_steps
 TAG = "identity requests"
 
 
-def _detail_url(request: Request, pk: int) -> str:
+def detail_url(request: Request, pk: int) -> str:
     return request.build_absolute_uri(reverse("api:identity-request-detail", args=[pk]))
 
 
-def _fresh(request: Request, pk: int) -> dict[str, Any]:
+def fresh(request: Request, pk: int) -> dict[str, Any]:
     """The request as its reader sees it now (after an action changed it)."""
     return IdentityRequestOutput(identity_request_get(user=request.user, pk=pk)).data
 
 
-def _workload_links(request: Request, match: WorkloadMatch) -> dict[str, Any]:
+def workload_links(request: Request, match: WorkloadMatch) -> dict[str, Any]:
     """Where a pipeline goes next for the request that stands for a workload."""
     pk = match.identity_request.pk
     identity = match.identity
     return {
-        "identity_request": _detail_url(request, pk),
+        "identity_request": detail_url(request, pk),
         "manifests": request.build_absolute_uri(
             reverse("api:identity-request-manifests", args=[pk])
         ),
@@ -98,7 +93,7 @@ def _refusal_naming_existing(
         "outcome": match.outcome.value,
         "identity_request_id": match.identity_request.pk,
         "identity_id": match.identity.pk if match.identity else None,
-        "links": _workload_links(request, match),
+        "links": workload_links(request, match),
     }
     return policy_violation_problem(exc, instance=request.path, extra={"existing": existing})
 
@@ -211,211 +206,10 @@ class IdentityRequestCollectionView(ApiView):
                 raise
             return refusal
         return Response(
-            _fresh(request, identity_request.pk),
+            fresh(request, identity_request.pk),
             status=status.HTTP_201_CREATED,
-            headers={"Location": _detail_url(request, identity_request.pk)},
+            headers={"Location": detail_url(request, identity_request.pk)},
         )
-
-
-class WorkloadLinksOutput(serializers.Serializer):
-    identity_request = serializers.URLField()
-    manifests = serializers.URLField(help_text="Serves YAML once the request is ready.")
-    identity = serializers.URLField(allow_null=True)
-
-
-class EnsureOutput(IdentityRequestOutput):
-    outcome = serializers.ChoiceField(
-        choices=[outcome.value for outcome in WorkloadOutcome],
-        help_text="identity_exists: a live identity federates the ServiceAccount (the request "
-        "is the one that did, ready); request_open: a request for it is pending, approved, "
-        "provisioning or failed; created: a new request was filed (201).",
-    )
-    links = WorkloadLinksOutput()
-
-
-class IdentityRequestEnsureView(ApiView):
-    """Find-or-create by workload, for pipelines that are re-run."""
-
-    write_scope = "request"
-
-    @extend_schema(
-        tags=[TAG],
-        summary="Find or file the request for a workload",
-        description="Keyed by cluster + namespace + service_account. Answers 200 with the "
-        "request that federated the ServiceAccount with a live identity you can see "
-        "(`outcome: identity_exists`), else 200 with the open request for it "
-        "(`request_open`), else files the body as `POST /identity-requests/` does and answers "
-        "201 (`created`). The body's roles and tags are not compared with what exists. "
-        "Finding writes nothing; filing is audited as usual.",
-        request=IdentityRequestCollectionView.Input,
-        responses={200: EnsureOutput, 201: EnsureOutput},
-        examples=[
-            examples.REQUEST_CREATE_INPUT,
-            examples.ENSURE_EXISTING,
-            examples.ENSURE_CREATED,
-            POLICY_VIOLATION_EXAMPLE,
-        ],
-    )
-    @idempotent
-    def post(self, request: Request) -> Response:
-        data = IdentityRequestCollectionView.Input(
-            data=request.data, context={"user": self.actor()}
-        )
-        data.is_valid(raise_exception=True)
-        match = identity_request_ensure(requester=self.actor(), draft=data.draft())
-        created = match.outcome == WorkloadOutcome.CREATED
-        body = {
-            **_fresh(request, match.identity_request.pk),
-            "outcome": match.outcome.value,
-            "links": _workload_links(request, match),
-        }
-        return Response(
-            body,
-            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
-            headers={"Location": _detail_url(request, match.identity_request.pk)},
-        )
-
-
-class FindingOutput(serializers.Serializer):
-    field = serializers.CharField(help_text="The field as the policy names it: roles[0].scope.")
-    pointer = serializers.CharField(help_text="JSON pointer into the body: #/roles/0/scope")
-    rule = serializers.CharField()
-    message = serializers.CharField()
-
-
-class RiskOutput(serializers.Serializer):
-    level = serializers.ChoiceField(choices=["low", "medium", "high"])
-    reasons = serializers.ListField(child=serializers.CharField())
-
-
-class ApprovalsNeededOutput(serializers.Serializer):
-    approvers = serializers.IntegerField(help_text="Distinct security approvers (2: exception).")
-    owner_teams = serializers.ListField(
-        child=serializers.CharField(), help_text="Teams owning a scope, each must approve too."
-    )
-    risk = RiskOutput()
-
-
-class PreviewRoleAssignmentOutput(serializers.Serializer):
-    role = serializers.CharField()
-    role_definition_guid = serializers.CharField()
-    scope = serializers.CharField()
-
-
-class PreviewOutput(serializers.Serializer):
-    identity_name = serializers.CharField()
-    identity_resource_id = serializers.CharField()
-    location = serializers.CharField()
-    federated_credential = serializers.DictField(child=serializers.CharField())
-    role_assignments = PreviewRoleAssignmentOutput(many=True)
-    manifests = serializers.CharField(help_text="ServiceAccount + Deployment YAML.")
-    placeholders = serializers.ListField(
-        child=serializers.CharField(),
-        help_text="Fields Azure assigns on creation, shown as the nil GUID.",
-    )
-
-
-class DryRunOutput(serializers.Serializer):
-    valid = serializers.BooleanField(help_text="Filing this body now would be accepted.")
-    errors = FindingOutput(many=True)  # type: ignore[assignment]
-    warnings = FindingOutput(many=True)
-    approvals_needed = ApprovalsNeededOutput()
-    preview = PreviewOutput(allow_null=True, help_text="null while the policy refuses it.")
-
-
-class IdentityRequestValidateView(ApiView):
-    """A dry run of filing."""
-
-    write_scope = "request"
-
-    @extend_schema(
-        tags=[TAG],
-        summary="Check a request without filing it (dry run)",
-        description="The same body, validation and policy as `POST /identity-requests/`; "
-        "answers 200 with `valid`, the policy's `errors` and `warnings`, the approvals filing "
-        "would need and, when valid, a preview of the identity, federated credential, role "
-        "assignments and manifests. Nothing is filed or audited. A malformed body (a missing "
-        "field, a wrong type) is still a 400 problem, as for a create.",
-        request=IdentityRequestCollectionView.Input,
-        responses={200: DryRunOutput},
-        examples=[examples.REQUEST_CREATE_INPUT, examples.DRY_RUN],
-    )
-    @idempotent
-    def post(self, request: Request) -> Response:
-        data = IdentityRequestCollectionView.Input(
-            data=request.data, context={"user": self.actor()}
-        )
-        data.is_valid(raise_exception=True)
-        dry_run = identity_request_dry_run(requester=self.actor(), draft=data.draft())
-        preview = None
-        if dry_run.preview is not None:
-            spec = dry_run.preview
-            preview = {
-                "identity_name": spec.identity_name,
-                "identity_resource_id": spec.identity_resource_id,
-                "location": spec.location,
-                "federated_credential": {
-                    "name": spec.fic_name,
-                    "issuer": spec.oidc_issuer_url,
-                    "subject": spec.fic_subject,
-                    "audience": spec.audience,
-                },
-                "role_assignments": [
-                    {
-                        "role": assignment.role_name,
-                        "role_definition_guid": assignment.role_definition_guid,
-                        "scope": assignment.scope,
-                    }
-                    for assignment in spec.role_assignments
-                ],
-                "manifests": render_bundle(spec, DEFAULT_BUNDLE_KINDS),
-                "placeholders": list(PLACEHOLDER_FIELDS),
-            }
-        body = {
-            "valid": dry_run.result.ok,
-            "errors": finding_entries(dry_run.result.violations),
-            "warnings": finding_entries(dry_run.result.warnings),
-            "approvals_needed": {
-                "approvers": dry_run.approvals_required,
-                "owner_teams": list(dry_run.owner_teams),
-                "risk": {"level": dry_run.risk.level, "reasons": list(dry_run.risk.reasons)},
-            },
-            "preview": preview,
-        }
-        return Response(DryRunOutput(body).data)
-
-
-_WAIT_VALUE = re.compile(r"[0-9]{1,9}")
-
-
-def _preferred_wait(request: Request) -> int | None:
-    """`Prefer: wait=N` (RFC 7240 §4.3), capped at API_WAIT_MAX_SECONDS; None when absent.
-    Other preferences are ignored, as the RFC asks; a wait that is not a number is a 400."""
-    for preference in request.headers.get("Prefer", "").split(","):
-        name, _, value = preference.split(";", 1)[0].partition("=")
-        if name.strip().lower() != "wait":
-            continue
-        value = value.strip().strip('"')
-        if not _WAIT_VALUE.fullmatch(value):
-            raise serializers.ValidationError(
-                {
-                    "Prefer": [
-                        serializers.ErrorDetail(
-                            f"wait must be a whole number of seconds (RFC 7240), e.g. "
-                            f"`Prefer: wait=30`; got {value!r}.",
-                            code="wait_seconds",
-                        )
-                    ]
-                }
-            )
-        return min(int(value), settings.API_WAIT_MAX_SECONDS)
-    return None
-
-
-def _if_none_match(request: Request) -> set[str]:
-    """The entity tags of If-None-Match, compared weakly (RFC 9110 §13.1.2): W/ dropped."""
-    header = request.headers.get("If-None-Match", "")
-    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
 
 
 class SinceInput(serializers.Serializer):
@@ -464,8 +258,8 @@ class IdentityRequestDetailView(ApiView):
         since_input = SinceInput(data=request.query_params)
         since_input.is_valid(raise_exception=True)
         since = since_input.validated_data.get("since")
-        etags = _if_none_match(request)
-        wait = _preferred_wait(request)
+        etags = if_none_match(request)
+        wait = preferred_wait(request)
 
         def unchanged(revision: RequestRevision) -> bool:
             if etags and not ({"*", revision.etag.removeprefix("W/")} & etags):
@@ -500,7 +294,7 @@ class IdentityRequestCancelView(ApiView):
     def post(self, request: Request, pk: int) -> Response:
         identity_request = identity_request_get(user=self.actor(), pk=pk)
         identity_request_cancel(identity_request=identity_request, actor=self.actor())
-        return Response(_fresh(request, pk))
+        return Response(fresh(request, pk))
 
 
 class IdentityRequestApproveView(ApiView):
@@ -531,7 +325,7 @@ class IdentityRequestApproveView(ApiView):
             approver=self.actor(),
             comment=data.validated_data["comment"],
         )
-        return Response(_fresh(request, pk))
+        return Response(fresh(request, pk))
 
 
 class IdentityRequestRejectView(ApiView):
@@ -558,7 +352,7 @@ class IdentityRequestRejectView(ApiView):
             approver=self.actor(),
             comment=data.validated_data["comment"],
         )
-        return Response(_fresh(request, pk))
+        return Response(fresh(request, pk))
 
 
 class IdentityRequestRetryView(ApiView):
@@ -577,7 +371,7 @@ class IdentityRequestRetryView(ApiView):
     def post(self, request: Request, pk: int) -> Response:
         identity_request = identity_request_get(user=self.actor(), pk=pk)
         identity_request_retry(identity_request=identity_request, actor=self.actor())
-        return Response(_fresh(request, pk))
+        return Response(fresh(request, pk))
 
 
 class IdentityRequestAuditView(ApiView):
