@@ -65,14 +65,17 @@ show_problem() {
   ' "$WORK/body" >&2 2>/dev/null || cat "$WORK/body" >&2
 }
 
-# call, retrying while the portal is unreachable, throttled (429) or failing (5xx), until the
-# deadline; a 4xx other than 429 is final.
+# call, retrying while the portal is unreachable, throttled (429) or failing (5xx), or still
+# running an earlier attempt with the same Idempotency-Key (409 idempotency-key-in-use), until
+# the deadline; any other 4xx is final.
 call_retrying() {
   local delay=2
   while true; do
     call "$@"
     case "$STATUS" in
       000 | 429 | 5??) ;;
+      409) jq -e '.type | endswith(":idempotency-key-in-use")' "$WORK/body" >/dev/null 2>&1 \
+             || return 0 ;;
       *) return 0 ;;
     esac
     if (( $(date +%s) + delay >= DEADLINE )); then

@@ -5,14 +5,16 @@ first filed; a refusal shows the problem document; an unapproved request times o
 
 from __future__ import annotations
 
+import http.server
 import json
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
@@ -190,3 +192,70 @@ def test_missing_configuration_exits_1_with_the_reason(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "set PORTAL_TOKEN" in result.stderr
+
+
+class _Flaky(http.server.BaseHTTPRequestHandler):
+    """A portal stand-in for the paths a healthy portal cannot be made to take on demand: the
+    first ensure gets a 503, the retry meets its own first attempt still running (409
+    idempotency-key-in-use), the third gets the ready request; then the manifests."""
+
+    answers: ClassVar[list[tuple[int, dict[str, Any] | str]]] = []
+    seen: ClassVar[list[tuple[str, str, str]]] = []
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        self.seen.append((self.command, self.path, self.headers.get("Idempotency-Key", "")))
+        status, body = self.answers.pop(0)
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return
+
+
+def test_the_script_retries_outages_and_its_own_running_attempt_with_the_same_key(
+    tmp_path: Path,
+) -> None:
+    for tool in ("bash", "curl", "jq"):
+        if shutil.which(tool) is None:
+            service_missing(f"{tool} is not installed (apt-get install {tool})")
+    problem = "tag:workload-identity-portal,2026:problem:"
+    _Flaky.seen = []
+    _Flaky.answers = [
+        (503, {"type": problem + "service-unavailable", "status": 503, "detail": "db"}),
+        (409, {"type": problem + "idempotency-key-in-use", "status": 409, "detail": "running"}),
+        (201, {"id": 7, "status": "ready", "outcome": "created"}),
+        (200, "apiVersion: v1\nkind: ServiceAccount\n"),
+    ]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    body_file = tmp_path / "request.json"
+    body_file.write_text("{}")
+    try:
+        result = subprocess.run(
+            ["bash", str(SCRIPT), str(body_file)],
+            env={
+                "PATH": "/usr/local/bin:/usr/bin:/bin",
+                "PORTAL_API": f"http://127.0.0.1:{server.server_port}/api/v1",
+                "PORTAL_TOKEN": "wip_test",
+                "PORTAL_TIMEOUT_SECONDS": "60",
+                "CI_PIPELINE_ID": "77",
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        server.shutdown()
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "apiVersion: v1\nkind: ServiceAccount\n"
+    ensures = [seen for seen in _Flaky.seen if seen[0] == "POST"]
+    assert [key for _, _, key in ensures] == ["ensure-request-77"] * 3
+    assert "HTTP 503" in result.stderr and "HTTP 409" in result.stderr
