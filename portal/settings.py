@@ -536,6 +536,9 @@ REST_FRAMEWORK: dict[str, Any] = {
     },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
+# `Prefer: wait=N` on GET /api/v1/identity-requests/{id}/ is capped here: each waiting call holds
+# a web thread (not a database connection) for up to this long.
+API_WAIT_MAX_SECONDS = env_int("API_WAIT_MAX_SECONDS", 60)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Workload Identity Portal API",
     "DESCRIPTION": (
