@@ -96,6 +96,20 @@ class Scope:
             return None
         return resource_id(subscription=self.subscription_id, resource_group=self.resource_group)
 
+    @property
+    def existence_id(self) -> str:
+        """What Azure Resource Graph can be asked about: the subscription, the resource group, or
+        the top-level resource (child resources are not rows of their own there)."""
+        if self.namespace is None:
+            return self.resource_group_id or resource_id(subscription=self.subscription_id)
+        return Scope(
+            self.subscription_id,
+            self.resource_group,
+            self.namespace,
+            self.types[:1],
+            self.names[:1],
+        ).id
+
     def key(self) -> str:
         """For comparisons: ARM compares ids case-insensitively."""
         return self.id.lower()
