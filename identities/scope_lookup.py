@@ -70,7 +70,10 @@ def team_resources(
     *, groups: Sequence[tuple[str, str]], team: str, subscriptions: Sequence[str]
 ) -> Sequence[AzureResource]:
     """What the team owns in Azure (its resource groups, what is in them, what is tagged for
-    it); ScopeLookupUnavailable when Azure cannot be asked or nothing is registered."""
+    it); empty when the lookups are off (SCOPE_EXISTENCE_CHECK=False); ScopeLookupUnavailable
+    when Azure cannot be asked or nothing is registered."""
+    if not settings.SCOPE_EXISTENCE_CHECK:
+        return []
     if _team_resources is None:
         raise ScopeLookupUnavailable("no Azure resource lookup is configured")
     return _team_resources(groups, team, subscriptions)
