@@ -15,6 +15,8 @@ from django.utils import timezone
 from identities.audit.actions import AuditAction
 from identities.models import CatalogRole, Cluster, Team
 from identities.policy import KIND_NEW, RequestDraft, RoleDraft, Violation
+from identities.scopes import ScopeError, looks_like_url, scope_from_portal_url
+from identities.selectors.resources import TeamResource
 
 # Rule names of the form's own findings (the policy engine names its own rules).
 TAGS_FORMAT_RULE = "tags_format"
@@ -150,25 +152,56 @@ class IdentityRequestForm(forms.Form):
         return tags
 
 
+def resource_choices(resources: Sequence[TeamResource]) -> list[Any]:
+    """The picker's options, grouped by subscription and resource group (ids as values)."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for resource in resources:
+        label = f"{resource.resource_group} in subscription {resource.subscription_id}"
+        if resource.type.lower() == "microsoft.resources/subscriptions/resourcegroups":
+            text = f"{resource.name} (the whole resource group)"
+        else:
+            text = f"{resource.name} ({resource.type.rsplit('/', 1)[-1]})"
+        if resource.owned_by == "tag":
+            text += f", tagged for {resource.team}"
+        groups.setdefault(label, []).append((resource.id, text))
+    return [("", "Pick one of your team's resources…"), *groups.items()]
+
+
 class RoleForm(forms.Form):
-    """One requested role: a catalog role on one ARM scope."""
+    """One requested role: a catalog role on one ARM scope, typed, pasted as an Azure portal URL,
+    or picked from the team's resources in Azure."""
 
     role = forms.ChoiceField(required=False, widget=CatalogRoleSelect)
     scope = forms.CharField(
         label="Scope",
-        help_text="The ARM resource id of the one resource the role applies to.",
+        help_text="The ARM resource id of the one resource the role applies to, or its Azure "
+        "portal URL (copy the address bar on the resource's page).",
         required=False,
-        max_length=1024,
+        max_length=2048,
         widget=forms.TextInput(
             attrs={
-                "placeholder": "/subscriptions/…/resourceGroups/…/providers/…/…/…",
+                "placeholder": "/subscriptions/…/resourceGroups/…/providers/…/…/… "
+                "or https://portal.azure.com/#@…/resource/…",
                 "spellcheck": "false",
                 "autocomplete": "off",
             }
         ),
     )
+    resource = forms.ChoiceField(
+        label="Or pick a resource",
+        required=False,
+        widget=forms.Select(attrs={"class": "resource-picker"}),
+        help_text="Your teams' resource groups, what is in them and what is tagged for your "
+        "teams, from Azure. Picking one fills the scope.",
+    )
 
-    def __init__(self, *args: Any, catalog: Sequence[CatalogRole] = (), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        catalog: Sequence[CatalogRole] = (),
+        resources: Sequence[TeamResource] = (),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         role_field = self.fields["role"]
         assert isinstance(role_field, forms.ChoiceField)  # noqa: S101 - narrows the type
@@ -179,7 +212,30 @@ class RoleForm(forms.Form):
             choices=role_field.choices,
             descriptions={role.name: role.description for role in catalog},
         )
+        resource_field = self.fields["resource"]
+        assert isinstance(resource_field, forms.ChoiceField)  # noqa: S101 - narrows the type
+        resource_field.choices = resource_choices(resources)
         describe_controls(self)
+
+    def clean_scope(self) -> str:
+        """A pasted portal URL becomes the canonical scope it shows; ids are left as typed
+        (the policy judges them, naming the rule)."""
+        value = str(self.cleaned_data.get("scope") or "").strip()
+        if not looks_like_url(value):
+            return value
+        try:
+            return scope_from_portal_url(value).id
+        except ScopeError as error:
+            shown = value if len(value) <= 200 else value[:200] + "…"
+            raise forms.ValidationError(
+                f"Scope {shown!r} {error.explanation}.", code=error.rule
+            ) from None
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not data.get("scope") and data.get("resource"):
+            data["scope"] = data["resource"]  # without JavaScript, the pick fills the scope here
+        return data
 
     @property
     def is_blank(self) -> bool:

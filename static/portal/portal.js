@@ -193,9 +193,36 @@
       text.textContent = option ? (option.getAttribute("data-description") || "") : "";
     }
     form.addEventListener("change", function (event) {
-      if (event.target.matches(".role-row select")) { describeRole(event.target); }
+      if (event.target.matches(".role-row select:not(.resource-picker)")) { describeRole(event.target); }
     });
-    form.querySelectorAll(".role-row select").forEach(describeRole);
+    form.querySelectorAll(".role-row select:not(.resource-picker)").forEach(describeRole);
+
+    /* The resource picker: a pick fills its row's scope (the server does the same without
+       JavaScript); the filter hides the options that do not match, in every row. */
+    form.addEventListener("change", function (event) {
+      if (!event.target.matches(".resource-picker") || !event.target.value) { return; }
+      var row = event.target.closest(".role-row");
+      var scope = row ? row.querySelector("input[name$='-scope']") : null;
+      if (!scope) { return; }
+      scope.value = event.target.value;
+      touched[scope.id] = true;
+      announce("Scope set to " + event.target.options[event.target.selectedIndex].textContent + ".");
+    });
+    var filterField = document.getElementById("resource-filter-field");
+    var filter = document.getElementById("resource-filter");
+    if (filterField && filter) {
+      filterField.hidden = false;
+      filter.addEventListener("input", function (event) {
+        event.stopPropagation();  /* not a field of the request: no policy check */
+        var needle = filter.value.trim().toLowerCase();
+        form.querySelectorAll(".resource-picker option").forEach(function (option) {
+          if (!option.value) { return; }
+          var group = option.parentElement && option.parentElement.label ? option.parentElement.label : "";
+          var text = (option.textContent + " " + option.value + " " + group).toLowerCase();
+          option.hidden = needle !== "" && text.indexOf(needle) === -1;
+        });
+      });
+    }
 
     /* "Add a role" clones the empty row instead of a round trip. */
     var addButton = form.querySelector("[name=add_role]");
