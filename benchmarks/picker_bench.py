@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=200)
     parser.add_argument("--output", default=str(ROOT / "benchmarks/results/picker.md"))
     parser.add_argument("--json", default="")
+    parser.add_argument("--profile", action="store_true", help="print a profile of a warm form")
     args = parser.parse_args()
 
     prepare_database(args.database_url, reseed=True)
@@ -206,8 +207,25 @@ def run(emulator: Any, alice: Any, args: argparse.Namespace) -> dict[str, Any]:
             )
     api_count = api()
 
+    from django.test import override_settings
+
+    def form_without_picker() -> None:
+        with override_settings(SCOPE_EXISTENCE_CHECK=False):
+            response = client.get("/requests/new/")
+        assert response.status_code == 200, response.status_code
+
+    if args.profile:
+        import cProfile
+        import pstats
+
+        form()
+        profiler = cProfile.Profile()
+        profiler.runcall(form)
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+
     results = {
         "bare": summary(timed(bare, None, args.cold)),
+        "form-off": summary(timed(form_without_picker, None, args.warm)),
         "form-cold": summary(timed(form, cache.clear, args.cold)),
         "api-cold": summary(timed(api, cache.clear, args.cold)),
         "form-warm": summary(timed(form, None, args.warm)),
@@ -247,6 +265,9 @@ def report(data: dict[str, Any], args: argparse.Namespace) -> str:
         "|---|---|---|---|---|",
         "| bare Resource Graph query (gateway, every page) | n/a | "
         f"{results['bare']['n']} | {results['bare']['p50_ms']} | {results['bare']['p95_ms']} |",
+        "| GET /requests/new/ with the lookups off (no picker: the page's own cost) | n/a | "
+        f"{results['form-off']['n']} | {results['form-off']['p50_ms']} | "
+        f"{results['form-off']['p95_ms']} |",
     ]
     for name, label in (("form", "GET /requests/new/"), ("api", "GET /api/v1/resources/")):
         for state in ("cold", "warm"):
