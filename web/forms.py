@@ -43,15 +43,27 @@ def role_choice_label(role: CatalogRole) -> str:
 class CatalogRoleSelect(forms.Select):
     """A role picker whose options carry the role's description (shown beside the picker)."""
 
-    def __init__(self, *args: Any, descriptions: dict[str, str] | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        descriptions: dict[str, str] | None = None,
+        resource_types: dict[str, Sequence[str]] | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.descriptions = descriptions or {}
+        self.resource_types = resource_types or {}
 
     def create_option(self, name: str, value: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         option = super().create_option(name, value, *args, **kwargs)
         description = self.descriptions.get(str(value))
         if description:
             option["attrs"]["data-description"] = description
+        if str(value) in self.resource_types:
+            # The resource picker offers only what the chosen role is meant for.
+            option["attrs"]["data-resource-types"] = ",".join(
+                t.lower() for t in self.resource_types[str(value)]
+            )
         return option
 
 
@@ -241,6 +253,7 @@ class RoleForm(forms.Form):
         role_field.widget = CatalogRoleSelect(
             choices=role_field.choices,
             descriptions={role.name: role.description for role in catalog},
+            resource_types={role.name: tuple(role.resource_types or ()) for role in catalog},
         )
         resource_field = self.fields["resource"]
         assert isinstance(resource_field, forms.ChoiceField)  # noqa: S101 - narrows the type

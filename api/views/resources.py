@@ -41,6 +41,12 @@ class ResourceQuery(serializers.Serializer):
         help_text="An ARM resource type, e.g. Microsoft.KeyVault/vaults (any case).",
     )
     subscription = serializers.UUIDField(required=False, format="hex_verbose")
+    role = serializers.CharField(
+        required=False,
+        max_length=200,
+        help_text="A catalog role (name or GUID): only the resources of the types it is meant "
+        "for (resource groups are left out: they are broad scopes).",
+    )
 
 
 class ResourceOutput(serializers.Serializer):
@@ -105,6 +111,7 @@ class ResourceListView(ApiView):
                 q=filters.get("q", ""),
                 resource_type=filters.get("type", ""),
                 subscription=str(filters.get("subscription") or ""),
+                role=filters.get("role", ""),
             )
         except ScopeLookupUnavailable as error:
             raise ProblemError(

@@ -13,7 +13,7 @@ from typing import Any
 
 from identities import scope_lookup
 from identities.errors import NotFoundError
-from identities.models import Cluster, ResourceGroupOwnership, Team
+from identities.models import CatalogRole, Cluster, ResourceGroupOwnership, Team
 from identities.selectors.people import may_act_for_team, teams_of
 
 OWNED_BY_RESOURCE_GROUP = "resource_group"
@@ -41,12 +41,24 @@ def resources_for(
     q: str = "",
     resource_type: str = "",
     subscription: str = "",
+    role: str = "",
 ) -> list[TeamResource]:
     """What `user`'s teams (or the named `team`, if `user` may act for it) own in Azure, in the
     subscriptions clusters may grant roles in, filtered (`q`: part of the name or id; `type`
-    and `subscription`: exact, any case) and ordered by subscription, group, type and name.
-    NotFoundError for a team that does not exist or is not the user's to see;
+    and `subscription`: exact, any case; `role`: a catalog role, by name or GUID, keeps the
+    resources of the types it is meant for, as the policy judges them) and ordered by
+    subscription, group, type and name.
+    NotFoundError for a team (or role) that does not exist or is not the user's to see;
     ScopeLookupUnavailable when Azure cannot be asked."""
+    fits: tuple[str, ...] | None = None
+    if role:
+        catalog_role = (
+            CatalogRole.objects.filter(name__iexact=role).first()
+            or CatalogRole.objects.filter(role_definition_guid__iexact=role).first()
+        )
+        if catalog_role is None:
+            raise NotFoundError(f"Role {role!r} is not in the role catalog.")
+        fits = tuple(t.lower() for t in catalog_role.resource_types or ())
     if team:
         chosen = Team.objects.filter(name=team).first()
         if chosen is None or not may_act_for_team(user, chosen):
@@ -96,6 +108,7 @@ def resources_for(
         if (not needle or needle in resource.name.lower() or needle in resource.id.lower())
         and (not kind or resource.type.lower() == kind)
         and (not sub_wanted or resource.subscription_id == sub_wanted)
+        and (fits is None or _fits(resource.type, fits))
     ]
     return sorted(
         chosen_rows,
@@ -107,3 +120,12 @@ def resources_for(
             r.name.lower(),
         ),
     )
+
+
+def _fits(resource_type: str, role_types: tuple[str, ...]) -> bool:
+    """A role meant for no type in particular fits any resource (not a resource group: that is a
+    broad scope); otherwise the resource's type, or one it is a child of, must be listed."""
+    kind = resource_type.lower()
+    if kind == "microsoft.resources/subscriptions/resourcegroups":
+        return False
+    return not role_types or any(kind == t or kind.startswith(t + "/") for t in role_types)

@@ -110,6 +110,8 @@ def test_an_approver_may_list_any_teams_resources(
         ({"type": "microsoft.storage/storageaccounts"}, [STORAGE_SCOPE]),
         ({"subscription": SUBSCRIPTION, "q": "st"}, [STORAGE_SCOPE]),
         ({"subscription": OTHER_SUBSCRIPTION}, []),
+        ({"role": "Key Vault Secrets User"}, [VAULT_SCOPE]),
+        ({"role": "storage blob data reader"}, [STORAGE_SCOPE]),
     ],
 )
 def test_filters_narrow_the_list(
@@ -130,6 +132,15 @@ def test_a_bad_filter_is_a_400_naming_the_field(
     assert response.status_code == 400
     [error] = response.json()["errors"]
     assert error["field"] == "subscription"
+
+
+def test_an_unknown_role_is_a_404_naming_it(
+    azure: Emulator, requester: Any, client_for: ClientFor
+) -> None:
+    response = client_for(requester).get(URL, {"role": "Owner of Everything"})
+
+    assert response.status_code == 404
+    assert "Owner of Everything" in response.json()["detail"]
 
 
 def test_the_list_is_paged_by_limit_and_offset(
@@ -202,6 +213,7 @@ def test_the_endpoint_is_in_the_openapi_schema(api_client: APIClient) -> None:
         "subscription",
         "limit",
         "offset",
+        "role",
     }
 
 
