@@ -70,8 +70,21 @@ def test_a_child_scope_is_looked_up_by_its_top_level_resource(
         requester=requester,
         draft=make_draft(roles=(RoleDraft("Storage Blob Data Reader", container),)),
     )
+    elsewhere = container.replace("stpayments", "stgone")
+    with pytest.raises(PolicyViolationError) as caught:
+        identity_request_create(
+            requester=requester,
+            draft=make_draft(
+                service_account="other",
+                app_name="other",
+                roles=(RoleDraft("Storage Blob Data Reader", elsewhere),),
+            ),
+        )
 
     assert identity_request.status == RequestStatus.PENDING
+    [missing] = caught.value.violations
+    assert missing.rule == "scope_not_found"
+    assert "stgone' was not found" in missing.message
 
 
 def test_when_azure_cannot_be_asked_the_request_is_accepted_unverified_and_approval_asks_again(
@@ -111,6 +124,7 @@ def test_answers_are_cached_so_the_second_check_asks_azure_nothing(
     identity_request_policy(identity_request)
     identity_request_policy(identity_request)
 
+    assert asked == 1
     assert graph_queries(resource_graph) == asked
 
 
