@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from api.views import audit, base, catalog, handover, identities, pipeline, requests, tokens
+from api.views import (
+    audit,
+    base,
+    catalog,
+    handover,
+    identities,
+    pipeline,
+    requests,
+    resources,
+    tokens,
+)
 
 app_name = "api"
 
@@ -79,6 +89,7 @@ urlpatterns = [
         handover.VerificationsView.as_view(),
         name="identity-request-verifications",
     ),
+    path("resources/", resources.ResourceListView.as_view(), name="resource-list"),
     path("identities/", identities.IdentityListView.as_view(), name="identity-list"),
     path("identities/<int:pk>/", identities.IdentityDetailView.as_view(), name="identity-detail"),
     path(

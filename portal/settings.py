@@ -378,6 +378,13 @@ SWEEPER_STALE_SECONDS = env_int("SWEEPER_STALE_SECONDS", 300)
 # Resource groups (ARM ids) whose roles the portal never grants, beside every cluster's identity
 # resource group, which is protected anyway: roles there could take other teams' identities over.
 PROTECTED_RESOURCE_GROUPS = env_list("PROTECTED_RESOURCE_GROUPS", [])
+# Before a request is filed or approved each scope is looked up in Azure Resource Graph (the
+# portal's identity needs Reader on the subscriptions); a scope that does not exist is refused,
+# one that cannot be checked (outage, throttling) is accepted with the finding scope_unverified.
+# Answers are cached this long. Resources tagged OWNERSHIP_TAG=<team> are owned by that team.
+SCOPE_EXISTENCE_CHECK = env_bool("SCOPE_EXISTENCE_CHECK", True)
+SCOPE_LOOKUP_CACHE_SECONDS = env_int("SCOPE_LOOKUP_CACHE_SECONDS", 300)
+OWNERSHIP_TAG = os.environ.get("OWNERSHIP_TAG", "owner-team")
 DRIFT_CHECK_INTERVAL_SECONDS = env_int("DRIFT_CHECK_INTERVAL_SECONDS", 3600)
 # The whole audit chain is walked by a worker this often (and on demand from the audit page);
 # the page itself walks only the rows added since the last full check, up to this many.

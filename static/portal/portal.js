@@ -193,9 +193,62 @@
       text.textContent = option ? (option.getAttribute("data-description") || "") : "";
     }
     form.addEventListener("change", function (event) {
-      if (event.target.matches(".role-row select")) { describeRole(event.target); }
+      if (event.target.matches(".role-row select:not(.resource-picker)")) { describeRole(event.target); }
     });
-    form.querySelectorAll(".role-row select").forEach(describeRole);
+    form.querySelectorAll(".role-row select:not(.resource-picker)").forEach(describeRole);
+
+    /* The resource picker: a pick fills its row's scope (the server does the same without
+       JavaScript); the filter hides the options that do not match, in every row. */
+    form.addEventListener("change", function (event) {
+      if (!event.target.matches(".resource-picker") || !event.target.value) { return; }
+      var row = event.target.closest(".role-row");
+      var scope = row ? row.querySelector("input[name$='-scope']") : null;
+      if (!scope) { return; }
+      scope.value = event.target.value;
+      touched[scope.id] = true;
+      announce("Scope set to " + event.target.options[event.target.selectedIndex].textContent + ".");
+    });
+    var filterField = document.getElementById("resource-filter-field");
+    var filter = document.getElementById("resource-filter");
+    /* The type of a resource id (…/providers/Namespace/type/name), lower-case; "" above one. */
+    function resourceType(id) {
+      var match = /\/providers\/([^/]+\/[^/]+)\/[^/]+$/i.exec(id);
+      return match ? match[1].toLowerCase() : "";
+    }
+    /* A row's picker shows what matches the filter and fits the row's role (as the policy
+       judges it: the role's resource types; a resource group is a broad scope). */
+    function refreshPicker(row) {
+      var picker = row.querySelector(".resource-picker");
+      var roleSelect = row.querySelector("select:not(.resource-picker)");
+      if (!picker) { return; }
+      var chosen = roleSelect && roleSelect.selectedIndex > 0 ? roleSelect.options[roleSelect.selectedIndex] : null;
+      var types = chosen && chosen.getAttribute("data-resource-types") ? chosen.getAttribute("data-resource-types").split(",") : [];
+      var needle = filter ? filter.value.trim().toLowerCase() : "";
+      Array.prototype.forEach.call(picker.querySelectorAll("option"), function (option) {
+        if (!option.value) { return; }
+        var group = option.parentElement && option.parentElement.label ? option.parentElement.label : "";
+        var text = (option.textContent + " " + option.value + " " + group).toLowerCase();
+        var kind = resourceType(option.value);
+        var fits = !chosen || (kind !== "" && (types.length === 0 || types.some(function (t) {
+          return kind === t || kind.indexOf(t + "/") === 0;
+        })));
+        option.hidden = !fits || (needle !== "" && text.indexOf(needle) === -1);
+      });
+    }
+    function refreshPickers() { form.querySelectorAll(".role-row").forEach(refreshPicker); }
+    form.addEventListener("change", function (event) {
+      if (event.target.matches(".role-row select:not(.resource-picker)")) {
+        refreshPicker(event.target.closest(".role-row"));
+      }
+    });
+    if (filterField && filter) {
+      filterField.hidden = false;
+      filter.addEventListener("input", function (event) {
+        event.stopPropagation();  /* not a field of the request: no policy check */
+        refreshPickers();
+      });
+    }
+    refreshPickers();
 
     /* "Add a role" clones the empty row instead of a round trip. */
     var addButton = form.querySelector("[name=add_role]");

@@ -188,6 +188,13 @@ ROWS: list[Row] = [
         everyone(200),  # team B owns a namespace there too
     ),
     Row("role-list", "get", fixed("/api/v1/roles/"), everyone(200)),
+    Row("resource-list", "get", fixed("/api/v1/resources/"), everyone(200)),  # own teams only
+    Row(
+        "resource-list",
+        "get",
+        fixed("/api/v1/resources/?team=payments"),
+        visible_to_team_a(auditor=404),  # auditors read records, they do not act for teams
+    ),
     Row(
         "audit-event-list",
         "get",
