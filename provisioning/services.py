@@ -360,6 +360,17 @@ def verification_enqueue(*, identity_request: IdentityRequest, actor: Any) -> No
         raise PermissionDeniedError("Only the team, approvers or admins can verify a request.")
     if identity_request.kind == RequestKind.DECOMMISSION:
         raise ConflictError("A decommission request has no federation to verify.")
+    identity = identity_request.identity
+    if identity is not None and identity.status in {
+        IdentityStatus.DECOMMISSIONING,
+        IdentityStatus.DECOMMISSIONED,
+    }:
+        # Refused at once (a stale form, an API call): the worker would find no federated
+        # credential and the page would wait for a result that never comes.
+        raise ConflictError(
+            f"identity {identity.name} is {identity.status}: its federated credentials and "
+            "role assignments are removed in Azure, so there is no federation to verify."
+        )
     if identity_request.status != RequestStatus.READY:
         raise ConflictError(
             f"request {identity_request.pk} is {identity_request.status}; only ready requests "
