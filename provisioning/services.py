@@ -19,6 +19,7 @@ from identities.audit.actions import AuditAction
 from identities.errors import ConflictError, PermissionDeniedError
 from identities.models import (
     REQUEST_STATUSES_IN_FLIGHT,
+    AuditEvent,
     ChildStatus,
     FederatedCredential,
     Identity,
@@ -405,3 +406,36 @@ def identity_repair_enqueue(*, identity: Identity, actor: Any) -> None:
     )
     pk = identity.pk
     transaction.on_commit(lambda: enqueue(Work.REPAIR, pk))
+
+
+@transaction.atomic
+def service_account_record_released(
+    *,
+    identity_request: IdentityRequest,
+    namespace: str,
+    service_account: str,
+    annotation_removed: bool,
+) -> bool:
+    """Record that the portal withdrew what it had applied to a ServiceAccount of a decommissioned
+    identity; False (nothing written) when it was recorded before (a redelivered task)."""
+    identity = identity_request.identity
+    recorded = AuditEvent.objects.filter(
+        action=AuditAction.KUBE_SERVICE_ACCOUNT_RELEASED,
+        identity=identity,
+        data__namespace=namespace,
+        data__service_account=service_account,
+    )
+    if recorded.exists():
+        return False
+    audit_record(
+        actor=None,
+        action=AuditAction.KUBE_SERVICE_ACCOUNT_RELEASED,
+        identity_request=identity_request,
+        identity=identity,
+        data={
+            "namespace": namespace,
+            "service_account": service_account,
+            "annotation_removed": annotation_removed,
+        },
+    )
+    return True

@@ -21,7 +21,7 @@ from identities.models import (
     RequestStatus,
 )
 from identities.services import audit_chain_check_run, audit_chain_check_start
-from provisioning import drift, metrics, reconcile, sweeper, verification
+from provisioning import drift, metrics, reconcile, release, sweeper, verification
 from provisioning.errors import GatewayError
 from provisioning.models import VerificationOutcome
 
@@ -30,12 +30,14 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="provisioning.provision_identity_request")
 def provision_identity_request(identity_request_id: int) -> None:
-    """Make Azure match an approved request (provision or decommission), then verify it."""
+    """Make Azure match an approved request (provision or decommission), then verify it (or,
+    after a decommission, withdraw the portal's client-id annotation from its ServiceAccounts)."""
     reconcile.reconcile_request(identity_request_id)
-    ready = IdentityRequest.objects.filter(
-        pk=identity_request_id, status=RequestStatus.READY
-    ).exclude(kind=RequestKind.DECOMMISSION)
-    if settings.VERIFY_AFTER_PROVISIONING and ready.exists():
+    finished = IdentityRequest.objects.filter(pk=identity_request_id, status=RequestStatus.READY)
+    if finished.filter(kind=RequestKind.DECOMMISSION).exists():
+        release.identity_release_service_accounts(identity_request_id=identity_request_id)
+        return
+    if settings.VERIFY_AFTER_PROVISIONING and finished.exists():
         verify_identity_request.delay(identity_request_id)
 
 

@@ -245,7 +245,9 @@ def cluster_cleanup(
     released = {
         (str(event.data.get("namespace")), str(event.data.get("service_account")))
         for event in events
-        if event.action == AuditAction.KUBE_SERVICE_ACCOUNT_RELEASED and event.data
+        if event.action == AuditAction.KUBE_SERVICE_ACCOUNT_RELEASED
+        and event.data
+        and event.data.get("annotation_removed")
     }
     portal_applies = identity.cluster.apply_service_account
     seen: set[tuple[str, str]] = set()
