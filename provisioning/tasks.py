@@ -21,6 +21,7 @@ from identities.models import (
     RequestStatus,
 )
 from identities.services import audit_chain_check_run, audit_chain_check_start
+from identities.work import Work, enqueue
 from provisioning import drift, metrics, reconcile, release, sweeper, verification
 from provisioning.errors import GatewayError
 from provisioning.models import VerificationOutcome
@@ -37,7 +38,12 @@ def provision_identity_request(identity_request_id: int) -> None:
     if finished.filter(kind=RequestKind.DECOMMISSION).exists():
         release.identity_release_service_accounts(identity_request_id=identity_request_id)
         return
-    if settings.VERIFY_AFTER_PROVISIONING and finished.exists():
+    identity_id = finished.values_list("identity_id", flat=True).first()
+    if identity_id is None:
+        return
+    # The drift state is known at once, not "unknown" until the hourly run.
+    enqueue(Work.CHECK_IDENTITY_DRIFT, identity_id)
+    if settings.VERIFY_AFTER_PROVISIONING:
         verify_identity_request.delay(identity_request_id)
 
 
@@ -67,6 +73,20 @@ def repair_identity(identity_id: int) -> None:
         drift.identity_repair(identity=identity)
     except GatewayError as error:
         logger.warning("repair of %s failed: %s", identity.name, error.describe())
+
+
+@shared_task(name="provisioning.check_identity_drift")
+def check_identity_drift(identity_id: int) -> None:
+    """Compare one ready identity with Azure (asked for right after it is provisioned)."""
+    identity = Identity.objects.filter(pk=identity_id, status=Identity.Status.READY).first()
+    if identity is None:
+        return
+    try:
+        drift.identity_check_drift(identity=identity)
+    except GatewayError as error:
+        # The hourly check tries again; the state stays as it was.
+        metrics.drift_recorded(result="error", finding_kinds=[])
+        logger.warning("drift check of %s failed: %s", identity.name, error.describe())
 
 
 @shared_task(name="provisioning.check_drift")

@@ -31,6 +31,7 @@ from identities.models import (
     IdentityRequest,
     RequestStatus,
 )
+from identities.next_steps import NextSteps, next_steps
 from identities.selectors import identity_request_get, identity_requests_visible_to
 from identities.services import identity_request_cancel, identity_request_retry
 from provisioning.selectors import request_steps, request_verifications
@@ -105,6 +106,7 @@ class Handover:
     manifests: list[Manifest]
     bundle_filename: str
     document: Any
+    next_steps: NextSteps
 
 
 MANIFEST_TITLES = {
@@ -143,6 +145,7 @@ def _handover(request: HttpRequest, identity_request: IdentityRequest) -> Handov
         ],
         bundle_filename=f"{stem}.yaml",
         document=handover_document(spec),
+        next_steps=next_steps(spec),
     )
 
 
