@@ -87,7 +87,8 @@ def identity_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "can_add_service_account": may_file and identity.status == IdentityStatus.READY,
             "can_decommission": may_file
             and identity.status in {IdentityStatus.READY, IdentityStatus.FAILED},
-            "decommission_form": DecommissionForm(),
+            # Its own ids: the ServiceAccount form beside it has a justification too.
+            "decommission_form": DecommissionForm(auto_id="decommission-%s"),
             "add_service_account_form": AddServiceAccountForm(),
             "identity_gone": identity_gone(identity),
             "cluster_cleanup": cluster_cleanup(
