@@ -9,14 +9,15 @@ import re
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from identities.models import CatalogRole, IdentityRequest
-from identities.services import identity_request_create
+from identities.services import identity_request_create, identity_request_decommission_create
 from provisioning.models import ProvisioningStep, StepStatus
 from tests.browser.conftest import SignIn
 from tests.support.axe import AxeReport
 from tests.support.people import VAULT_SCOPE, DraftFactory
-from tests.ui.support import approve
+from tests.ui.support import approve, provisioned
 
 pytestmark = [
     pytest.mark.browser,
@@ -158,3 +159,44 @@ def test_live_progress_keeps_keyboard_focus_and_announces_every_step(
     assert _focused(page) == before  # focus never dropped to <body>
     assert any("Managed identity: running." in text for text in announcements), announcements
     assert any("Managed identity: done." in text for text in announcements), announcements
+
+
+def test_a_decommissioned_identitys_pages_read_so_and_pass_axe(
+    catalog: dict[str, CatalogRole],
+    requester: Any,
+    approver: Any,
+    make_draft: DraftFactory,
+    sign_in: SignIn,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    original = provisioned(
+        approve(
+            identity_request_create(requester=requester, draft=make_draft()),
+            approver,
+            django_capture_on_commit_callbacks,
+        )
+    )
+    assert original.identity is not None
+    decommission = provisioned(
+        approve(
+            identity_request_decommission_create(
+                requester=requester, identity=original.identity, justification="App retired."
+            ),
+            approver,
+            django_capture_on_commit_callbacks,
+        )
+    )
+    page = sign_in(requester, f"/requests/{original.pk}/")
+
+    expect(page.get_by_test_id("request-status")).to_contain_text("Decommissioned")
+    expect(page.get_by_role("button", name="Verify now")).to_have_count(0)
+    expect(page.locator("[data-copy-target]")).to_have_count(0)
+    expect(page.get_by_role("heading", name="Remove it from the cluster")).to_be_visible()
+
+    page.goto(f"/requests/{decommission.pk}/")
+    expect(page.get_by_test_id("request-status")).to_contain_text("Removed")
+
+    page.goto(f"/identities/{original.identity_id}/")
+    expect(page.locator("[data-copy-target]")).to_have_count(0)
+    expect(page.get_by_role("heading", name="Remove it from the cluster")).to_be_visible()
+    # axe-core checks each of these pages as it loads (tests/support/axe.py).
