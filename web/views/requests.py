@@ -32,7 +32,11 @@ from identities.models import (
     RequestStatus,
 )
 from identities.next_steps import NextSteps, next_steps
-from identities.selectors import identity_request_get, identity_requests_visible_to
+from identities.selectors import (
+    approval_item,
+    identity_request_get,
+    identity_requests_visible_to,
+)
 from identities.services import identity_request_cancel, identity_request_retry
 from provisioning.selectors import request_steps, request_verifications
 from provisioning.services import verification_enqueue
@@ -186,6 +190,8 @@ def _detail_context(request: HttpRequest, identity_request: IdentityRequest) -> 
         "cluster_cleanup": cluster_cleanup(
             identity_request.identity, _released_service_accounts(user, identity_request)
         ),
+        # The queue's approve/reject form, when the viewer has a decision to make here.
+        "decision": approval_item(user, identity_request),
     }
 
 
