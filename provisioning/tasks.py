@@ -23,7 +23,8 @@ from identities.models import (
     RequestStatus,
 )
 from identities.services import audit_chain_check_run, audit_chain_check_start
-from provisioning import drift, metrics, reconcile, sweeper, verification
+from identities.work import Work, enqueue
+from provisioning import drift, metrics, reconcile, release, sweeper, verification
 from provisioning.errors import GatewayError
 from provisioning.models import VerificationOutcome
 from provisioning.retry import jittered
@@ -64,17 +65,25 @@ def retry_after_database_loss(task: Any, error: OperationalError | InterfaceErro
 
 @shared_task(name="provisioning.provision_identity_request", bind=True)
 def provision_identity_request(self: Any, identity_request_id: int) -> None:
-    """Make Azure match an approved request (provision or decommission), then verify it.
-    Losing the database mid-run retries the whole (idempotent) run later."""
+    """Make Azure match an approved request (provision or decommission), then check its drift
+    and verify it (or, after a decommission, withdraw the portal's client-id annotation from its
+    ServiceAccounts). Losing the database mid-run retries the whole (idempotent) run later."""
     try:
         reconcile.reconcile_request(identity_request_id)
-        ready = IdentityRequest.objects.filter(
+        finished = IdentityRequest.objects.filter(
             pk=identity_request_id, status=RequestStatus.READY
-        ).exclude(kind=RequestKind.DECOMMISSION)
-        verify = settings.VERIFY_AFTER_PROVISIONING and ready.exists()
+        )
+        if finished.filter(kind=RequestKind.DECOMMISSION).exists():
+            release.identity_release_service_accounts(identity_request_id=identity_request_id)
+            return
+        identity_id = finished.values_list("identity_id", flat=True).first()
     except DATABASE_LOST as error:
         retry_after_database_loss(self, error)
-    if verify:
+    if identity_id is None:
+        return
+    # The drift state is known at once, not "unknown" until the hourly run.
+    enqueue(Work.CHECK_IDENTITY_DRIFT, identity_id)
+    if settings.VERIFY_AFTER_PROVISIONING:
         verify_identity_request.delay(identity_request_id)
 
 
@@ -104,6 +113,20 @@ def repair_identity(identity_id: int) -> None:
         drift.identity_repair(identity=identity)
     except GatewayError as error:
         logger.warning("repair of %s failed: %s", identity.name, error.describe())
+
+
+@shared_task(name="provisioning.check_identity_drift")
+def check_identity_drift(identity_id: int) -> None:
+    """Compare one ready identity with Azure (asked for right after it is provisioned)."""
+    identity = Identity.objects.filter(pk=identity_id, status=Identity.Status.READY).first()
+    if identity is None:
+        return
+    try:
+        drift.identity_check_drift(identity=identity)
+    except GatewayError as error:
+        # The hourly check tries again; the state stays as it was.
+        metrics.drift_recorded(result="error", finding_kinds=[])
+        logger.warning("drift check of %s failed: %s", identity.name, error.describe())
 
 
 @shared_task(name="provisioning.check_drift")
