@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from api.views import audit, base, catalog, handover, identities, requests, reviews, tokens
+from api.views import (
+    audit,
+    base,
+    catalog,
+    handover,
+    identities,
+    pipeline,
+    requests,
+    resources,
+    reviews,
+    tokens,
+)
 
 app_name = "api"
 
@@ -13,6 +24,16 @@ urlpatterns = [
         "identity-requests/",
         requests.IdentityRequestCollectionView.as_view(),
         name="identity-request-list",
+    ),
+    path(
+        "identity-requests/ensure/",
+        pipeline.IdentityRequestEnsureView.as_view(),
+        name="identity-request-ensure",
+    ),
+    path(
+        "identity-requests/validate/",
+        pipeline.IdentityRequestValidateView.as_view(),
+        name="identity-request-validate",
     ),
     path(
         "identity-requests/<int:pk>/",
@@ -69,6 +90,7 @@ urlpatterns = [
         handover.VerificationsView.as_view(),
         name="identity-request-verifications",
     ),
+    path("resources/", resources.ResourceListView.as_view(), name="resource-list"),
     path("identities/", identities.IdentityListView.as_view(), name="identity-list"),
     path("identities/<int:pk>/", identities.IdentityDetailView.as_view(), name="identity-detail"),
     path(

@@ -15,7 +15,17 @@ import traceback
 import uuid
 from typing import Any
 
-from azure_emulator import aks, control, entra, federated, kube, msi, rbac, roledefs
+from azure_emulator import (
+    aks,
+    control,
+    entra,
+    federated,
+    kube,
+    msi,
+    rbac,
+    resourcegraph,
+    roledefs,
+)
 from azure_emulator import armcommon as arm
 from azure_emulator.context import Context
 from azure_emulator.faults import BUCKET_SIZES, GLOBAL_FACTOR, unthrottled_remaining
@@ -47,7 +57,7 @@ class App:
         if first in {"oidc", "k8s"}:
             return kube.route(ctx, request)
         if first in {"subscriptions", "providers"}:
-            for module in (rbac, roledefs, msi, federated, aks):
+            for module in (resourcegraph, rbac, roledefs, msi, federated, aks):
                 found = module.route(ctx, request)
                 if found is not None:
                     found.write = request.method in WRITE_METHODS

@@ -163,6 +163,12 @@ KNOBS: dict[str, Knob] = {
         "whose ARM token audiences ARM accepts (a token for another cloud's ARM gets 401)",
     ),
     "page_size": Knob(100, _integer(1), "items per page of every ARM list without $top"),
+    "role_assignment_answer_scope": Knob(
+        None,
+        _optional(_non_empty_string),
+        "a role assignment PUT answers this `properties.scope` instead of the scope it was "
+        "written on (a misbehaving ARM, to test the engine's returned-scope check); null = off",
+    ),
 }
 
 

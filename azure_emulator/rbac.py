@@ -251,7 +251,14 @@ def _ra_put(ctx: Context, request: Request, scope: str, name: str) -> Response:
             "updated_by": who,
         }
         assignments[name.lower()] = record
-        return json_response(201, _ra_render(record))
+        rendered = _ra_render(record)
+        answered = ctx.knobs["role_assignment_answer_scope"]
+        if answered is not None:
+            # Fault injection, not ARM behaviour: ARM answers the scope the assignment was made
+            # on (RoleAssignments_CreateForResource.json in the 2022-04-01 spec examples). The
+            # knob lets a test see the engine refuse any other answer (AZURE-FACTS §1.3).
+            rendered["properties"]["scope"] = answered
+        return json_response(201, rendered)
 
 
 def _ra_at(ctx: Context, scope: str, name: str) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from azure.mgmt.core.tools import is_valid_resource_id, parse_resource_id, resource_id
 
@@ -96,6 +97,20 @@ class Scope:
             return None
         return resource_id(subscription=self.subscription_id, resource_group=self.resource_group)
 
+    @property
+    def existence_id(self) -> str:
+        """What Azure Resource Graph can be asked about: the subscription, the resource group, or
+        the top-level resource (child resources are not rows of their own there)."""
+        if self.namespace is None:
+            return self.resource_group_id or resource_id(subscription=self.subscription_id)
+        return Scope(
+            self.subscription_id,
+            self.resource_group,
+            self.namespace,
+            self.types[:1],
+            self.names[:1],
+        ).id
+
     def key(self) -> str:
         """For comparisons: ARM compares ids case-insensitively."""
         return self.id.lower()
@@ -164,3 +179,39 @@ def parse_scope(value: str) -> Scope:
 def canonical_scope(value: str) -> str:
     """`value` in its one spelling (ScopeError when it is not a scope)."""
     return parse_scope(value).id
+
+
+# The Azure portals of the public and sovereign clouds (Learn: "Azure Government developer
+# guide" / "Azure China 21Vianet developer guide" list portal.azure.us and portal.azure.cn).
+PORTAL_HOSTS = frozenset({"portal.azure.com", "portal.azure.us", "portal.azure.cn"})
+_PORTAL_RESOURCE = re.compile(r"^(?:@[^/]*/)?resource(?P<id>/subscriptions/.*)$", re.IGNORECASE)
+_NOT_A_RESOURCE_URL = ScopeError(
+    "not_a_resource_url",
+    "is not the URL of a resource in the Azure portal (open the resource there and copy the "
+    "address: https://portal.azure.com/#@<tenant>/resource/subscriptions/…/overview)",
+)
+
+
+def scope_from_portal_url(value: str) -> Scope:
+    """The scope an Azure portal resource URL shows (`https://portal.azure.com/#@tenant/resource
+    /subscriptions/…/providers/…/<name>/overview`); the blade after the id (`overview`,
+    `containersList`, …) is dropped. ScopeError when it is not such a URL, or the id in it is
+    not a scope (`parse_scope`'s rules)."""
+    split = urlsplit(value.strip())
+    if split.scheme != "https" or (split.hostname or "").lower() not in PORTAL_HOSTS:
+        raise _NOT_A_RESOURCE_URL
+    match = _PORTAL_RESOURCE.match(split.fragment)
+    if match is None:
+        raise _NOT_A_RESOURCE_URL
+    path = match["id"].rstrip("/")
+    try:
+        return parse_scope(path)
+    except ScopeError as error:
+        if error.rule != "malformed_scope" or path.count("/") < 3:
+            raise
+    # One blade segment after the id: …/vaults/kv1/overview, …/resourceGroups/rg/overview.
+    return parse_scope(path.rsplit("/", 1)[0])
+
+
+def looks_like_url(value: str) -> bool:
+    return value.strip().lower().startswith(("https://", "http://"))

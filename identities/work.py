@@ -22,6 +22,7 @@ class Work(StrEnum):
     PROVISION = "provisioning.provision_identity_request"
     VERIFY = "provisioning.verify_identity_request"
     REPAIR = "provisioning.repair_identity"
+    CHECK_IDENTITY_DRIFT = "provisioning.check_identity_drift"
     VERIFY_AUDIT_CHAIN = "identities.verify_audit_chain"
     # An overdue access review revoked an identity's role assignments (marked `removing`).
     REVOKE_ROLES = "provisioning.revoke_role_assignments"

@@ -378,6 +378,13 @@ SWEEPER_STALE_SECONDS = env_int("SWEEPER_STALE_SECONDS", 300)
 # Resource groups (ARM ids) whose roles the portal never grants, beside every cluster's identity
 # resource group, which is protected anyway: roles there could take other teams' identities over.
 PROTECTED_RESOURCE_GROUPS = env_list("PROTECTED_RESOURCE_GROUPS", [])
+# Before a request is filed or approved each scope is looked up in Azure Resource Graph (the
+# portal's identity needs Reader on the subscriptions); a scope that does not exist is refused,
+# one that cannot be checked (outage, throttling) is accepted with the finding scope_unverified.
+# Answers are cached this long. Resources tagged OWNERSHIP_TAG=<team> are owned by that team.
+SCOPE_EXISTENCE_CHECK = env_bool("SCOPE_EXISTENCE_CHECK", True)
+SCOPE_LOOKUP_CACHE_SECONDS = env_int("SCOPE_LOOKUP_CACHE_SECONDS", 300)
+OWNERSHIP_TAG = os.environ.get("OWNERSHIP_TAG", "owner-team")
 DRIFT_CHECK_INTERVAL_SECONDS = env_int("DRIFT_CHECK_INTERVAL_SECONDS", 3600)
 # The whole audit chain is walked by a worker this often (and on demand from the audit page);
 # the page itself walks only the rows added since the last full check, up to this many.
@@ -490,6 +497,17 @@ PROVISIONING_BACKOFF_MAX_SECONDS = float(os.environ.get("PROVISIONING_BACKOFF_MA
 PROVISIONING_THROTTLE_BUDGET_SECONDS = float(
     os.environ.get("PROVISIONING_THROTTLE_BUDGET_SECONDS", "600")
 )
+# A provisioning task that loses PostgreSQL (connect refused, connection cut) closes the broken
+# connection and runs again later, up to this many times, with jittered exponential backoff
+# capped at the maximum: with the defaults, about three minutes in all, inside the sweeper's
+# SWEEPER_STALE_SECONDS. The engine is idempotent, so a rerun repeats no Azure write twice.
+PROVISIONING_DATABASE_RETRIES = env_int("PROVISIONING_DATABASE_RETRIES", 10)
+PROVISIONING_DATABASE_BACKOFF_SECONDS = float(
+    os.environ.get("PROVISIONING_DATABASE_BACKOFF_SECONDS", "1.0")
+)
+PROVISIONING_DATABASE_BACKOFF_MAX_SECONDS = float(
+    os.environ.get("PROVISIONING_DATABASE_BACKOFF_MAX_SECONDS", "30")
+)
 # Verification: run automatically after provisioning; while a new FIC propagates (any "no
 # matching federated identity record" code with Azure's copy matching the token) check again
 # every VERIFY_RETRY_SECONDS for up to the window.
@@ -531,6 +549,9 @@ REST_FRAMEWORK: dict[str, Any] = {
     },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
+# `Prefer: wait=N` on GET /api/v1/identity-requests/{id}/ is capped here: each waiting call holds
+# a web thread (not a database connection) for up to this long.
+API_WAIT_MAX_SECONDS = env_int("API_WAIT_MAX_SECONDS", 60)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Workload Identity Portal API",
     "DESCRIPTION": (

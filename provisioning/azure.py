@@ -40,6 +40,8 @@ from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreatePara
 from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.msi import ManagedServiceIdentityClient
 from azure.mgmt.msi.models import FederatedIdentityCredential, Identity, IdentityUpdate
+from azure.mgmt.resourcegraph import ResourceGraphClient
+from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 from django.conf import settings
 
 from identities.scopes import ScopeError, parse_scope
@@ -73,6 +75,10 @@ TRANSIENT_CODES = THROTTLING_CODES | frozenset(
     }
 )
 ROLE_DEFINITION_PATH = "/providers/Microsoft.Authorization/roleDefinitions/"
+# Resource Graph's current stable REST version (azure-rest-api-specs
+# specification/resourcegraph/resource-manager/Microsoft.ResourceGraph/stable/2022-10-01); the
+# SDK 8.0.1 defaults to 2021-03-01, whose request and response shapes are the same.
+RESOURCE_GRAPH_API_VERSION = "2022-10-01"
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,15 @@ class RoleAssignmentState:
     role_definition_guid: str
     principal_id: str
     principal_type: str
+
+
+@dataclass(frozen=True)
+class ResourceGraphPage:
+    """One page of a Resource Graph answer (resultFormat objectArray)."""
+
+    rows: list[dict[str, Any]]
+    total_records: int
+    skip_token: str | None
 
 
 @dataclass(frozen=True)
@@ -313,6 +328,50 @@ class AzureGateway:
 
     def containers(self, subscription_id: str) -> ContainerServiceClient:
         return self._client("containers", subscription_id, ContainerServiceClient)
+
+    def resource_graph(self) -> ResourceGraphClient:
+        """Tenant-level (no subscription); asked while someone waits for a page, so the SDK
+        does not retry or sleep on a Retry-After: a failed query is reported at once."""
+        with self._lock:
+            client = self._clients.get(("resourcegraph", ""))
+            if client is None:
+                client = ResourceGraphClient(
+                    self.credential,
+                    base_url=self.arm_url,
+                    credential_scopes=[self.arm_scope],
+                    connection_verify=self.connection_verify,
+                    api_version=RESOURCE_GRAPH_API_VERSION,
+                    **{**self.client_kwargs, "retry_total": 0},
+                )
+                self._clients[("resourcegraph", "")] = client
+            return client
+
+    # -- Resource Graph ---------------------------------------------------------------------------
+    def query_resources(
+        self,
+        *,
+        query: str,
+        subscriptions: list[str],
+        skip_token: str | None = None,
+        top: int = 1000,
+    ) -> ResourceGraphPage:
+        """One page of a KQL query over `subscriptions` (POST .../Microsoft.ResourceGraph/
+        resources); follow `skip_token` for the next one."""
+        request = QueryRequest(
+            subscriptions=subscriptions,
+            query=query,
+            options=QueryRequestOptions(
+                skip_token=skip_token, top=top, result_format="objectArray"
+            ),
+        )
+        with _azure("query Azure Resource Graph"):
+            answer = self.resource_graph().resources(request)
+        rows: list[Any] = answer.data if isinstance(answer.data, list) else []
+        return ResourceGraphPage(
+            rows=[row for row in rows if isinstance(row, dict)],
+            total_records=int(answer.total_records or 0),
+            skip_token=answer.skip_token or None,
+        )
 
     # -- user-assigned identities -----------------------------------------------------------------
     def ensure_identity(

@@ -19,6 +19,7 @@ from identities.audit.actions import AuditAction
 from identities.errors import ConflictError, PermissionDeniedError
 from identities.models import (
     REQUEST_STATUSES_IN_FLIGHT,
+    AuditEvent,
     ChildStatus,
     FederatedCredential,
     Identity,
@@ -387,6 +388,17 @@ def verification_enqueue(*, identity_request: IdentityRequest, actor: Any) -> No
         raise PermissionDeniedError("Only the team, approvers or admins can verify a request.")
     if identity_request.kind == RequestKind.DECOMMISSION:
         raise ConflictError("A decommission request has no federation to verify.")
+    identity = identity_request.identity
+    if identity is not None and identity.status in {
+        IdentityStatus.DECOMMISSIONING,
+        IdentityStatus.DECOMMISSIONED,
+    }:
+        # Refused at once (a stale form, an API call): the worker would find no federated
+        # credential and the page would wait for a result that never comes.
+        raise ConflictError(
+            f"identity {identity.name} is {identity.status}: its federated credentials and "
+            "role assignments are removed in Azure, so there is no federation to verify."
+        )
     if identity_request.status != RequestStatus.READY:
         raise ConflictError(
             f"request {identity_request.pk} is {identity_request.status}; only ready requests "
@@ -421,3 +433,36 @@ def identity_repair_enqueue(*, identity: Identity, actor: Any) -> None:
     )
     pk = identity.pk
     transaction.on_commit(lambda: enqueue(Work.REPAIR, pk))
+
+
+@transaction.atomic
+def service_account_record_released(
+    *,
+    identity_request: IdentityRequest,
+    namespace: str,
+    service_account: str,
+    annotation_removed: bool,
+) -> bool:
+    """Record that the portal withdrew what it had applied to a ServiceAccount of a decommissioned
+    identity; False (nothing written) when it was recorded before (a redelivered task)."""
+    identity = identity_request.identity
+    recorded = AuditEvent.objects.filter(
+        action=AuditAction.KUBE_SERVICE_ACCOUNT_RELEASED,
+        identity=identity,
+        data__namespace=namespace,
+        data__service_account=service_account,
+    )
+    if recorded.exists():
+        return False
+    audit_record(
+        actor=None,
+        action=AuditAction.KUBE_SERVICE_ACCOUNT_RELEASED,
+        identity_request=identity_request,
+        identity=identity,
+        data={
+            "namespace": namespace,
+            "service_account": service_account,
+            "annotation_removed": annotation_removed,
+        },
+    )
+    return True

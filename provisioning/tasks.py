@@ -6,11 +6,13 @@ timeout) or a sweeper re-enqueue does no harm.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 from celery import shared_task
 from django.conf import settings
+from django.db import Error, InterfaceError, OperationalError, connections
 
 from identities.audit.anchor import anchor_chain
 from identities.models import (
@@ -27,21 +29,67 @@ from identities.services import (
     audit_chain_check_run,
     audit_chain_check_start,
 )
-from provisioning import drift, metrics, reconcile, sweeper, verification
+from identities.work import Work, enqueue
+from provisioning import drift, metrics, reconcile, release, sweeper, verification
 from provisioning.errors import GatewayError
 from provisioning.models import VerificationOutcome
+from provisioning.retry import jittered
 
 logger = logging.getLogger(__name__)
 
+# PostgreSQL went away (connect refused, connection cut, server restarting): worth a rerun.
+# Other database errors (integrity, programming) are bugs a rerun would only repeat.
+DATABASE_LOST = (OperationalError, InterfaceError)
 
-@shared_task(name="provisioning.provision_identity_request")
-def provision_identity_request(identity_request_id: int) -> None:
-    """Make Azure match an approved request (provision or decommission), then verify it."""
-    reconcile.reconcile_request(identity_request_id)
-    ready = IdentityRequest.objects.filter(
-        pk=identity_request_id, status=RequestStatus.READY
-    ).exclude(kind=RequestKind.DECOMMISSION)
-    if settings.VERIFY_AFTER_PROVISIONING and ready.exists():
+
+def retry_after_database_loss(task: Any, error: OperationalError | InterfaceError) -> NoReturn:
+    """Close the broken connections and have Celery run the task again after a jittered
+    exponential backoff, at most PROVISIONING_DATABASE_RETRIES times (then the error stands
+    and the sweeper is the last resort)."""
+    # A connection that failed stays broken: drop them all, the rerun connects afresh.
+    with contextlib.suppress(Error):
+        connections.close_all()
+    attempt = task.request.retries + 1
+    countdown = jittered(
+        attempt,
+        base=settings.PROVISIONING_DATABASE_BACKOFF_SECONDS,
+        cap=settings.PROVISIONING_DATABASE_BACKOFF_MAX_SECONDS,
+    )
+    logger.warning(
+        "%s lost the database (%s), run %d of %d again in %.1fs",
+        task.name,
+        type(error).__name__,
+        attempt,
+        settings.PROVISIONING_DATABASE_RETRIES,
+        countdown,
+    )
+    # Raises Retry (a new message with the countdown), or `error` once the retries are used up.
+    raise task.retry(
+        exc=error, countdown=countdown, max_retries=settings.PROVISIONING_DATABASE_RETRIES
+    )
+
+
+@shared_task(name="provisioning.provision_identity_request", bind=True)
+def provision_identity_request(self: Any, identity_request_id: int) -> None:
+    """Make Azure match an approved request (provision or decommission), then check its drift
+    and verify it (or, after a decommission, withdraw the portal's client-id annotation from its
+    ServiceAccounts). Losing the database mid-run retries the whole (idempotent) run later."""
+    try:
+        reconcile.reconcile_request(identity_request_id)
+        finished = IdentityRequest.objects.filter(
+            pk=identity_request_id, status=RequestStatus.READY
+        )
+        if finished.filter(kind=RequestKind.DECOMMISSION).exists():
+            release.identity_release_service_accounts(identity_request_id=identity_request_id)
+            return
+        identity_id = finished.values_list("identity_id", flat=True).first()
+    except DATABASE_LOST as error:
+        retry_after_database_loss(self, error)
+    if identity_id is None:
+        return
+    # The drift state is known at once, not "unknown" until the hourly run.
+    enqueue(Work.CHECK_IDENTITY_DRIFT, identity_id)
+    if settings.VERIFY_AFTER_PROVISIONING:
         verify_identity_request.delay(identity_request_id)
 
 
@@ -71,6 +119,20 @@ def repair_identity(identity_id: int) -> None:
         drift.identity_repair(identity=identity)
     except GatewayError as error:
         logger.warning("repair of %s failed: %s", identity.name, error.describe())
+
+
+@shared_task(name="provisioning.check_identity_drift")
+def check_identity_drift(identity_id: int) -> None:
+    """Compare one ready identity with Azure (asked for right after it is provisioned)."""
+    identity = Identity.objects.filter(pk=identity_id, status=Identity.Status.READY).first()
+    if identity is None:
+        return
+    try:
+        drift.identity_check_drift(identity=identity)
+    except GatewayError as error:
+        # The hourly check tries again; the state stays as it was.
+        metrics.drift_recorded(result="error", finding_kinds=[])
+        logger.warning("drift check of %s failed: %s", identity.name, error.describe())
 
 
 @shared_task(name="provisioning.revoke_role_assignments")

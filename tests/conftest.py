@@ -62,6 +62,17 @@ def work_sent() -> Iterator[list[tuple[work.Work, tuple[object, ...]]]]:
         yield sent
 
 
+@pytest.fixture(autouse=True)
+def scope_existence_check_off() -> Iterator[None]:
+    """Most tests file requests on scopes that no Azure holds, with no emulator to ask: the
+    existence check (Resource Graph, identities.scope_lookup) is off unless a test turns it on
+    with the `resource_graph` fixture (tests/support/sandbox.py)."""
+    from django.test import override_settings
+
+    with override_settings(SCOPE_EXISTENCE_CHECK=False):
+        yield
+
+
 @pytest.fixture(scope="session", autouse=True)
 def session_cache_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The default cache is a folder every process of a checkout shares (CACHE_DIR); each test

@@ -10,11 +10,16 @@ from typing import Any
 
 from django import forms
 from django.forms import formset_factory
+from django.forms.utils import flatatt
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
 
 from identities.audit.actions import AuditAction
 from identities.models import CatalogRole, Cluster, Team
 from identities.policy import KIND_NEW, RequestDraft, RoleDraft, Violation
+from identities.scopes import ScopeError, looks_like_url, scope_from_portal_url
+from identities.selectors.resources import TeamResource
 
 # Rule names of the form's own findings (the policy engine names its own rules).
 TAGS_FORMAT_RULE = "tags_format"
@@ -38,16 +43,55 @@ def role_choice_label(role: CatalogRole) -> str:
 class CatalogRoleSelect(forms.Select):
     """A role picker whose options carry the role's description (shown beside the picker)."""
 
-    def __init__(self, *args: Any, descriptions: dict[str, str] | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        descriptions: dict[str, str] | None = None,
+        resource_types: dict[str, Sequence[str]] | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.descriptions = descriptions or {}
+        self.resource_types = resource_types or {}
 
     def create_option(self, name: str, value: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         option = super().create_option(name, value, *args, **kwargs)
         description = self.descriptions.get(str(value))
         if description:
             option["attrs"]["data-description"] = description
+        if str(value) in self.resource_types:
+            # The resource picker offers only what the chosen role is meant for.
+            option["attrs"]["data-resource-types"] = ",".join(
+                t.lower() for t in self.resource_types[str(value)]
+            )
         return option
+
+
+class PlainSelect(forms.Select):
+    """A select rendered in Python, not one template per option: the resource picker holds
+    hundreds of options, and Django's per-option templates took most of the page's time."""
+
+    def render(
+        self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None
+    ) -> SafeString:
+        chosen = "" if value is None else str(value)
+        final = self.build_attrs(self.attrs, {**(attrs or {}), "name": name})
+        parts: list[str] = [format_html("<select{}>", flatatt(final))]
+
+        def option(option_value: Any, label: Any) -> str:
+            if str(option_value) == chosen:
+                return format_html('<option value="{}" selected>{}</option>', option_value, label)
+            return format_html('<option value="{}">{}</option>', option_value, label)
+
+        for group_value, group_label in self.choices:
+            if isinstance(group_label, list | tuple):
+                parts.append(format_html('<optgroup label="{}">', group_value))
+                parts += [option(v, label) for v, label in group_label]
+                parts.append("</optgroup>")
+            else:
+                parts.append(option(group_value, group_label))
+        parts.append("</select>")
+        return mark_safe("".join(parts))  # noqa: S308 - every piece escaped by format_html
 
 
 def describe_controls(form: forms.Form) -> None:
@@ -150,25 +194,56 @@ class IdentityRequestForm(forms.Form):
         return tags
 
 
+def resource_choices(resources: Sequence[TeamResource]) -> list[Any]:
+    """The picker's options, grouped by subscription and resource group (ids as values)."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for resource in resources:
+        label = f"{resource.resource_group} in subscription {resource.subscription_id}"
+        if resource.type.lower() == "microsoft.resources/subscriptions/resourcegroups":
+            text = f"{resource.name} (the whole resource group)"
+        else:
+            text = f"{resource.name} ({resource.type.rsplit('/', 1)[-1]})"
+        if resource.owned_by == "tag":
+            text += f", tagged for {resource.team}"
+        groups.setdefault(label, []).append((resource.id, text))
+    return [("", "Pick one of your team's resources…"), *groups.items()]
+
+
 class RoleForm(forms.Form):
-    """One requested role: a catalog role on one ARM scope."""
+    """One requested role: a catalog role on one ARM scope, typed, pasted as an Azure portal URL,
+    or picked from the team's resources in Azure."""
 
     role = forms.ChoiceField(required=False, widget=CatalogRoleSelect)
     scope = forms.CharField(
         label="Scope",
-        help_text="The ARM resource id of the one resource the role applies to.",
+        help_text="The ARM resource id of the one resource the role applies to, or its Azure "
+        "portal URL (copy the address bar on the resource's page).",
         required=False,
-        max_length=1024,
+        max_length=2048,
         widget=forms.TextInput(
             attrs={
-                "placeholder": "/subscriptions/…/resourceGroups/…/providers/…/…/…",
+                "placeholder": "/subscriptions/…/resourceGroups/…/providers/…/…/… "
+                "or https://portal.azure.com/#@…/resource/…",
                 "spellcheck": "false",
                 "autocomplete": "off",
             }
         ),
     )
+    resource = forms.ChoiceField(
+        label="Or pick a resource",
+        required=False,
+        widget=PlainSelect(attrs={"class": "resource-picker"}),
+        help_text="Your teams' resource groups, what is in them and what is tagged for your "
+        "teams, from Azure. Picking one fills the scope.",
+    )
 
-    def __init__(self, *args: Any, catalog: Sequence[CatalogRole] = (), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        catalog: Sequence[CatalogRole] = (),
+        resources: Sequence[TeamResource] = (),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         role_field = self.fields["role"]
         assert isinstance(role_field, forms.ChoiceField)  # noqa: S101 - narrows the type
@@ -178,8 +253,32 @@ class RoleForm(forms.Form):
         role_field.widget = CatalogRoleSelect(
             choices=role_field.choices,
             descriptions={role.name: role.description for role in catalog},
+            resource_types={role.name: tuple(role.resource_types or ()) for role in catalog},
         )
+        resource_field = self.fields["resource"]
+        assert isinstance(resource_field, forms.ChoiceField)  # noqa: S101 - narrows the type
+        resource_field.choices = resource_choices(resources)
         describe_controls(self)
+
+    def clean_scope(self) -> str:
+        """A pasted portal URL becomes the canonical scope it shows; ids are left as typed
+        (the policy judges them, naming the rule)."""
+        value = str(self.cleaned_data.get("scope") or "").strip()
+        if not looks_like_url(value):
+            return value
+        try:
+            return scope_from_portal_url(value).id
+        except ScopeError as error:
+            shown = value if len(value) <= 200 else value[:200] + "…"
+            raise forms.ValidationError(
+                f"Scope {shown!r} {error.explanation}.", code=error.rule
+            ) from None
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not data.get("scope") and data.get("resource"):
+            data["scope"] = data["resource"]  # without JavaScript, the pick fills the scope here
+        return data
 
     @property
     def is_blank(self) -> bool:
@@ -280,6 +379,58 @@ class DecisionForm(forms.Form):
     """An approver's comment on approve or reject."""
 
     comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+APPROVAL_AGES = {
+    "1h": timedelta(hours=1),
+    "1d": timedelta(days=1),
+    "3d": timedelta(days=3),
+    "7d": timedelta(days=7),
+}
+
+
+class ApprovalFilterForm(forms.Form):
+    """The approval queue's filters (GET). `show=mine` is "waiting for me"."""
+
+    show = forms.ChoiceField(
+        choices=[("all", "All pending"), ("mine", "Waiting for me")], required=False
+    )
+    team = forms.ChoiceField(required=False, label="Team")
+    cluster = forms.ChoiceField(required=False, label="Cluster")
+    risk = forms.ChoiceField(
+        required=False,
+        label="Risk",
+        choices=[("", "Any risk"), ("low", "Low"), ("medium", "Medium"), ("high", "High")],
+    )
+    age = forms.ChoiceField(
+        required=False,
+        label="Waiting for at least",
+        choices=[
+            ("", "Any age"),
+            ("1h", "1 hour"),
+            ("1d", "1 day"),
+            ("3d", "3 days"),
+            ("7d", "7 days"),
+        ],
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        teams = Team.objects.order_by("name").values_list("name", flat=True)
+        clusters = Cluster.objects.order_by("name").values_list("name", flat=True)
+        team_field = self.fields["team"]
+        cluster_field = self.fields["cluster"]
+        assert isinstance(team_field, forms.ChoiceField)  # noqa: S101 - declared above
+        assert isinstance(cluster_field, forms.ChoiceField)  # noqa: S101 - declared above
+        team_field.choices = [("", "Any team")] + [(name, name) for name in teams]
+        cluster_field.choices = [("", "Any cluster")] + [(name, name) for name in clusters]
+
+    @property
+    def waiting_for_me(self) -> bool:
+        return self.is_valid() and self.cleaned_data.get("show") == "mine"
+
+    def older_than(self) -> timedelta | None:
+        return APPROVAL_AGES.get(self.cleaned_data.get("age") or "")
 
 
 class DecommissionForm(forms.Form):

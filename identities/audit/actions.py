@@ -66,6 +66,9 @@ class AuditAction(StrEnum):
     # The engine refused a role assignment write: the scope it was to send is not the approved
     # canonical one, or Azure answered with another scope (nothing retried).
     AZURE_ROLE_ASSIGNMENT_REFUSED = "azure.role_assignment.refused"
+    # The portal removed the client-id annotation it had applied to a ServiceAccount of a
+    # decommissioned identity (server-side apply without the field).
+    KUBE_SERVICE_ACCOUNT_RELEASED = "kubernetes.service_account.released"
     # The audit chain's own checks.
     CHAIN_CHECK_REQUESTED = "audit.chain_check_requested"
     CHAIN_CHECK_PASSED = "audit.chain_check_passed"
@@ -114,6 +117,16 @@ CHAIN_CHECK_ACTIONS: dict[str, AuditAction] = {
     "passed": AuditAction.CHAIN_CHECK_PASSED,
     "failed": AuditAction.CHAIN_CHECK_FAILED,
     "error": AuditAction.CHAIN_CHECK_ERROR,
+}
+# A filter on the action on the left finds the rows of every action on the right. Every approval
+# is an "approved" event to a person searching the log, but the first of a four-eyes request's two
+# approvals is written as REQUEST_APPROVAL_RECORDED (the request stays pending). The stored values
+# are hashed into the chain and never change, so the filter widens instead.
+ACTION_FILTER_FAMILIES: dict[str, tuple[AuditAction, ...]] = {
+    AuditAction.REQUEST_APPROVED: (
+        AuditAction.REQUEST_APPROVED,
+        AuditAction.REQUEST_APPROVAL_RECORDED,
+    ),
 }
 # (model name, "created" | "updated" | "deleted") for the configuration services.
 CONFIG_ACTIONS: dict[tuple[str, str], AuditAction] = {

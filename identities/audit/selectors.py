@@ -12,6 +12,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from identities import roles
+from identities.audit.actions import ACTION_FILTER_FAMILIES
 from identities.audit.chain import chain_end, check_is_authentic, stored_hash, verify_tail
 from identities.models import (
     GENESIS_HASH,
@@ -35,10 +36,14 @@ class AuditEventFilters:
 
 
 def events_with_action(queryset: QuerySet[AuditEvent], action: str) -> QuerySet[AuditEvent]:
-    """Rows with exactly `action`, or every action under a prefix ending in a dot
+    """Rows with exactly `action` (and its family: `identity_request.approved` finds every
+    approval, the first of two included), or every action under a prefix ending in a dot
     (`identity_request.`)."""
     if action.endswith("."):
         return queryset.filter(action__startswith=action)
+    family = ACTION_FILTER_FAMILIES.get(action)
+    if family:
+        return queryset.filter(action__in=[str(member) for member in family])
     return queryset.filter(action=action)
 
 

@@ -116,6 +116,26 @@ class IdentityRequest(models.Model):
         return f"#{self.pk} {self.get_kind_display()} {self.app_name} ({self.status})"
 
     @property
+    def shown_status(self) -> str:
+        """The status a person reads: a ready decommission request is "removed", and a ready
+        request whose identity has since been decommissioned is "decommissioned" (not "ready").
+        Reads `identity`, which the selectors fetch with the request."""
+        if self.status != RequestStatus.READY:
+            return str(self.status)
+        if self.kind == RequestKind.DECOMMISSION:
+            return "removed"
+        identity = self.identity if self.identity_id is not None else None
+        if identity is not None and identity.status == "decommissioned":
+            return "decommissioned"
+        return str(self.status)
+
+    @property
+    def shown_status_label(self) -> str:
+        if self.shown_status == str(self.status):
+            return str(self.get_status_display())
+        return self.shown_status.capitalize()
+
+    @property
     def approvals_required(self) -> int:
         """Four eyes for exceptions, two for everything else (the requester counts as one)."""
         return 2 if self.is_exception else 1
@@ -145,6 +165,10 @@ class RequestedRole(models.Model):
 class ApprovalDecision(models.TextChoices):
     APPROVE = "approve"
     REJECT = "reject"
+
+
+# What a decision reads as ("rejected"), never the value with a "d" glued on ("rejectd").
+DECISION_PAST_TENSE = {ApprovalDecision.APPROVE: "approved", ApprovalDecision.REJECT: "rejected"}
 
 
 class Approval(models.Model):
@@ -179,4 +203,5 @@ class Approval(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.approver} {self.decision}d #{self.identity_request_id}"
+        decided = DECISION_PAST_TENSE[ApprovalDecision(self.decision)]
+        return f"{self.approver} {decided} #{self.identity_request_id}"

@@ -382,6 +382,8 @@ class Checks:
             return None
         if not self.check_protected(field_name, parsed, role):
             return None
+        if not self.check_exists(field_name, parsed):
+            return None
         self.check_owner(field_name, parsed)
         if parsed.level != SCOPE_RESOURCE:
             self.needs_exception = True
@@ -439,12 +441,53 @@ class Checks:
         )
         return False
 
+    def check_exists(self, field_name: str, parsed: Scope) -> bool:
+        """A scope Azure does not know is refused (nothing could be granted there); one that
+        could not be checked is accepted with a finding the approver sees (approval checks
+        again)."""
+        context = self.context
+        if context.scope_lookup_error:
+            self.warn(
+                field_name,
+                "scope_unverified",
+                f"Scope {parsed.id!r} could not be checked in Azure "
+                f"({context.scope_lookup_error[:200]}): it may not exist. Approval checks again.",
+            )
+            return True
+        if context.existing_scopes is None or parsed.existence_id.lower() in (
+            context.existing_scopes
+        ):
+            return True
+        what = parsed.existence_id
+        self.refuse(
+            field_name,
+            "scope_not_found",
+            f"Scope {parsed.id!r} does not exist in Azure"
+            + (f" ({what!r} was not found)" if what != parsed.id else "")
+            + "; pick a resource from the list or check the id.",
+        )
+        return False
+
     def check_owner(self, field_name: str, parsed: Scope) -> None:
-        """Inside the requesting team's resource groups: its own business. Another team's: that
-        team must approve too. Nobody's: only as an exception (four eyes)."""
+        """Inside the requesting team's resource groups (or on a resource tagged for it): its own
+        business. Another team's (by group or tag): that team must approve too. Nobody's: only
+        as an exception (four eyes)."""
         if parsed.resource_group_id is None:
             return  # subscription scopes are broad, and judged as such
         owner = self.context.scope_owners.get(parsed.resource_group_id.lower())
+        tag_owner = self.context.tag_owners.get(parsed.existence_id.lower())
+        if tag_owner is not None and tag_owner not in (owner, self.draft.team):
+            tag = self.context.ownership_tag
+            self.warn(
+                field_name,
+                "cross_team_scope",
+                f"Scope {parsed.id!r} is tagged {tag}={tag_owner}: a member of {tag_owner!r} "
+                "must approve too.",
+            )
+            if tag_owner not in self.result.owner_teams:
+                self.result.owner_teams.append(tag_owner)
+        if owner is None and tag_owner is not None:
+            return  # owned through its tag (judged just above)
         if owner is None:
             self.needs_exception = True
             message = (

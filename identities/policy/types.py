@@ -119,6 +119,14 @@ class PolicyContext:
     scope_owners: Mapping[str, str] = field(default_factory=dict)
     # Resource group ids (lower-cased) that hold the portal's own managed identities.
     protected_resource_groups: frozenset[str] = frozenset()
+    # What Azure Resource Graph answered for the draft's scopes: the existence ids (subscription,
+    # resource group or top-level resource; lower-cased) that exist. None = not looked up
+    # (the check is off, or Azure could not be asked: then `scope_lookup_error` says why).
+    existing_scopes: frozenset[str] | None = None
+    scope_lookup_error: str = ""
+    # Existence ids (lower-cased) -> the team named by the resource's ownership tag.
+    tag_owners: Mapping[str, str] = field(default_factory=dict)
+    ownership_tag: str = "owner-team"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Q
 from django.db.models.functions import Lower
 
+from identities import scope_lookup
 from identities.models import (
     REQUEST_STATUSES_OPEN,
     CatalogRole,
@@ -36,7 +37,7 @@ from identities.policy import (
     RoleFacts,
     evaluate_request,
 )
-from identities.scopes import ScopeError, parse_scope
+from identities.scopes import Scope, ScopeError, parse_scope
 from identities.selectors.requests import ids_or_none
 from identities.validators import SCOPE_RESOURCE_GROUP, is_dns1123_label, is_dns1123_subdomain
 
@@ -177,7 +178,41 @@ def policy_context_for(
         other_open_requests_for_subject=other_open,
         scope_owners=scope_owners(draft.roles),
         protected_resource_groups=protected_resource_groups(),
+        **_azure_facts(draft.roles, cluster_facts),
     )
+
+
+def _azure_facts(roles: Iterable[RoleDraft], cluster: ClusterFacts | None) -> dict[str, Any]:
+    """Which of the draft's scopes exist in Azure and whose tags name an owning team (one
+    Resource Graph query through identities.scope_lookup, cached), as PolicyContext fields."""
+    scopes: list[Scope] = []
+    for requested in roles:
+        try:
+            scope = parse_scope(requested.scope)
+        except ScopeError:
+            continue  # the policy refuses it on its own
+        if cluster is None or scope.subscription_id in cluster.allowed_scope_subscriptions:
+            scopes.append(scope)  # Azure is never asked about a subscription the policy refuses
+    facts: dict[str, Any] = {"ownership_tag": settings.OWNERSHIP_TAG}
+    try:
+        found = scope_lookup.lookup(sorted({scope.existence_id for scope in scopes}))
+    except scope_lookup.ScopeLookupUnavailable as error:
+        return {**facts, "scope_lookup_error": str(error) or "Azure did not answer"}
+    if found is None:
+        return facts
+    tag = settings.OWNERSHIP_TAG.lower()
+    named = {
+        key: value
+        for key, row in found.items()
+        for tag_name, value in row.tags.items()
+        if tag_name.lower() == tag  # Azure tag names are case-insensitive
+    }
+    teams = set(Team.objects.filter(name__in=set(named.values())).values_list("name", flat=True))
+    return {
+        **facts,
+        "existing_scopes": frozenset(found),
+        "tag_owners": {key: team for key, team in named.items() if team in teams},
+    }
 
 
 def scope_owners(roles: Iterable[RoleDraft]) -> dict[str, str]:

@@ -24,16 +24,79 @@
     if (region) { region.textContent = text; }
   }
 
-  /* Replace a region's content unless the person is typing inside it right now. */
+  /* A form's CSRF token is masked afresh on every render: it is not a change of the region. */
+  function comparable(html) {
+    return html.replace(/(name="csrfmiddlewaretoken" value=")[^"]*"/g, '$1"');
+  }
+
+  /* Make `from` (in the page) look like `to` (parsed from the server) changing only what
+     differs, so the element that has keyboard focus, an opened <details> and a chosen tab stay
+     as they are (a wholesale innerHTML rewrite drops focus to <body>). */
+  function syncAttributes(from, to) {
+    Array.prototype.slice.call(from.attributes).forEach(function (attribute) {
+      /* "open" is the reader's choice on a <details>, not the server's. */
+      if (!to.hasAttribute(attribute.name) && !(attribute.name === "open" && from.tagName === "DETAILS")) {
+        from.removeAttribute(attribute.name);
+      }
+    });
+    Array.prototype.slice.call(to.attributes).forEach(function (attribute) {
+      if (from.getAttribute(attribute.name) !== attribute.value) {
+        from.setAttribute(attribute.name, attribute.value);
+      }
+    });
+  }
+
+  function sameKind(a, b) {
+    if (a.nodeType !== b.nodeType) { return false; }
+    if (a.nodeType !== 1) { return true; }
+    return a.tagName === b.tagName && (a.id || "") === (b.id || "");
+  }
+
+  function morphChildren(from, to) {
+    var a = from.firstChild;
+    var b = to.firstChild;
+    while (b) {
+      var nextB = b.nextSibling;
+      if (!a) {
+        from.appendChild(b);
+      } else {
+        var nextA = a.nextSibling;
+        if (sameKind(a, b)) {
+          if (a.nodeType === 1) {
+            syncAttributes(a, b);
+            morphChildren(a, b);
+          } else if (a.nodeValue !== b.nodeValue) {
+            a.nodeValue = b.nodeValue;
+          }
+        } else {
+          from.replaceChild(b, a);
+        }
+        a = nextA;
+      }
+      b = nextB;
+    }
+    while (a) {
+      var next = a.nextSibling;
+      from.removeChild(a);
+      a = next;
+    }
+  }
+
+  /* Update a region to the server's new rendering, unless nothing changed or the person is
+     typing inside it right now. */
   function swapRegion(id, html, lastHtml) {
     var region = document.getElementById(id);
-    if (!region || html === undefined || lastHtml[id] === html) { return; }
+    if (!region || html === undefined) { return; }
+    var key = comparable(html);
+    if (lastHtml[id] === key) { return; }
     var active = document.activeElement;
     if (active && region.contains(active) && /^(INPUT|TEXTAREA|SELECT)$/.test(active.tagName)) {
       return;
     }
-    region.innerHTML = html;
-    lastHtml[id] = html;
+    var incoming = document.createElement(region.tagName);
+    incoming.innerHTML = html;
+    morphChildren(region, incoming);
+    lastHtml[id] = key;
   }
 
   /* --- copy to clipboard ----------------------------------------------------------------- */
@@ -193,9 +256,62 @@
       text.textContent = option ? (option.getAttribute("data-description") || "") : "";
     }
     form.addEventListener("change", function (event) {
-      if (event.target.matches(".role-row select")) { describeRole(event.target); }
+      if (event.target.matches(".role-row select:not(.resource-picker)")) { describeRole(event.target); }
     });
-    form.querySelectorAll(".role-row select").forEach(describeRole);
+    form.querySelectorAll(".role-row select:not(.resource-picker)").forEach(describeRole);
+
+    /* The resource picker: a pick fills its row's scope (the server does the same without
+       JavaScript); the filter hides the options that do not match, in every row. */
+    form.addEventListener("change", function (event) {
+      if (!event.target.matches(".resource-picker") || !event.target.value) { return; }
+      var row = event.target.closest(".role-row");
+      var scope = row ? row.querySelector("input[name$='-scope']") : null;
+      if (!scope) { return; }
+      scope.value = event.target.value;
+      touched[scope.id] = true;
+      announce("Scope set to " + event.target.options[event.target.selectedIndex].textContent + ".");
+    });
+    var filterField = document.getElementById("resource-filter-field");
+    var filter = document.getElementById("resource-filter");
+    /* The type of a resource id (…/providers/Namespace/type/name), lower-case; "" above one. */
+    function resourceType(id) {
+      var match = /\/providers\/([^/]+\/[^/]+)\/[^/]+$/i.exec(id);
+      return match ? match[1].toLowerCase() : "";
+    }
+    /* A row's picker shows what matches the filter and fits the row's role (as the policy
+       judges it: the role's resource types; a resource group is a broad scope). */
+    function refreshPicker(row) {
+      var picker = row.querySelector(".resource-picker");
+      var roleSelect = row.querySelector("select:not(.resource-picker)");
+      if (!picker) { return; }
+      var chosen = roleSelect && roleSelect.selectedIndex > 0 ? roleSelect.options[roleSelect.selectedIndex] : null;
+      var types = chosen && chosen.getAttribute("data-resource-types") ? chosen.getAttribute("data-resource-types").split(",") : [];
+      var needle = filter ? filter.value.trim().toLowerCase() : "";
+      Array.prototype.forEach.call(picker.querySelectorAll("option"), function (option) {
+        if (!option.value) { return; }
+        var group = option.parentElement && option.parentElement.label ? option.parentElement.label : "";
+        var text = (option.textContent + " " + option.value + " " + group).toLowerCase();
+        var kind = resourceType(option.value);
+        var fits = !chosen || (kind !== "" && (types.length === 0 || types.some(function (t) {
+          return kind === t || kind.indexOf(t + "/") === 0;
+        })));
+        option.hidden = !fits || (needle !== "" && text.indexOf(needle) === -1);
+      });
+    }
+    function refreshPickers() { form.querySelectorAll(".role-row").forEach(refreshPicker); }
+    form.addEventListener("change", function (event) {
+      if (event.target.matches(".role-row select:not(.resource-picker)")) {
+        refreshPicker(event.target.closest(".role-row"));
+      }
+    });
+    if (filterField && filter) {
+      filterField.hidden = false;
+      filter.addEventListener("input", function (event) {
+        event.stopPropagation();  /* not a field of the request: no policy check */
+        refreshPickers();
+      });
+    }
+    refreshPickers();
 
     /* "Add a role" clones the empty row instead of a round trip. */
     var addButton = form.querySelector("[name=add_role]");
@@ -228,6 +344,24 @@
     var quiet = 0;
     if (!url || !delay) { return; }
 
+    /* Each step's status as the page shows it, so every change is announced, not only the
+       first and the last. */
+    var lastSteps = {};
+    root.querySelectorAll("tr[data-step]").forEach(function (row) {
+      lastSteps[row.getAttribute("data-step")] = row.getAttribute("data-step-status");
+    });
+
+    function stepChanges(steps) {
+      var said = [];
+      (steps || []).forEach(function (step) {
+        if (lastSteps[step.label] !== step.status) {
+          lastSteps[step.label] = step.status;
+          said.push(step.label + ": " + step.status + ".");
+        }
+      });
+      return said;
+    }
+
     function poll() {
       fetch(url, { headers: { "Accept": "application/json" }, credentials: "same-origin" })
         .then(function (response) {
@@ -238,14 +372,16 @@
           failures = 0;
           var changed = false;
           Object.keys(data.html || {}).forEach(function (id) {
-            if (lastHtml[id] !== data.html[id]) { changed = true; }
+            if (lastHtml[id] !== comparable(data.html[id])) { changed = true; }
             swapRegion(id, data.html[id], lastHtml);
           });
+          var said = stepChanges(data.steps);
           if (data.status !== lastStatus) {
             lastStatus = data.status;
             root.setAttribute("data-status", data.status);
-            announce(data.summary);
+            said.push(data.summary);
           }
+          if (said.length) { announce(said.join(" ")); }
           /* The server's pace while things move; slower and slower (to 30 s) while nothing
              does, so a tab left open on a pending request costs little. */
           quiet = changed ? 0 : quiet + 1;

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from django.db import connections
 
+from tests.support.axe import AuditedBrowser
 from tests.support.people import PASSWORD
 from tests.support.services import REPO_ROOT, service_missing
 
@@ -61,7 +62,10 @@ def chromium() -> Iterator[Any]:
             browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         except Exception as exc:
             service_missing(f"Chromium at {executable} does not start: {exc}")
-        yield browser
+        # Every context it opens runs axe-core on every page it loads (tests/support/axe.py).
+        audited = AuditedBrowser(browser)
+        yield audited
+        audited.check_open_pages()
         browser.close()
         # The connections opened in Playwright's context would otherwise stay open (PostgreSQL
         # then refuses to drop the test database).
@@ -70,6 +74,13 @@ def chromium() -> Iterator[Any]:
         os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     else:
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    problems = audited.report.problems
+    if problems:
+        pytest.fail(
+            f"axe-core found {len(problems)} serious or critical accessibility violation(s) on "
+            f"the {len(set(audited.report.pages))} page(s) checked:\n" + "\n".join(problems),
+            pytrace=False,
+        )
 
 
 SignIn = Callable[..., Any]
@@ -103,6 +114,7 @@ def sign_in(chromium: Any, live_server: Any) -> Iterator[SignIn]:
         return page
 
     yield open_as
+    chromium.check_open_pages()  # their final state, before the contexts go
     for context in contexts:
         context.close()
 

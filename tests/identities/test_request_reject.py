@@ -36,6 +36,8 @@ def test_rejection_records_the_decision_and_its_audit_row(
         pending_request,
     )
     assert event.data == {"from": "pending", "to": "rejected", "comment": "Use the shared vault."}
+    # What the admin and the logs read: "rejected", not the value with a "d" glued on.
+    assert str(approval) == f"sam rejected #{pending_request.pk}"
 
 
 def test_rejection_without_a_comment_is_refused(

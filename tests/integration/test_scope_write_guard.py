@@ -11,6 +11,7 @@ import pytest
 from identities.audit.actions import AuditAction
 from identities.models import (
     AuditEvent,
+    ChildStatus,
     IdentityRequest,
     RequestedRole,
     RequestStatus,
@@ -80,3 +81,38 @@ def test_a_scope_not_in_its_canonical_spelling_is_refused_at_the_write_and_audit
         entry for entry in sandbox.arm_writes(log_start) if "roleAssignments" in entry["path"]
     ]
     assert role_writes == []
+
+
+def test_azure_answering_another_scope_fails_the_step_without_retry_and_is_audited(
+    sandbox: Sandbox, approved_request: ApprovedRequestFactory
+) -> None:
+    """After the write the engine compares the `scope` Azure returns with the approved one: a
+    different answer fails the step at once (no retry) with an audit row naming both."""
+    identity_request = approved_request(roles=(RoleDraft("Key Vault Secrets User", VAULT_SCOPE),))
+    elsewhere = VAULT_SCOPE.rsplit("/", 1)[0] + "/kv-someone-else"
+    sandbox.emulator.config(role_assignment_answer_scope=elsewhere)
+    log_start = len(sandbox.emulator.requests())
+
+    reconcile_request(identity_request.pk)
+
+    identity_request = IdentityRequest.objects.get(pk=identity_request.pk)
+    assert identity_request.status == RequestStatus.FAILED
+    assert "Azure answered with scope" in identity_request.last_error
+    [role_step] = ProvisioningStep.objects.filter(
+        identity_request=identity_request, key__startswith="role:"
+    )
+    assert role_step.status == StepStatus.FAILED
+    assert role_step.attempts == 1  # refused once, never retried
+    [refused] = AuditEvent.objects.filter(
+        identity_request=identity_request, action=AuditAction.AZURE_ROLE_ASSIGNMENT_REFUSED
+    )
+    assert refused.data["scope"] == VAULT_SCOPE
+    assert refused.data["returned_scope"] == elsewhere
+    role_puts = [
+        entry
+        for entry in sandbox.arm_writes(log_start)
+        if "roleAssignments" in entry["path"] and entry["method"] == "PUT"
+    ]
+    assert len(role_puts) == 1
+    assignment = RoleAssignment.objects.get(identity_request=identity_request)
+    assert assignment.status == ChildStatus.PENDING

@@ -32,3 +32,17 @@ def test_the_rbac_condition_allows_exactly_the_non_privileged_catalog_roles(
         in scopes
     )
     assert all(c[c.index("--assignee-object-id") + 1] == "1111" for c in commands)
+
+
+def test_the_portal_may_read_the_allowed_subscriptions_for_resource_graph(
+    catalog: dict[str, CatalogRole], cluster: Cluster
+) -> None:
+    out = StringIO()
+    call_command("portal_permissions", "--principal-id", "1111", stdout=out)
+    commands = [shlex.split(line) for line in out.getvalue().splitlines() if line.startswith("az")]
+    readers = {
+        c[c.index("--scope") + 1]
+        for c in commands
+        if c[c.index("--role") + 1] == "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+    }
+    assert readers == {f"/subscriptions/{s.lower()}" for s in cluster.allowed_scope_subscriptions}

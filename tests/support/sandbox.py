@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -95,6 +96,21 @@ def sandbox(emulator: Emulator, cluster: Cluster) -> Iterator[Sandbox]:
         PROVISIONING_THROTTLE_BUDGET_SECONDS=30.0,
     ):
         yield Sandbox(emulator=emulator, cluster=cluster, aks=aks)
+
+
+@pytest.fixture
+def resource_graph(emulator: Emulator, tmp_path: Path) -> Iterator[Emulator]:
+    """The existence check on, asking the emulator's Resource Graph (over HTTPS, the real SDK),
+    with an empty lookup cache of its own. Register what should exist with `register_resources`."""
+    cache_folder = {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache"}
+    with override_settings(
+        CACHES={"default": {**cache_folder, "LOCATION": str(tmp_path / "cache")}},
+        AZURE_MODE="emulator",
+        EMULATOR_URL=emulator.url,
+        EMULATOR_STATE_DIR=emulator.state_dir,
+        SCOPE_EXISTENCE_CHECK=True,
+    ):
+        yield emulator
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,6 +10,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from identities.audit.actions import AuditAction
 from identities.audit.selectors import AuditEventFilters, audit_events_visible_to
 from identities.errors import DomainError, NotFoundError, PermissionDeniedError
 from identities.models import DriftState, IdentityStatus, RequestKind
@@ -33,7 +34,7 @@ from web.views.common import (
     query_without_page,
     signed_in_user,
 )
-from web.views.presenters import audit_rows, identity_rows
+from web.views.presenters import audit_rows, cluster_cleanup, identity_gone, identity_rows
 
 PAGE_SIZE = 50
 
@@ -87,8 +88,21 @@ def identity_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "can_add_service_account": may_file and identity.status == IdentityStatus.READY,
             "can_decommission": may_file
             and identity.status in {IdentityStatus.READY, IdentityStatus.FAILED},
-            "decommission_form": DecommissionForm(),
+            # Its own ids: the ServiceAccount form beside it has a justification too.
+            "decommission_form": DecommissionForm(auto_id="decommission-%s"),
             "add_service_account_form": AddServiceAccountForm(),
+            "identity_gone": identity_gone(identity),
+            "cluster_cleanup": cluster_cleanup(
+                identity,
+                audit_events_visible_to(
+                    request.user,
+                    AuditEventFilters(
+                        identity_id=identity.pk, action=AuditAction.KUBE_SERVICE_ACCOUNT_RELEASED
+                    ),
+                )
+                if identity_gone(identity)
+                else [],
+            ),
             # Ownership transfer (web.views.reviews): the team's members may ask for one.
             "can_transfer": identity.status == IdentityStatus.READY
             and is_team_member(request.user, identity.team_id),

@@ -88,6 +88,11 @@ def request_timeline(
             continue
         if event.action == AuditAction.REQUEST_PROVISIONING and (event.data or {}).get("retry"):
             title = "Retry requested"
+        if (
+            event.action == AuditAction.REQUEST_READY
+            and identity_request.kind == RequestKind.DECOMMISSION
+        ):
+            title = "Removed"
         failed = event.action in {
             AuditAction.REQUEST_FAILED,
             AuditAction.REQUEST_REJECTED,
@@ -102,10 +107,11 @@ def request_timeline(
                 detail=_milestone_detail(event),
             )
         )
+    done = "Removed" if identity_request.kind == RequestKind.DECOMMISSION else "Ready"
     upcoming = {
-        RequestStatus.PENDING: ["Approval", "Provisioning", "Ready"],
-        RequestStatus.APPROVED: ["Provisioning", "Ready"],
-        RequestStatus.PROVISIONING: ["Ready"],
+        RequestStatus.PENDING: ["Approval", "Provisioning", done],
+        RequestStatus.APPROVED: ["Provisioning", done],
+        RequestStatus.PROVISIONING: [done],
     }.get(RequestStatus(identity_request.status), [])
     if identity_request.status == RequestStatus.PENDING and identity_request.approvals_required > 1:
         upcoming[0] = f"Approval by {identity_request.approvals_required} different approvers"
@@ -192,6 +198,8 @@ def verification_pending(
         return False
     if identity_request.kind == RequestKind.DECOMMISSION:
         return False
+    if identity_gone(identity_request.identity):
+        return False
     if latest is not None and latest.outcome == "propagating":
         return True
     asked = [e.created_at for e in events if e.action == AuditAction.VERIFICATION_REQUESTED]
@@ -202,6 +210,72 @@ def verification_pending(
         window = timedelta(seconds=getattr(settings, "VERIFY_PROPAGATION_WINDOW_SECONDS", 600))
         return bool(ready_at) and timezone.now() - max(ready_at) < window
     return False
+
+
+# --- decommissioned identities ------------------------------------------------------------------
+
+IDENTITY_STATUSES_GONE = frozenset({IdentityStatus.DECOMMISSIONING, IdentityStatus.DECOMMISSIONED})
+
+
+def identity_gone(identity: Identity | None) -> bool:
+    """Being or already deleted in Azure: nothing to verify, copy or deploy any more."""
+    return identity is not None and identity.status in IDENTITY_STATUSES_GONE
+
+
+@dataclass(frozen=True)
+class ClusterCleanup:
+    """What a team removes from the cluster for one ServiceAccount of a deleted identity."""
+
+    namespace: str
+    service_account: str
+    commands: str
+    portal_applies: bool
+    removed_by_portal: bool
+
+
+def cluster_cleanup(
+    identity: Identity | None, events: Iterable[AuditEvent]
+) -> list[ClusterCleanup]:
+    """One entry per ServiceAccount the identity was federated with, once it is being deleted.
+
+    `events` are audit rows the caller may see; an annotation the portal removed shows as done.
+    """
+    if identity is None or not identity_gone(identity):
+        return []
+    released = {
+        (str(event.data.get("namespace")), str(event.data.get("service_account")))
+        for event in events
+        if event.action == AuditAction.KUBE_SERVICE_ACCOUNT_RELEASED
+        and event.data
+        and event.data.get("annotation_removed")
+    }
+    portal_applies = identity.cluster.apply_service_account
+    seen: set[tuple[str, str]] = set()
+    entries = []
+    for fic in identity.federated_credentials.all():
+        key = (fic.namespace, fic.service_account)
+        if key in seen:
+            continue
+        seen.add(key)
+        commands = "\n".join(
+            (
+                "# Workloads still labelled to get this identity's token injected:",
+                f"kubectl get pods -n {fic.namespace} -l azure.workload.identity/use=true",
+                "# Remove the client-id annotation (or delete the ServiceAccount if unused):",
+                f"kubectl annotate serviceaccount {fic.service_account} -n {fic.namespace} "
+                "azure.workload.identity/client-id-",
+            )
+        )
+        entries.append(
+            ClusterCleanup(
+                namespace=fic.namespace,
+                service_account=fic.service_account,
+                commands=commands,
+                portal_applies=portal_applies,
+                removed_by_portal=key in released,
+            )
+        )
+    return entries
 
 
 # --- what the user may do -------------------------------------------------------------------------
@@ -230,6 +304,7 @@ def request_actions(user: Any, identity_request: IdentityRequest) -> RequestActi
         and may_act,
         verify=identity_request.status == RequestStatus.READY
         and identity_request.kind != RequestKind.DECOMMISSION
+        and not identity_gone(identity)
         and may_act,
         decide=identity_request.status == RequestStatus.PENDING
         and roles.is_approver(user)

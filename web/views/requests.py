@@ -12,6 +12,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from identities.audit.actions import AuditAction
 from identities.audit.selectors import AuditEventFilters, audit_events_visible_to
 from identities.errors import ConflictError
 from identities.handover import handover_document
@@ -24,8 +25,18 @@ from identities.manifests import (
     render_bundle,
     render_one,
 )
-from identities.models import REQUEST_STATUSES_IN_FLIGHT, IdentityRequest, RequestStatus
-from identities.selectors import identity_request_get, identity_requests_visible_to
+from identities.models import (
+    REQUEST_STATUSES_IN_FLIGHT,
+    AuditEvent,
+    IdentityRequest,
+    RequestStatus,
+)
+from identities.next_steps import NextSteps, next_steps
+from identities.selectors import (
+    approval_item,
+    identity_request_get,
+    identity_requests_visible_to,
+)
 from identities.services import identity_request_cancel, identity_request_retry
 from provisioning.selectors import request_steps, request_verifications
 from provisioning.services import verification_enqueue
@@ -41,6 +52,8 @@ from web.views.common import (
 )
 from web.views.presenters import (
     audit_rows,
+    cluster_cleanup,
+    identity_gone,
     provisioning_progress,
     request_actions,
     request_timeline,
@@ -97,6 +110,7 @@ class Handover:
     manifests: list[Manifest]
     bundle_filename: str
     document: Any
+    next_steps: NextSteps
 
 
 MANIFEST_TITLES = {
@@ -116,7 +130,7 @@ def _handover_spec(request: HttpRequest, identity_request: IdentityRequest) -> H
 
 def _handover(request: HttpRequest, identity_request: IdentityRequest) -> Handover | str | None:
     """The hand-over of a ready request; a message when it cannot be built; None before ready."""
-    if identity_request.status != RequestStatus.READY:
+    if identity_request.status != RequestStatus.READY or identity_gone(identity_request.identity):
         return None
     try:
         spec = _handover_spec(request, identity_request)
@@ -135,6 +149,7 @@ def _handover(request: HttpRequest, identity_request: IdentityRequest) -> Handov
         ],
         bundle_filename=f"{stem}.yaml",
         document=handover_document(spec),
+        next_steps=next_steps(spec),
     )
 
 
@@ -171,7 +186,28 @@ def _detail_context(request: HttpRequest, identity_request: IdentityRequest) -> 
         "decommission_form": DecommissionForm(),
         "approvals": list(identity_request.approvals.all()),
         "roles_with_owners": role_owner_notes(identity_request),
+        "identity_gone": identity_gone(identity_request.identity),
+        "cluster_cleanup": cluster_cleanup(
+            identity_request.identity, _released_service_accounts(user, identity_request)
+        ),
+        # The queue's approve/reject form, when the viewer has a decision to make here.
+        "decision": approval_item(user, identity_request),
     }
+
+
+def _released_service_accounts(user: Any, identity_request: IdentityRequest) -> list[AuditEvent]:
+    """The portal's removals of client-id annotations for this request's identity, if deleted."""
+    identity = identity_request.identity
+    if identity is None or not identity_gone(identity):
+        return []
+    return list(
+        audit_events_visible_to(
+            user,
+            AuditEventFilters(
+                identity_id=identity.pk, action=AuditAction.KUBE_SERVICE_ACCOUNT_RELEASED
+            ),
+        )
+    )
 
 
 LIVE_REGIONS = {
@@ -205,8 +241,8 @@ def request_progress(request: HttpRequest, pk: int) -> JsonResponse:
     return JsonResponse(
         {
             "status": identity_request.status,
-            "status_label": identity_request.get_status_display(),
-            "summary": f"Status {identity_request.get_status_display()}. {progress.summary}",
+            "status_label": identity_request.shown_status_label,
+            "summary": f"Status {identity_request.shown_status_label}. {progress.summary}",
             "steps": [dataclasses.asdict(step) for step in progress.steps],
             "verifying": context["verifying"],
             "poll_ms": context["poll_ms"],

@@ -16,6 +16,7 @@ from identities.models import CatalogRole, Cluster
 MANAGED_IDENTITY_CONTRIBUTOR = "e40ec5ca-96e0-45a2-b4ff-59039f2c2b59"
 RBAC_ADMINISTRATOR = "f58310d9-a9f6-439a-9e8d-f62e7b41a168"
 AKS_CLUSTER_USER = "4abbcc35-e782-43d8-92c5-2d3f1bd2253f"
+READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"  # AZURE-FACTS §5
 
 
 def assignable_condition(guids: list[str]) -> str:
@@ -70,6 +71,12 @@ class Command(BaseCommand):
             {s.lower() for c in clusters for s in c.allowed_scope_subscriptions}
         ) or ["$SUBSCRIPTION_ID"]
         for subscription in subscriptions:
+            # Resource Graph answers only for what the caller can read (scope existence, the
+            # ownership tag, the request form's picker: provisioning/resource_graph.py).
+            lines.append(f"# see which resources exist in {subscription} (Azure Resource Graph)")
+            lines.append(
+                shlex.join([*base, "--role", READER, "--scope", f"/subscriptions/{subscription}"])
+            )
             lines.append(
                 f"# assign only the catalog's {len(guids)} non-privileged roles in {subscription}"
             )

@@ -56,8 +56,18 @@ DEMO_RESOURCE_TYPES = (
 
 def demo_resources() -> list[dict[str, Any]]:
     """Each demo team's resource group with a storage account, key vault, Service Bus namespace
-    and Cosmos DB account, tagged with the team (the shape of a Resource Graph row)."""
-    resources: list[dict[str, Any]] = []
+    and Cosmos DB account, tagged with the team (the shape of a Resource Graph row); and in
+    rg-shared, which no team owns, a storage account per team tagged owner-team=<team> (the
+    default OWNERSHIP_TAG): the team's by its tag."""
+    shared = f"/subscriptions/{SANDBOX_SUBSCRIPTION}/resourceGroups/rg-shared"
+    resources: list[dict[str, Any]] = [
+        {
+            "id": f"{shared}/providers/Microsoft.Storage/storageAccounts/stshared{team}",
+            "location": SANDBOX_LOCATION,
+            "tags": {"owner-team": team, "environment": "demo"},
+        }
+        for team in TEAMS
+    ]
     for team in TEAMS:
         group = f"/subscriptions/{SANDBOX_SUBSCRIPTION}/resourceGroups/rg-{team}"
         tags = {"team": team, "environment": "demo"}

@@ -1,0 +1,319 @@
+"""Azure Resource Graph: ``POST /providers/Microsoft.ResourceGraph/resources`` over the inventory.
+
+Shapes from the REST spec (azure-rest-api-specs, specification/resourcegraph/resource-manager/
+Microsoft.ResourceGraph/stable/2022-10-01/resourcegraph.json, operation ``Resources``; the same
+body since 2021-03-01, examples ``ResourcesFirstPageQuery.json`` / ``ResourcesNextPageQuery.json``):
+request ``{"subscriptions": [...], "managementGroups": [...], "query": "<KQL>", "options":
+{"$skipToken", "$top", "$skip", "resultFormat", "allowPartialScopes"}, "facets": [...]}``;
+answer ``{"totalRecords", "count", "resultTruncated", "$skipToken"?, "data", "facets"}`` with
+``data`` a list of objects for ``resultFormat: objectArray`` (the default since 2021-03-01).
+``$top`` is 1..1000 (spec); without it a page holds 100 rows (Learn, "Working with large Azure
+resource data sets": "By default, Resource Graph limits any query to returning only 100
+records"). The skip token is opaque to clients; here it carries the offset and the query's hash.
+
+Rows are the inventory (inventory.rows): ``resources`` holds resources, ``resourcecontainers``
+subscriptions and resource groups (Learn, "Understanding the Azure Resource Graph query
+language": tables; ``union`` combines them). Only the query shapes the portal sends are served,
+parsed strictly (provisioning/resource_graph.py):
+
+    <tables> | where <condition> [| project <columns>] [| order by id asc|desc]
+    tables     := resources | resourcecontainers | resources | union resourcecontainers
+    condition  := or-ed / and-ed comparisons, in parentheses as needed:
+                  id in~ ('a', 'b', ...)   <column> =~ 'v'   <column> == 'v'
+                  tags['key'] =~ 'v'       (columns: id type name subscriptionId resourceGroup
+                  location)
+
+``=~`` and ``in~`` compare case-insensitively, ``==`` exactly (KQL string operators); a tag key
+is looked up exactly, as KQL's dynamic property access is. Anything else is ARM's answer to an
+invalid query: 400 ``BadRequest`` with details ``InvalidQuery`` ("Query is invalid. Please refer
+to the documentation for the Azure Resource Graph service and fix the error before retrying.")
+and the parser's complaint, as quoted in Azure/azure-powershell#13762 and
+scautomation/AzureResourceGraph-Examples#2.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from azure_emulator import armcommon as arm
+from azure_emulator import inventory
+from azure_emulator.context import Context
+from azure_emulator.protocol import (
+    ArmError,
+    Request,
+    Response,
+    Route,
+    json_response,
+    utc_now,
+)
+
+PATH = "/providers/microsoft.resourcegraph/resources"
+TOP_MAX = 1000
+TOP_DEFAULT = 100
+COLUMNS = ("id", "type", "name", "subscriptionId", "resourceGroup", "location", "tags")
+CONTAINER_TYPES = frozenset({inventory.SUBSCRIPTION_TYPE, inventory.RESOURCE_GROUP_TYPE})
+_TOKEN = re.compile(
+    r"\s*(?:(?P<string>'(?:[^'\\]|\\.)*')|(?P<op>=~|==|in~|\||\(|\)|\[|\]|,)"
+    r"|(?P<word>[A-Za-z_][A-Za-z0-9_]*))",
+)
+
+Row = dict[str, Any]
+Predicate = Callable[[Row], bool]
+
+
+class QueryError(ArmError):
+    """Resource Graph's refusal of a query: ARM's envelope with the parser's details."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(400, "BadRequest", problem)
+        self.problem = problem
+
+    def response(self) -> Response:
+        timestamp = utc_now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        payload = {
+            "error": {
+                "code": "BadRequest",
+                "message": "Please provide below info when asking for support: timestamp = "
+                f"{timestamp}, correlationId = {uuid.uuid4()}.",
+                "details": [
+                    {
+                        "code": "InvalidQuery",
+                        "message": "Query is invalid. Please refer to the documentation for the "
+                        "Azure Resource Graph service and fix the error before retrying.",
+                    },
+                    {"code": "UnsupportedQuery", "message": self.problem},
+                ],
+            }
+        }
+        return json_response(400, payload, error_code="InvalidQuery")
+
+
+def route(ctx: Context, request: Request) -> Route | None:
+    if request.path.rstrip("/").lower() != PATH:
+        return None
+    if request.method != "POST":
+        return Route(
+            "arm.method_not_allowed",
+            "arm",
+            lambda: arm.method_not_allowed(request.method),
+            faulty=True,
+        )
+    return Route("graph.query", "arm", lambda: _query(ctx, request), faulty=True)
+
+
+# --- the query language (the portal's shapes only) -------------------------------------------
+
+
+def _tokens(query: str) -> list[tuple[str, str]]:
+    tokens: list[tuple[str, str]] = []
+    position = 0
+    text = query.rstrip()
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if match is None or match.end() == position:
+            raise QueryError(f"Unexpected character at position {position}: {text[position]!r}.")
+        kind = match.lastgroup or ""
+        tokens.append((kind, match.group(kind)))
+        position = match.end()
+    return tokens
+
+
+def _unquote(literal: str) -> str:
+    return re.sub(r"\\(.)", r"\1", literal[1:-1])
+
+
+class _Parser:
+    def __init__(self, query: str) -> None:
+        self.tokens = _tokens(query)
+        self.at = 0
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.at] if self.at < len(self.tokens) else None
+
+    def take(self, kind: str, value: str | None = None) -> str:
+        token = self.peek()
+        if token is None or token[0] != kind or (value is not None and token[1] != value):
+            wanted = value or kind
+            found = token[1] if token else "the end of the query"
+            raise QueryError(f"Expected {wanted!r}, found {found!r}.")
+        self.at += 1
+        return token[1]
+
+    def take_word(self, *allowed: str) -> str:
+        word = self.take("word")
+        if word.lower() not in {a.lower() for a in allowed}:
+            raise QueryError(f"{word!r} is not supported here (supported: {', '.join(allowed)}).")
+        return word.lower()
+
+    def parse(self) -> tuple[set[str], Predicate, tuple[str, ...], bool | None]:
+        tables = {self.take_word("resources", "resourcecontainers")}
+        self.take("op", "|")
+        if self.peek() == ("word", "union"):
+            self.take("word", "union")
+            other = self.take_word("resources", "resourcecontainers")
+            if other in tables:
+                raise QueryError(f"Table {other!r} is named twice.")
+            tables.add(other)
+            self.take("op", "|")
+        self.take_word("where")
+        predicate = self.disjunction()
+        columns: tuple[str, ...] = COLUMNS
+        descending: bool | None = None
+        while self.peek() is not None:
+            self.take("op", "|")
+            operator = self.take_word("project", "order")
+            if operator == "project":
+                columns = self.columns()
+            else:
+                self.take_word("by")
+                self.take_word("id")
+                descending = self.take_word("asc", "desc") == "desc"
+        return tables, predicate, columns, descending
+
+    def columns(self) -> tuple[str, ...]:
+        names = [self.take_word(*COLUMNS)]
+        while self.peek() == ("op", ","):
+            self.take("op", ",")
+            names.append(self.take_word(*COLUMNS))
+        by_lower = {column.lower(): column for column in COLUMNS}
+        return tuple(by_lower[name] for name in names)
+
+    def disjunction(self) -> Predicate:
+        parts = [self.conjunction()]
+        while self.peek() == ("word", "or"):
+            self.take("word", "or")
+            parts.append(self.conjunction())
+        return lambda row: any(part(row) for part in parts)
+
+    def conjunction(self) -> Predicate:
+        parts = [self.comparison()]
+        while self.peek() == ("word", "and"):
+            self.take("word", "and")
+            parts.append(self.comparison())
+        return lambda row: all(part(row) for part in parts)
+
+    def comparison(self) -> Predicate:
+        if self.peek() == ("op", "("):
+            self.take("op", "(")
+            inner = self.disjunction()
+            self.take("op", ")")
+            return inner
+        column = self.take_word(*COLUMNS)
+        if column == "tags":
+            self.take("op", "[")
+            key = _unquote(self.take("string"))
+            self.take("op", "]")
+            self.take("op", "=~")
+            wanted = _unquote(self.take("string")).lower()
+            return lambda row: str((row.get("tags") or {}).get(key, "")).lower() == wanted
+        name = {c.lower(): c for c in COLUMNS}[column]
+        operator = self.take("op")
+        if operator == "in~":
+            self.take("op", "(")
+            values = {_unquote(self.take("string")).lower()}
+            while self.peek() == ("op", ","):
+                self.take("op", ",")
+                values.add(_unquote(self.take("string")).lower())
+            self.take("op", ")")
+            return lambda row: str(row.get(name, "")).lower() in values
+        value = _unquote(self.take("string"))
+        if operator == "=~":
+            return lambda row: str(row.get(name, "")).lower() == value.lower()
+        if operator == "==":
+            return lambda row: str(row.get(name, "")) == value
+        raise QueryError(f"Operator {operator!r} is not supported after {name!r}.")
+
+
+# --- the operation ---------------------------------------------------------------------------
+
+
+def _token_for(offset: int, fingerprint: str) -> str:
+    raw = json.dumps({"offset": offset, "query": fingerprint}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _offset_from(token: str, fingerprint: str) -> int:
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        offset, query = int(decoded["offset"]), decoded["query"]
+    except (ValueError, KeyError, TypeError):
+        raise ArmError(400, "InvalidSkipToken", "The skip token is invalid.") from None
+    if query != fingerprint or offset < 0:
+        raise ArmError(400, "InvalidSkipToken", "The skip token belongs to another query.")
+    return offset
+
+
+def _options(body: dict[str, Any]) -> tuple[int, str | None, int]:
+    options = body.get("options") or {}
+    if not isinstance(options, dict):
+        raise ArmError(400, "InvalidRequestContent", "'options' must be an object.")
+    result_format = options.get("resultFormat", "objectArray")
+    if result_format != "objectArray":
+        raise ArmError(
+            400,
+            "InvalidRequestContent",
+            f"resultFormat {result_format!r} is not served by the emulator (objectArray only).",
+        )
+    top = options.get("$top", TOP_DEFAULT)
+    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= TOP_MAX:
+        raise ArmError(400, "InvalidRequestContent", f"$top must be between 1 and {TOP_MAX}.")
+    skip = options.get("$skip", 0)
+    if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
+        raise ArmError(400, "InvalidRequestContent", "$skip must be 0 or more.")
+    token = options.get("$skipToken")
+    if token is not None and not isinstance(token, str):
+        raise ArmError(400, "InvalidRequestContent", "$skipToken must be a string.")
+    return top, token, skip
+
+
+def _query(ctx: Context, request: Request) -> Response:
+    body = arm.json_object(request)
+    query = body.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise ArmError(400, "InvalidRequestContent", "'query' is required.")
+    if body.get("managementGroups") or body.get("facets"):
+        raise ArmError(
+            400,
+            "InvalidRequestContent",
+            "managementGroups and facets are not served by the emulator.",
+        )
+    subscriptions = body.get("subscriptions")
+    if subscriptions is not None and (
+        not isinstance(subscriptions, list) or not all(isinstance(s, str) for s in subscriptions)
+    ):
+        raise ArmError(400, "InvalidRequestContent", "'subscriptions' must be a list of ids.")
+    for subscription in subscriptions or []:
+        arm.check_subscription(subscription)
+    top, token, skip = _options(body)
+    tables, predicate, columns, descending = _Parser(query).parse()
+    allowed = {s.lower() for s in subscriptions} if subscriptions else None
+    selected = [
+        row
+        for row in inventory.rows(ctx)
+        if ("resourcecontainers" if row["type"] in CONTAINER_TYPES else "resources") in tables
+        and (allowed is None or row["subscriptionId"] in allowed)
+        and predicate(row)
+    ]
+    if descending is not None:
+        selected.sort(key=lambda row: row["id"].lower(), reverse=descending)
+    fingerprint = hashlib.sha256(json.dumps([query, sorted(allowed or [])]).encode()).hexdigest()[
+        :16
+    ]
+    offset = _offset_from(token, fingerprint) if token else skip
+    chunk = selected[offset : offset + top]
+    answer: dict[str, Any] = {
+        "totalRecords": len(selected),
+        "count": len(chunk),
+        "resultTruncated": "false",
+        "data": [{column: row.get(column) for column in columns} for row in chunk],
+        "facets": [],
+    }
+    if offset + top < len(selected):
+        answer["$skipToken"] = _token_for(offset + top, fingerprint)
+    return json_response(200, answer)

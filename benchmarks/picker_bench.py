@@ -1,0 +1,298 @@
+"""The resource picker's latency with 1,000 resources in the emulator's inventory, cache cold
+and warm, beside a bare Resource Graph query in the same run.
+
+    .venv/bin/python benchmarks/picker_bench.py \\
+        [--database-url postgres://postgres@127.0.0.1:5432/bench_picker] \\
+        [--resources 1000] [--cold 30] [--warm 200]
+
+Uses its OWN database (default `bench_picker`, dropped and created again each run; the name
+must contain "bench"), migrated and loaded with the demo data (seed_demo) against an emulator
+the benchmark starts. Then it registers --resources resources in the sandbox subscription: half
+in team payments' resource group rg-payments, 40 % in search's rg-search, 10 % in rg-shared
+(half of those tagged owner-team=payments). In one process with DEBUG off, as alice (payments),
+through Django's test client (server time; the emulator is a real HTTPS process), it times:
+
+- form: GET /requests/new/ (the page with the picker filled from Azure);
+- api: GET /api/v1/resources/ (first page of 50, with the total count);
+- bare: the same Resource Graph query through the gateway (every page), no portal around it.
+
+Cold = the Django cache cleared before each call (so Azure is asked); warm = the answer cached
+(SCOPE_LOOKUP_CACHE_SECONDS). Reports p50/p95 in ms and the SQL queries per call (cold and
+warm, at --resources and at a tenth of it: the count must not depend on the number of
+resources). Writes benchmarks/results/picker.md (--output) and --json PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from common import (
+    DEFAULT_SERVER_URL,
+    ROOT,
+    database_url,
+    drop_database,
+    emulator_portal_env,
+    machine_info,
+    percentile,
+    prepare_database,
+    publish,
+    sandbox_portal,
+    start_emulator,
+)
+
+sys.path.insert(0, str(ROOT))
+SUBSCRIPTION = "00000000-0000-4000-8000-000000000001"  # seed_demo's sandbox subscription
+GROUP = f"/subscriptions/{SUBSCRIPTION}/resourceGroups"
+KINDS = (
+    "Microsoft.KeyVault/vaults",
+    "Microsoft.Storage/storageAccounts",
+    "Microsoft.ServiceBus/namespaces",
+    "Microsoft.DocumentDB/databaseAccounts",
+)
+
+
+def inventory(count: int, prefix: str) -> list[dict[str, Any]]:
+    """`count` resources: 50 % rg-payments, 40 % rg-search, 10 % rg-shared (half tagged for
+    payments)."""
+    rows: list[dict[str, Any]] = []
+    for n in range(count):
+        kind = KINDS[n % len(KINDS)]
+        share = n % 10
+        group = "rg-payments" if share < 5 else "rg-search" if share < 9 else "rg-shared"
+        tags = {"owner-team": "payments"} if group == "rg-shared" and n % 20 == 9 else {}
+        name = f"{prefix}{kind.rsplit('/', 1)[-1][:4].lower()}{n:05}"
+        rows.append(
+            {
+                "id": f"{GROUP}/{group}/providers/{kind}/{name}",
+                "location": "westeurope",
+                "tags": tags,
+            }
+        )
+    return rows
+
+
+def timed(call: Callable[[], Any], before: Callable[[], Any] | None, times: int) -> list[float]:
+    samples: list[float] = []
+    for _ in range(times):
+        if before is not None:
+            before()
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    return {
+        "n": len(samples),
+        "p50_ms": round(percentile(samples, 0.5), 1),
+        "p95_ms": round(percentile(samples, 0.95), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default=database_url(DEFAULT_SERVER_URL, "bench_picker"))
+    parser.add_argument("--resources", type=int, default=1000)
+    parser.add_argument("--cold", type=int, default=30)
+    parser.add_argument("--warm", type=int, default=200)
+    parser.add_argument("--output", default=str(ROOT / "benchmarks/results/picker.md"))
+    parser.add_argument("--json", default="")
+    parser.add_argument("--profile", action="store_true", help="print a profile of a warm form")
+    args = parser.parse_args()
+
+    prepare_database(args.database_url, reseed=True)
+    work = Path(tempfile.mkdtemp(prefix="picker-bench-"))
+    emulator = start_emulator(work / "emulator")
+    try:
+        os.environ.update(emulator_portal_env(emulator, args.database_url, work))
+        os.environ.update(
+            {
+                "DEBUG": "0",
+                "SECRET_KEY": os.environ.get("SECRET_KEY") or uuid.uuid4().hex * 2,
+                "ALLOWED_HOSTS": "testserver,localhost",
+                "SECURE_SSL_REDIRECT": "0",
+                "LOG_LEVEL": "ERROR",
+                "API_THROTTLE_USER": "100000000/min",
+                "SCOPE_EXISTENCE_CHECK": "1",
+                "STATIC_ROOT": str(work / "static"),
+            }
+        )
+        machine = machine_info(database_url=args.database_url)
+        alice, _approver, _cluster = sandbox_portal()
+        from django.core.management import call_command
+
+        call_command("collectstatic", "--no-input", verbosity=0)  # DEBUG off: hashed names
+        data = run(emulator, alice, args)
+        data["machine"] = machine
+        data["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    finally:
+        emulator.stop()
+        drop_database(args.database_url)
+    publish(args.output, report(data, args), args.json, data)
+
+
+def run(emulator: Any, alice: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from django.core.cache import cache
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from identities.models import ResourceGroupOwnership
+    from provisioning.azure import get_gateway
+    from provisioning.resource_graph import team_query
+
+    client = Client()
+    client.force_login(alice)
+    groups = [
+        (sub.lower(), group)
+        for sub, group in ResourceGroupOwnership.objects.filter(team__name="payments").values_list(
+            "subscription_id", "resource_group"
+        )
+    ]
+    query = team_query(groups, "owner-team", "payments")
+
+    def form() -> None:
+        response = client.get("/requests/new/")
+        assert response.status_code == 200, response.status_code
+        assert b'class="resource-picker"' in response.content
+
+    def api() -> int:
+        response = client.get("/api/v1/resources/")
+        assert response.status_code == 200, response.content[:500]
+        return int(response.json()["count"])
+
+    def bare() -> int:
+        gateway, token, rows = get_gateway(), None, 0
+        while True:
+            page = gateway.query_resources(
+                query=query, subscriptions=[SUBSCRIPTION], skip_token=token
+            )
+            rows += len(page.rows)
+            token = page.skip_token
+            if not token:
+                return rows
+
+    def queries(call: Callable[[], Any], *, cold: bool) -> int:
+        if cold:
+            cache.clear()
+        else:
+            call()
+        with CaptureQueriesContext(connection) as captured:
+            call()
+        return len(captured.captured_queries)
+
+    small = max(1, args.resources // 10)
+    emulator.control("POST", "resources", {"resources": inventory(small, "s")})
+    query_counts: dict[str, dict[str, int]] = {
+        f"{name}-{state}": {str(small): queries(call, cold=state == "cold")}
+        for name, call in (("form", form), ("api", api))
+        for state in ("cold", "warm")
+    }
+    emulator.control("POST", "resources", {"resources": inventory(args.resources - small, "l")})
+    listed = bare()
+    for name, call in (("form", form), ("api", api)):
+        for state in ("cold", "warm"):
+            query_counts[f"{name}-{state}"][str(args.resources)] = queries(
+                call, cold=state == "cold"
+            )
+    api_count = api()
+
+    from django.test import override_settings
+
+    def form_without_picker() -> None:
+        with override_settings(SCOPE_EXISTENCE_CHECK=False):
+            response = client.get("/requests/new/")
+        assert response.status_code == 200, response.status_code
+
+    if args.profile:
+        import cProfile
+        import pstats
+
+        form()
+        profiler = cProfile.Profile()
+        profiler.runcall(form)
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+
+    results = {
+        "bare": summary(timed(bare, None, args.cold)),
+        "form-off": summary(timed(form_without_picker, None, args.warm)),
+        "form-cold": summary(timed(form, cache.clear, args.cold)),
+        "api-cold": summary(timed(api, cache.clear, args.cold)),
+        "form-warm": summary(timed(form, None, args.warm)),
+        "api-warm": summary(timed(api, None, args.warm)),
+    }
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "resources": args.resources,
+        "listed_for_payments": listed,
+        "api_count": api_count,
+        "results": results,
+        "sql_queries": query_counts,
+        "graph_queries_in_log": sum(
+            1 for entry in emulator.log() if entry.get("op") == "graph.query"
+        ),
+    }
+
+
+def report(data: dict[str, Any], args: argparse.Namespace) -> str:
+    results = data["results"]
+    lines = [
+        "# Resource picker latency",
+        "",
+        f"Run {data['date']} on {data['machine']['cpu_model']} "
+        f"({data['machine']['cpus']} cores, Python {data['machine']['python']}, PostgreSQL "
+        f"{data['machine']['postgresql']}); load average {data['machine']['load_average']} at "
+        f"the start, {data['load_average_end']} at the end.",
+        "",
+        "Command: `.venv/bin/python benchmarks/picker_bench.py "
+        f"--resources {args.resources} --cold {args.cold} --warm {args.warm}`",
+        "",
+        f"{data['resources']} resources in the emulator's inventory (plus the demo data); team "
+        f"payments may use {data['listed_for_payments']} of them (its resource group and the "
+        f"ones tagged for it), the API's `count` says {data['api_count']}.",
+        "",
+        "| what | cache | calls | p50 ms | p95 ms |",
+        "|---|---|---|---|---|",
+        "| bare Resource Graph query (gateway, every page) | n/a | "
+        f"{results['bare']['n']} | {results['bare']['p50_ms']} | {results['bare']['p95_ms']} |",
+        "| GET /requests/new/ with the lookups off (no picker: the page's own cost) | n/a | "
+        f"{results['form-off']['n']} | {results['form-off']['p50_ms']} | "
+        f"{results['form-off']['p95_ms']} |",
+    ]
+    for name, label in (("form", "GET /requests/new/"), ("api", "GET /api/v1/resources/")):
+        for state in ("cold", "warm"):
+            row = results[f"{name}-{state}"]
+            lines.append(f"| {label} | {state} | {row['n']} | {row['p50_ms']} | {row['p95_ms']} |")
+    lines += [
+        "",
+        "SQL queries per call, at a tenth of the resources and at all of them (constant in the "
+        "number of resources):",
+        "",
+        "| call | " + " | ".join(f"{n} resources" for n in data["sql_queries"]["api-warm"]) + " |",
+        "|---|" + "---|" * len(data["sql_queries"]["api-warm"]),
+    ]
+    for key, counts in data["sql_queries"].items():
+        lines.append(f"| {key} | " + " | ".join(str(v) for v in counts.values()) + " |")
+    lines += [
+        "",
+        "Cold: the Django cache cleared before each call, so the portal asks Resource Graph "
+        "(one query, paged by 1,000 rows) and builds the list; warm: Azure's answer comes from "
+        "the cache (SCOPE_LOOKUP_CACHE_SECONDS). The bare query is the floor of a cold call. "
+        "The form page also renders the picker once per role row (one here).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

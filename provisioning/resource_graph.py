@@ -1,0 +1,163 @@
+"""What exists in Azure, from Azure Resource Graph: the lookups behind `identities.scope_lookup`.
+
+Two query shapes, and only these (the emulator serves exactly them, see
+azure_emulator/resourcegraph.py):
+
+- existence: ``resources | union resourcecontainers | where id in~ ('<id>', ...) | project
+  <columns>``: subscriptions and resource groups are rows of ``resourcecontainers``, resources of
+  ``resources`` (Learn: "Understanding the Azure Resource Graph query language", tables and the
+  `union` operator);
+- a team's resources: the same tables ``| where (subscriptionId =~ '<sub>' and resourceGroup =~
+  '<group>') or ... or tags['<OWNERSHIP_TAG>'] =~ '<team>' | project <columns> | order by id asc``.
+
+Every answer is paged with `$skipToken` and cached in the Django cache for
+SCOPE_LOOKUP_CACHE_SECONDS (per id for existence, absence included; per team and owned groups for
+the picker). Any failure to ask (outage, throttling, no credential) is ScopeLookupUnavailable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from azure.core.exceptions import AzureError
+from django.conf import settings
+from django.core.cache import cache
+
+from identities.scope_lookup import AzureResource, ScopeLookupUnavailable
+from identities.validators import canonical_arm_id
+from provisioning.azure import get_gateway, subscription_of
+from provisioning.errors import GatewayError
+
+COLUMNS = "id, type, name, subscriptionId, resourceGroup, location, tags"
+TABLES = "resources | union resourcecontainers"
+PAGE_SIZE = 1000  # Resource Graph's largest $top
+IDS_PER_QUERY = 100
+MAX_PAGES = 200  # 200,000 rows: a team's picker list, far past anything reasonable
+_CACHE_PREFIX = "resource-graph:v1:"
+
+
+def kql_string(value: str) -> str:
+    """A KQL string literal (single quotes; backslash escapes)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def existence_query(ids: Sequence[str]) -> str:
+    listed = ", ".join(kql_string(resource_id) for resource_id in ids)
+    return f"{TABLES} | where id in~ ({listed}) | project {COLUMNS}"
+
+
+def team_query(groups: Sequence[tuple[str, str]], tag: str, team: str) -> str:
+    clauses = [
+        f"(subscriptionId =~ {kql_string(sub)} and resourceGroup =~ {kql_string(group)})"
+        for sub, group in groups
+    ]
+    clauses.append(f"tags[{kql_string(tag)}] =~ {kql_string(team)}")
+    return f"{TABLES} | where {' or '.join(clauses)} | project {COLUMNS} | order by id asc"
+
+
+def _resource(row: Mapping[str, Any]) -> AzureResource:
+    tags = row.get("tags")
+    return AzureResource(
+        id=canonical_arm_id(str(row.get("id", ""))),
+        type=str(row.get("type", "")),
+        name=str(row.get("name", "")),
+        subscription_id=str(row.get("subscriptionId", "")).lower(),
+        resource_group=str(row.get("resourceGroup") or ""),
+        location=str(row.get("location") or ""),
+        tags={str(k): str(v) for k, v in tags.items()} if isinstance(tags, dict) else {},
+    )
+
+
+def _as_cached(resource: AzureResource) -> dict[str, Any]:
+    return {
+        "id": resource.id,
+        "type": resource.type,
+        "name": resource.name,
+        "subscription_id": resource.subscription_id,
+        "resource_group": resource.resource_group,
+        "location": resource.location,
+        "tags": dict(resource.tags),
+    }
+
+
+def _from_cached(data: Mapping[str, Any]) -> AzureResource:
+    return AzureResource(**{**data, "tags": dict(data["tags"])})
+
+
+def _query_all(query: str, subscriptions: Sequence[str]) -> list[AzureResource]:
+    """Every page of `query`; ScopeLookupUnavailable when Azure cannot be asked."""
+    found: list[AzureResource] = []
+    skip_token: str | None = None
+    try:
+        gateway = get_gateway()
+        for _ in range(MAX_PAGES):
+            page = gateway.query_resources(
+                query=query,
+                subscriptions=sorted(set(subscriptions)),
+                skip_token=skip_token,
+                top=PAGE_SIZE,
+            )
+            found += [_resource(row) for row in page.rows]
+            skip_token = page.skip_token
+            if not skip_token:
+                break
+    except (GatewayError, AzureError) as error:
+        raise ScopeLookupUnavailable(f"Azure Resource Graph could not be asked: {error}") from error
+    return found
+
+
+def _key(*parts: str) -> str:
+    return _CACHE_PREFIX + hashlib.sha256("|".join(parts).lower().encode()).hexdigest()
+
+
+def lookup(ids: Sequence[str]) -> dict[str, AzureResource]:
+    """The rows of the `ids` that exist, keyed by lower-cased id (cached, absence too)."""
+    wanted = sorted({resource_id.lower(): resource_id for resource_id in ids}.items())
+    keys = {lower: _key("exists", lower) for lower, _ in wanted}
+    cached = cache.get_many(list(keys.values()))
+    found: dict[str, AzureResource] = {}
+    missing: list[str] = []
+    for lower, original in wanted:
+        entry = cached.get(keys[lower])
+        if entry is None:
+            missing.append(original)
+        elif entry["exists"]:
+            found[lower] = _from_cached(entry["row"])
+    for start in range(0, len(missing), IDS_PER_QUERY):
+        chunk = missing[start : start + IDS_PER_QUERY]
+        rows = {
+            row.id.lower(): row
+            for row in _query_all(existence_query(chunk), [subscription_of(i) for i in chunk])
+        }
+        fresh: dict[str, Any] = {}
+        for resource_id in chunk:
+            row = rows.get(resource_id.lower())
+            fresh[keys[resource_id.lower()]] = (
+                {"exists": True, "row": _as_cached(row)} if row else {"exists": False}
+            )
+            if row is not None:
+                found[resource_id.lower()] = row
+        cache.set_many(fresh, timeout=settings.SCOPE_LOOKUP_CACHE_SECONDS)
+    return found
+
+
+def team_resources(
+    groups: Sequence[tuple[str, str]], team: str, subscriptions: Sequence[str]
+) -> list[AzureResource]:
+    """The team's resource groups, what is in them and what is tagged OWNERSHIP_TAG=<team>, in
+    `subscriptions`, by id (one paged query, cached)."""
+    if not subscriptions:
+        return []
+    key = _key("team", team, settings.OWNERSHIP_TAG, json.dumps(sorted(groups)), *subscriptions)
+    cached = cache.get(key)
+    if cached is not None:
+        return [_from_cached(row) for row in cached]
+    rows = _query_all(team_query(groups, settings.OWNERSHIP_TAG, team), subscriptions)
+    allowed = {sub.lower() for sub in subscriptions}
+    # Subscriptions themselves are never a team's (and never a picker entry).
+    rows = [row for row in rows if row.resource_group and row.subscription_id in allowed]
+    cache.set(key, [_as_cached(row) for row in rows], timeout=settings.SCOPE_LOOKUP_CACHE_SECONDS)
+    return rows
