@@ -475,3 +475,127 @@ ME = _response(
         },
     },
 )
+
+# --- access reviews and ownership transfers ----------------------------------------------------
+
+CAMPAIGN = {
+    "id": 3,
+    "name": "Q4 recertification",
+    "status": "open",
+    "opened_by": "sam",
+    "opened_at": CREATED,
+    "due_at": "2026-12-15T17:00:00Z",
+    "grace_days": 7,
+    "revoke_when_overdue": True,
+    "filter_team": None,
+    "filter_role": None,
+    "privileged_only": False,
+    "item_count": 1240,
+    "snapshot_sha256": "5f1d0c6e0b8a9d2c4e7f1a3b5c7d9e0f2a4b6c8d0e1f3a5b7c9d1e3f5a7b9c0d",
+    "closed_at": None,
+}
+CAMPAIGN_OPEN_INPUT = _request_only(
+    "open",
+    {
+        "name": "Q4 recertification",
+        "due_at": "2026-12-15T17:00:00Z",
+        "grace_days": 7,
+        "revoke_when_overdue": True,
+        "privileged_only": False,
+    },
+    "Every live identity, revoked 7 days after the due date if not attested",
+)
+CAMPAIGN_OUT = _response("campaign", CAMPAIGN)
+CAMPAIGN_CREATED = _response("campaign", CAMPAIGN, status=201)
+CAMPAIGN_LIST = _response("campaigns", _page([CAMPAIGN]))
+CAMPAIGN_DETAIL = _response(
+    "campaign with progress",
+    {
+        **CAMPAIGN,
+        "progress": {
+            "total": 1240,
+            "done": 310,
+            "percent": 25,
+            "escalated": 0,
+            "counts": {
+                "keep": 280,
+                "reduce": 20,
+                "remove": 10,
+                "revoked": 0,
+                "awaiting_second": 4,
+                "pending": 926,
+            },
+            "teams": [
+                {"team": "payments", "total": 12, "done": 9, "counts": {"keep": 9, "pending": 3}}
+            ],
+        },
+    },
+)
+REVIEW_ITEM = {
+    "id": 9120,
+    "campaign": 3,
+    "identity_id": 7,
+    "identity": IDENTITY_NAME,
+    "team": "payments",
+    "roles": [{"role": "Key Vault Secrets User", "scope": VAULT_SCOPE, "privileged": False}],
+    "privileged": False,
+    "state": "decided",
+    "decision": "keep",
+    "decided_at": UPDATED,
+    "escalated_at": None,
+    "revoked_at": None,
+    "follow_up_request": None,
+    "attestations": [
+        {
+            "attester": "alice",
+            "decision": "keep",
+            "comment": "Checkout still reads its secrets.",
+            "as_security": False,
+            "time": UPDATED,
+            "audit_row_id": 1907,
+            "audit_row_hash": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        }
+    ],
+}
+REVIEW_ITEMS = _response("items", _page([REVIEW_ITEM]))
+ATTEST_INPUT = _request_only(
+    "keep", {"decision": "keep", "comment": "Checkout still reads its secrets."}
+)
+EVIDENCE_JSONL = _response(
+    "JSON Lines",
+    '{"campaign":3,"item":9120,"identity":"aks-prod-payments-checkout","team":"payments",'
+    '"roles":["Key Vault Secrets User"],"scopes":["/subscriptions/…/vaults/kv-payments"],'
+    '"attester":"alice","decision":"keep","as_security":false,"time":"2026-11-23T10:21:47Z",'
+    '"audit_row_id":1907,"audit_row_hash":"e3b0…","item_state":"decided"}\n',
+    media_type="application/jsonl",
+)
+EVIDENCE_CSV = _response(
+    "CSV",
+    "campaign,item,identity,team,roles,scopes,attester,decision,as_security,time,audit_row_id,"
+    "audit_row_hash,item_state\n3,9120,aks-prod-payments-checkout,payments,Key Vault Secrets "
+    "User,/subscriptions/…/vaults/kv-payments,alice,keep,False,2026-11-23T10:21:47Z,1907,"
+    "e3b0…,decided\n",
+    media_type="text/csv",
+)
+TRANSFER = {
+    "id": 5,
+    "identity_id": 7,
+    "identity": IDENTITY_NAME,
+    "from_team": "payments",
+    "to_team": "search",
+    "requested_by": "alice",
+    "justification": "Search runs checkout from now on.",
+    "status": "awaiting_consent",
+    "consented_by": None,
+    "decided_by": None,
+    "comment": "",
+    "created_at": CREATED,
+}
+TRANSFER_INPUT = _request_only(
+    "transfer",
+    {"identity": 7, "to_team": "search", "justification": "Search runs checkout from now on."},
+)
+TRANSFER_OUT = _response("transfer", TRANSFER)
+TRANSFER_LIST = _response("transfers", _page([TRANSFER]))
+TRANSFER_APPROVE_INPUT = _request_only("approve", {"comment": "Both teams agree."})
+TRANSFER_REJECT_INPUT = _request_only("reject", {"comment": "Search does not run checkout."})

@@ -13,6 +13,7 @@ from api.views import (
     pipeline,
     requests,
     resources,
+    reviews,
     tokens,
 )
 
@@ -101,6 +102,62 @@ urlpatterns = [
         "identities/<int:pk>/repair/",
         identities.IdentityRepairView.as_view(),
         name="identity-repair",
+    ),
+    path("access-reviews/", reviews.CampaignCollectionView.as_view(), name="access-review-list"),
+    path(
+        "access-reviews/<int:pk>/",
+        reviews.CampaignDetailView.as_view(),
+        name="access-review-detail",
+    ),
+    path(
+        "access-reviews/<int:pk>/close/",
+        reviews.CampaignCloseView.as_view(),
+        name="access-review-close",
+    ),
+    path(
+        "access-reviews/<int:pk>/items/",
+        reviews.CampaignItemsView.as_view(),
+        name="access-review-items",
+    ),
+    path(
+        "access-reviews/<int:pk>/evidence/",
+        reviews.EvidenceView.as_view(),
+        name="access-review-evidence",
+    ),
+    path(
+        "access-reviews/items/<int:pk>/attest/",
+        reviews.ItemAttestView.as_view(),
+        name="access-review-item-attest",
+    ),
+    path(
+        "ownership-transfers/",
+        reviews.TransferCollectionView.as_view(),
+        name="ownership-transfer-list",
+    ),
+    path(
+        "ownership-transfers/<int:pk>/",
+        reviews.TransferDetailView.as_view(),
+        name="ownership-transfer-detail",
+    ),
+    path(
+        "ownership-transfers/<int:pk>/consent/",
+        reviews.TransferConsentView.as_view(),
+        name="ownership-transfer-consent",
+    ),
+    path(
+        "ownership-transfers/<int:pk>/approve/",
+        reviews.TransferApproveView.as_view(),
+        name="ownership-transfer-approve",
+    ),
+    path(
+        "ownership-transfers/<int:pk>/reject/",
+        reviews.TransferRejectView.as_view(),
+        name="ownership-transfer-reject",
+    ),
+    path(
+        "ownership-transfers/<int:pk>/cancel/",
+        reviews.TransferCancelView.as_view(),
+        name="ownership-transfer-cancel",
     ),
     path("clusters/", catalog.ClusterListView.as_view(), name="cluster-list"),
     path(

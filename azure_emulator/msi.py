@@ -178,6 +178,11 @@ def _get(ctx: Context, request: Request, sub: str, rg: str, name: str) -> Respon
 
 
 def _patch(ctx: Context, request: Request, sub: str, rg: str, name: str) -> Response:
+    # UserAssignedIdentities_Update: PATCH with an `IdentityUpdate` body whose `tags`, when
+    # given, become the identity's tags; answered 200 with the whole identity. Source: spec
+    # specification/msi/resource-manager/Microsoft.ManagedIdentity/stable/2024-11-30/
+    # ManagedIdentity.json and its example IdentityUpdate.json (request {"location", "tags"},
+    # response 200 with the new tags); the ownership transfer's tag update relies on it.
     arm.check_subscription(sub)
     body = arm.json_object(request)
     tags = _tags(body)

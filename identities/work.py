@@ -24,6 +24,10 @@ class Work(StrEnum):
     REPAIR = "provisioning.repair_identity"
     CHECK_IDENTITY_DRIFT = "provisioning.check_identity_drift"
     VERIFY_AUDIT_CHAIN = "identities.verify_audit_chain"
+    # An overdue access review revoked an identity's role assignments (marked `removing`).
+    REVOKE_ROLES = "provisioning.revoke_role_assignments"
+    # An identity's tags changed (ownership transfer): write them to Azure.
+    UPDATE_TAGS = "provisioning.update_identity_tags"
 
 
 Sender = Callable[[Work, tuple[object, ...]], object]

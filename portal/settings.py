@@ -419,6 +419,8 @@ HEARTBEAT_INTERVAL_SECONDS = env_int("HEARTBEAT_INTERVAL_SECONDS", 60)
 WORKER_HEARTBEAT_STALE_SECONDS = env_int(
     "WORKER_HEARTBEAT_STALE_SECONDS", 3 * HEARTBEAT_INTERVAL_SECONDS
 )
+# Access reviews: how often overdue items are escalated and, past the grace period, revoked.
+ACCESS_REVIEW_SWEEP_SECONDS = env_int("ACCESS_REVIEW_SWEEP_SECONDS", 3600)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "worker-heartbeat": {
         "task": "portal.tasks.heartbeat",
@@ -439,6 +441,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "anchor-audit-chain": {
         "task": "identities.anchor_audit_chain",
         "schedule": float(AUDIT_ANCHOR_INTERVAL_SECONDS),
+    },
+    "sweep-access-reviews": {
+        "task": "provisioning.sweep_access_reviews",
+        "schedule": float(ACCESS_REVIEW_SWEEP_SECONDS),
     },
     "purge-idempotency-records": {
         "task": "portal.tasks.purge_idempotency_records",

@@ -39,7 +39,7 @@ from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.msi import ManagedServiceIdentityClient
-from azure.mgmt.msi.models import FederatedIdentityCredential, Identity
+from azure.mgmt.msi.models import FederatedIdentityCredential, Identity, IdentityUpdate
 from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 from django.conf import settings
@@ -387,6 +387,17 @@ class AzureGateway:
         with _azure(f"create managed identity {name}"):
             model, response = self.msi(subscription_id).user_assigned_identities.create_or_update(
                 resource_group, name, Identity(location=location, tags=tags), cls=_with_response
+            )
+        return _identity_state(model), _call_result(response)
+
+    def update_identity_tags(
+        self, *, subscription_id: str, resource_group: str, name: str, tags: dict[str, str]
+    ) -> tuple[IdentityState, CallResult]:
+        """PATCH the identity's tags (UserAssignedIdentities_Update, msi 2024-11-30): the given
+        tags replace the identity's; nothing else about it changes."""
+        with _azure(f"update tags of managed identity {name}"):
+            model, response = self.msi(subscription_id).user_assigned_identities.update(
+                resource_group, name, IdentityUpdate(tags=tags), cls=_with_response
             )
         return _identity_state(model), _call_result(response)
 

@@ -201,6 +201,37 @@ def repair(
     )
 
 
+def revoke(identity: Identity, *, gateway: AzureGateway | None = None) -> None:
+    """Delete the role assignments an access review marked `removing`; the identity and its
+    credentials stay. Each delete is idempotent (gone is done); steps go on the origin request."""
+    gateway = gateway or get_gateway()
+    origin = services.origin_request(identity=identity)
+    _run_all(
+        delete_role_assignment(origin, assignment, gateway)
+        for assignment in services.removing_role_assignments(identity=identity)
+    )
+
+
+def update_tags(identity: Identity, *, gateway: AzureGateway | None = None) -> None:
+    """Write the identity's tags to Azure (PATCH), as the portal holds them now."""
+    gateway = gateway or get_gateway()
+    origin = services.origin_request(identity=identity)
+
+    def patch() -> tuple[None, str]:
+        state, call = gateway.update_identity_tags(
+            subscription_id=identity.subscription_id,
+            resource_group=identity.resource_group,
+            name=identity.name,
+            tags=dict(identity.tags),
+        )
+        services.identity_record_tags(
+            identity_request=origin, identity=identity, state=state, call=call
+        )
+        return None, call.request_id
+
+    Step(origin, f"tags:{identity.team_id}", f"Update tags of {identity.name}", patch).run()
+
+
 def _close_recorded_steps(identity_request: IdentityRequest, identity: Identity) -> None:
     """A run killed after recording a write on its row but before closing the step left the
     step `running`; this run skips that row (no longer pending), so close the step here."""

@@ -119,6 +119,19 @@ def recorded_step_keys(*, identity_request: IdentityRequest, identity: Identity)
     return [f"{fic_key}{name}" for name in fics] + [f"{role_key}{pk}" for pk in roles]
 
 
+def origin_request(*, identity: Identity) -> IdentityRequest:
+    """The request that created `identity`: later work on it (repair, revoke, tags) records its
+    steps there, so the identity's progress view shows them."""
+    origin = (
+        IdentityRequest.objects.filter(identity=identity, kind=RequestKind.NEW)
+        .order_by("created_at")
+        .first()
+    )
+    if origin is None:
+        raise ValueError(f"identity {identity.name} has no originating request")
+    return origin
+
+
 def removing_role_assignments(*, identity: Identity) -> QuerySet[RoleAssignment]:
     return identity.role_assignments.filter(status=ChildStatus.REMOVING).select_related("role")
 
@@ -206,6 +219,20 @@ def identity_record_outputs(
             tenant_id=state.tenant_id,
             tags=state.tags,
         ),
+    )
+
+
+@transaction.atomic
+def identity_record_tags(
+    *, identity_request: IdentityRequest, identity: Identity, state: IdentityState, call: CallResult
+) -> None:
+    """Azure holds the identity's new tags (after an ownership transfer)."""
+    audit_record(
+        actor=None,
+        action=AuditAction.AZURE_IDENTITY_UPDATED,
+        identity_request=identity_request,
+        identity=identity,
+        data=_azure_data(call, resource_id=state.resource_id, tags=state.tags),
     )
 
 

@@ -22,7 +22,13 @@ from identities.models import (
     RequestKind,
     RequestStatus,
 )
-from identities.services import audit_chain_check_run, audit_chain_check_start
+from identities.selectors.reviews import identities_awaiting_revoke
+from identities.services import (
+    access_reviews_escalate_overdue,
+    access_reviews_revoke_overdue,
+    audit_chain_check_run,
+    audit_chain_check_start,
+)
 from identities.work import Work, enqueue
 from provisioning import drift, metrics, reconcile, release, sweeper, verification
 from provisioning.errors import GatewayError
@@ -127,6 +133,39 @@ def check_identity_drift(identity_id: int) -> None:
         # The hourly check tries again; the state stays as it was.
         metrics.drift_recorded(result="error", finding_kinds=[])
         logger.warning("drift check of %s failed: %s", identity.name, error.describe())
+
+
+@shared_task(name="provisioning.revoke_role_assignments")
+def revoke_role_assignments(identity_id: int) -> None:
+    """Delete the role assignments an overdue access review revoked (the identity stays)."""
+    identity = Identity.objects.filter(pk=identity_id, status=Identity.Status.READY).first()
+    if identity is None:
+        return
+    try:
+        reconcile.revoke(identity)
+    except GatewayError as error:  # the access review sweep sends it again
+        logger.warning("revoke for %s failed: %s", identity.name, error.describe())
+
+
+@shared_task(name="provisioning.update_identity_tags")
+def update_identity_tags(identity_id: int) -> None:
+    """PATCH an identity's tags in Azure after they changed in the portal (team transfer)."""
+    identity = Identity.objects.filter(pk=identity_id, status=Identity.Status.READY).first()
+    if identity is None:
+        return
+    reconcile.update_tags(identity)
+
+
+@shared_task(name="provisioning.sweep_access_reviews")
+def sweep_access_reviews() -> dict[str, object]:
+    """Scheduled: escalate overdue review items, revoke those past their grace period (where
+    the campaign says so), and re-send revocations Azure has not finished."""
+    escalated = access_reviews_escalate_overdue()
+    revoked = set(access_reviews_revoke_overdue())
+    resent = [pk for pk in identities_awaiting_revoke() if pk not in revoked]
+    for identity_id in resent:
+        revoke_role_assignments.delay(identity_id)
+    return {"escalated": escalated, "revoked": sorted(revoked), "resent": resent}
 
 
 @shared_task(name="provisioning.check_drift")

@@ -3,6 +3,7 @@
 from django.urls import path
 
 from web import views
+from web.views import reviews
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -35,6 +36,17 @@ urlpatterns = [
         views.identity_add_service_account,
         name="identity_add_service_account",
     ),
+    path("identities/<int:pk>/transfer/", reviews.identity_transfer, name="identity_transfer"),
+    path("access-reviews/", reviews.review_list, name="review_list"),
+    path("access-reviews/<int:pk>/", reviews.review_detail, name="review_detail"),
+    path("access-reviews/<int:pk>/close/", reviews.review_close, name="review_close"),
+    path("access-reviews/<int:pk>/evidence/", reviews.review_evidence, name="review_evidence"),
+    path("access-reviews/items/<int:pk>/attest/", reviews.review_attest, name="review_attest"),
+    path("transfers/", reviews.transfer_list, name="transfer_list"),
+    path("transfers/<int:pk>/consent/", reviews.transfer_consent, name="transfer_consent"),
+    path("transfers/<int:pk>/approve/", reviews.transfer_approve, name="transfer_approve"),
+    path("transfers/<int:pk>/reject/", reviews.transfer_reject, name="transfer_reject"),
+    path("transfers/<int:pk>/cancel/", reviews.transfer_cancel, name="transfer_cancel"),
     path("tokens/", views.api_tokens, name="api_tokens"),
     path("tokens/<int:pk>/revoke/", views.api_token_revoke_view, name="api_token_revoke"),
 ]

@@ -37,6 +37,20 @@ class AuditAction(StrEnum):
     IDENTITY_REPAIR_REQUESTED = "identity.repair_requested"
     IDENTITY_DRIFT_DETECTED = "identity.drift_detected"
     IDENTITY_DRIFT_CLEARED = "identity.drift_cleared"
+    IDENTITY_TEAM_CHANGED = "identity.team_changed"  # an ownership transfer completed
+    # Access reviews: one row per campaign opened (item count + snapshot hash), per attestation,
+    # per escalation sweep of a campaign, per item revoked when overdue, per campaign closed.
+    ACCESS_REVIEW_OPENED = "access_review.opened"
+    ACCESS_REVIEW_ATTESTED = "access_review.attested"
+    ACCESS_REVIEW_ESCALATED = "access_review.escalated"
+    ACCESS_REVIEW_REVOKED = "access_review.revoked"
+    ACCESS_REVIEW_CLOSED = "access_review.closed"
+    # Ownership transfers of an identity to another team.
+    TRANSFER_REQUESTED = "ownership_transfer.requested"
+    TRANSFER_CONSENTED = "ownership_transfer.consented"
+    TRANSFER_APPROVED = "ownership_transfer.approved"
+    TRANSFER_REJECTED = "ownership_transfer.rejected"
+    TRANSFER_CANCELLED = "ownership_transfer.cancelled"
     # Azure writes the workers made (each with its x-ms-request-id).
     AZURE_IDENTITY_CREATED = "azure.identity.created"
     AZURE_IDENTITY_UPDATED = "azure.identity.updated"

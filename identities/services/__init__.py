@@ -26,6 +26,20 @@ from identities.services.requests import (
     identity_request_reject,
     identity_request_retry,
 )
+from identities.services.reviews import (
+    access_review_attest,
+    access_review_close,
+    access_review_open,
+    access_reviews_escalate_overdue,
+    access_reviews_revoke_overdue,
+)
+from identities.services.transfers import (
+    ownership_transfer_approve,
+    ownership_transfer_cancel,
+    ownership_transfer_consent,
+    ownership_transfer_reject,
+    ownership_transfer_request,
+)
 from identities.services.worker import (
     identity_request_mark_failed,
     identity_request_mark_provisioning,
@@ -33,6 +47,11 @@ from identities.services.worker import (
 )
 
 __all__ = [
+    "access_review_attest",
+    "access_review_close",
+    "access_review_open",
+    "access_reviews_escalate_overdue",
+    "access_reviews_revoke_overdue",
     "audit_chain_check_enqueue_failed",
     "audit_chain_check_run",
     "audit_chain_check_start",
@@ -49,6 +68,11 @@ __all__ = [
     "identity_request_reject",
     "identity_request_retry",
     "namespace_grant",
+    "ownership_transfer_approve",
+    "ownership_transfer_cancel",
+    "ownership_transfer_consent",
+    "ownership_transfer_reject",
+    "ownership_transfer_request",
     "team_member_add",
     "team_member_remove",
     "user_directory_sync",

@@ -153,6 +153,14 @@ def identity_request_decommission_create(
 ) -> IdentityRequest:
     """File a request to remove `identity` (its role assignments, credentials, then the UAMI);
     it goes through the same approval as any other request."""
+    return decommission_file(requester=requester, identity=identity, justification=justification)
+
+
+def decommission_file(
+    *, requester: User, identity: Identity, justification: str
+) -> IdentityRequest:
+    """The decommission filing inside the caller's transaction (an access review's "remove"
+    files it with its attestation, atomically)."""
     _require_requester(requester)
     if not is_team_member(requester, identity.team_id):
         raise PermissionDeniedError(

@@ -227,6 +227,103 @@ ROWS: list[Row] = [
         scope=SESSION_ONLY,
     ),
     Row("me", "get", fixed("/api/v1/me/"), everyone(200), scope=None),
+    Row("access-review-list", "get", fixed("/api/v1/access-reviews/"), everyone(200)),
+    Row(
+        "access-review-list",
+        "post",
+        fixed("/api/v1/access-reviews/"),
+        # Only security opens a campaign.
+        {**everyone(403), "approver": 201},
+        body=lambda world: {"name": "Q4", "due_at": "2099-01-01T00:00:00Z"},
+        token_user="approver",
+        scope="approve",
+    ),
+    Row(
+        "access-review-detail",
+        "get",
+        lambda world: f"/api/v1/access-reviews/{world.campaign.pk}/",
+        visible_to_team_a(),
+    ),
+    Row(
+        "access-review-close",
+        "post",
+        lambda world: f"/api/v1/access-reviews/{world.campaign.pk}/close/",
+        visible_to_team_a(requester_a=403, auditor=403, admin=403),
+        token_user="approver",
+        scope="approve",
+    ),
+    Row(
+        "access-review-items",
+        "get",
+        lambda world: f"/api/v1/access-reviews/{world.campaign.pk}/items/",
+        visible_to_team_a(),
+    ),
+    Row(
+        "access-review-evidence",
+        "get",
+        lambda world: f"/api/v1/access-reviews/{world.campaign.pk}/evidence/",
+        visible_to_team_a(),
+    ),
+    Row(
+        "access-review-item-attest",
+        "post",
+        lambda world: f"/api/v1/access-reviews/items/{world.review_item.pk}/attest/",
+        # The owning team attests, security may too; auditors and admins only look.
+        visible_to_team_a(auditor=403, admin=403),
+        body=lambda world: {"decision": "keep"},
+        scope="request",
+    ),
+    Row("ownership-transfer-list", "get", fixed("/api/v1/ownership-transfers/"), everyone(200)),
+    Row(
+        "ownership-transfer-list",
+        "post",
+        fixed("/api/v1/ownership-transfers/"),
+        visible_to_team_a(requester_a=201, approver=403, auditor=403, admin=403),
+        body=lambda world: {
+            "identity": world.identity.pk,
+            "to_team": "search",
+            "justification": "Search runs it now.",
+        },
+        scope="request",
+    ),
+    Row(
+        "ownership-transfer-detail",
+        "get",
+        lambda world: f"/api/v1/ownership-transfers/{world.transfer.pk}/",
+        everyone(200),  # both teams see it
+    ),
+    Row(
+        "ownership-transfer-consent",
+        "post",
+        lambda world: f"/api/v1/ownership-transfers/{world.transfer.pk}/consent/",
+        {**everyone(403), "requester_b": 200},
+        token_user="requester_b",
+        scope="request",
+    ),
+    Row(
+        "ownership-transfer-approve",
+        "post",
+        lambda world: f"/api/v1/ownership-transfers/{world.consented_transfer.pk}/approve/",
+        {**everyone(403), "approver": 200},
+        token_user="approver",
+        scope="approve",
+    ),
+    Row(
+        "ownership-transfer-reject",
+        "post",
+        lambda world: f"/api/v1/ownership-transfers/{world.transfer.pk}/reject/",
+        {**everyone(403), "requester_b": 200, "approver": 200},
+        body=lambda world: {"comment": "Not ours."},
+        token_user="requester_b",
+        scope="request",
+    ),
+    Row(
+        "ownership-transfer-cancel",
+        "post",
+        lambda world: f"/api/v1/ownership-transfers/{world.transfer.pk}/cancel/",
+        {**everyone(403), "requester_a": 200},
+        scope="request",
+    ),
 ]
 
 

@@ -12,7 +12,19 @@ from django.utils import timezone
 
 from accounts.models import ApiToken
 from accounts.tokens import token_generate, token_hash
-from identities.models import Identity, IdentityRequest
+from identities.models import (
+    AccessReviewCampaign,
+    AccessReviewItem,
+    Identity,
+    IdentityRequest,
+    OwnershipTransfer,
+    Team,
+)
+from identities.services import (
+    access_review_open,
+    ownership_transfer_consent,
+    ownership_transfer_request,
+)
 from tests.api.conftest import approve, make_failed, make_ready
 
 SESSION_ACTORS = ("anonymous", "requester_a", "requester_b", "approver", "auditor", "admin")
@@ -58,6 +70,34 @@ class World:
         identity = self.ready.identity
         assert identity is not None
         return identity
+
+    @cached_property
+    def campaign(self) -> AccessReviewCampaign:
+        """An access review holding only team A's ready identity."""
+        self.identity  # noqa: B018 - the campaign snapshots it
+        return access_review_open(
+            actor=self.users["approver"],
+            name="matrix review",
+            due_at=timezone.now() + timedelta(days=7),
+        )
+
+    @property
+    def review_item(self) -> AccessReviewItem:
+        return self.campaign.items.get(identity=self.identity)
+
+    @cached_property
+    def transfer(self) -> OwnershipTransfer:
+        """Team A asks to hand its ready identity to team B (search)."""
+        return ownership_transfer_request(
+            requester=self.users["requester_a"],
+            identity=self.identity,
+            to_team=Team.objects.get(name="search"),
+            justification="Search runs it now.",
+        )
+
+    @cached_property
+    def consented_transfer(self) -> OwnershipTransfer:
+        return ownership_transfer_consent(transfer=self.transfer, actor=self.users["requester_b"])
 
     @cached_property
     def own_token(self) -> ApiToken:

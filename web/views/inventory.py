@@ -25,6 +25,7 @@ from identities.services import identity_request_create, identity_request_decomm
 from provisioning.services import identity_repair_enqueue
 from web.filters import IdentityListFilter, apply_filters
 from web.forms import AddServiceAccountForm, DecommissionForm
+from web.review_forms import TransferForm
 from web.views.common import (
     action_outcome,
     page,
@@ -102,6 +103,10 @@ def identity_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 if identity_gone(identity)
                 else [],
             ),
+            # Ownership transfer (web.views.reviews): the team's members may ask for one.
+            "can_transfer": identity.status == IdentityStatus.READY
+            and is_team_member(request.user, identity.team_id),
+            "transfer_form": TransferForm(prefix="transfer"),
         },
         section="identities",
     )
