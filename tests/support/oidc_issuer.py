@@ -4,11 +4,18 @@ discovery document and JWKS, with signing keys the test generates (cryptography)
 `oidc_issuer` starts one per test; `issuer.mint(...)` signs a token with the current key (or any
 key, algorithm or header the test chooses), and `issuer.fetches` counts the key-set requests, so
 a test can see the cache, the rotation refetch and its rate limit at work.
+
+It also hands tokens to a job the way the CI systems do, for running the examples/ pipelines:
+GitHub Actions' `GET {ACTIONS_ID_TOKEN_REQUEST_URL}&audience=…` (answer `{"value": …}`) and
+Azure DevOps' `POST {System.OidcRequestUri}?…&serviceConnectionId=…` (answer
+`{"oidcToken": …}`), each behind the job's own bearer token (`job_token`) and minting a token
+with `job_claims`.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 import uuid
@@ -16,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import pytest
@@ -55,6 +63,9 @@ class LocalIssuer:
     keys: list[SigningKey] = field(default_factory=list)
     fetches: int = 0
     discovery_fetches: int = 0
+    job_token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    job_claims: dict[str, Any] = field(default_factory=dict)
+    tokens_handed_out: int = 0
 
     @property
     def current(self) -> SigningKey:
@@ -103,7 +114,27 @@ class LocalIssuer:
 
 def _handler_for(issuer: LocalIssuer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        def _job_token(self, answer_key: str, audience: str | None) -> None:
+            scheme, _, credentials = self.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or credentials != issuer.job_token:
+                self.send_error(401)
+                return
+            issuer.tokens_handed_out += 1
+            claims = {**issuer.job_claims, **({"aud": audience} if audience else {})}
+            self._json({answer_key: issuer.mint(**claims)})
+
+        def do_POST(self) -> None:
+            # Azure DevOps: the audience is not the caller's to choose.
+            if urlsplit(self.path).path == "/oidctoken":
+                self._job_token("oidcToken", None)
+            else:
+                self.send_error(404)
+
         def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            if url.path == "/token":
+                self._job_token("value", parse_qs(url.query).get("audience", [None])[0])
+                return
             if self.path == "/.well-known/openid-configuration":
                 issuer.discovery_fetches += 1
                 body = {
@@ -117,6 +148,9 @@ def _handler_for(issuer: LocalIssuer) -> type[BaseHTTPRequestHandler]:
             else:
                 self.send_error(404)
                 return
+            self._json(body)
+
+        def _json(self, body: dict[str, Any]) -> None:
             payload = json.dumps(body).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
