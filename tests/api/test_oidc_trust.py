@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ from rest_framework.test import APIClient
 
 from accounts.machines import trust_rule_create, trust_rule_disable
 from accounts.models import TrustRule
+from accounts.oidc import OidcTokenRefusedError, _refuse_replay
 from identities.models import AuditEvent, IdentityRequest
 from tests.api.conftest import new_request_body
 from tests.support.oidc_issuer import AUDIENCE, LocalIssuer, new_key
@@ -283,3 +285,37 @@ def test_me_names_the_service_principal(rule: TrustRule, oidc_issuer: LocalIssue
     assert response.status_code == 200
     assert response.json()["username"] == PRINCIPAL
     assert response.json()["teams"] == ["payments"]
+
+
+def test_concurrent_uses_of_one_token_let_exactly_one_through_with_a_redis_cache(
+    private_redis: Any,
+) -> None:
+    """The replay check is one atomic add (SET NX) in a shared Redis cache: of many web
+    processes presenting the same token at once, one wins. (The default file cache checks and
+    then writes, so a production web tier sets CACHE_URL.)"""
+    caches = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": private_redis.url(),
+        }
+    }
+    claims = {"jti": "same-token", "exp": int(time.time()) + 300}
+    barrier = threading.Barrier(16)
+    outcomes: list[str] = []
+
+    def present() -> None:
+        barrier.wait()
+        try:
+            _refuse_replay("header.payload.signature", "https://issuer.example", claims)
+            outcomes.append("accepted")
+        except OidcTokenRefusedError as exc:
+            outcomes.append(exc.code)
+
+    with override_settings(CACHES=caches):
+        threads = [threading.Thread(target=present) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+
+    assert sorted(outcomes) == ["accepted"] + ["replayed"] * 15
