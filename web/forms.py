@@ -383,7 +383,11 @@ class _TeamMachineForm(forms.Form):
         "(created on first use).",
     )
 
+    # Both forms share a page: ids of their own, so each label names one field.
+    id_prefix = "machine"
+
     def __init__(self, *args: Any, teams: Sequence[str] = (), **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", f"{self.id_prefix}-%s")
         super().__init__(*args, **kwargs)
         team_field = self.fields["team"]
         assert isinstance(team_field, forms.ChoiceField)  # noqa: S101 - narrows the type
@@ -391,6 +395,7 @@ class _TeamMachineForm(forms.Form):
 
 
 class TrustRuleForm(_TeamMachineForm):
+    id_prefix = "rule"
     name = forms.CharField(max_length=100, help_text="What the rule is for.")
     issuer = forms.CharField(
         max_length=300,
@@ -435,6 +440,7 @@ class TrustRuleForm(_TeamMachineForm):
 
 
 class ServiceTokenForm(_TeamMachineForm):
+    id_prefix = "token"
     name = forms.CharField(max_length=100, help_text="What uses it, e.g. the nightly job.")
     scopes = forms.MultipleChoiceField(
         choices=SERVICE_SCOPE_DESCRIPTIONS, widget=forms.CheckboxSelectMultiple
