@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ from accounts.models import ServicePrincipal, TrustRule
 from accounts.tokens import SERVICE_SCOPES, TOKEN_PREFIX
 from identities.audit import audit_record
 from identities.audit.actions import AuditAction
+
+logger = logging.getLogger(__name__)
 
 ALLOWED_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256")
 _KEY_TYPE_OF = {"RS": "RSA", "PS": "RSA", "ES": "EC"}
@@ -202,6 +205,15 @@ def _validate(raw: str, asserted: dict[str, Any]) -> OidcGrant:
         )
     _refuse_replay(raw, issuer, claims)
     _touch(matching)
+    # Not audited (the actions it takes are, as the principal): logged, so support can tie a
+    # call to the pipeline run (sub, jti) behind it.
+    logger.info(
+        "OIDC token accepted as %s (rules %s, sub %r, jti %r)",
+        principal.label,
+        ",".join(str(rule.pk) for rule in matching),
+        claims.get("sub"),
+        claims.get("jti"),
+    )
     granted = {scope for rule in matching for scope in rule.scopes}
     return OidcGrant(
         principal=principal,

@@ -149,9 +149,15 @@ def test_every_bad_token_is_a_401_problem_with_an_audit_row(
 
 
 def test_a_good_token_files_a_request_as_the_teams_service_principal(
-    rule: TrustRule, oidc_issuer: LocalIssuer, teammate: Any, client: Any
+    rule: TrustRule,
+    oidc_issuer: LocalIssuer,
+    teammate: Any,
+    client: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    response = bearer(oidc_issuer.mint()).post(REQUESTS, new_request_body(), format="json")
+    token = oidc_issuer.mint(jti="run-7-call-1")
+    with caplog.at_level("INFO", logger="accounts.oidc"):
+        response = bearer(token).post(REQUESTS, new_request_body(), format="json")
 
     assert response.status_code == 201, response.content
     assert response.json()["requester"] == PRINCIPAL
@@ -160,6 +166,9 @@ def test_a_good_token_files_a_request_as_the_teams_service_principal(
     filed = AuditEvent.objects.get(action="identity_request.created")
     assert filed.actor_label == PRINCIPAL
     assert not refusals()
+    assert f"OIDC token accepted as {PRINCIPAL}" in caplog.text
+    assert "'run-7-call-1'" in caplog.text
+    assert token.split(".")[-1] not in caplog.text
     rule.refresh_from_db()
     assert rule.last_used_at is not None
     # The request page names the principal to the team's people.
