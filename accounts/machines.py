@@ -129,6 +129,8 @@ def _principal_name_problems(name: str) -> list[Violation]:
 
 def _principal_ensure(*, team: Team, name: str, actor: User) -> ServicePrincipal:
     """The team's principal `name`, created (with its backing user) on first use."""
+    # Two first uses at once: the team's row lock makes the second find the first's principal.
+    Team.objects.select_for_update().filter(pk=team.pk).first()
     principal = ServicePrincipal.objects.filter(team=team, name=name).first()
     if principal is not None:
         return principal

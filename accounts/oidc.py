@@ -290,7 +290,7 @@ def _signing_key(issuer: str, kid: Any, algorithm: str) -> Any:
     keys = cache.get(cache_key)
     fetched_now = False
     if keys is None:
-        keys = _fetch_keys(issuer)
+        keys = _fetch_keys_remembering_failure(issuer)
         cache.set(cache_key, keys, timeout=settings.OIDC_JWKS_TTL_SECONDS)
         fetched_now = True
     jwk = _pick(keys, kid, algorithm)
@@ -299,7 +299,7 @@ def _signing_key(issuer: str, kid: Any, algorithm: str) -> Any:
         and not fetched_now
         and cache.add(f"oidc:refetch:{_sha256(issuer)}", 1, settings.OIDC_JWKS_REFETCH_SECONDS)
     ):
-        keys = _fetch_keys(issuer)
+        keys = _fetch_keys_remembering_failure(issuer)
         cache.set(cache_key, keys, timeout=settings.OIDC_JWKS_TTL_SECONDS)
         jwk = _pick(keys, kid, algorithm)
     if jwk is None:
@@ -312,6 +312,25 @@ def _signing_key(issuer: str, kid: Any, algorithm: str) -> Any:
         raise OidcTokenRefusedError(
             "unknown_key", f"The issuer's key {kid!r} is not a usable {algorithm} key."
         ) from exc
+
+
+def _fetch_keys_remembering_failure(issuer: str) -> list[dict[str, Any]]:
+    """`_fetch_keys`, except that after a failure the issuer is not asked again for
+    OIDC_JWKS_REFETCH_SECONDS: while it is down, calls are refused at once instead of each
+    waiting out the timeout (and the issuer is not hammered)."""
+    down_key = f"oidc:down:{_sha256(issuer)}"
+    failure = cache.get(down_key)
+    if failure is not None:
+        raise OidcTokenRefusedError(failure["code"], failure["reason"] + " (retried later)")
+    try:
+        return _fetch_keys(issuer)
+    except OidcTokenRefusedError as exc:
+        cache.set(
+            down_key,
+            {"code": exc.code, "reason": exc.reason},
+            timeout=settings.OIDC_JWKS_REFETCH_SECONDS,
+        )
+        raise
 
 
 def _pick(keys: list[dict[str, Any]], kid: Any, algorithm: str) -> dict[str, Any] | None:

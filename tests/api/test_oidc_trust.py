@@ -225,6 +225,22 @@ def test_an_unknown_kid_refetches_once_then_is_refused_and_refetching_is_rate_li
     assert oidc_issuer.fetches == 2  # no second refetch within OIDC_JWKS_REFETCH_SECONDS
 
 
+def test_an_issuer_that_is_down_is_asked_again_only_after_the_refetch_interval(
+    rule: TrustRule, oidc_issuer: LocalIssuer
+) -> None:
+    oidc_issuer.down = True
+
+    with override_settings(OIDC_JWKS_REFETCH_SECONDS=1):
+        assert_refused(bearer(oidc_issuer.mint()).get(REQUESTS), "issuer_unreachable")
+        assert_refused(bearer(oidc_issuer.mint()).get(REQUESTS), "issuer_unreachable")
+        assert oidc_issuer.discovery_fetches == 1  # the second call was refused without asking
+
+        oidc_issuer.down = False
+        time.sleep(1.5)  # the interval passes
+        assert bearer(oidc_issuer.mint()).get(REQUESTS).status_code == 200
+    assert oidc_issuer.discovery_fetches == 2
+
+
 def test_keys_are_fetched_over_https_only_unless_loopback_http_is_allowed(
     rule: TrustRule, oidc_issuer: LocalIssuer
 ) -> None:

@@ -66,6 +66,7 @@ class LocalIssuer:
     job_token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     job_claims: dict[str, Any] = field(default_factory=dict)
     tokens_handed_out: int = 0
+    down: bool = False  # answer 503 to discovery and key-set requests
 
     @property
     def current(self) -> SigningKey:
@@ -134,6 +135,10 @@ def _handler_for(issuer: LocalIssuer) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             if url.path == "/token":
                 self._job_token("value", parse_qs(url.query).get("audience", [None])[0])
+                return
+            if self.path.startswith("/.well-known/") and issuer.down:
+                issuer.discovery_fetches += self.path.endswith("openid-configuration")
+                self.send_error(503)
                 return
             if self.path == "/.well-known/openid-configuration":
                 issuer.discovery_fetches += 1
