@@ -557,6 +557,9 @@ SPECTACULAR_SETTINGS = {
         "DriftStateEnum": "identities.models.DriftState",
         "StepStatusEnum": "provisioning.models.StepStatus",
         "QueuedStatusEnum": ["queued"],
+        # API tokens may hold any scope; a team's machines read and request only.
+        "TokenScopeEnum": "accounts.tokens.SCOPES",
+        "ServiceScopeEnum": "accounts.tokens.SERVICE_SCOPES",
     },
     # Served from the drf-spectacular-sidecar static files: no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
