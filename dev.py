@@ -3,6 +3,8 @@
 
 python3 dev.py run     create .venv, install, migrate, seed demo data, start emulator + web +
                        worker + beat; Ctrl-C stops them all
+python3 dev.py manage  run a management command with the settings `dev.py run` uses, e.g.
+                       python3 dev.py manage create_api_token alice --scopes read,request
 python3 dev.py test    create .venv with test tools, run ruff, mypy, lint-imports and the
                        pytest suite on every core (extra arguments go to pytest; --fast runs
                        the fast lane, -n 0 one test at a time)
@@ -33,6 +35,16 @@ def say(message: str) -> None:
     print(f"\033[1m[portal]\033[0m {message}", flush=True)
 
 
+def _requirements_digest(requirements: str) -> str:
+    files = [ROOT / requirements, ROOT / "requirements.txt", ROOT / "constraints.txt"]
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files if f.exists())).hexdigest()
+
+
+def _installed(requirements: str) -> bool:
+    stamp = VENV / f".installed-{requirements}"
+    return stamp.exists() and stamp.read_text() == _requirements_digest(requirements)
+
+
 def ensure_venv(requirements: str) -> None:
     """Create .venv and install the pinned requirements; skipped when nothing changed."""
     # dev.py runs under whatever python3 the machine has, so the guard is real here.
@@ -41,11 +53,11 @@ def ensure_venv(requirements: str) -> None:
     if not PY.exists():
         say(f"creating virtualenv in {VENV}")
         venv.EnvBuilder(with_pip=True).create(VENV)
-    files = [ROOT / requirements, ROOT / "requirements.txt", ROOT / "constraints.txt"]
-    digest = hashlib.sha256(b"".join(f.read_bytes() for f in files if f.exists())).hexdigest()
-    stamp = VENV / f".installed-{requirements}"
-    if stamp.exists() and stamp.read_text() == digest:
+    # requirements-dev.txt includes requirements.txt: a current test venv runs the portal too.
+    if _installed(requirements) or _installed("requirements-dev.txt"):
         return
+    digest = _requirements_digest(requirements)
+    stamp = VENV / f".installed-{requirements}"
     say(f"installing {requirements} (pinned)")
     command = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     command += ["-r", str(ROOT / requirements)]
@@ -93,11 +105,28 @@ def wait_for_emulator(process: subprocess.Popen[bytes], url_file: Path) -> str:
     sys.exit("the Azure emulator did not become ready within 60 s")
 
 
-def run() -> None:
-    ensure_venv("requirements.txt")
+def run_env() -> dict[str, str]:
+    """The environment of `dev.py run` and of `dev.py manage` (one place, so they agree)."""
     env = dict(os.environ)
     env.setdefault("DEBUG", "1")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def manage_command(args: list[str]) -> None:
+    """`dev.py manage …`: a management command against the database, emulator and generated
+    SECRET_KEY that `dev.py run` uses (plain `python manage.py` has DEBUG off and refuses to
+    start without SECRET_KEY). Exits with the command's exit code."""
+    if not args:
+        sys.exit("usage: python3 dev.py manage <command> [arguments…]  (e.g. `manage help`)")
+    ensure_venv("requirements.txt")
+    result = subprocess.run([str(PY), "manage.py", *args], cwd=ROOT, env=run_env())
+    raise SystemExit(result.returncode)
+
+
+def run() -> None:
+    ensure_venv("requirements.txt")
+    env = run_env()
     host = env.get("PORTAL_HOST", "127.0.0.1")
     port = env.get("PORTAL_PORT", "8000")
     processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -187,6 +216,8 @@ def main() -> None:
     command = sys.argv[1] if len(sys.argv) > 1 else "help"
     if command == "run":
         run()
+    elif command == "manage":
+        manage_command(sys.argv[2:])
     elif command == "test":
         try:
             test(sys.argv[2:])

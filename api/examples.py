@@ -128,6 +128,56 @@ REQUEST_PROVISIONING = _response(
     "provisioning again",
     _request("provisioning", approvals=[_APPROVAL], identity=_IDENTITY_PROVISIONING),
 )
+_LINKS = {
+    "identity_request": "https://portal.example.com/api/v1/identity-requests/42/",
+    "manifests": "https://portal.example.com/api/v1/identity-requests/42/manifests/",
+}
+ENSURE_EXISTING = _response(
+    "identity exists",
+    {
+        **_request("ready", approvals=[_APPROVAL], identity=_IDENTITY_READY, updated_at=UPDATED),
+        "outcome": "identity_exists",
+        "links": {**_LINKS, "identity": "https://portal.example.com/api/v1/identities/7/"},
+    },
+)
+ENSURE_CREATED = _response(
+    "created",
+    {**_request("pending"), "outcome": "created", "links": {**_LINKS, "identity": None}},
+    status=201,
+)
+DRY_RUN = _response(
+    "valid",
+    {
+        "valid": True,
+        "errors": [],
+        "warnings": [],
+        "approvals_needed": {
+            "approvers": 1,
+            "owner_teams": [],
+            "risk": {"level": "low", "reasons": ["Resource-scoped, non-privileged roles only."]},
+        },
+        "preview": {
+            "identity_name": IDENTITY_NAME,
+            "identity_resource_id": IDENTITY_RESOURCE_ID,
+            "location": "westeurope",
+            "federated_credential": {
+                "name": "aks-prod-payments-checkout",
+                "issuer": ISSUER,
+                "subject": "system:serviceaccount:payments:checkout",
+                "audience": "api://AzureADTokenExchange",
+            },
+            "role_assignments": [
+                {
+                    "role": "Key Vault Secrets User",
+                    "role_definition_guid": "4633458b-17de-408a-b874-0445c86b69e6",
+                    "scope": VAULT_SCOPE,
+                }
+            ],
+            "manifests": "apiVersion: v1\nkind: ServiceAccount\n…",
+            "placeholders": ["client_id", "principal_id", "tenant_id"],
+        },
+    },
+)
 REQUEST_CANCELLED = _response("cancelled", _request("cancelled"))
 REQUEST_REJECTED = _response(
     "rejected",

@@ -155,6 +155,11 @@ def _flatten(detail: Any, path: str = "") -> Iterator[tuple[str, str, str]]:
         yield path, getattr(detail, "code", "invalid") or "invalid", str(detail)
 
 
+def finding_entries(findings: list[Violation]) -> list[dict[str, str]]:
+    """Policy findings in the problem document's `errors` shape (field, pointer, rule, message)."""
+    return [_violation_entry(finding) for finding in findings]
+
+
 def validation_errors(detail: Any) -> list[dict[str, str]]:
     return [
         {"field": field, "pointer": json_pointer(field), "rule": code, "message": message}
@@ -168,13 +173,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     instance = request.path if request is not None else ""
     set_rollback()
     if isinstance(exc, PolicyViolationError):
-        return problem_response(
-            "policy-violation",
-            "Fix the fields listed in errors and submit again.",
-            instance=instance,
-            errors=[_violation_entry(v) for v in exc.violations],
-            extra={"warnings": [_violation_entry(w) for w in exc.result.warnings]},
-        )
+        return policy_violation_problem(exc, instance=instance)
     for domain_class, slug in (
         (PermissionDeniedError, "forbidden"),
         (NotFoundError, "not-found"),
@@ -199,6 +198,20 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         "Something went wrong on our side; the error was logged. Retrying with the same "
         "Idempotency-Key is safe.",
         instance=instance,
+    )
+
+
+def policy_violation_problem(
+    exc: PolicyViolationError, *, instance: str, extra: dict[str, Any] | None = None
+) -> ProblemResponse:
+    """The 400 of a policy refusal: every violation under `errors`, the warnings beside them,
+    and `extra` members (e.g. `existing`, naming what an already_federated refusal met)."""
+    return problem_response(
+        "policy-violation",
+        "Fix the fields listed in errors and submit again.",
+        instance=instance,
+        errors=[_violation_entry(v) for v in exc.violations],
+        extra={"warnings": [_violation_entry(w) for w in exc.result.warnings], **(extra or {})},
     )
 
 

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from api.views import audit, base, catalog, handover, identities, machines, requests, tokens
+from api.views import (
+    audit,
+    base,
+    catalog,
+    handover,
+    identities,
+    machines,
+    pipeline,
+    requests,
+    tokens,
+)
 
 app_name = "api"
 
@@ -13,6 +23,16 @@ urlpatterns = [
         "identity-requests/",
         requests.IdentityRequestCollectionView.as_view(),
         name="identity-request-list",
+    ),
+    path(
+        "identity-requests/ensure/",
+        pipeline.IdentityRequestEnsureView.as_view(),
+        name="identity-request-ensure",
+    ),
+    path(
+        "identity-requests/validate/",
+        pipeline.IdentityRequestValidateView.as_view(),
+        name="identity-request-validate",
     ),
     path(
         "identity-requests/<int:pk>/",

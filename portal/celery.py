@@ -28,7 +28,9 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # The project's own periodic tasks: `portal` is the project, not an installed app.
 app.autodiscover_tasks(["portal"])
-app.steps["worker"].add(PoolLiveness)  # the liveness file a supervisor probes
+# The liveness file a supervisor probes: a consumer step, so its tick is rescheduled whenever
+# the consumer restarts (a broker reconnect clears the timer).
+app.steps["consumer"].add(PoolLiveness)
 
 
 def ensure_broker_folders() -> None:

@@ -484,6 +484,17 @@ PROVISIONING_BACKOFF_MAX_SECONDS = float(os.environ.get("PROVISIONING_BACKOFF_MA
 PROVISIONING_THROTTLE_BUDGET_SECONDS = float(
     os.environ.get("PROVISIONING_THROTTLE_BUDGET_SECONDS", "600")
 )
+# A provisioning task that loses PostgreSQL (connect refused, connection cut) closes the broken
+# connection and runs again later, up to this many times, with jittered exponential backoff
+# capped at the maximum: with the defaults, about three minutes in all, inside the sweeper's
+# SWEEPER_STALE_SECONDS. The engine is idempotent, so a rerun repeats no Azure write twice.
+PROVISIONING_DATABASE_RETRIES = env_int("PROVISIONING_DATABASE_RETRIES", 10)
+PROVISIONING_DATABASE_BACKOFF_SECONDS = float(
+    os.environ.get("PROVISIONING_DATABASE_BACKOFF_SECONDS", "1.0")
+)
+PROVISIONING_DATABASE_BACKOFF_MAX_SECONDS = float(
+    os.environ.get("PROVISIONING_DATABASE_BACKOFF_MAX_SECONDS", "30")
+)
 # Verification: run automatically after provisioning; while a new FIC propagates (any "no
 # matching federated identity record" code with Azure's copy matching the token) check again
 # every VERIFY_RETRY_SECONDS for up to the window.
@@ -536,6 +547,9 @@ REST_FRAMEWORK: dict[str, Any] = {
     },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
+# `Prefer: wait=N` on GET /api/v1/identity-requests/{id}/ is capped here: each waiting call holds
+# a web thread (not a database connection) for up to this long.
+API_WAIT_MAX_SECONDS = env_int("API_WAIT_MAX_SECONDS", 60)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Workload Identity Portal API",
     "DESCRIPTION": (

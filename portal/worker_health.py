@@ -9,12 +9,18 @@ the no-op waits its turn; then the file is touched as long as each of those task
 the task time limit (which ends them). A wedged pool stops touching the file, and the probe
 (`python -m portal.worker_probe`) fails once the file is older than
 WORKER_LIVENESS_MAX_AGE_SECONDS.
+
+The tick lives on the worker's timer, which Celery clears when the broker connection is lost
+(celery/worker/loops.py, `asynloop`: "All hub timers are re-registered during
+blueprint.start()"), and then restarts the consumer's blueprint. So the tick is a step of the
+*consumer* blueprint: scheduled on every consumer start, cancelled on every stop, one at a time.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,9 +41,11 @@ def liveness_ping() -> int:
 
 
 class PoolLiveness(bootsteps.StartStopStep):
-    """Touch the liveness file while the pool runs jobs (see the module docstring)."""
+    """Touch the liveness file while the pool runs jobs (see the module docstring).
 
-    requires = ("celery.worker.components:Timer", "celery.worker.components:Pool")
+    A consumer step: Celery starts it each time the consumer (re)starts, after a broker
+    reconnect too, and stops it before a restart, so exactly one tick is scheduled at a time.
+    """
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         from django.conf import settings
@@ -46,23 +54,44 @@ class PoolLiveness(bootsteps.StartStopStep):
         self.path = Path(settings.WORKER_LIVENESS_FILE)
         self.interval = float(settings.WORKER_LIVENESS_INTERVAL_SECONDS)
         self.time_limit = float(settings.CELERY_TASK_TIME_LIMIT)
-        self.worker: Any = None
+        self.consumer: Any = None
         self.ping_sent_at: float | None = None
         self.timer_entry: Any = None
+        # The tick runs on the timer (the event loop, or the timer thread of a worker without
+        # one); the lock makes a second tick that somehow overlaps a running one a no-op.
+        self.ticking = threading.Lock()
 
     def start(self, parent: Any) -> None:
-        self.worker = parent
+        self.consumer = parent
+        self._cancel()  # never two entries: a start without a stop before it replaces the tick
+        # A reconnect may have flushed the no-op in flight with the old connection's state:
+        # send a fresh one (a duplicate is harmless, only a pong touches the file).
+        self.ping_sent_at = None
         # The first tick comes after one interval: the asynchronous pool (Redis) cannot take a
-        # job before the worker's event loop has started.
+        # job before the consumer's event loop has started.
         self.timer_entry = parent.timer.call_repeatedly(self.interval, self.tick, priority=10)
 
     def stop(self, parent: Any) -> None:
+        self._cancel()
+
+    def shutdown(self, parent: Any) -> None:
+        self._cancel()
+
+    def _cancel(self) -> None:
         if self.timer_entry is not None:
-            self.timer_entry.cancel()
+            self.timer_entry.cancel()  # also stops an entry the timer already dropped
             self.timer_entry = None
 
     def tick(self) -> None:
-        pool = getattr(self.worker.pool, "_pool", None)
+        if not self.ticking.acquire(blocking=False):
+            return
+        try:
+            self._tick()
+        finally:
+            self.ticking.release()
+
+    def _tick(self) -> None:
+        pool = getattr(self.consumer.pool, "_pool", None)
         if pool is None or getattr(pool, "_quick_put", None) is None:
             return  # not started yet, or being restarted
         if self._busy_within_time_limit(pool):

@@ -49,10 +49,15 @@ class Backoff:
         """Seconds to wait after failed attempt `attempt` (1-based)."""
         if error.retry_after is not None:
             return min(error.retry_after, self.cap)
-        # "Equal jitter": half the exponential step is fixed, so waits really grow (replication
-        # delays need that), half is random, so many workers hitting one throttle spread out.
-        step = min(self.cap, self.base * 2 ** (attempt - 1))
-        return step / 2 + random.uniform(0, step / 2)  # noqa: S311
+        return jittered(attempt, base=self.base, cap=self.cap)
+
+
+def jittered(attempt: int, *, base: float, cap: float) -> float:
+    """Seconds to wait after failed attempt `attempt` (1-based): exponential, capped, jittered."""
+    # "Equal jitter": half the exponential step is fixed, so waits really grow (replication
+    # delays need that), half is random, so many workers hitting one throttle spread out.
+    step = min(cap, base * 2 ** (attempt - 1))
+    return step / 2 + random.uniform(0, step / 2)  # noqa: S311
 
 
 def with_retries(

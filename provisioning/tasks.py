@@ -6,11 +6,13 @@ timeout) or a sweeper re-enqueue does no harm.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 from celery import shared_task
 from django.conf import settings
+from django.db import Error, InterfaceError, OperationalError, connections
 
 from identities.audit.anchor import anchor_chain
 from identities.models import (
@@ -24,18 +26,55 @@ from identities.services import audit_chain_check_run, audit_chain_check_start
 from provisioning import drift, metrics, reconcile, sweeper, verification
 from provisioning.errors import GatewayError
 from provisioning.models import VerificationOutcome
+from provisioning.retry import jittered
 
 logger = logging.getLogger(__name__)
 
+# PostgreSQL went away (connect refused, connection cut, server restarting): worth a rerun.
+# Other database errors (integrity, programming) are bugs a rerun would only repeat.
+DATABASE_LOST = (OperationalError, InterfaceError)
 
-@shared_task(name="provisioning.provision_identity_request")
-def provision_identity_request(identity_request_id: int) -> None:
-    """Make Azure match an approved request (provision or decommission), then verify it."""
-    reconcile.reconcile_request(identity_request_id)
-    ready = IdentityRequest.objects.filter(
-        pk=identity_request_id, status=RequestStatus.READY
-    ).exclude(kind=RequestKind.DECOMMISSION)
-    if settings.VERIFY_AFTER_PROVISIONING and ready.exists():
+
+def retry_after_database_loss(task: Any, error: OperationalError | InterfaceError) -> NoReturn:
+    """Close the broken connections and have Celery run the task again after a jittered
+    exponential backoff, at most PROVISIONING_DATABASE_RETRIES times (then the error stands
+    and the sweeper is the last resort)."""
+    # A connection that failed stays broken: drop them all, the rerun connects afresh.
+    with contextlib.suppress(Error):
+        connections.close_all()
+    attempt = task.request.retries + 1
+    countdown = jittered(
+        attempt,
+        base=settings.PROVISIONING_DATABASE_BACKOFF_SECONDS,
+        cap=settings.PROVISIONING_DATABASE_BACKOFF_MAX_SECONDS,
+    )
+    logger.warning(
+        "%s lost the database (%s), run %d of %d again in %.1fs",
+        task.name,
+        type(error).__name__,
+        attempt,
+        settings.PROVISIONING_DATABASE_RETRIES,
+        countdown,
+    )
+    # Raises Retry (a new message with the countdown), or `error` once the retries are used up.
+    raise task.retry(
+        exc=error, countdown=countdown, max_retries=settings.PROVISIONING_DATABASE_RETRIES
+    )
+
+
+@shared_task(name="provisioning.provision_identity_request", bind=True)
+def provision_identity_request(self: Any, identity_request_id: int) -> None:
+    """Make Azure match an approved request (provision or decommission), then verify it.
+    Losing the database mid-run retries the whole (idempotent) run later."""
+    try:
+        reconcile.reconcile_request(identity_request_id)
+        ready = IdentityRequest.objects.filter(
+            pk=identity_request_id, status=RequestStatus.READY
+        ).exclude(kind=RequestKind.DECOMMISSION)
+        verify = settings.VERIFY_AFTER_PROVISIONING and ready.exists()
+    except DATABASE_LOST as error:
+        retry_after_database_loss(self, error)
+    if verify:
         verify_identity_request.delay(identity_request_id)
 
 

@@ -282,6 +282,58 @@ class DecisionForm(forms.Form):
     comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 
+APPROVAL_AGES = {
+    "1h": timedelta(hours=1),
+    "1d": timedelta(days=1),
+    "3d": timedelta(days=3),
+    "7d": timedelta(days=7),
+}
+
+
+class ApprovalFilterForm(forms.Form):
+    """The approval queue's filters (GET). `show=mine` is "waiting for me"."""
+
+    show = forms.ChoiceField(
+        choices=[("all", "All pending"), ("mine", "Waiting for me")], required=False
+    )
+    team = forms.ChoiceField(required=False, label="Team")
+    cluster = forms.ChoiceField(required=False, label="Cluster")
+    risk = forms.ChoiceField(
+        required=False,
+        label="Risk",
+        choices=[("", "Any risk"), ("low", "Low"), ("medium", "Medium"), ("high", "High")],
+    )
+    age = forms.ChoiceField(
+        required=False,
+        label="Waiting for at least",
+        choices=[
+            ("", "Any age"),
+            ("1h", "1 hour"),
+            ("1d", "1 day"),
+            ("3d", "3 days"),
+            ("7d", "7 days"),
+        ],
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        teams = Team.objects.order_by("name").values_list("name", flat=True)
+        clusters = Cluster.objects.order_by("name").values_list("name", flat=True)
+        team_field = self.fields["team"]
+        cluster_field = self.fields["cluster"]
+        assert isinstance(team_field, forms.ChoiceField)  # noqa: S101 - declared above
+        assert isinstance(cluster_field, forms.ChoiceField)  # noqa: S101 - declared above
+        team_field.choices = [("", "Any team")] + [(name, name) for name in teams]
+        cluster_field.choices = [("", "Any cluster")] + [(name, name) for name in clusters]
+
+    @property
+    def waiting_for_me(self) -> bool:
+        return self.is_valid() and self.cleaned_data.get("show") == "mine"
+
+    def older_than(self) -> timedelta | None:
+        return APPROVAL_AGES.get(self.cleaned_data.get("age") or "")
+
+
 class DecommissionForm(forms.Form):
     justification = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 2}),

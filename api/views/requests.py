@@ -7,25 +7,34 @@ from typing import Any
 
 from django.urls import reverse
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.filters import OrderingFilter
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api import examples
+from api.conditional import if_none_match, preferred_wait
 from api.idempotency import idempotent
 from api.pagination import ApiCursorPagination
+from api.problems import policy_violation_problem
 from api.schema import POLICY_VIOLATION_EXAMPLE
 from api.serializers import AuditEventOutput, IdentityRequestOutput
 from api.views.base import ApiView
 from identities.audit.selectors import AuditEventFilters, audit_events_visible_to
-from identities.models import AuditEvent, RequestKind
+from identities.errors import PolicyViolationError
+from identities.models import AuditEvent, RequestKind, RequestStatus
 from identities.policy import RequestDraft, RoleDraft
 from identities.selectors import (
+    RequestRevision,
+    WorkloadMatch,
     identities_visible_to,
     identity_request_get,
+    identity_request_wait,
     identity_requests_visible_to,
+    revision_of,
+    workload_match,
 )
 from identities.selectors.filters import IdentityRequestFilter
 from identities.services import (
@@ -41,13 +50,52 @@ from provisioning.selectors import request_steps
 TAG = "identity requests"
 
 
-def _detail_url(request: Request, pk: int) -> str:
+def detail_url(request: Request, pk: int) -> str:
     return request.build_absolute_uri(reverse("api:identity-request-detail", args=[pk]))
 
 
-def _fresh(request: Request, pk: int) -> dict[str, Any]:
+def fresh(request: Request, pk: int) -> dict[str, Any]:
     """The request as its reader sees it now (after an action changed it)."""
     return IdentityRequestOutput(identity_request_get(user=request.user, pk=pk)).data
+
+
+def workload_links(request: Request, match: WorkloadMatch) -> dict[str, Any]:
+    """Where a pipeline goes next for the request that stands for a workload."""
+    pk = match.identity_request.pk
+    identity = match.identity
+    return {
+        "identity_request": detail_url(request, pk),
+        "manifests": request.build_absolute_uri(
+            reverse("api:identity-request-manifests", args=[pk])
+        ),
+        "identity": None
+        if identity is None
+        else request.build_absolute_uri(reverse("api:identity-detail", args=[identity.pk])),
+    }
+
+
+def _refusal_naming_existing(
+    request: Request, exc: PolicyViolationError, draft: RequestDraft
+) -> Response | None:
+    """An already_federated refusal names the identity or request the caller can see for the
+    ServiceAccount (ids and URLs under `existing`), so a re-run can find it; None otherwise."""
+    if not any(v.rule == "already_federated" for v in exc.violations):
+        return None
+    match = workload_match(
+        user=request.user,
+        cluster=draft.cluster,
+        namespace=draft.namespace,
+        service_account=draft.service_account,
+    )
+    if match is None:
+        return None
+    existing = {
+        "outcome": match.outcome.value,
+        "identity_request_id": match.identity_request.pk,
+        "identity_id": match.identity.pk if match.identity else None,
+        "links": workload_links(request, match),
+    }
+    return policy_violation_problem(exc, instance=request.path, extra={"existing": existing})
 
 
 class RoleInput(serializers.Serializer):
@@ -149,25 +197,86 @@ class IdentityRequestCollectionView(ApiView):
     def post(self, request: Request) -> Response:
         data = self.Input(data=request.data, context={"user": self.actor()})
         data.is_valid(raise_exception=True)
-        identity_request = identity_request_create(requester=self.actor(), draft=data.draft())
+        draft = data.draft()
+        try:
+            identity_request = identity_request_create(requester=self.actor(), draft=draft)
+        except PolicyViolationError as exc:
+            refusal = _refusal_naming_existing(request, exc, draft)
+            if refusal is None:
+                raise
+            return refusal
         return Response(
-            _fresh(request, identity_request.pk),
+            fresh(request, identity_request.pk),
             status=status.HTTP_201_CREATED,
-            headers={"Location": _detail_url(request, identity_request.pk)},
+            headers={"Location": detail_url(request, identity_request.pk)},
         )
+
+
+class SinceInput(serializers.Serializer):
+    since = serializers.ChoiceField(
+        choices=RequestStatus.choices,
+        required=False,
+        help_text="With `Prefer: wait`: answer as soon as the status is no longer this one.",
+    )
 
 
 class IdentityRequestDetailView(ApiView):
     @extend_schema(
         tags=[TAG],
-        summary="Read an identity request",
+        summary="Read an identity request (optionally waiting for it to change)",
         description="Poll this until `status` is `ready` (then `identity` carries client_id, "
-        "principal_id, tenant_id and resource_id) or `failed`/`rejected`/`cancelled`.",
-        responses=IdentityRequestOutput,
+        "principal_id, tenant_id and resource_id) or `failed`/`rejected`/`cancelled`. Every "
+        "answer carries an `ETag` for the request's status and decisions. Long-poll instead of "
+        "polling: send `Prefer: wait=N` (at most API_WAIT_MAX_SECONDS, default 60) with "
+        "`If-None-Match: <ETag>` or `?since=<status>`, and the answer comes as soon as the "
+        "request changed, or after N seconds: then 304 (If-None-Match) or 200 with the "
+        "unchanged request (since). `Preference-Applied: wait=N` names the wait used. "
+        "If-None-Match without Prefer is an ordinary conditional GET (304 when unchanged).",
+        parameters=[
+            SinceInput,
+            OpenApiParameter(
+                "Prefer",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="`wait=N`: wait up to N seconds for a change (RFC 7240).",
+            ),
+            OpenApiParameter(
+                "If-None-Match",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="The ETag you saw: 304 while the request is still at it.",
+            ),
+        ],
+        responses={
+            200: IdentityRequestOutput,
+            304: OpenApiResponse(description="Not modified: still at the If-None-Match ETag."),
+        },
         examples=[examples.REQUEST_READY],
     )
     def get(self, request: Request, pk: int) -> Response:
-        return Response(IdentityRequestOutput(identity_request_get(user=self.actor(), pk=pk)).data)
+        identity_request = identity_request_get(user=self.actor(), pk=pk)
+        since_input = SinceInput(data=request.query_params)
+        since_input.is_valid(raise_exception=True)
+        since = since_input.validated_data.get("since")
+        etags = if_none_match(request)
+        wait = preferred_wait(request)
+
+        def unchanged(revision: RequestRevision) -> bool:
+            if etags and not ({"*", revision.etag.removeprefix("W/")} & etags):
+                return False
+            return since is None or revision.status == since
+
+        headers: dict[str, str] = {}
+        if wait is not None and (etags or since is not None):
+            headers["Preference-Applied"] = f"wait={wait}"
+            if unchanged(revision_of(identity_request)):
+                identity_request_wait(pk=pk, unchanged=unchanged, timeout=wait)
+                identity_request = identity_request_get(user=self.actor(), pk=pk)
+        revision = revision_of(identity_request)
+        headers["ETag"] = revision.etag
+        if etags and unchanged(revision):
+            return Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
+        return Response(IdentityRequestOutput(identity_request).data, headers=headers)
 
 
 class IdentityRequestCancelView(ApiView):
@@ -185,7 +294,7 @@ class IdentityRequestCancelView(ApiView):
     def post(self, request: Request, pk: int) -> Response:
         identity_request = identity_request_get(user=self.actor(), pk=pk)
         identity_request_cancel(identity_request=identity_request, actor=self.actor())
-        return Response(_fresh(request, pk))
+        return Response(fresh(request, pk))
 
 
 class IdentityRequestApproveView(ApiView):
@@ -216,7 +325,7 @@ class IdentityRequestApproveView(ApiView):
             approver=self.actor(),
             comment=data.validated_data["comment"],
         )
-        return Response(_fresh(request, pk))
+        return Response(fresh(request, pk))
 
 
 class IdentityRequestRejectView(ApiView):
@@ -243,7 +352,7 @@ class IdentityRequestRejectView(ApiView):
             approver=self.actor(),
             comment=data.validated_data["comment"],
         )
-        return Response(_fresh(request, pk))
+        return Response(fresh(request, pk))
 
 
 class IdentityRequestRetryView(ApiView):
@@ -262,7 +371,7 @@ class IdentityRequestRetryView(ApiView):
     def post(self, request: Request, pk: int) -> Response:
         identity_request = identity_request_get(user=self.actor(), pk=pk)
         identity_request_retry(identity_request=identity_request, actor=self.actor())
-        return Response(_fresh(request, pk))
+        return Response(fresh(request, pk))
 
 
 class IdentityRequestAuditView(ApiView):

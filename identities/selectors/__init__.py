@@ -6,7 +6,10 @@ One module per subject; import from here. The audit trail's reads live beside it
 `identities.selectors.dashboard` (it reads the audit trail, so it is not re-exported here)."""
 
 from identities.selectors.approvals import (
+    RISK_LEVELS,
+    ApprovalFilters,
     ApprovalQueueItem,
+    approval_item,
     approval_queue,
     owner_approvals_waiting,
 )
@@ -25,15 +28,30 @@ from identities.selectors.policy import (
     policy_context_for,
 )
 from identities.selectors.requests import (
+    WorkloadMatch,
+    WorkloadOutcome,
     identities_visible_to,
     identity_get,
     identity_request_get,
     identity_requests_visible_to,
+    workload_match,
+)
+from identities.selectors.waiting import (
+    RequestRevision,
+    identity_request_revision,
+    identity_request_wait,
+    revision_of,
 )
 
 __all__ = [
+    "RISK_LEVELS",
+    "ApprovalFilters",
     "ApprovalQueueItem",
     "Dashboard",
+    "RequestRevision",
+    "WorkloadMatch",
+    "WorkloadOutcome",
+    "approval_item",
     "approval_queue",
     "catalog_facts",
     "catalog_roles",
@@ -44,11 +62,15 @@ __all__ = [
     "identity_request_draft",
     "identity_request_get",
     "identity_request_policy",
+    "identity_request_revision",
+    "identity_request_wait",
     "identity_requests_visible_to",
     "is_team_member",
     "may_act_for_team",
     "namespaces_owned_by",
     "owner_approvals_waiting",
     "policy_context_for",
+    "revision_of",
     "teams_of",
+    "workload_match",
 ]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
+
+from django.utils import timezone
 
 from identities import roles
 from identities.errors import PermissionDeniedError
@@ -44,18 +47,38 @@ class ApprovalQueueItem:
     owner_teams: tuple[str, ...] = ()
     owner_approvals: tuple[tuple[str, str], ...] = ()
     acting_for: str = ""
+    waiting_because: str = ""  # why it waits for the signed-in user, in a sentence
 
 
-def approval_queue(user: Any) -> list[ApprovalQueueItem]:
+RISK_LEVELS = ("low", "medium", "high")
+
+
+@dataclass(frozen=True)
+class ApprovalFilters:
+    """Narrow the queue: by the requesting team, the cluster, the risk judged now, and how long
+    the request has waited (at least `older_than`)."""
+
+    team: str = ""
+    cluster: str = ""
+    risk: str = ""
+    older_than: timedelta | None = None
+
+
+def approval_queue(
+    user: Any, filters: ApprovalFilters | None = None, *, waiting_for_me: bool = False
+) -> list[ApprovalQueueItem]:
     """Pending requests, oldest first, each with its policy findings re-evaluated now.
 
     Approvers see every pending request. A member of a team that owns a scope of another team's
     request sees that request too, while their team's approval is outstanding: it is their
-    resource, and their approval is needed beside security's."""
+    resource, and their approval is needed beside security's. `waiting_for_me` keeps only what
+    `user` can decide now: not their own requests, not ones they already decided (a four-eyes
+    request they approved waits for someone else)."""
     is_approver = roles.is_approver(user)
     my_teams = set(teams_of(user).values_list("name", flat=True))
     if not is_approver and not my_teams:
         raise PermissionDeniedError("Only approvers and team members have an approval queue.")
+    filters = filters or ApprovalFilters()
     pending = (
         identity_requests_visible_to(user)
         .filter(status=RequestStatus.PENDING)
@@ -63,43 +86,87 @@ def approval_queue(user: Any) -> list[ApprovalQueueItem]:
     )
     if not is_approver:
         pending = pending.filter(owner_teams__name__in=my_teams).distinct()
+    if filters.team:
+        pending = pending.filter(team__name=filters.team)
+    if filters.cluster:
+        pending = pending.filter(cluster__name=filters.cluster)
+    if filters.older_than is not None:
+        pending = pending.filter(created_at__lte=timezone.now() - filters.older_than)
+    if waiting_for_me:
+        pending = pending.exclude(requester=user).exclude(approvals__approver=user)
     items = []
     catalog = catalog_facts()
     for identity_request in pending:
-        result = identity_request_policy(identity_request, catalog=catalog)
-        decided = list(identity_request.approvals.all())
-        approvals = [a for a in decided if a.decision == ApprovalDecision.APPROVE]
-        approved_by = tuple(a.approver.get_username() for a in approvals if a.on_behalf_of is None)
-        owner_approvals = tuple(
-            (a.on_behalf_of.name, a.approver.get_username()) for a in approvals if a.on_behalf_of
-        )
-        owners_done = {team for team, _ in owner_approvals}
-        owed = [team for team in result.owner_teams if team not in owners_done]
-        acting_for = next((team for team in owed if team in my_teams), "")
-        if not is_approver and not acting_for:
-            continue  # their team has approved already: nothing left for them here
-        blocked = ""
-        if identity_request.requester_id == user.pk:
-            blocked = "You filed this request."
-        elif any(a.approver_id == user.pk for a in decided):
-            blocked = "You already approved this request; it needs another approver."
-        elif result.violations:
-            blocked = "It now breaks policy; reject it with a comment."
-        items.append(
-            ApprovalQueueItem(
-                identity_request=identity_request,
-                policy=result,
-                risk=risk_summary(identity_request_draft(identity_request), result),
-                approvals=approved_by,
-                approvals_required=identity_request.approvals_required,
-                can_approve=not blocked,
-                blocked_reason=blocked,
-                owner_teams=tuple(result.owner_teams),
-                owner_approvals=owner_approvals,
-                acting_for=acting_for,
-            )
-        )
+        item = _queue_item(user, identity_request, is_approver, my_teams, catalog)
+        if item is None or (filters.risk and item.risk.level != filters.risk):
+            continue
+        items.append(item)
     return items
+
+
+def approval_item(user: Any, identity_request: IdentityRequest) -> ApprovalQueueItem | None:
+    """The queue's view of one request for `user` (the request page's approve/reject form), or
+    None when `user` has no decision to make on it: it is not pending, it is their own, they
+    decided on it already, or they are neither an approver nor on a team whose approval it
+    still needs."""
+    if identity_request.status != RequestStatus.PENDING:
+        return None
+    if identity_request.requester_id == getattr(user, "pk", None):
+        return None
+    if any(a.approver_id == user.pk for a in identity_request.approvals.all()):
+        return None
+    is_approver = roles.is_approver(user)
+    my_teams = set(teams_of(user).values_list("name", flat=True))
+    if not is_approver and not my_teams:
+        return None
+    return _queue_item(user, identity_request, is_approver, my_teams, catalog_facts())
+
+
+def _queue_item(
+    user: Any,
+    identity_request: IdentityRequest,
+    is_approver: bool,
+    my_teams: set[str],
+    catalog: Any,
+) -> ApprovalQueueItem | None:
+    result = identity_request_policy(identity_request, catalog=catalog)
+    decided = list(identity_request.approvals.all())
+    approvals = [a for a in decided if a.decision == ApprovalDecision.APPROVE]
+    approved_by = tuple(a.approver.get_username() for a in approvals if a.on_behalf_of is None)
+    owner_approvals = tuple(
+        (a.on_behalf_of.name, a.approver.get_username()) for a in approvals if a.on_behalf_of
+    )
+    owners_done = {team for team, _ in owner_approvals}
+    owed = [team for team in result.owner_teams if team not in owners_done]
+    acting_for = next((team for team in owed if team in my_teams), "")
+    if not is_approver and not acting_for:
+        return None  # their team has approved already: nothing left for them here
+    blocked = ""
+    if identity_request.requester_id == user.pk:
+        blocked = "You filed this request."
+    elif any(a.approver_id == user.pk for a in decided):
+        blocked = "You already approved this request; it needs another approver."
+    elif result.violations:
+        blocked = "It now breaks policy; reject it with a comment."
+    if acting_for:
+        why = f"Your team {acting_for} owns a scope it asks for: its approval is needed."
+    elif approved_by and len(approved_by) < identity_request.approvals_required:
+        why = f"Four eyes: approved by {', '.join(approved_by)}, needs a second approver."
+    else:
+        why = "Needs an approver."
+    return ApprovalQueueItem(
+        identity_request=identity_request,
+        policy=result,
+        risk=risk_summary(identity_request_draft(identity_request), result),
+        approvals=approved_by,
+        approvals_required=identity_request.approvals_required,
+        can_approve=not blocked,
+        blocked_reason=blocked,
+        owner_teams=tuple(result.owner_teams),
+        owner_approvals=owner_approvals,
+        acting_for=acting_for,
+        waiting_because=why,
+    )
 
 
 OWNER_APPROVALS_SHOWN_MAX = 99

@@ -22,6 +22,7 @@ from identities.services.requests import (
     identity_request_cancel,
     identity_request_create,
     identity_request_decommission_create,
+    identity_request_ensure,
     identity_request_reject,
     identity_request_retry,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "identity_request_cancel",
     "identity_request_create",
     "identity_request_decommission_create",
+    "identity_request_ensure",
     "identity_request_mark_failed",
     "identity_request_mark_provisioning",
     "identity_request_mark_ready",

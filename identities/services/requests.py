@@ -8,7 +8,6 @@ makes Azure match and reports back through the `identity_request_mark_*` service
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
@@ -45,12 +44,16 @@ from identities.naming import AUDIENCE, fic_name, fic_subject, uami_name
 from identities.policy import RequestDraft, evaluate_request
 from identities.scopes import canonical_scope
 from identities.selectors import (
+    WorkloadMatch,
+    WorkloadOutcome,
     identity_request_draft,
     identity_request_policy,
     is_team_member,
     may_act_for_team,
     policy_context_for,
+    workload_match,
 )
+from identities.selectors.dry_run import draft_check
 from identities.tags import identity_tags
 from identities.work import Work, enqueue
 
@@ -65,22 +68,38 @@ if TYPE_CHECKING:
 def identity_request_create(*, requester: User, draft: RequestDraft) -> IdentityRequest:
     """File a new-identity or add-a-ServiceAccount request as `pending`, or raise
     PolicyViolationError with every violation. The requester must be on the team."""
-    if draft.kind == RequestKind.DECOMMISSION:
-        raise DomainError("File decommission requests with identity_request_decommission_create.")
+    return _file_request(requester=requester, draft=draft)
+
+
+@transaction.atomic(durable=True)
+def identity_request_ensure(*, requester: User, draft: RequestDraft) -> WorkloadMatch:
+    """Find-or-create by workload (cluster, namespace, ServiceAccount): the live identity that
+    federates it (with the request that did), else the open request for it, else a new request
+    filed as `identity_request_create` files it. Only what `requester` may see is found; finding
+    writes nothing, filing is audited as usual. The draft's roles are not compared."""
     _require_requester(requester)
-    if draft.kind == RequestKind.ADD_SERVICE_ACCOUNT and draft.identity_id is not None:
-        target = Identity.objects.select_related("team").filter(pk=draft.identity_id).first()
-        if target is not None:
-            # The ServiceAccount joins the identity's app and team; fill what the caller left out.
-            draft = dataclasses.replace(
-                draft, team=draft.team or target.team.name, app_name=target.app_name
-            )
-    team = Team.objects.filter(name=draft.team).first() if draft.team else None
-    if team is not None and not is_team_member(requester, team):
-        raise PermissionDeniedError(
-            f"{requester.get_username()} is not a member of team {team.name!r}."
-        )
-    result = evaluate_request(draft, policy_context_for(draft))
+    # Concurrent ensures of one cluster queue here, so two pipeline runs file one request, not
+    # two. FOR NO KEY UPDATE: inserts referencing the cluster (other requests) are not blocked.
+    Cluster.objects.select_for_update(no_key=True).filter(name=draft.cluster).first()
+    found = workload_match(
+        user=requester,
+        cluster=draft.cluster,
+        namespace=draft.namespace,
+        service_account=draft.service_account,
+    )
+    if found is not None:
+        return found
+    identity_request = _file_request(requester=requester, draft=draft)
+    return WorkloadMatch(
+        outcome=WorkloadOutcome.CREATED,
+        identity_request=identity_request,
+        identity=identity_request.identity,
+    )
+
+
+def _file_request(*, requester: User, draft: RequestDraft) -> IdentityRequest:
+    checked = draft_check(requester=requester, draft=draft)  # the dry run checks the same
+    draft, team, result = checked.draft, checked.team, checked.result
     if result.violations:
         raise PolicyViolationError(result)
     assert team is not None  # noqa: S101 - policy refused an unknown team above

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from provisioning.errors import PermanentError, TransientError
-from provisioning.retry import Backoff, with_retries
+from provisioning.retry import Backoff, jittered, with_retries
 
 
 class Flaky:
@@ -73,6 +73,14 @@ def test_waits_grow_even_with_jitter() -> None:
     error = TransientError("x")
     for attempt in range(1, 6):
         assert backoff.delay(attempt, error) >= 2 ** (attempt - 1) / 2
+
+
+def test_the_database_backoff_doubles_within_its_jitter_and_stops_at_the_cap() -> None:
+    for attempt in range(1, 12):
+        step = min(30.0, 2.0 ** (attempt - 1))
+        waits = {jittered(attempt, base=1.0, cap=30.0) for _ in range(50)}
+        assert all(step / 2 <= wait <= step for wait in waits), (attempt, waits)
+        assert len(waits) > 1  # jittered: many workers losing the database spread out
 
 
 def test_throttling_does_not_use_up_the_attempts() -> None:

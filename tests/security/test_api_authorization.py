@@ -86,6 +86,24 @@ ROWS: list[Row] = [
         body=lambda world: new_request_body(service_account="payroll", app_name="payroll"),
         scope="request",
     ),
+    Row(
+        "identity-request-ensure",
+        "post",
+        fixed("/api/v1/identity-requests/ensure/"),
+        # Find-or-create files like a POST: requesters of the namespace's team only.
+        {**everyone(403), "requester_a": 201},
+        body=lambda world: new_request_body(service_account="payroll", app_name="payroll"),
+        scope="request",
+    ),
+    Row(
+        "identity-request-validate",
+        "post",
+        fixed("/api/v1/identity-requests/validate/"),
+        # A dry run of filing: the same people as filing; it writes nothing (checked below).
+        {**everyone(403), "requester_a": 200},
+        body=lambda world: new_request_body(service_account="payroll", app_name="payroll"),
+        scope="request",
+    ),
     Row("identity-request-detail", "get", request_url("pending"), visible_to_team_a()),
     Row(
         "identity-request-cancel",

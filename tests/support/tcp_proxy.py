@@ -61,6 +61,16 @@ class TcpProxy:
             self._refusing = False
             self._pattern = None
 
+    def database_url(self) -> str:
+        """DATABASE_URL for a portal process: the test database, through this proxy."""
+        from django.db import connection
+
+        db = connection.settings_dict
+        auth = db.get("USER") or ""
+        if db.get("PASSWORD"):
+            auth += f":{db['PASSWORD']}"
+        return f"postgres://{auth}@127.0.0.1:{self.port}/{db['NAME']}?sslmode=disable"
+
     def close(self) -> None:
         self._closed = True
         self.refuse()

@@ -43,8 +43,13 @@ class ForkedWorker:
         return state != "Z"
 
     def _signal(self, sig: int, timeout: float) -> bool:
-        with contextlib.suppress(ProcessLookupError):
+        try:
             os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            # Forked a moment ago and not yet the leader of its group (setsid is its first
+            # call, before any pool process exists): signal the process itself.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
         return wait_until(lambda: not self.alive(), timeout=timeout, interval=0.02)
 
     def kill(self) -> None:
@@ -84,12 +89,17 @@ class WorkerZygote:
         if ready != "READY":
             raise RuntimeError(f"worker zygote did not start: {ready!r}, see {folder}")
 
-    def fork(self, broker: Broker, *, concurrency: int = 2) -> ForkedWorker:
+    def fork(
+        self, broker: Broker, *, concurrency: int = 2, settings: dict[str, str] | None = None
+    ) -> ForkedWorker:
+        """A new worker; `settings` overrides Django settings in it alone (the environment was
+        read once, by the zygote), e.g. a WORKER_LIVENESS_FILE of its own."""
         name = f"worker-{len(self.started)}"
         log_path = self.folder / f"{name}.log"
         argv = worker_argv(name, broker, concurrency)
         assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(json.dumps({"argv": argv, "log": str(log_path)}) + "\n")
+        command = {"argv": argv, "log": str(log_path), "settings": settings or {}}
+        self.process.stdin.write(json.dumps(command) + "\n")
         self.process.stdin.flush()
         worker = ForkedWorker(name, int(self.process.stdout.readline()), log_path)
         self.started.append(worker)
@@ -161,7 +171,7 @@ def _serve() -> None:
         command = json.loads(line)
         pid = os.fork()
         if pid == 0:
-            _become_worker(app, command["argv"], command["log"])
+            _become_worker(app, command["argv"], command["log"], command.get("settings", {}))
         workers.add(pid)
         sys.stdout.write(f"{pid}\n")
         sys.stdout.flush()
@@ -184,8 +194,12 @@ def _stop_groups(workers: set[int], timeout: float = 10) -> None:
             return
 
 
-def _become_worker(app: object, argv: list[str], log: str) -> None:
+def _become_worker(app: object, argv: list[str], log: str, overrides: dict[str, str]) -> None:
     os.setsid()  # a process group of its own: kill -9 reaches the pool processes too
+    from django.conf import settings
+
+    for name, value in overrides.items():
+        setattr(settings, name, value)
     log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     null_fd = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null_fd, 0)

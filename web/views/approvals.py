@@ -7,9 +7,9 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from identities.selectors import approval_queue, identity_request_get
+from identities.selectors import ApprovalFilters, approval_queue, identity_request_get
 from identities.services import identity_request_approve, identity_request_reject
-from web.forms import DecisionForm
+from web.forms import ApprovalFilterForm, DecisionForm
 from web.views.common import action_outcome, page, portal_view, signed_in_user
 from web.views.presenters import grant_diff
 
@@ -17,13 +17,28 @@ from web.views.presenters import grant_diff
 @portal_view
 @require_GET
 def approval_queue_page(request: HttpRequest) -> HttpResponse:
-    items = approval_queue(request.user)  # PermissionDeniedError (403) for non-approvers
+    """All pending requests, or "waiting for me" (`?show=mine`), narrowed by the filters. An
+    invalid filter is named on the form and not applied."""
+    form = ApprovalFilterForm(request.GET)
+    filters = ApprovalFilters()
+    if form.is_valid():
+        filters = ApprovalFilters(
+            team=form.cleaned_data["team"],
+            cluster=form.cleaned_data["cluster"],
+            risk=form.cleaned_data["risk"],
+            older_than=form.older_than(),
+        )
+    # PermissionDeniedError (403) for users who are neither approvers nor on a team.
+    items = approval_queue(request.user, filters, waiting_for_me=form.waiting_for_me)
     return page(
         request,
         "approvals/queue.html",
         {
             "items": [(item, grant_diff(item.identity_request)) for item in items],
             "decision_form": DecisionForm(),
+            "filter_form": form,
+            "waiting_for_me": form.waiting_for_me,
+            "filtered": any(request.GET.get(name) for name in ("team", "cluster", "risk", "age")),
         },
         section="approvals",
     )

@@ -25,7 +25,11 @@ from identities.manifests import (
     render_one,
 )
 from identities.models import REQUEST_STATUSES_IN_FLIGHT, IdentityRequest, RequestStatus
-from identities.selectors import identity_request_get, identity_requests_visible_to
+from identities.selectors import (
+    approval_item,
+    identity_request_get,
+    identity_requests_visible_to,
+)
 from identities.services import identity_request_cancel, identity_request_retry
 from provisioning.selectors import request_steps, request_verifications
 from provisioning.services import verification_enqueue
@@ -171,6 +175,8 @@ def _detail_context(request: HttpRequest, identity_request: IdentityRequest) -> 
         "decommission_form": DecommissionForm(),
         "approvals": list(identity_request.approvals.all()),
         "roles_with_owners": role_owner_notes(identity_request),
+        # The queue's approve/reject form, when the viewer has a decision to make here.
+        "decision": approval_item(user, identity_request),
     }
 
 

@@ -1,0 +1,92 @@
+"""Waiting for a request to change (the API's `Prefer: wait` long-poll) without holding a
+database connection: one indexed primary-key read per poll interval, the connection handed back
+between reads, the thread asleep in between."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection
+from django.db.models import Count
+
+from identities.models import IdentityRequest
+
+# A pipeline learns of a change within this; each waiting client costs one cheap query per
+# interval (a primary-key lookup with a count of its decisions).
+POLL_INTERVAL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class RequestRevision:
+    """What a reader of a request has seen: its status, when it last moved, and how many
+    decisions (approvals, rejections) it has. Any change to these is a new `etag`."""
+
+    status: str
+    updated_at: datetime
+    decisions: int
+
+    @property
+    def etag(self) -> str:
+        digest = hashlib.sha256(f"{self.updated_at.isoformat()}|{self.decisions}".encode())
+        # Weak: the same revision is the same request state, not the same bytes (the body's
+        # links follow the host it was asked on).
+        return f'W/"{self.status}.{digest.hexdigest()[:16]}"'
+
+
+def revision_of(identity_request: IdentityRequest) -> RequestRevision:
+    """The revision of a request read through `identity_requests_visible_to` (its approvals are
+    prefetched, so this costs no query)."""
+    return RequestRevision(
+        status=identity_request.status,
+        updated_at=identity_request.updated_at,
+        decisions=len(identity_request.approvals.all()),
+    )
+
+
+def identity_request_revision(pk: int) -> RequestRevision | None:
+    """The request's revision now, in one query; None once it is gone. No visibility check:
+    callers have checked that the user may see `pk` before they wait on it."""
+    row = (
+        IdentityRequest.objects.filter(pk=pk)
+        .annotate(decision_count=Count("approvals"))
+        .values_list("status", "updated_at", "decision_count")
+        .first()
+    )
+    if row is None:
+        return None
+    return RequestRevision(status=row[0], updated_at=row[1], decisions=row[2])
+
+
+def identity_request_wait(
+    *,
+    pk: int,
+    unchanged: Callable[[RequestRevision], bool],
+    timeout: float,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> RequestRevision | None:
+    """Poll the request's revision until `unchanged(revision)` is false or `timeout` seconds
+    have passed; return the last revision read (None: the request is gone). Between reads the
+    database connection is closed (outside a transaction), so a thousand waiting pipelines
+    hold a thousand sleeping threads, not a thousand connections."""
+    deadline = clock() + timeout
+    revision = identity_request_revision(pk)
+    while revision is not None and unchanged(revision):
+        remaining = deadline - clock()
+        if remaining <= 0:
+            break
+        _release_connection()
+        sleep(min(POLL_INTERVAL_SECONDS, remaining))
+        revision = identity_request_revision(pk)
+    return revision
+
+
+def _release_connection() -> None:
+    # Inside a transaction (a test's, or ATOMIC_REQUESTS, which we do not use) closing would
+    # break it; the connection is then the transaction's anyway.
+    if not connection.in_atomic_block:
+        connection.close()
