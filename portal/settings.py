@@ -574,6 +574,8 @@ SPECTACULAR_SETTINGS = {
         # API tokens may hold any scope; a team's machines read and request only.
         "TokenScopeEnum": "accounts.tokens.SCOPES",
         "ServiceScopeEnum": "accounts.tokens.SERVICE_SCOPES",
+        "RequestKindEnum": "identities.models.RequestKind",
+        "FiledKindEnum": ["new", "add_service_account"],
     },
     # Served from the drf-spectacular-sidecar static files: no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
