@@ -1,7 +1,8 @@
-"""The examples/ pipelines run as written (bash, curl, jq) against a live portal, with a local
-issuer standing in for GitHub Actions' and Azure DevOps' token services: they file a request
-with one fresh OIDC token per call, as the team's service principal, wait for it, and fetch its
-manifests; a refused call stops them with the problem shown."""
+"""The examples/ pipelines' steps run as written (bash, curl, jq, examples/pipeline.sh) against
+a live portal, with a local issuer standing in for GitHub Actions' and Azure DevOps' token
+services: they file a request with one fresh OIDC token per call (PORTAL_TOKEN_COMMAND), as the
+team's service principal, wait for it, and keep its manifests; a refused call stops them with
+the problem shown."""
 
 from __future__ import annotations
 
@@ -30,21 +31,29 @@ def github_script() -> tuple[str, dict[str, str]]:
     job = workflow["jobs"]["request-identity"]
     assert workflow["permissions"]["id-token"] == "write"
     step = next(step for step in job["steps"] if "run" in step)
-    return step["run"], dict(job["env"])
+    return step["run"], {**job["env"], **step["env"]}
 
 
 def azure_devops_script() -> tuple[str, dict[str, str]]:
     pipeline = yaml.safe_load((EXAMPLES / "azure-pipelines.yml").read_text())
     step = next(step for step in pipeline["steps"] if "bash" in step)
-    return step["bash"], dict(pipeline["variables"])
+    return step["bash"], {**pipeline["variables"], **step["env"]}
+
+
+def checkout(tmp_path: Path) -> Path:
+    """A job's working directory: the repository's examples/ and the request to file."""
+    workdir = tmp_path / "checkout"
+    workdir.mkdir()
+    (workdir / "examples").symlink_to(EXAMPLES)
+    (workdir / "request.json").write_text(json.dumps(new_request_body()))
+    return workdir
 
 
 def run_until_filed(
     script: str, env: dict[str, str], cwd: Path, approver: Any
 ) -> subprocess.CompletedProcess[str]:
-    """Start the script; once its request is filed, approve it and record it provisioned (no
-    Azure here), then let the script's next poll find it ready."""
-    (cwd / "request.json").write_text(json.dumps(new_request_body()))
+    """Start the step; once its request is filed, approve it and record it provisioned (no
+    Azure here), then let the script's long-poll find it ready."""
     process = subprocess.Popen(
         ["/usr/bin/bash", "-c", script],
         cwd=cwd,
@@ -59,7 +68,7 @@ def run_until_filed(
         time.sleep(0.2)
     if process.poll() is None:
         make_ready(approve(IdentityRequest.objects.get(), approver))
-    stdout, stderr = process.communicate(timeout=60)
+    stdout, stderr = process.communicate(timeout=90)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
@@ -90,24 +99,24 @@ def test_the_github_actions_example_files_as_the_service_principal_without_a_sec
     )
     oidc_issuer.job_claims = {"sub": "repo:contoso/payments:environment:production"}
 
+    workdir = checkout(tmp_path)
     result = run_until_filed(
         script,
         {
             **env,
-            "API": portal,
+            "PORTAL_API": portal,
             "ACTIONS_ID_TOKEN_REQUEST_URL": f"{oidc_issuer.url}/token?api-version=2.0",
             "ACTIONS_ID_TOKEN_REQUEST_TOKEN": oidc_issuer.job_token,
             "GITHUB_RUN_ID": "4711",
         },
-        tmp_path,
+        workdir,
         approver,
     )
 
     assert result.returncode == 0, result.stderr
-    assert "svc:payments/deploy-pipeline" in result.stdout
     identity_request = IdentityRequest.objects.get()
     assert identity_request.requester.get_username() == "svc:payments/deploy-pipeline"
-    assert "kind: ServiceAccount" in (tmp_path / "manifests.yaml").read_text()
+    assert "kind: ServiceAccount" in (workdir / "manifests.yaml").read_text()
     # One fresh token per call: the filing, at least one poll, the manifests.
     assert oidc_issuer.tokens_handed_out >= 3
     assert not AuditEvent.objects.filter(action="oidc_token.refused").exists()
@@ -137,16 +146,17 @@ def test_the_azure_devops_example_stops_on_a_refusal_and_shows_the_problem(
         "sub": "sc://contoso/payments/portal-payments",
         "aud": "api://AzureADTokenExchange",
     }
+    workdir = checkout(tmp_path)
     env = {
         **variables,
-        "API": portal,
+        "PORTAL_API": portal,
         "SYSTEM_OIDCREQUESTURI": f"{oidc_issuer.url}/oidctoken",
         "SYSTEM_ACCESSTOKEN": oidc_issuer.job_token,
-        "BUILD_BUILDID": "815",
+        "CI_PIPELINE_ID": "815",
         "BUILD_ARTIFACTSTAGINGDIRECTORY": str(tmp_path),
     }
 
-    result = run_until_filed(script, env, tmp_path, approver)
+    result = run_until_filed(script, env, workdir, approver)
 
     assert result.returncode == 0, result.stderr
     assert IdentityRequest.objects.get().requester.get_username() == "svc:payments/ado-release"
@@ -156,13 +166,36 @@ def test_the_azure_devops_example_stops_on_a_refusal_and_shows_the_problem(
     oidc_issuer.job_claims["sub"] = "sc://contoso/payments/someone-else"
     refused = subprocess.run(
         ["/usr/bin/bash", "-c", script],
-        cwd=tmp_path,
+        cwd=workdir,
         env={"PATH": os.environ["PATH"], **env},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert refused.returncode != 0
-    assert "answered 401" in refused.stderr
+    assert refused.returncode == 2  # pipeline.sh: the portal refused
+    assert "answered HTTP 401" in refused.stderr
     assert "match no trust rule" in refused.stderr
+
+
+def test_a_token_command_that_prints_nothing_stops_the_script_with_exit_1(
+    tmp_path: Path,
+) -> None:
+    workdir = checkout(tmp_path)
+
+    result = subprocess.run(
+        ["/usr/bin/bash", "examples/pipeline.sh", "request.json"],
+        cwd=workdir,
+        env={
+            "PATH": os.environ["PATH"],
+            "PORTAL_API": "http://127.0.0.1:9/api/v1",
+            "PORTAL_TOKEN_COMMAND": "exit 3",
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "PORTAL_TOKEN_COMMAND printed no token" in result.stderr
