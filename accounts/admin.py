@@ -17,6 +17,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts.login_throttle import lockout_for, login_unlock
+from accounts.machines import trust_rule_disable
+from accounts.models import ServicePrincipal, TrustRule
+from identities import roles
+from identities.errors import DomainError
 
 User = get_user_model()
 
@@ -65,3 +69,59 @@ class PortalUserAdmin(UserAdmin):
 
 admin.site.unregister(User)
 admin.site.register(User, PortalUserAdmin)
+
+
+class _MachinesAdmin(admin.ModelAdmin):
+    """Read-only: rules and principals are created on the pipelines page, the API or
+    `manage.py trust_rule`, through the services that audit them."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ServicePrincipal)
+class ServicePrincipalAdmin(_MachinesAdmin):
+    list_display = ("label", "team", "created_at", "created_by")
+    list_filter = ("team",)
+    search_fields = ("name", "team__name")
+
+
+@admin.register(TrustRule)
+class TrustRuleAdmin(_MachinesAdmin):
+    list_display = (
+        "name",
+        "service_principal",
+        "issuer",
+        "audience",
+        "subject",
+        "subject_pattern",
+        "last_used_at",
+        "disabled_at",
+    )
+    list_filter = ("issuer", "service_principal__team")
+    search_fields = ("name", "issuer", "subject", "subject_pattern")
+    actions = ["disable_rules"]
+
+    def has_disable_permission(self, request: HttpRequest) -> bool:
+        return roles.is_admin(request.user)
+
+    @admin.action(description="Disable the selected trust rules", permissions=["disable"])
+    def disable_rules(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        disabled = []
+        for rule in queryset.filter(disabled_at__isnull=True).order_by("id"):
+            try:
+                trust_rule_disable(rule=rule, actor=request.user)  # type: ignore[arg-type]
+            except DomainError as exc:
+                self.message_user(request, exc.message, level=messages.ERROR)
+                return
+            disabled.append(rule.name)
+        if disabled:
+            self.message_user(request, f"Disabled: {', '.join(disabled)}.", level=messages.SUCCESS)
+        else:
+            self.message_user(request, "None of them was enabled.", level=messages.INFO)

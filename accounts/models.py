@@ -45,6 +45,15 @@ class ApiToken(models.Model):
         blank=True,
         related_name="+",
     )
+    # Who minted it, when that is not `user`: a team's service token belongs to the team's
+    # service principal (its `user`) and is minted by one of the team's people.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -116,3 +125,78 @@ class SsoAccount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} <{self.tenant_id}/{self.object_id}>"
+
+
+class ServicePrincipal(models.Model):
+    """A non-human principal of a team (`svc:payments/deploy-pipeline`): what a pipeline acts
+    as when it presents a trusted OIDC token or a team service token. It is backed by a user
+    row named after it (no password, a member of the team and of the requesters group), so
+    every existing check, the audit trail and the request page name it like anyone else.
+    Created and disabled only through `accounts.machines`."""
+
+    team = models.ForeignKey(
+        "identities.Team", on_delete=models.PROTECT, related_name="service_principals"
+    )
+    name = models.CharField(max_length=63, help_text="A DNS label, e.g. deploy-pipeline.")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="service_principal"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["team__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "name"], name="serviceprincipal_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def label(self) -> str:
+        return f"svc:{self.team.name}/{self.name}"
+
+
+class TrustRule(models.Model):
+    """A team trusts tokens of one OIDC issuer (a CI system) for one audience whose subject
+    and/or claims match, and lets them act as one of its service principals with `scopes`.
+    Created and disabled only through `accounts.machines`; checked by `accounts.oidc`."""
+
+    service_principal = models.ForeignKey(
+        ServicePrincipal, on_delete=models.PROTECT, related_name="trust_rules"
+    )
+    name = models.CharField(max_length=100, help_text="What the rule is for.")
+    issuer = models.CharField(max_length=300, db_index=True, help_text="Compared byte for byte.")
+    audience = models.CharField(max_length=300)
+    subject = models.CharField(max_length=300, blank=True, help_text="The exact `sub`.")
+    subject_pattern = models.CharField(
+        max_length=300, blank=True, help_text="A `sub` pattern where * matches any characters."
+    )
+    claims = models.JSONField(default=dict, blank=True, help_text="Exact claim values.")
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} → {self.service_principal_id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.disabled_at is None

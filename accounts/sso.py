@@ -37,7 +37,7 @@ from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.utils import import_from_settings
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
-from accounts.models import SsoAccount
+from accounts.models import ServicePrincipal, SsoAccount
 from identities import roles
 from identities.audit import audit_record
 from identities.audit.actions import AuditAction
@@ -215,6 +215,9 @@ class EntraIdBackend(OIDCAuthenticationBackend):
             user = user_model(username=username)
             user.set_unusable_password()
             user.save()
+        elif ServicePrincipal.objects.filter(user=user).exists():
+            # A team's service principal acts only through trusted tokens, never as a person.
+            raise SignInRefused(f"the portal account {username!r} is a service principal")
         elif SsoAccount.objects.filter(user=user).exists():
             raise SignInRefused(
                 f"the portal account {username!r} is linked to another Entra ID user"

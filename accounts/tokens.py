@@ -36,6 +36,9 @@ SCOPE_READ = "read"
 SCOPE_REQUEST = "request"
 SCOPE_APPROVE = "approve"
 SCOPES = ApiToken.SCOPES
+# What a team's service principal may be granted (trust rules, service tokens), in SCOPES'
+# order: approving stays with people, whose four eyes a pipeline must not stand in for.
+SERVICE_SCOPES = (SCOPE_READ, SCOPE_REQUEST)
 _ALPHABET = string.digits + string.ascii_letters  # base62: no '-' or '_', one double-click
 _RANDOM_LENGTH = 36  # 36 * log2(62) ≈ 214 bits
 _CHECKSUM_LENGTH = 6  # 62**6 > 2**32

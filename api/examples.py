@@ -599,3 +599,57 @@ TRANSFER_OUT = _response("transfer", TRANSFER)
 TRANSFER_LIST = _response("transfers", _page([TRANSFER]))
 TRANSFER_APPROVE_INPUT = _request_only("approve", {"comment": "Both teams agree."})
 TRANSFER_REJECT_INPUT = _request_only("reject", {"comment": "Search does not run checkout."})
+# --- a team's machines -----------------------------------------------------------------------
+
+_TRUST_RULE_INPUT = {
+    "team": "payments",
+    "service_principal": "deploy-pipeline",
+    "name": "GitHub Actions, production environment",
+    "issuer": "https://token.actions.githubusercontent.com",
+    "audience": "api://workload-identity-portal",
+    "subject": "repo:contoso/payments:environment:production",
+    "claims": {"repository": "contoso/payments"},
+    "scopes": ["read", "request"],
+}
+_TRUST_RULE = {
+    "id": 3,
+    **_TRUST_RULE_INPUT,
+    "service_principal": "svc:payments/deploy-pipeline",
+    "subject_pattern": "",
+    "created_at": CREATED,
+    "created_by": "alice",
+    "last_used_at": None,
+    "disabled_at": None,
+    "is_active": True,
+}
+TRUST_RULE_LIST = _response("a page", _page([_TRUST_RULE]))
+TRUST_RULE_CREATE_INPUT = _request_only("GitHub Actions environment", _TRUST_RULE_INPUT)
+TRUST_RULE_CREATED = _response("created", _TRUST_RULE, status=201)
+TRUST_RULE_DISABLED = _response(
+    "disabled", {**_TRUST_RULE, "disabled_at": UPDATED, "is_active": False}
+)
+_SERVICE_TOKEN = {
+    **_TOKEN,
+    "team": "payments",
+    "service_principal": "svc:payments/nightly",
+    "created_by": "alice",
+}
+SERVICE_TOKEN_LIST = _response("a page", _page([_SERVICE_TOKEN]))
+SERVICE_TOKEN_CREATE_INPUT = _request_only(
+    "nightly job",
+    {
+        "team": "payments",
+        "service_principal": "nightly",
+        "name": "nightly drift report",
+        "scopes": ["read"],
+        "expires_in_days": 90,
+    },
+)
+SERVICE_TOKEN_CREATED = _response(
+    "created",
+    {**_SERVICE_TOKEN, "token": "wip_" + "EXAMPLE0ONLY0NOT0A0REAL0TOKEN".ljust(42, "0")},
+    status=201,
+)
+SERVICE_TOKEN_REVOKED = _response(
+    "revoked", {**_SERVICE_TOKEN, "revoked_at": UPDATED, "is_active": False}
+)

@@ -9,12 +9,23 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
 from accounts.models import ApiToken
+from accounts.oidc import OidcGrant
 from identities import roles
 
 
 def request_token(request: Request) -> ApiToken | None:
     """The API token the request authenticated with, or None for a session."""
     return request.auth if isinstance(request.auth, ApiToken) else None
+
+
+def request_scopes(request: Request) -> tuple[str, ...] | None:
+    """The scopes the request's credential carries: an API token's or a trusted OIDC token's
+    (its rules'); None for a session, which is not scoped."""
+    if isinstance(request.auth, ApiToken):
+        return tuple(request.auth.scopes)
+    if isinstance(request.auth, OidcGrant):
+        return request.auth.scopes
+    return None
 
 
 class HasTokenScope(BasePermission):
@@ -25,8 +36,8 @@ class HasTokenScope(BasePermission):
     message = "This API token does not have the scope this operation needs."
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        token = request_token(request)
-        if token is None or not hasattr(view, (request.method or "").lower()):
+        scopes = request_scopes(request)
+        if scopes is None or not hasattr(view, (request.method or "").lower()):
             return True  # sessions are unscoped; an unsupported method gets its 405
         if request.method in SAFE_METHODS:
             scope = getattr(view, "read_scope", "read")
@@ -38,10 +49,10 @@ class HasTokenScope(BasePermission):
             if scope is None:
                 self.message = f"{request.method} {request.path} is not available to API tokens."
                 return False
-        if scope in token.scopes:
+        if scope in scopes:
             return True
         self.message = (
-            f"This API token has the scopes {', '.join(token.scopes) or 'none'}; "
+            f"This API token has the scopes {', '.join(scopes) or 'none'}; "
             f"{request.method} {request.path} needs '{scope}'."
         )
         return False
@@ -50,10 +61,13 @@ class HasTokenScope(BasePermission):
 class SessionOnlyForWrites(BasePermission):
     """Tokens cannot mint or revoke tokens: a leaked token must not be able to outlive itself."""
 
-    message = "API tokens cannot create or revoke tokens; sign in to the portal to do that."
+    message = (
+        "API tokens cannot create or revoke tokens or trust rules; sign in to the portal "
+        "to do that."
+    )
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        return request.method in SAFE_METHODS or request_token(request) is None
+        return request.method in SAFE_METHODS or request_scopes(request) is None
 
 
 class IsAuditorOrAdmin(BasePermission):

@@ -10,6 +10,7 @@ from api.views import (
     catalog,
     handover,
     identities,
+    machines,
     pipeline,
     requests,
     resources,
@@ -171,6 +172,20 @@ urlpatterns = [
     path("tokens/", tokens.TokenCollectionView.as_view(), name="token-list"),
     path("tokens/<int:pk>/revoke/", tokens.TokenRevokeView.as_view(), name="token-revoke"),
     path("me/", tokens.MeView.as_view(), name="me"),
+    path("trust-rules/", machines.TrustRuleCollectionView.as_view(), name="trust-rule-list"),
+    path(
+        "trust-rules/<int:pk>/disable/",
+        machines.TrustRuleDisableView.as_view(),
+        name="trust-rule-disable",
+    ),
+    path(
+        "service-tokens/", machines.ServiceTokenCollectionView.as_view(), name="service-token-list"
+    ),
+    path(
+        "service-tokens/<int:pk>/revoke/",
+        machines.ServiceTokenRevokeView.as_view(),
+        name="service-token-revoke",
+    ),
     # Last: whatever matched nothing above is a problem-details 404, not the HTML page.
     re_path(r"^", base.not_found, name="not-found"),
 ]

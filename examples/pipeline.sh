@@ -10,9 +10,14 @@
 # (Prefer: wait) until it is ready, and prints the ServiceAccount + Deployment YAML on stdout.
 # Progress and errors go to stderr; a refusal prints the portal's problem document, field by field.
 #
-# Environment: PORTAL_API, PORTAL_TOKEN (required); PORTAL_TIMEOUT_SECONDS (total, default 3600:
-# approval is a person); PORTAL_WAIT_SECONDS (one long-poll, default 55); IMAGE (the container
-# image put into the Deployment); CI_PIPELINE_ID or GITHUB_RUN_ID (the Idempotency-Key's suffix).
+# Credentials: PORTAL_TOKEN (a portal API token), or PORTAL_TOKEN_COMMAND: a command that prints
+# a fresh token, run before every call: a CI system's own OIDC token that a trust rule accepts
+# (each is good for one call; see examples/github-actions.yml and examples/azure-pipelines.yml).
+#
+# Environment: PORTAL_API, and PORTAL_TOKEN or PORTAL_TOKEN_COMMAND (required);
+# PORTAL_TIMEOUT_SECONDS (total, default 3600: approval is a person); PORTAL_WAIT_SECONDS (one
+# long-poll, default 55); IMAGE (the container image put into the Deployment); CI_PIPELINE_ID or
+# GITHUB_RUN_ID (the Idempotency-Key's suffix).
 #
 # Exit codes:
 #   0  the request is ready; the manifests are on stdout
@@ -26,7 +31,8 @@ set -euo pipefail
 
 usage() { echo "pipeline.sh: $1" >&2; exit 1; }
 [[ -n "${PORTAL_API:-}" ]] || usage "set PORTAL_API, e.g. https://portal.example.com/api/v1"
-[[ -n "${PORTAL_TOKEN:-}" ]] || usage "set PORTAL_TOKEN (an API token with scopes read,request)"
+[[ -n "${PORTAL_TOKEN:-}" || -n "${PORTAL_TOKEN_COMMAND:-}" ]] \
+  || usage "set PORTAL_TOKEN (an API token with scopes read,request) or PORTAL_TOKEN_COMMAND"
 [[ $# -ge 1 && -r "$1" ]] || usage "usage: pipeline.sh request.json (a readable file)"
 for tool in curl jq; do
   command -v "$tool" >/dev/null || usage "$tool is required"
@@ -49,8 +55,13 @@ call() {
   shift 2
   local remaining=$(( DEADLINE - $(date +%s) ))
   (( remaining > 0 )) || { echo "timed out after ${TIMEOUT}s" >&2; exit 4; }
+  local token="${PORTAL_TOKEN:-}"
+  if [[ -n "${PORTAL_TOKEN_COMMAND:-}" ]]; then
+    token=$(bash -c "$PORTAL_TOKEN_COMMAND") && [[ -n "$token" ]] \
+      || { echo "PORTAL_TOKEN_COMMAND printed no token" >&2; exit 1; }
+  fi
   if ! STATUS=$(curl -sS -o "$WORK/body" -w '%{http_code}' -X "$method" \
-      --max-time $(( WAIT + 30 )) -H "Authorization: Bearer $PORTAL_TOKEN" "$@" "$API$path"); then
+      --max-time $(( WAIT + 30 )) -H "Authorization: Bearer $token" "$@" "$API$path"); then
     STATUS=000  # no answer at all (DNS, TLS, connection refused): retried below like a 5xx
   fi
 }

@@ -515,10 +515,21 @@ VERIFY_AFTER_PROVISIONING = env_bool("VERIFY_AFTER_PROVISIONING", True)
 VERIFY_PROPAGATION_WINDOW_SECONDS = env_int("VERIFY_PROPAGATION_WINDOW_SECONDS", 600)
 VERIFY_RETRY_SECONDS = env_int("VERIFY_RETRY_SECONDS", 20)
 
+# --- Pipelines' own OIDC tokens (accounts.oidc) -----------------------------------------------
+# Issuers' keys are fetched over https only; plain http to a loopback host only when this is on
+# (the tests' local issuer, a DEBUG checkout).
+OIDC_ALLOW_HTTP_LOOPBACK = env_bool("OIDC_ALLOW_HTTP_LOOPBACK", DEBUG)
+OIDC_JWKS_TTL_SECONDS = env_int("OIDC_JWKS_TTL_SECONDS", 3600)
+# A token naming an unknown key fetches the key set again at most this often per issuer.
+OIDC_JWKS_REFETCH_SECONDS = env_int("OIDC_JWKS_REFETCH_SECONDS", 60)
+OIDC_LEEWAY_SECONDS = env_int("OIDC_LEEWAY_SECONDS", 60)
+OIDC_HTTP_TIMEOUT_SECONDS = env_int("OIDC_HTTP_TIMEOUT_SECONDS", 5)
+
 # --- REST framework -----------------------------------------------------------------------------
 REST_FRAMEWORK: dict[str, Any] = {
     # Pipelines send `Authorization: Bearer wip_…` (accounts.authentication); the UI its session.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.OidcTokenAuthentication",
         "accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -573,6 +584,11 @@ SPECTACULAR_SETTINGS = {
         "DriftStateEnum": "identities.models.DriftState",
         "StepStatusEnum": "provisioning.models.StepStatus",
         "QueuedStatusEnum": ["queued"],
+        # API tokens may hold any scope; a team's machines read and request only.
+        "TokenScopeEnum": "accounts.tokens.SCOPES",
+        "ServiceScopeEnum": "accounts.tokens.SERVICE_SCOPES",
+        "RequestKindEnum": "identities.models.RequestKind",
+        "FiledKindEnum": ["new", "add_service_account"],
     },
     # Served from the drf-spectacular-sidecar static files: no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -515,3 +515,89 @@ class ApiTokenForm(forms.Form):
         scope_field = self.fields["scopes"]
         assert isinstance(scope_field, forms.MultipleChoiceField)  # noqa: S101 - narrows the type
         scope_field.choices = list(scopes)
+
+
+SERVICE_SCOPE_DESCRIPTIONS = [
+    ("read", "read: see the team's requests, identities and their audit trail"),
+    ("request", "request: file, cancel and retry identity requests for the team"),
+]
+
+
+class _TeamMachineForm(forms.Form):
+    """What both forms of the pipelines page share: the team and its service principal."""
+
+    team = forms.ChoiceField(choices=[])
+    service_principal = forms.CharField(
+        max_length=63,
+        label="Service principal",
+        help_text="The name the audit trail shows as svc:TEAM/NAME, e.g. deploy-pipeline "
+        "(created on first use).",
+    )
+
+    # Both forms share a page: ids of their own, so each label names one field.
+    id_prefix = "machine"
+
+    def __init__(self, *args: Any, teams: Sequence[str] = (), **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", f"{self.id_prefix}-%s")
+        super().__init__(*args, **kwargs)
+        team_field = self.fields["team"]
+        assert isinstance(team_field, forms.ChoiceField)  # noqa: S101 - narrows the type
+        team_field.choices = [(name, name) for name in teams]
+
+
+class TrustRuleForm(_TeamMachineForm):
+    id_prefix = "rule"
+    name = forms.CharField(max_length=100, help_text="What the rule is for.")
+    issuer = forms.CharField(
+        max_length=300,
+        label="Issuer",
+        help_text="The token's iss, exactly, e.g. https://token.actions.githubusercontent.com",
+    )
+    audience = forms.CharField(
+        max_length=300, help_text="The aud the pipeline asks its CI system for."
+    )
+    subject = forms.CharField(
+        max_length=300,
+        required=False,
+        label="Exact subject",
+        help_text="e.g. repo:contoso/payments:environment:production",
+    )
+    subject_pattern = forms.CharField(
+        max_length=300,
+        required=False,
+        label="Or a subject pattern",
+        help_text="* matches any characters, e.g. repo:contoso/payments:ref:refs/heads/*",
+    )
+    claims = forms.CharField(
+        required=False,
+        label="Exact claims",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One name=value per line, e.g. repository=contoso/payments",
+    )
+    scopes = forms.MultipleChoiceField(
+        choices=SERVICE_SCOPE_DESCRIPTIONS, widget=forms.CheckboxSelectMultiple
+    )
+
+    def clean_claims(self) -> dict[str, str]:
+        claims: dict[str, str] = {}
+        for number, line in enumerate(self.cleaned_data["claims"].splitlines(), start=1):
+            if not line.strip():
+                continue
+            name, separator, value = line.partition("=")
+            if not separator or not name.strip() or not value.strip():
+                raise forms.ValidationError(f"Line {number}: write name=value.")
+            claims[name.strip()] = value.strip()
+        return claims
+
+
+class ServiceTokenForm(_TeamMachineForm):
+    id_prefix = "token"
+    name = forms.CharField(max_length=100, help_text="What uses it, e.g. the nightly job.")
+    scopes = forms.MultipleChoiceField(
+        choices=SERVICE_SCOPE_DESCRIPTIONS, widget=forms.CheckboxSelectMultiple
+    )
+    lifetime = forms.ChoiceField(
+        choices=[choice for choice in TOKEN_LIFETIMES if choice[0] != "never"],
+        initial="90d",
+        label="Expires after",
+    )

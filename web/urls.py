@@ -49,4 +49,17 @@ urlpatterns = [
     path("transfers/<int:pk>/cancel/", reviews.transfer_cancel, name="transfer_cancel"),
     path("tokens/", views.api_tokens, name="api_tokens"),
     path("tokens/<int:pk>/revoke/", views.api_token_revoke_view, name="api_token_revoke"),
+    path("pipelines/", views.pipelines, name="pipelines"),
+    path("pipelines/rules/", views.trust_rule_new, name="trust_rule_new"),
+    path(
+        "pipelines/rules/<int:pk>/disable/",
+        views.trust_rule_disable_view,
+        name="trust_rule_disable",
+    ),
+    path("pipelines/tokens/", views.service_token_new, name="service_token_new"),
+    path(
+        "pipelines/tokens/<int:pk>/revoke/",
+        views.service_token_revoke_view,
+        name="service_token_revoke",
+    ),
 ]

@@ -85,6 +85,14 @@ class AuditAction(StrEnum):
     USER_LOGIN_UNLOCKED = "user.login_unlocked"
     API_TOKEN_CREATED = "api_token.created"  # noqa: S105 (an event name, not a secret)
     API_TOKEN_REVOKED = "api_token.revoked"  # noqa: S105 (an event name, not a secret)
+    # Machines of a team: its service principals, the OIDC trust rules that let a CI system's
+    # own token act as one, the team's service tokens, and every OIDC token refused.
+    SERVICE_PRINCIPAL_CREATED = "service_principal.created"
+    TRUST_RULE_CREATED = "trust_rule.created"
+    TRUST_RULE_DISABLED = "trust_rule.disabled"
+    SERVICE_TOKEN_CREATED = "service_token.created"  # noqa: S105 (an event name, not a secret)
+    SERVICE_TOKEN_REVOKED = "service_token.revoked"  # noqa: S105 (an event name, not a secret)
+    OIDC_TOKEN_REFUSED = "oidc_token.refused"  # noqa: S105 (an event name, not a secret)
     TEAM_CREATED = "team.created"
     TEAM_UPDATED = "team.updated"
     TEAM_DELETED = "team.deleted"

@@ -89,6 +89,7 @@ def test_no_page_violates_the_content_security_policy(
             "/identities/",
             f"/identities/{ready.identity_id}/",
             "/tokens/",
+            "/pipelines/",
             "/api/docs/",
         ],
         problems,
@@ -103,7 +104,12 @@ def test_no_page_violates_the_content_security_policy(
     visit_all(sign_in(approver), ["/approvals/", "/audit/"], problems)
     visit_all(
         sign_in(admin_user, next="/admin/"),
-        ["/admin/", "/admin/auth/user/", f"/admin/auth/user/{requester.pk}/change/"],
+        [
+            "/admin/",
+            "/admin/auth/user/",
+            f"/admin/auth/user/{requester.pk}/change/",
+            "/admin/portal/trustrule/",
+        ],
         problems,
     )
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from accounts.machines import trust_rule_create
 from identities.models import CatalogRole
 from identities.services import identity_request_create
 from tests.browser.conftest import Screenshot, SignIn
@@ -27,6 +28,7 @@ def test_pages_fit_a_phone_screen(
     catalog: dict[str, CatalogRole],
     requester: Any,
     approver: Any,
+    team: Any,
     make_draft: DraftFactory,
     sign_in: SignIn,
     screenshot: Screenshot,
@@ -42,6 +44,17 @@ def test_pages_fit_a_phone_screen(
     pending = identity_request_create(
         requester=requester, draft=make_draft(service_account="reports", app_name="reports")
     )
+    trust_rule_create(
+        actor=requester,
+        team=team,
+        service_principal="deploy-pipeline",
+        name="production deploys",
+        issuer="https://token.actions.githubusercontent.com",
+        audience="api://workload-identity-portal",
+        subject="repo:contoso/payments:environment:production",
+        claims={"repository": "contoso/payments"},
+        scopes=["read", "request"],
+    )
     pages = {
         requester: [
             "/",
@@ -52,6 +65,7 @@ def test_pages_fit_a_phone_screen(
             f"/identities/{ready.identity_id}/",
             "/audit/",
             "/tokens/",
+            "/pipelines/",
         ],
         approver: ["/approvals/", f"/requests/{pending.pk}/"],
     }

@@ -20,7 +20,7 @@ from accounts.tokens import SCOPES
 from identities.models import AuditEvent
 from tests.api.conftest import new_request_body
 from tests.security.routes import routes_of
-from tests.security.world import SESSION_ACTORS, World, team_a, token_of
+from tests.security.world import SESSION_ACTORS, World, team_a, token_of, trust_rule_body
 
 pytestmark = [pytest.mark.security, pytest.mark.django_db]
 
@@ -323,6 +323,44 @@ ROWS: list[Row] = [
         lambda world: f"/api/v1/ownership-transfers/{world.transfer.pk}/cancel/",
         {**everyone(403), "requester_a": 200},
         scope="request",
+    ),
+    Row("trust-rule-list", "get", fixed("/api/v1/trust-rules/"), everyone(200)),
+    Row(
+        "trust-rule-list",
+        "post",
+        fixed("/api/v1/trust-rules/"),
+        # Team A's requesters and admins register team A's rules.
+        {**everyone(403), "requester_a": 201, "admin": 201},
+        body=lambda world: {"team": "payments", **trust_rule_body()},
+        scope=SESSION_ONLY,
+    ),
+    Row(
+        "trust-rule-disable",
+        "post",
+        lambda world: f"/api/v1/trust-rules/{world.trust_rule.pk}/disable/",
+        visible_to_team_a(approver=403, auditor=403),
+        scope=SESSION_ONLY,
+    ),
+    Row("service-token-list", "get", fixed("/api/v1/service-tokens/"), everyone(200)),
+    Row(
+        "service-token-list",
+        "post",
+        fixed("/api/v1/service-tokens/"),
+        {**everyone(403), "requester_a": 201, "admin": 201},
+        body=lambda world: {
+            "team": "payments",
+            "service_principal": "deploy",
+            "name": "nightly",
+            "scopes": ["read"],
+        },
+        scope=SESSION_ONLY,
+    ),
+    Row(
+        "service-token-revoke",
+        "post",
+        lambda world: f"/api/v1/service-tokens/{world.service_token.pk}/revoke/",
+        visible_to_team_a(approver=403, auditor=403),
+        scope=SESSION_ONLY,
     ),
 ]
 

@@ -2,11 +2,12 @@
 server) against its OpenAPI schema: no 5xx, every response conforms to the schema.
 
 Every operation is called authenticated, with the rights to succeed: a user who requests for
-team payments, approves and audits, through a token with every scope; the two operations a
-token may not call (minting and revoking tokens) through a signed-in session with its CSRF
-token. Each operation's test then checks that at least one of its calls got past authentication
-and authorization, and `test_every_operation_of_the_schema_is_fuzzed` that no operation lacks a
-test. Neither depends on another test having run first (nor on the same xdist worker).
+team payments, approves and audits, through a token with every scope; the operations a token
+may not call (minting and revoking tokens, managing trust rules and service tokens) through a
+signed-in session with its CSRF token. Each operation's test then checks that at least one of
+its calls got past authentication and authorization, and
+`test_every_operation_of_the_schema_is_fuzzed` that no operation lacks a test. Neither depends
+on another test having run first (nor on the same xdist worker).
 
 Budget: MAX_EXAMPLES generated cases per operation (26 operations, about 160 calls), plus the
 schema's own examples; derandomized so a run is repeatable. About 20 s on a 2-core machine.
@@ -41,7 +42,14 @@ pytestmark = [pytest.mark.security, pytest.mark.django_db]
 
 MAX_EXAMPLES = 6
 # Operations a token may not call: the fuzzer uses a signed-in session (and CSRF) for these.
-SESSION_ONLY = {("POST", "/api/v1/tokens/"), ("POST", "/api/v1/tokens/{id}/revoke/")}
+SESSION_ONLY = {
+    ("POST", "/api/v1/tokens/"),
+    ("POST", "/api/v1/tokens/{id}/revoke/"),
+    ("POST", "/api/v1/trust-rules/"),
+    ("POST", "/api/v1/trust-rules/{id}/disable/"),
+    ("POST", "/api/v1/service-tokens/"),
+    ("POST", "/api/v1/service-tokens/{id}/revoke/"),
+}
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

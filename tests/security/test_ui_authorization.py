@@ -20,7 +20,7 @@ from django.urls import reverse
 
 from identities.models import AuditEvent, IdentityRequest
 from tests.security.routes import accepted_methods, routes_of
-from tests.security.world import SESSION_ACTORS, TEAM_A_APPS, World, team_a
+from tests.security.world import SESSION_ACTORS, TEAM_A_APPS, World, team_a, trust_rule_body
 from tests.support.people import PASSWORD, VAULT_SCOPE
 
 pytestmark = [pytest.mark.security, pytest.mark.django_db]
@@ -314,6 +314,48 @@ ROWS: list[Row] = [
         url("api_token_revoke", "own_token"),
         # Someone else's token is as unknown as a missing one.
         only({"requester_a": 302}, 404),
+        writes=True,
+    ),
+    Row("pipelines", "get", url("pipelines"), everyone(200)),
+    Row(
+        "trust_rule_new",
+        "post",
+        url("trust_rule_new"),
+        # Team A's requesters and admins register its rules; nobody else may name team A.
+        only({"requester_a": 302, "admin": 302}, 403),
+        data=lambda world: {
+            "team": "payments",
+            **trust_rule_body(),
+            "claims": "repository=contoso/payments",
+        },
+        writes=True,
+    ),
+    Row(
+        "trust_rule_disable",
+        "post",
+        url("trust_rule_disable", "trust_rule"),
+        own_team(requester_a=302, approver=403, auditor=403, admin=302),
+        writes=True,
+    ),
+    Row(
+        "service_token_new",
+        "post",
+        url("service_token_new"),
+        only({"requester_a": 200, "admin": 200}, 403),
+        data=lambda world: {
+            "team": "payments",
+            "service_principal": "nightly",
+            "name": "nightly",
+            "scopes": ["read"],
+            "lifetime": "30d",
+        },
+        writes=True,
+    ),
+    Row(
+        "service_token_revoke",
+        "post",
+        url("service_token_revoke", "service_token"),
+        own_team(requester_a=302, approver=403, auditor=403, admin=302),
         writes=True,
     ),
 ]

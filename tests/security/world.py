@@ -10,7 +10,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from accounts.models import ApiToken
+from accounts.machines import service_token_create, trust_rule_create
+from accounts.models import ApiToken, TrustRule
 from accounts.tokens import token_generate, token_hash
 from identities.models import (
     AccessReviewCampaign,
@@ -104,6 +105,40 @@ class World:
         """A token of requester A (what the revoke rows revoke)."""
         token_of(self.users["requester_a"], ["read"])
         return ApiToken.objects.filter(user=self.users["requester_a"]).latest("id")
+
+    @cached_property
+    def trust_rule(self) -> TrustRule:
+        """A trust rule of team A (what the disable rows disable)."""
+        return trust_rule_create(
+            actor=self.users["requester_a"],
+            team=Team.objects.get(name="payments"),
+            **trust_rule_body(),
+        )
+
+    @cached_property
+    def service_token(self) -> ApiToken:
+        """A service token of team A (what the revoke rows revoke)."""
+        token, _ = service_token_create(
+            actor=self.users["requester_a"],
+            team=Team.objects.get(name="payments"),
+            service_principal="deploy",
+            name="matrix",
+            scopes=["read"],
+            expires_at=timezone.now() + timedelta(days=1),
+        )
+        return token
+
+
+def trust_rule_body() -> dict[str, Any]:
+    """A rule for team A's pipeline on GitHub Actions (the service's keyword arguments)."""
+    return {
+        "service_principal": "deploy",
+        "name": "payments main",
+        "issuer": "https://token.actions.githubusercontent.com",
+        "audience": "api://workload-identity-portal",
+        "subject": "repo:contoso/payments:environment:production",
+        "scopes": ["read", "request"],
+    }
 
 
 def token_of(user: Any, scopes: list[str], *, expired: bool = False, revoked: bool = False) -> str:

@@ -15,8 +15,9 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import Client, override_settings
 
+from accounts.machines import service_token_create
 from accounts.models import SsoAccount
-from accounts.sso import id_token_problems, parse_group_map
+from accounts.sso import EntraIdBackend, SignInRefused, id_token_problems, parse_group_map
 from identities import roles
 from identities.models import AuditEvent, Team, TeamMembership
 from identities.services import user_role_grant
@@ -269,3 +270,23 @@ def test_group_maps_parse_and_bad_configuration_stops_the_portal(emulator: Emula
         pytest.raises(SystemCheckError, match="OIDC_RP_CLIENT_SECRET is required"),
     ):
         call_command("check")
+
+
+def test_a_sign_in_never_links_to_a_service_principal(
+    sso: Emulator, requester: User, team: Team
+) -> None:
+    """Entra's user principal names cannot hold ':' or '/' (the emulator refuses them too), so
+    this calls the backend's linking step directly: the guard holds whatever the claims say."""
+    service_token_create(
+        actor=requester,
+        team=team,
+        service_principal="deploy",
+        name="ci",
+        scopes=["read"],
+        expires_at=None,
+    )
+    claims = {"tid": sso.tenant_id, "oid": "7" * 8 + "-0000-0000-0000-" + "7" * 12}
+
+    with pytest.raises(SignInRefused, match="is a service principal"):
+        EntraIdBackend().create_user({**claims, "email": "svc:payments/deploy"})
+    assert not SsoAccount.objects.exists()

@@ -16,6 +16,13 @@ from web.views.inventory import (
     identity_list,
     identity_repair,
 )
+from web.views.pipelines import (
+    pipelines,
+    service_token_new,
+    service_token_revoke_view,
+    trust_rule_disable_view,
+    trust_rule_new,
+)
 from web.views.request_form import request_check, request_new
 from web.views.requests import (
     request_cancel,
@@ -42,6 +49,7 @@ __all__ = [
     "identity_detail",
     "identity_list",
     "identity_repair",
+    "pipelines",
     "request_approve",
     "request_cancel",
     "request_check",
@@ -53,4 +61,8 @@ __all__ = [
     "request_reject",
     "request_retry",
     "request_verify",
+    "service_token_new",
+    "service_token_revoke_view",
+    "trust_rule_disable_view",
+    "trust_rule_new",
 ]
