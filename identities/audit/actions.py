@@ -34,6 +34,9 @@ class AuditAction(StrEnum):
     IDENTITY_FAILED = "identity.failed"
     IDENTITY_DECOMMISSIONING = "identity.decommissioning"
     IDENTITY_DECOMMISSIONED = "identity.decommissioned"
+    # A change request's delta committed as desired state (approval), then written (ready).
+    IDENTITY_ROLES_CHANGING = "identity.roles_changing"
+    IDENTITY_ROLES_CHANGED = "identity.roles_changed"
     IDENTITY_REPAIR_REQUESTED = "identity.repair_requested"
     IDENTITY_DRIFT_DETECTED = "identity.drift_detected"
     IDENTITY_DRIFT_CLEARED = "identity.drift_cleared"

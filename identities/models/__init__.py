@@ -33,6 +33,7 @@ from identities.models.requests import (
     RequestedRole,
     RequestKind,
     RequestStatus,
+    RoleChange,
 )
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "RequestedRole",
     "ResourceGroupOwnership",
     "RoleAssignment",
+    "RoleChange",
     "Team",
     "TeamMembership",
 ]

@@ -15,6 +15,7 @@ class RequestKind(models.TextChoices):
     NEW = "new", "New identity"
     ADD_SERVICE_ACCOUNT = "add_service_account", "Add a ServiceAccount"
     DECOMMISSION = "decommission", "Decommission"
+    CHANGE_ROLES = "change_roles", "Change roles"
 
 
 class RequestStatus(models.TextChoices):
@@ -103,7 +104,8 @@ class IdentityRequest(models.Model):
                 condition=Q(kind__in=RequestKind.values), name="identityrequest_kind_valid"
             ),
             models.CheckConstraint(
-                condition=Q(kind="decommission") | (~Q(namespace="") & ~Q(service_account="")),
+                condition=Q(kind__in=["decommission", "change_roles"])
+                | (~Q(namespace="") & ~Q(service_account="")),
                 name="identityrequest_sa_unless_decommission",
             ),
             models.CheckConstraint(
@@ -121,20 +123,37 @@ class IdentityRequest(models.Model):
         return 2 if self.is_exception else 1
 
 
+class RoleChange(models.TextChoices):
+    """What a change request does with one role on one scope; blank on the other kinds."""
+
+    NONE = "", "Requested"
+    ADD = "add", "Added"
+    REMOVE = "remove", "Removed"
+    # Held before the change and kept: recorded at filing, so the diff stays readable later.
+    KEEP = "keep", "Unchanged"
+
+
 class RequestedRole(models.Model):
-    """One catalog role on one ARM scope, as asked for in a request."""
+    """One catalog role on one ARM scope, as asked for in a request (for a change request: one
+    line of its diff, `change` saying whether it is added, removed or kept)."""
+
+    Change = RoleChange
 
     identity_request = models.ForeignKey(
         IdentityRequest, on_delete=models.CASCADE, related_name="roles"
     )
     role = models.ForeignKey(CatalogRole, on_delete=models.PROTECT, related_name="+")
     scope = models.CharField(max_length=1024)
+    change = models.CharField(max_length=8, choices=RoleChange.choices, default="", blank=True)
 
     class Meta:
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(
                 "identity_request", "role", Lower("scope"), name="requestedrole_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(change__in=RoleChange.values), name="requestedrole_change_valid"
             ),
         ]
 

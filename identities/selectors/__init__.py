@@ -27,8 +27,10 @@ from identities.selectors.policy import (
 from identities.selectors.requests import (
     identities_visible_to,
     identity_get,
+    identity_history,
     identity_request_get,
     identity_requests_visible_to,
+    role_change_diff,
 )
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "dashboard_for",
     "identities_visible_to",
     "identity_get",
+    "identity_history",
     "identity_request_draft",
     "identity_request_get",
     "identity_request_policy",
@@ -50,5 +53,6 @@ __all__ = [
     "namespaces_owned_by",
     "owner_approvals_waiting",
     "policy_context_for",
+    "role_change_diff",
     "teams_of",
 ]

@@ -16,6 +16,7 @@ from identities.models import (
     IdentityRequest,
     RequestedRole,
     RoleAssignment,
+    RoleChange,
 )
 from identities.selectors.people import teams_of
 
@@ -66,6 +67,49 @@ def identity_get(*, user: Any, pk: int) -> Identity:
     if identity is None:
         raise NotFoundError(f"Identity {pk} was not found.")
     return identity
+
+
+# A change request's diff, in the order it is shown: what it adds, removes, and leaves alone.
+DIFF_GROUPS = (
+    ("added", RoleChange.ADD),
+    ("removed", RoleChange.REMOVE),
+    ("unchanged", RoleChange.KEEP),
+)
+
+
+def role_change_diff(identity_request: IdentityRequest) -> dict[str, list[dict[str, str]]]:
+    """A change request's diff per role and scope: {"added", "removed", "unchanged"} lists of
+    {"role", "role_definition_guid", "scope"} (from the prefetched roles when there are)."""
+    rows = list(identity_request.roles.all())
+    return {
+        group: [
+            {
+                "role": row.role.name,
+                "role_definition_guid": row.role.role_definition_guid,
+                "scope": row.scope,
+            }
+            for row in rows
+            if row.change == change
+        ]
+        for group, change in DIFF_GROUPS
+    }
+
+
+def identity_history(identity: Identity) -> QuerySet[IdentityRequest]:
+    """Every request that concerned `identity` (it created it, changed its roles, added a
+    ServiceAccount, or removes it), newest first, with who asked, who decided and the roles."""
+    return (
+        IdentityRequest.objects.filter(identity=identity)
+        .select_related("requester")
+        .prefetch_related(
+            Prefetch("roles", queryset=_requested_roles()),
+            Prefetch(
+                "approvals",
+                queryset=Approval.objects.select_related("approver", "on_behalf_of"),
+            ),
+        )
+        .order_by("-created_at", "-id")
+    )
 
 
 def _requested_roles() -> QuerySet[RequestedRole]:

@@ -20,6 +20,7 @@ from identities.services.config import (
 from identities.services.requests import (
     identity_request_approve,
     identity_request_cancel,
+    identity_request_change_create,
     identity_request_create,
     identity_request_decommission_create,
     identity_request_reject,
@@ -39,6 +40,7 @@ __all__ = [
     "config_object_save",
     "identity_request_approve",
     "identity_request_cancel",
+    "identity_request_change_create",
     "identity_request_create",
     "identity_request_decommission_create",
     "identity_request_mark_failed",

@@ -9,10 +9,12 @@ makes Azure match and reports back through the `identity_request_mark_*` service
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from identities import roles
 from identities.audit import audit_record
@@ -39,10 +41,11 @@ from identities.models import (
     RequestKind,
     RequestStatus,
     RoleAssignment,
+    RoleChange,
     Team,
 )
 from identities.naming import AUDIENCE, fic_name, fic_subject, uami_name
-from identities.policy import RequestDraft, evaluate_request
+from identities.policy import RequestDraft, RoleDraft, evaluate_request
 from identities.scopes import canonical_scope
 from identities.selectors import (
     identity_request_draft,
@@ -50,6 +53,7 @@ from identities.selectors import (
     is_team_member,
     may_act_for_team,
     policy_context_for,
+    role_change_diff,
 )
 from identities.tags import identity_tags
 from identities.work import Work, enqueue
@@ -86,8 +90,7 @@ def identity_request_create(*, requester: User, draft: RequestDraft) -> Identity
     assert team is not None  # noqa: S101 - policy refused an unknown team above
 
     cluster = Cluster.objects.get(name=draft.cluster)
-    catalog = {role.name.lower(): role for role in CatalogRole.objects.all()}
-    catalog.update({role.role_definition_guid.lower(): role for role in catalog.values()})
+    catalog = _catalog_by_name_and_guid()
     identity_request = IdentityRequest.objects.create(
         kind=draft.kind,
         app_name=draft.app_name,
@@ -165,6 +168,95 @@ def identity_request_decommission_create(
         identity_request=identity_request,
         identity=identity,
         data={"kind": identity_request.kind, "request": _describe(identity_request)},
+    )
+    return identity_request
+
+
+@transaction.atomic(durable=True)
+def identity_request_change_create(
+    *,
+    requester: User,
+    identity: Identity,
+    add: Sequence[RoleDraft],
+    remove: Sequence[RoleDraft],
+    justification: str,
+    is_exception: bool = False,
+) -> IdentityRequest:
+    """File a change of a ready identity's roles (`kind=change_roles`): `add` and `remove` are
+    the delta; the roles it keeps are recorded too, so the request shows its whole diff. At most
+    one change request is open per identity (the second is refused, naming the first)."""
+    _require_requester(requester)
+    # Row lock: two filings for one identity queue here, so the second sees the first.
+    identity = (
+        Identity.objects.select_for_update(no_key=True)
+        .select_related("team", "cluster")
+        .get(pk=identity.pk)
+    )
+    if not is_team_member(requester, identity.team_id):
+        raise PermissionDeniedError(
+            f"{requester.get_username()} is not a member of team {identity.team.name!r}."
+        )
+    draft = RequestDraft(
+        kind=RequestKind.CHANGE_ROLES,
+        team=identity.team.name,
+        cluster=identity.cluster.name,
+        app_name=identity.app_name,
+        roles=tuple(add),
+        remove=tuple(remove),
+        justification=justification,
+        is_exception=is_exception,
+        identity_id=identity.pk,
+    )
+    result = evaluate_request(draft, policy_context_for(draft))
+    if result.violations:
+        raise PolicyViolationError(result)
+    identity_request = IdentityRequest.objects.create(
+        kind=RequestKind.CHANGE_ROLES,
+        app_name=identity.app_name,
+        team_id=identity.team_id,
+        cluster_id=identity.cluster_id,
+        justification=justification.strip(),
+        requester=requester,
+        is_exception=is_exception,
+        identity=identity,
+    )
+    catalog = _catalog_by_name_and_guid()
+    removed = {
+        (catalog[r.role.strip().lower()].pk, canonical_scope(r.scope).lower()) for r in remove
+    }
+    rows = [
+        RequestedRole(
+            identity_request=identity_request,
+            role=catalog[r.role.strip().lower()],
+            scope=canonical_scope(r.scope),
+            change=RoleChange.ADD,
+        )
+        for r in add
+    ]
+    for assignment in identity.role_assignments.exclude(status=ChildStatus.REMOVED).order_by("id"):
+        held = (assignment.role_id, assignment.scope.lower())
+        rows.append(
+            RequestedRole(
+                identity_request=identity_request,
+                role_id=assignment.role_id,
+                scope=assignment.scope,
+                change=RoleChange.REMOVE if held in removed else RoleChange.KEEP,
+            )
+        )
+    RequestedRole.objects.bulk_create(rows)
+    if result.owner_teams:
+        identity_request.owner_teams.set(Team.objects.filter(name__in=result.owner_teams))
+    audit_record(
+        actor=requester,
+        action=AuditAction.REQUEST_CREATED,
+        identity_request=identity_request,
+        identity=identity,
+        data={
+            "kind": identity_request.kind,
+            "request": _describe(identity_request),
+            "warnings": [w.as_dict() for w in result.warnings],
+            "owner_teams": result.owner_teams,
+        },
     )
     return identity_request
 
@@ -356,6 +448,12 @@ def _owner_team_to_act_for(
     return None
 
 
+def _catalog_by_name_and_guid() -> dict[str, CatalogRole]:
+    catalog = {role.name.lower(): role for role in CatalogRole.objects.all()}
+    catalog.update({role.role_definition_guid.lower(): role for role in catalog.values()})
+    return catalog
+
+
 def _require_requester(user: User) -> None:
     if not roles.is_requester(user):
         raise PermissionDeniedError("Only requesters can file identity requests.")
@@ -386,6 +484,16 @@ def _require_pending(identity_request: IdentityRequest) -> None:
 
 def _describe(identity_request: IdentityRequest) -> dict[str, Any]:
     draft = identity_request_draft(identity_request)
+    if identity_request.kind == RequestKind.CHANGE_ROLES:
+        return {
+            "app_name": draft.app_name,
+            "team": draft.team,
+            "cluster": draft.cluster,
+            "identity_id": draft.identity_id,
+            "diff": role_change_diff(identity_request),
+            "justification": draft.justification,
+            "is_exception": draft.is_exception,
+        }
     return {
         "app_name": draft.app_name,
         "team": draft.team,
@@ -439,6 +547,9 @@ def _commit_desired_state(identity_request: IdentityRequest, *, actor: User) -> 
             if kind == RequestKind.ADD_SERVICE_ACCOUNT:
                 _add_federated_credential(identity_request, target)
                 return {}
+            if kind == RequestKind.CHANGE_ROLES:
+                _commit_role_change(identity_request, target, actor=actor)
+                return {}
             # Decommission: everything of the identity is to be removed.
             live = ~Q(status=ChildStatus.REMOVED)
             target.federated_credentials.filter(live).update(status=ChildStatus.REMOVING)
@@ -455,6 +566,36 @@ def _commit_desired_state(identity_request: IdentityRequest, *, actor: User) -> 
             f"request {identity_request.pk} clashes with an identity or credential created "
             f"meanwhile ({exc}); re-check the request."
         ) from exc
+
+
+def _commit_role_change(
+    identity_request: IdentityRequest, identity: Identity, *, actor: User
+) -> None:
+    """The delta as desired state: each added role a pending assignment, each removed one
+    `removing`; the worker writes exactly those (the policy just checked they are the delta)."""
+    rows = list(identity_request.roles.select_related("role"))
+    for requested in rows:
+        if requested.change == RoleChange.ADD:
+            RoleAssignment.objects.create(
+                identity=identity,
+                role=requested.role,
+                scope=requested.scope,
+                identity_request=identity_request,
+            )
+        elif requested.change == RoleChange.REMOVE:
+            identity.role_assignments.filter(
+                role=requested.role, scope__iexact=requested.scope
+            ).exclude(status=ChildStatus.REMOVED).update(
+                status=ChildStatus.REMOVING, updated_at=timezone.now()
+            )
+    # Audit last: the chain lock is held until commit, so take it after row writes.
+    audit_record(
+        actor=actor,
+        action=AuditAction.IDENTITY_ROLES_CHANGING,
+        identity_request=identity_request,
+        identity=identity,
+        data=role_change_diff(identity_request),
+    )
 
 
 def _create_identity(identity_request: IdentityRequest) -> Identity:
