@@ -78,12 +78,14 @@ def _request(status: str, **overrides: Any) -> dict[str, Any]:
                 "role": "Key Vault Secrets User",
                 "role_definition_guid": "4633458b-17de-408a-b874-0445c86b69e6",
                 "scope": VAULT_SCOPE,
+                "change": "",
             }
         ],
         "approvals": [],
         "approvals_required": 1,
         "last_error": "",
         "identity": None,
+        "diff": None,
         "created_at": CREATED,
         "updated_at": CREATED,
     }
@@ -148,6 +150,51 @@ REQUEST_DECOMMISSION = _response(
         roles=[],
         justification="Checkout moved to the new payments platform.",
         identity=_IDENTITY_READY,
+    ),
+    status=201,
+)
+STORAGE_SCOPE = (
+    f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-payments"
+    "/providers/Microsoft.Storage/storageAccounts/stpayments"
+)
+OLD_VAULT_SCOPE = VAULT_SCOPE + "-old"
+CHANGE_INPUT = _request_only(
+    "change roles",
+    {
+        "add": [{"role": "Storage Blob Data Reader", "scope": STORAGE_SCOPE}],
+        "remove": [{"role": "Key Vault Secrets User", "scope": OLD_VAULT_SCOPE}],
+        "justification": "Checkout now reads product images; the old vault is retired.",
+    },
+)
+_SECRETS_USER = {
+    "role": "Key Vault Secrets User",
+    "role_definition_guid": "4633458b-17de-408a-b874-0445c86b69e6",
+}
+_BLOB_READER = {
+    "role": "Storage Blob Data Reader",
+    "role_definition_guid": "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
+}
+REQUEST_CHANGE = _response(
+    "change filed",
+    _request(
+        "pending",
+        id=58,
+        kind="change_roles",
+        namespace="",
+        service_account="",
+        tags={},
+        roles=[
+            {**_BLOB_READER, "scope": STORAGE_SCOPE, "change": "add"},
+            {**_SECRETS_USER, "scope": VAULT_SCOPE, "change": "keep"},
+            {**_SECRETS_USER, "scope": OLD_VAULT_SCOPE, "change": "remove"},
+        ],
+        justification="Checkout now reads product images; the old vault is retired.",
+        identity=_IDENTITY_READY,
+        diff={
+            "added": [{**_BLOB_READER, "scope": STORAGE_SCOPE}],
+            "removed": [{**_SECRETS_USER, "scope": OLD_VAULT_SCOPE}],
+            "unchanged": [{**_SECRETS_USER, "scope": VAULT_SCOPE}],
+        },
     ),
     status=201,
 )

@@ -17,7 +17,9 @@ from identities.models import (
     IdentityStatus,
     RequestKind,
     RequestStatus,
+    RoleChange,
 )
+from identities.selectors import role_change_diff
 from identities.validators import FIC_LIMIT_PER_IDENTITY
 
 
@@ -38,6 +40,22 @@ class RequestedRoleOutput(serializers.Serializer):
     role = serializers.CharField(source="role.name", help_text="Catalog role name.")
     role_definition_guid = serializers.CharField(source="role.role_definition_guid")
     scope = serializers.CharField(help_text="ARM resource id the role is assigned on.")
+    change = serializers.ChoiceField(
+        choices=RoleChange.choices,
+        help_text="change_roles requests: add, remove or keep; empty for the other kinds.",
+    )
+
+
+class DiffRoleOutput(serializers.Serializer):
+    role = serializers.CharField()
+    role_definition_guid = serializers.CharField()
+    scope = serializers.CharField()
+
+
+class RoleDiffOutput(serializers.Serializer):
+    added = DiffRoleOutput(many=True)
+    removed = DiffRoleOutput(many=True)
+    unchanged = DiffRoleOutput(many=True)
 
 
 class ApprovalOutput(serializers.Serializer):
@@ -81,8 +99,18 @@ class IdentityRequestOutput(serializers.Serializer):
     approvals_required = serializers.IntegerField()
     last_error = serializers.CharField(help_text="Why provisioning failed; empty otherwise.")
     identity = IdentitySummaryOutput(allow_null=True)
+    diff = serializers.SerializerMethodField(
+        help_text="change_roles requests: the roles added, removed and unchanged; null for the "
+        "other kinds."
+    )
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+    @extend_schema_field(RoleDiffOutput(allow_null=True))
+    def get_diff(self, identity_request: Any) -> dict[str, list[dict[str, str]]] | None:
+        if identity_request.kind != RequestKind.CHANGE_ROLES:
+            return None
+        return role_change_diff(identity_request)  # from the prefetched roles: no query
 
 
 # --- identities ----------------------------------------------------------------------------

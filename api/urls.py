@@ -77,6 +77,11 @@ urlpatterns = [
         name="identity-decommission",
     ),
     path(
+        "identities/<int:pk>/changes/",
+        identities.IdentityChangeView.as_view(),
+        name="identity-changes",
+    ),
+    path(
         "identities/<int:pk>/repair/",
         identities.IdentityRepairView.as_view(),
         name="identity-repair",

@@ -21,6 +21,7 @@ from identities.models import AuditEvent
 from tests.api.conftest import new_request_body
 from tests.security.routes import routes_of
 from tests.security.world import SESSION_ACTORS, World, team_a, token_of
+from tests.support.people import VAULT_SCOPE
 
 pytestmark = [pytest.mark.security, pytest.mark.django_db]
 
@@ -153,6 +154,18 @@ ROWS: list[Row] = [
         # Decommissioning is filed like any request: by the team's requesters.
         visible_to_team_a(requester_a=201, approver=403, auditor=403, admin=403),
         body=lambda world: {"justification": "Ledger moved to the new platform."},
+        scope="request",
+    ),
+    Row(
+        "identity-changes",
+        "post",
+        lambda world: f"/api/v1/identities/{world.identity.pk}/changes/",
+        # A change of roles is filed like any request: by the team's requesters.
+        visible_to_team_a(requester_a=201, approver=403, auditor=403, admin=403),
+        body=lambda world: {
+            "remove": [{"role": "Key Vault Secrets User", "scope": VAULT_SCOPE}],
+            "justification": "The vault is retired.",
+        },
         scope="request",
     ),
     Row(
