@@ -368,6 +368,11 @@ def verification_enqueue(*, identity_request: IdentityRequest, actor: Any) -> No
         raise PermissionDeniedError("Only the team, approvers or admins can verify a request.")
     if identity_request.kind == RequestKind.DECOMMISSION:
         raise ConflictError("A decommission request has no federation to verify.")
+    if identity_request.kind == RequestKind.CHANGE_ROLES:
+        raise ConflictError(
+            "A change of roles adds no federation to verify; verify a request that federated "
+            "one of the identity's ServiceAccounts."
+        )
     if identity_request.status != RequestStatus.READY:
         raise ConflictError(
             f"request {identity_request.pk} is {identity_request.status}; only ready requests "

@@ -30,6 +30,7 @@ urlpatterns = [
         views.identity_decommission,
         name="identity_decommission",
     ),
+    path("identities/<int:pk>/changes/new/", views.identity_change, name="identity_change"),
     path(
         "identities/<int:pk>/service-accounts/",
         views.identity_add_service_account,

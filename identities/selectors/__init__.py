@@ -31,6 +31,7 @@ from identities.selectors.requests import (
     identity_request_get,
     identity_requests_visible_to,
     role_change_diff,
+    role_change_from_wanted,
 )
 
 __all__ = [
@@ -54,5 +55,6 @@ __all__ = [
     "owner_approvals_waiting",
     "policy_context_for",
     "role_change_diff",
+    "role_change_from_wanted",
     "teams_of",
 ]

@@ -3,6 +3,8 @@ same 404)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 from django.db.models import Prefetch, Q, QuerySet
@@ -11,6 +13,7 @@ from identities import roles
 from identities.errors import NotFoundError
 from identities.models import (
     Approval,
+    ChildStatus,
     FederatedCredential,
     Identity,
     IdentityRequest,
@@ -18,6 +21,8 @@ from identities.models import (
     RoleAssignment,
     RoleChange,
 )
+from identities.policy import RoleDraft
+from identities.scopes import ScopeError, canonical_scope
 from identities.selectors.people import teams_of
 
 # --- requests and identities ---------------------------------------------------------------
@@ -93,6 +98,42 @@ def role_change_diff(identity_request: IdentityRequest) -> dict[str, list[dict[s
         ]
         for group, change in DIFF_GROUPS
     }
+
+
+def role_change_from_wanted(
+    identity: Identity, wanted: Sequence[RoleDraft]
+) -> tuple[list[RoleDraft], list[RoleDraft]]:
+    """The (add, remove) that turns `identity`'s live roles into `wanted` (the form's roles,
+    prefilled from the current ones): a role and scope compared as ARM does, ignoring case and
+    spelling; a scope that does not parse is an addition, which the policy then refuses."""
+
+    def key(role: str, scope: str) -> tuple[str, str]:
+        with contextlib.suppress(ScopeError):
+            scope = canonical_scope(scope)
+        return role.strip().lower(), scope.strip().lower()
+
+    held = {
+        key(assignment.role.name, assignment.scope): assignment
+        for assignment in identity.role_assignments.all()
+        if assignment.status != ChildStatus.REMOVED
+    }
+    guids = {a.role.role_definition_guid.lower(): a.role.name.lower() for a in held.values()}
+    wanted_keys: set[tuple[str, str]] = set()
+    add: list[RoleDraft] = []
+    for requested in wanted:
+        role_key, scope_key = key(requested.role, requested.scope)
+        wanted_key = (guids.get(role_key, role_key), scope_key)
+        if wanted_key in wanted_keys:
+            continue
+        wanted_keys.add(wanted_key)
+        if wanted_key not in held:
+            add.append(requested)
+    remove = [
+        RoleDraft(role=assignment.role.name, scope=assignment.scope)
+        for held_key, assignment in held.items()
+        if held_key not in wanted_keys
+    ]
+    return add, remove
 
 
 def identity_history(identity: Identity) -> QuerySet[IdentityRequest]:

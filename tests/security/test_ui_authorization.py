@@ -219,6 +219,27 @@ ROWS: list[Row] = [
         writes=True,
     ),
     Row(
+        "identity_change",
+        "get",
+        url("identity_change", "identity"),
+        own_team(requester_a=200, approver=403, auditor=403, admin=403),
+    ),
+    Row(
+        "identity_change",
+        "post",
+        url("identity_change", "identity"),
+        # Filed like any request: by the team's requesters. Clearing every row removes all roles.
+        own_team(requester_a=302, approver=403, auditor=403, admin=403),
+        data=lambda world: {
+            "roles-TOTAL_FORMS": "1",
+            "roles-INITIAL_FORMS": "0",
+            "roles-0-role": "",
+            "roles-0-scope": "",
+            "justification": "The app is paused.",
+        },
+        writes=True,
+    ),
+    Row(
         "identity_add_service_account",
         "post",
         url("identity_add_service_account", "identity"),

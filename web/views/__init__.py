@@ -11,6 +11,7 @@ from web.views.audit import (
 from web.views.home import home
 from web.views.inventory import (
     identity_add_service_account,
+    identity_change,
     identity_decommission,
     identity_detail,
     identity_list,
@@ -38,6 +39,7 @@ __all__ = [
     "audit_log",
     "home",
     "identity_add_service_account",
+    "identity_change",
     "identity_decommission",
     "identity_detail",
     "identity_list",

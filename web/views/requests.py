@@ -24,7 +24,12 @@ from identities.manifests import (
     render_bundle,
     render_one,
 )
-from identities.models import REQUEST_STATUSES_IN_FLIGHT, IdentityRequest, RequestStatus
+from identities.models import (
+    REQUEST_STATUSES_IN_FLIGHT,
+    IdentityRequest,
+    RequestKind,
+    RequestStatus,
+)
 from identities.selectors import identity_request_get, identity_requests_visible_to
 from identities.services import identity_request_cancel, identity_request_retry
 from provisioning.selectors import request_steps, request_verifications
@@ -41,6 +46,7 @@ from web.views.common import (
 )
 from web.views.presenters import (
     audit_rows,
+    change_lines,
     provisioning_progress,
     request_actions,
     request_timeline,
@@ -171,6 +177,9 @@ def _detail_context(request: HttpRequest, identity_request: IdentityRequest) -> 
         "decommission_form": DecommissionForm(),
         "approvals": list(identity_request.approvals.all()),
         "roles_with_owners": role_owner_notes(identity_request),
+        "change_diff": change_lines(identity_request)
+        if identity_request.kind == RequestKind.CHANGE_ROLES
+        else [],
     }
 
 
