@@ -16,6 +16,10 @@ class AuditAction(StrEnum):
     REQUEST_APPROVAL_RECORDED = "identity_request.approval_recorded"  # first of two approvals
     REQUEST_APPROVED = "identity_request.approved"
     REQUEST_REJECTED = "identity_request.rejected"
+    # Changes requested instead of a rejection: sent back, edited, resubmitted as a revision.
+    REQUEST_SENT_BACK = "identity_request.sent_back"
+    REQUEST_REVISED = "identity_request.revised"
+    REQUEST_RESUBMITTED = "identity_request.resubmitted"
     REQUEST_CANCELLED = "identity_request.cancelled"
     REQUEST_PROVISIONING = "identity_request.provisioning"
     REQUEST_REQUEUED = "identity_request.requeued"

@@ -32,6 +32,7 @@ from identities.models.requests import (
     IdentityRequest,
     RequestedRole,
     RequestKind,
+    RequestRevision,
     RequestStatus,
     RoleChange,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "IdentityStatus",
     "NamespaceOwnership",
     "RequestKind",
+    "RequestRevision",
     "RequestStatus",
     "RequestedRole",
     "ResourceGroupOwnership",

@@ -20,6 +20,8 @@ class RequestKind(models.TextChoices):
 
 class RequestStatus(models.TextChoices):
     PENDING = "pending"
+    # An approver asked for changes: the requester edits and resubmits (a new revision).
+    SENT_BACK = "sent_back", "Sent back"
     APPROVED = "approved"
     PROVISIONING = "provisioning"
     READY = "ready"
@@ -33,7 +35,8 @@ class RequestStatus(models.TextChoices):
 # it still holds its ServiceAccount against a second request.
 REQUEST_STATUSES_IN_FLIGHT = frozenset({RequestStatus.APPROVED, RequestStatus.PROVISIONING})
 REQUEST_STATUSES_OPEN = frozenset(
-    {RequestStatus.PENDING, RequestStatus.FAILED} | REQUEST_STATUSES_IN_FLIGHT
+    {RequestStatus.PENDING, RequestStatus.SENT_BACK, RequestStatus.FAILED}
+    | REQUEST_STATUSES_IN_FLIGHT
 )
 REQUEST_STATUSES_TERMINAL = frozenset(
     {RequestStatus.READY, RequestStatus.REJECTED, RequestStatus.CANCELLED}
@@ -80,6 +83,9 @@ class IdentityRequest(models.Model):
         related_name="requests",
     )
     last_error = models.TextField(blank=True)
+    # 1 when filed; each resubmission after a send-back is the next (RequestRevision keeps the
+    # earlier ones).
+    revision = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -199,3 +205,32 @@ class Approval(models.Model):
 
     def __str__(self) -> str:
         return f"{self.approver} {self.decision}d #{self.identity_request_id}"
+
+
+class RequestRevision(models.Model):
+    """An earlier revision of a request, kept when an approver sent it back: what it asked for
+    then (`content`, as the audit trail describes a request), the decisions it had collected,
+    and the approver's comment."""
+
+    identity_request = models.ForeignKey(
+        IdentityRequest, on_delete=models.CASCADE, related_name="revisions"
+    )
+    number = models.PositiveIntegerField()
+    content = models.JSONField()
+    approvals = models.JSONField(default=list, blank=True)
+    sent_back_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    comment = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["identity_request", "number"], name="requestrevision_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.identity_request_id} revision {self.number}"

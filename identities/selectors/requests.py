@@ -18,6 +18,7 @@ from identities.models import (
     Identity,
     IdentityRequest,
     RequestedRole,
+    RequestKind,
     RoleAssignment,
     RoleChange,
 )
@@ -134,6 +135,79 @@ def role_change_from_wanted(
         if held_key not in wanted_keys
     ]
     return add, remove
+
+
+def revision_changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What changed between two revisions of a request, as the audit trail describes them:
+    each field's from/to; roles (and a change's roles added or removed) as lists added and
+    dropped between the revisions."""
+    changes: dict[str, Any] = {}
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if key == "roles":
+            changes["roles"] = _roles_delta(old or [], new or [])
+        elif key == "diff":
+            for group in ("added", "removed"):
+                delta = _roles_delta((old or {}).get(group, []), (new or {}).get(group, []))
+                if delta["added"] or delta["dropped"]:
+                    changes[f"roles {group}"] = delta
+        else:
+            changes[key] = {"from": old, "to": new}
+    return changes
+
+
+def _roles_delta(
+    old: list[dict[str, str]], new: list[dict[str, str]]
+) -> dict[str, list[dict[str, str]]]:
+    def key(row: dict[str, str]) -> tuple[str, str]:
+        return row["role"].lower(), row["scope"].lower()
+
+    old_keys, new_keys = {key(r) for r in old}, {key(r) for r in new}
+    return {
+        "added": [{"role": r["role"], "scope": r["scope"]} for r in new if key(r) not in old_keys],
+        "dropped": [
+            {"role": r["role"], "scope": r["scope"]} for r in old if key(r) not in new_keys
+        ],
+    }
+
+
+def request_revisions(identity_request: IdentityRequest) -> list[dict[str, Any]]:
+    """Each earlier revision of a request (sent back, with the approver's comment) and what the
+    next revision changed; the last "next" is the request as it is now."""
+    revisions = list(identity_request.revisions.select_related("sent_back_by"))
+    if not revisions:
+        return []
+    from_describe = [r.content for r in revisions[1:]]
+    current = identity_request_content(identity_request)
+    return [
+        {
+            "number": revision.number,
+            "sent_back_by": revision.sent_back_by.get_username(),
+            "comment": revision.comment,
+            "created_at": revision.created_at,
+            "approvals": revision.approvals,
+            "content": revision.content,
+            "changes_in_next": revision_changes(revision.content, following),
+        }
+        for revision, following in zip(revisions, [*from_describe, current], strict=True)
+    ]
+
+
+def identity_request_content(identity_request: IdentityRequest) -> dict[str, Any]:
+    """What a request asks for, in the shape the audit trail and revisions keep."""
+    rows = list(identity_request.roles.all())
+    content: dict[str, Any] = {
+        "justification": identity_request.justification,
+        "is_exception": identity_request.is_exception,
+    }
+    if identity_request.kind == RequestKind.CHANGE_ROLES:
+        content["diff"] = role_change_diff(identity_request)
+    else:
+        content["roles"] = [{"role": r.role.name, "scope": r.scope} for r in rows]
+        content["tags"] = dict(identity_request.tags or {})
+    return content
 
 
 def identity_history(identity: Identity) -> QuerySet[IdentityRequest]:

@@ -26,6 +26,11 @@ from identities.services.requests import (
     identity_request_reject,
     identity_request_retry,
 )
+from identities.services.revisions import (
+    identity_request_resubmit,
+    identity_request_revise,
+    identity_request_send_back,
+)
 from identities.services.worker import (
     identity_request_mark_failed,
     identity_request_mark_provisioning,
@@ -47,7 +52,10 @@ __all__ = [
     "identity_request_mark_provisioning",
     "identity_request_mark_ready",
     "identity_request_reject",
+    "identity_request_resubmit",
     "identity_request_retry",
+    "identity_request_revise",
+    "identity_request_send_back",
     "namespace_grant",
     "team_member_add",
     "team_member_remove",

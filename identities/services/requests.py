@@ -90,7 +90,6 @@ def identity_request_create(*, requester: User, draft: RequestDraft) -> Identity
     assert team is not None  # noqa: S101 - policy refused an unknown team above
 
     cluster = Cluster.objects.get(name=draft.cluster)
-    catalog = _catalog_by_name_and_guid()
     identity_request = IdentityRequest.objects.create(
         kind=draft.kind,
         app_name=draft.app_name,
@@ -104,15 +103,7 @@ def identity_request_create(*, requester: User, draft: RequestDraft) -> Identity
         is_exception=draft.is_exception,
         identity_id=draft.identity_id if draft.kind == RequestKind.ADD_SERVICE_ACCOUNT else None,
     )
-    RequestedRole.objects.bulk_create(
-        RequestedRole(
-            identity_request=identity_request,
-            role=catalog[requested.role.strip().lower()],
-            # The policy accepted it, so it parses: stored in its one spelling.
-            scope=canonical_scope(requested.scope),
-        )
-        for requested in draft.roles
-    )
+    write_requested_roles(identity_request, draft.roles)
     if result.owner_teams:
         identity_request.owner_teams.set(Team.objects.filter(name__in=result.owner_teams))
     audit_record(
@@ -122,7 +113,7 @@ def identity_request_create(*, requester: User, draft: RequestDraft) -> Identity
         identity=identity_request.identity,
         data={
             "kind": identity_request.kind,
-            "request": _describe(identity_request),
+            "request": describe_request(identity_request),
             "warnings": [w.as_dict() for w in result.warnings],
             # Who must approve besides security: on the trail, not only in the join table.
             "owner_teams": result.owner_teams,
@@ -167,7 +158,7 @@ def identity_request_decommission_create(
         action=AuditAction.REQUEST_CREATED,
         identity_request=identity_request,
         identity=identity,
-        data={"kind": identity_request.kind, "request": _describe(identity_request)},
+        data={"kind": identity_request.kind, "request": describe_request(identity_request)},
     )
     return identity_request
 
@@ -220,30 +211,7 @@ def identity_request_change_create(
         is_exception=is_exception,
         identity=identity,
     )
-    catalog = _catalog_by_name_and_guid()
-    removed = {
-        (catalog[r.role.strip().lower()].pk, canonical_scope(r.scope).lower()) for r in remove
-    }
-    rows = [
-        RequestedRole(
-            identity_request=identity_request,
-            role=catalog[r.role.strip().lower()],
-            scope=canonical_scope(r.scope),
-            change=RoleChange.ADD,
-        )
-        for r in add
-    ]
-    for assignment in identity.role_assignments.exclude(status=ChildStatus.REMOVED).order_by("id"):
-        held = (assignment.role_id, assignment.scope.lower())
-        rows.append(
-            RequestedRole(
-                identity_request=identity_request,
-                role_id=assignment.role_id,
-                scope=assignment.scope,
-                change=RoleChange.REMOVE if held in removed else RoleChange.KEEP,
-            )
-        )
-    RequestedRole.objects.bulk_create(rows)
+    write_change_rows(identity_request, identity, add=add, remove=remove)
     if result.owner_teams:
         identity_request.owner_teams.set(Team.objects.filter(name__in=result.owner_teams))
     audit_record(
@@ -253,7 +221,7 @@ def identity_request_change_create(
         identity=identity,
         data={
             "kind": identity_request.kind,
-            "request": _describe(identity_request),
+            "request": describe_request(identity_request),
             "warnings": [w.as_dict() for w in result.warnings],
             "owner_teams": result.owner_teams,
         },
@@ -290,7 +258,7 @@ def identity_request_approve(
     # Ownership is judged now, not as it was at filing: keep the request's owners in step.
     owner_teams = list(Team.objects.filter(name__in=result.owner_teams))
     identity_request.owner_teams.set(owner_teams)
-    acting_for = _owner_team_to_act_for(identity_request, approver, owner_teams)
+    acting_for = owner_team_to_act_for(identity_request, approver, owner_teams)
     if acting_for is None and not roles.is_approver(approver):
         raise PermissionDeniedError(
             "Only approvers, or members of a team that owns a scope of this request, can "
@@ -359,7 +327,7 @@ def identity_request_reject(
     if not comment.strip():
         raise DomainError("A rejection needs a comment telling the requester why.")
     lock_identity_request(identity_request)
-    acting_for = _owner_team_to_act_for(
+    acting_for = owner_team_to_act_for(
         identity_request, approver, list(identity_request.owner_teams.all())
     )
     if acting_for is None and not roles.is_approver(approver):
@@ -393,13 +361,15 @@ def identity_request_reject(
 
 @transaction.atomic(durable=True)
 def identity_request_cancel(*, identity_request: IdentityRequest, actor: User) -> IdentityRequest:
-    """Withdraw a pending request; only its requester or a member of its team may."""
+    """Withdraw a pending (or sent back) request; only its requester or a member of its team
+    may."""
     lock_identity_request(identity_request)
     if actor.pk != identity_request.requester_id and not is_team_member(
         actor, identity_request.team_id
     ):
         raise PermissionDeniedError("Only the requester or their team can cancel a request.")
-    _require_pending(identity_request)
+    if identity_request.status != RequestStatus.SENT_BACK:
+        _require_pending(identity_request)
     transition(identity_request, to=RequestStatus.CANCELLED, actor=actor)
     return identity_request
 
@@ -432,7 +402,7 @@ def identity_request_retry(*, identity_request: IdentityRequest, actor: User) ->
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _owner_team_to_act_for(
+def owner_team_to_act_for(
     identity_request: IdentityRequest, user: User, owner_teams: list[Team]
 ) -> Team | None:
     """The owning team `user` decides for: one of the request's owner teams they are a member
@@ -446,6 +416,54 @@ def _owner_team_to_act_for(
         if team.pk not in approved and is_team_member(user, team):
             return team
     return None
+
+
+def write_change_rows(
+    identity_request: IdentityRequest,
+    identity: Identity,
+    *,
+    add: Sequence[RoleDraft],
+    remove: Sequence[RoleDraft],
+) -> None:
+    """A change request's diff as rows: each role added, then each role the identity holds,
+    removed or kept (the policy accepted `add` and `remove`, so they parse and name roles)."""
+    catalog = _catalog_by_name_and_guid()
+    removed = {
+        (catalog[r.role.strip().lower()].pk, canonical_scope(r.scope).lower()) for r in remove
+    }
+    rows = [
+        RequestedRole(
+            identity_request=identity_request,
+            role=catalog[r.role.strip().lower()],
+            scope=canonical_scope(r.scope),
+            change=RoleChange.ADD,
+        )
+        for r in add
+    ]
+    for assignment in identity.role_assignments.exclude(status=ChildStatus.REMOVED).order_by("id"):
+        held = (assignment.role_id, assignment.scope.lower())
+        rows.append(
+            RequestedRole(
+                identity_request=identity_request,
+                role_id=assignment.role_id,
+                scope=assignment.scope,
+                change=RoleChange.REMOVE if held in removed else RoleChange.KEEP,
+            )
+        )
+    RequestedRole.objects.bulk_create(rows)
+
+
+def write_requested_roles(identity_request: IdentityRequest, roles: Sequence[RoleDraft]) -> None:
+    """A new request's roles as rows, each scope in its one spelling (the policy accepted them)."""
+    catalog = _catalog_by_name_and_guid()
+    RequestedRole.objects.bulk_create(
+        RequestedRole(
+            identity_request=identity_request,
+            role=catalog[requested.role.strip().lower()],
+            scope=canonical_scope(requested.scope),
+        )
+        for requested in roles
+    )
 
 
 def _catalog_by_name_and_guid() -> dict[str, CatalogRole]:
@@ -482,7 +500,7 @@ def _require_pending(identity_request: IdentityRequest) -> None:
         )
 
 
-def _describe(identity_request: IdentityRequest) -> dict[str, Any]:
+def describe_request(identity_request: IdentityRequest) -> dict[str, Any]:
     draft = identity_request_draft(identity_request)
     if identity_request.kind == RequestKind.CHANGE_ROLES:
         return {
