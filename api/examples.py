@@ -85,6 +85,8 @@ def _request(status: str, **overrides: Any) -> dict[str, Any]:
         "approvals_required": 1,
         "last_error": "",
         "identity": None,
+        "revision": 1,
+        "revisions": [],
         "diff": None,
         "created_at": CREATED,
         "updated_at": CREATED,
@@ -197,6 +199,51 @@ REQUEST_CHANGE = _response(
         },
     ),
     status=201,
+)
+SEND_BACK_INPUT = _request_only("send back", {"comment": "Use the shared vault kv-payments-2."})
+EDIT_INPUT = _request_only(
+    "edit",
+    {
+        "roles": [{"role": "Key Vault Secrets User", "scope": VAULT_SCOPE + "-2"}],
+        "justification": "Checkout reads its secrets from the shared vault kv-payments-2.",
+    },
+)
+_REVISION = {
+    "number": 1,
+    "sent_back_by": "sam",
+    "comment": "Use the shared vault kv-payments-2.",
+    "created_at": "2026-11-23T10:18:40.112Z",
+    "content": {
+        "justification": "Checkout reads its payment provider secrets from Key Vault.",
+        "is_exception": False,
+        "roles": [{"role": "Key Vault Secrets User", "scope": VAULT_SCOPE}],
+        "tags": {"costCentre": "cc-4711", "environment": "prod"},
+    },
+    "approvals": [],
+    "changes_in_next": {
+        "roles": {
+            "added": [{"role": "Key Vault Secrets User", "scope": VAULT_SCOPE + "-2"}],
+            "dropped": [{"role": "Key Vault Secrets User", "scope": VAULT_SCOPE}],
+        }
+    },
+}
+REQUEST_SENT_BACK = _response("sent back", _request("sent_back"))
+REQUEST_EDITED = _response(
+    "edited",
+    _request(
+        "sent_back",
+        roles=[
+            {
+                "role": "Key Vault Secrets User",
+                "role_definition_guid": "4633458b-17de-408a-b874-0445c86b69e6",
+                "scope": VAULT_SCOPE + "-2",
+                "change": "",
+            }
+        ],
+    ),
+)
+REQUEST_RESUBMITTED = _response(
+    "resubmitted", _request("pending", revision=2, revisions=[_REVISION])
 )
 APPROVE_INPUT = _request_only("approve", {"comment": "Scoped to one vault."})
 REJECT_INPUT = _request_only("reject", {"comment": "Use the shared vault kv-payments-shared."})

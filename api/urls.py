@@ -35,6 +35,16 @@ urlpatterns = [
         name="identity-request-reject",
     ),
     path(
+        "identity-requests/<int:pk>/send-back/",
+        requests.IdentityRequestSendBackView.as_view(),
+        name="identity-request-send-back",
+    ),
+    path(
+        "identity-requests/<int:pk>/resubmit/",
+        requests.IdentityRequestResubmitView.as_view(),
+        name="identity-request-resubmit",
+    ),
+    path(
         "identity-requests/<int:pk>/retry/",
         requests.IdentityRequestRetryView.as_view(),
         name="identity-request-retry",

@@ -33,7 +33,10 @@ from identities.services import (
     identity_request_cancel,
     identity_request_create,
     identity_request_reject,
+    identity_request_resubmit,
     identity_request_retry,
+    identity_request_revise,
+    identity_request_send_back,
 )
 from provisioning.models import StepStatus
 from provisioning.selectors import request_steps
@@ -158,6 +161,81 @@ class IdentityRequestCollectionView(ApiView):
 
 
 class IdentityRequestDetailView(ApiView):
+    write_scope = "request"
+
+    class EditInput(serializers.Serializer):
+        """The fields to change; those left out stay as they are."""
+
+        justification = serializers.CharField(max_length=4000, required=False)
+        is_exception = serializers.BooleanField(required=False)
+        roles = serializers.ListField(
+            child=RoleInput(), required=False, max_length=50, help_text="kind=new: its roles."
+        )
+        tags = serializers.DictField(
+            child=serializers.CharField(max_length=256, allow_blank=True),
+            required=False,
+            help_text="kind=new: its tags.",
+        )
+        add = serializers.ListField(
+            child=RoleInput(), required=False, max_length=50, help_text="change_roles: to add."
+        )
+        remove = serializers.ListField(
+            child=RoleInput(),
+            required=False,
+            max_length=50,
+            help_text="change_roles: to remove.",
+        )
+
+    def _edit(self, request: Request, pk: int) -> Response:
+        data = self.EditInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+
+        def drafts(name: str) -> list[RoleDraft] | None:
+            if name not in values:
+                return None
+            return [RoleDraft(role=r["role"], scope=r["scope"]) for r in values[name]]
+
+        identity_request = identity_request_get(user=self.actor(), pk=pk)
+        identity_request_revise(
+            identity_request=identity_request,
+            actor=self.actor(),
+            justification=values.get("justification"),
+            is_exception=values.get("is_exception"),
+            roles_asked=drafts("roles"),
+            tags=values.get("tags"),
+            add=drafts("add"),
+            remove=drafts("remove"),
+        )
+        return Response(_fresh(request, pk))
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Edit a request sent back to you",
+        description="Its requester only, while `sent_back`. PUT and PATCH alike: the fields "
+        "given replace those of the request, the others stay. The policy judges the edited "
+        "request (a violation is a 400 naming the field and rule; nothing is saved). Resubmit "
+        "it to have it approved as its next revision.",
+        request=EditInput,
+        responses={200: IdentityRequestOutput},
+        examples=[examples.EDIT_INPUT, examples.REQUEST_EDITED],
+    )
+    @idempotent
+    def put(self, request: Request, pk: int) -> Response:
+        return self._edit(request, pk)
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Edit part of a request sent back to you",
+        description="As PUT: the fields given replace those of the request.",
+        request=EditInput,
+        responses={200: IdentityRequestOutput},
+        examples=[examples.EDIT_INPUT, examples.REQUEST_EDITED],
+    )
+    @idempotent
+    def patch(self, request: Request, pk: int) -> Response:
+        return self._edit(request, pk)
+
     @extend_schema(
         tags=[TAG],
         summary="Read an identity request",
@@ -243,6 +321,57 @@ class IdentityRequestRejectView(ApiView):
             approver=self.actor(),
             comment=data.validated_data["comment"],
         )
+        return Response(_fresh(request, pk))
+
+
+class IdentityRequestSendBackView(ApiView):
+    write_scope = "approve"
+
+    class Input(serializers.Serializer):
+        comment = serializers.CharField(
+            max_length=4000, help_text="What the requester should change."
+        )
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Send a pending request back for changes",
+        description="Instead of rejecting it: approvers (or a member of a team that owns one "
+        "of its scopes), never its requester; the comment is required. The request becomes "
+        "`sent_back`; its requester edits it (PUT/PATCH) and resubmits it.",
+        request=Input,
+        responses={200: IdentityRequestOutput},
+        examples=[examples.SEND_BACK_INPUT, examples.REQUEST_SENT_BACK],
+    )
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        identity_request = identity_request_get(user=self.actor(), pk=pk)
+        identity_request_send_back(
+            identity_request=identity_request,
+            approver=self.actor(),
+            comment=data.validated_data["comment"],
+        )
+        return Response(_fresh(request, pk))
+
+
+class IdentityRequestResubmitView(ApiView):
+    write_scope = "request"
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Resubmit a request sent back to you",
+        description="Its requester only: the request is `pending` again as its next revision, "
+        "with its approvals reset; `revisions` keeps every earlier one, its comment and what "
+        "the next revision changed.",
+        request=None,
+        responses={200: IdentityRequestOutput},
+        examples=[examples.REQUEST_RESUBMITTED],
+    )
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        identity_request = identity_request_get(user=self.actor(), pk=pk)
+        identity_request_resubmit(identity_request=identity_request, actor=self.actor())
         return Response(_fresh(request, pk))
 
 

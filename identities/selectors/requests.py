@@ -19,6 +19,7 @@ from identities.models import (
     IdentityRequest,
     RequestedRole,
     RequestKind,
+    RequestRevision,
     RoleAssignment,
     RoleChange,
 )
@@ -36,6 +37,7 @@ def identity_requests_visible_to(user: Any) -> QuerySet[IdentityRequest]:
         Prefetch("roles", queryset=_requested_roles()),
         Prefetch("approvals", queryset=Approval.objects.select_related("approver", "on_behalf_of")),
         "owner_teams",
+        Prefetch("revisions", queryset=RequestRevision.objects.select_related("sent_back_by")),
     )
     if roles.sees_everything(user):
         return queryset
@@ -176,7 +178,7 @@ def _roles_delta(
 def request_revisions(identity_request: IdentityRequest) -> list[dict[str, Any]]:
     """Each earlier revision of a request (sent back, with the approver's comment) and what the
     next revision changed; the last "next" is the request as it is now."""
-    revisions = list(identity_request.revisions.select_related("sent_back_by"))
+    revisions = sorted(identity_request.revisions.all(), key=lambda revision: revision.number)
     if not revisions:
         return []
     from_describe = [r.content for r in revisions[1:]]

@@ -115,6 +115,40 @@ ROWS: list[Row] = [
         scope="approve",
     ),
     Row(
+        "identity-request-send-back",
+        "post",
+        request_url("pending", "send-back"),
+        visible_to_team_a(requester_a=403, auditor=403, admin=403),
+        body=lambda world: {"comment": "Use the shared vault."},
+        token_user="approver",
+        scope="approve",
+    ),
+    # Edit and resubmit: the requester only, and only once sent back (the pending request is
+    # not: 409 for its requester, 403 for everyone else who sees it).
+    Row(
+        "identity-request-detail",
+        "put",
+        request_url("pending"),
+        visible_to_team_a(requester_a=409, approver=403, auditor=403, admin=403),
+        body=lambda world: {"justification": "Edited."},
+        scope="request",
+    ),
+    Row(
+        "identity-request-detail",
+        "patch",
+        request_url("pending"),
+        visible_to_team_a(requester_a=409, approver=403, auditor=403, admin=403),
+        body=lambda world: {"justification": "Edited."},
+        scope="request",
+    ),
+    Row(
+        "identity-request-resubmit",
+        "post",
+        request_url("pending", "resubmit"),
+        visible_to_team_a(requester_a=409, approver=403, auditor=403, admin=403),
+        scope="request",
+    ),
+    Row(
         "identity-request-retry",
         "post",
         request_url("failed", "retry"),
