@@ -295,6 +295,24 @@ class ChangeRolesForm(forms.Form):
         describe_controls(self)
 
 
+class ResubmitForm(forms.Form):
+    """A sent-back request's justification and exception mark, edited before resubmitting."""
+
+    justification = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Say what you changed and why; the approver reads it.",
+    )
+    is_exception = forms.BooleanField(
+        required=False,
+        label="This is a policy exception",
+        help_text="Two different approvers must approve it.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        describe_controls(self)
+
+
 # The identity's roles as they are (prefilled) plus blank rows to add; none left is allowed.
 ChangeRoleFormSet = formset_factory(RoleForm, extra=2, max_num=50, validate_max=True)
 

@@ -1,7 +1,12 @@
 """Server-rendered pages of the portal. Views only call selectors and services (HackSoft
 style); `presenters`, `preview` and `charts` shape what those return for the templates."""
 
-from web.views.approvals import approval_queue_page, request_approve, request_reject
+from web.views.approvals import (
+    approval_queue_page,
+    request_approve,
+    request_reject,
+    request_send_back,
+)
 from web.views.audit import (
     audit_chain_progress,
     audit_chain_verify,
@@ -24,6 +29,7 @@ from web.views.requests import (
     request_list,
     request_manifests,
     request_progress,
+    request_resubmit,
     request_retry,
     request_verify,
 )
@@ -53,6 +59,8 @@ __all__ = [
     "request_new",
     "request_progress",
     "request_reject",
+    "request_resubmit",
     "request_retry",
+    "request_send_back",
     "request_verify",
 ]
