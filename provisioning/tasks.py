@@ -30,11 +30,12 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="provisioning.provision_identity_request")
 def provision_identity_request(identity_request_id: int) -> None:
-    """Make Azure match an approved request (provision or decommission), then verify it."""
+    """Make Azure match an approved request (provision, change of roles or decommission), then
+    verify a new federation (a change of roles adds none)."""
     reconcile.reconcile_request(identity_request_id)
     ready = IdentityRequest.objects.filter(
         pk=identity_request_id, status=RequestStatus.READY
-    ).exclude(kind=RequestKind.DECOMMISSION)
+    ).exclude(kind__in=[RequestKind.DECOMMISSION, RequestKind.CHANGE_ROLES])
     if settings.VERIFY_AFTER_PROVISIONING and ready.exists():
         verify_identity_request.delay(identity_request_id)
 
