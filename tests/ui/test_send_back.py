@@ -43,6 +43,9 @@ def test_send_back_then_edit_and_resubmit_from_the_pages(
         VAULT_SCOPE,
     )
     assert "asked for changes: “Use kv-payments-2.”" in page.content.decode()
+    titles = [entry.title for entry in page.context["timeline"]]
+    assert "Sent back for changes" in titles
+    assert "Resubmission" in titles  # what comes next
     # The approver sees the revisions but no edit form.
     assert client_for(approver).get(page.request["PATH_INFO"]).context["edit"] is None
 

@@ -52,6 +52,8 @@ _MILESTONES: dict[str, str] = {
     AuditAction.REQUEST_APPROVAL_RECORDED: "First approval recorded",
     AuditAction.REQUEST_APPROVED: "Approved",
     AuditAction.REQUEST_REJECTED: "Rejected",
+    AuditAction.REQUEST_SENT_BACK: "Sent back for changes",
+    AuditAction.REQUEST_RESUBMITTED: "Resubmitted",
     AuditAction.REQUEST_CANCELLED: "Cancelled",
     AuditAction.REQUEST_PROVISIONING: "Provisioning started",
     AuditAction.REQUEST_REQUEUED: "Provisioning re-queued",
@@ -105,6 +107,7 @@ def request_timeline(
         )
     upcoming = {
         RequestStatus.PENDING: ["Approval", "Provisioning", "Ready"],
+        RequestStatus.SENT_BACK: ["Resubmission", "Approval", "Provisioning", "Ready"],
         RequestStatus.APPROVED: ["Provisioning", "Ready"],
         RequestStatus.PROVISIONING: ["Ready"],
     }.get(RequestStatus(identity_request.status), [])
