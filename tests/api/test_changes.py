@@ -117,3 +117,18 @@ def test_other_kinds_carry_no_diff(
     seen = client_for(requester).get(f"/api/v1/identity-requests/{ready_request.pk}/").json()
     assert seen["diff"] is None
     assert [role["change"] for role in seen["roles"]] == [""]
+
+
+def test_a_change_has_no_federation_to_verify_or_hand_over(
+    ready_request: IdentityRequest, requester: Any, client_for: Any
+) -> None:
+    created = client_for(requester).post(changes_url(ready_request), body(), format="json").json()
+    base = f"/api/v1/identity-requests/{created['id']}"
+
+    verify = client_for(requester).post(f"{base}/verify/")
+    handover = client_for(requester).get(f"{base}/handover/")
+
+    assert verify.status_code == 409
+    assert "change of roles adds no federation" in verify.json()["detail"]
+    assert handover.status_code == 409
+    assert "hands over nothing new" in handover.json()["detail"]
