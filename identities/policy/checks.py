@@ -293,6 +293,16 @@ class Checks:
                 f"Identity {identity.name!r} already has an open decommission request.",
             )
         if for_decommission:
+            # A change being decided or written would race the removal; a failed one does not
+            # hold it up (it cannot be cancelled, and the decommission removes its roles too).
+            if identity.open_change_status in ("pending", "sent_back", "approved", "provisioning"):
+                self.refuse(
+                    "identity",
+                    "change_in_progress",
+                    f"Identity {identity.name!r} has an open change request "
+                    f"#{identity.open_change_request_id} ({identity.open_change_status}); "
+                    "cancel it or wait until it is done before decommissioning.",
+                )
             if identity.status not in ("ready", "failed"):
                 self.refuse(
                     "identity",

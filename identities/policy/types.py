@@ -106,8 +106,10 @@ class IdentityFacts:
     decommission_open: bool  # another decommission request is open for it
     # Its live role assignments: (role definition GUID, scope), both lower-cased.
     roles: frozenset[tuple[str, str]] = frozenset()
-    # Another change request open on it (pending, approved, provisioning or failed).
+    # Another change request open on it (pending, sent back, approved, provisioning or failed)
+    # and its status.
     open_change_request_id: int | None = None
+    open_change_status: str = ""
 
 
 @dataclass(frozen=True)

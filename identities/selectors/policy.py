@@ -245,6 +245,16 @@ def _identity_facts(identity_id: int | None, *, exclude_request_id: int | None) 
     identity = Identity.objects.select_related("team").filter(pk=identity_id).first()
     if identity is None:
         return None
+    open_change = (
+        IdentityRequest.objects.filter(
+            identity=identity,
+            kind=RequestKind.CHANGE_ROLES,
+            status__in=REQUEST_STATUSES_OPEN,
+        )
+        .exclude(pk__in=ids_or_none(exclude_request_id))
+        .values_list("pk", "status")
+        .first()
+    )
     return IdentityFacts(
         id=identity.pk,
         name=identity.name,
@@ -264,14 +274,8 @@ def _identity_facts(identity_id: int | None, *, exclude_request_id: int | None) 
                 status=ChildStatus.REMOVED
             ).values_list("role__role_definition_guid", "scope")
         ),
-        open_change_request_id=IdentityRequest.objects.filter(
-            identity=identity,
-            kind=RequestKind.CHANGE_ROLES,
-            status__in=REQUEST_STATUSES_OPEN,
-        )
-        .exclude(pk__in=ids_or_none(exclude_request_id))
-        .values_list("pk", flat=True)
-        .first(),
+        open_change_request_id=open_change[0] if open_change else None,
+        open_change_status=open_change[1] if open_change else "",
     )
 
 

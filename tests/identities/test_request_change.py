@@ -22,6 +22,7 @@ from identities.services import (
     identity_request_approve,
     identity_request_cancel,
     identity_request_change_create,
+    identity_request_decommission_create,
     identity_request_mark_provisioning,
     identity_request_mark_ready,
 )
@@ -278,4 +279,22 @@ def test_the_rows_say_what_each_role_does(ready_identity: Identity, requester: A
     )
     assert sorted(change.roles.values_list("change", "scope")) == sorted(
         [(RoleChange.ADD, OTHER_VAULT), (RoleChange.REMOVE, VAULT_SCOPE)]
+    )
+
+
+def test_an_identity_with_a_change_under_way_cannot_be_decommissioned_meanwhile(
+    ready_identity: Identity, requester: Any
+) -> None:
+    change = file_change(ready_identity, requester, add=(RoleDraft(BLOB_READER, STORAGE_SCOPE),))
+
+    with pytest.raises(PolicyViolationError) as error:
+        identity_request_decommission_create(
+            requester=requester, identity=ready_identity, justification="App retired."
+        )
+    assert violations(error) == [("identity", "change_in_progress")]
+    assert f"#{change.pk}" in error.value.result.violations[0].message
+
+    identity_request_cancel(identity_request=change, actor=requester)
+    identity_request_decommission_create(
+        requester=requester, identity=ready_identity, justification="App retired."
     )
