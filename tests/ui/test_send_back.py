@@ -46,6 +46,9 @@ def test_send_back_then_edit_and_resubmit_from_the_pages(
     titles = [entry.title for entry in page.context["timeline"]]
     assert "Sent back for changes" in titles
     assert "Resubmission" in titles  # what comes next
+    # The requester's start page says it waits for them.
+    home = client_for(requester).get(reverse("home")).content.decode()
+    assert "1 request was sent back for changes: edit and resubmit" in home
     # The approver sees the revisions but no edit form.
     assert client_for(approver).get(page.request["PATH_INFO"]).context["edit"] is None
 
