@@ -78,12 +78,16 @@ def _request(status: str, **overrides: Any) -> dict[str, Any]:
                 "role": "Key Vault Secrets User",
                 "role_definition_guid": "4633458b-17de-408a-b874-0445c86b69e6",
                 "scope": VAULT_SCOPE,
+                "change": "",
             }
         ],
         "approvals": [],
         "approvals_required": 1,
         "last_error": "",
         "identity": None,
+        "revision": 1,
+        "revisions": [],
+        "diff": None,
         "created_at": CREATED,
         "updated_at": CREATED,
     }
@@ -200,6 +204,96 @@ REQUEST_DECOMMISSION = _response(
         identity=_IDENTITY_READY,
     ),
     status=201,
+)
+STORAGE_SCOPE = (
+    f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-payments"
+    "/providers/Microsoft.Storage/storageAccounts/stpayments"
+)
+OLD_VAULT_SCOPE = VAULT_SCOPE + "-old"
+CHANGE_INPUT = _request_only(
+    "change roles",
+    {
+        "add": [{"role": "Storage Blob Data Reader", "scope": STORAGE_SCOPE}],
+        "remove": [{"role": "Key Vault Secrets User", "scope": OLD_VAULT_SCOPE}],
+        "justification": "Checkout now reads product images; the old vault is retired.",
+    },
+)
+_SECRETS_USER = {
+    "role": "Key Vault Secrets User",
+    "role_definition_guid": "4633458b-17de-408a-b874-0445c86b69e6",
+}
+_BLOB_READER = {
+    "role": "Storage Blob Data Reader",
+    "role_definition_guid": "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
+}
+REQUEST_CHANGE = _response(
+    "change filed",
+    _request(
+        "pending",
+        id=58,
+        kind="change_roles",
+        namespace="",
+        service_account="",
+        tags={},
+        roles=[
+            {**_BLOB_READER, "scope": STORAGE_SCOPE, "change": "add"},
+            {**_SECRETS_USER, "scope": VAULT_SCOPE, "change": "keep"},
+            {**_SECRETS_USER, "scope": OLD_VAULT_SCOPE, "change": "remove"},
+        ],
+        justification="Checkout now reads product images; the old vault is retired.",
+        identity=_IDENTITY_READY,
+        diff={
+            "added": [{**_BLOB_READER, "scope": STORAGE_SCOPE}],
+            "removed": [{**_SECRETS_USER, "scope": OLD_VAULT_SCOPE}],
+            "unchanged": [{**_SECRETS_USER, "scope": VAULT_SCOPE}],
+        },
+    ),
+    status=201,
+)
+SEND_BACK_INPUT = _request_only("send back", {"comment": "Use the shared vault kv-payments-2."})
+EDIT_INPUT = _request_only(
+    "edit",
+    {
+        "roles": [{"role": "Key Vault Secrets User", "scope": VAULT_SCOPE + "-2"}],
+        "justification": "Checkout reads its secrets from the shared vault kv-payments-2.",
+    },
+)
+_REVISION = {
+    "number": 1,
+    "sent_back_by": "sam",
+    "comment": "Use the shared vault kv-payments-2.",
+    "created_at": "2026-11-23T10:18:40.112Z",
+    "content": {
+        "justification": "Checkout reads its payment provider secrets from Key Vault.",
+        "is_exception": False,
+        "roles": [{"role": "Key Vault Secrets User", "scope": VAULT_SCOPE}],
+        "tags": {"costCentre": "cc-4711", "environment": "prod"},
+    },
+    "approvals": [],
+    "changes_in_next": {
+        "roles": {
+            "added": [{"role": "Key Vault Secrets User", "scope": VAULT_SCOPE + "-2"}],
+            "dropped": [{"role": "Key Vault Secrets User", "scope": VAULT_SCOPE}],
+        }
+    },
+}
+REQUEST_SENT_BACK = _response("sent back", _request("sent_back"))
+REQUEST_EDITED = _response(
+    "edited",
+    _request(
+        "sent_back",
+        roles=[
+            {
+                "role": "Key Vault Secrets User",
+                "role_definition_guid": "4633458b-17de-408a-b874-0445c86b69e6",
+                "scope": VAULT_SCOPE + "-2",
+                "change": "",
+            }
+        ],
+    ),
+)
+REQUEST_RESUBMITTED = _response(
+    "resubmitted", _request("pending", revision=2, revisions=[_REVISION])
 )
 APPROVE_INPUT = _request_only("approve", {"comment": "Scoped to one vault."})
 REJECT_INPUT = _request_only("reject", {"comment": "Use the shared vault kv-payments-shared."})

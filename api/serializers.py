@@ -17,7 +17,9 @@ from identities.models import (
     IdentityStatus,
     RequestKind,
     RequestStatus,
+    RoleChange,
 )
+from identities.selectors import request_revisions, role_change_diff
 from identities.validators import FIC_LIMIT_PER_IDENTITY
 
 
@@ -38,6 +40,22 @@ class RequestedRoleOutput(serializers.Serializer):
     role = serializers.CharField(source="role.name", help_text="Catalog role name.")
     role_definition_guid = serializers.CharField(source="role.role_definition_guid")
     scope = serializers.CharField(help_text="ARM resource id the role is assigned on.")
+    change = serializers.ChoiceField(
+        choices=RoleChange.choices,
+        help_text="change_roles requests: add, remove or keep; empty for the other kinds.",
+    )
+
+
+class DiffRoleOutput(serializers.Serializer):
+    role = serializers.CharField()
+    role_definition_guid = serializers.CharField()
+    scope = serializers.CharField()
+
+
+class RoleDiffOutput(serializers.Serializer):
+    added = DiffRoleOutput(many=True)
+    removed = DiffRoleOutput(many=True)
+    unchanged = DiffRoleOutput(many=True)
 
 
 class ApprovalOutput(serializers.Serializer):
@@ -59,13 +77,27 @@ class IdentitySummaryOutput(serializers.Serializer):
     resource_id = BlankAsNullCharField(help_text="ARM resource id of the identity.")
 
 
+class RevisionOutput(serializers.Serializer):
+    number = serializers.IntegerField()
+    sent_back_by = serializers.CharField()
+    comment = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    content = serializers.DictField(help_text="What the revision asked for.")
+    approvals = serializers.ListField(
+        child=serializers.DictField(), help_text="The decisions it had collected."
+    )
+    changes_in_next = serializers.DictField(
+        help_text="What the next revision changed: each field's from/to, roles added and dropped."
+    )
+
+
 class IdentityRequestOutput(serializers.Serializer):
     id = serializers.IntegerField()
     kind = serializers.ChoiceField(choices=RequestKind.choices)
     status = serializers.ChoiceField(
         choices=RequestStatus.choices,
         help_text="pending → approved → provisioning → ready (or failed, then retry); "
-        "pending → rejected or cancelled.",
+        "pending → rejected or cancelled; pending → sent_back → pending (resubmitted).",
     )
     app_name = serializers.CharField()
     team = serializers.CharField(source="team.name")
@@ -81,8 +113,26 @@ class IdentityRequestOutput(serializers.Serializer):
     approvals_required = serializers.IntegerField()
     last_error = serializers.CharField(help_text="Why provisioning failed; empty otherwise.")
     identity = IdentitySummaryOutput(allow_null=True)
+    revision = serializers.IntegerField(help_text="1, then one more per resubmission.")
+    revisions = serializers.SerializerMethodField(
+        help_text="Earlier revisions, each sent back with a comment; empty when never sent back."
+    )
+    diff = serializers.SerializerMethodField(
+        help_text="change_roles requests: the roles added, removed and unchanged; null for the "
+        "other kinds."
+    )
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+    @extend_schema_field(RevisionOutput(many=True))
+    def get_revisions(self, identity_request: Any) -> list[dict[str, Any]]:
+        return request_revisions(identity_request)  # from the prefetched revisions
+
+    @extend_schema_field(RoleDiffOutput(allow_null=True))
+    def get_diff(self, identity_request: Any) -> dict[str, list[dict[str, str]]] | None:
+        if identity_request.kind != RequestKind.CHANGE_ROLES:
+            return None
+        return role_change_diff(identity_request)  # from the prefetched roles: no query
 
 
 # --- identities ----------------------------------------------------------------------------

@@ -57,6 +57,16 @@ urlpatterns = [
         name="identity-request-reject",
     ),
     path(
+        "identity-requests/<int:pk>/send-back/",
+        requests.IdentityRequestSendBackView.as_view(),
+        name="identity-request-send-back",
+    ),
+    path(
+        "identity-requests/<int:pk>/resubmit/",
+        requests.IdentityRequestResubmitView.as_view(),
+        name="identity-request-resubmit",
+    ),
+    path(
         "identity-requests/<int:pk>/retry/",
         requests.IdentityRequestRetryView.as_view(),
         name="identity-request-retry",
@@ -98,6 +108,11 @@ urlpatterns = [
         "identities/<int:pk>/decommission/",
         identities.IdentityDecommissionView.as_view(),
         name="identity-decommission",
+    ),
+    path(
+        "identities/<int:pk>/changes/",
+        identities.IdentityChangeView.as_view(),
+        name="identity-changes",
     ),
     path(
         "identities/<int:pk>/repair/",

@@ -17,6 +17,11 @@ def handover_spec_for(identity_request: IdentityRequest) -> HandoverSpec:
     """
     if identity_request.kind == RequestKind.DECOMMISSION:
         raise ConflictError("A decommission request has nothing to hand over.")
+    if identity_request.kind == RequestKind.CHANGE_ROLES:
+        raise ConflictError(
+            "A change of roles hands over nothing new: the identity's ServiceAccounts and client "
+            "id stay as they were; see the requests that federated them."
+        )
     if identity_request.status != RequestStatus.READY or identity_request.identity is None:
         raise ConflictError(
             f"request {identity_request.pk} is {identity_request.status}; the hand-over is "

@@ -28,8 +28,15 @@ if TYPE_CHECKING:
 # Identity requests (every kind: new, add_service_account, decommission).
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     RequestStatus.PENDING: frozenset(
-        {RequestStatus.APPROVED, RequestStatus.REJECTED, RequestStatus.CANCELLED}
+        {
+            RequestStatus.APPROVED,
+            RequestStatus.REJECTED,
+            RequestStatus.CANCELLED,
+            RequestStatus.SENT_BACK,
+        }
     ),
+    # Sent back for changes: the requester resubmits it (pending again) or withdraws it.
+    RequestStatus.SENT_BACK: frozenset({RequestStatus.PENDING, RequestStatus.CANCELLED}),
     RequestStatus.APPROVED: frozenset({RequestStatus.PROVISIONING}),
     RequestStatus.PROVISIONING: frozenset({RequestStatus.READY, RequestStatus.FAILED}),
     RequestStatus.FAILED: frozenset({RequestStatus.PROVISIONING}),  # retry
@@ -67,6 +74,8 @@ IDENTITY_FOLLOWS_REQUEST: dict[tuple[str, str, str], str] = {
 # The audit action each move writes.
 REQUEST_TRANSITION_ACTIONS: dict[str, AuditAction] = {
     RequestStatus.APPROVED: AuditAction.REQUEST_APPROVED,
+    RequestStatus.SENT_BACK: AuditAction.REQUEST_SENT_BACK,
+    RequestStatus.PENDING: AuditAction.REQUEST_RESUBMITTED,  # only a resubmission moves here
     RequestStatus.REJECTED: AuditAction.REQUEST_REJECTED,
     RequestStatus.CANCELLED: AuditAction.REQUEST_CANCELLED,
     RequestStatus.PROVISIONING: AuditAction.REQUEST_PROVISIONING,

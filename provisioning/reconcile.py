@@ -1,6 +1,7 @@
 """The reconcile engine: make Azure match what the database says, step by step, idempotently.
 
-One engine serves first provisioning, retries after a crash, repair and decommission. Names are
+One engine serves first provisioning, retries after a crash, repair, role changes (only the
+delta) and decommission. Names are
 deterministic, every write is a PUT or DELETE of a named resource, and steps already recorded as
 done are skipped, so running it twice (or after kill -9) never creates a second anything.
 The critical path is two ARM round trips: the identity, then its FICs and all role assignments
@@ -38,7 +39,7 @@ from provisioning.errors import GatewayError, PermanentError
 from provisioning.locks import serialized
 from provisioning.steps import run_step, step_is_done, steps_mark_done, steps_plan
 
-__all__ = ["pool_shutdown", "reconcile_request", "repair", "role_assignment_name"]
+__all__ = ["change_roles", "pool_shutdown", "reconcile_request", "repair", "role_assignment_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,8 @@ def reconcile_request(identity_request_id: int) -> None:
     try:
         if identity_request.kind == IdentityRequest.Kind.DECOMMISSION:
             decommission(identity_request)
+        elif identity_request.kind == IdentityRequest.Kind.CHANGE_ROLES:
+            change_roles(identity_request)
         else:
             provision(identity_request)
     except GatewayError as error:
@@ -152,6 +155,29 @@ def provision(identity_request: IdentityRequest, *, gateway: AzureGateway | None
         identity_step.run()
     identity.refresh_from_db()
     _run_all(child_steps)
+
+
+def change_roles(identity_request: IdentityRequest, *, gateway: AzureGateway | None = None) -> None:
+    """Only the delta, all at once: delete the assignments the change removes, put the ones it
+    adds. The identity and its credentials are not written, so its client id stays. A rerun
+    (redelivery, kill -9) finds the rows it recorded closed and rewrites only the rest: the
+    names are deterministic, a PUT of an existing assignment is success, a gone one is done.
+
+    Drift is merged, not repaired first: a removed role already gone from Azure is done, an
+    added one made outside the portal is adopted; drift on roles the change does not touch is
+    left to the drift check and repair (the change writes nothing else)."""
+    gateway = gateway or get_gateway()
+    identity = services.target_identity(identity_request=identity_request)
+    steps = [
+        delete_role_assignment(identity_request, ra, gateway)
+        for ra in services.removing_role_assignments(identity=identity)
+    ] + [
+        put_role_assignment(identity_request, identity, ra, gateway)
+        for ra in services.pending_role_assignments(identity=identity)
+    ]
+    _plan(identity_request, steps)
+    _close_recorded_steps(identity_request, identity)
+    _run_all(steps)
 
 
 def decommission(identity_request: IdentityRequest, *, gateway: AzureGateway | None = None) -> None:

@@ -109,7 +109,15 @@ def pending_role_assignments(*, identity: Identity) -> QuerySet[RoleAssignment]:
 
 def recorded_step_keys(*, identity_request: IdentityRequest, identity: Identity) -> list[str]:
     """Keys of the steps whose outcome is already on the identity's child rows: credentials and
-    role assignments made active (provisioning) or removed (decommission)."""
+    role assignments made active (provisioning) or removed (decommission); a role change's
+    assignments of either kind, its own additions and the removals."""
+    if identity_request.kind == RequestKind.CHANGE_ROLES:
+        assignments = identity.role_assignments
+        added = assignments.filter(identity_request=identity_request, status=ChildStatus.ACTIVE)
+        removed = assignments.filter(status=ChildStatus.REMOVED)
+        return [f"role:{pk}" for pk in added.values_list("pk", flat=True)] + [
+            f"delete-role:{pk}" for pk in removed.values_list("pk", flat=True)
+        ]
     if identity_request.kind == RequestKind.DECOMMISSION:
         status, fic_key, role_key = ChildStatus.REMOVED, "delete-fic:", "delete-role:"
     else:
@@ -398,6 +406,11 @@ def verification_enqueue(*, identity_request: IdentityRequest, actor: Any) -> No
         raise ConflictError(
             f"identity {identity.name} is {identity.status}: its federated credentials and "
             "role assignments are removed in Azure, so there is no federation to verify."
+        )
+    if identity_request.kind == RequestKind.CHANGE_ROLES:
+        raise ConflictError(
+            "A change of roles adds no federation to verify; verify a request that federated "
+            "one of the identity's ServiceAccounts."
         )
     if identity_request.status != RequestStatus.READY:
         raise ConflictError(

@@ -71,9 +71,10 @@ def retry_after_database_loss(task: Any, error: OperationalError | InterfaceErro
 
 @shared_task(name="provisioning.provision_identity_request", bind=True)
 def provision_identity_request(self: Any, identity_request_id: int) -> None:
-    """Make Azure match an approved request (provision or decommission), then check its drift
-    and verify it (or, after a decommission, withdraw the portal's client-id annotation from its
-    ServiceAccounts). Losing the database mid-run retries the whole (idempotent) run later."""
+    """Make Azure match an approved request (provision, change of roles or decommission), then
+    check its drift and verify a new federation (a change of roles adds none); after a
+    decommission, withdraw the portal's client-id annotation from its ServiceAccounts. Losing
+    the database mid-run retries the whole (idempotent) run later."""
     try:
         reconcile.reconcile_request(identity_request_id)
         finished = IdentityRequest.objects.filter(
@@ -82,14 +83,14 @@ def provision_identity_request(self: Any, identity_request_id: int) -> None:
         if finished.filter(kind=RequestKind.DECOMMISSION).exists():
             release.identity_release_service_accounts(identity_request_id=identity_request_id)
             return
-        identity_id = finished.values_list("identity_id", flat=True).first()
+        identity_id, kind = finished.values_list("identity_id", "kind").first() or (None, None)
     except DATABASE_LOST as error:
         retry_after_database_loss(self, error)
     if identity_id is None:
         return
     # The drift state is known at once, not "unknown" until the hourly run.
     enqueue(Work.CHECK_IDENTITY_DRIFT, identity_id)
-    if settings.VERIFY_AFTER_PROVISIONING:
+    if settings.VERIFY_AFTER_PROVISIONING and kind != RequestKind.CHANGE_ROLES:
         verify_identity_request.delay(identity_request_id)
 
 

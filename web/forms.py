@@ -375,6 +375,47 @@ def place_finding(finding: Violation, *, role_rows: Sequence[int], blocking: boo
     return PlacedFinding(finding, "", FIELD_LABELS.get(head, head), blocking)
 
 
+class ChangeRolesForm(forms.Form):
+    """Why the identity's roles change; the roles themselves are a ChangeRoleFormSet."""
+
+    justification = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Why the app needs this change; the approver reads it.",
+    )
+    is_exception = forms.BooleanField(
+        required=False,
+        label="This is a policy exception",
+        help_text="Needed when the identity would hold a privileged role or a broad scope "
+        "after gaining a role; two different approvers must approve it.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        describe_controls(self)
+
+
+class ResubmitForm(forms.Form):
+    """A sent-back request's justification and exception mark, edited before resubmitting."""
+
+    justification = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Say what you changed and why; the approver reads it.",
+    )
+    is_exception = forms.BooleanField(
+        required=False,
+        label="This is a policy exception",
+        help_text="Two different approvers must approve it.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        describe_controls(self)
+
+
+# The identity's roles as they are (prefilled) plus blank rows to add; none left is allowed.
+ChangeRoleFormSet = formset_factory(RoleForm, extra=2, max_num=50, validate_max=True)
+
+
 class DecisionForm(forms.Form):
     """An approver's comment on approve or reject."""
 

@@ -17,6 +17,8 @@ urlpatterns = [
     path("requests/<int:pk>/verify/", views.request_verify, name="request_verify"),
     path("requests/<int:pk>/approve/", views.request_approve, name="request_approve"),
     path("requests/<int:pk>/reject/", views.request_reject, name="request_reject"),
+    path("requests/<int:pk>/send-back/", views.request_send_back, name="request_send_back"),
+    path("requests/<int:pk>/resubmit/", views.request_resubmit, name="request_resubmit"),
     path("requests/<int:pk>/manifests.yaml", views.request_manifests, name="request_manifests"),
     path("approvals/", views.approval_queue_page, name="approval_queue"),
     path("audit/", views.audit_log, name="audit_log"),
@@ -31,6 +33,7 @@ urlpatterns = [
         views.identity_decommission,
         name="identity_decommission",
     ),
+    path("identities/<int:pk>/changes/new/", views.identity_change, name="identity_change"),
     path(
         "identities/<int:pk>/service-accounts/",
         views.identity_add_service_account,

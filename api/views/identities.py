@@ -1,5 +1,5 @@
-"""Identities: the inventory (drift state, federated credential usage n/20), decommission and
-repair."""
+"""Identities: the inventory (drift state, federated credential usage n/20), role changes,
+decommission and repair."""
 
 from __future__ import annotations
 
@@ -17,9 +17,13 @@ from api import examples
 from api.idempotency import idempotent
 from api.serializers import IdentityOutput, IdentityRequestOutput
 from api.views.base import ApiView
+from identities.policy import RoleDraft
 from identities.selectors import identities_visible_to, identity_get, identity_request_get
 from identities.selectors.filters import IdentityFilter
-from identities.services import identity_request_decommission_create
+from identities.services import (
+    identity_request_change_create,
+    identity_request_decommission_create,
+)
 from provisioning.services import identity_repair_enqueue
 
 TAG = "identities"
@@ -83,6 +87,73 @@ class IdentityDecommissionView(ApiView):
             requester=self.actor(),
             identity=identity,
             justification=data.validated_data["justification"],
+        )
+        body = IdentityRequestOutput(
+            identity_request_get(user=self.actor(), pk=identity_request.pk)
+        )
+        url = reverse("api:identity-request-detail", args=[identity_request.pk])
+        return Response(
+            body.data,
+            status=status.HTTP_201_CREATED,
+            headers={"Location": request.build_absolute_uri(url)},
+        )
+
+
+class ChangeRoleInput(serializers.Serializer):
+    role = serializers.CharField(max_length=128, help_text="Catalog role name or role GUID.")
+    scope = serializers.CharField(max_length=1024, help_text="ARM resource id.")
+
+
+class IdentityChangeView(ApiView):
+    write_scope = "request"
+
+    class Input(serializers.Serializer):
+        add = serializers.ListField(
+            child=ChangeRoleInput(),
+            required=False,
+            default=list,
+            max_length=50,
+            help_text="Roles to grant, judged like a new request's.",
+        )
+        remove = serializers.ListField(
+            child=ChangeRoleInput(),
+            required=False,
+            default=list,
+            max_length=50,
+            help_text="Roles the identity holds, to take away. A scope change is one of each.",
+        )
+        justification = serializers.CharField(max_length=4000)
+        is_exception = serializers.BooleanField(
+            default=False,
+            help_text="Needed when the identity would hold a privileged role or a broad scope "
+            "after gaining a role; two approvers.",
+        )
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Request a change of roles",
+        description="Files a `change_roles` request on a ready identity: roles to add and to "
+        "remove. The policy judges the identity as it will be after the change; the request "
+        "carries its `diff` (added / removed / unchanged). Once approved, only the delta is "
+        "written to Azure; the identity and its client id stay. One open change per identity: "
+        "a second is refused, naming the first. Members of the identity's team may.",
+        request=Input,
+        responses={201: IdentityRequestOutput},
+        examples=[examples.CHANGE_INPUT, examples.REQUEST_CHANGE],
+    )
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        identity = identity_get(user=self.actor(), pk=pk)
+        identity_request = identity_request_change_create(
+            requester=self.actor(),
+            identity=identity,
+            add=[RoleDraft(role=r["role"], scope=r["scope"]) for r in values["add"]],
+            remove=[RoleDraft(role=r["role"], scope=r["scope"]) for r in values["remove"]],
+            justification=values["justification"],
+            is_exception=values["is_exception"],
         )
         body = IdentityRequestOutput(
             identity_request_get(user=self.actor(), pk=identity_request.pk)

@@ -27,13 +27,13 @@ from identities.errors import PolicyViolationError
 from identities.models import AuditEvent, RequestKind, RequestStatus
 from identities.policy import RequestDraft, RoleDraft
 from identities.selectors import (
-    RequestRevision,
+    RequestState,
     WorkloadMatch,
     identities_visible_to,
     identity_request_get,
     identity_request_wait,
     identity_requests_visible_to,
-    revision_of,
+    state_of,
     workload_match,
 )
 from identities.selectors.filters import IdentityRequestFilter
@@ -42,7 +42,10 @@ from identities.services import (
     identity_request_cancel,
     identity_request_create,
     identity_request_reject,
+    identity_request_resubmit,
     identity_request_retry,
+    identity_request_revise,
+    identity_request_send_back,
 )
 from provisioning.models import StepStatus
 from provisioning.selectors import request_steps
@@ -221,6 +224,81 @@ class SinceInput(serializers.Serializer):
 
 
 class IdentityRequestDetailView(ApiView):
+    write_scope = "request"
+
+    class EditInput(serializers.Serializer):
+        """The fields to change; those left out stay as they are."""
+
+        justification = serializers.CharField(max_length=4000, required=False)
+        is_exception = serializers.BooleanField(required=False)
+        roles = serializers.ListField(
+            child=RoleInput(), required=False, max_length=50, help_text="kind=new: its roles."
+        )
+        tags = serializers.DictField(
+            child=serializers.CharField(max_length=256, allow_blank=True),
+            required=False,
+            help_text="kind=new: its tags.",
+        )
+        add = serializers.ListField(
+            child=RoleInput(), required=False, max_length=50, help_text="change_roles: to add."
+        )
+        remove = serializers.ListField(
+            child=RoleInput(),
+            required=False,
+            max_length=50,
+            help_text="change_roles: to remove.",
+        )
+
+    def _edit(self, request: Request, pk: int) -> Response:
+        data = self.EditInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+
+        def drafts(name: str) -> list[RoleDraft] | None:
+            if name not in values:
+                return None
+            return [RoleDraft(role=r["role"], scope=r["scope"]) for r in values[name]]
+
+        identity_request = identity_request_get(user=self.actor(), pk=pk)
+        identity_request_revise(
+            identity_request=identity_request,
+            actor=self.actor(),
+            justification=values.get("justification"),
+            is_exception=values.get("is_exception"),
+            roles_asked=drafts("roles"),
+            tags=values.get("tags"),
+            add=drafts("add"),
+            remove=drafts("remove"),
+        )
+        return Response(fresh(request, pk))
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Edit a request sent back to you",
+        description="Its requester only, while `sent_back`. PUT and PATCH alike: the fields "
+        "given replace those of the request, the others stay. The policy judges the edited "
+        "request (a violation is a 400 naming the field and rule; nothing is saved). Resubmit "
+        "it to have it approved as its next revision.",
+        request=EditInput,
+        responses={200: IdentityRequestOutput},
+        examples=[examples.EDIT_INPUT, examples.REQUEST_EDITED],
+    )
+    @idempotent
+    def put(self, request: Request, pk: int) -> Response:
+        return self._edit(request, pk)
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Edit part of a request sent back to you",
+        description="As PUT: the fields given replace those of the request.",
+        request=EditInput,
+        responses={200: IdentityRequestOutput},
+        examples=[examples.EDIT_INPUT, examples.REQUEST_EDITED],
+    )
+    @idempotent
+    def patch(self, request: Request, pk: int) -> Response:
+        return self._edit(request, pk)
+
     @extend_schema(
         tags=[TAG],
         summary="Read an identity request (optionally waiting for it to change)",
@@ -261,7 +339,7 @@ class IdentityRequestDetailView(ApiView):
         etags = if_none_match(request)
         wait = preferred_wait(request)
 
-        def unchanged(revision: RequestRevision) -> bool:
+        def unchanged(revision: RequestState) -> bool:
             if etags and not ({"*", revision.etag.removeprefix("W/")} & etags):
                 return False
             return since is None or revision.status == since
@@ -269,10 +347,10 @@ class IdentityRequestDetailView(ApiView):
         headers: dict[str, str] = {}
         if wait is not None and (etags or since is not None):
             headers["Preference-Applied"] = f"wait={wait}"
-            if unchanged(revision_of(identity_request)):
+            if unchanged(state_of(identity_request)):
                 identity_request_wait(pk=pk, unchanged=unchanged, timeout=wait)
                 identity_request = identity_request_get(user=self.actor(), pk=pk)
-        revision = revision_of(identity_request)
+        revision = state_of(identity_request)
         headers["ETag"] = revision.etag
         if etags and unchanged(revision):
             return Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
@@ -352,6 +430,57 @@ class IdentityRequestRejectView(ApiView):
             approver=self.actor(),
             comment=data.validated_data["comment"],
         )
+        return Response(fresh(request, pk))
+
+
+class IdentityRequestSendBackView(ApiView):
+    write_scope = "approve"
+
+    class Input(serializers.Serializer):
+        comment = serializers.CharField(
+            max_length=4000, help_text="What the requester should change."
+        )
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Send a pending request back for changes",
+        description="Instead of rejecting it: approvers (or a member of a team that owns one "
+        "of its scopes), never its requester; the comment is required. The request becomes "
+        "`sent_back`; its requester edits it (PUT/PATCH) and resubmits it.",
+        request=Input,
+        responses={200: IdentityRequestOutput},
+        examples=[examples.SEND_BACK_INPUT, examples.REQUEST_SENT_BACK],
+    )
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        identity_request = identity_request_get(user=self.actor(), pk=pk)
+        identity_request_send_back(
+            identity_request=identity_request,
+            approver=self.actor(),
+            comment=data.validated_data["comment"],
+        )
+        return Response(fresh(request, pk))
+
+
+class IdentityRequestResubmitView(ApiView):
+    write_scope = "request"
+
+    @extend_schema(
+        tags=[TAG],
+        summary="Resubmit a request sent back to you",
+        description="Its requester only: the request is `pending` again as its next revision, "
+        "with its approvals reset; `revisions` keeps every earlier one, its comment and what "
+        "the next revision changed.",
+        request=None,
+        responses={200: IdentityRequestOutput},
+        examples=[examples.REQUEST_RESUBMITTED],
+    )
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        identity_request = identity_request_get(user=self.actor(), pk=pk)
+        identity_request_resubmit(identity_request=identity_request, actor=self.actor())
         return Response(fresh(request, pk))
 
 

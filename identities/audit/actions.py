@@ -16,6 +16,10 @@ class AuditAction(StrEnum):
     REQUEST_APPROVAL_RECORDED = "identity_request.approval_recorded"  # first of two approvals
     REQUEST_APPROVED = "identity_request.approved"
     REQUEST_REJECTED = "identity_request.rejected"
+    # Changes requested instead of a rejection: sent back, edited, resubmitted as a revision.
+    REQUEST_SENT_BACK = "identity_request.sent_back"
+    REQUEST_REVISED = "identity_request.revised"
+    REQUEST_RESUBMITTED = "identity_request.resubmitted"
     REQUEST_CANCELLED = "identity_request.cancelled"
     REQUEST_PROVISIONING = "identity_request.provisioning"
     REQUEST_REQUEUED = "identity_request.requeued"
@@ -34,6 +38,9 @@ class AuditAction(StrEnum):
     IDENTITY_FAILED = "identity.failed"
     IDENTITY_DECOMMISSIONING = "identity.decommissioning"
     IDENTITY_DECOMMISSIONED = "identity.decommissioned"
+    # A change request's delta committed as desired state (approval), then written (ready).
+    IDENTITY_ROLES_CHANGING = "identity.roles_changing"
+    IDENTITY_ROLES_CHANGED = "identity.roles_changed"
     IDENTITY_REPAIR_REQUESTED = "identity.repair_requested"
     IDENTITY_DRIFT_DETECTED = "identity.drift_detected"
     IDENTITY_DRIFT_CLEARED = "identity.drift_cleared"

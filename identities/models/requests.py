@@ -15,10 +15,13 @@ class RequestKind(models.TextChoices):
     NEW = "new", "New identity"
     ADD_SERVICE_ACCOUNT = "add_service_account", "Add a ServiceAccount"
     DECOMMISSION = "decommission", "Decommission"
+    CHANGE_ROLES = "change_roles", "Change roles"
 
 
 class RequestStatus(models.TextChoices):
     PENDING = "pending"
+    # An approver asked for changes: the requester edits and resubmits (a new revision).
+    SENT_BACK = "sent_back", "Sent back"
     APPROVED = "approved"
     PROVISIONING = "provisioning"
     READY = "ready"
@@ -32,7 +35,8 @@ class RequestStatus(models.TextChoices):
 # it still holds its ServiceAccount against a second request.
 REQUEST_STATUSES_IN_FLIGHT = frozenset({RequestStatus.APPROVED, RequestStatus.PROVISIONING})
 REQUEST_STATUSES_OPEN = frozenset(
-    {RequestStatus.PENDING, RequestStatus.FAILED} | REQUEST_STATUSES_IN_FLIGHT
+    {RequestStatus.PENDING, RequestStatus.SENT_BACK, RequestStatus.FAILED}
+    | REQUEST_STATUSES_IN_FLIGHT
 )
 REQUEST_STATUSES_TERMINAL = frozenset(
     {RequestStatus.READY, RequestStatus.REJECTED, RequestStatus.CANCELLED}
@@ -79,6 +83,9 @@ class IdentityRequest(models.Model):
         related_name="requests",
     )
     last_error = models.TextField(blank=True)
+    # 1 when filed; each resubmission after a send-back is the next (RequestRevision keeps the
+    # earlier ones).
+    revision = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -103,7 +110,8 @@ class IdentityRequest(models.Model):
                 condition=Q(kind__in=RequestKind.values), name="identityrequest_kind_valid"
             ),
             models.CheckConstraint(
-                condition=Q(kind="decommission") | (~Q(namespace="") & ~Q(service_account="")),
+                condition=Q(kind__in=["decommission", "change_roles"])
+                | (~Q(namespace="") & ~Q(service_account="")),
                 name="identityrequest_sa_unless_decommission",
             ),
             models.CheckConstraint(
@@ -141,20 +149,37 @@ class IdentityRequest(models.Model):
         return 2 if self.is_exception else 1
 
 
+class RoleChange(models.TextChoices):
+    """What a change request does with one role on one scope; blank on the other kinds."""
+
+    NONE = "", "Requested"
+    ADD = "add", "Added"
+    REMOVE = "remove", "Removed"
+    # Held before the change and kept: recorded at filing, so the diff stays readable later.
+    KEEP = "keep", "Unchanged"
+
+
 class RequestedRole(models.Model):
-    """One catalog role on one ARM scope, as asked for in a request."""
+    """One catalog role on one ARM scope, as asked for in a request (for a change request: one
+    line of its diff, `change` saying whether it is added, removed or kept)."""
+
+    Change = RoleChange
 
     identity_request = models.ForeignKey(
         IdentityRequest, on_delete=models.CASCADE, related_name="roles"
     )
     role = models.ForeignKey(CatalogRole, on_delete=models.PROTECT, related_name="+")
     scope = models.CharField(max_length=1024)
+    change = models.CharField(max_length=8, choices=RoleChange.choices, default="", blank=True)
 
     class Meta:
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(
                 "identity_request", "role", Lower("scope"), name="requestedrole_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(change__in=RoleChange.values), name="requestedrole_change_valid"
             ),
         ]
 
@@ -205,3 +230,32 @@ class Approval(models.Model):
     def __str__(self) -> str:
         decided = DECISION_PAST_TENSE[ApprovalDecision(self.decision)]
         return f"{self.approver} {decided} #{self.identity_request_id}"
+
+
+class RequestRevision(models.Model):
+    """An earlier revision of a request, kept when an approver sent it back: what it asked for
+    then (`content`, as the audit trail describes a request), the decisions it had collected,
+    and the approver's comment."""
+
+    identity_request = models.ForeignKey(
+        IdentityRequest, on_delete=models.CASCADE, related_name="revisions"
+    )
+    number = models.PositiveIntegerField()
+    content = models.JSONField()
+    approvals = models.JSONField(default=list, blank=True)
+    sent_back_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    comment = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["identity_request", "number"], name="requestrevision_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.identity_request_id} revision {self.number}"

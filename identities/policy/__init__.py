@@ -12,6 +12,7 @@ from __future__ import annotations
 from identities.policy.checks import EXCEPTION_JUSTIFICATION_MIN, Checks
 from identities.policy.types import (
     KIND_ADD_SERVICE_ACCOUNT,
+    KIND_CHANGE_ROLES,
     KIND_DECOMMISSION,
     KIND_NEW,
     KINDS,
@@ -31,6 +32,7 @@ __all__ = [
     "HIGH_RISK_RULES",
     "KINDS",
     "KIND_ADD_SERVICE_ACCOUNT",
+    "KIND_CHANGE_ROLES",
     "KIND_DECOMMISSION",
     "KIND_NEW",
     "ClusterFacts",
@@ -62,7 +64,9 @@ def evaluate_request(draft: RequestDraft, context: PolicyContext) -> PolicyResul
 
 def risk_summary(draft: RequestDraft, result: PolicyResult) -> RiskSummary:
     """A one-line judgement for the approval queue, with the findings that drove it."""
-    if draft.kind == KIND_DECOMMISSION:
+    if draft.kind == KIND_DECOMMISSION or (
+        draft.kind == KIND_CHANGE_ROLES and not draft.roles and draft.remove
+    ):
         return RiskSummary("low", ("Removes access.",))
     high = [w.message for w in result.warnings if w.rule in HIGH_RISK_RULES]
     if high or draft.is_exception:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from identities import naming
 from identities.policy.types import (
+    KIND_CHANGE_ROLES,
     KIND_DECOMMISSION,
     KIND_NEW,
     KINDS,
@@ -62,6 +63,11 @@ class Checks:
         self.check_justification()
         if draft.kind == KIND_DECOMMISSION:
             self.check_target_identity(for_decommission=True)
+            return
+        if draft.kind == KIND_CHANGE_ROLES:
+            if self.check_target_identity(for_decommission=False, for_change=True):
+                self.check_change()
+            self.check_exception()
             return
         self.check_cluster()
         namespace_ok = self.check_namespace()
@@ -261,16 +267,17 @@ class Checks:
                 "ServiceAccount; only the first one approved can be provisioned.",
             )
 
-    def check_target_identity(self, *, for_decommission: bool) -> None:
+    def check_target_identity(self, *, for_decommission: bool, for_change: bool = False) -> bool:
+        """False when there is no identity of the team to judge the rest against."""
         draft, identity = self.draft, self.context.identity
         if draft.identity_id is None:
             self.refuse("identity", "required", "Choose the identity.")
-            return
+            return False
         if identity is None:
             self.refuse(
                 "identity", "unknown_identity", f"Identity #{draft.identity_id} is unknown."
             )
-            return
+            return False
         if draft.team and identity.team != draft.team:
             # Say nothing about another team's identity (name, team, state): no existence leak.
             self.refuse(
@@ -278,7 +285,7 @@ class Checks:
                 "identity_other_team",
                 f"Identity #{draft.identity_id} is not an identity of team {draft.team!r}.",
             )
-            return
+            return False
         if identity.decommission_open:
             self.refuse(
                 "identity",
@@ -286,6 +293,16 @@ class Checks:
                 f"Identity {identity.name!r} already has an open decommission request.",
             )
         if for_decommission:
+            # A change being decided or written would race the removal; a failed one does not
+            # hold it up (it cannot be cancelled, and the decommission removes its roles too).
+            if identity.open_change_status in ("pending", "sent_back", "approved", "provisioning"):
+                self.refuse(
+                    "identity",
+                    "change_in_progress",
+                    f"Identity {identity.name!r} has an open change request "
+                    f"#{identity.open_change_request_id} ({identity.open_change_status}); "
+                    "cancel it or wait until it is done before decommissioning.",
+                )
             if identity.status not in ("ready", "failed"):
                 self.refuse(
                     "identity",
@@ -293,7 +310,23 @@ class Checks:
                     f"Identity {identity.name!r} is {identity.status}; only ready or failed "
                     "identities can be decommissioned.",
                 )
-            return
+            return True
+        if for_change:
+            if identity.status != "ready":
+                self.refuse(
+                    "identity",
+                    "identity_not_ready",
+                    f"Identity {identity.name!r} is {identity.status}; only a ready identity's "
+                    "roles can be changed.",
+                )
+            if identity.open_change_request_id is not None:
+                self.refuse(
+                    "identity",
+                    "change_in_progress",
+                    f"Identity {identity.name!r} already has an open change request "
+                    f"#{identity.open_change_request_id}; cancel it or wait until it is done.",
+                )
+            return True
         if identity.status != "ready":
             self.refuse(
                 "identity",
@@ -308,14 +341,18 @@ class Checks:
                 f"Identity {identity.name!r} already has {identity.live_fic_count} federated "
                 f"credentials; Azure allows at most {FIC_LIMIT_PER_IDENTITY} per identity.",
             )
+        return True
 
     # --- roles and scopes ----------------------------------------------------------------
 
-    def check_roles(self) -> None:
+    def check_roles(self, *, warn_empty: bool = True) -> dict[tuple[str, str], tuple[int, str]]:
+        """Judge the roles asked for; returns (GUID, scope key) -> (index, scope id) for each
+        one that names a catalog role on a scope that parses."""
         draft, context = self.draft, self.context
-        if not draft.roles:
+        if not draft.roles and warn_empty:
             self.warn("roles", "no_roles", "No roles requested: the identity can only sign in.")
         seen: set[tuple[str, str]] = set()
+        judged: dict[tuple[str, str], tuple[int, str]] = {}
         for index, requested in enumerate(draft.roles):
             prefix = f"roles[{index}]"
             role = context.catalog.get(requested.role.strip().lower())
@@ -336,6 +373,7 @@ class Checks:
                     f"Role {role.name!r} on {parsed.id!r} is requested more than once.",
                 )
             seen.add(key)
+            judged.setdefault(key, (index, parsed.id))
             if role.privileged:
                 self.needs_exception = True
                 message = f"Role {role.name!r} is privileged"
@@ -354,6 +392,112 @@ class Checks:
                     "assigns_roles",
                     f"Role {role.name!r} grants Microsoft.Authorization/roleAssignments/write: "
                     "the identity could grant access to others.",
+                )
+        return judged
+
+    def check_change(self) -> None:
+        """A change request: what it removes must be there, what it adds must not be, and the
+        identity is judged as it will be after the change. An addition is judged as in a new
+        request (catalog, scope, protected, owner team, privileged); the roles it keeps count
+        too: an identity that keeps a privileged role or a broad scope and gains another role
+        is an exception (four eyes). A pure removal only reduces access: one approver, no
+        owner team."""
+        draft, identity = self.draft, self.context.identity
+        assert identity is not None  # noqa: S101 - check_target_identity returned True
+        if not draft.roles and not draft.remove:
+            self.refuse("roles", "no_change", "A change must add or remove at least one role.")
+            return
+        removed = self._removals(identity.roles, identity.name)
+        added = self.check_roles(warn_empty=False)
+        for key, (index, scope_id) in added.items():
+            role = self.context.catalog[key[0]]
+            if key in removed:
+                self.refuse(
+                    f"roles[{index}]",
+                    "added_and_removed",
+                    f"Role {role.name!r} on {scope_id!r} is both added and removed.",
+                )
+            elif key in identity.roles:
+                self.refuse(
+                    f"roles[{index}]",
+                    "role_already_assigned",
+                    f"Identity {identity.name!r} already has role {role.name!r} on {scope_id!r}.",
+                )
+        kept = identity.roles - set(removed)
+        after = kept | set(added)
+        if not after:
+            # Allowed: the client id stays deployed and can sign in but reach nothing, which is
+            # what a team pausing an app's access wants; a retired app is decommissioned.
+            self.warn(
+                "remove",
+                "no_roles_left",
+                f"After this change identity {identity.name!r} has no role: it can still sign "
+                "in but reach nothing. Decommission it instead if the app is retired.",
+            )
+        if draft.roles:
+            self._judge_kept(kept, identity.name)
+
+    def _removals(
+        self, held: frozenset[tuple[str, str]], identity_name: str
+    ) -> dict[tuple[str, str], str]:
+        """The removals that name a role the identity holds: key -> scope id."""
+        removed: dict[tuple[str, str], str] = {}
+        for index, requested in enumerate(self.draft.remove):
+            prefix = f"remove[{index}]"
+            role = self.context.catalog.get(requested.role.strip().lower())
+            if role is None:
+                self.refuse(
+                    f"{prefix}.role",
+                    "unknown_role",
+                    f"Role {requested.role!r} is not in the role catalog.",
+                )
+            try:
+                parsed = parse_scope(requested.scope)
+            except ScopeError as error:
+                shown = requested.scope[:200]
+                self.refuse(f"{prefix}.scope", error.rule, f"Scope {shown!r} {error.explanation}.")
+                continue
+            if role is None:
+                continue
+            key = (role.guid.lower(), parsed.key())
+            if key not in held:
+                self.refuse(
+                    prefix,
+                    "role_not_assigned",
+                    f"Identity {identity_name!r} has no role {role.name!r} on {parsed.id!r}: "
+                    "there is nothing to remove.",
+                )
+            elif key in removed:
+                self.refuse(
+                    prefix,
+                    "duplicate_role_scope",
+                    f"Role {role.name!r} on {parsed.id!r} is removed more than once.",
+                )
+            else:
+                removed[key] = parsed.id
+        return removed
+
+    def _judge_kept(self, kept: frozenset[tuple[str, str]], name: str) -> None:
+        for guid, scope_key in sorted(kept):
+            role = self.context.catalog.get(guid)
+            try:
+                broad = parse_scope(scope_key).level != SCOPE_RESOURCE
+            except ScopeError:
+                broad = False  # held already; a scope the parser no longer accepts is drift's
+            if role is None or not (role.privileged or broad):
+                continue
+            self.needs_exception = True
+            message = (
+                f"Identity {name!r} keeps {role.name!r} on {scope_key!r}, which is "
+                f"{'privileged' if role.privileged else 'a broad scope'}; adding a role to it"
+            )
+            if self.draft.is_exception:
+                self.warn("is_exception", "privileged_after_change", message + " (exception).")
+            else:
+                self.refuse(
+                    "is_exception",
+                    "privileged_after_change",
+                    message + " is an exception, which needs two approvers: mark it as one.",
                 )
 
     def check_scope(self, prefix: str, scope: str, role: RoleFacts | None) -> Scope | None:

@@ -9,7 +9,8 @@ from typing import Any
 KIND_NEW = "new"
 KIND_ADD_SERVICE_ACCOUNT = "add_service_account"
 KIND_DECOMMISSION = "decommission"
-KINDS = (KIND_NEW, KIND_ADD_SERVICE_ACCOUNT, KIND_DECOMMISSION)
+KIND_CHANGE_ROLES = "change_roles"
+KINDS = (KIND_NEW, KIND_ADD_SERVICE_ACCOUNT, KIND_DECOMMISSION, KIND_CHANGE_ROLES)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,9 @@ class RoleDraft:
 @dataclass(frozen=True)
 class RequestDraft:
     """A request as typed, before anything is saved. Team and cluster are named by their names;
-    `identity_id` is the target identity for add_service_account and decommission."""
+    `identity_id` is the target identity for add_service_account, decommission and
+    change_roles. For change_roles, `roles` are the roles to add and `remove` those to take
+    away (a scope change is one of each)."""
 
     kind: str = KIND_NEW
     team: str = ""
@@ -71,6 +74,7 @@ class RequestDraft:
     justification: str = ""
     is_exception: bool = False
     identity_id: int | None = None
+    remove: Sequence[RoleDraft] = ()
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,12 @@ class IdentityFacts:
     status: str
     live_fic_count: int
     decommission_open: bool  # another decommission request is open for it
+    # Its live role assignments: (role definition GUID, scope), both lower-cased.
+    roles: frozenset[tuple[str, str]] = frozenset()
+    # Another change request open on it (pending, sent back, approved, provisioning or failed)
+    # and its status.
+    open_change_request_id: int | None = None
+    open_change_status: str = ""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ class Dashboard:
     pending: int
     ready: int
     failed: int
+    sent_back: int  # visible requests sent back for changes, waiting for their requester
     live_identities: int
     drifted: int
     awaiting_my_decision: int
@@ -67,6 +68,7 @@ def dashboard_for(user: Any, *, since: datetime) -> Dashboard:
         pending=counts.get(RequestStatus.PENDING, 0),
         ready=counts.get(RequestStatus.READY, 0),
         failed=counts.get(RequestStatus.FAILED, 0),
+        sent_back=counts.get(RequestStatus.SENT_BACK, 0),
         live_identities=live.count(),
         drifted=live.filter(drift_state=DriftState.DRIFTED).count(),
         awaiting_my_decision=waiting,

@@ -24,6 +24,7 @@ from identities.models import (
     RequestKind,
     RequestStatus,
     ResourceGroupOwnership,
+    RoleChange,
     Team,
 )
 from identities.naming import fic_subject, uami_name
@@ -45,7 +46,9 @@ from identities.validators import SCOPE_RESOURCE_GROUP, is_dns1123_label, is_dns
 
 
 def identity_request_draft(identity_request: IdentityRequest) -> RequestDraft:
-    """The saved request as a draft, to run the policy over it again."""
+    """The saved request as a draft, to run the policy over it again (a change request's kept
+    roles are not part of it: the policy reads what the identity holds now)."""
+    rows = list(identity_request.roles.all())
     return RequestDraft(
         kind=identity_request.kind,
         team=identity_request.team.name,
@@ -55,7 +58,13 @@ def identity_request_draft(identity_request: IdentityRequest) -> RequestDraft:
         app_name=identity_request.app_name,
         roles=tuple(
             RoleDraft(role=requested.role.name, scope=requested.scope)
-            for requested in identity_request.roles.all()
+            for requested in rows
+            if requested.change in (RoleChange.NONE, RoleChange.ADD)
+        ),
+        remove=tuple(
+            RoleDraft(role=requested.role.name, scope=requested.scope)
+            for requested in rows
+            if requested.change == RoleChange.REMOVE
         ),
         tags=dict(identity_request.tags or {}),
         justification=identity_request.justification,
@@ -271,6 +280,16 @@ def _identity_facts(identity_id: int | None, *, exclude_request_id: int | None) 
     identity = Identity.objects.select_related("team").filter(pk=identity_id).first()
     if identity is None:
         return None
+    open_change = (
+        IdentityRequest.objects.filter(
+            identity=identity,
+            kind=RequestKind.CHANGE_ROLES,
+            status__in=REQUEST_STATUSES_OPEN,
+        )
+        .exclude(pk__in=ids_or_none(exclude_request_id))
+        .values_list("pk", "status")
+        .first()
+    )
     return IdentityFacts(
         id=identity.pk,
         name=identity.name,
@@ -284,6 +303,14 @@ def _identity_facts(identity_id: int | None, *, exclude_request_id: int | None) 
         )
         .exclude(pk__in=ids_or_none(exclude_request_id))
         .exists(),
+        roles=frozenset(
+            (guid.lower(), scope.lower())
+            for guid, scope in identity.role_assignments.exclude(
+                status=ChildStatus.REMOVED
+            ).values_list("role__role_definition_guid", "scope")
+        ),
+        open_change_request_id=open_change[0] if open_change else None,
+        open_change_status=open_change[1] if open_change else "",
     )
 
 

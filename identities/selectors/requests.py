@@ -3,6 +3,8 @@ same 404)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -21,10 +23,14 @@ from identities.models import (
     IdentityRequest,
     RequestedRole,
     RequestKind,
+    RequestRevision,
     RequestStatus,
     RoleAssignment,
+    RoleChange,
 )
 from identities.naming import fic_subject
+from identities.policy import RoleDraft
+from identities.scopes import ScopeError, canonical_scope
 from identities.selectors.people import teams_of
 
 # --- requests and identities ---------------------------------------------------------------
@@ -37,6 +43,7 @@ def identity_requests_visible_to(user: Any) -> QuerySet[IdentityRequest]:
         Prefetch("roles", queryset=_requested_roles()),
         Prefetch("approvals", queryset=Approval.objects.select_related("approver", "on_behalf_of")),
         "owner_teams",
+        Prefetch("revisions", queryset=RequestRevision.objects.select_related("sent_back_by")),
     )
     if roles.sees_everything(user):
         return queryset
@@ -146,6 +153,158 @@ def workload_match(
         outcome=WorkloadOutcome.REQUEST_OPEN,
         identity_request=open_request,
         identity=open_request.identity,
+    )
+
+
+# A change request's diff, in the order it is shown: what it adds, removes, and leaves alone.
+DIFF_GROUPS = (
+    ("added", RoleChange.ADD),
+    ("removed", RoleChange.REMOVE),
+    ("unchanged", RoleChange.KEEP),
+)
+
+
+def role_change_diff(identity_request: IdentityRequest) -> dict[str, list[dict[str, str]]]:
+    """A change request's diff per role and scope: {"added", "removed", "unchanged"} lists of
+    {"role", "role_definition_guid", "scope"} (from the prefetched roles when there are)."""
+    rows = list(identity_request.roles.all())
+    return {
+        group: [
+            {
+                "role": row.role.name,
+                "role_definition_guid": row.role.role_definition_guid,
+                "scope": row.scope,
+            }
+            for row in rows
+            if row.change == change
+        ]
+        for group, change in DIFF_GROUPS
+    }
+
+
+def role_change_from_wanted(
+    identity: Identity, wanted: Sequence[RoleDraft]
+) -> tuple[list[RoleDraft], list[RoleDraft]]:
+    """The (add, remove) that turns `identity`'s live roles into `wanted` (the form's roles,
+    prefilled from the current ones): a role and scope compared as ARM does, ignoring case and
+    spelling; a scope that does not parse is an addition, which the policy then refuses."""
+
+    def key(role: str, scope: str) -> tuple[str, str]:
+        with contextlib.suppress(ScopeError):
+            scope = canonical_scope(scope)
+        return role.strip().lower(), scope.strip().lower()
+
+    held = {
+        key(assignment.role.name, assignment.scope): assignment
+        for assignment in identity.role_assignments.all()
+        if assignment.status != ChildStatus.REMOVED
+    }
+    guids = {a.role.role_definition_guid.lower(): a.role.name.lower() for a in held.values()}
+    wanted_keys: set[tuple[str, str]] = set()
+    add: list[RoleDraft] = []
+    for requested in wanted:
+        role_key, scope_key = key(requested.role, requested.scope)
+        wanted_key = (guids.get(role_key, role_key), scope_key)
+        if wanted_key in wanted_keys:
+            continue
+        wanted_keys.add(wanted_key)
+        if wanted_key not in held:
+            add.append(requested)
+    remove = [
+        RoleDraft(role=assignment.role.name, scope=assignment.scope)
+        for held_key, assignment in held.items()
+        if held_key not in wanted_keys
+    ]
+    return add, remove
+
+
+def revision_changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What changed between two revisions of a request, as the audit trail describes them:
+    each field's from/to; roles (and a change's roles added or removed) as lists added and
+    dropped between the revisions."""
+    changes: dict[str, Any] = {}
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if key == "roles":
+            changes["roles"] = _roles_delta(old or [], new or [])
+        elif key == "diff":
+            for group in ("added", "removed"):
+                delta = _roles_delta((old or {}).get(group, []), (new or {}).get(group, []))
+                if delta["added"] or delta["dropped"]:
+                    changes[f"roles {group}"] = delta
+        else:
+            changes[key] = {"from": old, "to": new}
+    return changes
+
+
+def _roles_delta(
+    old: list[dict[str, str]], new: list[dict[str, str]]
+) -> dict[str, list[dict[str, str]]]:
+    def key(row: dict[str, str]) -> tuple[str, str]:
+        return row["role"].lower(), row["scope"].lower()
+
+    old_keys, new_keys = {key(r) for r in old}, {key(r) for r in new}
+    return {
+        "added": [{"role": r["role"], "scope": r["scope"]} for r in new if key(r) not in old_keys],
+        "dropped": [
+            {"role": r["role"], "scope": r["scope"]} for r in old if key(r) not in new_keys
+        ],
+    }
+
+
+def request_revisions(identity_request: IdentityRequest) -> list[dict[str, Any]]:
+    """Each earlier revision of a request (sent back, with the approver's comment) and what the
+    next revision changed; the last "next" is the request as it is now."""
+    revisions = sorted(identity_request.revisions.all(), key=lambda revision: revision.number)
+    if not revisions:
+        return []
+    from_describe = [r.content for r in revisions[1:]]
+    current = identity_request_content(identity_request)
+    return [
+        {
+            "number": revision.number,
+            "sent_back_by": revision.sent_back_by.get_username(),
+            "comment": revision.comment,
+            "created_at": revision.created_at,
+            "approvals": revision.approvals,
+            "content": revision.content,
+            "changes_in_next": revision_changes(revision.content, following),
+        }
+        for revision, following in zip(revisions, [*from_describe, current], strict=True)
+    ]
+
+
+def identity_request_content(identity_request: IdentityRequest) -> dict[str, Any]:
+    """What a request asks for, in the shape the audit trail and revisions keep."""
+    rows = list(identity_request.roles.all())
+    content: dict[str, Any] = {
+        "justification": identity_request.justification,
+        "is_exception": identity_request.is_exception,
+    }
+    if identity_request.kind == RequestKind.CHANGE_ROLES:
+        content["diff"] = role_change_diff(identity_request)
+    else:
+        content["roles"] = [{"role": r.role.name, "scope": r.scope} for r in rows]
+        content["tags"] = dict(identity_request.tags or {})
+    return content
+
+
+def identity_history(identity: Identity) -> QuerySet[IdentityRequest]:
+    """Every request that concerned `identity` (it created it, changed its roles, added a
+    ServiceAccount, or removes it), newest first, with who asked, who decided and the roles."""
+    return (
+        IdentityRequest.objects.filter(identity=identity)
+        .select_related("requester")
+        .prefetch_related(
+            Prefetch("roles", queryset=_requested_roles()),
+            Prefetch(
+                "approvals",
+                queryset=Approval.objects.select_related("approver", "on_behalf_of"),
+            ),
+        )
+        .order_by("-created_at", "-id")
     )
 
 

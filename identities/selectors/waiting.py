@@ -21,8 +21,8 @@ POLL_INTERVAL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
-class RequestRevision:
-    """What a reader of a request has seen: its status, when it last moved, and how many
+class RequestState:
+    """The state of a request a reader has seen: its status, when it last moved, and how many
     decisions (approvals, rejections) it has. Any change to these is a new `etag`."""
 
     status: str
@@ -37,17 +37,17 @@ class RequestRevision:
         return f'W/"{self.status}.{digest.hexdigest()[:16]}"'
 
 
-def revision_of(identity_request: IdentityRequest) -> RequestRevision:
+def state_of(identity_request: IdentityRequest) -> RequestState:
     """The revision of a request read through `identity_requests_visible_to` (its approvals are
     prefetched, so this costs no query)."""
-    return RequestRevision(
+    return RequestState(
         status=identity_request.status,
         updated_at=identity_request.updated_at,
         decisions=len(identity_request.approvals.all()),
     )
 
 
-def identity_request_revision(pk: int) -> RequestRevision | None:
+def identity_request_state(pk: int) -> RequestState | None:
     """The request's revision now, in one query; None once it is gone. No visibility check:
     callers have checked that the user may see `pk` before they wait on it."""
     row = (
@@ -58,30 +58,30 @@ def identity_request_revision(pk: int) -> RequestRevision | None:
     )
     if row is None:
         return None
-    return RequestRevision(status=row[0], updated_at=row[1], decisions=row[2])
+    return RequestState(status=row[0], updated_at=row[1], decisions=row[2])
 
 
 def identity_request_wait(
     *,
     pk: int,
-    unchanged: Callable[[RequestRevision], bool],
+    unchanged: Callable[[RequestState], bool],
     timeout: float,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
-) -> RequestRevision | None:
+) -> RequestState | None:
     """Poll the request's revision until `unchanged(revision)` is false or `timeout` seconds
     have passed; return the last revision read (None: the request is gone). Between reads the
     database connection is closed (outside a transaction), so a thousand waiting pipelines
     hold a thousand sleeping threads, not a thousand connections."""
     deadline = clock() + timeout
-    revision = identity_request_revision(pk)
+    revision = identity_request_state(pk)
     while revision is not None and unchanged(revision):
         remaining = deadline - clock()
         if remaining <= 0:
             break
         _release_connection()
         sleep(min(POLL_INTERVAL_SECONDS, remaining))
-        revision = identity_request_revision(pk)
+        revision = identity_request_state(pk)
     return revision
 
 

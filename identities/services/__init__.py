@@ -20,6 +20,7 @@ from identities.services.config import (
 from identities.services.requests import (
     identity_request_approve,
     identity_request_cancel,
+    identity_request_change_create,
     identity_request_create,
     identity_request_decommission_create,
     identity_request_ensure,
@@ -32,6 +33,11 @@ from identities.services.reviews import (
     access_review_open,
     access_reviews_escalate_overdue,
     access_reviews_revoke_overdue,
+)
+from identities.services.revisions import (
+    identity_request_resubmit,
+    identity_request_revise,
+    identity_request_send_back,
 )
 from identities.services.transfers import (
     ownership_transfer_approve,
@@ -59,6 +65,7 @@ __all__ = [
     "config_object_save",
     "identity_request_approve",
     "identity_request_cancel",
+    "identity_request_change_create",
     "identity_request_create",
     "identity_request_decommission_create",
     "identity_request_ensure",
@@ -66,7 +73,10 @@ __all__ = [
     "identity_request_mark_provisioning",
     "identity_request_mark_ready",
     "identity_request_reject",
+    "identity_request_resubmit",
     "identity_request_retry",
+    "identity_request_revise",
+    "identity_request_send_back",
     "namespace_grant",
     "ownership_transfer_approve",
     "ownership_transfer_cancel",

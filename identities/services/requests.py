@@ -8,10 +8,12 @@ makes Azure match and reports back through the `identity_request_mark_*` service
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from identities import roles
 from identities.audit import audit_record
@@ -38,10 +40,11 @@ from identities.models import (
     RequestKind,
     RequestStatus,
     RoleAssignment,
+    RoleChange,
     Team,
 )
 from identities.naming import AUDIENCE, fic_name, fic_subject, uami_name
-from identities.policy import RequestDraft, evaluate_request
+from identities.policy import RequestDraft, RoleDraft, evaluate_request
 from identities.scopes import canonical_scope
 from identities.selectors import (
     WorkloadMatch,
@@ -51,6 +54,7 @@ from identities.selectors import (
     is_team_member,
     may_act_for_team,
     policy_context_for,
+    role_change_diff,
     workload_match,
 )
 from identities.selectors.dry_run import draft_check
@@ -105,8 +109,6 @@ def _file_request(*, requester: User, draft: RequestDraft) -> IdentityRequest:
     assert team is not None  # noqa: S101 - policy refused an unknown team above
 
     cluster = Cluster.objects.get(name=draft.cluster)
-    catalog = {role.name.lower(): role for role in CatalogRole.objects.all()}
-    catalog.update({role.role_definition_guid.lower(): role for role in catalog.values()})
     identity_request = IdentityRequest.objects.create(
         kind=draft.kind,
         app_name=draft.app_name,
@@ -120,15 +122,7 @@ def _file_request(*, requester: User, draft: RequestDraft) -> IdentityRequest:
         is_exception=draft.is_exception,
         identity_id=draft.identity_id if draft.kind == RequestKind.ADD_SERVICE_ACCOUNT else None,
     )
-    RequestedRole.objects.bulk_create(
-        RequestedRole(
-            identity_request=identity_request,
-            role=catalog[requested.role.strip().lower()],
-            # The policy accepted it, so it parses: stored in its one spelling.
-            scope=canonical_scope(requested.scope),
-        )
-        for requested in draft.roles
-    )
+    write_requested_roles(identity_request, draft.roles)
     if result.owner_teams:
         identity_request.owner_teams.set(Team.objects.filter(name__in=result.owner_teams))
     audit_record(
@@ -138,7 +132,7 @@ def _file_request(*, requester: User, draft: RequestDraft) -> IdentityRequest:
         identity=identity_request.identity,
         data={
             "kind": identity_request.kind,
-            "request": _describe(identity_request),
+            "request": describe_request(identity_request),
             "warnings": [w.as_dict() for w in result.warnings],
             # Who must approve besides security: on the trail, not only in the join table.
             "owner_teams": result.owner_teams,
@@ -191,7 +185,73 @@ def decommission_file(
         action=AuditAction.REQUEST_CREATED,
         identity_request=identity_request,
         identity=identity,
-        data={"kind": identity_request.kind, "request": _describe(identity_request)},
+        data={"kind": identity_request.kind, "request": describe_request(identity_request)},
+    )
+    return identity_request
+
+
+@transaction.atomic(durable=True)
+def identity_request_change_create(
+    *,
+    requester: User,
+    identity: Identity,
+    add: Sequence[RoleDraft],
+    remove: Sequence[RoleDraft],
+    justification: str,
+    is_exception: bool = False,
+) -> IdentityRequest:
+    """File a change of a ready identity's roles (`kind=change_roles`): `add` and `remove` are
+    the delta; the roles it keeps are recorded too, so the request shows its whole diff. At most
+    one change request is open per identity (the second is refused, naming the first)."""
+    _require_requester(requester)
+    # Row lock: two filings for one identity queue here, so the second sees the first.
+    identity = (
+        Identity.objects.select_for_update(no_key=True)
+        .select_related("team", "cluster")
+        .get(pk=identity.pk)
+    )
+    if not is_team_member(requester, identity.team_id):
+        raise PermissionDeniedError(
+            f"{requester.get_username()} is not a member of team {identity.team.name!r}."
+        )
+    draft = RequestDraft(
+        kind=RequestKind.CHANGE_ROLES,
+        team=identity.team.name,
+        cluster=identity.cluster.name,
+        app_name=identity.app_name,
+        roles=tuple(add),
+        remove=tuple(remove),
+        justification=justification,
+        is_exception=is_exception,
+        identity_id=identity.pk,
+    )
+    result = evaluate_request(draft, policy_context_for(draft))
+    if result.violations:
+        raise PolicyViolationError(result)
+    identity_request = IdentityRequest.objects.create(
+        kind=RequestKind.CHANGE_ROLES,
+        app_name=identity.app_name,
+        team_id=identity.team_id,
+        cluster_id=identity.cluster_id,
+        justification=justification.strip(),
+        requester=requester,
+        is_exception=is_exception,
+        identity=identity,
+    )
+    write_change_rows(identity_request, identity, add=add, remove=remove)
+    if result.owner_teams:
+        identity_request.owner_teams.set(Team.objects.filter(name__in=result.owner_teams))
+    audit_record(
+        actor=requester,
+        action=AuditAction.REQUEST_CREATED,
+        identity_request=identity_request,
+        identity=identity,
+        data={
+            "kind": identity_request.kind,
+            "request": describe_request(identity_request),
+            "warnings": [w.as_dict() for w in result.warnings],
+            "owner_teams": result.owner_teams,
+        },
     )
     return identity_request
 
@@ -225,7 +285,7 @@ def identity_request_approve(
     # Ownership is judged now, not as it was at filing: keep the request's owners in step.
     owner_teams = list(Team.objects.filter(name__in=result.owner_teams))
     identity_request.owner_teams.set(owner_teams)
-    acting_for = _owner_team_to_act_for(identity_request, approver, owner_teams)
+    acting_for = owner_team_to_act_for(identity_request, approver, owner_teams)
     if acting_for is None and not roles.is_approver(approver):
         raise PermissionDeniedError(
             "Only approvers, or members of a team that owns a scope of this request, can "
@@ -294,7 +354,7 @@ def identity_request_reject(
     if not comment.strip():
         raise DomainError("A rejection needs a comment telling the requester why.")
     lock_identity_request(identity_request)
-    acting_for = _owner_team_to_act_for(
+    acting_for = owner_team_to_act_for(
         identity_request, approver, list(identity_request.owner_teams.all())
     )
     if acting_for is None and not roles.is_approver(approver):
@@ -328,13 +388,15 @@ def identity_request_reject(
 
 @transaction.atomic(durable=True)
 def identity_request_cancel(*, identity_request: IdentityRequest, actor: User) -> IdentityRequest:
-    """Withdraw a pending request; only its requester or a member of its team may."""
+    """Withdraw a pending (or sent back) request; only its requester or a member of its team
+    may."""
     lock_identity_request(identity_request)
     if actor.pk != identity_request.requester_id and not is_team_member(
         actor, identity_request.team_id
     ):
         raise PermissionDeniedError("Only the requester or their team can cancel a request.")
-    _require_pending(identity_request)
+    if identity_request.status != RequestStatus.SENT_BACK:
+        _require_pending(identity_request)
     transition(identity_request, to=RequestStatus.CANCELLED, actor=actor)
     return identity_request
 
@@ -367,7 +429,7 @@ def identity_request_retry(*, identity_request: IdentityRequest, actor: User) ->
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _owner_team_to_act_for(
+def owner_team_to_act_for(
     identity_request: IdentityRequest, user: User, owner_teams: list[Team]
 ) -> Team | None:
     """The owning team `user` decides for: one of the request's owner teams they are a member
@@ -381,6 +443,60 @@ def _owner_team_to_act_for(
         if team.pk not in approved and is_team_member(user, team):
             return team
     return None
+
+
+def write_change_rows(
+    identity_request: IdentityRequest,
+    identity: Identity,
+    *,
+    add: Sequence[RoleDraft],
+    remove: Sequence[RoleDraft],
+) -> None:
+    """A change request's diff as rows: each role added, then each role the identity holds,
+    removed or kept (the policy accepted `add` and `remove`, so they parse and name roles)."""
+    catalog = _catalog_by_name_and_guid()
+    removed = {
+        (catalog[r.role.strip().lower()].pk, canonical_scope(r.scope).lower()) for r in remove
+    }
+    rows = [
+        RequestedRole(
+            identity_request=identity_request,
+            role=catalog[r.role.strip().lower()],
+            scope=canonical_scope(r.scope),
+            change=RoleChange.ADD,
+        )
+        for r in add
+    ]
+    for assignment in identity.role_assignments.exclude(status=ChildStatus.REMOVED).order_by("id"):
+        held = (assignment.role_id, assignment.scope.lower())
+        rows.append(
+            RequestedRole(
+                identity_request=identity_request,
+                role_id=assignment.role_id,
+                scope=assignment.scope,
+                change=RoleChange.REMOVE if held in removed else RoleChange.KEEP,
+            )
+        )
+    RequestedRole.objects.bulk_create(rows)
+
+
+def write_requested_roles(identity_request: IdentityRequest, roles: Sequence[RoleDraft]) -> None:
+    """A new request's roles as rows, each scope in its one spelling (the policy accepted them)."""
+    catalog = _catalog_by_name_and_guid()
+    RequestedRole.objects.bulk_create(
+        RequestedRole(
+            identity_request=identity_request,
+            role=catalog[requested.role.strip().lower()],
+            scope=canonical_scope(requested.scope),
+        )
+        for requested in roles
+    )
+
+
+def _catalog_by_name_and_guid() -> dict[str, CatalogRole]:
+    catalog = {role.name.lower(): role for role in CatalogRole.objects.all()}
+    catalog.update({role.role_definition_guid.lower(): role for role in catalog.values()})
+    return catalog
 
 
 def _require_requester(user: User) -> None:
@@ -411,8 +527,18 @@ def _require_pending(identity_request: IdentityRequest) -> None:
         )
 
 
-def _describe(identity_request: IdentityRequest) -> dict[str, Any]:
+def describe_request(identity_request: IdentityRequest) -> dict[str, Any]:
     draft = identity_request_draft(identity_request)
+    if identity_request.kind == RequestKind.CHANGE_ROLES:
+        return {
+            "app_name": draft.app_name,
+            "team": draft.team,
+            "cluster": draft.cluster,
+            "identity_id": draft.identity_id,
+            "diff": role_change_diff(identity_request),
+            "justification": draft.justification,
+            "is_exception": draft.is_exception,
+        }
     return {
         "app_name": draft.app_name,
         "team": draft.team,
@@ -466,6 +592,9 @@ def _commit_desired_state(identity_request: IdentityRequest, *, actor: User) -> 
             if kind == RequestKind.ADD_SERVICE_ACCOUNT:
                 _add_federated_credential(identity_request, target)
                 return {}
+            if kind == RequestKind.CHANGE_ROLES:
+                _commit_role_change(identity_request, target, actor=actor)
+                return {}
             # Decommission: everything of the identity is to be removed.
             live = ~Q(status=ChildStatus.REMOVED)
             target.federated_credentials.filter(live).update(status=ChildStatus.REMOVING)
@@ -482,6 +611,36 @@ def _commit_desired_state(identity_request: IdentityRequest, *, actor: User) -> 
             f"request {identity_request.pk} clashes with an identity or credential created "
             f"meanwhile ({exc}); re-check the request."
         ) from exc
+
+
+def _commit_role_change(
+    identity_request: IdentityRequest, identity: Identity, *, actor: User
+) -> None:
+    """The delta as desired state: each added role a pending assignment, each removed one
+    `removing`; the worker writes exactly those (the policy just checked they are the delta)."""
+    rows = list(identity_request.roles.select_related("role"))
+    for requested in rows:
+        if requested.change == RoleChange.ADD:
+            RoleAssignment.objects.create(
+                identity=identity,
+                role=requested.role,
+                scope=requested.scope,
+                identity_request=identity_request,
+            )
+        elif requested.change == RoleChange.REMOVE:
+            identity.role_assignments.filter(
+                role=requested.role, scope__iexact=requested.scope
+            ).exclude(status=ChildStatus.REMOVED).update(
+                status=ChildStatus.REMOVING, updated_at=timezone.now()
+            )
+    # Audit last: the chain lock is held until commit, so take it after row writes.
+    audit_record(
+        actor=actor,
+        action=AuditAction.IDENTITY_ROLES_CHANGING,
+        identity_request=identity_request,
+        identity=identity,
+        data=role_change_diff(identity_request),
+    )
 
 
 def _create_identity(identity_request: IdentityRequest) -> Identity:

@@ -10,8 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
+from identities.audit import audit_record
+from identities.audit.actions import AuditAction
 from identities.lifecycle import transition, transition_request
-from identities.models import Identity, IdentityRequest, RequestStatus
+from identities.models import Identity, IdentityRequest, RequestKind, RequestStatus
+from identities.selectors import role_change_diff
 from identities.services.requests import lock_identity_request
 
 if TYPE_CHECKING:
@@ -53,6 +56,15 @@ def identity_request_mark_ready(
     transition_request(
         identity_request, to=RequestStatus.READY, actor=actor, data=data or {}, last_error=""
     )
+    if identity_request.kind == RequestKind.CHANGE_ROLES:
+        # The identity's history reads this row: what changed, on whose request.
+        audit_record(
+            actor=actor,
+            action=AuditAction.IDENTITY_ROLES_CHANGED,
+            identity_request=identity_request,
+            identity=identity_request.identity,
+            data=role_change_diff(identity_request),
+        )
     return identity_request
 
 

@@ -63,6 +63,7 @@ def test_pages_fit_a_phone_screen(
             "/requests/",
             "/identities/",
             f"/identities/{ready.identity_id}/",
+            f"/identities/{ready.identity_id}/changes/new/",
             "/audit/",
             "/tokens/",
             "/pipelines/",

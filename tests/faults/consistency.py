@@ -113,6 +113,9 @@ def azure_disagreements(sandbox: Sandbox) -> list[str]:
         elif row.identity_id != owner.pk or row.scope.lower() != ra["scope"].lower():
             problems.append(f"role assignment {name} does not match its DB row")
     for name, row in expected.items():
+        if row.status == ChildStatus.REMOVED and name in arm["role_assignments"]:
+            # A change or decommission removed it: gone from Azure too, not left behind.
+            problems.append(f"removed role assignment {name} on {row.scope} is still in Azure")
         if row.status == ChildStatus.ACTIVE:
             if name not in arm["role_assignments"]:
                 problems.append(f"active role assignment {name} is missing in Azure")

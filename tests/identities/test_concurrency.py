@@ -9,11 +9,18 @@ import pytest
 from django.db import connection
 
 from identities.audit import audit_verify_chain
-from identities.errors import ConflictError
+from identities.errors import ConflictError, PolicyViolationError
 from identities.models import Approval, AuditEvent, Identity, IdentityRequest
-from identities.services import identity_request_approve, identity_request_create
+from identities.policy import RoleDraft
+from identities.services import (
+    identity_request_approve,
+    identity_request_change_create,
+    identity_request_create,
+    identity_request_mark_provisioning,
+    identity_request_mark_ready,
+)
 from identities.work import Work
-from tests.support.people import DraftFactory
+from tests.support.people import STORAGE_SCOPE, DraftFactory
 from tests.support.services import postgres_or_missing
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -102,3 +109,51 @@ def test_two_simultaneous_first_approvals_of_an_exception_complete_it(
         .values_list("action", flat=True)
     ) == ["identity_request.approval_recorded", "identity_request.approved"]
     assert audit_verify_chain().ok
+
+
+def test_two_simultaneous_change_requests_on_one_identity_one_is_filed_the_other_names_it(
+    requester: Any,
+    teammate: Any,
+    approver: Any,
+    make_draft: DraftFactory,
+    work_sent: list[tuple[Work, tuple[object, ...]]],
+) -> None:
+    """The identity's row lock makes the second filing see the first change."""
+    postgres_or_missing()
+    origin = identity_request_create(requester=requester, draft=make_draft())
+    identity_request_approve(identity_request=origin, approver=approver)
+    identity_request_mark_provisioning(identity_request=origin)
+    identity_request_mark_ready(identity_request=origin)
+    identity = Identity.objects.get(pk=origin.identity_id)
+    people = [requester, teammate]
+    barrier = threading.Barrier(len(people))
+    outcomes: list[object] = [None] * len(people)
+
+    def file(index: int) -> None:
+        try:
+            barrier.wait()
+            outcomes[index] = identity_request_change_create(
+                requester=people[index],
+                identity=identity,
+                add=[RoleDraft("Storage Blob Data Reader", STORAGE_SCOPE)],
+                remove=[],
+                justification="Checkout reads product images too.",
+            )
+        except Exception as exc:  # handed back to the test thread
+            outcomes[index] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=file, args=(i,)) for i in range(len(people))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    filed = [o for o in outcomes if isinstance(o, IdentityRequest)]
+    refused = [o for o in outcomes if isinstance(o, PolicyViolationError)]
+    assert len(filed) == 1 and len(refused) == 1, outcomes
+    [violation] = refused[0].violations
+    assert (violation.field, violation.rule) == ("identity", "change_in_progress")
+    assert f"#{filed[0].pk}" in violation.message
+    assert IdentityRequest.objects.filter(kind="change_roles").count() == 1

@@ -114,7 +114,9 @@ def test_a_pending_request_cannot_skip_approval(pending_request: IdentityRequest
 
 def test_the_transition_map_matches_the_issue() -> None:
     assert {k: set(v) for k, v in ALLOWED_TRANSITIONS.items()} == {
-        "pending": {"approved", "rejected", "cancelled"},
+        "pending": {"approved", "rejected", "cancelled", "sent_back"},
+        # Issue 16: sent back for changes, then resubmitted (pending again) or withdrawn.
+        "sent_back": {"pending", "cancelled"},
         "approved": {"provisioning"},
         "provisioning": {"ready", "failed"},
         "failed": {"provisioning"},

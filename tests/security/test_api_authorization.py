@@ -21,6 +21,7 @@ from identities.models import AuditEvent
 from tests.api.conftest import new_request_body
 from tests.security.routes import routes_of
 from tests.security.world import SESSION_ACTORS, World, team_a, token_of, trust_rule_body
+from tests.support.people import VAULT_SCOPE
 
 pytestmark = [pytest.mark.security, pytest.mark.django_db]
 
@@ -132,6 +133,40 @@ ROWS: list[Row] = [
         scope="approve",
     ),
     Row(
+        "identity-request-send-back",
+        "post",
+        request_url("pending", "send-back"),
+        visible_to_team_a(requester_a=403, auditor=403, admin=403),
+        body=lambda world: {"comment": "Use the shared vault."},
+        token_user="approver",
+        scope="approve",
+    ),
+    # Edit and resubmit: the requester only, and only once sent back (the pending request is
+    # not: 409 for its requester, 403 for everyone else who sees it).
+    Row(
+        "identity-request-detail",
+        "put",
+        request_url("pending"),
+        visible_to_team_a(requester_a=409, approver=403, auditor=403, admin=403),
+        body=lambda world: {"justification": "Edited."},
+        scope="request",
+    ),
+    Row(
+        "identity-request-detail",
+        "patch",
+        request_url("pending"),
+        visible_to_team_a(requester_a=409, approver=403, auditor=403, admin=403),
+        body=lambda world: {"justification": "Edited."},
+        scope="request",
+    ),
+    Row(
+        "identity-request-resubmit",
+        "post",
+        request_url("pending", "resubmit"),
+        visible_to_team_a(requester_a=409, approver=403, auditor=403, admin=403),
+        scope="request",
+    ),
+    Row(
         "identity-request-retry",
         "post",
         request_url("failed", "retry"),
@@ -171,6 +206,18 @@ ROWS: list[Row] = [
         # Decommissioning is filed like any request: by the team's requesters.
         visible_to_team_a(requester_a=201, approver=403, auditor=403, admin=403),
         body=lambda world: {"justification": "Ledger moved to the new platform."},
+        scope="request",
+    ),
+    Row(
+        "identity-changes",
+        "post",
+        lambda world: f"/api/v1/identities/{world.identity.pk}/changes/",
+        # A change of roles is filed like any request: by the team's requesters.
+        visible_to_team_a(requester_a=201, approver=403, auditor=403, admin=403),
+        body=lambda world: {
+            "remove": [{"role": "Key Vault Secrets User", "scope": VAULT_SCOPE}],
+            "justification": "The vault is retired.",
+        },
         scope="request",
     ),
     Row(

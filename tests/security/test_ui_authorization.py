@@ -177,6 +177,29 @@ ROWS: list[Row] = [
         data=lambda world: {"comment": "Use the shared vault."},
         writes=True,
     ),
+    Row(
+        "request_send_back",
+        "post",
+        url("request_send_back", "pending"),
+        own_team(requester_a=403, approver=302, auditor=403, admin=403),
+        data=lambda world: {"comment": "Use the shared vault."},
+        writes=True,
+    ),
+    # The requester's resubmission of a request sent back; the world's pending request is not,
+    # so its requester is told so (302 back, nothing written) and everyone else is refused.
+    Row(
+        "request_resubmit",
+        "post",
+        url("request_resubmit", "pending"),
+        own_team(requester_a=302, approver=403, auditor=403, admin=403),
+        data=lambda world: {
+            "roles-TOTAL_FORMS": "1",
+            "roles-INITIAL_FORMS": "0",
+            "roles-0-role": "Key Vault Secrets User",
+            "roles-0-scope": VAULT_SCOPE,
+            "justification": "Edited.",
+        },
+    ),
     # Team members have a queue too: other teams' requests their team must approve as owner.
     Row(
         "approval_queue",
@@ -216,6 +239,27 @@ ROWS: list[Row] = [
         # Filed like any request: by the team's requesters.
         own_team(requester_a=302, approver=403, auditor=403, admin=403),
         data=lambda world: {"justification": "Moved to the new platform."},
+        writes=True,
+    ),
+    Row(
+        "identity_change",
+        "get",
+        url("identity_change", "identity"),
+        own_team(requester_a=200, approver=403, auditor=403, admin=403),
+    ),
+    Row(
+        "identity_change",
+        "post",
+        url("identity_change", "identity"),
+        # Filed like any request: by the team's requesters. Clearing every row removes all roles.
+        own_team(requester_a=302, approver=403, auditor=403, admin=403),
+        data=lambda world: {
+            "roles-TOTAL_FORMS": "1",
+            "roles-INITIAL_FORMS": "0",
+            "roles-0-role": "",
+            "roles-0-scope": "",
+            "justification": "The app is paused.",
+        },
         writes=True,
     ),
     Row(

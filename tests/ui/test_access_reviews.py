@@ -1,5 +1,5 @@
 """The access review and transfer pages: open with field-named errors, the chart and counts,
-the team's "to review" list, attesting (reduce continues at the identity), the evidence export,
+the team's "to review" list, attesting (reduce continues on the change form), the evidence export,
 the transfer form on the identity page and the transfer steps."""
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def test_the_team_sees_progress_and_its_list_and_attests(
     assert b"100 %" in page.content
 
 
-def test_reduce_continues_on_the_identity_page_with_a_note(
+def test_reduce_continues_on_the_change_form_prefilled_with_its_roles(
     client_for: ClientFor, requester: Any, campaign: AccessReviewCampaign
 ) -> None:
     item = campaign.items.get()
@@ -88,11 +88,11 @@ def test_reduce_continues_on_the_identity_page_with_a_note(
     response = client.post(
         reverse("review_attest", args=[item.pk]), {"decision": "reduce"}, follow=True
     )
-    assert response.redirect_chain[-1][0] in {
-        reverse("identity_detail", args=[item.identity_id]),
-        f"/identities/{item.identity_id}/change/",
-    }
+    assert response.redirect_chain[-1][0] == reverse("identity_change", args=[item.identity_id])
     assert b"reduce" in response.content
+    # The change form starts from the roles the identity holds, so "reduce" is a removal away.
+    for role in item.roles:
+        assert role["scope"].encode() in response.content
 
 
 def test_the_evidence_downloads_as_csv(

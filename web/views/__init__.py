@@ -1,7 +1,12 @@
 """Server-rendered pages of the portal. Views only call selectors and services (HackSoft
 style); `presenters`, `preview` and `charts` shape what those return for the templates."""
 
-from web.views.approvals import approval_queue_page, request_approve, request_reject
+from web.views.approvals import (
+    approval_queue_page,
+    request_approve,
+    request_reject,
+    request_send_back,
+)
 from web.views.audit import (
     audit_chain_progress,
     audit_chain_verify,
@@ -11,6 +16,7 @@ from web.views.audit import (
 from web.views.home import home
 from web.views.inventory import (
     identity_add_service_account,
+    identity_change,
     identity_decommission,
     identity_detail,
     identity_list,
@@ -30,6 +36,7 @@ from web.views.requests import (
     request_list,
     request_manifests,
     request_progress,
+    request_resubmit,
     request_retry,
     request_verify,
 )
@@ -45,6 +52,7 @@ __all__ = [
     "audit_log",
     "home",
     "identity_add_service_account",
+    "identity_change",
     "identity_decommission",
     "identity_detail",
     "identity_list",
@@ -59,7 +67,9 @@ __all__ = [
     "request_new",
     "request_progress",
     "request_reject",
+    "request_resubmit",
     "request_retry",
+    "request_send_back",
     "request_verify",
     "service_token_new",
     "service_token_revoke_view",

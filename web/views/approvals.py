@@ -1,5 +1,5 @@
 """The approval queue: pending requests with their risk, policy findings and what approval would
-grant; approve or reject with a comment."""
+grant; approve, send back for changes, or reject, with a comment."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from identities.selectors import ApprovalFilters, approval_queue, identity_request_get
-from identities.services import identity_request_approve, identity_request_reject
+from identities.services import (
+    identity_request_approve,
+    identity_request_reject,
+    identity_request_send_back,
+)
 from web.forms import ApprovalFilterForm, DecisionForm
 from web.views.common import action_outcome, page, portal_view, signed_in_user
 from web.views.presenters import grant_diff
@@ -72,5 +76,21 @@ def request_reject(request: HttpRequest, pk: int) -> HttpResponse:
             identity_request=identity_request, approver=signed_in_user(request), comment=comment
         ),
         done=f"Request #{pk} rejected; the requester sees your comment.",
+        fallback=reverse("approval_queue"),
+    )
+
+
+@portal_view
+@require_POST
+def request_send_back(request: HttpRequest, pk: int) -> HttpResponse:
+    identity_request = identity_request_get(user=signed_in_user(request), pk=pk)
+    form = DecisionForm(request.POST)
+    comment = form.cleaned_data["comment"] if form.is_valid() else ""
+    return action_outcome(
+        request,
+        lambda: identity_request_send_back(
+            identity_request=identity_request, approver=signed_in_user(request), comment=comment
+        ),
+        done=f"Request #{pk} sent back; the requester edits it and resubmits it.",
         fallback=reverse("approval_queue"),
     )

@@ -39,6 +39,16 @@ def home(request: HttpRequest) -> HttpResponse:
                 "warn",
             )
         )
+    if sent_back := dashboard.sent_back:
+        needs_action.append(
+            ActionItem(
+                f"{sent_back} request{'s were' if sent_back != 1 else ' was'} sent back for "
+                "changes: edit and resubmit",
+                reverse("request_list") + "?status=sent_back",
+                sent_back,
+                "warn",
+            )
+        )
     if failed := dashboard.failed:
         needs_action.append(
             ActionItem(

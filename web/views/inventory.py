@@ -1,5 +1,6 @@
 """The identity inventory: every identity the user may see, its FIC usage (n/20), drift state
-and repair; an identity's page with its credentials, roles, requests and decommissioning."""
+and repair; an identity's page with its credentials, roles, history and decommissioning; the
+form that changes its roles."""
 
 from __future__ import annotations
 
@@ -8,23 +9,46 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from identities.audit.actions import AuditAction
 from identities.audit.selectors import AuditEventFilters, audit_events_visible_to
-from identities.errors import DomainError, NotFoundError, PermissionDeniedError
-from identities.models import DriftState, IdentityStatus, RequestKind
-from identities.policy import RequestDraft
+from identities.errors import (
+    DomainError,
+    NotFoundError,
+    PermissionDeniedError,
+    PolicyViolationError,
+)
+from identities.models import (
+    REQUEST_STATUSES_OPEN,
+    ChildStatus,
+    DriftState,
+    IdentityStatus,
+    RequestKind,
+)
+from identities.policy import RequestDraft, RoleDraft, Violation
 from identities.selectors import (
+    catalog_roles,
     identities_visible_to,
     identity_get,
+    identity_history,
     identity_requests_visible_to,
     is_team_member,
+    role_change_from_wanted,
 )
-from identities.services import identity_request_create, identity_request_decommission_create
+from identities.services import (
+    identity_request_change_create,
+    identity_request_create,
+    identity_request_decommission_create,
+)
 from provisioning.services import identity_repair_enqueue
 from web.filters import IdentityListFilter, apply_filters
-from web.forms import AddServiceAccountForm, DecommissionForm
+from web.forms import (
+    AddServiceAccountForm,
+    ChangeRoleFormSet,
+    ChangeRolesForm,
+    DecommissionForm,
+)
 from web.review_forms import TransferForm
 from web.views.common import (
     action_outcome,
@@ -34,7 +58,13 @@ from web.views.common import (
     query_without_page,
     signed_in_user,
 )
-from web.views.presenters import audit_rows, cluster_cleanup, identity_gone, identity_rows
+from web.views.presenters import (
+    audit_rows,
+    change_lines,
+    cluster_cleanup,
+    identity_gone,
+    identity_rows,
+)
 
 PAGE_SIZE = 50
 
@@ -73,13 +103,30 @@ def identity_detail(request: HttpRequest, pk: int) -> HttpResponse:
     may_file = portal_nav(request.user).is_requester and is_team_member(
         request.user, identity.team_id
     )
+    requests = list(identity_requests_visible_to(request.user).filter(identity=identity))
+    open_change = next(
+        (
+            r
+            for r in requests
+            if r.kind == RequestKind.CHANGE_ROLES and r.status in REQUEST_STATUSES_OPEN
+        ),
+        None,
+    )
     return page(
         request,
         "identities/detail.html",
         {
             "identity": identity,
             "row": row,
-            "requests": list(identity_requests_visible_to(request.user).filter(identity=identity)),
+            "requests": requests,
+            "history": [
+                (entry, change_lines(entry) if entry.kind == RequestKind.CHANGE_ROLES else [])
+                for entry in identity_history(identity)
+            ],
+            "can_change_roles": may_file
+            and identity.status == IdentityStatus.READY
+            and open_change is None,
+            "open_change": open_change,
             "audit_rows": audit_rows(
                 audit_events_visible_to(request.user, AuditEventFilters(identity_id=identity.pk))[
                     :100
@@ -178,3 +225,79 @@ def identity_add_service_account(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("identity_detail", pk=pk)
     messages.success(request, f"Request #{identity_request.pk} filed.")
     return redirect("request_detail", pk=identity_request.pk)
+
+
+@portal_view
+@require_http_methods(["GET", "POST"])
+def identity_change(request: HttpRequest, pk: int) -> HttpResponse:
+    """The identity's roles as they are, to edit: change a scope, clear a row to remove the
+    role, fill a blank row to add one. Filing turns the edit into a change request (the delta)."""
+    user = signed_in_user(request)
+    identity = identity_get(user=user, pk=pk)
+    if not (portal_nav(user).is_requester and is_team_member(user, identity.team_id)):
+        raise PermissionDeniedError("Only the identity's team can change its roles.")
+    catalog = list(catalog_roles())
+    held = [a for a in identity.role_assignments.all() if a.status != ChildStatus.REMOVED]
+    violations: list[Violation] = []
+    warnings: list[Violation] = []
+    errors: list[str] = []
+    if request.method == "POST":
+        form = ChangeRolesForm(request.POST)
+        role_forms = ChangeRoleFormSet(
+            request.POST, prefix="roles", form_kwargs={"catalog": catalog}
+        )
+        if form.is_valid() and role_forms.is_valid():
+            wanted = [
+                RoleDraft(
+                    role=str(role_form.cleaned_data.get("role") or ""),
+                    scope=str(role_form.cleaned_data.get("scope") or "").strip(),
+                )
+                for role_form in role_forms.forms
+                if not role_form.is_blank
+            ]
+            add, remove = role_change_from_wanted(identity, wanted)
+            try:
+                change = identity_request_change_create(
+                    requester=user,
+                    identity=identity,
+                    add=add,
+                    remove=remove,
+                    justification=form.cleaned_data["justification"],
+                    is_exception=form.cleaned_data["is_exception"],
+                )
+            except PolicyViolationError as error:
+                violations, warnings = error.result.violations, error.result.warnings
+            except (NotFoundError, PermissionDeniedError):
+                raise
+            except DomainError as error:
+                errors.append(error.message)
+            else:
+                messages.success(
+                    request,
+                    f"Change request #{change.pk} filed; once approved only the roles added and "
+                    "removed are written to Azure, and the identity keeps its client id.",
+                )
+                return redirect("request_detail", pk=change.pk)
+        else:
+            errors.append("Check the marked fields: each role row needs a role and a scope.")
+    else:
+        form = ChangeRolesForm()
+        role_forms = ChangeRoleFormSet(
+            prefix="roles",
+            form_kwargs={"catalog": catalog},
+            initial=[{"role": a.role.name, "scope": a.scope} for a in held],
+        )
+    return page(
+        request,
+        "identities/change.html",
+        {
+            "identity": identity,
+            "held": held,
+            "form": form,
+            "role_forms": role_forms,
+            "violations": violations,
+            "warnings": warnings,
+            "errors": errors,
+        },
+        section="identities",
+    )

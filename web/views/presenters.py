@@ -24,6 +24,7 @@ from identities.models import (
     IdentityStatus,
     RequestKind,
     RequestStatus,
+    RoleChange,
 )
 from identities.naming import fic_subject, uami_name
 from identities.policy import RoleDraft
@@ -51,6 +52,8 @@ _MILESTONES: dict[str, str] = {
     AuditAction.REQUEST_APPROVAL_RECORDED: "First approval recorded",
     AuditAction.REQUEST_APPROVED: "Approved",
     AuditAction.REQUEST_REJECTED: "Rejected",
+    AuditAction.REQUEST_SENT_BACK: "Sent back for changes",
+    AuditAction.REQUEST_RESUBMITTED: "Resubmitted",
     AuditAction.REQUEST_CANCELLED: "Cancelled",
     AuditAction.REQUEST_PROVISIONING: "Provisioning started",
     AuditAction.REQUEST_REQUEUED: "Provisioning re-queued",
@@ -110,6 +113,7 @@ def request_timeline(
     done = "Removed" if identity_request.kind == RequestKind.DECOMMISSION else "Ready"
     upcoming = {
         RequestStatus.PENDING: ["Approval", "Provisioning", done],
+        RequestStatus.SENT_BACK: ["Resubmission", "Approval", "Provisioning", done],
         RequestStatus.APPROVED: ["Provisioning", done],
         RequestStatus.PROVISIONING: [done],
     }.get(RequestStatus(identity_request.status), [])
@@ -303,7 +307,7 @@ def request_actions(user: Any, identity_request: IdentityRequest) -> RequestActi
         and identity_request.status == RequestStatus.FAILED
         and may_act,
         verify=identity_request.status == RequestStatus.READY
-        and identity_request.kind != RequestKind.DECOMMISSION
+        and identity_request.kind not in {RequestKind.DECOMMISSION, RequestKind.CHANGE_ROLES}
         and not identity_gone(identity)
         and may_act,
         decide=identity_request.status == RequestStatus.PENDING
@@ -375,6 +379,8 @@ def grant_diff(identity_request: IdentityRequest) -> list[GrantLine]:
             lines.append(GrantLine("-", "Federated credential", f"{fic.subject} ({fic.issuer})"))
         lines.append(GrantLine("-", "Managed identity", identity.name))
         return lines
+    if identity_request.kind == RequestKind.CHANGE_ROLES:
+        return change_lines(identity_request)
 
     subject = fic_subject(identity_request.namespace, identity_request.service_account)
     if identity_request.kind == RequestKind.NEW:
@@ -427,6 +433,41 @@ def grant_diff(identity_request: IdentityRequest) -> list[GrantLine]:
                     note="the new ServiceAccount gets the identity's existing roles",
                 )
             )
+    return lines
+
+
+CHANGE_SIGNS = {RoleChange.ADD: "+", RoleChange.REMOVE: "-", RoleChange.KEEP: "="}
+
+
+def change_lines(identity_request: IdentityRequest) -> list[GrantLine]:
+    """A change request's diff per role and scope: added, removed, then unchanged."""
+    rows = sorted(
+        identity_request.roles.all(),
+        key=lambda row: (
+            list(CHANGE_SIGNS).index(RoleChange(row.change))
+            if row.change in CHANGE_SIGNS
+            else len(CHANGE_SIGNS)
+        ),
+    )
+    owners = scope_owners(
+        RoleDraft(row.role.name, row.scope) for row in rows if row.change == RoleChange.ADD
+    )
+    lines = []
+    for row in rows:
+        sign = CHANGE_SIGNS.get(RoleChange(row.change), "+")
+        privileged = row.role.privileged or row.role.can_assign_roles
+        owner = _owner_note(row.scope, owners, identity_request.team.name) if sign == "+" else ""
+        lines.append(
+            GrantLine(
+                sign,
+                "Role assignment" if sign != "=" else "Role assignment (unchanged)",
+                f"{row.role.name} on {row.scope}",
+                risky=sign != "-" and (privileged or owner.startswith("owned by team")),
+                note="; ".join(
+                    note for note in ("privileged" if privileged else "", owner) if note
+                ),
+            )
+        )
     return lines
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -29,19 +31,30 @@ from identities.models import (
     REQUEST_STATUSES_IN_FLIGHT,
     AuditEvent,
     IdentityRequest,
+    RequestKind,
     RequestStatus,
+    RoleChange,
 )
 from identities.next_steps import NextSteps, next_steps
+from identities.policy import RoleDraft
 from identities.selectors import (
     approval_item,
+    catalog_roles,
     identity_request_get,
     identity_requests_visible_to,
+    request_revisions,
+    role_change_from_wanted,
 )
-from identities.services import identity_request_cancel, identity_request_retry
+from identities.services import (
+    identity_request_cancel,
+    identity_request_resubmit,
+    identity_request_retry,
+    identity_request_revise,
+)
 from provisioning.selectors import request_steps, request_verifications
 from provisioning.services import verification_enqueue
 from web.filters import RequestListFilter, apply_filters
-from web.forms import DecisionForm, DecommissionForm
+from web.forms import ChangeRoleFormSet, DecisionForm, DecommissionForm, ResubmitForm
 from web.views.common import (
     action_outcome,
     page,
@@ -52,6 +65,7 @@ from web.views.common import (
 )
 from web.views.presenters import (
     audit_rows,
+    change_lines,
     cluster_cleanup,
     identity_gone,
     provisioning_progress,
@@ -192,6 +206,11 @@ def _detail_context(request: HttpRequest, identity_request: IdentityRequest) -> 
         ),
         # The queue's approve/reject form, when the viewer has a decision to make here.
         "decision": approval_item(user, identity_request),
+        "change_diff": change_lines(identity_request)
+        if identity_request.kind == RequestKind.CHANGE_ROLES
+        else [],
+        "revisions": request_revisions(identity_request),
+        "edit": _edit_forms(user, identity_request),
     }
 
 
@@ -207,6 +226,90 @@ def _released_service_accounts(user: Any, identity_request: IdentityRequest) -> 
                 identity_id=identity.pk, action=AuditAction.KUBE_SERVICE_ACCOUNT_RELEASED
             ),
         )
+    )
+
+
+EDITS_ROLES = (RequestKind.NEW, RequestKind.CHANGE_ROLES)
+
+
+def _edit_forms(user: Any, identity_request: IdentityRequest) -> dict[str, Any] | None:
+    """The requester's edit form of a request sent back to them, prefilled: the justification
+    and, for a new identity or a change, its roles (a change's as they will be after it)."""
+    if identity_request.status != RequestStatus.SENT_BACK or (
+        identity_request.requester_id != user.pk
+    ):
+        return None
+    rows = list(identity_request.roles.all())
+    roles = [
+        {"role": row.role.name, "scope": row.scope}
+        for row in rows
+        if row.change in (RoleChange.NONE, RoleChange.ADD, RoleChange.KEEP)
+    ]
+    return {
+        "form": ResubmitForm(
+            initial={
+                "justification": identity_request.justification,
+                "is_exception": identity_request.is_exception,
+            }
+        ),
+        "role_forms": ChangeRoleFormSet(
+            prefix="roles", form_kwargs={"catalog": list(catalog_roles())}, initial=roles
+        )
+        if identity_request.kind in EDITS_ROLES
+        else None,
+    }
+
+
+@portal_view
+@require_POST
+def request_resubmit(request: HttpRequest, pk: int) -> HttpResponse:
+    """Save the requester's edits of a sent-back request and resubmit it as its next revision."""
+    user = signed_in_user(request)
+    identity_request = identity_request_get(user=user, pk=pk)
+    form = ResubmitForm(request.POST)
+    role_forms = ChangeRoleFormSet(
+        request.POST, prefix="roles", form_kwargs={"catalog": list(catalog_roles())}
+    )
+    edits_roles = identity_request.kind in EDITS_ROLES
+    if not form.is_valid() or (edits_roles and not role_forms.is_valid()):
+        messages.error(
+            request, "Say what you changed (justification); each role row needs a role and a scope."
+        )
+        return redirect("request_detail", pk=pk)
+    wanted = (
+        [
+            RoleDraft(
+                role=str(role_form.cleaned_data.get("role") or ""),
+                scope=str(role_form.cleaned_data.get("scope") or "").strip(),
+            )
+            for role_form in role_forms.forms
+            if not role_form.is_blank
+        ]
+        if edits_roles
+        else []
+    )
+    edits: dict[str, Any] = {}
+    if identity_request.kind == RequestKind.NEW:
+        edits["roles_asked"] = wanted
+    elif identity_request.kind == RequestKind.CHANGE_ROLES and identity_request.identity:
+        edits["add"], edits["remove"] = role_change_from_wanted(identity_request.identity, wanted)
+
+    def save_and_resubmit() -> None:
+        identity_request_revise(
+            identity_request=identity_request,
+            actor=user,
+            justification=form.cleaned_data["justification"],
+            is_exception=form.cleaned_data["is_exception"],
+            **edits,
+        )
+        identity_request_resubmit(identity_request=identity_request, actor=user)
+
+    return action_outcome(
+        request,
+        save_and_resubmit,
+        done=f"Request #{pk} resubmitted as revision {identity_request.revision + 1}; the "
+        "approvers decide on it afresh.",
+        fallback=reverse("request_detail", args=[pk]),
     )
 
 

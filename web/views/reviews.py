@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from identities import roles
@@ -202,17 +202,13 @@ def review_attest(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _change_url(request: HttpRequest, identity_id: int) -> str:
-    """Where a "reduce" continues: the identity's change form when the portal has one
-    (`identity_change`), else the identity's page with a note saying what to do."""
-    try:
-        return reverse("identity_change", args=[identity_id])
-    except NoReverseMatch:
-        messages.success(
-            request,
-            "Recorded “reduce”. File the change next: decommission the identity and request it "
-            "again with fewer roles, or ask security to remove the roles you no longer need.",
-        )
-        return reverse("identity_detail", args=[identity_id])
+    """Where a "reduce" continues: the identity's change form, prefilled from its roles."""
+    messages.success(
+        request,
+        "Recorded “reduce”. Remove the roles the app no longer needs below and file the change; "
+        "it is approved and written to Azure like any change of roles.",
+    )
+    return reverse("identity_change", args=[identity_id])
 
 
 @portal_view
