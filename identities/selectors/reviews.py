@@ -17,6 +17,7 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 from identities import roles
 from identities.errors import NotFoundError
 from identities.models import (
+    REQUEST_STATUSES_IN_FLIGHT,
     AccessReviewAttestation,
     AccessReviewCampaign,
     AccessReviewItem,
@@ -254,12 +255,14 @@ def _csv_safe(value: Any) -> Any:
 
 
 def identities_awaiting_revoke() -> list[int]:
-    """Ready identities with role assignments an access review marked `removing`: what the
-    sweep re-sends to provisioning until Azure has let them go."""
+    """Ready identities with role assignments marked `removing`: what the sweep re-sends to
+    provisioning until Azure has let them go. An identity with a request in flight (a change of
+    roles being written) is left to that request's worker, so two workers never race."""
     return list(
         Identity.objects.filter(
             status=IdentityStatus.READY, role_assignments__status=ChildStatus.REMOVING
         )
+        .exclude(requests__status__in=REQUEST_STATUSES_IN_FLIGHT)
         .distinct()
         .values_list("pk", flat=True)
     )

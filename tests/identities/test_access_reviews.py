@@ -20,6 +20,7 @@ from identities.models import (
     Identity,
     IdentityRequest,
     RequestKind,
+    RequestStatus,
     RoleAssignment,
     Team,
 )
@@ -29,6 +30,7 @@ from identities.selectors.reviews import (
     access_review_progress,
     evidence_csv,
     evidence_jsonl,
+    identities_awaiting_revoke,
 )
 from identities.services import (
     access_review_attest,
@@ -349,3 +351,27 @@ def test_evidence_carries_each_attestations_audit_row(
     csv_text = "".join(evidence_csv(iter(records)))
     assert csv_text.splitlines()[0].startswith("campaign,item,identity,team,roles,scopes")
     assert len(csv_text.splitlines()) == 5
+
+
+def test_the_revoke_sweep_leaves_a_change_being_written_to_its_own_worker(
+    world: dict[str, Identity], requester: Any
+) -> None:
+    """Assignments marked `removing` are re-sent by the review sweep, except while a request is
+    in flight on the identity (a change of roles): that request's worker deletes them, and two
+    workers must not race on one identity."""
+    identity = world["plain"]
+    identity.role_assignments.update(status=ChildStatus.REMOVING)
+    assert identity.pk in identities_awaiting_revoke()
+
+    IdentityRequest.objects.create(
+        kind=RequestKind.CHANGE_ROLES,
+        identity=identity,
+        team=identity.team,
+        cluster=identity.cluster,
+        namespace="checkout",
+        service_account="checkout",
+        requester=requester,
+        justification="fewer roles",
+        status=RequestStatus.PROVISIONING,
+    )
+    assert identity.pk not in identities_awaiting_revoke()
