@@ -26,7 +26,16 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 VAR = Path(os.environ.get("PORTAL_VAR_DIR", ROOT / "var"))
 # The project's own packages, outermost first (docs/architecture.md).
-PACKAGES = ("portal", "web", "api", "provisioning", "accounts", "identities", "azure_emulator")
+PACKAGES = (
+    "portal",
+    "web",
+    "api",
+    "provisioning",
+    "accounts",
+    "notifications",
+    "identities",
+    "azure_emulator",
+)
 
 
 def say(message: str) -> None:
@@ -98,6 +107,8 @@ def run() -> None:
     env = dict(os.environ)
     env.setdefault("DEBUG", "1")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # Notification emails land as files under var/mail, not at a mail server.
+    env.setdefault("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
     host = env.get("PORTAL_HOST", "127.0.0.1")
     port = env.get("PORTAL_PORT", "8000")
     processes: dict[str, subprocess.Popen[bytes]] = {}

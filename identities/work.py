@@ -23,6 +23,7 @@ class Work(StrEnum):
     VERIFY = "provisioning.verify_identity_request"
     REPAIR = "provisioning.repair_identity"
     VERIFY_AUDIT_CHAIN = "identities.verify_audit_chain"
+    DELIVER_NOTIFICATIONS = "notifications.deliver"  # args: a list of outbox keys
 
 
 Sender = Callable[[Work, tuple[object, ...]], object]

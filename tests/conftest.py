@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.support.worker_zygote",
     "tests.support.lanes",
     "tests.support.azurite",
+    "tests.support.smtp",
 ]
 
 

@@ -13,7 +13,13 @@ from django.forms import formset_factory
 from django.utils import timezone
 
 from identities.audit.actions import AuditAction
-from identities.models import CatalogRole, Cluster, Team
+from identities.models import (
+    CatalogRole,
+    Cluster,
+    EmailFrequency,
+    NotificationEvent,
+    Team,
+)
 from identities.policy import KIND_NEW, RequestDraft, RoleDraft, Violation
 
 # Rule names of the form's own findings (the policy engine names its own rules).
@@ -364,3 +370,16 @@ class ApiTokenForm(forms.Form):
         scope_field = self.fields["scopes"]
         assert isinstance(scope_field, forms.MultipleChoiceField)  # noqa: S101 - narrows the type
         scope_field.choices = list(scopes)
+
+
+class NotificationPreferenceForm(forms.Form):
+    email_events = forms.MultipleChoiceField(
+        choices=NotificationEvent.choices,
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        label="Email me when",
+        help_text="Every event also appears in your inbox here, whatever you choose.",
+    )
+    email_frequency = forms.ChoiceField(
+        choices=EmailFrequency.choices, widget=forms.RadioSelect, label="How often"
+    )

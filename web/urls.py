@@ -35,6 +35,9 @@ urlpatterns = [
         views.identity_add_service_account,
         name="identity_add_service_account",
     ),
+    path("inbox/", views.notification_inbox, name="notification_inbox"),
+    path("inbox/read/", views.notification_read, name="notification_read"),
+    path("inbox/preferences/", views.notification_preferences, name="notification_preferences"),
     path("tokens/", views.api_tokens, name="api_tokens"),
     path("tokens/<int:pk>/revoke/", views.api_token_revoke_view, name="api_token_revoke"),
 ]

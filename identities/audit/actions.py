@@ -66,6 +66,7 @@ class AuditAction(StrEnum):
     USER_SSO_LINKED = "user.sso_linked"
     USER_LOGIN_LOCKED_OUT = "user.login_locked_out"
     USER_LOGIN_UNLOCKED = "user.login_unlocked"
+    NOTIFICATION_PREFERENCES_UPDATED = "notification.preferences_updated"
     API_TOKEN_CREATED = "api_token.created"  # noqa: S105 (an event name, not a secret)
     API_TOKEN_REVOKED = "api_token.revoked"  # noqa: S105 (an event name, not a secret)
     TEAM_CREATED = "team.created"

@@ -15,6 +15,14 @@ from identities.models.azure import (
     IdentityStatus,
     RoleAssignment,
 )
+from identities.models.notifications import (
+    DeliveryStatus,
+    EmailFrequency,
+    Notification,
+    NotificationChannel,
+    NotificationEvent,
+    NotificationPreference,
+)
 from identities.models.org import (
     CatalogRole,
     Cluster,
@@ -49,12 +57,18 @@ __all__ = [
     "ChainCheckTrigger",
     "ChildStatus",
     "Cluster",
+    "DeliveryStatus",
     "DriftState",
+    "EmailFrequency",
     "FederatedCredential",
     "Identity",
     "IdentityRequest",
     "IdentityStatus",
     "NamespaceOwnership",
+    "Notification",
+    "NotificationChannel",
+    "NotificationEvent",
+    "NotificationPreference",
     "RequestKind",
     "RequestStatus",
     "RequestedRole",

@@ -17,6 +17,11 @@ from identities.services.config import (
     user_role_grant,
     user_role_revoke,
 )
+from identities.services.notifications import (
+    notification_preference_save,
+    notifications_mark_read,
+    notifications_record,
+)
 from identities.services.requests import (
     identity_request_approve,
     identity_request_cancel,
@@ -47,6 +52,9 @@ __all__ = [
     "identity_request_reject",
     "identity_request_retry",
     "namespace_grant",
+    "notification_preference_save",
+    "notifications_mark_read",
+    "notifications_record",
     "team_member_add",
     "team_member_remove",
     "user_directory_sync",

@@ -35,6 +35,7 @@ from identities.models import (
     Identity,
     IdentityRequest,
     IdentityStatus,
+    NotificationEvent,
     RequestedRole,
     RequestKind,
     RequestStatus,
@@ -51,6 +52,7 @@ from identities.selectors import (
     may_act_for_team,
     policy_context_for,
 )
+from identities.services.notifications import notifications_record
 from identities.tags import identity_tags
 from identities.work import Work, enqueue
 
@@ -112,7 +114,7 @@ def identity_request_create(*, requester: User, draft: RequestDraft) -> Identity
     )
     if result.owner_teams:
         identity_request.owner_teams.set(Team.objects.filter(name__in=result.owner_teams))
-    audit_record(
+    filed = audit_record(
         actor=requester,
         action=AuditAction.REQUEST_CREATED,
         identity_request=identity_request,
@@ -124,6 +126,12 @@ def identity_request_create(*, requester: User, draft: RequestDraft) -> Identity
             # Who must approve besides security: on the trail, not only in the join table.
             "owner_teams": result.owner_teams,
         },
+    )
+    notifications_record(
+        event=NotificationEvent.REQUEST_FILED,
+        occurrence=filed,
+        identity_request=identity_request,
+        data={"actor": requester.get_username()},
     )
     return identity_request
 
@@ -159,12 +167,18 @@ def identity_request_decommission_create(
         requester=requester,
         identity=identity,
     )
-    audit_record(
+    filed = audit_record(
         actor=requester,
         action=AuditAction.REQUEST_CREATED,
         identity_request=identity_request,
         identity=identity,
         data={"kind": identity_request.kind, "request": _describe(identity_request)},
+    )
+    notifications_record(
+        event=NotificationEvent.REQUEST_FILED,
+        occurrence=filed,
+        identity_request=identity_request,
+        data={"actor": requester.get_username()},
     )
     return identity_request
 
@@ -248,8 +262,14 @@ def identity_request_approve(
         return identity_request
 
     changes = _commit_desired_state(identity_request, actor=approver)
-    transition(
+    approved = transition(
         identity_request, to=RequestStatus.APPROVED, actor=approver, data=decision, **changes
+    )
+    notifications_record(
+        event=NotificationEvent.REQUEST_APPROVED,
+        occurrence=approved,
+        identity_request=identity_request,
+        data={"actor": approver.get_username(), "comment": comment},
     )
     pk = identity_request.pk
     # robust: a broker outage must not turn a committed approval into an error; the sweeper
@@ -290,11 +310,17 @@ def identity_request_reject(
         on_behalf_of=acting_for,
         comment=comment.strip(),
     )
-    transition(
+    rejected = transition(
         identity_request,
         to=RequestStatus.REJECTED,
         actor=approver,
         data={"comment": comment.strip()},
+    )
+    notifications_record(
+        event=NotificationEvent.REQUEST_REJECTED,
+        occurrence=rejected,
+        identity_request=identity_request,
+        data={"actor": approver.get_username(), "comment": comment.strip()},
     )
     return identity_request
 

@@ -16,6 +16,11 @@ from web.views.inventory import (
     identity_list,
     identity_repair,
 )
+from web.views.notifications import (
+    notification_inbox,
+    notification_preferences,
+    notification_read,
+)
 from web.views.request_form import request_check, request_new
 from web.views.requests import (
     request_cancel,
@@ -42,6 +47,9 @@ __all__ = [
     "identity_detail",
     "identity_list",
     "identity_repair",
+    "notification_inbox",
+    "notification_preferences",
+    "notification_read",
     "request_approve",
     "request_cancel",
     "request_check",

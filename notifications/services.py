@@ -1,0 +1,173 @@
+"""The delivery worker's writes: claim an outbox row, send it, record the outcome.
+
+Each row is delivered in a transaction of its own that holds the row's lock (SELECT … FOR UPDATE
+SKIP LOCKED) while the message is handed to the mail server: two workers never send one row, a
+worker killed mid-send rolls back and leaves the row pending for the next, and a row is marked
+delivered only by the transaction that sent it. A failure (the mail server is down, refuses the
+recipient) is recorded on that row alone, which is retried later with exponential backoff; the
+others go on. SMTP has no two-phase commit: a crash after the server's final "250" and before
+the commit would send once more, which is why the Message-ID is derived from the row's key.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import smtplib
+import socket
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from identities.models import (
+    DeliveryStatus,
+    Notification,
+    NotificationChannel,
+    NotificationPreference,
+)
+from notifications.email import build_digest, build_message, open_connection
+
+logger = logging.getLogger(__name__)
+
+ERROR_MAX = 2000
+# What a failed send raises: the server is down or slow (OSError: refused, reset, timeout) or
+# answered with an SMTP error. Anything else is a bug and propagates.
+SEND_ERRORS = (smtplib.SMTPException, OSError, socket.timeout)
+
+
+def backoff(attempts: int) -> timedelta:
+    """The wait before attempt `attempts + 1`: doubling from NOTIFICATION_BACKOFF_SECONDS up to
+    NOTIFICATION_BACKOFF_MAX_SECONDS, with up to 10 % jitter so a recovered server is not hit
+    by every row at once."""
+    base = settings.NOTIFICATION_BACKOFF_SECONDS * (2 ** max(attempts - 1, 0))
+    wait = min(base, settings.NOTIFICATION_BACKOFF_MAX_SECONDS)
+    return timedelta(seconds=wait * (1 + random.random() / 10))  # noqa: S311 - jitter, not crypto
+
+
+def _due() -> QuerySet[Notification]:
+    return Notification.objects.filter(
+        status=DeliveryStatus.PENDING,
+        channel=NotificationChannel.EMAIL,
+        digest=False,
+        next_attempt_at__lte=timezone.now(),
+    )
+
+
+def notifications_due(*, limit: int) -> list[str]:
+    """Keys of immediate email rows whose (next) attempt is due, oldest first."""
+    return list(_due().order_by("next_attempt_at", "id").values_list("key", flat=True)[:limit])
+
+
+def notification_deliver(*, key: str) -> str:
+    """Send one outbox row if it is pending and due, and record the outcome. Returns what
+    happened: "delivered", "retry", "failed", or "skipped" (not due, already delivered, or
+    another worker holds it)."""
+    with transaction.atomic():
+        notification = (
+            _due()
+            .select_for_update(skip_locked=True, of=("self",))
+            .select_related("recipient", "identity_request__team", "identity__team")
+            .select_related("identity_request__cluster")
+            .filter(key=key)
+            .first()
+        )
+        if notification is None:
+            return "skipped"
+        try:
+            build_message(notification, connection=open_connection()).send()
+        except SEND_ERRORS as error:
+            return _record_failure([notification], error)
+        Notification.objects.filter(pk=notification.pk).update(
+            status=DeliveryStatus.DELIVERED,
+            delivered_at=timezone.now(),
+            attempts=notification.attempts + 1,
+            last_error="",
+        )
+        return "delivered"
+
+
+def _record_failure(notifications: Iterable[Notification], error: BaseException) -> str:
+    """Count the attempt, keep the error, schedule the next one (or give up past the limit)."""
+    outcome = "retry"
+    described = f"{type(error).__name__}: {error}"[:ERROR_MAX]
+    for notification in notifications:
+        attempts = notification.attempts + 1
+        changes: dict[str, Any] = {"attempts": attempts, "last_error": described}
+        if attempts >= settings.NOTIFICATION_MAX_ATTEMPTS:
+            changes["status"] = DeliveryStatus.FAILED
+            outcome = "failed"
+        else:
+            changes["next_attempt_at"] = timezone.now() + backoff(attempts)
+        Notification.objects.filter(pk=notification.pk).update(**changes)
+        logger.warning(
+            "notification %s: attempt %d failed (%s)", notification.pk, attempts, described
+        )
+    return outcome
+
+
+def deliver_due(*, limit: int | None = None) -> dict[str, int]:
+    """Send every due row, one at a time (the periodic sweep, and a backstop for lost
+    messages). One failing row never stops the rest."""
+    counts: dict[str, int] = {}
+    for key in notifications_due(limit=limit or settings.NOTIFICATION_SWEEP_BATCH):
+        outcome = notification_deliver(key=key)
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
+def digests_due() -> list[int]:
+    """Users with digest rows waiting whose last digest is at least a digest interval old."""
+    cutoff = timezone.now() - timedelta(seconds=settings.NOTIFICATION_DIGEST_INTERVAL_SECONDS)
+    waiting = set(
+        Notification.objects.filter(
+            status=DeliveryStatus.PENDING,
+            channel=NotificationChannel.EMAIL,
+            digest=True,
+            next_attempt_at__lte=timezone.now(),
+        ).values_list("recipient_id", flat=True)
+    )
+    recent = set(
+        NotificationPreference.objects.filter(
+            user_id__in=waiting, last_digest_at__gt=cutoff
+        ).values_list("user_id", flat=True)
+    )
+    return sorted(waiting - recent)
+
+
+def digest_deliver(*, user_id: int) -> str:
+    """Send one user's waiting digest rows as one message and mark them all delivered (or all
+    retried later), under the rows' locks like a single delivery."""
+    with transaction.atomic():
+        rows = list(
+            Notification.objects.filter(
+                recipient_id=user_id,
+                status=DeliveryStatus.PENDING,
+                channel=NotificationChannel.EMAIL,
+                digest=True,
+                next_attempt_at__lte=timezone.now(),
+            )
+            .select_for_update(skip_locked=True, of=("self",))
+            .select_related("recipient", "identity_request__team", "identity__team")
+            .select_related("identity_request__cluster")
+            .order_by("created_at", "id")
+        )
+        if not rows:
+            return "skipped"
+        recipient = rows[0].recipient
+        try:
+            build_digest(recipient, rows, key=f"digest:{rows[0].key}").send()
+        except SEND_ERRORS as error:
+            return _record_failure(rows, error)
+        now = timezone.now()
+        Notification.objects.filter(pk__in=[row.pk for row in rows]).update(
+            status=DeliveryStatus.DELIVERED, delivered_at=now, last_error=""
+        )
+        NotificationPreference.objects.update_or_create(
+            user=recipient, defaults={"last_digest_at": now}
+        )
+        return "delivered"
