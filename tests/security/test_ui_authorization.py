@@ -247,6 +247,19 @@ ROWS: list[Row] = [
         only({"requester_a": 302}, 404),
         writes=True,
     ),
+    # Everyone has an inbox and preferences of their own; the views take no object from the
+    # URL, and another person's notification id marks nothing (tests/ui/test_notifications.py).
+    Row("notification_inbox", "get", url("notification_inbox"), everyone(200)),
+    Row("notification_read", "post", url("notification_read"), everyone(302)),
+    Row("notification_preferences", "get", url("notification_preferences"), everyone(200)),
+    Row(
+        "notification_preferences",
+        "post",
+        url("notification_preferences"),
+        everyone(302),
+        data=lambda world: {"email_events": ["request_filed"], "email_frequency": "daily"},
+        writes=True,
+    ),
 ]
 
 

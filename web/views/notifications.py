@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from identities.errors import DomainError
 from identities.selectors.notifications import (
@@ -19,6 +19,7 @@ from web.forms import NotificationPreferenceForm
 from web.views.common import page, portal_view, query_without_page, signed_in_user
 
 
+@require_GET
 @portal_view
 def notification_inbox(request: HttpRequest) -> HttpResponse:
     user = signed_in_user(request)
