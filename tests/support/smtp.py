@@ -3,6 +3,7 @@ an outage. It keeps every message it accepted, parsed, in arrival order."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import threading
@@ -22,10 +23,18 @@ class _Collector:
     messages: list[EmailMessage] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     refused: set[str] = field(default_factory=set)
+    rcpt_delay: float = 0.0
+    rcpts_seen: int = 0
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
     ) -> str:
+        with self.lock:
+            self.rcpts_seen += 1
+        if self.rcpt_delay:
+            # A slow server: a sender is mid-delivery (connected, message not yet accepted)
+            # for this long, which is when a fault test kills it.
+            await asyncio.sleep(self.rcpt_delay)
         if address in self.refused:
             return "550 5.1.1 Mailbox unavailable"
         envelope.rcpt_tos.append(address)
@@ -53,6 +62,16 @@ class SmtpServer:
     def messages(self) -> list[EmailMessage]:
         with self._collector.lock:
             return list(self._collector.messages)
+
+    @property
+    def rcpts_seen(self) -> int:
+        """RCPT TO commands received so far: a delivery has begun for each."""
+        with self._collector.lock:
+            return self._collector.rcpts_seen
+
+    def slow_down(self, seconds: float) -> None:
+        """Answer each RCPT TO only after `seconds`."""
+        self._collector.rcpt_delay = seconds
 
     def refuse(self, address: str) -> None:
         """Answer RCPT TO for `address` with a permanent 550 (one bad recipient)."""
