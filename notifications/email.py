@@ -21,6 +21,7 @@ SUBJECTS: dict[str, str] = {
     NotificationEvent.REQUEST_READY: "Request #{pk} for {app} ({team}) is ready",
     NotificationEvent.REQUEST_FAILED: "Request #{pk} for {app} ({team}) failed",
     NotificationEvent.DRIFT_DETECTED: "Drift found on identity {identity} ({team})",
+    NotificationEvent.WEBHOOK_DISABLED: "A webhook was disabled after failed deliveries",
 }
 
 
@@ -73,11 +74,13 @@ def build_message(
 ) -> EmailMultiAlternatives:
     """One notification as a multipart (text + HTML) message to its recipient."""
     context = _context(notification)
+    recipient = notification.recipient
+    assert recipient is not None  # noqa: S101 - an email row names its recipient
     message = EmailMultiAlternatives(
         subject=context["subject"],
         body=render_to_string("notifications/email/message.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[notification.recipient.email],
+        to=[recipient.email],
         headers={"Message-ID": message_id(notification.key)},
         connection=connection,
     )

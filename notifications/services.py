@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from identities.models import (
@@ -29,7 +29,10 @@ from identities.models import (
     Notification,
     NotificationChannel,
     NotificationPreference,
+    WebhookDelivery,
 )
+from identities.services import webhook_endpoint_disable
+from notifications import webhooks
 from notifications.email import build_digest, build_message, open_connection
 
 logger = logging.getLogger(__name__)
@@ -40,26 +43,32 @@ ERROR_MAX = 2000
 SEND_ERRORS = (smtplib.SMTPException, OSError, socket.timeout)
 
 
-def backoff(attempts: int) -> timedelta:
+def backoff(attempts: int, *, webhook: bool = False) -> timedelta:
     """The wait before attempt `attempts + 1`: doubling from NOTIFICATION_BACKOFF_SECONDS up to
-    NOTIFICATION_BACKOFF_MAX_SECONDS, with up to 10 % jitter so a recovered server is not hit
-    by every row at once."""
-    base = settings.NOTIFICATION_BACKOFF_SECONDS * (2 ** max(attempts - 1, 0))
-    wait = min(base, settings.NOTIFICATION_BACKOFF_MAX_SECONDS)
+    NOTIFICATION_BACKOFF_MAX_SECONDS (WEBHOOK_… for webhooks), with up to 10 % jitter so a
+    recovered server is not hit by every row at once."""
+    first, most = (
+        (settings.WEBHOOK_BACKOFF_SECONDS, settings.WEBHOOK_BACKOFF_MAX_SECONDS)
+        if webhook
+        else (settings.NOTIFICATION_BACKOFF_SECONDS, settings.NOTIFICATION_BACKOFF_MAX_SECONDS)
+    )
+    wait = min(first * (2 ** max(attempts - 1, 0)), most)
     return timedelta(seconds=wait * (1 + random.random() / 10))  # noqa: S311 - jitter, not crypto
 
 
 def _due() -> QuerySet[Notification]:
+    """Immediate email and webhook rows whose attempt is due (a disabled endpoint's rows wait
+    until it is switched back on and they are redelivered)."""
     return Notification.objects.filter(
         status=DeliveryStatus.PENDING,
-        channel=NotificationChannel.EMAIL,
+        channel__in=(NotificationChannel.EMAIL, NotificationChannel.WEBHOOK),
         digest=False,
         next_attempt_at__lte=timezone.now(),
-    )
+    ).filter(Q(endpoint__isnull=True) | Q(endpoint__is_active=True))
 
 
 def notifications_due(*, limit: int) -> list[str]:
-    """Keys of immediate email rows whose (next) attempt is due, oldest first."""
+    """Keys of immediate email and webhook rows whose (next) attempt is due, oldest first."""
     return list(_due().order_by("next_attempt_at", "id").values_list("key", flat=True)[:limit])
 
 
@@ -72,12 +81,14 @@ def notification_deliver(*, key: str) -> str:
             _due()
             .select_for_update(skip_locked=True, of=("self",))
             .select_related("recipient", "identity_request__team", "identity__team")
-            .select_related("identity_request__cluster")
+            .select_related("identity_request__cluster", "endpoint")
             .filter(key=key)
             .first()
         )
         if notification is None:
             return "skipped"
+        if notification.channel == NotificationChannel.WEBHOOK:
+            return _deliver_webhook(notification)
         try:
             build_message(notification, connection=open_connection()).send()
         except SEND_ERRORS as error:
@@ -91,18 +102,54 @@ def notification_deliver(*, key: str) -> str:
         return "delivered"
 
 
-def _record_failure(notifications: Iterable[Notification], error: BaseException) -> str:
+def _deliver_webhook(notification: Notification) -> str:
+    """Post one webhook row (the caller holds its lock) and log the attempt on its endpoint;
+    giving it up disables the endpoint and tells its team."""
+    endpoint = notification.endpoint
+    assert endpoint is not None  # noqa: S101 - a webhook row names its endpoint
+    result = webhooks.deliver(notification)
+    WebhookDelivery.objects.create(
+        endpoint=endpoint,
+        notification=notification,
+        status_code=result.status_code,
+        duration_ms=result.duration_ms,
+        error=result.error,
+    )
+    if result.ok:
+        Notification.objects.filter(pk=notification.pk).update(
+            status=DeliveryStatus.DELIVERED,
+            delivered_at=timezone.now(),
+            attempts=notification.attempts + 1,
+            last_error="",
+        )
+        return "delivered"
+    outcome = _record_failure([notification], result.error, webhook=True)
+    if outcome == "failed":
+        webhook_endpoint_disable(
+            endpoint=endpoint,
+            reason=f"Gave up on a delivery after {notification.attempts + 1} attempts: "
+            f"{result.error}",
+        )
+    return outcome
+
+
+def _record_failure(
+    notifications: Iterable[Notification], error: BaseException | str, *, webhook: bool = False
+) -> str:
     """Count the attempt, keep the error, schedule the next one (or give up past the limit)."""
     outcome = "retry"
-    described = f"{type(error).__name__}: {error}"[:ERROR_MAX]
+    described = (error if isinstance(error, str) else f"{type(error).__name__}: {error}")[
+        :ERROR_MAX
+    ]
+    limit = settings.WEBHOOK_MAX_ATTEMPTS if webhook else settings.NOTIFICATION_MAX_ATTEMPTS
     for notification in notifications:
         attempts = notification.attempts + 1
         changes: dict[str, Any] = {"attempts": attempts, "last_error": described}
-        if attempts >= settings.NOTIFICATION_MAX_ATTEMPTS:
+        if attempts >= limit:
             changes["status"] = DeliveryStatus.FAILED
             outcome = "failed"
         else:
-            changes["next_attempt_at"] = timezone.now() + backoff(attempts)
+            changes["next_attempt_at"] = timezone.now() + backoff(attempts, webhook=webhook)
         Notification.objects.filter(pk=notification.pk).update(**changes)
         logger.warning(
             "notification %s: attempt %d failed (%s)", notification.pk, attempts, described

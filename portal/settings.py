@@ -7,6 +7,7 @@ SECRET_KEY, ALLOWED_HOSTS and AZURE_MODE=azure.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -435,6 +436,24 @@ NOTIFICATION_SWEEP_SECONDS = env_int("NOTIFICATION_SWEEP_SECONDS", 60)
 NOTIFICATION_SWEEP_BATCH = env_int("NOTIFICATION_SWEEP_BATCH", 500)
 NOTIFICATION_DIGEST_INTERVAL_SECONDS = env_int("NOTIFICATION_DIGEST_INTERVAL_SECONDS", 86400)
 NOTIFICATION_DIGEST_CHECK_SECONDS = env_int("NOTIFICATION_DIGEST_CHECK_SECONDS", 3600)
+# Webhooks (README "Webhooks"): https only unless DEBUG or WEBHOOK_ALLOW_HTTP; receivers on
+# private, loopback, link-local, unique-local, multicast or unspecified addresses are refused
+# unless their host name is in WEBHOOK_ALLOWED_HOSTS or their address in WEBHOOK_ALLOWED_CIDRS
+# (on-premises receivers). Retries back off from 60 s, doubling to 1 h, over about a day; the
+# endpoint is disabled (its team told) when a delivery is given up.
+WEBHOOK_ALLOW_HTTP = env_bool("WEBHOOK_ALLOW_HTTP", False)
+WEBHOOK_ALLOWED_HOSTS = [h.lower() for h in env_list("WEBHOOK_ALLOWED_HOSTS", [])]
+WEBHOOK_ALLOWED_CIDRS = env_list("WEBHOOK_ALLOWED_CIDRS", [])
+try:
+    _webhook_cidrs = [ipaddress.ip_network(cidr, strict=False) for cidr in WEBHOOK_ALLOWED_CIDRS]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"WEBHOOK_ALLOWED_CIDRS: {exc}") from exc
+WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS", "10"))
+WEBHOOK_MAX_RESPONSE_BYTES = env_int("WEBHOOK_MAX_RESPONSE_BYTES", 64 * 1024)
+WEBHOOK_BACKOFF_SECONDS = float(os.environ.get("WEBHOOK_BACKOFF_SECONDS", "60"))
+WEBHOOK_BACKOFF_MAX_SECONDS = float(os.environ.get("WEBHOOK_BACKOFF_MAX_SECONDS", "3600"))
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 30)
+WEBHOOK_SECRET_GRACE_SECONDS = env_int("WEBHOOK_SECRET_GRACE_SECONDS", 86400)
 # --- Worker health ------------------------------------------------------------------------------
 # The prefork pool whose processes can be killed (OOM killer, kill -9) without wedging the worker:
 # see portal/worker_pool.py. The worker touches WORKER_LIVENESS_FILE while its pool runs jobs;

@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.support.lanes",
     "tests.support.azurite",
     "tests.support.smtp",
+    "tests.support.http_receiver",
 ]
 
 

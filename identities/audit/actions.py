@@ -67,6 +67,12 @@ class AuditAction(StrEnum):
     USER_LOGIN_LOCKED_OUT = "user.login_locked_out"
     USER_LOGIN_UNLOCKED = "user.login_unlocked"
     NOTIFICATION_PREFERENCES_UPDATED = "notification.preferences_updated"
+    WEBHOOK_CREATED = "webhook.created"
+    WEBHOOK_UPDATED = "webhook.updated"
+    WEBHOOK_DELETED = "webhook.deleted"
+    WEBHOOK_SECRET_ROTATED = "webhook.secret_rotated"  # noqa: S105 (an event name, not a secret)
+    WEBHOOK_REDELIVERED = "webhook.redelivered"
+    WEBHOOK_DISABLED = "webhook.disabled"
     API_TOKEN_CREATED = "api_token.created"  # noqa: S105 (an event name, not a secret)
     API_TOKEN_REVOKED = "api_token.revoked"  # noqa: S105 (an event name, not a secret)
     TEAM_CREATED = "team.created"

@@ -22,6 +22,8 @@ from identities.models.notifications import (
     NotificationChannel,
     NotificationEvent,
     NotificationPreference,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from identities.models.org import (
     CatalogRole,
@@ -76,4 +78,6 @@ __all__ = [
     "RoleAssignment",
     "Team",
     "TeamMembership",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

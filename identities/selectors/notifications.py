@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 
 from identities import roles
+from identities.errors import NotFoundError
 from identities.models import (
     EmailFrequency,
     IdentityRequest,
@@ -16,6 +17,8 @@ from identities.models import (
     NotificationEvent,
     NotificationPreference,
     Team,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 
 INBOX_PAGE_SIZE = 50
@@ -43,6 +46,54 @@ def team_of(team: Team | int, *, also: Any = None) -> QuerySet[Any]:
     if also is not None:
         who |= Q(pk=also.pk if hasattr(also, "pk") else also)
     return get_user_model().objects.filter(is_active=True).filter(who).distinct()
+
+
+def may_manage_endpoint(
+    user: Any, endpoint: WebhookEndpoint | None, *, team: Team | None = None
+) -> bool:
+    """A team's endpoints: its members and admins. Global ones (no team): security's approvers
+    and admins. Pass `team` (or None for global) when there is no endpoint yet."""
+    owner = endpoint.team if endpoint is not None else team
+    if roles.is_admin(user):
+        return True
+    if owner is None:
+        return roles.is_approver(user)
+    return bool(getattr(user, "is_authenticated", False)) and (
+        Team.objects.filter(pk=owner.pk, memberships__user=user).exists()
+    )
+
+
+def endpoint_managers(endpoint: WebhookEndpoint) -> QuerySet[Any]:
+    """Who is told about an endpoint (its disabling): the team, or security for a global one."""
+    if endpoint.team_id is not None:
+        return team_of(endpoint.team_id)
+    return get_user_model().objects.filter(is_active=True, groups__name=roles.APPROVERS).distinct()
+
+
+def webhook_endpoints_visible_to(user: Any) -> QuerySet[WebhookEndpoint]:
+    """The endpoints `user` may see and manage: their teams'; global ones for security and
+    admins (admins see all)."""
+    if not getattr(user, "is_authenticated", False):
+        return WebhookEndpoint.objects.none()
+    if roles.is_admin(user):
+        return WebhookEndpoint.objects.select_related("team")
+    mine = Q(team__memberships__user=user)
+    if roles.is_approver(user):
+        mine |= Q(team__isnull=True)
+    return WebhookEndpoint.objects.filter(mine).select_related("team").distinct()
+
+
+def webhook_endpoint_get(user: Any, pk: int) -> WebhookEndpoint:
+    """One endpoint `user` may manage; another team's is as unknown as a missing one."""
+    endpoint = webhook_endpoints_visible_to(user).filter(pk=pk).first()
+    if endpoint is None:
+        raise NotFoundError(f"Webhook endpoint {pk} was not found.")
+    return endpoint
+
+
+def webhook_deliveries_of(endpoint: WebhookEndpoint, *, limit: int = 100) -> list[WebhookDelivery]:
+    """The endpoint's newest delivery attempts (the delivery log)."""
+    return list(endpoint.deliveries.select_related("notification")[:limit])
 
 
 def preferences_of(users: list[Any]) -> dict[int, NotificationPreference]:

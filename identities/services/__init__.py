@@ -30,6 +30,14 @@ from identities.services.requests import (
     identity_request_reject,
     identity_request_retry,
 )
+from identities.services.webhooks import (
+    webhook_endpoint_create,
+    webhook_endpoint_delete,
+    webhook_endpoint_disable,
+    webhook_endpoint_rotate_secret,
+    webhook_endpoint_update,
+    webhook_redeliver,
+)
 from identities.services.worker import (
     identity_request_mark_failed,
     identity_request_mark_provisioning,
@@ -60,4 +68,10 @@ __all__ = [
     "user_directory_sync",
     "user_role_grant",
     "user_role_revoke",
+    "webhook_endpoint_create",
+    "webhook_endpoint_delete",
+    "webhook_endpoint_disable",
+    "webhook_endpoint_rotate_secret",
+    "webhook_endpoint_update",
+    "webhook_redeliver",
 ]

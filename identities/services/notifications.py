@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from identities.audit import audit_record
@@ -26,9 +27,11 @@ from identities.models import (
     NotificationChannel,
     NotificationEvent,
     NotificationPreference,
+    WebhookEndpoint,
 )
 from identities.selectors.notifications import (
     approvers_of,
+    endpoint_managers,
     is_digest,
     preferences_of,
     team_of,
@@ -56,14 +59,17 @@ def notifications_record(
     occurrence: AuditEvent,
     identity_request: IdentityRequest | None = None,
     identity: Identity | None = None,
+    endpoint: WebhookEndpoint | None = None,
     data: dict[str, Any] | None = None,
 ) -> list[Notification]:
     """Write the outbox rows of one event (call it inside the transaction that made it happen):
     an inbox row for each recipient, and an email row where their preferences ask for one. The
-    key (the event's audit row, the recipient, the channel) makes a second write a no-op."""
-    recipients = list(_recipients(event, identity_request=identity_request, identity=identity))
-    if not recipients:
-        return []
+    key (the event's audit row, the recipient, the channel) makes a second write a no-op.
+    Webhook endpoints subscribed to the event get a row each: the team's own (and, for a filing,
+    the owning teams'), and the global ones."""
+    recipients = list(
+        _recipients(event, identity_request=identity_request, identity=identity, endpoint=endpoint)
+    )
     preferences = preferences_of(recipients)
     rows: list[Notification] = []
     now = timezone.now()
@@ -96,9 +102,23 @@ def notifications_record(
                     **common,
                 )
             )
+    for endpoint in _endpoints(event, identity_request=identity_request, identity=identity):
+        rows.append(
+            Notification(
+                key=f"audit:{occurrence.pk}:webhook:{endpoint.pk}",
+                channel=NotificationChannel.WEBHOOK,
+                endpoint=endpoint,
+                event=event,
+                identity_request=identity_request,
+                identity=identity,
+                data=data or {},
+                created_at=now,
+                next_attempt_at=now,
+            )
+        )
     written = Notification.objects.bulk_create(rows, ignore_conflicts=True)
     immediate = [
-        row.key for row in written if row.channel == NotificationChannel.EMAIL and not row.digest
+        row.key for row in written if row.channel != NotificationChannel.INBOX and not row.digest
     ]
     if immediate:
         # robust: a broker outage must not undo the state change; the sweep sends them later.
@@ -110,12 +130,38 @@ def _key(occurrence: AuditEvent, user: Any, channel: str) -> str:
     return f"audit:{occurrence.pk}:user:{user.pk}:{channel}"
 
 
+def _endpoints(
+    event: NotificationEvent,
+    *,
+    identity_request: IdentityRequest | None,
+    identity: Identity | None,
+) -> list[WebhookEndpoint]:
+    if event == NotificationEvent.WEBHOOK_DISABLED:
+        return []  # told to people; the endpoint that failed would not hear it
+    if identity_request is not None:
+        teams = {identity_request.team_id}
+        if event == NotificationEvent.REQUEST_FILED:
+            teams |= set(identity_request.owner_teams.values_list("pk", flat=True))
+    else:
+        assert identity is not None  # noqa: S101 - every event is about a request or identity
+        teams = {identity.team_id}
+    candidates = WebhookEndpoint.objects.filter(is_active=True).filter(
+        Q(team__isnull=True) | Q(team_id__in=teams)
+    )
+    # Chosen events are a short JSON list: filtered here, the same on every database.
+    return [endpoint for endpoint in candidates if str(event) in endpoint.events]
+
+
 def _recipients(
     event: NotificationEvent,
     *,
     identity_request: IdentityRequest | None,
     identity: Identity | None,
+    endpoint: WebhookEndpoint | None,
 ) -> Any:
+    if event == NotificationEvent.WEBHOOK_DISABLED:
+        assert endpoint is not None  # noqa: S101 - the disabled endpoint
+        return endpoint_managers(endpoint)
     if event == NotificationEvent.REQUEST_FILED:
         assert identity_request is not None  # noqa: S101 - a filing is about a request
         return approvers_of(identity_request)
