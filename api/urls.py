@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from api.views import audit, base, catalog, handover, identities, requests, tokens
+from api.views import audit, base, catalog, handover, identities, requests, tokens, webhooks
 
 app_name = "api"
 
@@ -93,6 +93,23 @@ urlpatterns = [
     path("tokens/", tokens.TokenCollectionView.as_view(), name="token-list"),
     path("tokens/<int:pk>/revoke/", tokens.TokenRevokeView.as_view(), name="token-revoke"),
     path("me/", tokens.MeView.as_view(), name="me"),
+    path("webhooks/", webhooks.WebhookCollectionView.as_view(), name="webhook-list"),
+    path("webhooks/<int:pk>/", webhooks.WebhookDetailView.as_view(), name="webhook-detail"),
+    path(
+        "webhooks/<int:pk>/rotate-secret/",
+        webhooks.WebhookRotateView.as_view(),
+        name="webhook-rotate-secret",
+    ),
+    path(
+        "webhooks/<int:pk>/deliveries/",
+        webhooks.WebhookDeliveriesView.as_view(),
+        name="webhook-deliveries",
+    ),
+    path(
+        "webhooks/<int:pk>/deliveries/<int:delivery_pk>/redeliver/",
+        webhooks.WebhookRedeliverView.as_view(),
+        name="webhook-redeliver",
+    ),
     # Last: whatever matched nothing above is a problem-details 404, not the HTML page.
     re_path(r"^", base.not_found, name="not-found"),
 ]

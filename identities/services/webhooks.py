@@ -16,7 +16,12 @@ from django.utils import timezone
 
 from identities.audit import audit_record
 from identities.audit.actions import AuditAction
-from identities.errors import ConflictError, DomainError, PermissionDeniedError
+from identities.errors import (
+    ConflictError,
+    DomainError,
+    PermissionDeniedError,
+    PolicyViolationError,
+)
 from identities.models import (
     DeliveryStatus,
     Notification,
@@ -25,6 +30,7 @@ from identities.models import (
     Team,
     WebhookEndpoint,
 )
+from identities.policy import PolicyResult, Violation
 from identities.selectors.notifications import may_manage_endpoint
 from identities.services.notifications import notifications_record
 from identities.work import Work, enqueue
@@ -53,25 +59,40 @@ def validate_webhook_url(url: str) -> str:
     url = url.strip()
     parts = urlsplit(url)
     allowed = {"https"} | ({"http"} if settings.DEBUG or settings.WEBHOOK_ALLOW_HTTP else set())
+    problems: list[tuple[str, str]] = []
     if parts.scheme not in allowed:
-        raise DomainError(f"url: must start with {' or '.join(sorted(allowed))}://.")
+        problems.append(("https_required", f"must start with {' or '.join(sorted(allowed))}://."))
     if not parts.hostname:
-        raise DomainError("url: must name a host.")
+        problems.append(("host_required", "must name a host."))
     if parts.username or parts.password:
-        raise DomainError("url: must not carry a user name or password.")
+        problems.append(("no_credentials", "must not carry a user name or password."))
     if parts.fragment:
-        raise DomainError("url: must not have a #fragment.")
+        problems.append(("no_fragment", "must not have a #fragment."))
     if len(url) > 2000:
-        raise DomainError("url: must be at most 2000 characters.")
+        problems.append(("too_long", "must be at most 2000 characters."))
+    _refuse([Violation("url", rule, message) for rule, message in problems])
     return url
+
+
+def _refuse(violations: list[Violation]) -> None:
+    if violations:
+        raise PolicyViolationError(PolicyResult(violations=violations))
 
 
 def _validate_events(events: list[str]) -> list[str]:
     unknown = sorted(set(events) - set(WEBHOOK_EVENTS))
     if unknown:
-        raise DomainError(f"events: unknown events {', '.join(unknown)}.")
+        _refuse(
+            [
+                Violation(
+                    "events",
+                    "unknown_event",
+                    f"unknown events {', '.join(unknown)}; events are {', '.join(WEBHOOK_EVENTS)}.",
+                )
+            ]
+        )
     if not events:
-        raise DomainError("events: choose at least one event.")
+        _refuse([Violation("events", "required", "choose at least one event.")])
     return [event for event in WEBHOOK_EVENTS if event in set(events)]
 
 
