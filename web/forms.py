@@ -383,3 +383,29 @@ class NotificationPreferenceForm(forms.Form):
     email_frequency = forms.ChoiceField(
         choices=EmailFrequency.choices, widget=forms.RadioSelect, label="How often"
     )
+
+
+class WebhookEndpointForm(forms.Form):
+    team = forms.ChoiceField(choices=[], label="For")
+    url = forms.CharField(
+        max_length=2000,
+        label="URL",
+        help_text="Where the portal POSTs each event: https, at a public address.",
+    )
+    events = forms.MultipleChoiceField(
+        choices=[], widget=forms.CheckboxSelectMultiple, label="Events"
+    )
+    description = forms.CharField(max_length=200, required=False)
+
+    def __init__(self, *args: Any, teams: Sequence[tuple[str, str]] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        team_field = self.fields["team"]
+        assert isinstance(team_field, forms.ChoiceField)  # noqa: S101 - narrows the type
+        team_field.choices = list(teams)
+        events_field = self.fields["events"]
+        assert isinstance(events_field, forms.MultipleChoiceField)  # noqa: S101 - narrows the type
+        events_field.choices = [
+            (event, label)
+            for event, label in NotificationEvent.choices
+            if event != NotificationEvent.WEBHOOK_DISABLED
+        ]

@@ -38,6 +38,16 @@ urlpatterns = [
     path("inbox/", views.notification_inbox, name="notification_inbox"),
     path("inbox/read/", views.notification_read, name="notification_read"),
     path("inbox/preferences/", views.notification_preferences, name="notification_preferences"),
+    path("webhooks/", views.webhook_list, name="webhook_list"),
+    path("webhooks/<int:pk>/", views.webhook_detail, name="webhook_detail"),
+    path("webhooks/<int:pk>/rotate/", views.webhook_rotate, name="webhook_rotate"),
+    path("webhooks/<int:pk>/toggle/", views.webhook_toggle, name="webhook_toggle"),
+    path("webhooks/<int:pk>/delete/", views.webhook_delete, name="webhook_delete"),
+    path(
+        "webhooks/<int:pk>/deliveries/<int:delivery_pk>/redeliver/",
+        views.webhook_redeliver_view,
+        name="webhook_redeliver",
+    ),
     path("tokens/", views.api_tokens, name="api_tokens"),
     path("tokens/<int:pk>/revoke/", views.api_token_revoke_view, name="api_token_revoke"),
 ]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.core import mail
 
-from identities.errors import PolicyViolationError
+from identities.errors import DomainError, PolicyViolationError
 from identities.models import (
     AuditEvent,
     DeliveryStatus,
@@ -28,8 +28,9 @@ from identities.services import (
 )
 from identities.work import Work
 from notifications import services, tasks
+from provisioning.drift import _record_drift
 from tests.identities.conftest import FileRequest
-from tests.support.people import DraftFactory, UserFactory
+from tests.support.people import DraftFactory, IdentityFactory, UserFactory
 from tests.support.smtp import SmtpServer
 
 pytestmark = pytest.mark.django_db
@@ -175,8 +176,6 @@ def test_preferences_choose_the_events_by_email_and_the_digest(
 
 
 def test_a_preference_naming_an_unknown_event_is_refused(approver: Any) -> None:
-    from identities.errors import DomainError
-
     with pytest.raises(DomainError, match="email_events: unknown events nonsense"):
         notification_preference_save(
             user=approver, email_events=["nonsense"], email_frequency="immediate"
@@ -306,3 +305,19 @@ def test_a_user_without_email_gets_the_inbox_only(
     assert rows() == [("request_filed", "noemail", "inbox")]
     assert mail.outbox == []
     assert services.notifications_due(limit=10) == []
+
+
+def test_drift_found_tells_the_identitys_team_once(
+    requester: Any, teammate: Any, approver: Any, team: Any, cluster: Any
+) -> None:
+    identity = IdentityFactory(team=team, cluster=cluster, status="ready")
+    findings = [{"kind": "role_assignment_missing", "detail": "Key Vault Secrets User on kv"}]
+    _record_drift(identity, findings)
+    _record_drift(identity, findings)  # the same findings again: no new event
+
+    assert rows(event=NotificationEvent.DRIFT_DETECTED) == [
+        ("drift_detected", "alice", "email"),
+        ("drift_detected", "alice", "inbox"),
+        ("drift_detected", "carol", "email"),
+        ("drift_detected", "carol", "inbox"),
+    ]

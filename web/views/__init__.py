@@ -32,6 +32,14 @@ from web.views.requests import (
     request_verify,
 )
 from web.views.tokens import api_token_revoke_view, api_tokens
+from web.views.webhooks import (
+    webhook_delete,
+    webhook_detail,
+    webhook_list,
+    webhook_redeliver_view,
+    webhook_rotate,
+    webhook_toggle,
+)
 
 __all__ = [
     "api_token_revoke_view",
@@ -61,4 +69,10 @@ __all__ = [
     "request_reject",
     "request_retry",
     "request_verify",
+    "webhook_delete",
+    "webhook_detail",
+    "webhook_list",
+    "webhook_redeliver_view",
+    "webhook_rotate",
+    "webhook_toggle",
 ]
