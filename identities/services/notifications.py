@@ -117,13 +117,21 @@ def notifications_record(
             )
         )
     written = Notification.objects.bulk_create(rows, ignore_conflicts=True)
-    immediate = [
-        row.key for row in written if row.channel != NotificationChannel.INBOX and not row.digest
+    # One message per channel: a slow webhook receiver never holds up the emails, or back.
+    batches = [
+        keys
+        for channel in (NotificationChannel.EMAIL, NotificationChannel.WEBHOOK)
+        if (keys := [row.key for row in written if row.channel == channel and not row.digest])
     ]
-    if immediate:
+    if batches:
         # robust: a broker outage must not undo the state change; the sweep sends them later.
-        transaction.on_commit(lambda: enqueue(Work.DELIVER_NOTIFICATIONS, immediate), robust=True)
+        transaction.on_commit(lambda: _enqueue_all(batches), robust=True)
     return written
+
+
+def _enqueue_all(batches: list[list[str]]) -> None:
+    for keys in batches:
+        enqueue(Work.DELIVER_NOTIFICATIONS, keys)
 
 
 def _key(occurrence: AuditEvent, user: Any, channel: str) -> str:

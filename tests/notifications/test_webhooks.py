@@ -27,6 +27,7 @@ from identities.services import (
     webhook_redeliver,
 )
 from identities.services.webhooks import validate_webhook_url
+from identities.work import Work
 from notifications import tasks
 from notifications.webhooks import WebhookRefusedError, resolve
 from tests.identities.conftest import FileRequest
@@ -267,3 +268,24 @@ def test_who_may_manage_endpoints(
     with pytest.raises(DomainError, match="events: unknown events everything"):
         webhook_endpoint_update(actor=requester, endpoint=endpoint, events=["everything"])
     assert WebhookEndpoint.objects.count() == 1
+
+
+def test_emails_and_webhooks_of_one_event_go_out_in_separate_messages(
+    requester: Any,
+    team: Any,
+    approver: Any,
+    file_request: FileRequest,
+    work_sent: list[tuple[Work, tuple[object, ...]]],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    webhook_endpoint_create(
+        actor=requester, team=team, url="https://hooks.example.com/", events=["request_filed"]
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        file_request()
+    emails = list(Notification.objects.filter(channel="email").values_list("key", flat=True))
+    hooks = list(webhook_rows().values_list("key", flat=True))
+    assert work_sent == [
+        (Work.DELIVER_NOTIFICATIONS, (emails,)),
+        (Work.DELIVER_NOTIFICATIONS, (hooks,)),
+    ]
