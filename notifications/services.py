@@ -11,6 +11,7 @@ the commit would send once more, which is why the Message-ID is derived from the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import smtplib
@@ -20,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -72,7 +74,37 @@ def notifications_due(*, limit: int) -> list[str]:
     return list(_due().order_by("next_attempt_at", "id").values_list("key", flat=True)[:limit])
 
 
-def notification_deliver(*, key: str) -> str:
+class MailSession:
+    """One connection to the mail server shared by a batch of deliveries (opened on first use;
+    dropped after a failed send, so the next row starts afresh)."""
+
+    def __init__(self) -> None:
+        self._connection: BaseEmailBackend | None = None
+
+    def send(self, notification: Notification) -> None:
+        if self._connection is None:
+            self._connection = open_connection()
+            self._connection.open()
+        try:
+            build_message(notification, connection=self._connection).send()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(*SEND_ERRORS):
+                self._connection.close()
+            self._connection = None
+
+    def __enter__(self) -> MailSession:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def notification_deliver(*, key: str, mail: MailSession | None = None) -> str:
     """Send one outbox row if it is pending and due, and record the outcome. Returns what
     happened: "delivered", "retry", "failed", or "skipped" (not due, already delivered, or
     another worker holds it)."""
@@ -90,7 +122,11 @@ def notification_deliver(*, key: str) -> str:
         if notification.channel == NotificationChannel.WEBHOOK:
             return _deliver_webhook(notification)
         try:
-            build_message(notification, connection=open_connection()).send()
+            if mail is not None:
+                mail.send(notification)
+            else:
+                with MailSession() as session:
+                    session.send(notification)
         except SEND_ERRORS as error:
             return _record_failure([notification], error)
         Notification.objects.filter(pk=notification.pk).update(
@@ -161,9 +197,10 @@ def deliver_due(*, limit: int | None = None) -> dict[str, int]:
     """Send every due row, one at a time (the periodic sweep, and a backstop for lost
     messages). One failing row never stops the rest."""
     counts: dict[str, int] = {}
-    for key in notifications_due(limit=limit or settings.NOTIFICATION_SWEEP_BATCH):
-        outcome = notification_deliver(key=key)
-        counts[outcome] = counts.get(outcome, 0) + 1
+    with MailSession() as mail:
+        for key in notifications_due(limit=limit or settings.NOTIFICATION_SWEEP_BATCH):
+            outcome = notification_deliver(key=key, mail=mail)
+            counts[outcome] = counts.get(outcome, 0) + 1
     return counts
 
 

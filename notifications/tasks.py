@@ -20,11 +20,12 @@ def deliver(keys: list[str]) -> dict[str, int]:
     later `deliver` at its backoff time, and by the sweep if that message is lost too."""
     counts: dict[str, int] = {}
     retry: list[str] = []
-    for key in keys:
-        outcome = services.notification_deliver(key=key)
-        counts[outcome] = counts.get(outcome, 0) + 1
-        if outcome == "retry":
-            retry.append(key)
+    with services.MailSession() as mail:
+        for key in keys:
+            outcome = services.notification_deliver(key=key, mail=mail)
+            counts[outcome] = counts.get(outcome, 0) + 1
+            if outcome == "retry":
+                retry.append(key)
     if retry:
         deliver.apply_async(args=(retry,), countdown=settings.NOTIFICATION_BACKOFF_SECONDS)
     return counts
