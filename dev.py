@@ -28,7 +28,16 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 VAR = Path(os.environ.get("PORTAL_VAR_DIR", ROOT / "var"))
 # The project's own packages, outermost first (docs/architecture.md).
-PACKAGES = ("portal", "web", "api", "provisioning", "accounts", "identities", "azure_emulator")
+PACKAGES = (
+    "portal",
+    "web",
+    "api",
+    "provisioning",
+    "accounts",
+    "notifications",
+    "identities",
+    "azure_emulator",
+)
 
 
 def say(message: str) -> None:
@@ -110,6 +119,8 @@ def run_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("DEBUG", "1")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # Notification emails land as files under var/mail, not at a mail server.
+    env.setdefault("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
     return env
 
 

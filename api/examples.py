@@ -747,3 +747,45 @@ SERVICE_TOKEN_CREATED = _response(
 SERVICE_TOKEN_REVOKED = _response(
     "revoked", {**_SERVICE_TOKEN, "revoked_at": UPDATED, "is_active": False}
 )
+# --- webhooks ----------------------------------------------------------------------------------
+_WEBHOOK = {
+    "id": 3,
+    "team": "payments",
+    "url": "https://hooks.payments.example.com/portal",
+    "description": "Deploy bot",
+    "events": ["request_approved", "request_ready", "request_failed"],
+    "is_active": True,
+    "disabled_reason": "",
+    "previous_secret_expires_at": None,
+    "created_at": CREATED,
+}
+_EXAMPLE_SECRET = "whsec_" + "EXAMPLE0ONLY0NOT0A0REAL0SECRET".ljust(44, "0")
+WEBHOOK_LIST = _response("payments' endpoints", [_WEBHOOK])
+WEBHOOK_CREATE_INPUT = _request_only(
+    "a team's endpoint",
+    {
+        "team": "payments",
+        "url": "https://hooks.payments.example.com/portal",
+        "events": ["request_approved", "request_ready", "request_failed"],
+        "description": "Deploy bot",
+    },
+)
+WEBHOOK_CREATED = _response("created", {**_WEBHOOK, "secret": _EXAMPLE_SECRET}, status=201)
+WEBHOOK = _response("an endpoint", _WEBHOOK)
+WEBHOOK_CHANGE_INPUT = _request_only("switch it back on", {"is_active": True})
+WEBHOOK_ROTATED = _response(
+    "rotated",
+    {**_WEBHOOK, "previous_secret_expires_at": UPDATED, "secret": _EXAMPLE_SECRET},
+)
+_DELIVERY = {
+    "id": 41,
+    "event": "request_ready",
+    "webhook_id": "audit:1207:webhook:3",
+    "delivery_status": "pending",
+    "attempted_at": UPDATED,
+    "status_code": 503,
+    "duration_ms": 212,
+    "error": "The receiver answered 503.",
+}
+WEBHOOK_DELIVERIES = _response("a failed attempt", [_DELIVERY])
+WEBHOOK_REDELIVERED = _response("queued again", _DELIVERY, status=202)

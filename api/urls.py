@@ -16,6 +16,7 @@ from api.views import (
     resources,
     reviews,
     tokens,
+    webhooks,
 )
 
 app_name = "api"
@@ -200,6 +201,23 @@ urlpatterns = [
         "service-tokens/<int:pk>/revoke/",
         machines.ServiceTokenRevokeView.as_view(),
         name="service-token-revoke",
+    ),
+    path("webhooks/", webhooks.WebhookCollectionView.as_view(), name="webhook-list"),
+    path("webhooks/<int:pk>/", webhooks.WebhookDetailView.as_view(), name="webhook-detail"),
+    path(
+        "webhooks/<int:pk>/rotate-secret/",
+        webhooks.WebhookRotateView.as_view(),
+        name="webhook-rotate-secret",
+    ),
+    path(
+        "webhooks/<int:pk>/deliveries/",
+        webhooks.WebhookDeliveriesView.as_view(),
+        name="webhook-deliveries",
+    ),
+    path(
+        "webhooks/<int:pk>/deliveries/<int:delivery_pk>/redeliver/",
+        webhooks.WebhookRedeliverView.as_view(),
+        name="webhook-redeliver",
     ),
     # Last: whatever matched nothing above is a problem-details 404, not the HTML page.
     re_path(r"^", base.not_found, name="not-found"),

@@ -16,6 +16,7 @@ from identities.audit import audit_record
 from identities.audit.actions import AuditAction
 from identities.errors import ConflictError
 from identities.models import (
+    AuditEvent,
     Identity,
     IdentityRequest,
     IdentityStatus,
@@ -110,12 +111,12 @@ def transition(
     identity_request: IdentityRequest | None = None,
     data: dict[str, Any] | None = None,
     **changes: Any,
-) -> None:
+) -> AuditEvent:
     """Move `instance` from its current status to `to`, set `changes` alongside, and audit it.
 
     `identity_request` names the request that caused an identity's change (for the audit row).
     Raises ConflictError when the map forbids the move or another writer got there first; the
-    in-memory instance is updated only on success.
+    in-memory instance is updated only on success. Returns the audit row written.
     """
     actions, noun, allowed = _MAPS[type(instance)]
     current = instance.status
@@ -141,7 +142,7 @@ def transition(
         audit_request, audit_identity = instance, instance.identity
     else:
         audit_request, audit_identity = identity_request, instance
-    audit_record(
+    return audit_record(
         actor=actor,
         action=actions[to],
         identity_request=audit_request,
@@ -158,9 +159,10 @@ def transition_request(
     data: dict[str, Any] | None = None,
     identity_data: dict[str, Any] | None = None,
     **changes: Any,
-) -> None:
+) -> AuditEvent:
     """Move a request, and first its identity where IDENTITY_FOLLOWS_REQUEST says so (a retried
-    new identity provisions again, a ready one is ready, a decommissioned one is gone)."""
+    new identity provisions again, a ready one is ready, a decommissioned one is gone). Returns
+    the request's audit row."""
     identity = identity_request.identity
     if identity is not None:
         follows = IDENTITY_FOLLOWS_REQUEST.get((identity_request.kind, to, identity.status))
@@ -172,4 +174,4 @@ def transition_request(
                 identity_request=identity_request,
                 data=identity_data,
             )
-    transition(identity_request, to=to, actor=actor, data=data, **changes)
+    return transition(identity_request, to=to, actor=actor, data=data, **changes)

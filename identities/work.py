@@ -28,6 +28,7 @@ class Work(StrEnum):
     REVOKE_ROLES = "provisioning.revoke_role_assignments"
     # An identity's tags changed (ownership transfer): write them to Azure.
     UPDATE_TAGS = "provisioning.update_identity_tags"
+    DELIVER_NOTIFICATIONS = "notifications.deliver"  # args: a list of outbox keys
 
 
 Sender = Callable[[Work, tuple[object, ...]], object]

@@ -7,6 +7,7 @@ SECRET_KEY, ALLOWED_HOSTS and AZURE_MODE=azure.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -90,6 +91,7 @@ INSTALLED_APPS = [
     "accounts",
     "identities",
     "provisioning",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -407,6 +409,58 @@ if AUDIT_ANCHOR_SINK == "blob" and not (
 ):
     raise ImproperlyConfigured("AUDIT_ANCHOR_SINK=blob needs AUDIT_ANCHOR_BLOB_ACCOUNT_URL.")
 AUDIT_ANCHOR_INTERVAL_SECONDS = env_int("AUDIT_ANCHOR_INTERVAL_SECONDS", 300)
+# --- Notifications (README "Notifications") ---------------------------------------------------
+# Email goes through Django's email framework: SMTP by default (EMAIL_HOST, EMAIL_PORT,
+# EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS / EMAIL_USE_SSL); `dev.py run` writes
+# messages to files under var/mail instead. Links in messages start with PORTAL_BASE_URL.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("Set at most one of EMAIL_USE_TLS and EMAIL_USE_SSL.")
+# Seconds: a hung mail server fails the attempt (retried later) instead of holding the worker.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
+DEFAULT_FROM_EMAIL = os.environ.get(
+    "DEFAULT_FROM_EMAIL", "Workload Identity Portal <portal@localhost>"
+)
+PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:8000")
+if not PORTAL_BASE_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured(
+        f"PORTAL_BASE_URL must be an absolute http(s) URL, got {PORTAL_BASE_URL!r}."
+    )
+NOTIFICATION_MESSAGE_ID_DOMAIN = os.environ.get("NOTIFICATION_MESSAGE_ID_DOMAIN", "portal.local")
+# A failed send is retried after NOTIFICATION_BACKOFF_SECONDS, doubling up to the max, and given
+# up after NOTIFICATION_MAX_ATTEMPTS (defaults: 30 s … 1 h, about a day in all).
+NOTIFICATION_BACKOFF_SECONDS = float(os.environ.get("NOTIFICATION_BACKOFF_SECONDS", "30"))
+NOTIFICATION_BACKOFF_MAX_SECONDS = float(os.environ.get("NOTIFICATION_BACKOFF_MAX_SECONDS", "3600"))
+NOTIFICATION_MAX_ATTEMPTS = env_int("NOTIFICATION_MAX_ATTEMPTS", 30)
+NOTIFICATION_SWEEP_SECONDS = env_int("NOTIFICATION_SWEEP_SECONDS", 60)
+NOTIFICATION_SWEEP_BATCH = env_int("NOTIFICATION_SWEEP_BATCH", 500)
+NOTIFICATION_DIGEST_INTERVAL_SECONDS = env_int("NOTIFICATION_DIGEST_INTERVAL_SECONDS", 86400)
+NOTIFICATION_DIGEST_CHECK_SECONDS = env_int("NOTIFICATION_DIGEST_CHECK_SECONDS", 3600)
+# Webhooks (README "Webhooks"): https only unless DEBUG or WEBHOOK_ALLOW_HTTP; receivers on
+# private, loopback, link-local, unique-local, multicast or unspecified addresses are refused
+# unless their host name is in WEBHOOK_ALLOWED_HOSTS or their address in WEBHOOK_ALLOWED_CIDRS
+# (on-premises receivers). Retries back off from 60 s, doubling to 1 h, over about a day; the
+# endpoint is disabled (its team told) when a delivery is given up.
+WEBHOOK_ALLOW_HTTP = env_bool("WEBHOOK_ALLOW_HTTP", False)
+WEBHOOK_ALLOWED_HOSTS = [h.lower() for h in env_list("WEBHOOK_ALLOWED_HOSTS", [])]
+WEBHOOK_ALLOWED_CIDRS = env_list("WEBHOOK_ALLOWED_CIDRS", [])
+try:
+    _webhook_cidrs = [ipaddress.ip_network(cidr, strict=False) for cidr in WEBHOOK_ALLOWED_CIDRS]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"WEBHOOK_ALLOWED_CIDRS: {exc}") from exc
+WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS", "10"))
+WEBHOOK_MAX_RESPONSE_BYTES = env_int("WEBHOOK_MAX_RESPONSE_BYTES", 64 * 1024)
+WEBHOOK_BACKOFF_SECONDS = float(os.environ.get("WEBHOOK_BACKOFF_SECONDS", "60"))
+WEBHOOK_BACKOFF_MAX_SECONDS = float(os.environ.get("WEBHOOK_BACKOFF_MAX_SECONDS", "3600"))
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 30)
+WEBHOOK_SECRET_GRACE_SECONDS = env_int("WEBHOOK_SECRET_GRACE_SECONDS", 86400)
 # --- Worker health ------------------------------------------------------------------------------
 # The prefork pool whose processes can be killed (OOM killer, kill -9) without wedging the worker:
 # see portal/worker_pool.py. The worker touches WORKER_LIVENESS_FILE while its pool runs jobs;
@@ -445,6 +499,14 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "sweep-access-reviews": {
         "task": "provisioning.sweep_access_reviews",
         "schedule": float(ACCESS_REVIEW_SWEEP_SECONDS),
+    },
+    "sweep-notifications": {
+        "task": "notifications.sweep",
+        "schedule": float(NOTIFICATION_SWEEP_SECONDS),
+    },
+    "send-notification-digests": {
+        "task": "notifications.send_digests",
+        "schedule": float(NOTIFICATION_DIGEST_CHECK_SECONDS),
     },
     "purge-idempotency-records": {
         "task": "portal.tasks.purge_idempotency_records",

@@ -22,8 +22,10 @@ from identities.models import (
     DriftState,
     Identity,
     IdentityRequest,
+    NotificationEvent,
     RequestKind,
 )
+from identities.services import notifications_record
 from provisioning import metrics, reconcile
 from provisioning.azure import AzureGateway, get_gateway, subscription_of
 from provisioning.errors import GatewayError
@@ -122,7 +124,7 @@ def _record_drift(identity: Identity, findings: list[dict[str, Any]]) -> None:
     )
     # An audit row when the drift state or findings change, not on every scheduled check.
     if previous.drift_state != new_state or previous.drift_details.get("findings") != findings:
-        audit_record(
+        recorded = audit_record(
             actor=None,
             action=AuditAction.IDENTITY_DRIFT_DETECTED
             if findings
@@ -130,6 +132,13 @@ def _record_drift(identity: Identity, findings: list[dict[str, Any]]) -> None:
             identity=identity,
             data={"from": previous.drift_state, "to": new_state, "findings": findings},
         )
+        if findings:
+            notifications_record(
+                event=NotificationEvent.DRIFT_DETECTED,
+                occurrence=recorded,
+                identity=identity,
+                data={"findings": findings},
+            )
 
 
 def identity_check_drift(*, identity: Identity, gateway: AzureGateway | None = None) -> list[Any]:

@@ -20,6 +20,8 @@ pytest_plugins = [
     "tests.support.lanes",
     "tests.support.azurite",
     "tests.support.oidc_issuer",
+    "tests.support.smtp",
+    "tests.support.http_receiver",
 ]
 
 

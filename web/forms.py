@@ -16,7 +16,13 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from identities.audit.actions import AuditAction
-from identities.models import CatalogRole, Cluster, Team
+from identities.models import (
+    CatalogRole,
+    Cluster,
+    EmailFrequency,
+    NotificationEvent,
+    Team,
+)
 from identities.policy import KIND_NEW, RequestDraft, RoleDraft, Violation
 from identities.scopes import ScopeError, looks_like_url, scope_from_portal_url
 from identities.selectors.resources import TeamResource
@@ -642,3 +648,42 @@ class ServiceTokenForm(_TeamMachineForm):
         initial="90d",
         label="Expires after",
     )
+
+
+class NotificationPreferenceForm(forms.Form):
+    email_events = forms.MultipleChoiceField(
+        choices=NotificationEvent.choices,
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        label="Email me when",
+        help_text="Every event also appears in your inbox here, whatever you choose.",
+    )
+    email_frequency = forms.ChoiceField(
+        choices=EmailFrequency.choices, widget=forms.RadioSelect, label="How often"
+    )
+
+
+class WebhookEndpointForm(forms.Form):
+    team = forms.ChoiceField(choices=[], label="For")
+    url = forms.CharField(
+        max_length=2000,
+        label="URL",
+        help_text="Where the portal POSTs each event: https, at a public address.",
+    )
+    events = forms.MultipleChoiceField(
+        choices=[], widget=forms.CheckboxSelectMultiple, label="Events"
+    )
+    description = forms.CharField(max_length=200, required=False)
+
+    def __init__(self, *args: Any, teams: Sequence[tuple[str, str]] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        team_field = self.fields["team"]
+        assert isinstance(team_field, forms.ChoiceField)  # noqa: S101 - narrows the type
+        team_field.choices = list(teams)
+        events_field = self.fields["events"]
+        assert isinstance(events_field, forms.MultipleChoiceField)  # noqa: S101 - narrows the type
+        events_field.choices = [
+            (event, label)
+            for event, label in NotificationEvent.choices
+            if event != NotificationEvent.WEBHOOK_DISABLED
+        ]

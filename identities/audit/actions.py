@@ -90,6 +90,13 @@ class AuditAction(StrEnum):
     USER_SSO_LINKED = "user.sso_linked"
     USER_LOGIN_LOCKED_OUT = "user.login_locked_out"
     USER_LOGIN_UNLOCKED = "user.login_unlocked"
+    NOTIFICATION_PREFERENCES_UPDATED = "notification.preferences_updated"
+    WEBHOOK_CREATED = "webhook.created"
+    WEBHOOK_UPDATED = "webhook.updated"
+    WEBHOOK_DELETED = "webhook.deleted"
+    WEBHOOK_SECRET_ROTATED = "webhook.secret_rotated"  # noqa: S105 (an event name, not a secret)
+    WEBHOOK_REDELIVERED = "webhook.redelivered"
+    WEBHOOK_DISABLED = "webhook.disabled"
     API_TOKEN_CREATED = "api_token.created"  # noqa: S105 (an event name, not a secret)
     API_TOKEN_REVOKED = "api_token.revoked"  # noqa: S105 (an event name, not a secret)
     # Machines of a team: its service principals, the OIDC trust rules that let a CI system's

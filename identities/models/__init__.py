@@ -15,6 +15,16 @@ from identities.models.azure import (
     IdentityStatus,
     RoleAssignment,
 )
+from identities.models.notifications import (
+    DeliveryStatus,
+    EmailFrequency,
+    Notification,
+    NotificationChannel,
+    NotificationEvent,
+    NotificationPreference,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from identities.models.org import (
     CatalogRole,
     Cluster,
@@ -69,12 +79,18 @@ __all__ = [
     "ChainCheckTrigger",
     "ChildStatus",
     "Cluster",
+    "DeliveryStatus",
     "DriftState",
+    "EmailFrequency",
     "FederatedCredential",
     "Identity",
     "IdentityRequest",
     "IdentityStatus",
     "NamespaceOwnership",
+    "Notification",
+    "NotificationChannel",
+    "NotificationEvent",
+    "NotificationPreference",
     "OwnershipTransfer",
     "RequestKind",
     "RequestRevision",
@@ -88,4 +104,6 @@ __all__ = [
     "Team",
     "TeamMembership",
     "TransferStatus",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

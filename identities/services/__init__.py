@@ -17,6 +17,11 @@ from identities.services.config import (
     user_role_grant,
     user_role_revoke,
 )
+from identities.services.notifications import (
+    notification_preference_save,
+    notifications_mark_read,
+    notifications_record,
+)
 from identities.services.requests import (
     identity_request_approve,
     identity_request_cancel,
@@ -45,6 +50,14 @@ from identities.services.transfers import (
     ownership_transfer_consent,
     ownership_transfer_reject,
     ownership_transfer_request,
+)
+from identities.services.webhooks import (
+    webhook_endpoint_create,
+    webhook_endpoint_delete,
+    webhook_endpoint_disable,
+    webhook_endpoint_rotate_secret,
+    webhook_endpoint_update,
+    webhook_redeliver,
 )
 from identities.services.worker import (
     identity_request_mark_failed,
@@ -78,6 +91,9 @@ __all__ = [
     "identity_request_revise",
     "identity_request_send_back",
     "namespace_grant",
+    "notification_preference_save",
+    "notifications_mark_read",
+    "notifications_record",
     "ownership_transfer_approve",
     "ownership_transfer_cancel",
     "ownership_transfer_consent",
@@ -88,4 +104,10 @@ __all__ = [
     "user_directory_sync",
     "user_role_grant",
     "user_role_revoke",
+    "webhook_endpoint_create",
+    "webhook_endpoint_delete",
+    "webhook_endpoint_disable",
+    "webhook_endpoint_rotate_secret",
+    "webhook_endpoint_update",
+    "webhook_redeliver",
 ]

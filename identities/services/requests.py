@@ -36,6 +36,7 @@ from identities.models import (
     Identity,
     IdentityRequest,
     IdentityStatus,
+    NotificationEvent,
     RequestedRole,
     RequestKind,
     RequestStatus,
@@ -58,6 +59,7 @@ from identities.selectors import (
     workload_match,
 )
 from identities.selectors.dry_run import draft_check
+from identities.services.notifications import notifications_record
 from identities.tags import identity_tags
 from identities.work import Work, enqueue
 
@@ -125,7 +127,7 @@ def _file_request(*, requester: User, draft: RequestDraft) -> IdentityRequest:
     write_requested_roles(identity_request, draft.roles)
     if result.owner_teams:
         identity_request.owner_teams.set(Team.objects.filter(name__in=result.owner_teams))
-    audit_record(
+    filed = audit_record(
         actor=requester,
         action=AuditAction.REQUEST_CREATED,
         identity_request=identity_request,
@@ -137,6 +139,12 @@ def _file_request(*, requester: User, draft: RequestDraft) -> IdentityRequest:
             # Who must approve besides security: on the trail, not only in the join table.
             "owner_teams": result.owner_teams,
         },
+    )
+    notifications_record(
+        event=NotificationEvent.REQUEST_FILED,
+        occurrence=filed,
+        identity_request=identity_request,
+        data={"actor": requester.get_username()},
     )
     return identity_request
 
@@ -180,12 +188,18 @@ def decommission_file(
         requester=requester,
         identity=identity,
     )
-    audit_record(
+    filed = audit_record(
         actor=requester,
         action=AuditAction.REQUEST_CREATED,
         identity_request=identity_request,
         identity=identity,
         data={"kind": identity_request.kind, "request": describe_request(identity_request)},
+    )
+    notifications_record(
+        event=NotificationEvent.REQUEST_FILED,
+        occurrence=filed,
+        identity_request=identity_request,
+        data={"actor": requester.get_username()},
     )
     return identity_request
 
@@ -241,7 +255,7 @@ def identity_request_change_create(
     write_change_rows(identity_request, identity, add=add, remove=remove)
     if result.owner_teams:
         identity_request.owner_teams.set(Team.objects.filter(name__in=result.owner_teams))
-    audit_record(
+    filed = audit_record(
         actor=requester,
         action=AuditAction.REQUEST_CREATED,
         identity_request=identity_request,
@@ -252,6 +266,12 @@ def identity_request_change_create(
             "warnings": [w.as_dict() for w in result.warnings],
             "owner_teams": result.owner_teams,
         },
+    )
+    notifications_record(
+        event=NotificationEvent.REQUEST_FILED,
+        occurrence=filed,
+        identity_request=identity_request,
+        data={"actor": requester.get_username()},
     )
     return identity_request
 
@@ -335,8 +355,14 @@ def identity_request_approve(
         return identity_request
 
     changes = _commit_desired_state(identity_request, actor=approver)
-    transition(
+    approved = transition(
         identity_request, to=RequestStatus.APPROVED, actor=approver, data=decision, **changes
+    )
+    notifications_record(
+        event=NotificationEvent.REQUEST_APPROVED,
+        occurrence=approved,
+        identity_request=identity_request,
+        data={"actor": approver.get_username(), "comment": comment},
     )
     pk = identity_request.pk
     # robust: a broker outage must not turn a committed approval into an error; the sweeper
@@ -377,11 +403,17 @@ def identity_request_reject(
         on_behalf_of=acting_for,
         comment=comment.strip(),
     )
-    transition(
+    rejected = transition(
         identity_request,
         to=RequestStatus.REJECTED,
         actor=approver,
         data={"comment": comment.strip()},
+    )
+    notifications_record(
+        event=NotificationEvent.REQUEST_REJECTED,
+        occurrence=rejected,
+        identity_request=identity_request,
+        data={"actor": approver.get_username(), "comment": comment.strip()},
     )
     return identity_request
 

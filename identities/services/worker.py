@@ -13,8 +13,15 @@ from django.db import transaction
 from identities.audit import audit_record
 from identities.audit.actions import AuditAction
 from identities.lifecycle import transition, transition_request
-from identities.models import Identity, IdentityRequest, RequestKind, RequestStatus
+from identities.models import (
+    Identity,
+    IdentityRequest,
+    NotificationEvent,
+    RequestKind,
+    RequestStatus,
+)
 from identities.selectors import role_change_diff
+from identities.services.notifications import notifications_record
 from identities.services.requests import lock_identity_request
 
 if TYPE_CHECKING:
@@ -53,7 +60,7 @@ def identity_request_mark_ready(
         identity_request.identity = Identity.objects.select_for_update(no_key=True).get(
             pk=identity_request.identity.pk
         )
-    transition_request(
+    ready = transition_request(
         identity_request, to=RequestStatus.READY, actor=actor, data=data or {}, last_error=""
     )
     if identity_request.kind == RequestKind.CHANGE_ROLES:
@@ -65,6 +72,9 @@ def identity_request_mark_ready(
             identity=identity_request.identity,
             data=role_change_diff(identity_request),
         )
+    notifications_record(
+        event=NotificationEvent.REQUEST_READY, occurrence=ready, identity_request=identity_request
+    )
     return identity_request
 
 
@@ -78,12 +88,18 @@ def identity_request_mark_failed(
     error = error[:LAST_ERROR_MAX]
     if identity_request.status == RequestStatus.FAILED:
         return identity_request
-    transition_request(
+    failed = transition_request(
         identity_request,
         to=RequestStatus.FAILED,
         actor=actor,
         data={"error": error},
         identity_data={"error": error},
         last_error=error,
+    )
+    notifications_record(
+        event=NotificationEvent.REQUEST_FAILED,
+        occurrence=failed,
+        identity_request=identity_request,
+        data={"error": error},
     )
     return identity_request

@@ -20,6 +20,7 @@ from identities.models import (
 from identities.naming import AUDIENCE
 from identities.policy import RoleDraft
 from identities.services import identity_request_approve, identity_request_create
+from identities.work import Work
 from tests.identities.conftest import FileRequest, audit_actions, last_audit
 from tests.support.people import RESOURCE_GROUP_SCOPE, VAULT_SCOPE, DraftFactory, UserFactory
 
@@ -27,9 +28,12 @@ pytestmark = pytest.mark.django_db
 
 
 def test_approval_moves_the_request_to_approved_and_audits_it(
-    pending_request: IdentityRequest, approver: Any, django_capture_on_commit_callbacks: Any
+    pending_request: IdentityRequest,
+    approver: Any,
+    django_capture_on_commit_callbacks: Any,
+    work_sent: list[tuple[Work, tuple[object, ...]]],
 ) -> None:
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+    with django_capture_on_commit_callbacks(execute=True):
         identity_request_approve(
             identity_request=pending_request, approver=approver, comment="Scoped to one vault."
         )
@@ -44,7 +48,9 @@ def test_approval_moves_the_request_to_approved_and_audits_it(
     assert event.data["from"] == "pending"
     assert event.data["approvers"] == ["sam"]
     assert event.data["comment"] == "Scoped to one vault."
-    assert len(callbacks) == 1, "provisioning is enqueued once, after commit"
+    assert [work for work, _ in work_sent].count(Work.PROVISION) == 1, (
+        "provisioning is enqueued once, after commit"
+    )
 
 
 def test_approval_commits_the_desired_identity_credential_and_role_assignments(
@@ -122,6 +128,7 @@ def test_an_exception_needs_two_different_approvers(
     second_approver: Any,
     make_draft: DraftFactory,
     django_capture_on_commit_callbacks: Any,
+    work_sent: list[tuple[Work, tuple[object, ...]]],
 ) -> None:
     identity_request = identity_request_create(
         requester=requester, draft=_exception_draft(make_draft)
@@ -138,14 +145,14 @@ def test_an_exception_needs_two_different_approvers(
     with pytest.raises(ConflictError, match="already decided"):
         identity_request_approve(identity_request=identity_request, approver=approver)
 
-    with django_capture_on_commit_callbacks(execute=False) as second_callbacks:
+    with django_capture_on_commit_callbacks(execute=True):
         identity_request_approve(identity_request=identity_request, approver=second_approver)
     identity_request.refresh_from_db()
     assert identity_request.status == IdentityRequest.Status.APPROVED
     event = last_audit()
     assert (event.action, event.actor) == ("identity_request.approved", second_approver)
     assert event.data["approvers"] == ["sam", "sara"]
-    assert len(second_callbacks) == 1
+    assert [work for work, _ in work_sent].count(Work.PROVISION) == 1
     assert identity_request.identity is not None
     assert identity_request.identity.tags["approvers"] == "sam,sara"
 
@@ -188,6 +195,7 @@ def test_approving_an_added_service_account_adds_a_pending_credential_to_the_ide
     cluster: Any,
     approver: Any,
     django_capture_on_commit_callbacks: Any,
+    work_sent: list[tuple[Work, tuple[object, ...]]],
 ) -> None:
     from tests.support.people import FederatedCredentialFactory, IdentityFactory
 
@@ -202,10 +210,10 @@ def test_approving_an_added_service_account_adds_a_pending_credential_to_the_ide
         tags={},
     )
 
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+    with django_capture_on_commit_callbacks(execute=True):
         identity_request_approve(identity_request=identity_request, approver=approver)
 
-    assert len(callbacks) == 1
+    assert [work for work, _ in work_sent].count(Work.PROVISION) == 1
     added = FederatedCredential.objects.get(identity_request=identity_request)
     assert (added.identity, added.status, added.subject) == (
         identity,

@@ -14,6 +14,7 @@ from identities.services import (
     identity_request_mark_provisioning,
     identity_request_mark_ready,
 )
+from identities.work import Work
 from tests.identities.conftest import audit_actions, last_audit
 
 pytestmark = pytest.mark.django_db
@@ -59,13 +60,14 @@ def test_approval_marks_the_identity_and_everything_in_it_for_removal_then_ready
     requester: Any,
     approver: Any,
     django_capture_on_commit_callbacks: Any,
+    work_sent: list[tuple[Work, tuple[object, ...]]],
 ) -> None:
     identity_request = identity_request_decommission_create(
         requester=requester, identity=ready_identity, justification="App retired."
     )
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+    with django_capture_on_commit_callbacks(execute=True):
         identity_request_approve(identity_request=identity_request, approver=approver)
-    assert len(callbacks) == 1
+    assert [work for work, _ in work_sent].count(Work.PROVISION) == 1
 
     ready_identity.refresh_from_db()
     assert ready_identity.status == Identity.Status.DECOMMISSIONING

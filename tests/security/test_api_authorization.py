@@ -409,6 +409,65 @@ ROWS: list[Row] = [
         visible_to_team_a(approver=403, auditor=403),
         scope=SESSION_ONLY,
     ),
+    # Webhooks: a team's endpoints are its members' (and admins'); anyone else gets the 404 of a
+    # missing one. Writes are for sessions only.
+    Row("webhook-list", "get", fixed("/api/v1/webhooks/"), everyone(200)),
+    Row(
+        "webhook-list",
+        "post",
+        fixed("/api/v1/webhooks/"),
+        {**everyone(403), "requester_a": 201, "admin": 201},
+        body=lambda world: {
+            "team": "payments",
+            "url": "https://hooks.example.com/new",
+            "events": ["request_filed"],
+        },
+        scope=SESSION_ONLY,
+    ),
+    Row(
+        "webhook-detail",
+        "get",
+        lambda world: f"/api/v1/webhooks/{world.own_webhook.pk}/",
+        {**everyone(404), "requester_a": 200, "admin": 200},
+    ),
+    Row(
+        "webhook-detail",
+        "patch",
+        lambda world: f"/api/v1/webhooks/{world.own_webhook.pk}/",
+        {**everyone(404), "requester_a": 200, "admin": 200},
+        body=lambda world: {"description": "Deploy bot"},
+        scope=SESSION_ONLY,
+    ),
+    Row(
+        "webhook-detail",
+        "delete",
+        lambda world: f"/api/v1/webhooks/{world.own_webhook.pk}/",
+        {**everyone(404), "requester_a": 200, "admin": 200},
+        scope=SESSION_ONLY,
+    ),
+    Row(
+        "webhook-rotate-secret",
+        "post",
+        lambda world: f"/api/v1/webhooks/{world.own_webhook.pk}/rotate-secret/",
+        {**everyone(404), "requester_a": 200, "admin": 200},
+        scope=SESSION_ONLY,
+    ),
+    Row(
+        "webhook-deliveries",
+        "get",
+        lambda world: f"/api/v1/webhooks/{world.own_webhook.pk}/deliveries/",
+        {**everyone(404), "requester_a": 200, "admin": 200},
+    ),
+    Row(
+        "webhook-redeliver",
+        "post",
+        lambda world: (
+            f"/api/v1/webhooks/{world.own_webhook.pk}/deliveries/"
+            f"{world.own_webhook_delivery.pk}/redeliver/"
+        ),
+        {**everyone(404), "requester_a": 202, "admin": 202},
+        scope=SESSION_ONLY,
+    ),
 ]
 
 

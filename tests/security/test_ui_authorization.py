@@ -402,6 +402,70 @@ ROWS: list[Row] = [
         own_team(requester_a=302, approver=403, auditor=403, admin=302),
         writes=True,
     ),
+    # Everyone has an inbox and preferences of their own; the views take no object from the
+    # URL, and another person's notification id marks nothing (tests/ui/test_notifications.py).
+    Row("notification_inbox", "get", url("notification_inbox"), everyone(200)),
+    Row("notification_read", "post", url("notification_read"), everyone(302)),
+    Row("notification_preferences", "get", url("notification_preferences"), everyone(200)),
+    Row(
+        "notification_preferences",
+        "post",
+        url("notification_preferences"),
+        everyone(302),
+        data=lambda world: {"email_events": ["request_filed"], "email_frequency": "daily"},
+        writes=True,
+    ),
+    # Webhooks: team A's endpoint is its members' and admins'; anyone else gets the 404 of a
+    # missing one. Registering for team A: its members and admins (others: the form again, 400).
+    Row("webhook_list", "get", url("webhook_list"), everyone(200)),
+    Row(
+        "webhook_list",
+        "post",
+        url("webhook_list"),
+        only({"requester_a": 200, "admin": 200}, 400),
+        data=lambda world: {
+            "team": "payments",
+            "url": "https://hooks.example.com/ui",
+            "events": ["request_filed"],
+        },
+        writes=True,
+    ),
+    Row(
+        "webhook_detail",
+        "get",
+        url("webhook_detail", "own_webhook"),
+        only({"requester_a": 200, "admin": 200}, 404),
+    ),
+    Row(
+        "webhook_rotate",
+        "post",
+        url("webhook_rotate", "own_webhook"),
+        only({"requester_a": 200, "admin": 200}, 404),
+        writes=True,
+    ),
+    Row(
+        "webhook_toggle",
+        "post",
+        url("webhook_toggle", "own_webhook"),
+        only({"requester_a": 302, "admin": 302}, 404),
+        writes=True,
+    ),
+    Row(
+        "webhook_delete",
+        "post",
+        url("webhook_delete", "own_webhook"),
+        only({"requester_a": 302, "admin": 302}, 404),
+        writes=True,
+    ),
+    Row(
+        "webhook_redeliver",
+        "post",
+        lambda world: reverse(
+            "webhook_redeliver", args=[world.own_webhook.pk, world.own_webhook_delivery.pk]
+        ),
+        only({"requester_a": 302, "admin": 302}, 404),
+        writes=True,
+    ),
 ]
 
 

@@ -18,13 +18,17 @@ from identities.models import (
     AccessReviewItem,
     Identity,
     IdentityRequest,
+    Notification,
     OwnershipTransfer,
     Team,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from identities.services import (
     access_review_open,
     ownership_transfer_consent,
     ownership_transfer_request,
+    webhook_endpoint_create,
 )
 from tests.api.conftest import approve, make_failed, make_ready
 
@@ -105,6 +109,31 @@ class World:
         """A token of requester A (what the revoke rows revoke)."""
         token_of(self.users["requester_a"], ["read"])
         return ApiToken.objects.filter(user=self.users["requester_a"]).latest("id")
+
+    @cached_property
+    def own_webhook(self) -> WebhookEndpoint:
+        """A webhook endpoint of team A, registered by requester A."""
+        endpoint, _ = webhook_endpoint_create(
+            actor=self.users["requester_a"],
+            team=Team.objects.get(name="payments"),
+            url="https://hooks.example.com/payments",
+            events=["request_filed"],
+        )
+        return endpoint
+
+    @cached_property
+    def own_webhook_delivery(self) -> WebhookDelivery:
+        """A failed attempt in team A's endpoint's delivery log (what redeliver resends)."""
+        notification = Notification.objects.create(
+            key=f"matrix:webhook:{self.own_webhook.pk}",
+            event="request_filed",
+            channel="webhook",
+            endpoint=self.own_webhook,
+            status="failed",
+        )
+        return WebhookDelivery.objects.create(
+            endpoint=self.own_webhook, notification=notification, status_code=503
+        )
 
     @cached_property
     def trust_rule(self) -> TrustRule:

@@ -10,6 +10,7 @@ from django.urls import reverse
 from identities.models import Approval, AuditEvent, IdentityRequest, RequestStatus
 from identities.policy import RoleDraft
 from identities.services import identity_request_create
+from identities.work import Work
 from tests.support.people import RESOURCE_GROUP_SCOPE, DraftFactory
 from tests.ui.conftest import ClientFor
 
@@ -60,8 +61,9 @@ def test_approving_records_the_comment_and_starts_provisioning_on_commit(
     approver: Any,
     pending_request: IdentityRequest,
     django_capture_on_commit_callbacks: Any,
+    work_sent: list[tuple[Work, tuple[object, ...]]],
 ) -> None:
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+    with django_capture_on_commit_callbacks(execute=True):
         response = client_for(approver).post(
             reverse("request_approve", args=[pending_request.pk]),
             {"comment": "Scoped to one vault.", "next": reverse("approval_queue")},
@@ -70,7 +72,7 @@ def test_approving_records_the_comment_and_starts_provisioning_on_commit(
 
     pending_request.refresh_from_db()
     assert pending_request.status == RequestStatus.APPROVED
-    assert len(callbacks) == 1
+    assert [work for work, _ in work_sent].count(Work.PROVISION) == 1
     approval = Approval.objects.get(identity_request=pending_request)
     assert (approval.approver, approval.comment) == (approver, "Scoped to one vault.")
     assert f"Approval of request #{pending_request.pk} recorded." in response.content.decode()

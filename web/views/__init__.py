@@ -22,6 +22,11 @@ from web.views.inventory import (
     identity_list,
     identity_repair,
 )
+from web.views.notifications import (
+    notification_inbox,
+    notification_preferences,
+    notification_read,
+)
 from web.views.pipelines import (
     pipelines,
     service_token_new,
@@ -41,6 +46,14 @@ from web.views.requests import (
     request_verify,
 )
 from web.views.tokens import api_token_revoke_view, api_tokens
+from web.views.webhooks import (
+    webhook_delete,
+    webhook_detail,
+    webhook_list,
+    webhook_redeliver_view,
+    webhook_rotate,
+    webhook_toggle,
+)
 
 __all__ = [
     "api_token_revoke_view",
@@ -57,6 +70,9 @@ __all__ = [
     "identity_detail",
     "identity_list",
     "identity_repair",
+    "notification_inbox",
+    "notification_preferences",
+    "notification_read",
     "pipelines",
     "request_approve",
     "request_cancel",
@@ -75,4 +91,10 @@ __all__ = [
     "service_token_revoke_view",
     "trust_rule_disable_view",
     "trust_rule_new",
+    "webhook_delete",
+    "webhook_detail",
+    "webhook_list",
+    "webhook_redeliver_view",
+    "webhook_rotate",
+    "webhook_toggle",
 ]

@@ -16,6 +16,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from identities import roles
 from identities.errors import DomainError, NotFoundError, PermissionDeniedError
 from identities.selectors import owner_approvals_waiting
+from identities.selectors.notifications import UNREAD_SHOWN_MAX, unread_count
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -34,6 +35,12 @@ class PortalNav:
     sees_everything: bool
     # Other teams' requests waiting for this user's team, as owner of a scope they ask for.
     owner_approvals: int = 0
+    # Unread notifications in the user's inbox (counted up to 100: the nav shows "99+").
+    unread: int = 0
+
+    @property
+    def unread_label(self) -> str:
+        return f"{UNREAD_SHOWN_MAX}+" if self.unread > UNREAD_SHOWN_MAX else str(self.unread)
 
     @property
     def has_approvals(self) -> bool:
@@ -49,6 +56,7 @@ def portal_nav(user: Any) -> PortalNav:
         is_admin=roles.is_admin(user),
         sees_everything=roles.sees_everything(user),
         owner_approvals=0 if is_approver else owner_approvals_waiting(user),
+        unread=unread_count(user),
     )
 
 

@@ -1,0 +1,139 @@
+"""Who is told about what, and each person's own inbox and preferences (nobody else's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db.models import Q, QuerySet
+
+from identities import roles
+from identities.errors import NotFoundError
+from identities.models import (
+    EmailFrequency,
+    IdentityRequest,
+    Notification,
+    NotificationChannel,
+    NotificationEvent,
+    NotificationPreference,
+    Team,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+
+INBOX_PAGE_SIZE = 50
+UNREAD_SHOWN_MAX = 99
+
+
+def approvers_of(identity_request: IdentityRequest) -> QuerySet[Any]:
+    """Who may approve a pending request: the security approvers, and for a cross-team scope
+    the members of each owning team (their resource; `Approval.on_behalf_of`). Never the
+    requester, who cannot approve their own request."""
+    owner_teams = identity_request.owner_teams.all()
+    return (
+        get_user_model()
+        .objects.filter(is_active=True)
+        .filter(Q(groups__name=roles.APPROVERS) | Q(team_memberships__team__in=owner_teams))
+        .exclude(pk=identity_request.requester_id)
+        .distinct()
+    )
+
+
+def team_of(team: Team | int, *, also: Any = None) -> QuerySet[Any]:
+    """The active members of a team, plus `also` (the requester, who may have left it)."""
+    team_id = team if isinstance(team, int) else team.pk
+    who = Q(team_memberships__team_id=team_id)
+    if also is not None:
+        who |= Q(pk=also.pk if hasattr(also, "pk") else also)
+    return get_user_model().objects.filter(is_active=True).filter(who).distinct()
+
+
+def may_manage_endpoint(
+    user: Any, endpoint: WebhookEndpoint | None, *, team: Team | None = None
+) -> bool:
+    """A team's endpoints: its members and admins. Global ones (no team): security's approvers
+    and admins. Pass `team` (or None for global) when there is no endpoint yet."""
+    owner = endpoint.team if endpoint is not None else team
+    if roles.is_admin(user):
+        return True
+    if owner is None:
+        return roles.is_approver(user)
+    return bool(getattr(user, "is_authenticated", False)) and (
+        Team.objects.filter(pk=owner.pk, memberships__user=user).exists()
+    )
+
+
+def endpoint_managers(endpoint: WebhookEndpoint) -> QuerySet[Any]:
+    """Who is told about an endpoint (its disabling): the team, or security for a global one."""
+    if endpoint.team_id is not None:
+        return team_of(endpoint.team_id)
+    return get_user_model().objects.filter(is_active=True, groups__name=roles.APPROVERS).distinct()
+
+
+def webhook_endpoints_visible_to(user: Any) -> QuerySet[WebhookEndpoint]:
+    """The endpoints `user` may see and manage: their teams'; global ones for security and
+    admins (admins see all)."""
+    if not getattr(user, "is_authenticated", False):
+        return WebhookEndpoint.objects.none()
+    if roles.is_admin(user):
+        return WebhookEndpoint.objects.select_related("team")
+    mine = Q(team__memberships__user=user)
+    if roles.is_approver(user):
+        mine |= Q(team__isnull=True)
+    return WebhookEndpoint.objects.filter(mine).select_related("team").distinct()
+
+
+def webhook_endpoint_get(user: Any, pk: int) -> WebhookEndpoint:
+    """One endpoint `user` may manage; another team's is as unknown as a missing one."""
+    endpoint = webhook_endpoints_visible_to(user).filter(pk=pk).first()
+    if endpoint is None:
+        raise NotFoundError(f"Webhook endpoint {pk} was not found.")
+    return endpoint
+
+
+def webhook_deliveries_of(endpoint: WebhookEndpoint, *, limit: int = 100) -> list[WebhookDelivery]:
+    """The endpoint's newest delivery attempts (the delivery log)."""
+    return list(endpoint.deliveries.select_related("notification")[:limit])
+
+
+def preferences_of(users: list[Any]) -> dict[int, NotificationPreference]:
+    """Each user's saved preferences (one query); users without a row get the defaults."""
+    saved = {
+        preference.user_id: preference
+        for preference in NotificationPreference.objects.filter(user__in=users)
+    }
+    return {user.pk: saved.get(user.pk) or NotificationPreference(user=user) for user in users}
+
+
+def notification_preference_for(user: Any) -> NotificationPreference:
+    """The signed-in user's preferences (an unsaved default row when they never saved any)."""
+    return NotificationPreference.objects.filter(user=user).first() or NotificationPreference(
+        user=user
+    )
+
+
+def inbox_for(user: Any) -> QuerySet[Notification]:
+    """The user's own in-portal notifications, newest first."""
+    if not getattr(user, "is_authenticated", False):
+        return Notification.objects.none()
+    return Notification.objects.filter(
+        recipient=user, channel=NotificationChannel.INBOX
+    ).select_related("identity_request", "identity")
+
+
+def unread_count(user: Any) -> int:
+    """Unread inbox rows, counted up to UNREAD_SHOWN_MAX + 1 (the nav shows "99+")."""
+    if not getattr(user, "is_authenticated", False):
+        return 0
+    unread = Notification.objects.filter(
+        recipient=user, channel=NotificationChannel.INBOX, read_at__isnull=True
+    ).values_list("pk", flat=True)
+    return len(unread[: UNREAD_SHOWN_MAX + 1])
+
+
+def wants_email(preference: NotificationPreference, event: NotificationEvent) -> bool:
+    return str(event) in preference.email_events
+
+
+def is_digest(preference: NotificationPreference) -> bool:
+    return preference.email_frequency == EmailFrequency.DAILY

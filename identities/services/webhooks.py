@@ -1,0 +1,243 @@
+"""Webhook endpoints: register, change, rotate the secret, delete, redeliver, and the delivery
+worker's "disabled after persistent failure". Each write has its audit row; the secret never
+goes on the trail (its prefix does, to tell rotations apart)."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from datetime import timedelta
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from identities.audit import audit_record
+from identities.audit.actions import AuditAction
+from identities.errors import (
+    ConflictError,
+    DomainError,
+    PermissionDeniedError,
+    PolicyViolationError,
+)
+from identities.models import (
+    DeliveryStatus,
+    Notification,
+    NotificationChannel,
+    NotificationEvent,
+    Team,
+    WebhookEndpoint,
+)
+from identities.policy import PolicyResult, Violation
+from identities.selectors.notifications import may_manage_endpoint
+from identities.services.notifications import notifications_record
+from identities.work import Work, enqueue
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+# Events an endpoint may choose (a webhook about a webhook's own failure is never sent).
+WEBHOOK_EVENTS = tuple(
+    e for e in NotificationEvent.values if e != NotificationEvent.WEBHOOK_DISABLED
+)
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` and 32 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _secret_hint(secret: str) -> str:
+    return secret[:10] + "…"
+
+
+def validate_webhook_url(url: str) -> str:
+    """https (http only with DEBUG or WEBHOOK_ALLOW_HTTP), a host, no credentials or fragment.
+    Where the name points is judged at every delivery (the SSRF guard), since DNS changes."""
+    url = url.strip()
+    parts = urlsplit(url)
+    allowed = {"https"} | ({"http"} if settings.DEBUG or settings.WEBHOOK_ALLOW_HTTP else set())
+    problems: list[tuple[str, str]] = []
+    if parts.scheme not in allowed:
+        problems.append(("https_required", f"must start with {' or '.join(sorted(allowed))}://."))
+    if not parts.hostname:
+        problems.append(("host_required", "must name a host."))
+    if parts.username or parts.password:
+        problems.append(("no_credentials", "must not carry a user name or password."))
+    if parts.fragment:
+        problems.append(("no_fragment", "must not have a #fragment."))
+    if len(url) > 2000:
+        problems.append(("too_long", "must be at most 2000 characters."))
+    _refuse([Violation("url", rule, message) for rule, message in problems])
+    return url
+
+
+def _refuse(violations: list[Violation]) -> None:
+    if violations:
+        raise PolicyViolationError(PolicyResult(violations=violations))
+
+
+def _validate_events(events: list[str]) -> list[str]:
+    unknown = sorted(set(events) - set(WEBHOOK_EVENTS))
+    if unknown:
+        _refuse(
+            [
+                Violation(
+                    "events",
+                    "unknown_event",
+                    f"unknown events {', '.join(unknown)}; events are {', '.join(WEBHOOK_EVENTS)}.",
+                )
+            ]
+        )
+    if not events:
+        _refuse([Violation("events", "required", "choose at least one event.")])
+    return [event for event in WEBHOOK_EVENTS if event in set(events)]
+
+
+def _require_manager(actor: User, endpoint: WebhookEndpoint | None, team: Team | None) -> None:
+    if not may_manage_endpoint(actor, endpoint, team=team):
+        raise PermissionDeniedError(
+            "Only the team's members (or admins) manage its webhooks; global webhooks are "
+            "security's (approvers) and admins'."
+        )
+
+
+def _describe(endpoint: WebhookEndpoint) -> dict[str, object]:
+    return {
+        "endpoint": endpoint.pk,
+        "team": endpoint.team.name if endpoint.team else None,
+        "url": endpoint.url,
+        "events": endpoint.events,
+        "is_active": endpoint.is_active,
+        "secret": _secret_hint(endpoint.secret),
+    }
+
+
+@transaction.atomic(durable=True)
+def webhook_endpoint_create(
+    *, actor: User, team: Team | None, url: str, events: list[str], description: str = ""
+) -> tuple[WebhookEndpoint, str]:
+    """Register an endpoint; returns it and its secret, which is shown this once."""
+    _require_manager(actor, None, team)
+    secret = new_secret()
+    endpoint = WebhookEndpoint.objects.create(
+        team=team,
+        url=validate_webhook_url(url),
+        events=_validate_events(events),
+        description=description.strip(),
+        secret=secret,
+        created_by=actor,
+    )
+    audit_record(actor=actor, action=AuditAction.WEBHOOK_CREATED, data=_describe(endpoint))
+    return endpoint, secret
+
+
+@transaction.atomic(durable=True)
+def webhook_endpoint_update(
+    *,
+    actor: User,
+    endpoint: WebhookEndpoint,
+    url: str | None = None,
+    events: list[str] | None = None,
+    description: str | None = None,
+    is_active: bool | None = None,
+) -> WebhookEndpoint:
+    """Change an endpoint; switching a disabled one back on clears why it was disabled."""
+    _require_manager(actor, endpoint, None)
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    if url is not None:
+        endpoint.url = validate_webhook_url(url)
+    if events is not None:
+        endpoint.events = _validate_events(events)
+    if description is not None:
+        endpoint.description = description.strip()
+    if is_active is not None:
+        endpoint.is_active = is_active
+        if is_active:
+            endpoint.disabled_reason = ""
+    endpoint.updated_at = timezone.now()
+    endpoint.save()
+    audit_record(actor=actor, action=AuditAction.WEBHOOK_UPDATED, data=_describe(endpoint))
+    return endpoint
+
+
+@transaction.atomic(durable=True)
+def webhook_endpoint_delete(*, actor: User, endpoint: WebhookEndpoint) -> None:
+    """Remove an endpoint, its pending deliveries and its log."""
+    _require_manager(actor, endpoint, None)
+    described = _describe(endpoint)
+    endpoint.delete()
+    audit_record(actor=actor, action=AuditAction.WEBHOOK_DELETED, data=described)
+
+
+@transaction.atomic(durable=True)
+def webhook_endpoint_rotate_secret(
+    *, actor: User, endpoint: WebhookEndpoint
+) -> tuple[WebhookEndpoint, str]:
+    """A new secret (shown once); the old one still signs for WEBHOOK_SECRET_GRACE_SECONDS,
+    so the receiver can switch over without dropping a delivery."""
+    _require_manager(actor, endpoint, None)
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    secret = new_secret()
+    endpoint.previous_secret = endpoint.secret
+    endpoint.previous_secret_expires_at = timezone.now() + timedelta(
+        seconds=settings.WEBHOOK_SECRET_GRACE_SECONDS
+    )
+    endpoint.secret = secret
+    endpoint.updated_at = timezone.now()
+    endpoint.save()
+    audit_record(
+        actor=actor,
+        action=AuditAction.WEBHOOK_SECRET_ROTATED,
+        data={**_describe(endpoint), "previous_valid_until": endpoint.previous_secret_expires_at},
+    )
+    return endpoint, secret
+
+
+@transaction.atomic(durable=True)
+def webhook_redeliver(*, actor: User, notification: Notification) -> Notification:
+    """Send a webhook row again (after the receiver was fixed): pending, due now, attempts
+    counted afresh."""
+    if notification.channel != NotificationChannel.WEBHOOK or notification.endpoint is None:
+        raise DomainError("Only webhook deliveries can be redelivered.")
+    _require_manager(actor, notification.endpoint, None)
+    if not notification.endpoint.is_active:
+        raise ConflictError("The endpoint is disabled; switch it on before redelivering.")
+    Notification.objects.filter(pk=notification.pk).update(
+        status=DeliveryStatus.PENDING, next_attempt_at=timezone.now(), attempts=0, last_error=""
+    )
+    audit_record(
+        actor=actor,
+        action=AuditAction.WEBHOOK_REDELIVERED,
+        data={"endpoint": notification.endpoint_id, "notification": notification.pk},
+    )
+    key = notification.key
+    transaction.on_commit(lambda: enqueue(Work.DELIVER_NOTIFICATIONS, [key]), robust=True)
+    notification.refresh_from_db()
+    return notification
+
+
+@transaction.atomic
+def webhook_endpoint_disable(*, endpoint: WebhookEndpoint, reason: str) -> bool:
+    """The delivery worker gave up on a row: switch the endpoint off and tell its team (or
+    security). Idempotent: False when it was already off."""
+    updated = WebhookEndpoint.objects.filter(pk=endpoint.pk, is_active=True).update(
+        is_active=False, disabled_reason=reason[:500], updated_at=timezone.now()
+    )
+    if not updated:
+        return False
+    endpoint.refresh_from_db()
+    disabled = audit_record(
+        actor=None,
+        action=AuditAction.WEBHOOK_DISABLED,
+        data={**_describe(endpoint), "reason": endpoint.disabled_reason},
+    )
+    notifications_record(
+        event=NotificationEvent.WEBHOOK_DISABLED,
+        occurrence=disabled,
+        endpoint=endpoint,
+        data={"url": endpoint.url, "reason": endpoint.disabled_reason, "endpoint": endpoint.pk},
+    )
+    return True
