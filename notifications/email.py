@@ -18,6 +18,7 @@ SUBJECTS: dict[str, str] = {
     NotificationEvent.REQUEST_FILED: "Request #{pk} for {app} ({team}) waits for your approval",
     NotificationEvent.REQUEST_APPROVED: "Request #{pk} for {app} ({team}) was approved",
     NotificationEvent.REQUEST_REJECTED: "Request #{pk} for {app} ({team}) was rejected",
+    NotificationEvent.REQUEST_SENT_BACK: "Request #{pk} for {app} ({team}) was sent back to you",
     NotificationEvent.REQUEST_READY: "Request #{pk} for {app} ({team}) is ready",
     NotificationEvent.REQUEST_FAILED: "Request #{pk} for {app} ({team}) failed",
     NotificationEvent.DRIFT_DETECTED: "Drift found on identity {identity} ({team})",

@@ -68,6 +68,7 @@ class NotificationEvent(models.TextChoices):
     REQUEST_FILED = "request_filed", "A request waits for my approval"
     REQUEST_APPROVED = "request_approved", "My team's request was approved"
     REQUEST_REJECTED = "request_rejected", "My team's request was rejected"
+    REQUEST_SENT_BACK = "request_sent_back", "My team's request was sent back for changes"
     REQUEST_READY = "request_ready", "My team's request is ready"
     REQUEST_FAILED = "request_failed", "My team's request failed"
     DRIFT_DETECTED = "drift_detected", "Drift was found on my team's identity"

@@ -47,6 +47,7 @@ TEAM_EVENTS = frozenset(
     {
         NotificationEvent.REQUEST_APPROVED,
         NotificationEvent.REQUEST_REJECTED,
+        NotificationEvent.REQUEST_SENT_BACK,
         NotificationEvent.REQUEST_READY,
         NotificationEvent.REQUEST_FAILED,
     }

@@ -26,6 +26,7 @@ from identities.errors import (
 from identities.lifecycle import transition
 from identities.models import (
     IdentityRequest,
+    NotificationEvent,
     RequestKind,
     RequestRevision,
     RequestStatus,
@@ -39,6 +40,7 @@ from identities.selectors import (
     policy_context_for,
     revision_changes,
 )
+from identities.services.notifications import notifications_record
 from identities.services.requests import (
     lock_identity_request,
     owner_team_to_act_for,
@@ -95,7 +97,7 @@ def identity_request_send_back(
         sent_back_by=approver,
         comment=comment.strip(),
     )
-    transition(
+    sent_back = transition(
         identity_request,
         to=RequestStatus.SENT_BACK,
         actor=approver,
@@ -104,6 +106,13 @@ def identity_request_send_back(
             "revision": identity_request.revision,
             "on_behalf_of": acting_for.name if acting_for else None,
         },
+    )
+    # The requester must act: edit and resubmit.
+    notifications_record(
+        event=NotificationEvent.REQUEST_SENT_BACK,
+        occurrence=sent_back,
+        identity_request=identity_request,
+        data={"actor": approver.get_username(), "comment": comment.strip()},
     )
     return identity_request
 
@@ -210,7 +219,7 @@ def identity_request_resubmit(*, identity_request: IdentityRequest, actor: User)
     # Every approver judges the new revision afresh; the old decisions are on the revision row.
     identity_request.approvals.all().delete()
     revision = identity_request.revision + 1
-    transition(
+    resubmitted = transition(
         identity_request,
         to=RequestStatus.PENDING,
         actor=actor,
@@ -221,5 +230,12 @@ def identity_request_resubmit(*, identity_request: IdentityRequest, actor: User)
             ),
         },
         revision=revision,
+    )
+    # A new revision waits for the approvers again, as a filing does.
+    notifications_record(
+        event=NotificationEvent.REQUEST_FILED,
+        occurrence=resubmitted,
+        identity_request=identity_request,
+        data={"actor": actor.get_username(), "revision": revision},
     )
     return identity_request

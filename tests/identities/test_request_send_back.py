@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from identities.errors import ConflictError, PermissionDeniedError, PolicyViolationError
-from identities.models import ApprovalDecision, IdentityRequest, RequestStatus
+from identities.models import (
+    ApprovalDecision,
+    IdentityRequest,
+    Notification,
+    NotificationChannel,
+    NotificationEvent,
+    RequestStatus,
+)
 from identities.policy import RoleDraft
 from identities.selectors import request_revisions
 from identities.services import (
@@ -189,3 +196,33 @@ def test_a_change_request_is_sent_back_edited_and_still_blocks_a_second_change(
     assert revision["changes_in_next"]["roles removed"]["added"] == [
         {"role": SECRETS_USER, "scope": VAULT_SCOPE}
     ]
+
+
+def test_sending_back_tells_the_requester_and_resubmitting_tells_the_approvers_again(
+    pending_request: IdentityRequest, requester: Any, approver: Any, second_approver: Any
+) -> None:
+    """Both are events someone must act on: the outbox gets a row for each, in the same
+    transaction (issue 17's outbox, for issue 16's send-back)."""
+    identity_request_send_back(
+        identity_request=pending_request, approver=approver, comment="Use kv-payments-2."
+    )
+    sent_back = Notification.objects.filter(
+        event=NotificationEvent.REQUEST_SENT_BACK, channel=NotificationChannel.INBOX
+    )
+    assert [n.recipient for n in sent_back.filter(recipient=requester)] == [requester]
+    assert sent_back.get(recipient=requester).data["comment"] == "Use kv-payments-2."
+    assert not sent_back.filter(recipient=approver).exists()
+
+    filed_before = set(
+        Notification.objects.filter(event=NotificationEvent.REQUEST_FILED).values_list(
+            "pk", flat=True
+        )
+    )
+    identity_request_resubmit(identity_request=pending_request, actor=requester)
+    refiled = Notification.objects.filter(
+        event=NotificationEvent.REQUEST_FILED, channel=NotificationChannel.INBOX
+    ).exclude(pk__in=filed_before)
+    recipients = {n.recipient for n in refiled}
+    assert {approver, second_approver} <= recipients
+    assert requester not in recipients
+    assert {n.data["revision"] for n in refiled} == {2}
