@@ -16,8 +16,10 @@ from identities.models import (
     FederatedCredential,
     Identity,
     IdentityRequest,
+    RequestKind,
     RequestStatus,
     RoleAssignment,
+    RoleChange,
 )
 from provisioning.models import ProvisioningStep, StepStatus
 from provisioning.reconcile import role_assignment_name
@@ -149,9 +151,24 @@ def ready_request_disagreements(identity_request: IdentityRequest) -> list[str]:
         if fic.status != ChildStatus.ACTIVE:
             problems.append(f"{label}: FIC {fic.name} is {fic.status}")
     for ra in identity.role_assignments.filter(identity_request=identity_request):
+        if ra.status == ChildStatus.REMOVED and _removed_by_a_later_change(identity_request, ra):
+            continue  # granted by this request, then taken away by a later change: as approved
         if ra.status != ChildStatus.ACTIVE or not ra.name or not ra.azure_id:
             problems.append(f"{label}: role assignment {ra.pk} is {ra.status}, name {ra.name!r}")
     return problems
+
+
+def _removed_by_a_later_change(identity_request: IdentityRequest, ra: Any) -> bool:
+    """A later, ready change of roles of the same identity asked to remove this role and scope."""
+    return IdentityRequest.objects.filter(
+        identity_id=identity_request.identity_id,
+        kind=RequestKind.CHANGE_ROLES,
+        status=RequestStatus.READY,
+        pk__gt=identity_request.pk,
+        roles__change=RoleChange.REMOVE,
+        roles__role_id=ra.role_id,
+        roles__scope__iexact=ra.scope,
+    ).exists()
 
 
 def summary(identity_requests: list[IdentityRequest]) -> dict[str, Any]:
