@@ -218,6 +218,9 @@ def test(pytest_args: list[str]) -> None:
         # the ordering hooks of tests/conftest.py (transactional tests last, serialized ones
         # first among them) hold on every worker; no test depends on another having run.
         pytest_args = ["--numprocesses=auto", "--dist=load", *pytest_args]
+    if not any(arg.startswith("--durations") for arg in pytest_args):
+        # The slowest tests, so a CI log shows where the suite's time goes.
+        pytest_args = [*pytest_args, "--durations=25"]
     say("pytest " + " ".join(pytest_args))
     result = subprocess.run([str(PY), "-m", "pytest", *pytest_args], cwd=ROOT, env=env)
     raise SystemExit(result.returncode)
