@@ -41,6 +41,11 @@ class AuditAction(StrEnum):
     # A change request's delta committed as desired state (approval), then written (ready).
     IDENTITY_ROLES_CHANGING = "identity.roles_changing"
     IDENTITY_ROLES_CHANGED = "identity.roles_changed"
+    # Time-bound access: the owning team reminded of an end, a role assignment past its end
+    # marked for removal, an identity past its end sent to decommission (one row each).
+    IDENTITY_ACCESS_EXPIRING = "identity.access_expiring"
+    IDENTITY_ROLE_EXPIRED = "identity.role_expired"
+    IDENTITY_EXPIRED = "identity.expired"
     IDENTITY_REPAIR_REQUESTED = "identity.repair_requested"
     IDENTITY_DRIFT_DETECTED = "identity.drift_detected"
     IDENTITY_DRIFT_CLEARED = "identity.drift_cleared"

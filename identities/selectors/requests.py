@@ -174,6 +174,7 @@ def role_change_diff(identity_request: IdentityRequest) -> dict[str, list[dict[s
                 "role": row.role.name,
                 "role_definition_guid": row.role.role_definition_guid,
                 "scope": row.scope,
+                **({"expires_at": row.expires_at.isoformat()} if row.expires_at else {}),
             }
             for row in rows
             if row.change == change

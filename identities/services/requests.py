@@ -123,6 +123,7 @@ def _file_request(*, requester: User, draft: RequestDraft) -> IdentityRequest:
         requester=requester,
         is_exception=draft.is_exception,
         identity_id=draft.identity_id if draft.kind == RequestKind.ADD_SERVICE_ACCOUNT else None,
+        identity_expires_at=(draft.identity_expires_at if draft.kind == RequestKind.NEW else None),
     )
     write_requested_roles(identity_request, draft.roles)
     if result.owner_teams:
@@ -354,7 +355,7 @@ def identity_request_approve(
         )
         return identity_request
 
-    changes = _commit_desired_state(identity_request, actor=approver)
+    changes = commit_desired_state(identity_request, actor=approver)
     approved = transition(
         identity_request, to=RequestStatus.APPROVED, actor=approver, data=decision, **changes
     )
@@ -496,6 +497,7 @@ def write_change_rows(
             role=catalog[r.role.strip().lower()],
             scope=canonical_scope(r.scope),
             change=RoleChange.ADD,
+            expires_at=r.expires_at,
         )
         for r in add
     ]
@@ -507,6 +509,7 @@ def write_change_rows(
                 role_id=assignment.role_id,
                 scope=assignment.scope,
                 change=RoleChange.REMOVE if held in removed else RoleChange.KEEP,
+                expires_at=assignment.expires_at,
             )
         )
     RequestedRole.objects.bulk_create(rows)
@@ -520,6 +523,7 @@ def write_requested_roles(identity_request: IdentityRequest, roles: Sequence[Rol
             identity_request=identity_request,
             role=catalog[requested.role.strip().lower()],
             scope=canonical_scope(requested.scope),
+            expires_at=requested.expires_at,
         )
         for requested in roles
     )
@@ -577,15 +581,30 @@ def describe_request(identity_request: IdentityRequest) -> dict[str, Any]:
         "cluster": draft.cluster,
         "namespace": draft.namespace,
         "service_account": draft.service_account,
-        "roles": [{"role": r.role, "scope": r.scope} for r in draft.roles],
+        "roles": [_described_role(r) for r in draft.roles],
         "tags": dict(draft.tags),
         "justification": draft.justification,
         "is_exception": draft.is_exception,
         "identity_id": draft.identity_id,
+        # Time-bound access: present only when asked for (older rows read as before).
+        **(
+            {"identity_expires_at": draft.identity_expires_at.isoformat()}
+            if draft.identity_expires_at
+            else {}
+        ),
     }
 
 
-def _commit_desired_state(identity_request: IdentityRequest, *, actor: User) -> dict[str, Any]:
+def _described_role(role: RoleDraft) -> dict[str, str]:
+    described = {"role": role.role, "scope": role.scope}
+    if role.expires_at is not None:
+        described["expires_at"] = role.expires_at.isoformat()
+    return described
+
+
+def commit_desired_state(
+    identity_request: IdentityRequest, *, actor: User | None
+) -> dict[str, Any]:
     """Write what Azure should look like once this request is done; returns request changes.
 
     The partial unique constraints on credentials and identities are the last line against two
@@ -603,6 +622,7 @@ def _commit_desired_state(identity_request: IdentityRequest, *, actor: User) -> 
                         role=requested.role,
                         scope=requested.scope,
                         identity_request=identity_request,
+                        expires_at=requested.expires_at,
                     )
                 # Audit last: the chain lock is held until commit, so take it after row writes.
                 audit_record(
@@ -646,7 +666,7 @@ def _commit_desired_state(identity_request: IdentityRequest, *, actor: User) -> 
 
 
 def _commit_role_change(
-    identity_request: IdentityRequest, identity: Identity, *, actor: User
+    identity_request: IdentityRequest, identity: Identity, *, actor: User | None
 ) -> None:
     """The delta as desired state: each added role a pending assignment, each removed one
     `removing`; the worker writes exactly those (the policy just checked they are the delta)."""
@@ -658,6 +678,7 @@ def _commit_role_change(
                 role=requested.role,
                 scope=requested.scope,
                 identity_request=identity_request,
+                expires_at=requested.expires_at,
             )
         elif requested.change == RoleChange.REMOVE:
             identity.role_assignments.filter(
@@ -692,6 +713,7 @@ def _create_identity(identity_request: IdentityRequest) -> Identity:
         location=cluster.location,
         status=IdentityStatus.PROVISIONING,
         tags=identity_tags(identity_request),
+        expires_at=identity_request.identity_expires_at,
     )
 
 
