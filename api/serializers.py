@@ -62,6 +62,7 @@ class RoleDiffOutput(serializers.Serializer):
     added = DiffRoleOutput(many=True)
     removed = DiffRoleOutput(many=True)
     unchanged = DiffRoleOutput(many=True)
+    renewed = DiffRoleOutput(many=True, help_text="Kept with a new end date (a renewal).")
 
 
 class ApprovalOutput(serializers.Serializer):

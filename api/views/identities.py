@@ -128,6 +128,14 @@ class IdentityChangeView(ApiView):
             max_length=50,
             help_text="Roles the identity holds, to take away. A scope change is one of each.",
         )
+        renew = serializers.ListField(
+            child=ChangeRoleInput(),
+            required=False,
+            default=list,
+            max_length=50,
+            help_text="Roles the identity holds, kept with a new `expires_at` (a renewal of "
+            "time-bound access; null = no end where policy allows). No Azure write.",
+        )
         justification = serializers.CharField(max_length=4000)
         is_exception = serializers.BooleanField(
             default=False,
@@ -161,6 +169,10 @@ class IdentityChangeView(ApiView):
                 for r in values["add"]
             ],
             remove=[RoleDraft(role=r["role"], scope=r["scope"]) for r in values["remove"]],
+            renew=[
+                RoleDraft(role=r["role"], scope=r["scope"], expires_at=r["expires_at"])
+                for r in values["renew"]
+            ],
             justification=values["justification"],
             is_exception=values["is_exception"],
         )

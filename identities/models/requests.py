@@ -159,6 +159,8 @@ class RoleChange(models.TextChoices):
     REMOVE = "remove", "Removed"
     # Held before the change and kept: recorded at filing, so the diff stays readable later.
     KEEP = "keep", "Unchanged"
+    # Held and kept with a new end date (time-bound access: a renewal); no Azure write.
+    RENEW = "renew", "Renewed"
 
 
 class RequestedRole(models.Model):

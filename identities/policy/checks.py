@@ -456,10 +456,13 @@ class Checks:
         owner team."""
         draft, identity = self.draft, self.context.identity
         assert identity is not None  # noqa: S101 - check_target_identity returned True
-        if not draft.roles and not draft.remove:
-            self.refuse("roles", "no_change", "A change must add or remove at least one role.")
+        if not draft.roles and not draft.remove and not draft.renew:
+            self.refuse(
+                "roles", "no_change", "A change must add, remove or renew at least one role."
+            )
             return
         removed = self._removals(identity.roles, identity.name)
+        self._renewals(identity.roles, identity.name, removed)
         added = self.check_roles(warn_empty=False)
         for key, (index, scope_id) in added.items():
             role = self.context.catalog[key[0]]
@@ -488,6 +491,29 @@ class Checks:
             )
         if draft.roles:
             self._judge_kept(kept, identity.name)
+
+    def _renewals(
+        self, held: frozenset[tuple[str, str]], name: str, removed: Mapping[tuple[str, str], str]
+    ) -> None:
+        """A renewal keeps a role the identity holds, with a new end date judged as a new
+        one is (in the future, within the role's maximum)."""
+        for index, requested in enumerate(self.draft.renew):
+            prefix = f"renew[{index}]"
+            role = self.context.catalog.get(requested.role.strip().lower())
+            try:
+                scope_key = parse_scope(requested.scope).key()
+            except ScopeError:
+                scope_key = ""
+            key = (role.guid.lower(), scope_key) if role is not None else None
+            if role is None or key not in held or key in removed:
+                self.refuse(
+                    prefix,
+                    "role_not_assigned",
+                    f"Identity {name!r} holds no role {requested.role!r} on "
+                    f"{requested.scope!r} to renew.",
+                )
+                continue
+            self.check_role_expiry(prefix, role, requested.expires_at)
 
     def _removals(
         self, held: frozenset[tuple[str, str]], identity_name: str

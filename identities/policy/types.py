@@ -78,6 +78,8 @@ class RequestDraft:
     is_exception: bool = False
     identity_id: int | None = None
     remove: Sequence[RoleDraft] = ()
+    # change_roles: roles the identity holds, kept with a new end date (a renewal).
+    renew: Sequence[RoleDraft] = ()
     # A new identity's own end: decommissioned then (time-bound access).
     identity_expires_at: datetime | None = None
 

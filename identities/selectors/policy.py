@@ -69,6 +69,13 @@ def identity_request_draft(identity_request: IdentityRequest) -> RequestDraft:
             for requested in rows
             if requested.change == RoleChange.REMOVE
         ),
+        renew=tuple(
+            RoleDraft(
+                role=requested.role.name, scope=requested.scope, expires_at=requested.expires_at
+            )
+            for requested in rows
+            if requested.change == RoleChange.RENEW
+        ),
         tags=dict(identity_request.tags or {}),
         justification=identity_request.justification,
         is_exception=identity_request.is_exception,

@@ -214,10 +214,12 @@ def identity_request_change_create(
     remove: Sequence[RoleDraft],
     justification: str,
     is_exception: bool = False,
+    renew: Sequence[RoleDraft] = (),
 ) -> IdentityRequest:
     """File a change of a ready identity's roles (`kind=change_roles`): `add` and `remove` are
-    the delta; the roles it keeps are recorded too, so the request shows its whole diff. At most
-    one change request is open per identity (the second is refused, naming the first)."""
+    the delta, `renew` roles it keeps with a new end date; the roles it keeps are recorded too,
+    so the request shows its whole diff. At most one change request is open per identity (the
+    second is refused, naming the first)."""
     _require_requester(requester)
     # Row lock: two filings for one identity queue here, so the second sees the first.
     identity = (
@@ -236,6 +238,7 @@ def identity_request_change_create(
         app_name=identity.app_name,
         roles=tuple(add),
         remove=tuple(remove),
+        renew=tuple(renew),
         justification=justification,
         is_exception=is_exception,
         identity_id=identity.pk,
@@ -253,7 +256,7 @@ def identity_request_change_create(
         is_exception=is_exception,
         identity=identity,
     )
-    write_change_rows(identity_request, identity, add=add, remove=remove)
+    write_change_rows(identity_request, identity, add=add, remove=remove, renew=renew)
     if result.owner_teams:
         identity_request.owner_teams.set(Team.objects.filter(name__in=result.owner_teams))
     filed = audit_record(
@@ -484,12 +487,18 @@ def write_change_rows(
     *,
     add: Sequence[RoleDraft],
     remove: Sequence[RoleDraft],
+    renew: Sequence[RoleDraft] = (),
 ) -> None:
     """A change request's diff as rows: each role added, then each role the identity holds,
-    removed or kept (the policy accepted `add` and `remove`, so they parse and name roles)."""
+    removed, renewed (with its new end) or kept (the policy accepted `add`, `remove` and
+    `renew`, so they parse and name roles)."""
     catalog = _catalog_by_name_and_guid()
     removed = {
         (catalog[r.role.strip().lower()].pk, canonical_scope(r.scope).lower()) for r in remove
+    }
+    renewed = {
+        (catalog[r.role.strip().lower()].pk, canonical_scope(r.scope).lower()): r.expires_at
+        for r in renew
     }
     rows = [
         RequestedRole(
@@ -503,13 +512,18 @@ def write_change_rows(
     ]
     for assignment in identity.role_assignments.exclude(status=ChildStatus.REMOVED).order_by("id"):
         held = (assignment.role_id, assignment.scope.lower())
+        change = RoleChange.KEEP
+        if held in removed:
+            change = RoleChange.REMOVE
+        elif held in renewed:
+            change = RoleChange.RENEW
         rows.append(
             RequestedRole(
                 identity_request=identity_request,
                 role_id=assignment.role_id,
                 scope=assignment.scope,
-                change=RoleChange.REMOVE if held in removed else RoleChange.KEEP,
-                expires_at=assignment.expires_at,
+                change=change,
+                expires_at=renewed.get(held, assignment.expires_at),
             )
         )
     RequestedRole.objects.bulk_create(rows)
@@ -679,6 +693,14 @@ def _commit_role_change(
                 scope=requested.scope,
                 identity_request=identity_request,
                 expires_at=requested.expires_at,
+            )
+        elif requested.change == RoleChange.RENEW:
+            # A new end date only: nothing to write in Azure (the sweep enforces it), and the
+            # new end earns its own reminder.
+            identity.role_assignments.filter(
+                role=requested.role, scope__iexact=requested.scope
+            ).exclude(status=ChildStatus.REMOVED).update(
+                expires_at=requested.expires_at, reminded_for=None, updated_at=timezone.now()
             )
         elif requested.change == RoleChange.REMOVE:
             identity.role_assignments.filter(
