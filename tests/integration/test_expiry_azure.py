@@ -63,9 +63,12 @@ def test_a_role_past_its_end_is_removed_from_azure_once(
     ready_identity.refresh_from_db()
     assert ready_identity.status == Identity.Status.READY  # the identity stays
     assert len(sandbox.arm()["identities"]) == 1
-    assert AuditEvent.objects.filter(
-        action=AuditAction.IDENTITY_ROLE_EXPIRED, identity=ready_identity
-    ).count() == 1
+    assert (
+        AuditEvent.objects.filter(
+            action=AuditAction.IDENTITY_ROLE_EXPIRED, identity=ready_identity
+        ).count()
+        == 1
+    )
     assert AuditEvent.objects.filter(
         action=AuditAction.AZURE_ROLE_ASSIGNMENT_DELETED, identity=ready_identity
     ).exists()
@@ -92,8 +95,11 @@ def test_an_identity_past_its_end_is_decommissioned_in_azure(
     assert ready_identity.status == Identity.Status.DECOMMISSIONED
     assert sandbox.arm()["identities"] == {}
     assert sandbox.arm()["role_assignments"] == {}
-    assert AuditEvent.objects.filter(
-        action=AuditAction.IDENTITY_EXPIRED, identity=ready_identity
-    ).count() == 1
+    assert (
+        AuditEvent.objects.filter(
+            action=AuditAction.IDENTITY_EXPIRED, identity=ready_identity
+        ).count()
+        == 1
+    )
     result, _ = _sweep()
     assert result["decommissions"] == []
