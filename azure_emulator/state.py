@@ -148,6 +148,7 @@ class Store:
                         "clusters": clusters,
                         "service_accounts": self.data["service_accounts"],
                         "inventory": self.data["inventory"],
+                        "schedule_requests": self.data["schedule_requests"],
                     }
                 )
             )

@@ -482,6 +482,9 @@ ACCESS_MAX_DAYS = env_int("ACCESS_MAX_DAYS", 0)
 ACCESS_MAX_DAYS_PRIVILEGED = env_int("ACCESS_MAX_DAYS_PRIVILEGED", 30)
 ACCESS_EXPIRY_REMIND_DAYS = env_int("ACCESS_EXPIRY_REMIND_DAYS", 7)
 ACCESS_EXPIRY_SWEEP_SECONDS = env_int("ACCESS_EXPIRY_SWEEP_SECONDS", 300)
+# The tenant has time-bound active assignments (Entra ID P2 / ID Governance): a role with an end
+# date is written as a role assignment schedule request, which Azure ends itself.
+AZURE_TIME_BOUND_ASSIGNMENTS = env_bool("AZURE_TIME_BOUND_ASSIGNMENTS", False)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "worker-heartbeat": {
         "task": "portal.tasks.heartbeat",

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +37,11 @@ from azure.identity import (
 from azure.mgmt.authorization import AuthorizationManagementClient
 
 # The version-specific module: the package's `models` star-imports several API versions.
+from azure.mgmt.authorization.v2020_10_01.models import (
+    RoleAssignmentScheduleRequest,
+    RoleAssignmentScheduleRequestPropertiesScheduleInfo,
+    RoleAssignmentScheduleRequestPropertiesScheduleInfoExpiration,
+)
 from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.msi import ManagedServiceIdentityClient
@@ -503,6 +509,55 @@ class AzureGateway:
                 raise
             return existing, None
         return _role_assignment_state(model), _call_result(response)
+
+    def ensure_time_bound_role_assignment(
+        self,
+        *,
+        scope: str,
+        name: str,
+        role_guid: str,
+        principal_id: str,
+        end: datetime,
+    ) -> tuple[RoleAssignmentState, CallResult | None]:
+        """An active role assignment Azure itself ends at `end`: a role assignment schedule
+        request (AdminAssign, expiration AfterDateTime; api-version 2020-10-01 through the
+        client's default profile, AZURE-FACTS §9) named `name`, then the assignment it made.
+
+        A policy refusing it (`RoleAssignmentRequestPolicyValidationFailed`, e.g. the
+        ExpirationRule) is a PermanentError with that code: the caller falls back to a plain
+        assignment. A rerun after the request was made finds the assignment (no CallResult)."""
+        subscription_id = subscription_of(plain_scope(scope))
+        role_definition_id = f"/subscriptions/{subscription_id}{ROLE_DEFINITION_PATH}{role_guid}"
+        request = RoleAssignmentScheduleRequest(
+            role_definition_id=role_definition_id,
+            principal_id=principal_id,
+            request_type="AdminAssign",
+            justification="Workload Identity Portal: time-bound access",
+            schedule_info=RoleAssignmentScheduleRequestPropertiesScheduleInfo(
+                start_date_time=datetime.now(UTC),
+                expiration=RoleAssignmentScheduleRequestPropertiesScheduleInfoExpiration(
+                    type="AfterDateTime", end_date_time=end
+                ),
+            ),
+        )
+        client = self.authorization(subscription_id)
+        call: CallResult | None = None
+        try:
+            with _azure(f"assign role {role_guid} on {scope} until {end.isoformat()}"):
+                _, response = client.role_assignment_schedule_requests.create(
+                    scope, name, request, cls=_with_response
+                )
+            call = _call_result(response)
+        except PermanentError as exc:
+            if exc.code not in {"RoleAssignmentExists", "RoleAssignmentScheduleRequestExists"}:
+                raise
+        existing = self._find_assignment(scope, role_guid, principal_id)
+        if existing is None:
+            raise PermanentError(
+                f"the schedule request for role {role_guid} on {scope} made no assignment",
+                code="RoleAssignmentScheduleMissing",
+            )
+        return existing, call
 
     def _find_assignment(
         self, scope: str, role_guid: str, principal_id: str

@@ -78,6 +78,9 @@ class AuditAction(StrEnum):
     # The engine refused a role assignment write: the scope it was to send is not the approved
     # canonical one, or Azure answered with another scope (nothing retried).
     AZURE_ROLE_ASSIGNMENT_REFUSED = "azure.role_assignment.refused"
+    # AZURE_TIME_BOUND_ASSIGNMENTS: Azure refused a time-bound (schedule request) assignment by
+    # policy, so a plain one was made; the portal's sweep still removes it at its end.
+    AZURE_ROLE_ASSIGNMENT_SCHEDULE_FALLBACK = "azure.role_assignment.schedule_fallback"
     # The portal removed the client-id annotation it had applied to a ServiceAccount of a
     # decommissioned identity (server-side apply without the field).
     KUBE_SERVICE_ACCOUNT_RELEASED = "kubernetes.service_account.released"

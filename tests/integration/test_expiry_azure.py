@@ -5,7 +5,8 @@ does nothing more."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -19,9 +20,11 @@ from identities.models import (
     RequestKind,
     RoleAssignment,
 )
+from identities.policy import RoleDraft
 from identities.work import Work, sending_to
 from provisioning.reconcile import reconcile_request
 from provisioning.tasks import revoke_role_assignments, sweep_expired_access
+from tests.support.people import VAULT_SCOPE
 from tests.support.sandbox import ApprovedRequestFactory, Sandbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -103,3 +106,59 @@ def test_an_identity_past_its_end_is_decommissioned_in_azure(
     )
     result, _ = _sweep()
     assert result["decommissions"] == []
+
+
+# --- AZURE_TIME_BOUND_ASSIGNMENTS: Azure ends the assignment itself -----------------------------
+
+
+def _time_bound_identity(approved_request: ApprovedRequestFactory, end: datetime) -> Identity:
+    identity_request: IdentityRequest = approved_request(
+        roles=(RoleDraft("Key Vault Secrets User", VAULT_SCOPE, expires_at=end),)
+    )
+    reconcile_request(identity_request.pk)
+    identity_request.refresh_from_db()
+    assert identity_request.status == "ready", identity_request.last_error
+    return Identity.objects.get(pk=identity_request.identity_id)
+
+
+def test_schedule_mode_writes_a_schedule_request_that_azure_ends_and_the_sweep_records(
+    sandbox: Sandbox, approved_request: ApprovedRequestFactory, settings: Any
+) -> None:
+    settings.AZURE_TIME_BOUND_ASSIGNMENTS = True
+    end = timezone.now() + timedelta(days=3)
+    identity = _time_bound_identity(approved_request, end)
+
+    state = sandbox.arm()
+    [request] = state["schedule_requests"].values()
+    assert request["end"] == pytest.approx(end.timestamp(), abs=1)
+    assert len(state["role_assignments"]) == 1
+    assert not AuditEvent.objects.filter(
+        action=AuditAction.AZURE_ROLE_ASSIGNMENT_SCHEDULE_FALLBACK
+    ).exists()
+
+    # Azure ends it at its end date, portal or not; the portal's sweep then records it removed.
+    sandbox.emulator.config(clock_offset_seconds=4 * 86400)
+    RoleAssignment.objects.filter(identity=identity).update(
+        expires_at=timezone.now() - timedelta(minutes=1)
+    )
+    result, _ = _sweep()
+    assert result["roles_expired_on"] == [identity.pk]
+    revoke_role_assignments(identity.pk)
+    assert identity.role_assignments.get().status == ChildStatus.REMOVED
+
+
+def test_a_policy_refusal_falls_back_to_a_plain_assignment_audited(
+    sandbox: Sandbox, approved_request: ApprovedRequestFactory, settings: Any
+) -> None:
+    settings.AZURE_TIME_BOUND_ASSIGNMENTS = True
+    sandbox.emulator.config(schedule_max_duration_days=2)  # the request asks for 3 days
+    identity = _time_bound_identity(approved_request, timezone.now() + timedelta(days=3))
+
+    state = sandbox.arm()
+    assert state["schedule_requests"] == {}
+    [assignment] = state["role_assignments"].values()
+    assert assignment.get("expires_at") is None  # plain: only the portal's sweep ends it
+    fallback = AuditEvent.objects.get(action=AuditAction.AZURE_ROLE_ASSIGNMENT_SCHEDULE_FALLBACK)
+    assert fallback.identity_id == identity.pk
+    assert fallback.data["code"] == "RoleAssignmentRequestPolicyValidationFailed"
+    assert identity.role_assignments.get().status == ChildStatus.ACTIVE
