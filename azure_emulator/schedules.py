@@ -40,10 +40,23 @@ _RASR_ONE = re.compile(
 )
 POLICY_FAILED = "RoleAssignmentRequestPolicyValidationFailed"
 EXPIRATION_RULE_FAILED = 'The following policy rules failed: ["ExpirationRule"]'
+RMPA_TYPE = "Microsoft.Authorization/roleManagementPolicyAssignments"
+_RMPA_LIST = re.compile(
+    r"^(?P<scope>.*)/providers/microsoft\.authorization/rolemanagementpolicyassignments/?$", re.I
+)
 
 
 def route(ctx: Context, request: Request) -> Route | None:
     method, path = request.method, request.path
+    if (listing := _RMPA_LIST.match(path)) and method == "GET":
+        scope = arm.normalise_scope(listing["scope"])
+        return Route(
+            "rmpa.list",
+            "arm",
+            lambda: _policy_assignments(ctx, request, scope),
+            faulty=True,
+            subscription=arm.subscription_of(scope),
+        )
     m = _RASR_ONE.match(path)
     if m is None:
         return None
@@ -101,6 +114,49 @@ def _schedule(ctx: Context, properties: dict[str, Any]) -> tuple[float, float | 
         # at most maximumDuration after the start (azurerm#22766 quotes this failure).
         raise ArmError(400, POLICY_FAILED, EXPIRATION_RULE_FAILED)
     return start, end
+
+
+def _policy_assignments(ctx: Context, request: Request, scope: str) -> Response:
+    """Role management policy assignments at `scope` (RoleManagementPolicyAssignments
+    ListForScope, 2020-10-01; the fields are those of azure-mgmt-authorization 4.0.0's
+    v2020_10_01 RoleManagementPolicyAssignment and RoleManagementPolicyExpirationRule): one per
+    built-in role, its effective `Expiration_Admin_Assignment` rule carrying the
+    `schedule_max_duration_days` cap. With no cap set the list is empty (the emulator models no
+    default policy)."""
+    arm.check_scope(scope)
+    cap_days = ctx.knobs["schedule_max_duration_days"]
+    items: list[dict[str, Any]] = []
+    if cap_days is not None:
+        prefix = "" if scope == "/" else scope
+        for guid in sorted(rbac.BY_GUID):
+            policy = f"{prefix}/providers/Microsoft.Authorization/roleManagementPolicies/{guid}"
+            items.append(
+                {
+                    "id": f"{prefix}/providers/{RMPA_TYPE}/{guid}",
+                    "name": guid,
+                    "type": RMPA_TYPE,
+                    "properties": {
+                        "scope": scope,
+                        "roleDefinitionId": f"{prefix}/providers/Microsoft.Authorization/"
+                        f"roleDefinitions/{guid}",
+                        "policyId": policy,
+                        "effectiveRules": [
+                            {
+                                "id": "Expiration_Admin_Assignment",
+                                "ruleType": "RoleManagementPolicyExpirationRule",
+                                "isExpirationRequired": True,
+                                "maximumDuration": f"P{cap_days}D",
+                                "target": {
+                                    "caller": "Admin",
+                                    "operations": ["All"],
+                                    "level": "Assignment",
+                                },
+                            }
+                        ],
+                    },
+                }
+            )
+    return json_response(200, {"value": items})
 
 
 def _render(record: dict[str, Any]) -> dict[str, Any]:

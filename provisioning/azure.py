@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -145,6 +145,24 @@ class ClusterState:
 def role_definition_guid(role_definition_id: str) -> str:
     """Role definitions are compared by trailing GUID, case-insensitively (AZURE-FACTS §1.3)."""
     return role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower()
+
+
+_ISO_DURATION = re.compile(
+    r"^P(?:(?P<days>\d+)D)?(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?)?$"
+)
+
+
+def iso_duration(value: str | None) -> timedelta | None:
+    """An ISO 8601 duration as role management policies write it (`P90D`, `PT8H`); None when
+    absent or in a form not handled (then no clamp is applied: Azure judges the request)."""
+    match = _ISO_DURATION.match(value or "")
+    if not value or match is None or not any(match.groupdict().values()):
+        return None
+    return timedelta(
+        days=int(match["days"] or 0),
+        hours=int(match["hours"] or 0),
+        minutes=int(match["minutes"] or 0),
+    )
 
 
 def plain_scope(scope: str) -> str:
@@ -558,6 +576,22 @@ class AzureGateway:
                 code="RoleAssignmentScheduleMissing",
             )
         return existing, call
+
+    def time_bound_maximum(self, *, scope: str, role_guid: str) -> timedelta | None:
+        """The longest time-bound active assignment of `role_guid` that `scope`'s role
+        management policy allows (its effective `Expiration_Admin_Assignment` rule's
+        `maximumDuration`, AZURE-FACTS §9); None when no policy there sets one."""
+        subscription_id = subscription_of(plain_scope(scope))
+        client = self.authorization(subscription_id)
+        with _azure(f"read the role management policies of {scope}"):
+            assignments = list(client.role_management_policy_assignments.list_for_scope(scope))
+        for assignment in assignments:
+            if role_definition_guid(assignment.role_definition_id or "") != role_guid.lower():
+                continue
+            for rule in assignment.effective_rules or []:
+                if rule.id == "Expiration_Admin_Assignment":
+                    return iso_duration(getattr(rule, "maximum_duration", None))
+        return None
 
     def _find_assignment(
         self, scope: str, role_guid: str, principal_id: str

@@ -426,13 +426,20 @@ def _ensure_assignment(
     assignment, audited. The portal's sweep removes it at its end in both modes."""
     role_guid = assignment.role.role_definition_guid
     if settings.AZURE_TIME_BOUND_ASSIGNMENTS and assignment.expires_at is not None:
+        # Clamped to the scope's policy maximum: Azure then ends it no later than the policy
+        # allows and the portal's sweep ends the rest at the approved end (a renewal or a
+        # repair writes a new schedule in between).
+        end = assignment.expires_at
+        maximum = gateway.time_bound_maximum(scope=assignment.scope, role_guid=role_guid)
+        if maximum is not None:
+            end = min(end, timezone.now() + maximum)
         try:
             return gateway.ensure_time_bound_role_assignment(
                 scope=assignment.scope,
                 name=name,
                 role_guid=role_guid,
                 principal_id=identity.principal_id,
-                end=assignment.expires_at,
+                end=end,
             )
         except PermanentError as error:
             if error.code != SCHEDULE_REFUSED:

@@ -139,3 +139,22 @@ def test_an_unknown_request_is_not_found(raw_arm: RawArm, azure_clients: AzureCl
     response = raw_arm("GET", request_path(azure_clients, str(uuid.uuid4())), api_version=API)
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "RoleAssignmentScheduleRequestNotFound"
+
+
+def test_the_policy_assignments_carry_the_expiration_maximum(
+    emulator: Emulator, raw_arm: RawArm, azure_clients: AzureClients
+) -> None:
+    path = (
+        f"{vault(azure_clients)}/providers/Microsoft.Authorization/roleManagementPolicyAssignments"
+    )
+    assert raw_arm("GET", path, api_version=API).json()["value"] == []  # no policy modelled
+    emulator.config(schedule_max_duration_days=30)
+    # Read through the SDK the gateway uses (default profile: 2020-10-01).
+    found = {
+        a.role_definition_id.rsplit("/", 1)[-1]: a
+        for a in azure_clients.authorization.role_management_policy_assignments.list_for_scope(
+            vault(azure_clients)
+        )
+    }
+    [rule] = found[SECRETS_USER].effective_rules
+    assert (rule.id, rule.maximum_duration) == ("Expiration_Admin_Assignment", "P30D")

@@ -151,7 +151,7 @@ def test_a_policy_refusal_falls_back_to_a_plain_assignment_audited(
     sandbox: Sandbox, approved_request: ApprovedRequestFactory, settings: Any
 ) -> None:
     settings.AZURE_TIME_BOUND_ASSIGNMENTS = True
-    sandbox.emulator.config(schedule_max_duration_days=2)  # the request asks for 3 days
+    sandbox.emulator.config(schedule_request_refused=True)  # a policy forbids time-bound ones
     identity = _time_bound_identity(approved_request, timezone.now() + timedelta(days=3))
 
     state = sandbox.arm()
@@ -162,3 +162,21 @@ def test_a_policy_refusal_falls_back_to_a_plain_assignment_audited(
     assert fallback.identity_id == identity.pk
     assert fallback.data["code"] == "RoleAssignmentRequestPolicyValidationFailed"
     assert identity.role_assignments.get().status == ChildStatus.ACTIVE
+
+
+def test_the_end_is_clamped_to_the_scopes_policy_maximum(
+    sandbox: Sandbox, approved_request: ApprovedRequestFactory, settings: Any
+) -> None:
+    settings.AZURE_TIME_BOUND_ASSIGNMENTS = True
+    sandbox.emulator.config(schedule_max_duration_days=2)  # Expiration_Admin_Assignment P2D
+    asked = timezone.now() + timedelta(days=3)
+    identity = _time_bound_identity(approved_request, asked)
+
+    [request] = sandbox.arm()["schedule_requests"].values()
+    allowed = (timezone.now() + timedelta(days=2)).timestamp()
+    assert allowed - 60 < request["end"] <= allowed  # Azure ends it at the policy's maximum
+    # The approved end stays the portal's: its sweep removes the role then at the latest.
+    assert identity.role_assignments.get().expires_at == asked
+    assert not AuditEvent.objects.filter(
+        action=AuditAction.AZURE_ROLE_ASSIGNMENT_SCHEDULE_FALLBACK
+    ).exists()
