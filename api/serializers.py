@@ -44,18 +44,25 @@ class RequestedRoleOutput(serializers.Serializer):
         choices=RoleChange.choices,
         help_text="change_roles requests: add, remove or keep; empty for the other kinds.",
     )
+    expires_at = serializers.DateTimeField(
+        allow_null=True, help_text="Time-bound access: when the role ends; null = no end."
+    )
 
 
 class DiffRoleOutput(serializers.Serializer):
     role = serializers.CharField()
     role_definition_guid = serializers.CharField()
     scope = serializers.CharField()
+    expires_at = serializers.DateTimeField(
+        required=False, help_text="Present when the role has an end date."
+    )
 
 
 class RoleDiffOutput(serializers.Serializer):
     added = DiffRoleOutput(many=True)
     removed = DiffRoleOutput(many=True)
     unchanged = DiffRoleOutput(many=True)
+    renewed = DiffRoleOutput(many=True, help_text="Kept with a new end date (a renewal).")
 
 
 class ApprovalOutput(serializers.Serializer):
@@ -114,6 +121,10 @@ class IdentityRequestOutput(serializers.Serializer):
     last_error = serializers.CharField(help_text="Why provisioning failed; empty otherwise.")
     identity = IdentitySummaryOutput(allow_null=True)
     revision = serializers.IntegerField(help_text="1, then one more per resubmission.")
+    identity_expires_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="new: the identity is decommissioned at this time; null = no end.",
+    )
     revisions = serializers.SerializerMethodField(
         help_text="Earlier revisions, each sent back with a comment; empty when never sent back."
     )
@@ -156,6 +167,9 @@ class RoleAssignmentOutput(serializers.Serializer):
     scope = serializers.CharField()
     name = BlankAsNullCharField(help_text="The assignment's GUID in Azure, once created.")
     status = serializers.ChoiceField(choices=ChildStatus.choices)
+    expires_at = serializers.DateTimeField(
+        allow_null=True, help_text="Removed by the expiry sweep at this time; null = no end."
+    )
 
 
 class FicUsageOutput(serializers.Serializer):
@@ -181,6 +195,9 @@ class IdentityOutput(serializers.Serializer):
     resource_group = serializers.CharField()
     location = serializers.CharField()
     tags = serializers.DictField(child=serializers.CharField())
+    expires_at = serializers.DateTimeField(
+        allow_null=True, help_text="Decommissioned by the expiry sweep at this time; null = no end."
+    )
     fic_usage = serializers.SerializerMethodField()
     federated_credentials = FederatedCredentialOutput(many=True)
     role_assignments = RoleAssignmentOutput(many=True)

@@ -25,6 +25,7 @@ from azure_emulator import (
     rbac,
     resourcegraph,
     roledefs,
+    schedules,
 )
 from azure_emulator import armcommon as arm
 from azure_emulator.context import Context
@@ -57,7 +58,7 @@ class App:
         if first in {"oidc", "k8s"}:
             return kube.route(ctx, request)
         if first in {"subscriptions", "providers"}:
-            for module in (resourcegraph, rbac, roledefs, msi, federated, aks):
+            for module in (resourcegraph, rbac, schedules, roledefs, msi, federated, aks):
                 found = module.route(ctx, request)
                 if found is not None:
                     found.write = request.method in WRITE_METHODS

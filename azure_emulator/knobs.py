@@ -163,6 +163,24 @@ KNOBS: dict[str, Knob] = {
         "whose ARM token audiences ARM accepts (a token for another cloud's ARM gets 401)",
     ),
     "page_size": Knob(100, _integer(1), "items per page of every ARM list without $top"),
+    "clock_offset_seconds": Knob(
+        0,
+        _integer(0),
+        "seconds the emulator's clock runs ahead of real time (time-bound role assignments end "
+        "by it)",
+    ),
+    "schedule_max_duration_days": Knob(
+        None,
+        _optional(_integer(1)),
+        "a role management policy's Expiration_Admin_Assignment maximum for schedule requests: "
+        "a longer one (or one without an end) fails the ExpirationRule; null = no cap",
+    ),
+    "schedule_request_refused": Knob(
+        False,
+        _boolean,
+        "every role assignment schedule request fails RoleAssignmentRequestPolicyValidationFailed "
+        "(a policy refusing time-bound assignments)",
+    ),
     "role_assignment_answer_scope": Knob(
         None,
         _optional(_non_empty_string),

@@ -104,6 +104,32 @@ def _invalid(message: str) -> ArmError:
     return ArmError(400, "InvalidRequestContent", f"The request content was invalid: {message}")
 
 
+invalid = _invalid
+
+
+def emulator_now(ctx: Context) -> float:
+    """The emulator's clock: real time moved on by the `clock_offset_seconds` knob (tests let
+    time pass to see time-bound assignments end)."""
+    return time.time() + float(ctx.knobs["clock_offset_seconds"])
+
+
+def remove_expired(ctx: Context) -> None:
+    """Drop time-bound assignments (made by a schedule request, see schedules.py) whose end has
+    passed: Azure ends a time-bound active assignment at its endDateTime, whether or not anyone
+    acts (AZURE-FACTS §9, from the PIM pages on Learn; not yet tried against a real tenant)."""
+    now = emulator_now(ctx)
+    with ctx.store.lock:
+        due = [
+            key
+            for key, record in ctx.store.data["role_assignments"].items()
+            if record.get("expires_at") is not None and record["expires_at"] <= now
+        ]
+    if due:
+        with ctx.store.mutation() as data:
+            for key in due:
+                data["role_assignments"].pop(key, None)
+
+
 def _ra_properties(request: Request) -> dict[str, Any]:
     body = arm.json_object(request)
     properties = body.get("properties")
@@ -270,6 +296,7 @@ def _ra_at(ctx: Context, scope: str, name: str) -> dict[str, Any] | None:
 
 def _ra_get(ctx: Context, request: Request, scope: str, name: str) -> Response:
     arm.check_scope(scope)
+    remove_expired(ctx)
     with ctx.store.lock:
         record = _ra_at(ctx, scope, name)
         if record is None:
@@ -307,6 +334,7 @@ def _parse_filter(raw: str | None) -> tuple[bool, str | None]:
 
 def _ra_list(ctx: Context, request: Request, scope: str) -> Response:
     arm.check_scope(scope)
+    remove_expired(ctx)
     at_scope, principal = _parse_filter(request.param("$filter"))
     with ctx.store.lock:
         selected = []
@@ -324,3 +352,7 @@ def _ra_list(ctx: Context, request: Request, scope: str) -> Response:
     return json_response(
         200, page(request, items, page_size=ctx.knobs["page_size"], skip_param="$skipToken")
     )
+
+
+properties_of = _ra_properties
+check_principal = _check_principal

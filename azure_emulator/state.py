@@ -31,6 +31,7 @@ RESOURCE_KINDS = (
     "service_accounts",
     "users",
     "inventory",
+    "schedule_requests",
 )
 
 
@@ -52,6 +53,8 @@ class Store:
     - ``users``: object id -> directory users who can sign in (see ``signin``)
     - ``inventory``: resource id -> registered subscription, resource group or resource
       (see ``inventory``)
+    - ``schedule_requests``: request name (GUID) -> role assignment schedule request (see
+      ``schedules``); its assignment is in ``role_assignments`` with ``expires_at``
     """
 
     def __init__(self, state_dir: Path) -> None:
@@ -145,6 +148,7 @@ class Store:
                         "clusters": clusters,
                         "service_accounts": self.data["service_accounts"],
                         "inventory": self.data["inventory"],
+                        "schedule_requests": self.data["schedule_requests"],
                     }
                 )
             )

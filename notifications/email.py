@@ -23,6 +23,7 @@ SUBJECTS: dict[str, str] = {
     NotificationEvent.REQUEST_FAILED: "Request #{pk} for {app} ({team}) failed",
     NotificationEvent.DRIFT_DETECTED: "Drift found on identity {identity} ({team})",
     NotificationEvent.WEBHOOK_DISABLED: "A webhook was disabled after failed deliveries",
+    NotificationEvent.ACCESS_EXPIRING: "Access of identity {identity} ({team}) ends soon",
 }
 
 

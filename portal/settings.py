@@ -475,6 +475,16 @@ WORKER_HEARTBEAT_STALE_SECONDS = env_int(
 )
 # Access reviews: how often overdue items are escalated and, past the grace period, revoked.
 ACCESS_REVIEW_SWEEP_SECONDS = env_int("ACCESS_REVIEW_SWEEP_SECONDS", 3600)
+# Time-bound access (README "Time-bound access"): the longest end date a request may ask for, in
+# days (0 = unlimited; while a maximum is set, every role it covers must have an end date), how
+# often the expiry sweep runs, and how many days before an end the owning team is reminded.
+ACCESS_MAX_DAYS = env_int("ACCESS_MAX_DAYS", 0)
+ACCESS_MAX_DAYS_PRIVILEGED = env_int("ACCESS_MAX_DAYS_PRIVILEGED", 30)
+ACCESS_EXPIRY_REMIND_DAYS = env_int("ACCESS_EXPIRY_REMIND_DAYS", 7)
+ACCESS_EXPIRY_SWEEP_SECONDS = env_int("ACCESS_EXPIRY_SWEEP_SECONDS", 300)
+# The tenant has time-bound active assignments (Entra ID P2 / ID Governance): a role with an end
+# date is written as a role assignment schedule request, which Azure ends itself.
+AZURE_TIME_BOUND_ASSIGNMENTS = env_bool("AZURE_TIME_BOUND_ASSIGNMENTS", False)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "worker-heartbeat": {
         "task": "portal.tasks.heartbeat",
@@ -499,6 +509,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "sweep-access-reviews": {
         "task": "provisioning.sweep_access_reviews",
         "schedule": float(ACCESS_REVIEW_SWEEP_SECONDS),
+    },
+    "sweep-expired-access": {
+        "task": "provisioning.sweep_expired_access",
+        "schedule": float(ACCESS_EXPIRY_SWEEP_SECONDS),
     },
     "sweep-notifications": {
         "task": "notifications.sweep",

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +37,11 @@ from azure.identity import (
 from azure.mgmt.authorization import AuthorizationManagementClient
 
 # The version-specific module: the package's `models` star-imports several API versions.
+from azure.mgmt.authorization.v2020_10_01.models import (
+    RoleAssignmentScheduleRequest,
+    RoleAssignmentScheduleRequestPropertiesScheduleInfo,
+    RoleAssignmentScheduleRequestPropertiesScheduleInfoExpiration,
+)
 from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.msi import ManagedServiceIdentityClient
@@ -139,6 +145,24 @@ class ClusterState:
 def role_definition_guid(role_definition_id: str) -> str:
     """Role definitions are compared by trailing GUID, case-insensitively (AZURE-FACTS §1.3)."""
     return role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower()
+
+
+_ISO_DURATION = re.compile(
+    r"^P(?:(?P<days>\d+)D)?(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?)?$"
+)
+
+
+def iso_duration(value: str | None) -> timedelta | None:
+    """An ISO 8601 duration as role management policies write it (`P90D`, `PT8H`); None when
+    absent or in a form not handled (then no clamp is applied: Azure judges the request)."""
+    match = _ISO_DURATION.match(value or "")
+    if not value or match is None or not any(match.groupdict().values()):
+        return None
+    return timedelta(
+        days=int(match["days"] or 0),
+        hours=int(match["hours"] or 0),
+        minutes=int(match["minutes"] or 0),
+    )
 
 
 def plain_scope(scope: str) -> str:
@@ -503,6 +527,71 @@ class AzureGateway:
                 raise
             return existing, None
         return _role_assignment_state(model), _call_result(response)
+
+    def ensure_time_bound_role_assignment(
+        self,
+        *,
+        scope: str,
+        name: str,
+        role_guid: str,
+        principal_id: str,
+        end: datetime,
+    ) -> tuple[RoleAssignmentState, CallResult | None]:
+        """An active role assignment Azure itself ends at `end`: a role assignment schedule
+        request (AdminAssign, expiration AfterDateTime; api-version 2020-10-01 through the
+        client's default profile, AZURE-FACTS §9) named `name`, then the assignment it made.
+
+        A policy refusing it (`RoleAssignmentRequestPolicyValidationFailed`, e.g. the
+        ExpirationRule) is a PermanentError with that code: the caller falls back to a plain
+        assignment. A rerun after the request was made finds the assignment (no CallResult)."""
+        subscription_id = subscription_of(plain_scope(scope))
+        role_definition_id = f"/subscriptions/{subscription_id}{ROLE_DEFINITION_PATH}{role_guid}"
+        request = RoleAssignmentScheduleRequest(
+            role_definition_id=role_definition_id,
+            principal_id=principal_id,
+            request_type="AdminAssign",
+            justification="Workload Identity Portal: time-bound access",
+            schedule_info=RoleAssignmentScheduleRequestPropertiesScheduleInfo(
+                start_date_time=datetime.now(UTC),
+                expiration=RoleAssignmentScheduleRequestPropertiesScheduleInfoExpiration(
+                    type="AfterDateTime", end_date_time=end
+                ),
+            ),
+        )
+        client = self.authorization(subscription_id)
+        call: CallResult | None = None
+        try:
+            with _azure(f"assign role {role_guid} on {scope} until {end.isoformat()}"):
+                _, response = client.role_assignment_schedule_requests.create(
+                    scope, name, request, cls=_with_response
+                )
+            call = _call_result(response)
+        except PermanentError as exc:
+            if exc.code not in {"RoleAssignmentExists", "RoleAssignmentScheduleRequestExists"}:
+                raise
+        existing = self._find_assignment(scope, role_guid, principal_id)
+        if existing is None:
+            raise PermanentError(
+                f"the schedule request for role {role_guid} on {scope} made no assignment",
+                code="RoleAssignmentScheduleMissing",
+            )
+        return existing, call
+
+    def time_bound_maximum(self, *, scope: str, role_guid: str) -> timedelta | None:
+        """The longest time-bound active assignment of `role_guid` that `scope`'s role
+        management policy allows (its effective `Expiration_Admin_Assignment` rule's
+        `maximumDuration`, AZURE-FACTS §9); None when no policy there sets one."""
+        subscription_id = subscription_of(plain_scope(scope))
+        client = self.authorization(subscription_id)
+        with _azure(f"read the role management policies of {scope}"):
+            assignments = list(client.role_management_policy_assignments.list_for_scope(scope))
+        for assignment in assignments:
+            if role_definition_guid(assignment.role_definition_id or "") != role_guid.lower():
+                continue
+            for rule in assignment.effective_rules or []:
+                if rule.id == "Expiration_Admin_Assignment":
+                    return iso_duration(getattr(rule, "maximum_duration", None))
+        return None
 
     def _find_assignment(
         self, scope: str, role_guid: str, principal_id: str

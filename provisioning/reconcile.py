@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from identities.errors import ConflictError
@@ -388,12 +389,7 @@ def put_role_assignment(
             principal_id=identity.principal_id,
             role_guid=assignment.role.role_definition_guid,
         )
-        state, call = gateway.ensure_role_assignment(
-            scope=assignment.scope,
-            name=name,
-            role_guid=assignment.role.role_definition_guid,
-            principal_id=identity.principal_id,
-        )
+        state, call = _ensure_assignment(identity_request, identity, assignment, name, gateway)
         if state.principal_id.lower() != identity.principal_id.lower():
             raise PermanentError(
                 f"role assignment {name} on {assignment.scope} belongs to another principal",
@@ -412,6 +408,48 @@ def put_role_assignment(
 
     key = f"{key_prefix}role:{assignment.pk}"
     return Step(identity_request, key, f"Role {assignment.role.name} on {assignment.scope}", put)
+
+
+# Azure's answer when a role management policy (or Azure Policy) refuses a schedule request.
+SCHEDULE_REFUSED = "RoleAssignmentRequestPolicyValidationFailed"
+
+
+def _ensure_assignment(
+    identity_request: IdentityRequest,
+    identity: Identity,
+    assignment: RoleAssignment,
+    name: str,
+    gateway: AzureGateway,
+) -> tuple[Any, Any]:
+    """A role with an end date is time-bound in Azure too when AZURE_TIME_BOUND_ASSIGNMENTS is
+    on (Azure ends it even if the portal is down); refused by policy, it falls back to a plain
+    assignment, audited. The portal's sweep removes it at its end in both modes."""
+    role_guid = assignment.role.role_definition_guid
+    if settings.AZURE_TIME_BOUND_ASSIGNMENTS and assignment.expires_at is not None:
+        # Clamped to the scope's policy maximum: Azure then ends it no later than the policy
+        # allows and the portal's sweep ends the rest at the approved end (a renewal or a
+        # repair writes a new schedule in between).
+        end = assignment.expires_at
+        maximum = gateway.time_bound_maximum(scope=assignment.scope, role_guid=role_guid)
+        if maximum is not None:
+            end = min(end, timezone.now() + maximum)
+        try:
+            return gateway.ensure_time_bound_role_assignment(
+                scope=assignment.scope,
+                name=name,
+                role_guid=role_guid,
+                principal_id=identity.principal_id,
+                end=end,
+            )
+        except PermanentError as error:
+            if error.code != SCHEDULE_REFUSED:
+                raise
+            services.role_assignment_record_schedule_fallback(
+                identity_request=identity_request, assignment=assignment, error=error
+            )
+    return gateway.ensure_role_assignment(
+        scope=assignment.scope, name=name, role_guid=role_guid, principal_id=identity.principal_id
+    )
 
 
 def delete_role_assignment(

@@ -317,6 +317,26 @@ def role_assignment_record_refused(
 
 
 @transaction.atomic
+def role_assignment_record_schedule_fallback(
+    *, identity_request: IdentityRequest, assignment: RoleAssignment, error: GatewayError
+) -> None:
+    """Azure refused the time-bound assignment by policy; a plain one is made instead."""
+    _record_azure_write(
+        None,
+        status=None,
+        action=AuditAction.AZURE_ROLE_ASSIGNMENT_SCHEDULE_FALLBACK,
+        identity_request=identity_request,
+        identity=assignment.identity,
+        call=None,
+        role=assignment.role.name,
+        scope=assignment.scope,
+        expires_at=assignment.expires_at.isoformat() if assignment.expires_at else None,
+        code=error.code,
+        reason=error.describe(),
+    )
+
+
+@transaction.atomic
 def role_assignment_record_removed(
     *, identity_request: IdentityRequest, assignment: RoleAssignment, call: CallResult | None
 ) -> None:

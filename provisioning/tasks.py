@@ -24,10 +24,13 @@ from identities.models import (
 )
 from identities.selectors.reviews import identities_awaiting_revoke
 from identities.services import (
+    access_expiry_remind,
     access_reviews_escalate_overdue,
     access_reviews_revoke_overdue,
     audit_chain_check_run,
     audit_chain_check_start,
+    identities_expire,
+    role_assignments_expire,
 )
 from identities.work import Work, enqueue
 from provisioning import drift, metrics, reconcile, release, sweeper, verification
@@ -138,7 +141,8 @@ def check_identity_drift(identity_id: int) -> None:
 
 @shared_task(name="provisioning.revoke_role_assignments")
 def revoke_role_assignments(identity_id: int) -> None:
-    """Delete the role assignments an overdue access review revoked (the identity stays)."""
+    """Delete the role assignments an overdue access review revoked or that passed their end
+    date (the identity stays)."""
     identity = Identity.objects.filter(pk=identity_id, status=Identity.Status.READY).first()
     if identity is None:
         return
@@ -167,6 +171,25 @@ def sweep_access_reviews() -> dict[str, object]:
     for identity_id in resent:
         revoke_role_assignments.delay(identity_id)
     return {"escalated": escalated, "revoked": sorted(revoked), "resent": resent}
+
+
+@shared_task(name="provisioning.sweep_expired_access")
+def sweep_expired_access() -> dict[str, object]:
+    """Scheduled: remind owning teams of ends coming up, mark role assignments past their end
+    for removal and decommission identities past theirs, and re-send removals Azure has not
+    finished (the portal's sweep reconciles time-bound access whatever Azure did)."""
+    reminded = access_expiry_remind()
+    expired = set(role_assignments_expire())
+    decommissions = identities_expire()
+    resent = [pk for pk in identities_awaiting_revoke() if pk not in expired]
+    for identity_id in resent:
+        revoke_role_assignments.delay(identity_id)
+    return {
+        "reminded": reminded,
+        "roles_expired_on": sorted(expired),
+        "decommissions": decommissions,
+        "resent": resent,
+    }
 
 
 @shared_task(name="provisioning.check_drift")

@@ -9,6 +9,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.forms import formset_factory
 from django.forms.utils import flatatt
 from django.utils import timezone
@@ -100,6 +101,50 @@ class PlainSelect(forms.Select):
         return mark_safe("".join(parts))  # noqa: S308 - every piece escaped by format_html
 
 
+def _end_date_field(help_text: str = "") -> forms.DateTimeField:
+    return forms.DateTimeField(
+        label="End date",
+        required=False,
+        help_text=help_text,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+
+
+def role_end_date_help() -> str:
+    """The maximums the policy applies to a role's end date, as the form shows them."""
+    privileged, other = settings.ACCESS_MAX_DAYS_PRIVILEGED, settings.ACCESS_MAX_DAYS
+    parts = ["When the role is removed (UTC); blank = until removed."]
+    if privileged > 0:
+        parts.append(f"Privileged roles need one, at most {privileged} days away.")
+    parts.append(
+        f"Other roles need one, at most {other} days away."
+        if other > 0
+        else "Other roles need none."
+    )
+    return " ".join(parts)
+
+
+def identity_end_date_help() -> str:
+    limit = settings.ACCESS_MAX_DAYS
+    help_text = "Optional: the identity is decommissioned at this time (UTC)."
+    return help_text + (f" At most {limit} days away." if limit > 0 else "")
+
+
+def renewed_end(assignment: Any) -> datetime:
+    """A renewal's proposed end: the longest its policy allows from now (the role's maximum),
+    or, when no maximum applies, its current end extended by the length it was granted for."""
+    limit = (
+        settings.ACCESS_MAX_DAYS_PRIVILEGED
+        if assignment.role.privileged
+        else settings.ACCESS_MAX_DAYS
+    )
+    now = timezone.now().replace(second=0, microsecond=0)
+    if limit > 0:
+        return now + timedelta(days=limit) - timedelta(minutes=1)
+    granted_for = assignment.expires_at - assignment.created_at
+    return max(now, assignment.expires_at.replace(second=0, microsecond=0)) + granted_for
+
+
 def describe_controls(form: forms.Form) -> None:
     """Point each control at its help text and at the box where findings about it appear."""
     for name, field in form.fields.items():
@@ -147,6 +192,7 @@ class IdentityRequestForm(forms.Form):
         label="This is a policy exception (privileged role or broad scope; needs two approvers)",
         required=False,
     )
+    identity_expires_at = _end_date_field()
 
     def __init__(
         self,
@@ -167,6 +213,8 @@ class IdentityRequestForm(forms.Form):
         ]
         if len(clusters) == 1 and not self.is_bound:
             self.initial.setdefault("cluster", clusters[0].cluster.name)
+        self.fields["identity_expires_at"].label = "Identity end date"
+        self.fields["identity_expires_at"].help_text = identity_end_date_help()
         self.fields["namespace"].widget.attrs.update(
             {"list": f"namespaces-{self._initial_cluster(clusters)}", "autocomplete": "off"}
         )
@@ -242,6 +290,7 @@ class RoleForm(forms.Form):
         help_text="Your teams' resource groups, what is in them and what is tagged for your "
         "teams, from Azure. Picking one fills the scope.",
     )
+    expires_at = _end_date_field()
 
     def __init__(
         self,
@@ -264,6 +313,7 @@ class RoleForm(forms.Form):
         resource_field = self.fields["resource"]
         assert isinstance(resource_field, forms.ChoiceField)  # noqa: S101 - narrows the type
         resource_field.choices = resource_choices(resources)
+        self.fields["expires_at"].help_text = role_end_date_help()
         describe_controls(self)
 
     def clean_scope(self) -> str:
@@ -315,6 +365,7 @@ def request_draft_from_forms(form: IdentityRequestForm, role_forms: Any) -> Draf
             RoleDraft(
                 role=str(role_form.cleaned_data.get("role") or ""),
                 scope=str(role_form.cleaned_data.get("scope") or "").strip(),
+                expires_at=role_form.cleaned_data.get("expires_at"),
             )
         )
         rows.append(index)
@@ -330,6 +381,7 @@ def request_draft_from_forms(form: IdentityRequestForm, role_forms: Any) -> Draf
         tags=data.get("tags") or {},
         justification=str(data.get("justification") or ""),
         is_exception=bool(data.get("is_exception")),
+        identity_expires_at=data.get("identity_expires_at"),
     )
     return DraftFromForm(draft=draft, role_rows=tuple(rows))
 
@@ -354,6 +406,7 @@ FIELD_LABELS = {
     "tags": "Tags",
     "justification": "Justification",
     "is_exception": "Exception",
+    "identity_expires_at": "Identity end date",
     "identity": "Identity",
     "kind": "Request kind",
 }
@@ -367,11 +420,9 @@ def place_finding(finding: Violation, *, role_rows: Sequence[int], blocking: boo
         draft_index = int(index_text) if index_text.isdigit() else -1
         row = role_rows[draft_index] if 0 <= draft_index < len(role_rows) else draft_index
         sub = rest.lstrip(".") or "role"
+        what = {"scope": "scope", "expires_at": "end date"}.get(sub, "role")
         return PlacedFinding(
-            finding,
-            f"id_{ROLE_PREFIX}-{row}-{sub}",
-            f"Role {row + 1} {'scope' if sub == 'scope' else 'role'}",
-            blocking,
+            finding, f"id_{ROLE_PREFIX}-{row}-{sub}", f"Role {row + 1} {what}", blocking
         )
     head = path.split(".", 1)[0]
     if head == "roles":

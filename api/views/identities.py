@@ -102,6 +102,12 @@ class IdentityDecommissionView(ApiView):
 class ChangeRoleInput(serializers.Serializer):
     role = serializers.CharField(max_length=128, help_text="Catalog role name or role GUID.")
     scope = serializers.CharField(max_length=1024, help_text="ARM resource id.")
+    expires_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="`add` only: the role's end (ISO 8601), bounded as in a new request.",
+    )
 
 
 class IdentityChangeView(ApiView):
@@ -121,6 +127,14 @@ class IdentityChangeView(ApiView):
             default=list,
             max_length=50,
             help_text="Roles the identity holds, to take away. A scope change is one of each.",
+        )
+        renew = serializers.ListField(
+            child=ChangeRoleInput(),
+            required=False,
+            default=list,
+            max_length=50,
+            help_text="Roles the identity holds, kept with a new `expires_at` (a renewal of "
+            "time-bound access; null = no end where policy allows). No Azure write.",
         )
         justification = serializers.CharField(max_length=4000)
         is_exception = serializers.BooleanField(
@@ -150,8 +164,15 @@ class IdentityChangeView(ApiView):
         identity_request = identity_request_change_create(
             requester=self.actor(),
             identity=identity,
-            add=[RoleDraft(role=r["role"], scope=r["scope"]) for r in values["add"]],
+            add=[
+                RoleDraft(role=r["role"], scope=r["scope"], expires_at=r["expires_at"])
+                for r in values["add"]
+            ],
             remove=[RoleDraft(role=r["role"], scope=r["scope"]) for r in values["remove"]],
+            renew=[
+                RoleDraft(role=r["role"], scope=r["scope"], expires_at=r["expires_at"])
+                for r in values["renew"]
+            ],
             justification=values["justification"],
             is_exception=values["is_exception"],
         )

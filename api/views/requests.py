@@ -104,6 +104,14 @@ def _refusal_naming_existing(
 class RoleInput(serializers.Serializer):
     role = serializers.CharField(max_length=128, help_text="Catalog role name or role GUID.")
     scope = serializers.CharField(max_length=1024, help_text="ARM resource id.")
+    expires_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Time-bound access: the role is removed at this time (ISO 8601). Required "
+        "for privileged roles, at most ACCESS_MAX_DAYS_PRIVILEGED (default 30) days away; "
+        "other roles at most ACCESS_MAX_DAYS days (0 = unlimited, no end date needed).",
+    )
 
 
 class IdentityRequestCollectionView(ApiView):
@@ -144,6 +152,13 @@ class IdentityRequestCollectionView(ApiView):
         identity = serializers.IntegerField(
             required=False, allow_null=True, default=None, help_text="For add_service_account."
         )
+        identity_expires_at = serializers.DateTimeField(
+            required=False,
+            allow_null=True,
+            default=None,
+            help_text="new: decommission the identity at this time (ISO 8601), at most "
+            "ACCESS_MAX_DAYS days away when that is set.",
+        )
 
         def validate_identity(self, value: int | None) -> int | None:
             # Another team's identity is as unknown as a missing one (no existence leak).
@@ -163,11 +178,15 @@ class IdentityRequestCollectionView(ApiView):
                 namespace=values["namespace"],
                 service_account=values["service_account"],
                 app_name=values["app_name"],
-                roles=tuple(RoleDraft(role=r["role"], scope=r["scope"]) for r in values["roles"]),
+                roles=tuple(
+                    RoleDraft(role=r["role"], scope=r["scope"], expires_at=r["expires_at"])
+                    for r in values["roles"]
+                ),
                 tags=values["tags"],
                 justification=values["justification"],
                 is_exception=values["is_exception"],
                 identity_id=values["identity"],
+                identity_expires_at=values["identity_expires_at"],
             )
 
     def get_queryset(self) -> Any:

@@ -41,6 +41,11 @@ class AuditAction(StrEnum):
     # A change request's delta committed as desired state (approval), then written (ready).
     IDENTITY_ROLES_CHANGING = "identity.roles_changing"
     IDENTITY_ROLES_CHANGED = "identity.roles_changed"
+    # Time-bound access: the owning team reminded of an end, a role assignment past its end
+    # marked for removal, an identity past its end sent to decommission (one row each).
+    IDENTITY_ACCESS_EXPIRING = "identity.access_expiring"
+    IDENTITY_ROLE_EXPIRED = "identity.role_expired"
+    IDENTITY_EXPIRED = "identity.expired"
     IDENTITY_REPAIR_REQUESTED = "identity.repair_requested"
     IDENTITY_DRIFT_DETECTED = "identity.drift_detected"
     IDENTITY_DRIFT_CLEARED = "identity.drift_cleared"
@@ -73,6 +78,9 @@ class AuditAction(StrEnum):
     # The engine refused a role assignment write: the scope it was to send is not the approved
     # canonical one, or Azure answered with another scope (nothing retried).
     AZURE_ROLE_ASSIGNMENT_REFUSED = "azure.role_assignment.refused"
+    # AZURE_TIME_BOUND_ASSIGNMENTS: Azure refused a time-bound (schedule request) assignment by
+    # policy, so a plain one was made; the portal's sweep still removes it at its end.
+    AZURE_ROLE_ASSIGNMENT_SCHEDULE_FALLBACK = "azure.role_assignment.schedule_fallback"
     # The portal removed the client-id annotation it had applied to a ServiceAccount of a
     # decommissioned identity (server-side apply without the field).
     KUBE_SERVICE_ACCOUNT_RELEASED = "kubernetes.service_account.released"

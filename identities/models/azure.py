@@ -53,6 +53,10 @@ class Identity(models.Model):
     drift_details = models.JSONField(default=dict, blank=True)
     drift_checked_at = models.DateTimeField(null=True, blank=True)
     tags = models.JSONField(default=dict, blank=True)
+    # Time-bound access: the expiry sweep decommissions the identity at this time; the owning
+    # team was reminded of the end `reminded_for` (once per end date).
+    expires_at = models.DateTimeField(null=True, blank=True)
+    reminded_for = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -165,11 +169,24 @@ class RoleAssignment(models.Model):
         related_name="role_assignments",
     )
     status = models.CharField(max_length=16, choices=ChildStatus.choices, default="pending")
+    # Time-bound access: the expiry sweep removes the assignment at this time (None = never).
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # The expiry this assignment's owners were last reminded of (once per assignment per end
+    # date: a renewal sets a new end date, which earns a new reminder).
+    reminded_for = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["id"]
+        indexes = [
+            # The expiry sweep's scan: live assignments with an end date.
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(expires_at__isnull=False) & ~Q(status="removed"),
+                name="roleassignment_expiry_idx",
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=ChildStatus.values), name="roleassignment_status_valid"

@@ -73,6 +73,7 @@ class NotificationEvent(models.TextChoices):
     REQUEST_FAILED = "request_failed", "My team's request failed"
     DRIFT_DETECTED = "drift_detected", "Drift was found on my team's identity"
     WEBHOOK_DISABLED = "webhook_disabled", "My team's webhook was disabled after failures"
+    ACCESS_EXPIRING = "access_expiring", "My team's time-bound access ends soon"
 
 
 class NotificationChannel(models.TextChoices):

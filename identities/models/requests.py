@@ -86,6 +86,8 @@ class IdentityRequest(models.Model):
     # 1 when filed; each resubmission after a send-back is the next (RequestRevision keeps the
     # earlier ones).
     revision = models.PositiveIntegerField(default=1)
+    # Time-bound access: decommission the identity at this time (a new request's own end).
+    identity_expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -157,6 +159,8 @@ class RoleChange(models.TextChoices):
     REMOVE = "remove", "Removed"
     # Held before the change and kept: recorded at filing, so the diff stays readable later.
     KEEP = "keep", "Unchanged"
+    # Held and kept with a new end date (time-bound access: a renewal); no Azure write.
+    RENEW = "renew", "Renewed"
 
 
 class RequestedRole(models.Model):
@@ -171,6 +175,8 @@ class RequestedRole(models.Model):
     role = models.ForeignKey(CatalogRole, on_delete=models.PROTECT, related_name="+")
     scope = models.CharField(max_length=1024)
     change = models.CharField(max_length=8, choices=RoleChange.choices, default="", blank=True)
+    # Time-bound access: the role is removed at this time (None = until removed).
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

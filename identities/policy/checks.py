@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 
 from identities import naming
 from identities.policy.types import (
@@ -76,6 +77,7 @@ class Checks:
             app_ok = self.check_app_name()
             self.check_roles()
             self.check_tags()
+            self.check_identity_expiry()
         else:
             app_ok = True
             self.check_target_identity(for_decommission=False)
@@ -374,6 +376,7 @@ class Checks:
                 )
             seen.add(key)
             judged.setdefault(key, (index, parsed.id))
+            self.check_role_expiry(prefix, role, requested.expires_at)
             if role.privileged:
                 self.needs_exception = True
                 message = f"Role {role.name!r} is privileged"
@@ -395,6 +398,55 @@ class Checks:
                 )
         return judged
 
+    def check_role_expiry(self, prefix: str, role: RoleFacts, expires_at: datetime | None) -> None:
+        """Time-bound access: an end date is in the future; while the role's maximum is set
+        (privileged roles: ACCESS_MAX_DAYS_PRIVILEGED, others: ACCESS_MAX_DAYS; 0 = unlimited)
+        the role must have one, at most that many days away."""
+        context = self.context
+        maximum = context.access_max_days_privileged if role.privileged else context.access_max_days
+        kind = "privileged role" if role.privileged else "role"
+        field_name = f"{prefix}.expires_at"
+        if expires_at is None:
+            if maximum > 0:
+                self.refuse(
+                    field_name,
+                    "expiry_required",
+                    f"Role {role.name!r} needs an end date: a {kind} is granted for at most "
+                    f"{maximum} days.",
+                )
+            return
+        self._check_end(field_name, expires_at, maximum, f"a {kind} is granted")
+
+    def check_identity_expiry(self) -> None:
+        """A new identity's own end (it is decommissioned then): in the future and, while
+        ACCESS_MAX_DAYS is set, at most that many days away."""
+        expires_at = self.draft.identity_expires_at
+        if expires_at is not None:
+            self._check_end(
+                "identity_expires_at",
+                expires_at,
+                self.context.access_max_days,
+                "an identity is granted",
+            )
+
+    def _check_end(self, field_name: str, expires_at: datetime, maximum: int, what: str) -> None:
+        now = self.context.now
+        if now is None:
+            return  # no clock given: nothing to judge against
+        if expires_at <= now:
+            self.refuse(
+                field_name,
+                "expiry_in_past",
+                f"End date {expires_at.isoformat()} is not in the future.",
+            )
+        elif maximum > 0 and expires_at > now + timedelta(days=maximum):
+            self.refuse(
+                field_name,
+                "expiry_beyond_maximum",
+                f"End date {expires_at.isoformat()} is more than {maximum} days away: "
+                f"{what} for at most {maximum} days.",
+            )
+
     def check_change(self) -> None:
         """A change request: what it removes must be there, what it adds must not be, and the
         identity is judged as it will be after the change. An addition is judged as in a new
@@ -404,10 +456,13 @@ class Checks:
         owner team."""
         draft, identity = self.draft, self.context.identity
         assert identity is not None  # noqa: S101 - check_target_identity returned True
-        if not draft.roles and not draft.remove:
-            self.refuse("roles", "no_change", "A change must add or remove at least one role.")
+        if not draft.roles and not draft.remove and not draft.renew:
+            self.refuse(
+                "roles", "no_change", "A change must add, remove or renew at least one role."
+            )
             return
         removed = self._removals(identity.roles, identity.name)
+        self._renewals(identity.roles, identity.name, removed)
         added = self.check_roles(warn_empty=False)
         for key, (index, scope_id) in added.items():
             role = self.context.catalog[key[0]]
@@ -436,6 +491,29 @@ class Checks:
             )
         if draft.roles:
             self._judge_kept(kept, identity.name)
+
+    def _renewals(
+        self, held: frozenset[tuple[str, str]], name: str, removed: Mapping[tuple[str, str], str]
+    ) -> None:
+        """A renewal keeps a role the identity holds, with a new end date judged as a new
+        one is (in the future, within the role's maximum)."""
+        for index, requested in enumerate(self.draft.renew):
+            prefix = f"renew[{index}]"
+            role = self.context.catalog.get(requested.role.strip().lower())
+            try:
+                scope_key = parse_scope(requested.scope).key()
+            except ScopeError:
+                scope_key = ""
+            key = (role.guid.lower(), scope_key) if role is not None else None
+            if role is None or key not in held or key in removed:
+                self.refuse(
+                    prefix,
+                    "role_not_assigned",
+                    f"Identity {name!r} holds no role {requested.role!r} on "
+                    f"{requested.scope!r} to renew.",
+                )
+                continue
+            self.check_role_expiry(prefix, role, requested.expires_at)
 
     def _removals(
         self, held: frozenset[tuple[str, str]], identity_name: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 KIND_NEW = "new"
@@ -50,10 +51,12 @@ class PolicyResult:
 
 @dataclass(frozen=True)
 class RoleDraft:
-    """A requested role: `role` is a catalog role name or role definition GUID."""
+    """A requested role: `role` is a catalog role name or role definition GUID; `expires_at`
+    its end (time-bound access; None = until removed)."""
 
     role: str
     scope: str
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,10 @@ class RequestDraft:
     is_exception: bool = False
     identity_id: int | None = None
     remove: Sequence[RoleDraft] = ()
+    # change_roles: roles the identity holds, kept with a new end date (a renewal).
+    renew: Sequence[RoleDraft] = ()
+    # A new identity's own end: decommissioned then (time-bound access).
+    identity_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,11 @@ class PolicyContext:
     # Existence ids (lower-cased) -> the team named by the resource's ownership tag.
     tag_owners: Mapping[str, str] = field(default_factory=dict)
     ownership_tag: str = "owner-team"
+    # Time-bound access: the longest end date allowed, in days from `now` (0 = unlimited); a
+    # privileged role must have an end date when its maximum is set.
+    now: datetime | None = None
+    access_max_days: int = 0
+    access_max_days_privileged: int = 0
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from identities.selectors.requests import (
     revision_changes,
     role_change_diff,
     role_change_from_wanted,
+    role_renewals,
     workload_match,
 )
 from identities.selectors.waiting import (
@@ -82,6 +83,7 @@ __all__ = [
     "revision_changes",
     "role_change_diff",
     "role_change_from_wanted",
+    "role_renewals",
     "state_of",
     "teams_of",
     "workload_match",

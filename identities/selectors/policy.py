@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Q
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 from identities import scope_lookup
 from identities.models import (
@@ -57,7 +58,9 @@ def identity_request_draft(identity_request: IdentityRequest) -> RequestDraft:
         service_account=identity_request.service_account,
         app_name=identity_request.app_name,
         roles=tuple(
-            RoleDraft(role=requested.role.name, scope=requested.scope)
+            RoleDraft(
+                role=requested.role.name, scope=requested.scope, expires_at=requested.expires_at
+            )
             for requested in rows
             if requested.change in (RoleChange.NONE, RoleChange.ADD)
         ),
@@ -66,10 +69,18 @@ def identity_request_draft(identity_request: IdentityRequest) -> RequestDraft:
             for requested in rows
             if requested.change == RoleChange.REMOVE
         ),
+        renew=tuple(
+            RoleDraft(
+                role=requested.role.name, scope=requested.scope, expires_at=requested.expires_at
+            )
+            for requested in rows
+            if requested.change == RoleChange.RENEW
+        ),
         tags=dict(identity_request.tags or {}),
         justification=identity_request.justification,
         is_exception=identity_request.is_exception,
         identity_id=identity_request.identity_id,
+        identity_expires_at=identity_request.identity_expires_at,
     )
 
 
@@ -187,6 +198,9 @@ def policy_context_for(
         other_open_requests_for_subject=other_open,
         scope_owners=scope_owners(draft.roles),
         protected_resource_groups=protected_resource_groups(),
+        now=timezone.now(),
+        access_max_days=settings.ACCESS_MAX_DAYS,
+        access_max_days_privileged=settings.ACCESS_MAX_DAYS_PRIVILEGED,
         **_azure_facts(draft.roles, cluster_facts),
     )
 

@@ -161,6 +161,7 @@ DIFF_GROUPS = (
     ("added", RoleChange.ADD),
     ("removed", RoleChange.REMOVE),
     ("unchanged", RoleChange.KEEP),
+    ("renewed", RoleChange.RENEW),
 )
 
 
@@ -174,6 +175,7 @@ def role_change_diff(identity_request: IdentityRequest) -> dict[str, list[dict[s
                 "role": row.role.name,
                 "role_definition_guid": row.role.role_definition_guid,
                 "scope": row.scope,
+                **({"expires_at": row.expires_at.isoformat()} if row.expires_at else {}),
             }
             for row in rows
             if row.change == change
@@ -216,6 +218,27 @@ def role_change_from_wanted(
         if held_key not in wanted_keys
     ]
     return add, remove
+
+
+def role_renewals(identity: Identity, wanted: Sequence[RoleDraft]) -> list[RoleDraft]:
+    """The roles in `wanted` (the change form's rows) that `identity` holds with another end
+    date: each a renewal, with its new end (None = no end)."""
+    held = {
+        (assignment.role.name.lower(), assignment.scope.lower()): assignment
+        for assignment in identity.role_assignments.all()
+        if assignment.status != ChildStatus.REMOVED
+    }
+    renew: list[RoleDraft] = []
+    for requested in wanted:
+        scope = requested.scope.strip()
+        with contextlib.suppress(ScopeError):
+            scope = canonical_scope(scope)
+        assignment = held.get((requested.role.strip().lower(), scope.lower()))
+        if assignment is not None and assignment.expires_at != requested.expires_at:
+            renew.append(
+                RoleDraft(assignment.role.name, assignment.scope, expires_at=requested.expires_at)
+            )
+    return renew
 
 
 def revision_changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,12 @@ from identities.services.config import (
     user_role_grant,
     user_role_revoke,
 )
+from identities.services.expiry import (
+    access_expiry_remind,
+    identities_expire,
+    identity_expire,
+    role_assignments_expire,
+)
 from identities.services.notifications import (
     notification_preference_save,
     notifications_mark_read,
@@ -66,6 +72,7 @@ from identities.services.worker import (
 )
 
 __all__ = [
+    "access_expiry_remind",
     "access_review_attest",
     "access_review_close",
     "access_review_open",
@@ -76,6 +83,8 @@ __all__ = [
     "audit_chain_check_start",
     "config_object_delete",
     "config_object_save",
+    "identities_expire",
+    "identity_expire",
     "identity_request_approve",
     "identity_request_cancel",
     "identity_request_change_create",
@@ -99,6 +108,7 @@ __all__ = [
     "ownership_transfer_consent",
     "ownership_transfer_reject",
     "ownership_transfer_request",
+    "role_assignments_expire",
     "team_member_add",
     "team_member_remove",
     "user_directory_sync",

@@ -123,6 +123,7 @@ def _file_request(*, requester: User, draft: RequestDraft) -> IdentityRequest:
         requester=requester,
         is_exception=draft.is_exception,
         identity_id=draft.identity_id if draft.kind == RequestKind.ADD_SERVICE_ACCOUNT else None,
+        identity_expires_at=(draft.identity_expires_at if draft.kind == RequestKind.NEW else None),
     )
     write_requested_roles(identity_request, draft.roles)
     if result.owner_teams:
@@ -213,10 +214,12 @@ def identity_request_change_create(
     remove: Sequence[RoleDraft],
     justification: str,
     is_exception: bool = False,
+    renew: Sequence[RoleDraft] = (),
 ) -> IdentityRequest:
     """File a change of a ready identity's roles (`kind=change_roles`): `add` and `remove` are
-    the delta; the roles it keeps are recorded too, so the request shows its whole diff. At most
-    one change request is open per identity (the second is refused, naming the first)."""
+    the delta, `renew` roles it keeps with a new end date; the roles it keeps are recorded too,
+    so the request shows its whole diff. At most one change request is open per identity (the
+    second is refused, naming the first)."""
     _require_requester(requester)
     # Row lock: two filings for one identity queue here, so the second sees the first.
     identity = (
@@ -235,6 +238,7 @@ def identity_request_change_create(
         app_name=identity.app_name,
         roles=tuple(add),
         remove=tuple(remove),
+        renew=tuple(renew),
         justification=justification,
         is_exception=is_exception,
         identity_id=identity.pk,
@@ -252,7 +256,7 @@ def identity_request_change_create(
         is_exception=is_exception,
         identity=identity,
     )
-    write_change_rows(identity_request, identity, add=add, remove=remove)
+    write_change_rows(identity_request, identity, add=add, remove=remove, renew=renew)
     if result.owner_teams:
         identity_request.owner_teams.set(Team.objects.filter(name__in=result.owner_teams))
     filed = audit_record(
@@ -354,7 +358,7 @@ def identity_request_approve(
         )
         return identity_request
 
-    changes = _commit_desired_state(identity_request, actor=approver)
+    changes = commit_desired_state(identity_request, actor=approver)
     approved = transition(
         identity_request, to=RequestStatus.APPROVED, actor=approver, data=decision, **changes
     )
@@ -483,12 +487,18 @@ def write_change_rows(
     *,
     add: Sequence[RoleDraft],
     remove: Sequence[RoleDraft],
+    renew: Sequence[RoleDraft] = (),
 ) -> None:
     """A change request's diff as rows: each role added, then each role the identity holds,
-    removed or kept (the policy accepted `add` and `remove`, so they parse and name roles)."""
+    removed, renewed (with its new end) or kept (the policy accepted `add`, `remove` and
+    `renew`, so they parse and name roles)."""
     catalog = _catalog_by_name_and_guid()
     removed = {
         (catalog[r.role.strip().lower()].pk, canonical_scope(r.scope).lower()) for r in remove
+    }
+    renewed = {
+        (catalog[r.role.strip().lower()].pk, canonical_scope(r.scope).lower()): r.expires_at
+        for r in renew
     }
     rows = [
         RequestedRole(
@@ -496,17 +506,24 @@ def write_change_rows(
             role=catalog[r.role.strip().lower()],
             scope=canonical_scope(r.scope),
             change=RoleChange.ADD,
+            expires_at=r.expires_at,
         )
         for r in add
     ]
     for assignment in identity.role_assignments.exclude(status=ChildStatus.REMOVED).order_by("id"):
         held = (assignment.role_id, assignment.scope.lower())
+        change = RoleChange.KEEP
+        if held in removed:
+            change = RoleChange.REMOVE
+        elif held in renewed:
+            change = RoleChange.RENEW
         rows.append(
             RequestedRole(
                 identity_request=identity_request,
                 role_id=assignment.role_id,
                 scope=assignment.scope,
-                change=RoleChange.REMOVE if held in removed else RoleChange.KEEP,
+                change=change,
+                expires_at=renewed.get(held, assignment.expires_at),
             )
         )
     RequestedRole.objects.bulk_create(rows)
@@ -520,6 +537,7 @@ def write_requested_roles(identity_request: IdentityRequest, roles: Sequence[Rol
             identity_request=identity_request,
             role=catalog[requested.role.strip().lower()],
             scope=canonical_scope(requested.scope),
+            expires_at=requested.expires_at,
         )
         for requested in roles
     )
@@ -577,15 +595,30 @@ def describe_request(identity_request: IdentityRequest) -> dict[str, Any]:
         "cluster": draft.cluster,
         "namespace": draft.namespace,
         "service_account": draft.service_account,
-        "roles": [{"role": r.role, "scope": r.scope} for r in draft.roles],
+        "roles": [_described_role(r) for r in draft.roles],
         "tags": dict(draft.tags),
         "justification": draft.justification,
         "is_exception": draft.is_exception,
         "identity_id": draft.identity_id,
+        # Time-bound access: present only when asked for (older rows read as before).
+        **(
+            {"identity_expires_at": draft.identity_expires_at.isoformat()}
+            if draft.identity_expires_at
+            else {}
+        ),
     }
 
 
-def _commit_desired_state(identity_request: IdentityRequest, *, actor: User) -> dict[str, Any]:
+def _described_role(role: RoleDraft) -> dict[str, str]:
+    described = {"role": role.role, "scope": role.scope}
+    if role.expires_at is not None:
+        described["expires_at"] = role.expires_at.isoformat()
+    return described
+
+
+def commit_desired_state(
+    identity_request: IdentityRequest, *, actor: User | None
+) -> dict[str, Any]:
     """Write what Azure should look like once this request is done; returns request changes.
 
     The partial unique constraints on credentials and identities are the last line against two
@@ -603,6 +636,7 @@ def _commit_desired_state(identity_request: IdentityRequest, *, actor: User) -> 
                         role=requested.role,
                         scope=requested.scope,
                         identity_request=identity_request,
+                        expires_at=requested.expires_at,
                     )
                 # Audit last: the chain lock is held until commit, so take it after row writes.
                 audit_record(
@@ -646,7 +680,7 @@ def _commit_desired_state(identity_request: IdentityRequest, *, actor: User) -> 
 
 
 def _commit_role_change(
-    identity_request: IdentityRequest, identity: Identity, *, actor: User
+    identity_request: IdentityRequest, identity: Identity, *, actor: User | None
 ) -> None:
     """The delta as desired state: each added role a pending assignment, each removed one
     `removing`; the worker writes exactly those (the policy just checked they are the delta)."""
@@ -658,6 +692,15 @@ def _commit_role_change(
                 role=requested.role,
                 scope=requested.scope,
                 identity_request=identity_request,
+                expires_at=requested.expires_at,
+            )
+        elif requested.change == RoleChange.RENEW:
+            # A new end date only: nothing to write in Azure (the sweep enforces it), and the
+            # new end earns its own reminder.
+            identity.role_assignments.filter(
+                role=requested.role, scope__iexact=requested.scope
+            ).exclude(status=ChildStatus.REMOVED).update(
+                expires_at=requested.expires_at, reminded_for=None, updated_at=timezone.now()
             )
         elif requested.change == RoleChange.REMOVE:
             identity.role_assignments.filter(
@@ -692,6 +735,7 @@ def _create_identity(identity_request: IdentityRequest) -> Identity:
         location=cluster.location,
         status=IdentityStatus.PROVISIONING,
         tags=identity_tags(identity_request),
+        expires_at=identity_request.identity_expires_at,
     )
 
 

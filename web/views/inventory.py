@@ -35,6 +35,7 @@ from identities.selectors import (
     identity_requests_visible_to,
     is_team_member,
     role_change_from_wanted,
+    role_renewals,
 )
 from identities.services import (
     identity_request_change_create,
@@ -48,6 +49,7 @@ from web.forms import (
     ChangeRoleFormSet,
     ChangeRolesForm,
     DecommissionForm,
+    renewed_end,
 )
 from web.review_forms import TransferForm
 from web.views.common import (
@@ -127,6 +129,10 @@ def identity_detail(request: HttpRequest, pk: int) -> HttpResponse:
             and identity.status == IdentityStatus.READY
             and open_change is None,
             "open_change": open_change,
+            "time_bound": any(
+                a.expires_at and a.status != ChildStatus.REMOVED
+                for a in identity.role_assignments.all()
+            ),
             "audit_rows": audit_rows(
                 audit_events_visible_to(request.user, AuditEventFilters(identity_id=identity.pk))[
                     :100
@@ -251,17 +257,20 @@ def identity_change(request: HttpRequest, pk: int) -> HttpResponse:
                 RoleDraft(
                     role=str(role_form.cleaned_data.get("role") or ""),
                     scope=str(role_form.cleaned_data.get("scope") or "").strip(),
+                    expires_at=role_form.cleaned_data.get("expires_at"),
                 )
                 for role_form in role_forms.forms
                 if not role_form.is_blank
             ]
             add, remove = role_change_from_wanted(identity, wanted)
+            renew = role_renewals(identity, wanted)
             try:
                 change = identity_request_change_create(
                     requester=user,
                     identity=identity,
                     add=add,
                     remove=remove,
+                    renew=renew,
                     justification=form.cleaned_data["justification"],
                     is_exception=form.cleaned_data["is_exception"],
                 )
@@ -281,11 +290,25 @@ def identity_change(request: HttpRequest, pk: int) -> HttpResponse:
         else:
             errors.append("Check the marked fields: each role row needs a role and a scope.")
     else:
-        form = ChangeRolesForm()
+        # "Renew" (the identity page's button) prefills each time-bound role with the
+        # longest end its policy allows from now; the team edits or files it as it is.
+        renewing = request.GET.get("renew") == "1"
+        form = ChangeRolesForm(
+            initial={"justification": "Renewal: the app still needs this access."}
+            if renewing
+            else None
+        )
         role_forms = ChangeRoleFormSet(
             prefix="roles",
             form_kwargs={"catalog": catalog},
-            initial=[{"role": a.role.name, "scope": a.scope} for a in held],
+            initial=[
+                {
+                    "role": a.role.name,
+                    "scope": a.scope,
+                    "expires_at": renewed_end(a) if renewing and a.expires_at else a.expires_at,
+                }
+                for a in held
+            ],
         )
     return page(
         request,

@@ -436,7 +436,12 @@ def grant_diff(identity_request: IdentityRequest) -> list[GrantLine]:
     return lines
 
 
-CHANGE_SIGNS = {RoleChange.ADD: "+", RoleChange.REMOVE: "-", RoleChange.KEEP: "="}
+CHANGE_SIGNS = {
+    RoleChange.ADD: "+",
+    RoleChange.REMOVE: "-",
+    RoleChange.RENEW: "=",
+    RoleChange.KEEP: "=",
+}
 
 
 def change_lines(identity_request: IdentityRequest) -> list[GrantLine]:
@@ -457,14 +462,18 @@ def change_lines(identity_request: IdentityRequest) -> list[GrantLine]:
         sign = CHANGE_SIGNS.get(RoleChange(row.change), "+")
         privileged = row.role.privileged or row.role.can_assign_roles
         owner = _owner_note(row.scope, owners, identity_request.team.name) if sign == "+" else ""
+        what = "Role assignment" if sign != "=" else "Role assignment (unchanged)"
+        if row.change == RoleChange.RENEW:
+            what = "Role assignment (kept, new end date)"
+        ends = f"ends {row.expires_at:%Y-%m-%d %H:%M} UTC" if row.expires_at else ""
         lines.append(
             GrantLine(
                 sign,
-                "Role assignment" if sign != "=" else "Role assignment (unchanged)",
+                what,
                 f"{row.role.name} on {row.scope}",
                 risky=sign != "-" and (privileged or owner.startswith("owned by team")),
                 note="; ".join(
-                    note for note in ("privileged" if privileged else "", owner) if note
+                    note for note in ("privileged" if privileged else "", owner, ends) if note
                 ),
             )
         )

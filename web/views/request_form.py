@@ -134,6 +134,7 @@ class RoleRowView:
     role: FieldView
     scope: FieldView
     resource: FieldView
+    expires_at: FieldView
 
 
 def _field_view(bound: BoundField, findings: list[PlacedFinding]) -> FieldView:
@@ -163,6 +164,7 @@ def _new_request_page(
             role=_field_view(role_form["role"], findings),
             scope=_field_view(role_form["scope"], findings),
             resource=_field_view(role_form["resource"], findings),
+            expires_at=_field_view(role_form["expires_at"], findings),
         )
         for index, role_form in enumerate(role_forms.forms)
     ]
@@ -189,6 +191,7 @@ def _new_request_page(
                 role=FieldView(empty["role"], []),
                 scope=FieldView(empty["scope"], []),
                 resource=FieldView(empty["resource"], []),
+                expires_at=FieldView(empty["expires_at"], []),
             ),
             "role_forms": role_forms,
             "cluster_options": options,
