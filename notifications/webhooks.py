@@ -24,6 +24,7 @@ import json
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,8 +35,10 @@ from django.urls import reverse
 from django.utils import timezone
 from standardwebhooks import Webhook
 
-from identities.models import Notification, WebhookEndpoint
+from identities.models import Notification, WebhookEndpoint, WebhookFormat
+from notifications import chat
 
+USER_AGENT = "workload-identity-portal-webhooks"
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -151,7 +154,7 @@ def signed_headers(
         "webhook-timestamp": str(int(timestamp.timestamp())),
         "webhook-signature": " ".join(signatures),
         "content-type": "application/json",
-        "user-agent": "workload-identity-portal-webhooks",
+        "user-agent": USER_AGENT,
     }
 
 
@@ -214,10 +217,21 @@ def post(url: str, *, body: str, headers: dict[str, str]) -> WebhookResult:
     return result(response.status, "")
 
 
+CHAT_MESSAGES: dict[str, Callable[[Notification], dict[str, Any]]] = {
+    WebhookFormat.TEAMS: chat.teams_message,
+    WebhookFormat.SLACK: chat.slack_message,
+}
+
+
 def deliver(notification: Notification) -> WebhookResult:
-    """Sign and post one webhook row to its endpoint."""
+    """Post one webhook row to its endpoint: a signed event (standard), or a chat message
+    (Teams, Slack: their incoming webhook URL is the secret, nothing is signed)."""
     endpoint = notification.endpoint
     assert endpoint is not None  # noqa: S101 - a webhook row names its endpoint
+    if endpoint.format in CHAT_MESSAGES:
+        body = json.dumps(CHAT_MESSAGES[endpoint.format](notification), separators=(",", ":"))
+        headers = {"content-type": "application/json", "user-agent": USER_AGENT}
+        return post(endpoint.url, body=body, headers=headers)
     body = json.dumps(payload_of(notification), separators=(",", ":"), sort_keys=True)
     headers = signed_headers(
         endpoint, message_id=notification.key, timestamp=timezone.now(), body=body
