@@ -11,7 +11,8 @@ The guard: https only (http with DEBUG or WEBHOOK_ALLOW_HTTP); the host is resol
 getaddrinfo and every address must be public (no private, loopback, link-local, unique-local,
 multicast, reserved or unspecified address, IPv4-mapped ones included) unless the host is in
 WEBHOOK_ALLOWED_HOSTS or the address in WEBHOOK_ALLOWED_CIDRS; the connection goes to the vetted
-address itself (Host header and TLS SNI carry the name, the certificate is checked against it),
+address itself (Host header and TLS SNI carry the name, the certificate is checked against it,
+trusted by the system's store or WEBHOOK_CA_BUNDLE),
 and the connected socket's peer address is checked again. Redirects are not followed (a 3xx is
 a failed delivery); the response is read up to WEBHOOK_MAX_RESPONSE_BYTES within the time limit.
 """
@@ -164,7 +165,12 @@ def _connect(host: str, port: int, address: IPAddress, *, tls: bool, timeout: fl
     try:
         vet_address(host, str(sock.getpeername()[0]))
         if tls:
+            # The system's trust store, plus WEBHOOK_CA_BUNDLE (an on-premises CA) when set;
+            # create_default_context verifies the chain and the host name (CERT_REQUIRED,
+            # check_hostname), and server_hostname is also the SNI the receiver sees.
             context = ssl.create_default_context()
+            if settings.WEBHOOK_CA_BUNDLE:
+                context.load_verify_locations(cafile=settings.WEBHOOK_CA_BUNDLE)
             sock = context.wrap_socket(sock, server_hostname=host)
     except BaseException:
         sock.close()
