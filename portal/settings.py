@@ -433,6 +433,8 @@ if not PORTAL_BASE_URL.startswith(("https://", "http://")):
     raise ImproperlyConfigured(
         f"PORTAL_BASE_URL must be an absolute http(s) URL, got {PORTAL_BASE_URL!r}."
     )
+# Off: no notification is recorded (no inbox, email or webhook rows); on by default.
+NOTIFICATIONS_ENABLED = env_bool("NOTIFICATIONS_ENABLED", True)
 NOTIFICATION_MESSAGE_ID_DOMAIN = os.environ.get("NOTIFICATION_MESSAGE_ID_DOMAIN", "portal.local")
 # A failed send is retried after NOTIFICATION_BACKOFF_SECONDS, doubling up to the max, and given
 # up after NOTIFICATION_MAX_ATTEMPTS (defaults: 30 s … 1 h, about a day in all).
