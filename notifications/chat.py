@@ -9,7 +9,8 @@ webhooks-and-connectors/how-to/connectors-using, "Send Adaptive Cards using an I
 Webhook": `{"type": "message", "attachments": [{"contentType":
 "application/vnd.microsoft.card.adaptive", "contentUrl": null, "content": <AdaptiveCard>}]}`);
 the Workflows ("Post to a channel when a webhook request is received") trigger takes the same
-body. The card uses TextBlock, FactSet and Action.OpenUrl of Adaptive Cards 1.4
+body, and the same page says Workflows support Adaptive Cards only (not the older MessageCard of
+Microsoft 365 Connectors, which are being retired): hence an Adaptive Card. The card uses TextBlock, FactSet and Action.OpenUrl of Adaptive Cards 1.4
 (https://adaptivecards.io/explorer/), the version Teams renders.
 
 Slack: an incoming webhook message (https://api.slack.com/messaging/webhooks) with Block Kit
