@@ -327,6 +327,7 @@ def _run(
     delivered_times = [d.timestamp() for _, _, s, d, _ in rows if d is not None]
     span = max(delivered_times) - min(committed.values()) if delivered_times else 0.0
     paired = [on - off for on, off in zip(on_ms, off_ms, strict=True)]
+    rows_burst = Notification.objects.count()
 
     # Capacity: a backlog (the outbox rows of --drain approvals, their delivery messages held
     # back as during a broker or worker outage) released at once to the same workers.
@@ -369,7 +370,7 @@ def _run(
         "endpoints": args.endpoints,
         "workers": args.workers,
         "concurrency": args.concurrency,
-        "rows_total": Notification.objects.count(),
+        "rows_total": rows_burst,
         "deliverable": total,
         "email_rows": email_rows,
         "webhook_rows": webhook_rows,
