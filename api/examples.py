@@ -754,6 +754,7 @@ _WEBHOOK = {
     "url": "https://hooks.payments.example.com/portal",
     "description": "Deploy bot",
     "events": ["request_approved", "request_ready", "request_failed"],
+    "format": "standard",
     "is_active": True,
     "disabled_reason": "",
     "previous_secret_expires_at": None,
@@ -767,6 +768,7 @@ WEBHOOK_CREATE_INPUT = _request_only(
         "team": "payments",
         "url": "https://hooks.payments.example.com/portal",
         "events": ["request_approved", "request_ready", "request_failed"],
+        "format": "standard",
         "description": "Deploy bot",
     },
 )

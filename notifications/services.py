@@ -113,7 +113,7 @@ def notification_deliver(*, key: str, mail: MailSession | None = None) -> str:
             _due()
             .select_for_update(skip_locked=True, of=("self",))
             .select_related("recipient", "identity_request__team", "identity__team")
-            .select_related("identity_request__cluster", "endpoint")
+            .select_related("identity_request__cluster", "identity__cluster", "endpoint")
             .filter(key=key)
             .first()
         )

@@ -11,7 +11,8 @@ The guard: https only (http with DEBUG or WEBHOOK_ALLOW_HTTP); the host is resol
 getaddrinfo and every address must be public (no private, loopback, link-local, unique-local,
 multicast, reserved or unspecified address, IPv4-mapped ones included) unless the host is in
 WEBHOOK_ALLOWED_HOSTS or the address in WEBHOOK_ALLOWED_CIDRS; the connection goes to the vetted
-address itself (Host header and TLS SNI carry the name, the certificate is checked against it),
+address itself (Host header and TLS SNI carry the name, the certificate is checked against it,
+trusted by the system's store or WEBHOOK_CA_BUNDLE),
 and the connected socket's peer address is checked again. Redirects are not followed (a 3xx is
 a failed delivery); the response is read up to WEBHOOK_MAX_RESPONSE_BYTES within the time limit.
 """
@@ -24,6 +25,7 @@ import json
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,8 +36,10 @@ from django.urls import reverse
 from django.utils import timezone
 from standardwebhooks import Webhook
 
-from identities.models import Notification, WebhookEndpoint
+from identities.models import Notification, WebhookEndpoint, WebhookFormat
+from notifications import chat
 
+USER_AGENT = "workload-identity-portal-webhooks"
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -151,7 +155,7 @@ def signed_headers(
         "webhook-timestamp": str(int(timestamp.timestamp())),
         "webhook-signature": " ".join(signatures),
         "content-type": "application/json",
-        "user-agent": "workload-identity-portal-webhooks",
+        "user-agent": USER_AGENT,
     }
 
 
@@ -161,7 +165,12 @@ def _connect(host: str, port: int, address: IPAddress, *, tls: bool, timeout: fl
     try:
         vet_address(host, str(sock.getpeername()[0]))
         if tls:
+            # The system's trust store, plus WEBHOOK_CA_BUNDLE (an on-premises CA) when set;
+            # create_default_context verifies the chain and the host name (CERT_REQUIRED,
+            # check_hostname), and server_hostname is also the SNI the receiver sees.
             context = ssl.create_default_context()
+            if settings.WEBHOOK_CA_BUNDLE:
+                context.load_verify_locations(cafile=settings.WEBHOOK_CA_BUNDLE)
             sock = context.wrap_socket(sock, server_hostname=host)
     except BaseException:
         sock.close()
@@ -214,10 +223,21 @@ def post(url: str, *, body: str, headers: dict[str, str]) -> WebhookResult:
     return result(response.status, "")
 
 
+CHAT_MESSAGES: dict[str, Callable[[Notification], dict[str, Any]]] = {
+    WebhookFormat.TEAMS: chat.teams_message,
+    WebhookFormat.SLACK: chat.slack_message,
+}
+
+
 def deliver(notification: Notification) -> WebhookResult:
-    """Sign and post one webhook row to its endpoint."""
+    """Post one webhook row to its endpoint: a signed event (standard), or a chat message
+    (Teams, Slack: their incoming webhook URL is the secret, nothing is signed)."""
     endpoint = notification.endpoint
     assert endpoint is not None  # noqa: S101 - a webhook row names its endpoint
+    if endpoint.format in CHAT_MESSAGES:
+        body = json.dumps(CHAT_MESSAGES[endpoint.format](notification), separators=(",", ":"))
+        headers = {"content-type": "application/json", "user-agent": USER_AGENT}
+        return post(endpoint.url, body=body, headers=headers)
     body = json.dumps(payload_of(notification), separators=(",", ":"), sort_keys=True)
     headers = signed_headers(
         endpoint, message_id=notification.key, timestamp=timezone.now(), body=body

@@ -433,6 +433,8 @@ if not PORTAL_BASE_URL.startswith(("https://", "http://")):
     raise ImproperlyConfigured(
         f"PORTAL_BASE_URL must be an absolute http(s) URL, got {PORTAL_BASE_URL!r}."
     )
+# Off: no notification is recorded (no inbox, email or webhook rows); on by default.
+NOTIFICATIONS_ENABLED = env_bool("NOTIFICATIONS_ENABLED", True)
 NOTIFICATION_MESSAGE_ID_DOMAIN = os.environ.get("NOTIFICATION_MESSAGE_ID_DOMAIN", "portal.local")
 # A failed send is retried after NOTIFICATION_BACKOFF_SECONDS, doubling up to the max, and given
 # up after NOTIFICATION_MAX_ATTEMPTS (defaults: 30 s … 1 h, about a day in all).
@@ -455,6 +457,10 @@ try:
     _webhook_cidrs = [ipaddress.ip_network(cidr, strict=False) for cidr in WEBHOOK_ALLOWED_CIDRS]
 except ValueError as exc:
     raise ImproperlyConfigured(f"WEBHOOK_ALLOWED_CIDRS: {exc}") from exc
+# A PEM file of extra CAs trusted for https receivers (an on-premises CA), beside the system's.
+WEBHOOK_CA_BUNDLE = os.environ.get("WEBHOOK_CA_BUNDLE", "")
+if WEBHOOK_CA_BUNDLE and not os.path.isfile(WEBHOOK_CA_BUNDLE):
+    raise ImproperlyConfigured(f"WEBHOOK_CA_BUNDLE: {WEBHOOK_CA_BUNDLE!r} is not a file.")
 WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS", "10"))
 WEBHOOK_MAX_RESPONSE_BYTES = env_int("WEBHOOK_MAX_RESPONSE_BYTES", 64 * 1024)
 WEBHOOK_BACKOFF_SECONDS = float(os.environ.get("WEBHOOK_BACKOFF_SECONDS", "60"))

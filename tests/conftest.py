@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.support.oidc_issuer",
     "tests.support.smtp",
     "tests.support.http_receiver",
+    "tests.support.tls_receiver",
 ]
 
 

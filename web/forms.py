@@ -23,6 +23,7 @@ from identities.models import (
     EmailFrequency,
     NotificationEvent,
     Team,
+    WebhookFormat,
 )
 from identities.policy import KIND_NEW, RequestDraft, RoleDraft, Violation
 from identities.scopes import ScopeError, looks_like_url, scope_from_portal_url
@@ -723,6 +724,14 @@ class WebhookEndpointForm(forms.Form):
     )
     events = forms.MultipleChoiceField(
         choices=[], widget=forms.CheckboxSelectMultiple, label="Events"
+    )
+    format = forms.ChoiceField(
+        choices=WebhookFormat.choices,
+        initial=WebhookFormat.STANDARD,
+        required=False,  # absent: standard
+        label="Format",
+        help_text="Teams and Slack get a chat message with a link to the page, unsigned: keep "
+        "their incoming webhook URL secret.",
     )
     description = forms.CharField(max_length=200, required=False)
 

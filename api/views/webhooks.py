@@ -16,7 +16,7 @@ from api import examples
 from api.idempotency import idempotent, withhold_from_replays
 from api.views.base import ApiView
 from identities.errors import NotFoundError
-from identities.models import Team
+from identities.models import Team, WebhookFormat
 from identities.selectors.notifications import (
     webhook_deliveries_of,
     webhook_endpoint_get,
@@ -42,6 +42,7 @@ class EndpointOutput(serializers.Serializer):
     url = serializers.CharField()
     description = serializers.CharField()
     events = serializers.ListField(child=serializers.ChoiceField(choices=WEBHOOK_EVENTS))
+    format = serializers.ChoiceField(choices=WebhookFormat.values)
     is_active = serializers.BooleanField()
     disabled_reason = serializers.CharField()
     previous_secret_expires_at = serializers.DateTimeField(allow_null=True)
@@ -85,6 +86,14 @@ class WebhookCollectionView(ApiView):
             child=serializers.ChoiceField(choices=WEBHOOK_EVENTS), min_length=1
         )
         description = serializers.CharField(max_length=200, required=False, default="")
+        format = serializers.ChoiceField(
+            choices=WebhookFormat.values,
+            required=False,
+            default=WebhookFormat.STANDARD,
+            help_text="standard: a signed Standard Webhooks event; teams: an Adaptive Card for a "
+            "Microsoft Teams incoming webhook; slack: a Block Kit message for a Slack incoming "
+            "webhook (Teams and Slack bodies are not signed: their URL is the secret).",
+        )
 
     def get_queryset(self) -> Any:
         return webhook_endpoints_visible_to(self.actor())
@@ -120,6 +129,7 @@ class WebhookCollectionView(ApiView):
             url=values["url"],
             events=values["events"],
             description=values["description"],
+            format=values["format"],
         )
         url = request.build_absolute_uri(reverse("api:webhook-detail", args=[endpoint.pk]))
         response = Response(
@@ -140,6 +150,7 @@ class WebhookDetailView(ApiView):
         )
         description = serializers.CharField(max_length=200, required=False)
         is_active = serializers.BooleanField(required=False)
+        format = serializers.ChoiceField(choices=WebhookFormat.values, required=False)
 
     @extend_schema(
         tags=[TAG],

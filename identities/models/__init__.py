@@ -24,6 +24,7 @@ from identities.models.notifications import (
     NotificationPreference,
     WebhookDelivery,
     WebhookEndpoint,
+    WebhookFormat,
 )
 from identities.models.org import (
     CatalogRole,
@@ -106,4 +107,5 @@ __all__ = [
     "TransferStatus",
     "WebhookDelivery",
     "WebhookEndpoint",
+    "WebhookFormat",
 ]

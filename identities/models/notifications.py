@@ -20,6 +20,15 @@ from identities.models.org import Team
 from identities.models.requests import IdentityRequest
 
 
+class WebhookFormat(models.TextChoices):
+    """What the receiver expects: a signed Standard Webhooks event, or a chat message for a
+    Microsoft Teams or Slack incoming webhook (whose URL is its secret: nothing is signed)."""
+
+    STANDARD = "standard", "Standard Webhooks (signed JSON event)"
+    TEAMS = "teams", "Microsoft Teams incoming webhook (Adaptive Card)"
+    SLACK = "slack", "Slack incoming webhook (Block Kit message)"
+
+
 class WebhookEndpoint(models.Model):
     """A receiver of signed event payloads (Standard Webhooks): a team's, or global (team
     empty: security's, every event). The signing secret is kept to sign with; it is shown once,
@@ -31,6 +40,9 @@ class WebhookEndpoint(models.Model):
     url = models.URLField(max_length=2000)
     description = models.CharField(max_length=200, blank=True)
     events = models.JSONField(default=list)
+    format = models.CharField(
+        max_length=16, choices=WebhookFormat.choices, default=WebhookFormat.STANDARD
+    )
     secret = models.CharField(max_length=100)
     previous_secret = models.CharField(max_length=100, blank=True)
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
@@ -44,6 +56,11 @@ class WebhookEndpoint(models.Model):
 
     class Meta:
         ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(format__in=WebhookFormat.values), name="webhookendpoint_format_valid"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"webhook {self.pk} of {self.team or 'security'}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -67,7 +68,10 @@ def notifications_record(
     an inbox row for each recipient, and an email row where their preferences ask for one. The
     key (the event's audit row, the recipient, the channel) makes a second write a no-op.
     Webhook endpoints subscribed to the event get a row each: the team's own (and, for a filing,
-    the owning teams'), and the global ones."""
+    the owning teams'), and the global ones. With NOTIFICATIONS_ENABLED off nothing is
+    written (the state change and its audit row are unaffected)."""
+    if not settings.NOTIFICATIONS_ENABLED:
+        return []
     recipients = list(
         _recipients(event, identity_request=identity_request, identity=identity, endpoint=endpoint)
     )

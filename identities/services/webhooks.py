@@ -29,6 +29,7 @@ from identities.models import (
     NotificationEvent,
     Team,
     WebhookEndpoint,
+    WebhookFormat,
 )
 from identities.policy import PolicyResult, Violation
 from identities.selectors.notifications import may_manage_endpoint
@@ -96,6 +97,20 @@ def _validate_events(events: list[str]) -> list[str]:
     return [event for event in WEBHOOK_EVENTS if event in set(events)]
 
 
+def _validate_format(format: str) -> str:
+    if format not in WebhookFormat.values:
+        _refuse(
+            [
+                Violation(
+                    "format",
+                    "unknown_format",
+                    f"unknown format {format!r}; formats are {', '.join(WebhookFormat.values)}.",
+                )
+            ]
+        )
+    return format
+
+
 def _require_manager(actor: User, endpoint: WebhookEndpoint | None, team: Team | None) -> None:
     if not may_manage_endpoint(actor, endpoint, team=team):
         raise PermissionDeniedError(
@@ -110,6 +125,7 @@ def _describe(endpoint: WebhookEndpoint) -> dict[str, object]:
         "team": endpoint.team.name if endpoint.team else None,
         "url": endpoint.url,
         "events": endpoint.events,
+        "format": endpoint.format,
         "is_active": endpoint.is_active,
         "secret": _secret_hint(endpoint.secret),
     }
@@ -117,15 +133,23 @@ def _describe(endpoint: WebhookEndpoint) -> dict[str, object]:
 
 @transaction.atomic(durable=True)
 def webhook_endpoint_create(
-    *, actor: User, team: Team | None, url: str, events: list[str], description: str = ""
+    *,
+    actor: User,
+    team: Team | None,
+    url: str,
+    events: list[str],
+    description: str = "",
+    format: str = WebhookFormat.STANDARD,
 ) -> tuple[WebhookEndpoint, str]:
-    """Register an endpoint; returns it and its secret, which is shown this once."""
+    """Register an endpoint; returns it and its secret, which is shown this once (a Teams or
+    Slack endpoint has one too, unused: its URL is what must be kept secret)."""
     _require_manager(actor, None, team)
     secret = new_secret()
     endpoint = WebhookEndpoint.objects.create(
         team=team,
         url=validate_webhook_url(url),
         events=_validate_events(events),
+        format=_validate_format(format),
         description=description.strip(),
         secret=secret,
         created_by=actor,
@@ -143,6 +167,7 @@ def webhook_endpoint_update(
     events: list[str] | None = None,
     description: str | None = None,
     is_active: bool | None = None,
+    format: str | None = None,
 ) -> WebhookEndpoint:
     """Change an endpoint; switching a disabled one back on clears why it was disabled."""
     _require_manager(actor, endpoint, None)
@@ -153,6 +178,8 @@ def webhook_endpoint_update(
         endpoint.events = _validate_events(events)
     if description is not None:
         endpoint.description = description.strip()
+    if format is not None:
+        endpoint.format = _validate_format(format)
     if is_active is not None:
         endpoint.is_active = is_active
         if is_active:

@@ -117,3 +117,25 @@ def test_rotation_and_changes_are_audited_and_other_teams_see_nothing(
     actions = list(AuditEvent.objects.values_list("action", flat=True).order_by("id"))
     assert actions == ["webhook.created", "webhook.secret_rotated", "webhook.updated"]
     assert all("whsec_" not in str(r.response_body) for r in IdempotencyRecord.objects.all())
+
+
+def test_the_format_is_chosen_read_changed_and_validated(
+    requester: Any, outsider: Any, client_for: Any
+) -> None:
+    client = client_for(requester)
+    body = {"team": "payments", "url": "https://h.example.com/", "events": ["request_filed"]}
+    bad = client.post(WEBHOOKS, {**body, "format": "discord"})
+    assert bad.status_code == 400
+    assert [e["field"] for e in bad.json()["errors"]] == ["format"]
+    assert client.post(WEBHOOKS, body).json()["format"] == "standard", "the default"
+    created = client.post(WEBHOOKS, {**body, "format": "teams"})
+    assert created.status_code == 201 and created.json()["format"] == "teams"
+    changed = client.patch(
+        created["Location"], {"format": "slack"}, content_type="application/json"
+    )
+    assert changed.json()["format"] == "slack"
+    assert WebhookEndpoint.objects.get(pk=created.json()["id"]).format == "slack"
+    refused = client_for(outsider).patch(
+        created["Location"], {"format": "standard"}, content_type="application/json"
+    )
+    assert refused.status_code == 404

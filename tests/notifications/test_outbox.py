@@ -104,6 +104,19 @@ def test_a_refused_filing_writes_no_notification(file_request: FileRequest, appr
     assert Notification.objects.count() == 0
 
 
+def test_with_notifications_disabled_nothing_is_recorded_and_the_decision_stands(
+    file_request: FileRequest, approver: Any, teammate: Any, settings: Any
+) -> None:
+    settings.NOTIFICATIONS_ENABLED = False
+    identity_request = file_request()
+    identity_request_approve(identity_request=identity_request, approver=approver)
+
+    identity_request.refresh_from_db()
+    assert identity_request.status == "approved"
+    assert AuditEvent.objects.filter(action="identity_request.approved").count() == 1
+    assert Notification.objects.count() == 0
+
+
 def test_the_decision_tells_the_requester_and_their_team(
     file_request: FileRequest, approver: Any, teammate: Any, outsider: Any
 ) -> None:

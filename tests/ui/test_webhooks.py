@@ -75,3 +75,37 @@ def test_the_log_offers_redelivery_of_failed_attempts(
     client.post(reverse("webhook_toggle", args=[endpoint.pk]))
     endpoint.refresh_from_db()
     assert not endpoint.is_active
+
+
+def test_a_teams_or_slack_format_is_chosen_on_the_form_and_shown(
+    client_for: ClientFor, requester: Any
+) -> None:
+    client = client_for(requester)
+    form = client.get(reverse("webhook_list")).content.decode()
+    assert 'name="format"' in form and "Microsoft Teams incoming webhook" in form
+    client.post(
+        reverse("webhook_list"),
+        {
+            "team": "payments",
+            "url": "https://example.webhook.office.com/x",
+            "format": "teams",
+            "events": ["request_ready"],
+        },
+    )
+    endpoint = WebhookEndpoint.objects.get()
+    assert endpoint.format == "teams"
+    detail = client.get(reverse("webhook_detail", args=[endpoint.pk])).content.decode()
+    assert "format: Microsoft Teams incoming webhook (Adaptive Card)" in detail
+    bad = client.post(
+        reverse("webhook_list"),
+        {
+            "team": "payments",
+            "url": "https://hooks.slack.com/x",
+            "format": "discord",
+            "events": ["request_ready"],
+        },
+    )
+    assert bad.status_code == 400
+    assert "Select a valid choice. discord is not one of the available choices." in (
+        bad.content.decode()
+    )

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from identities import roles
 from identities.errors import DomainError, NotFoundError, PolicyViolationError
-from identities.models import Team
+from identities.models import Team, WebhookFormat
 from identities.selectors import teams_of
 from identities.selectors.notifications import (
     webhook_deliveries_of,
@@ -73,6 +73,7 @@ def webhook_list(request: HttpRequest) -> HttpResponse:
             url=values["url"],
             events=list(values["events"]),
             description=values["description"],
+            format=values["format"] or WebhookFormat.STANDARD,
         )
     except PolicyViolationError as error:
         for violation in error.violations:
