@@ -10,8 +10,9 @@ Webhook": `{"type": "message", "attachments": [{"contentType":
 "application/vnd.microsoft.card.adaptive", "contentUrl": null, "content": <AdaptiveCard>}]}`);
 the Workflows ("Post to a channel when a webhook request is received") trigger takes the same
 body, and the same page says Workflows support Adaptive Cards only (not the older MessageCard of
-Microsoft 365 Connectors, which are being retired): hence an Adaptive Card. The card uses TextBlock, FactSet and Action.OpenUrl of Adaptive Cards 1.4
-(https://adaptivecards.io/explorer/), the version Teams renders.
+Microsoft 365 Connectors, which are being retired): hence an Adaptive Card. The card uses
+TextBlock, FactSet and Action.OpenUrl of Adaptive Cards 1.4 (https://adaptivecards.io/explorer/),
+the version Teams renders.
 
 Slack: an incoming webhook message (https://api.slack.com/messaging/webhooks) with Block Kit
 `blocks` and a top-level `text` that notifications and screen readers show instead

@@ -43,9 +43,7 @@ def test_a_requester_registers_and_disables_a_trust_rule(
     form.get_by_label("read: see the team's requests").check()
     form.get_by_role("button", name="Register rule").click()
 
-    expect(page.locator(".messages")).to_contain_text(
-        "svc:payments/deploy-pipeline"
-    )
+    expect(page.locator(".messages")).to_contain_text("svc:payments/deploy-pipeline")
     row = page.get_by_role("row", name="production deploys")
     expect(row).to_contain_text("svc:payments/deploy-pipeline")
     expect(row).to_contain_text("sub ~ repo:contoso/payments:environment:*")
