@@ -4,15 +4,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('identities', '0011_notifications'),
+        ("identities", "0011_notifications"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='notification',
-            name='event',
-            field=models.CharField(choices=[('request_filed', 'A request waits for my approval'), ('request_approved', "My team's request was approved"), ('request_rejected', "My team's request was rejected"), ('request_sent_back', "My team's request was sent back for changes"), ('request_ready', "My team's request is ready"), ('request_failed', "My team's request failed"), ('drift_detected', "Drift was found on my team's identity"), ('webhook_disabled', "My team's webhook was disabled after failures")], max_length=32),
+            model_name="notification",
+            name="event",
+            field=models.CharField(
+                choices=[
+                    ("request_filed", "A request waits for my approval"),
+                    ("request_approved", "My team's request was approved"),
+                    ("request_rejected", "My team's request was rejected"),
+                    ("request_sent_back", "My team's request was sent back for changes"),
+                    ("request_ready", "My team's request is ready"),
+                    ("request_failed", "My team's request failed"),
+                    ("drift_detected", "Drift was found on my team's identity"),
+                    ("webhook_disabled", "My team's webhook was disabled after failures"),
+                ],
+                max_length=32,
+            ),
         ),
     ]
