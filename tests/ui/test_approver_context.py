@@ -56,14 +56,19 @@ def contexts(html: str) -> list[dict[str, str]]:
     found = []
     for block in re.findall(r'<ul class="small scope-context".*?</ul>', html, flags=re.S):
         owner = re.search(r'data-testid="scope-owner">([^<]*)<', block)
-        existence = re.search(r'data-existence="([^"]+)">([^<]*)<', block)
+        existence = re.search(
+            r'data-existence="([^"]+)">([^<]*)</span> <span data-testid="scope-existence-note">'
+            r"([^<]*)<",
+            block,
+        )
         risk = re.search(r'data-risk="([^"]+)"', block)
         assert owner and existence and risk, block
         found.append(
             {
                 "owner": owner.group(1),
                 "existence": existence.group(1),
-                "existence_note": existence.group(2),
+                "existence_label": existence.group(2),
+                "existence_note": existence.group(3),
                 "risk": risk.group(1),
                 "cross_team": "scope-cross-team" in block,
                 "protected": "scope-protected" in block,
@@ -97,6 +102,7 @@ def test_a_scope_that_exists_in_the_teams_own_group_is_low_risk_on_card_and_page
     for shown in both_pages(client_for(approver), identity_request):
         assert shown["existence"] == "exists"
         assert shown["existence_note"] == "exists in Azure"
+        assert shown["existence_label"] == "exists"
         assert shown["owner"] == "resource group of team payments (the requesting team)"
         assert shown["risk"] == "low"
         assert not shown["cross_team"] and not shown["protected"]
@@ -116,6 +122,7 @@ def test_a_scope_gone_from_azure_is_shown_missing_and_refused(
     for shown in both_pages(client_for(approver), identity_request):
         assert shown["existence"] == "not_found"
         assert VAULT_SCOPE in shown["existence_note"]
+        assert shown["existence_label"] == "not found"
         assert shown["risk"] == "blocked"
         assert "refused by policy" in shown["text"]
         assert "does not exist in Azure" in shown["text"]
@@ -134,6 +141,7 @@ def test_a_scope_azure_could_not_check_is_shown_unverified_with_the_reason(
     for shown in both_pages(client_for(approver), identity_request):
         assert shown["existence"] == "unverified"
         assert shown["existence_note"].startswith("could not be checked in Azure (")
+        assert shown["existence_label"] == "unverified"
         assert shown["risk"] == "medium"
         assert "Approval checks again" in shown["text"]
 
