@@ -102,7 +102,37 @@ def register(ctx: Context, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     )
             inventory[row["id"].lower()] = row
             added.append(row)
+        ctx.store.inventory_version += 1
     return added
+
+
+def _implied(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows that exist without registration: identities made through ARM, AKS clusters,
+    and the subscriptions and resource groups holding them."""
+    implied: list[tuple[str, str, dict[str, str]]] = [
+        (identity["id"], identity.get("location", ""), dict(identity.get("tags") or {}))
+        for identity in data["identities"].values()
+    ]
+    implied += [
+        (
+            f"/subscriptions/{cluster['subscription_id']}/resourceGroups/"
+            f"{cluster['resource_group']}/providers/Microsoft.ContainerService/"
+            f"managedClusters/{cluster['name']}",
+            str(cluster.get("location", "")),
+            {},
+        )
+        for cluster in data["clusters"].values()
+    ]
+    found: list[dict[str, Any]] = []
+    for resource_id, location, tags in implied:
+        row = entry(resource_id, location=location, tags=tags)
+        for key in (
+            f"/subscriptions/{row['subscriptionId']}",
+            f"/subscriptions/{row['subscriptionId']}/resourceGroups/{row['resourceGroup']}",
+        ):
+            found.append(entry(key, location=location))
+        found.append(row)
+    return found
 
 
 def rows(ctx: Context) -> list[dict[str, Any]]:
@@ -110,29 +140,47 @@ def rows(ctx: Context) -> list[dict[str, Any]]:
     with ctx.store.lock:
         data = ctx.store.data
         found = {key: dict(row) for key, row in data["inventory"].items()}
-        implied: list[tuple[str, str, dict[str, str]]] = [
-            (identity["id"], identity.get("location", ""), dict(identity.get("tags") or {}))
-            for identity in data["identities"].values()
-        ]
-        implied += [
-            (
-                f"/subscriptions/{cluster['subscription_id']}/resourceGroups/"
-                f"{cluster['resource_group']}/providers/Microsoft.ContainerService/"
-                f"managedClusters/{cluster['name']}",
-                str(cluster.get("location", "")),
-                {},
-            )
-            for cluster in data["clusters"].values()
-        ]
-    for resource_id, location, tags in implied:
-        row = entry(resource_id, location=location, tags=tags)
-        for key in (
-            f"/subscriptions/{row['subscriptionId']}",
-            f"/subscriptions/{row['subscriptionId']}/resourcegroups/{row['resourceGroup']}",
-        ):
-            found.setdefault(key.lower(), entry(key, location=location))
+        implied = _implied(data)
+    for row in implied:
         found.setdefault(row["id"].lower(), row)
     return sorted(found.values(), key=lambda row: row["id"].lower())
+
+
+class Index:
+    """The registered rows by lower-cased id, subscription, resource group name and tag
+    (key, lower-cased value), so a Resource Graph query over 100,000 rows reads only the rows its
+    conditions can match (resourcegraph.py plans with it). Rebuilt when the inventory changes."""
+
+    def __init__(self, registered: dict[str, dict[str, Any]]) -> None:
+        self.by_id = registered
+        self.by_subscription: dict[str, set[str]] = {}
+        self.by_group: dict[str, set[str]] = {}
+        self.by_tag: dict[tuple[str, str], set[str]] = {}
+        for key, row in registered.items():
+            self.by_subscription.setdefault(row["subscriptionId"].lower(), set()).add(key)
+            if row["resourceGroup"]:
+                self.by_group.setdefault(row["resourceGroup"].lower(), set()).add(key)
+            for tag, value in (row.get("tags") or {}).items():
+                self.by_tag.setdefault((tag, str(value).lower()), set()).add(key)
+
+
+def index(ctx: Context) -> tuple[Index, list[dict[str, Any]]]:
+    """The registered rows' index, and the implied rows not registered (few: scan them)."""
+    with ctx.store.lock:
+        data = ctx.store.data
+        registered: dict[str, dict[str, Any]] = data["inventory"]
+        version = (id(registered), len(registered), ctx.store.inventory_version)
+        cached = ctx.store.inventory_index
+        if cached is None or cached[0] != version:
+            cached = (version, Index(registered))
+            ctx.store.inventory_index = cached
+        built: Index = cached[1]
+        extra: dict[str, dict[str, Any]] = {}
+        for row in _implied(data):
+            key = row["id"].lower()
+            if key not in registered:
+                extra.setdefault(key, row)
+    return built, list(extra.values())
 
 
 def check_scope_exists(ctx: Context, scope: str) -> None:

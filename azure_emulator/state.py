@@ -63,6 +63,9 @@ class Store:
         # Re-entrant: a handler holding the lock may call helpers that take it again.
         self.lock = threading.RLock()
         self.data: dict[str, Any] = {}
+        # Bumped by every inventory registration; inventory.Index is rebuilt when it changes.
+        self.inventory_version = 0
+        self.inventory_index: Any = None
 
     def open(self) -> None:
         """Load the document, or create the tenant, portal principal and keys on first start."""

@@ -1,15 +1,19 @@
-"""The resource picker's latency with 1,000 resources in the emulator's inventory, cache cold
-and warm, beside a bare Resource Graph query in the same run.
+"""The resource picker's latency with 100,000 resources across 20 subscriptions in the
+emulator's inventory, cache cold and warm, beside a bare Resource Graph query in the same run.
 
     .venv/bin/python benchmarks/picker_bench.py \\
         [--database-url postgres://postgres@127.0.0.1:5432/bench_picker] \\
-        [--resources 1000] [--cold 30] [--warm 200]
+        [--resources 100000] [--subscriptions 20] [--cold 20] [--warm 100]
 
 Uses its OWN database (default `bench_picker`, dropped and created again each run; the name
 must contain "bench"), migrated and loaded with the demo data (seed_demo) against an emulator
-the benchmark starts. Then it registers --resources resources in the sandbox subscription: half
-in team payments' resource group rg-payments, 40 % in search's rg-search, 10 % in rg-shared
-(half of those tagged owner-team=payments). In one process with DEBUG off, as alice (payments),
+the benchmark starts. The sandbox cluster may grant roles in --subscriptions subscriptions (the
+sandbox one and generated ones), and team payments owns rg-payments in each. Then it registers
+--resources resources spread evenly over the subscriptions and, in each, over 50 resource
+groups: 2 % in rg-payments, 2 % in search's rg-search, 2 % in rg-tagged (tagged
+owner-team=payments: the team's by its tag), the rest in 47 groups no team owns. Team payments
+may use about 4 % of them, in every subscription: the portal's one Resource Graph query spans
+all of them. In one process with DEBUG off, as alice (payments),
 through Django's test client (server time; the emulator is a real HTTPS process), it times:
 
 - form: GET /requests/new/ (the page with the picker filled from Azure);
@@ -51,7 +55,6 @@ from common import (
 
 sys.path.insert(0, str(ROOT))
 SUBSCRIPTION = "00000000-0000-4000-8000-000000000001"  # seed_demo's sandbox subscription
-GROUP = f"/subscriptions/{SUBSCRIPTION}/resourceGroups"
 KINDS = (
     "Microsoft.KeyVault/vaults",
     "Microsoft.Storage/storageAccounts",
@@ -60,24 +63,36 @@ KINDS = (
 )
 
 
-def inventory(count: int, prefix: str) -> list[dict[str, Any]]:
-    """`count` resources: 50 % rg-payments, 40 % rg-search, 10 % rg-shared (half tagged for
-    payments)."""
+def subscriptions(count: int) -> list[str]:
+    """The sandbox subscription, then count - 1 generated ones (stable across runs)."""
+    generated = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"picker-bench/{n}")) for n in range(1, count)]
+    return [SUBSCRIPTION, *generated]
+
+
+def inventory(count: int, prefix: str, subs: list[str]) -> list[dict[str, Any]]:
+    """`count` resources, even over `subs` and 50 groups a subscription: rg-payments, rg-search,
+    rg-tagged (tagged owner-team=payments) and 47 groups nobody owns."""
     rows: list[dict[str, Any]] = []
     for n in range(count):
         kind = KINDS[n % len(KINDS)]
-        share = n % 10
-        group = "rg-payments" if share < 5 else "rg-search" if share < 9 else "rg-shared"
-        tags = {"owner-team": "payments"} if group == "rg-shared" and n % 20 == 9 else {}
-        name = f"{prefix}{kind.rsplit('/', 1)[-1][:4].lower()}{n:05}"
+        sub = subs[n % len(subs)]
+        share = (n // len(subs)) % 50
+        group = {0: "rg-payments", 1: "rg-search", 2: "rg-tagged"}.get(share, f"rg-app{share:02}")
+        tags = {"owner-team": "payments"} if group == "rg-tagged" else {}
+        name = f"{prefix}{kind.rsplit('/', 1)[-1][:4].lower()}{n:06}"
         rows.append(
             {
-                "id": f"{GROUP}/{group}/providers/{kind}/{name}",
+                "id": f"/subscriptions/{sub}/resourceGroups/{group}/providers/{kind}/{name}",
                 "location": "westeurope",
                 "tags": tags,
             }
         )
     return rows
+
+
+def register(emulator: Any, rows: list[dict[str, Any]], batch: int = 10_000) -> None:
+    for start in range(0, len(rows), batch):
+        emulator.control("POST", "resources", {"resources": rows[start : start + batch]})
 
 
 def timed(call: Callable[[], Any], before: Callable[[], Any] | None, times: int) -> list[float]:
@@ -102,9 +117,10 @@ def summary(samples: list[float]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default=database_url(DEFAULT_SERVER_URL, "bench_picker"))
-    parser.add_argument("--resources", type=int, default=1000)
-    parser.add_argument("--cold", type=int, default=30)
-    parser.add_argument("--warm", type=int, default=200)
+    parser.add_argument("--resources", type=int, default=100_000)
+    parser.add_argument("--subscriptions", type=int, default=20)
+    parser.add_argument("--cold", type=int, default=20)
+    parser.add_argument("--warm", type=int, default=100)
     parser.add_argument("--output", default=str(ROOT / "benchmarks/results/picker.md"))
     parser.add_argument("--json", default="")
     parser.add_argument("--profile", action="store_true", help="print a profile of a warm form")
@@ -147,10 +163,26 @@ def run(emulator: Any, alice: Any, args: argparse.Namespace) -> dict[str, Any]:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from identities.models import ResourceGroupOwnership
+    from identities.models import Cluster, ResourceGroupOwnership, Team
+    from identities.services import config_object_save
     from provisioning.azure import get_gateway
     from provisioning.resource_graph import team_query
 
+    subs = subscriptions(args.subscriptions)
+    cluster = Cluster.objects.get(name="aks-sandbox")
+    cluster.allowed_scope_subscriptions = subs
+    config_object_save(actor=None, instance=cluster)
+    payments = Team.objects.get(name="payments")
+    for sub in subs:
+        if not ResourceGroupOwnership.objects.filter(
+            subscription_id=sub, resource_group="rg-payments"
+        ).exists():
+            config_object_save(
+                actor=None,
+                instance=ResourceGroupOwnership(
+                    team=payments, subscription_id=sub, resource_group="rg-payments"
+                ),
+            )
     client = Client()
     client.force_login(alice)
     groups = [
@@ -174,9 +206,7 @@ def run(emulator: Any, alice: Any, args: argparse.Namespace) -> dict[str, Any]:
     def bare() -> int:
         gateway, token, rows = get_gateway(), None, 0
         while True:
-            page = gateway.query_resources(
-                query=query, subscriptions=[SUBSCRIPTION], skip_token=token
-            )
+            page = gateway.query_resources(query=query, subscriptions=subs, skip_token=token)
             rows += len(page.rows)
             token = page.skip_token
             if not token:
@@ -192,13 +222,15 @@ def run(emulator: Any, alice: Any, args: argparse.Namespace) -> dict[str, Any]:
         return len(captured.captured_queries)
 
     small = max(1, args.resources // 10)
-    emulator.control("POST", "resources", {"resources": inventory(small, "s")})
+    started = time.perf_counter()
+    register(emulator, inventory(small, "s", subs))
     query_counts: dict[str, dict[str, int]] = {
         f"{name}-{state}": {str(small): queries(call, cold=state == "cold")}
         for name, call in (("form", form), ("api", api))
         for state in ("cold", "warm")
     }
-    emulator.control("POST", "resources", {"resources": inventory(args.resources - small, "l")})
+    register(emulator, inventory(args.resources - small, "l", subs))
+    registering_s = round(time.perf_counter() - started, 1)
     listed = bare()
     for name, call in (("form", form), ("api", api)):
         for state in ("cold", "warm"):
@@ -234,6 +266,8 @@ def run(emulator: Any, alice: Any, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "resources": args.resources,
+        "subscriptions": args.subscriptions,
+        "registering_s": registering_s,
         "listed_for_payments": listed,
         "api_count": api_count,
         "results": results,
@@ -255,9 +289,11 @@ def report(data: dict[str, Any], args: argparse.Namespace) -> str:
         f"the start, {data['load_average_end']} at the end.",
         "",
         "Command: `.venv/bin/python benchmarks/picker_bench.py "
-        f"--resources {args.resources} --cold {args.cold} --warm {args.warm}`",
+        f"--resources {args.resources} --subscriptions {args.subscriptions} --cold {args.cold} "
+        f"--warm {args.warm}`",
         "",
-        f"{data['resources']} resources in the emulator's inventory (plus the demo data); team "
+        f"{data['resources']} resources across {data['subscriptions']} subscriptions in the "
+        f"emulator's inventory (plus the demo data; registered in {data['registering_s']} s); team "
         f"payments may use {data['listed_for_payments']} of them (its resource group and the "
         f"ones tagged for it), the API's `count` says {data['api_count']}.",
         "",

@@ -25,6 +25,7 @@ from identities.selectors.policy import (
     catalog_facts,
     identity_request_draft,
     identity_request_policy,
+    identity_request_review,
     policy_context_for,
 )
 from identities.selectors.requests import (
@@ -71,6 +72,7 @@ __all__ = [
     "identity_request_draft",
     "identity_request_get",
     "identity_request_policy",
+    "identity_request_review",
     "identity_request_state",
     "identity_request_wait",
     "identity_requests_visible_to",

@@ -20,11 +20,12 @@ from identities.policy import (
     RiskSummary,
     risk_summary,
 )
+from identities.policy.scope_context import ScopeContext
 from identities.selectors.people import teams_of
 from identities.selectors.policy import (
     catalog_facts,
     identity_request_draft,
-    identity_request_policy,
+    identity_request_review,
 )
 from identities.selectors.requests import identity_requests_visible_to
 
@@ -48,6 +49,8 @@ class ApprovalQueueItem:
     owner_approvals: tuple[tuple[str, str], ...] = ()
     acting_for: str = ""
     waiting_because: str = ""  # why it waits for the signed-in user, in a sentence
+    # Per role it adds: owner, existence in Azure, cross-team, protected, risk.
+    scopes: tuple[ScopeContext, ...] = ()
 
 
 RISK_LEVELS = ("low", "medium", "high")
@@ -129,7 +132,7 @@ def _queue_item(
     my_teams: set[str],
     catalog: Any,
 ) -> ApprovalQueueItem | None:
-    result = identity_request_policy(identity_request, catalog=catalog)
+    result, scopes = identity_request_review(identity_request, catalog=catalog)
     decided = list(identity_request.approvals.all())
     approvals = [a for a in decided if a.decision == ApprovalDecision.APPROVE]
     approved_by = tuple(a.approver.get_username() for a in approvals if a.on_behalf_of is None)
@@ -166,6 +169,7 @@ def _queue_item(
         owner_approvals=owner_approvals,
         acting_for=acting_for,
         waiting_because=why,
+        scopes=tuple(scopes),
     )
 
 

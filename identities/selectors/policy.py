@@ -39,6 +39,7 @@ from identities.policy import (
     RoleFacts,
     evaluate_request,
 )
+from identities.policy.scope_context import ScopeContext, scope_contexts
 from identities.scopes import Scope, ScopeError, parse_scope
 from identities.selectors.requests import ids_or_none
 from identities.validators import SCOPE_RESOURCE_GROUP, is_dns1123_label, is_dns1123_subdomain
@@ -332,6 +333,16 @@ def identity_request_policy(
     identity_request: IdentityRequest, *, catalog: dict[str, RoleFacts] | None = None
 ) -> PolicyResult:
     """The policy verdict on a saved request, as the world is now."""
+    return identity_request_review(identity_request, catalog=catalog)[0]
+
+
+def identity_request_review(
+    identity_request: IdentityRequest, *, catalog: dict[str, RoleFacts] | None = None
+) -> tuple[PolicyResult, list[ScopeContext]]:
+    """The policy verdict on a saved request, and what an approver reads about each role it
+    adds (owner, existence, cross-team, protected, risk), from the same facts: the scopes are
+    looked up in Azure once, through the policy's cached lookup."""
     draft = identity_request_draft(identity_request)
     context = policy_context_for(draft, exclude_request_id=identity_request.pk, catalog=catalog)
-    return evaluate_request(draft, context)
+    result = evaluate_request(draft, context)
+    return result, scope_contexts(draft, context, result)

@@ -166,3 +166,25 @@ def test_a_bad_skip_token_and_a_top_over_1000_are_refused(graph: ResourceGraphCl
     with pytest.raises(HttpResponseError) as caught:
         ask(graph, query, [DEFAULT_SUBSCRIPTION], top=1001)
     assert caught.value.status_code == 400
+
+
+def test_the_index_follows_registrations_and_resets(
+    emulator: Emulator, graph: ResourceGraphClient
+) -> None:
+    """The emulator answers from an index by id, subscription, group and tag: a row registered
+    after a query is found by the next one, a re-tagged row moves, a reset empties it."""
+    shared = f"/subscriptions/{DEFAULT_SUBSCRIPTION}/resourceGroups/rg-shared/providers"
+    first, second = f"{shared}/Microsoft.Storage/storageAccounts/sta", f"{shared}/x.y/z/b"
+    query = team_query([(DEFAULT_SUBSCRIPTION, "rg-none")], "owner-team", "payments")
+    emulator.register_resources(first, tags={"owner-team": "payments"})
+    assert [row["id"] for row in ask(graph, query, [DEFAULT_SUBSCRIPTION]).data] == [first]
+
+    emulator.register_resources(second, tags={"owner-team": "PAYMENTS"})  # =~: any case
+    emulator.register_resources(first, tags={"owner-team": "search"})
+    assert [row["id"] for row in ask(graph, query, [DEFAULT_SUBSCRIPTION]).data] == [second]
+    assert [
+        row["id"] for row in ask(graph, existence_query([first]), [DEFAULT_SUBSCRIPTION]).data
+    ] == [first]
+
+    emulator.control("POST", "reset", {})
+    assert ask(graph, query, [DEFAULT_SUBSCRIPTION]).data == []

@@ -90,10 +90,10 @@ def test_seed_demo_registers_the_sandbox_cluster_with_the_emulator(
     # Each demo team's resources are in the emulator's inventory, assignable like Azure's.
     inventory = emulator_settings.control("GET", "resources?resourceGroup=rg-payments")["value"]
     assert {(row["type"], row["name"]) for row in inventory} >= {
-        ("Microsoft.Storage/storageAccounts", "stpaymentsdemo"),
-        ("Microsoft.KeyVault/vaults", "kv-payments-demo"),
-        ("Microsoft.ServiceBus/namespaces", "sb-payments-demo"),
-        ("Microsoft.DocumentDB/databaseAccounts", "cosmos-payments-demo"),
+        ("Microsoft.Storage/storageAccounts", "stpaymentsinvoices"),
+        ("Microsoft.KeyVault/vaults", "kv-payments-checkout"),
+        ("Microsoft.ServiceBus/namespaces", "sbns-payments-orders"),
+        ("Microsoft.DocumentDB/databaseAccounts", "cosmos-payments-ledger"),
     }
     assert all(row["tags"]["team"] == "payments" for row in inventory)
     # Idempotent: a second run keeps the same cluster and issuer.

@@ -28,9 +28,10 @@ from identities.models import (
 )
 from identities.naming import fic_subject, uami_name
 from identities.policy import RoleDraft
+from identities.policy.scope_context import ScopeContext
 from identities.scopes import ScopeError, parse_scope
 from identities.selectors import is_team_member, may_act_for_team, teams_of
-from identities.selectors.policy import scope_owners
+from identities.selectors.policy import identity_request_review, scope_owners
 from identities.validators import FIC_LIMIT_PER_IDENTITY
 
 # --- timeline ---------------------------------------------------------------------------------
@@ -351,12 +352,21 @@ def _owner_note(scope: str, owners: dict[str, str], team: str) -> str:
     return f"owned by team {owner}: cross-team, {owner} must approve too"
 
 
-def role_owner_notes(identity_request: IdentityRequest) -> list[tuple[Any, str]]:
-    """Each requested role with who owns its scope (the request page's "What was asked for")."""
-    requested_roles = list(identity_request.roles.all())
-    owners = scope_owners(RoleDraft(r.role.name, r.scope) for r in requested_roles)
-    team = identity_request.team.name
-    return [(r, _owner_note(r.scope, owners, team)) for r in requested_roles]
+def role_owner_notes(
+    identity_request: IdentityRequest, scopes: Sequence[ScopeContext] | None = None
+) -> list[tuple[Any, ScopeContext | None]]:
+    """Each requested role with what an approver reads about its scope (owner, existence in
+    Azure, cross-team, protected, risk): the request page's "What was asked for". `scopes` is
+    the approval item's when the viewer has a decision to make (judged once per page)."""
+    rows = [
+        r for r in identity_request.roles.all() if r.change in (RoleChange.NONE, RoleChange.ADD)
+    ]
+    if not rows:
+        return []
+    if scopes is None:
+        scopes = identity_request_review(identity_request)[1]
+    found: list[ScopeContext | None] = list(scopes)
+    return list(zip(rows, found + [None] * (len(rows) - len(found)), strict=False))
 
 
 def grant_diff(identity_request: IdentityRequest) -> list[GrantLine]:

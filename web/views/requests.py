@@ -183,6 +183,7 @@ def _detail_context(request: HttpRequest, identity_request: IdentityRequest) -> 
     elif status == RequestStatus.PENDING:
         poll_ms = POLL_WAITING_MS
     handover = _handover(request, identity_request)
+    decision = approval_item(user, identity_request)
     return {
         "identity_request": identity_request,
         "events": events,
@@ -199,13 +200,15 @@ def _detail_context(request: HttpRequest, identity_request: IdentityRequest) -> 
         "decision_form": DecisionForm(),
         "decommission_form": DecommissionForm(),
         "approvals": list(identity_request.approvals.all()),
-        "roles_with_owners": role_owner_notes(identity_request),
+        "roles_with_owners": role_owner_notes(
+            identity_request, decision.scopes if decision is not None else None
+        ),
         "identity_gone": identity_gone(identity_request.identity),
         "cluster_cleanup": cluster_cleanup(
             identity_request.identity, _released_service_accounts(user, identity_request)
         ),
         # The queue's approve/reject form, when the viewer has a decision to make here.
-        "decision": approval_item(user, identity_request),
+        "decision": decision,
         "change_diff": change_lines(identity_request)
         if identity_request.kind == RequestKind.CHANGE_ROLES
         else [],

@@ -45,20 +45,37 @@ TEAMS = {
 }
 NAMESPACES = {"payments": "payments", "payments-jobs": "payments", "search": "search"}
 # Per team, in the sandbox subscription: what its workloads reach, registered in the emulator's
-# inventory so role assignments on them behave as on Azure (a scope that does not exist is 404).
-DEMO_RESOURCE_TYPES = (
-    ("Microsoft.Storage/storageAccounts", "st{team}demo"),
-    ("Microsoft.KeyVault/vaults", "kv-{team}-demo"),
-    ("Microsoft.ServiceBus/namespaces", "sb-{team}-demo"),
-    ("Microsoft.DocumentDB/databaseAccounts", "cosmos-{team}-demo"),
-)
+# inventory so role assignments on them behave as on Azure (a scope that does not exist is 404)
+# and the new-request form's picker lists them. Names follow Azure's rules (storage accounts:
+# 3-24 lower-case letters and digits; vaults 3-24, namespaces 6-50, Cosmos accounts 3-44
+# letters, digits and hyphens) and the naming convention of the Cloud Adoption Framework
+# (st, kv, sbns, cosmos prefixes).
+DEMO_RESOURCES: dict[str, tuple[tuple[str, str, str], ...]] = {
+    # team: ((type, name, what it is for), ...)
+    "payments": (
+        ("Microsoft.Storage/storageAccounts", "stpaymentsinvoices", "invoice PDFs"),
+        ("Microsoft.Storage/storageAccounts", "stpaymentsexports", "nightly ledger exports"),
+        ("Microsoft.KeyVault/vaults", "kv-payments-checkout", "payment provider secrets"),
+        ("Microsoft.KeyVault/vaults", "kv-payments-ledger", "ledger signing keys"),
+        ("Microsoft.ServiceBus/namespaces", "sbns-payments-orders", "order events"),
+        ("Microsoft.DocumentDB/databaseAccounts", "cosmos-payments-ledger", "the ledger"),
+    ),
+    "search": (
+        ("Microsoft.Storage/storageAccounts", "stsearchcrawl", "crawled documents"),
+        ("Microsoft.Storage/storageAccounts", "stsearchsnapshots", "index snapshots"),
+        ("Microsoft.KeyVault/vaults", "kv-search-api", "query API keys"),
+        ("Microsoft.ServiceBus/namespaces", "sbns-search-feeds", "catalog change feeds"),
+        ("Microsoft.DocumentDB/databaseAccounts", "cosmos-search-catalog", "the catalog"),
+    ),
+}
 
 
 def demo_resources() -> list[dict[str, Any]]:
-    """Each demo team's resource group with a storage account, key vault, Service Bus namespace
-    and Cosmos DB account, tagged with the team (the shape of a Resource Graph row); and in
-    rg-shared, which no team owns, a storage account per team tagged owner-team=<team> (the
-    default OWNERSHIP_TAG): the team's by its tag."""
+    """Each demo team's resource group with its storage accounts, key vaults, Service Bus
+    namespace and Cosmos DB account, tagged with the team, its cost centre and what the resource
+    is for (the shape of a Resource Graph row); and in rg-shared, which no team owns, a storage
+    account per team tagged owner-team=<team> (the default OWNERSHIP_TAG): the team's by its
+    tag."""
     shared = f"/subscriptions/{SANDBOX_SUBSCRIPTION}/resourceGroups/rg-shared"
     resources: list[dict[str, Any]] = [
         {
@@ -68,17 +85,17 @@ def demo_resources() -> list[dict[str, Any]]:
         }
         for team in TEAMS
     ]
-    for team in TEAMS:
+    for team, owned in DEMO_RESOURCES.items():
         group = f"/subscriptions/{SANDBOX_SUBSCRIPTION}/resourceGroups/rg-{team}"
-        tags = {"team": team, "environment": "demo"}
+        tags = {"team": team, "environment": "demo", "costCentre": f"cc-{team}"}
         resources.append({"id": group, "location": SANDBOX_LOCATION, "tags": tags})
         resources += [
             {
-                "id": f"{group}/providers/{kind}/{name.format(team=team)}",
+                "id": f"{group}/providers/{kind}/{name}",
                 "location": SANDBOX_LOCATION,
-                "tags": tags,
+                "tags": {**tags, "purpose": purpose},
             }
-            for kind, name in DEMO_RESOURCE_TYPES
+            for kind, name, purpose in owned
         ]
     return resources
 
