@@ -34,10 +34,10 @@ from identities.scopes import ScopeError, canonical_scope
 from identities.validators import FIC_LIMIT_PER_IDENTITY
 from provisioning import metrics, services
 from provisioning.azure import AzureGateway, get_gateway
-from provisioning.concurrency import pool_shutdown, run_concurrently
+from provisioning.concurrency import pool_shutdown
 from provisioning.errors import GatewayError, PermanentError
 from provisioning.locks import serialized
-from provisioning.steps import run_step, step_is_done, steps_mark_done, steps_plan
+from provisioning.steps import Outcome, run_steps, step_is_done, steps_mark_done, steps_plan
 
 __all__ = ["change_roles", "pool_shutdown", "reconcile_request", "repair", "role_assignment_name"]
 
@@ -55,21 +55,16 @@ def role_assignment_name(*, scope: str, principal_id: str, role_guid: str) -> st
 
 @dataclass(frozen=True)
 class Step:
-    """One recorded Azure write: `operation` calls Azure, records the outcome and returns
-    (result, x-ms-request-id)."""
+    """One recorded Azure write: `operation` calls Azure and returns (result, x-ms-request-id,
+    the record): the writes of its outcome, which `run_steps` makes with the step's row."""
 
     identity_request: IdentityRequest
     key: str
     label: str
-    operation: Callable[[], tuple[Any, str]]
+    operation: Callable[[], Outcome]
 
     def run(self) -> None:
-        run_step(
-            identity_request=self.identity_request,
-            key=self.key,
-            label=self.label,
-            operation=self.operation,
-        )
+        _run_all([self])
 
 
 def _plan(identity_request: IdentityRequest, steps: Iterable[Step]) -> None:
@@ -77,8 +72,18 @@ def _plan(identity_request: IdentityRequest, steps: Iterable[Step]) -> None:
 
 
 def _run_all(steps: Iterable[Step]) -> None:
-    """Run the steps at once; raise their errors together once all have finished."""
-    errors = run_concurrently([step.run for step in steps])
+    """Run the steps at once, one phase (all of one request); raise their errors together once
+    all have finished and been recorded."""
+    steps = list(steps)
+    if not steps:
+        return
+    identity_request = steps[0].identity_request
+    if any(step.identity_request.pk != identity_request.pk for step in steps):
+        raise ValueError("one phase's steps belong to one request")
+    errors = run_steps(
+        identity_request=identity_request,
+        steps=[(step.key, step.label, step.operation) for step in steps],
+    )
     if errors:
         raise _combined(errors)
 
@@ -243,17 +248,20 @@ def update_tags(identity: Identity, *, gateway: AzureGateway | None = None) -> N
     gateway = gateway or get_gateway()
     origin = services.origin_request(identity=identity)
 
-    def patch() -> tuple[None, str]:
+    def patch() -> Outcome:
         state, call = gateway.update_identity_tags(
             subscription_id=identity.subscription_id,
             resource_group=identity.resource_group,
             name=identity.name,
             tags=dict(identity.tags),
         )
-        services.identity_record_tags(
-            identity_request=origin, identity=identity, state=state, call=call
+        return (
+            None,
+            call.request_id,
+            lambda: services.identity_record_tags(
+                identity_request=origin, identity=identity, state=state, call=call
+            ),
         )
-        return None, call.request_id
 
     Step(origin, f"tags:{identity.team_id}", f"Update tags of {identity.name}", patch).run()
 
@@ -277,7 +285,7 @@ def put_identity(
     *,
     key: str = "identity",
 ) -> Step:
-    def put() -> tuple[Any, str]:
+    def put() -> Outcome:
         state, call = gateway.ensure_identity(
             subscription_id=identity.subscription_id,
             resource_group=identity.resource_group,
@@ -285,10 +293,13 @@ def put_identity(
             location=identity.location,
             tags=identity.tags,
         )
-        services.identity_record_outputs(
-            identity_request=identity_request, identity=identity, state=state, call=call
+        return (
+            state,
+            call.request_id,
+            lambda: services.identity_record_outputs(
+                identity_request=identity_request, identity=identity, state=state, call=call
+            ),
         )
-        return state, call.request_id
 
     return Step(identity_request, key, f"Managed identity {identity.name}", put)
 
@@ -301,7 +312,7 @@ def put_fic(
     *,
     key_prefix: str = "",
 ) -> Step:
-    def put() -> tuple[Any, str]:
+    def put() -> Outcome:
         # Azure refuses concurrent FIC writes on one identity: serialize across all workers.
         with serialized(identity.resource_id):
             services.fic_check_limit(identity=identity, fic=fic)
@@ -317,8 +328,13 @@ def put_fic(
                 )
             except PermanentError as error:
                 raise _fic_limit_refusal(gateway, identity, fic, error) or error from error
-        services.fic_record_active(identity_request=identity_request, fic=fic, call=call)
-        return state, call.request_id
+        return (
+            state,
+            call.request_id,
+            lambda: services.fic_record_active(
+                identity_request=identity_request, fic=fic, call=call
+            ),
+        )
 
     key = f"{key_prefix}fic:{fic.name}"
     return Step(identity_request, key, f"Federated credential {fic.subject}", put)
@@ -372,7 +388,7 @@ def put_role_assignment(
         )
         return PermanentError(reason, code="UnsafeScope")
 
-    def put() -> tuple[Any, str]:
+    def put() -> Outcome:
         # Belt and braces: what is sent is byte for byte the approved scope in its one spelling.
         try:
             canonical = canonical_scope(assignment.scope)
@@ -405,10 +421,13 @@ def put_role_assignment(
                 f"{assignment.scope!r}",
                 returned_scope=state.scope,
             )
-        services.role_assignment_record_active(
-            identity_request=identity_request, assignment=assignment, state=state, call=call
+        return (
+            state,
+            call.request_id if call else "",
+            lambda: services.role_assignment_record_active(
+                identity_request=identity_request, assignment=assignment, state=state, call=call
+            ),
         )
-        return state, call.request_id if call else ""
 
     key = f"{key_prefix}role:{assignment.pk}"
     return Step(identity_request, key, f"Role {assignment.role.name} on {assignment.scope}", put)
@@ -417,17 +436,20 @@ def put_role_assignment(
 def delete_role_assignment(
     identity_request: IdentityRequest, assignment: RoleAssignment, gateway: AzureGateway
 ) -> Step:
-    def delete() -> tuple[None, str]:
+    def delete() -> Outcome:
         # A name is known once the assignment was created; before that there is nothing to delete.
         call = (
             gateway.delete_role_assignment(scope=assignment.scope, name=assignment.name)
             if assignment.name
             else None
         )
-        services.role_assignment_record_removed(
-            identity_request=identity_request, assignment=assignment, call=call
+        return (
+            None,
+            call.request_id if call else "",
+            lambda: services.role_assignment_record_removed(
+                identity_request=identity_request, assignment=assignment, call=call
+            ),
         )
-        return None, call.request_id if call else ""
 
     label = f"Remove role {assignment.role.name} on {assignment.scope}"
     return Step(identity_request, f"delete-role:{assignment.pk}", label, delete)
@@ -439,7 +461,7 @@ def delete_fic(
     fic: FederatedCredential,
     gateway: AzureGateway,
 ) -> Step:
-    def delete() -> tuple[None, str]:
+    def delete() -> Outcome:
         with serialized(identity.resource_id):
             call = gateway.delete_fic(
                 subscription_id=identity.subscription_id,
@@ -447,8 +469,13 @@ def delete_fic(
                 identity_name=identity.name,
                 name=fic.name,
             )
-        services.fic_record_removed(identity_request=identity_request, fic=fic, call=call)
-        return None, call.request_id if call else ""
+        return (
+            None,
+            call.request_id if call else "",
+            lambda: services.fic_record_removed(
+                identity_request=identity_request, fic=fic, call=call
+            ),
+        )
 
     label = f"Remove federated credential {fic.subject}"
     return Step(identity_request, f"delete-fic:{fic.name}", label, delete)
@@ -457,16 +484,19 @@ def delete_fic(
 def delete_identity(
     identity_request: IdentityRequest, identity: Identity, gateway: AzureGateway
 ) -> Step:
-    def delete() -> tuple[None, str]:
+    def delete() -> Outcome:
         call = gateway.delete_identity(
             subscription_id=identity.subscription_id,
             resource_group=identity.resource_group,
             name=identity.name,
         )
-        services.identity_record_deleted(
-            identity_request=identity_request, identity=identity, call=call
+        return (
+            None,
+            call.request_id,
+            lambda: services.identity_record_deleted(
+                identity_request=identity_request, identity=identity, call=call
+            ),
         )
-        return None, call.request_id
 
     label = f"Delete managed identity {identity.name}"
     return Step(identity_request, "delete-identity", label, delete)
@@ -478,12 +508,15 @@ def delete_extra_assignment(
     finding: dict[str, Any],
     gateway: AzureGateway,
 ) -> Step:
-    def delete() -> tuple[None, str]:
+    def delete() -> Outcome:
         call = gateway.delete_role_assignment(scope=finding["scope"], name=finding["name"])
-        services.extra_assignment_record_removed(
-            identity_request=identity_request, identity=identity, finding=finding, call=call
+        return (
+            None,
+            call.request_id,
+            lambda: services.extra_assignment_record_removed(
+                identity_request=identity_request, identity=identity, finding=finding, call=call
+            ),
         )
-        return None, call.request_id
 
     label = f"Remove role assignment made outside the portal on {finding['scope']}"
     return Step(identity_request, f"repair-remove:{finding['name']}", label, delete)
