@@ -37,7 +37,15 @@ from provisioning.azure import AzureGateway, get_gateway
 from provisioning.concurrency import pool_shutdown
 from provisioning.errors import GatewayError, PermanentError
 from provisioning.locks import serialized
-from provisioning.steps import Outcome, run_steps, step_is_done, steps_mark_done, steps_plan
+from provisioning.steps import (
+    Outcome,
+    Phase,
+    step_is_done,
+    steps_finish,
+    steps_mark_done,
+    steps_plan,
+    steps_start,
+)
 
 __all__ = ["change_roles", "pool_shutdown", "reconcile_request", "repair", "role_assignment_name"]
 
@@ -71,21 +79,31 @@ def _plan(identity_request: IdentityRequest, steps: Iterable[Step]) -> None:
     steps_plan(identity_request=identity_request, steps=[(s.key, s.label) for s in steps])
 
 
-def _run_all(steps: Iterable[Step]) -> None:
-    """Run the steps at once, one phase (all of one request); raise their errors together once
-    all have finished and been recorded."""
+def _start(steps: Iterable[Step]) -> Phase | None:
+    """Send one phase's Azure calls at once (its steps all of one request); None if none."""
     steps = list(steps)
     if not steps:
-        return
+        return None
     identity_request = steps[0].identity_request
     if any(step.identity_request.pk != identity_request.pk for step in steps):
         raise ValueError("one phase's steps belong to one request")
-    errors = run_steps(
+    return steps_start(
         identity_request=identity_request,
         steps=[(step.key, step.label, step.operation) for step in steps],
     )
+
+
+def _finish(phase: Phase | None) -> None:
+    """Wait for a phase's calls and record them; raise their errors together."""
+    errors = steps_finish(phase) if phase is not None else []
     if errors:
         raise _combined(errors)
+
+
+def _run_all(steps: Iterable[Step]) -> None:
+    """Run the steps at once, one phase; raise their errors together once all have finished
+    and been recorded."""
+    _finish(_start(steps))
 
 
 def _combined(errors: list[GatewayError]) -> GatewayError:
@@ -141,24 +159,26 @@ def _observe_ready(identity_request: IdentityRequest) -> None:
 
 
 def provision(identity_request: IdentityRequest, *, gateway: AzureGateway | None = None) -> None:
-    """The identity, then its pending FICs and role assignments at once."""
+    """The identity, then its pending FICs and role assignments at once. The identity's PUT is
+    sent first and the run is planned while it is in flight; its record stores the ids on
+    `identity` too, which the children's calls read."""
     gateway = gateway or get_gateway()
     identity = services.target_identity(identity_request=identity_request)
+    identity_step = put_identity(identity_request, identity, gateway)
+    # A done identity step is skipped only once its outputs are stored (the children need them).
+    in_flight = None
+    if not identity.principal_id or not step_is_done(
+        identity_request=identity_request, key=identity_step.key
+    ):
+        in_flight = _start([identity_step])
     fics = list(services.pending_fics(identity_request=identity_request, identity=identity))
     assignments = list(services.pending_role_assignments(identity=identity))
-    identity_step = put_identity(identity_request, identity, gateway)
     child_steps = [put_fic(identity_request, identity, fic, gateway) for fic in fics] + [
         put_role_assignment(identity_request, identity, ra, gateway) for ra in assignments
     ]
     _plan(identity_request, [identity_step, *child_steps])
     _close_recorded_steps(identity_request, identity)
-    # A done identity step is skipped only once its outputs are stored (the children need them).
-    if not (
-        step_is_done(identity_request=identity_request, key=identity_step.key)
-        and (identity.principal_id)
-    ):
-        identity_step.run()
-    identity.refresh_from_db()
+    _finish(in_flight)
     _run_all(child_steps)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from identities.audit import audit_batch
 from identities.models import IdentityRequest
 from provisioning import metrics
 from provisioning.concurrency import start_concurrently
@@ -59,80 +61,96 @@ def _step_update(step_id: int, **fields: object) -> None:
 
 
 # What a step's call returns: its result, the x-ms-request-id, and the writes that record it
-# (the child row and its audit row), run by `run_steps` in the phase's one transaction.
+# (the child row and its audit row), run by `steps_finish` in the phase's one transaction.
 Outcome = tuple[Any, str, Callable[[], None]]
+StepSpec = tuple[str, str, Callable[[], Outcome]]  # key, label, call
 
 
 @dataclass
 class _Finished:
-    step: ProvisioningStep
     key: str
-    at: float
+    at: float = 0.0
     outcome: Outcome | None = None
-    error: BaseException | None = None
+    error: Exception | None = None
 
 
-def _step_rows(
-    identity_request: IdentityRequest, steps: Sequence[tuple[str, str, Callable[[], Outcome]]]
-) -> list[ProvisioningStep]:
-    """The steps' rows, in the order given: one read (steps_plan normally made them), a write
+@dataclass
+class Phase:
+    """Steps whose Azure calls are in flight on the engine's pool (see `steps_start`)."""
+
+    identity_request: IdentityRequest
+    steps: Sequence[StepSpec]
+    futures: list[Future[_Finished]]
+
+
+def _step_rows(identity_request: IdentityRequest, steps: Sequence[StepSpec]) -> list[int]:
+    """The steps' row ids, in the order given: one read (steps_plan normally made them), a write
     only for a row that is missing."""
     keys = [key for key, _label, _call in steps]
-    rows = {
-        row.key: row
-        for row in ProvisioningStep.objects.filter(identity_request=identity_request, key__in=keys)
-    }
+    rows = dict(
+        ProvisioningStep.objects.filter(
+            identity_request=identity_request, key__in=keys
+        ).values_list("key", "pk")
+    )
     for key, label, _call in steps:
         if key not in rows:
             with transaction.atomic():
-                rows[key], _ = ProvisioningStep.objects.get_or_create(
+                row, _ = ProvisioningStep.objects.get_or_create(
                     identity_request=identity_request, key=key, defaults={"label": label}
                 )
+            rows[key] = row.pk
     return [rows[key] for key in keys]
 
 
-def run_steps(
+def steps_start(
     *,
     identity_request: IdentityRequest,
-    steps: Sequence[tuple[str, str, Callable[[], Outcome]]],
+    steps: Sequence[StepSpec],
     backoff: Backoff | None = None,
-) -> list[GatewayError]:
-    """Run a phase's steps (key, label, call) at once; return the gateway errors they raised.
-
-    Each call makes its Azure write (retried with backoff, every attempt counted on its row) on
-    the engine's pool and returns its `Outcome`. The bookkeeping stays off the ARM round trips:
-    the rows go `running` while the calls are in flight, and once all have answered, one
-    transaction closes every row (done with its request id, or failed with the error) and runs
-    the successes' records in the order Azure answered, so their audit rows are appended under
-    one acquisition of the chain's lock. A run killed before that commit recorded nothing of the
-    phase: the rerun writes the same named resources again (idempotent PUT/DELETE) and records
-    them then, as a kill between an answer and its record always did.
-    """
-    if not steps:
-        return []
+) -> Phase:
+    """Send a phase's Azure calls at once on the engine's pool and return while they are in
+    flight, so the caller does its bookkeeping meanwhile. Each call is retried with backoff,
+    every retry counted on its step's row; `steps_finish` records the outcomes."""
     backoff = backoff or Backoff.from_settings()
-    rows = _step_rows(identity_request, steps)
 
-    def attempt(row: ProvisioningStep, key: str, call: Callable[[], Outcome]) -> _Finished:
+    def attempt(key: str, call: Callable[[], Outcome]) -> _Finished:
         def on_retry(_attempt: int, error: TransientError) -> None:
-            _step_update(row.pk, attempts=F("attempts") + 1, error=f"retrying: {error.describe()}")
+            ProvisioningStep.objects.filter(identity_request=identity_request, key=key).update(
+                attempts=F("attempts") + 1,
+                error=f"retrying: {error.describe()}",
+                updated_at=timezone.now(),
+            )
 
-        finished = _Finished(step=row, key=key, at=0.0)
+        finished = _Finished(key=key)
         try:
             finished.outcome = with_retries(call, backoff=backoff, on_retry=on_retry)
-        except Exception as error:  # recorded below; anything but a GatewayError re-raised
+        except Exception as error:  # recorded by steps_finish; anything but a GatewayError raised
             finished.error = error
         finished.at = time.monotonic()
         return finished
 
     futures = start_concurrently(
-        [
-            functools.partial(attempt, row, key, call)
-            for row, (key, _label, call) in zip(rows, steps, strict=True)
-        ]
+        [functools.partial(attempt, key, call) for key, _label, call in steps]
     )
+    return Phase(identity_request=identity_request, steps=steps, futures=futures)
+
+
+def steps_finish(phase: Phase) -> list[GatewayError]:
+    """Mark the phase's steps running (their calls are in flight), wait for every answer, then
+    record them all in one transaction; return the gateway errors the calls raised.
+
+    That transaction closes every row (done with its request id, or failed with the error: one
+    statement) and runs the successes' records in the order Azure answered, inside one audit
+    batch: their audit rows are appended under one acquisition of the chain's lock. A run
+    killed before that commit recorded nothing of the phase: the rerun writes the same named
+    resources again (idempotent PUT/DELETE) and records them then, as a kill between an answer
+    and its record always did.
+    """
+    if not phase.steps:
+        return []
+    ids = _step_rows(phase.identity_request, phase.steps)
     now = timezone.now()
-    ProvisioningStep.objects.filter(pk__in=[row.pk for row in rows]).update(
+    ProvisioningStep.objects.filter(pk__in=ids).update(
         status=StepStatus.RUNNING,
         started_at=now,
         finished_at=None,
@@ -140,37 +158,50 @@ def run_steps(
         attempts=F("attempts") + 1,
         updated_at=now,
     )
-    finished = sorted((future.result() for future in futures), key=lambda f: f.at)
-    errors: list[GatewayError] = []
-    unexpected: BaseException | None = None
-    with transaction.atomic():
-        now = timezone.now()
+    by_key = {key: pk for (key, _label, _call), pk in zip(phase.steps, ids, strict=True)}
+    finished = sorted((future.result() for future in phase.futures), key=lambda f: f.at)
+    errors = [f.error for f in finished if isinstance(f.error, GatewayError)]
+    unexpected = next(
+        (f.error for f in finished if f.error and not isinstance(f.error, GatewayError)), None
+    )
+    now = timezone.now()
+    closed = []
+    for done in finished:
+        if done.outcome is not None:
+            fields = {"status": StepStatus.DONE, "error": "", "azure_request_id": done.outcome[1]}
+        elif isinstance(done.error, GatewayError):
+            fields = {
+                "status": StepStatus.FAILED,
+                "error": done.error.describe(),
+                "azure_request_id": done.error.request_id,
+            }
+        else:
+            continue
+        closed.append(
+            ProvisioningStep(pk=by_key[done.key], finished_at=now, updated_at=now, **fields)
+        )
+    with audit_batch():
+        ProvisioningStep.objects.bulk_update(
+            closed, ["status", "error", "azure_request_id", "finished_at", "updated_at"]
+        )
         for done in finished:
             if done.outcome is not None:
-                _result, request_id, record = done.outcome
-                _step_update(
-                    done.step.pk,
-                    status=StepStatus.DONE,
-                    finished_at=now,
-                    error="",
-                    azure_request_id=request_id,
-                )
-                record()
-            elif isinstance(done.error, GatewayError):
-                errors.append(done.error)
-                _step_update(
-                    done.step.pk,
-                    status=StepStatus.FAILED,
-                    finished_at=now,
-                    error=done.error.describe(),
-                    azure_request_id=done.error.request_id,
-                )
-            else:
-                unexpected = unexpected or done.error
+                done.outcome[2]()  # the record: child row, then its audit row
     for done in finished:
-        outcome = "done" if done.outcome is not None else "failed"
         if done.outcome is not None or isinstance(done.error, GatewayError):
-            metrics.step_finished(key=done.key, outcome=outcome)
+            metrics.step_finished(key=done.key, outcome="done" if done.outcome else "failed")
     if unexpected is not None:
         raise unexpected
     return errors
+
+
+def run_steps(
+    *,
+    identity_request: IdentityRequest,
+    steps: Sequence[StepSpec],
+    backoff: Backoff | None = None,
+) -> list[GatewayError]:
+    """Run a phase's steps at once (`steps_start`, then `steps_finish`)."""
+    return steps_finish(
+        steps_start(identity_request=identity_request, steps=steps, backoff=backoff)
+    )
