@@ -49,9 +49,13 @@ from azure.mgmt.msi.models import FederatedIdentityCredential, Identity, Identit
 from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 from django.conf import settings
+from requests import Session
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from identities.scopes import ScopeError, parse_scope
 from identities.validators import canonical_arm_id
+from provisioning.concurrency import MAX_PARALLEL_WRITES
 from provisioning.errors import GatewayError, PermanentError, TransientError
 from provisioning.metrics import azure_client_hooks
 
@@ -692,13 +696,35 @@ def _emulator_settings() -> tuple[str, str, dict[str, str]]:
     return url, str(state_dir / "ca.pem"), json.loads(client_file.read_text())
 
 
+def _arm_session() -> Session:
+    """The HTTP session every ARM client of a gateway shares, its pool as large as the engine's
+    parallel writes: azure-core's own session keeps 10 connections per host, so each call of a
+    phase past the 10th opened a TCP + TLS connection and dropped it after ("Connection pool is
+    full, discarding connection"). Retries stay off, as azure-core sets them: the engine retries.
+    """
+    session = Session()
+    adapter = HTTPAdapter(
+        pool_maxsize=MAX_PARALLEL_WRITES,
+        max_retries=Retry(total=False, redirect=False, raise_on_status=False),
+    )
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, adapter)
+    return session
+
+
 @lru_cache(maxsize=4)
 def _gateway_for(mode: str, fingerprint: str) -> AzureGateway:
     timeouts: dict[str, Any] = {
         "connection_timeout": settings.AZURE_HTTP_CONNECT_TIMEOUT,
         "read_timeout": settings.AZURE_HTTP_READ_TIMEOUT,
     }
-    client_kwargs: dict[str, Any] = {**timeouts, "retry_total": settings.AZURE_SDK_RETRY_TOTAL}
+    client_kwargs: dict[str, Any] = {
+        **timeouts,
+        "retry_total": settings.AZURE_SDK_RETRY_TOTAL,
+        # Shared by the gateway's clients, which live as long as the process: none owns it.
+        "session": _arm_session(),
+        "session_owner": False,
+    }
     client_kwargs.update(azure_client_hooks())  # every ARM response counted (provisioning.metrics)
     # The credential's token requests get the same limits: without them a token endpoint that
     # never answers holds the step for azure-core's default read timeout (300 s) per attempt.

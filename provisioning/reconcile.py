@@ -35,10 +35,18 @@ from identities.scopes import ScopeError, canonical_scope
 from identities.validators import FIC_LIMIT_PER_IDENTITY
 from provisioning import metrics, services
 from provisioning.azure import AzureGateway, get_gateway
-from provisioning.concurrency import pool_shutdown, run_concurrently
+from provisioning.concurrency import pool_shutdown
 from provisioning.errors import GatewayError, PermanentError
 from provisioning.locks import serialized
-from provisioning.steps import run_step, step_is_done, steps_mark_done, steps_plan
+from provisioning.steps import (
+    Outcome,
+    Phase,
+    step_is_done,
+    steps_finish,
+    steps_mark_done,
+    steps_plan,
+    steps_start,
+)
 
 __all__ = ["change_roles", "pool_shutdown", "reconcile_request", "repair", "role_assignment_name"]
 
@@ -56,32 +64,47 @@ def role_assignment_name(*, scope: str, principal_id: str, role_guid: str) -> st
 
 @dataclass(frozen=True)
 class Step:
-    """One recorded Azure write: `operation` calls Azure, records the outcome and returns
-    (result, x-ms-request-id)."""
+    """One recorded Azure write: `operation` calls Azure and returns (result, x-ms-request-id,
+    the record): the writes of its outcome, which `run_steps` makes with the step's row."""
 
     identity_request: IdentityRequest
     key: str
     label: str
-    operation: Callable[[], tuple[Any, str]]
+    operation: Callable[[], Outcome]
 
     def run(self) -> None:
-        run_step(
-            identity_request=self.identity_request,
-            key=self.key,
-            label=self.label,
-            operation=self.operation,
-        )
+        _run_all([self])
 
 
 def _plan(identity_request: IdentityRequest, steps: Iterable[Step]) -> None:
     steps_plan(identity_request=identity_request, steps=[(s.key, s.label) for s in steps])
 
 
-def _run_all(steps: Iterable[Step]) -> None:
-    """Run the steps at once; raise their errors together once all have finished."""
-    errors = run_concurrently([step.run for step in steps])
+def _start(steps: Iterable[Step]) -> Phase | None:
+    """Send one phase's Azure calls at once (its steps all of one request); None if none."""
+    steps = list(steps)
+    if not steps:
+        return None
+    identity_request = steps[0].identity_request
+    if any(step.identity_request.pk != identity_request.pk for step in steps):
+        raise ValueError("one phase's steps belong to one request")
+    return steps_start(
+        identity_request=identity_request,
+        steps=[(step.key, step.label, step.operation) for step in steps],
+    )
+
+
+def _finish(phase: Phase | None) -> None:
+    """Wait for a phase's calls and record them; raise their errors together."""
+    errors = steps_finish(phase) if phase is not None else []
     if errors:
         raise _combined(errors)
+
+
+def _run_all(steps: Iterable[Step]) -> None:
+    """Run the steps at once, one phase; raise their errors together once all have finished
+    and been recorded."""
+    _finish(_start(steps))
 
 
 def _combined(errors: list[GatewayError]) -> GatewayError:
@@ -137,24 +160,26 @@ def _observe_ready(identity_request: IdentityRequest) -> None:
 
 
 def provision(identity_request: IdentityRequest, *, gateway: AzureGateway | None = None) -> None:
-    """The identity, then its pending FICs and role assignments at once."""
+    """The identity, then its pending FICs and role assignments at once. The identity's PUT is
+    sent first and the run is planned while it is in flight; its record stores the ids on
+    `identity` too, which the children's calls read."""
     gateway = gateway or get_gateway()
     identity = services.target_identity(identity_request=identity_request)
+    identity_step = put_identity(identity_request, identity, gateway)
+    # A done identity step is skipped only once its outputs are stored (the children need them).
+    in_flight = None
+    if not identity.principal_id or not step_is_done(
+        identity_request=identity_request, key=identity_step.key
+    ):
+        in_flight = _start([identity_step])
     fics = list(services.pending_fics(identity_request=identity_request, identity=identity))
     assignments = list(services.pending_role_assignments(identity=identity))
-    identity_step = put_identity(identity_request, identity, gateway)
     child_steps = [put_fic(identity_request, identity, fic, gateway) for fic in fics] + [
         put_role_assignment(identity_request, identity, ra, gateway) for ra in assignments
     ]
     _plan(identity_request, [identity_step, *child_steps])
     _close_recorded_steps(identity_request, identity)
-    # A done identity step is skipped only once its outputs are stored (the children need them).
-    if not (
-        step_is_done(identity_request=identity_request, key=identity_step.key)
-        and (identity.principal_id)
-    ):
-        identity_step.run()
-    identity.refresh_from_db()
+    _finish(in_flight)
     _run_all(child_steps)
 
 
@@ -244,17 +269,20 @@ def update_tags(identity: Identity, *, gateway: AzureGateway | None = None) -> N
     gateway = gateway or get_gateway()
     origin = services.origin_request(identity=identity)
 
-    def patch() -> tuple[None, str]:
+    def patch() -> Outcome:
         state, call = gateway.update_identity_tags(
             subscription_id=identity.subscription_id,
             resource_group=identity.resource_group,
             name=identity.name,
             tags=dict(identity.tags),
         )
-        services.identity_record_tags(
-            identity_request=origin, identity=identity, state=state, call=call
+        return (
+            None,
+            call.request_id,
+            lambda: services.identity_record_tags(
+                identity_request=origin, identity=identity, state=state, call=call
+            ),
         )
-        return None, call.request_id
 
     Step(origin, f"tags:{identity.team_id}", f"Update tags of {identity.name}", patch).run()
 
@@ -278,7 +306,7 @@ def put_identity(
     *,
     key: str = "identity",
 ) -> Step:
-    def put() -> tuple[Any, str]:
+    def put() -> Outcome:
         state, call = gateway.ensure_identity(
             subscription_id=identity.subscription_id,
             resource_group=identity.resource_group,
@@ -286,10 +314,13 @@ def put_identity(
             location=identity.location,
             tags=identity.tags,
         )
-        services.identity_record_outputs(
-            identity_request=identity_request, identity=identity, state=state, call=call
+        return (
+            state,
+            call.request_id,
+            lambda: services.identity_record_outputs(
+                identity_request=identity_request, identity=identity, state=state, call=call
+            ),
         )
-        return state, call.request_id
 
     return Step(identity_request, key, f"Managed identity {identity.name}", put)
 
@@ -302,7 +333,7 @@ def put_fic(
     *,
     key_prefix: str = "",
 ) -> Step:
-    def put() -> tuple[Any, str]:
+    def put() -> Outcome:
         # Azure refuses concurrent FIC writes on one identity: serialize across all workers.
         with serialized(identity.resource_id):
             services.fic_check_limit(identity=identity, fic=fic)
@@ -318,8 +349,13 @@ def put_fic(
                 )
             except PermanentError as error:
                 raise _fic_limit_refusal(gateway, identity, fic, error) or error from error
-        services.fic_record_active(identity_request=identity_request, fic=fic, call=call)
-        return state, call.request_id
+        return (
+            state,
+            call.request_id,
+            lambda: services.fic_record_active(
+                identity_request=identity_request, fic=fic, call=call
+            ),
+        )
 
     key = f"{key_prefix}fic:{fic.name}"
     return Step(identity_request, key, f"Federated credential {fic.subject}", put)
@@ -373,7 +409,7 @@ def put_role_assignment(
         )
         return PermanentError(reason, code="UnsafeScope")
 
-    def put() -> tuple[Any, str]:
+    def put() -> Outcome:
         # Belt and braces: what is sent is byte for byte the approved scope in its one spelling.
         try:
             canonical = canonical_scope(assignment.scope)
@@ -401,10 +437,13 @@ def put_role_assignment(
                 f"{assignment.scope!r}",
                 returned_scope=state.scope,
             )
-        services.role_assignment_record_active(
-            identity_request=identity_request, assignment=assignment, state=state, call=call
+        return (
+            state,
+            call.request_id if call else "",
+            lambda: services.role_assignment_record_active(
+                identity_request=identity_request, assignment=assignment, state=state, call=call
+            ),
         )
-        return state, call.request_id if call else ""
 
     key = f"{key_prefix}role:{assignment.pk}"
     return Step(identity_request, key, f"Role {assignment.role.name} on {assignment.scope}", put)
@@ -455,17 +494,20 @@ def _ensure_assignment(
 def delete_role_assignment(
     identity_request: IdentityRequest, assignment: RoleAssignment, gateway: AzureGateway
 ) -> Step:
-    def delete() -> tuple[None, str]:
+    def delete() -> Outcome:
         # A name is known once the assignment was created; before that there is nothing to delete.
         call = (
             gateway.delete_role_assignment(scope=assignment.scope, name=assignment.name)
             if assignment.name
             else None
         )
-        services.role_assignment_record_removed(
-            identity_request=identity_request, assignment=assignment, call=call
+        return (
+            None,
+            call.request_id if call else "",
+            lambda: services.role_assignment_record_removed(
+                identity_request=identity_request, assignment=assignment, call=call
+            ),
         )
-        return None, call.request_id if call else ""
 
     label = f"Remove role {assignment.role.name} on {assignment.scope}"
     return Step(identity_request, f"delete-role:{assignment.pk}", label, delete)
@@ -477,7 +519,7 @@ def delete_fic(
     fic: FederatedCredential,
     gateway: AzureGateway,
 ) -> Step:
-    def delete() -> tuple[None, str]:
+    def delete() -> Outcome:
         with serialized(identity.resource_id):
             call = gateway.delete_fic(
                 subscription_id=identity.subscription_id,
@@ -485,8 +527,13 @@ def delete_fic(
                 identity_name=identity.name,
                 name=fic.name,
             )
-        services.fic_record_removed(identity_request=identity_request, fic=fic, call=call)
-        return None, call.request_id if call else ""
+        return (
+            None,
+            call.request_id if call else "",
+            lambda: services.fic_record_removed(
+                identity_request=identity_request, fic=fic, call=call
+            ),
+        )
 
     label = f"Remove federated credential {fic.subject}"
     return Step(identity_request, f"delete-fic:{fic.name}", label, delete)
@@ -495,16 +542,19 @@ def delete_fic(
 def delete_identity(
     identity_request: IdentityRequest, identity: Identity, gateway: AzureGateway
 ) -> Step:
-    def delete() -> tuple[None, str]:
+    def delete() -> Outcome:
         call = gateway.delete_identity(
             subscription_id=identity.subscription_id,
             resource_group=identity.resource_group,
             name=identity.name,
         )
-        services.identity_record_deleted(
-            identity_request=identity_request, identity=identity, call=call
+        return (
+            None,
+            call.request_id,
+            lambda: services.identity_record_deleted(
+                identity_request=identity_request, identity=identity, call=call
+            ),
         )
-        return None, call.request_id
 
     label = f"Delete managed identity {identity.name}"
     return Step(identity_request, "delete-identity", label, delete)
@@ -516,12 +566,15 @@ def delete_extra_assignment(
     finding: dict[str, Any],
     gateway: AzureGateway,
 ) -> Step:
-    def delete() -> tuple[None, str]:
+    def delete() -> Outcome:
         call = gateway.delete_role_assignment(scope=finding["scope"], name=finding["name"])
-        services.extra_assignment_record_removed(
-            identity_request=identity_request, identity=identity, finding=finding, call=call
+        return (
+            None,
+            call.request_id,
+            lambda: services.extra_assignment_record_removed(
+                identity_request=identity_request, identity=identity, finding=finding, call=call
+            ),
         )
-        return None, call.request_id
 
     label = f"Remove role assignment made outside the portal on {finding['scope']}"
     return Step(identity_request, f"repair-remove:{finding['name']}", label, delete)

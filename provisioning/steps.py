@@ -1,20 +1,26 @@
-"""Recording provisioning steps (the live progress view) and running one step with retries."""
+"""Recording provisioning steps (the live progress view) and running a phase's steps with
+retries, their bookkeeping off the ARM round trips."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+import functools
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
+from identities.audit import audit_batch
 from identities.models import IdentityRequest
 from provisioning import metrics
+from provisioning.concurrency import start_concurrently
 from provisioning.errors import GatewayError, TransientError
 from provisioning.models import ProvisioningStep, StepStatus
 from provisioning.retry import Backoff, with_retries
-
-T = TypeVar("T")
 
 
 def steps_plan(*, identity_request: IdentityRequest, steps: list[tuple[str, str]]) -> None:
@@ -54,62 +60,148 @@ def _step_update(step_id: int, **fields: object) -> None:
     ProvisioningStep.objects.filter(pk=step_id).update(updated_at=timezone.now(), **fields)
 
 
-def run_step(
+# What a step's call returns: its result, the x-ms-request-id, and the writes that record it
+# (the child row and its audit row), run by `steps_finish` in the phase's one transaction.
+Outcome = tuple[Any, str, Callable[[], None]]
+StepSpec = tuple[str, str, Callable[[], Outcome]]  # key, label, call
+
+
+@dataclass
+class _Finished:
+    key: str
+    at: float = 0.0
+    outcome: Outcome | None = None
+    error: Exception | None = None
+
+
+@dataclass
+class Phase:
+    """Steps whose Azure calls are in flight on the engine's pool (see `steps_start`)."""
+
+    identity_request: IdentityRequest
+    steps: Sequence[StepSpec]
+    futures: list[Future[_Finished]]
+
+
+def _step_rows(identity_request: IdentityRequest, steps: Sequence[StepSpec]) -> list[int]:
+    """The steps' row ids, in the order given: one read (steps_plan normally made them), a write
+    only for a row that is missing."""
+    keys = [key for key, _label, _call in steps]
+    rows = dict(
+        ProvisioningStep.objects.filter(
+            identity_request=identity_request, key__in=keys
+        ).values_list("key", "pk")
+    )
+    for key, label, _call in steps:
+        if key not in rows:
+            with transaction.atomic():
+                row, _ = ProvisioningStep.objects.get_or_create(
+                    identity_request=identity_request, key=key, defaults={"label": label}
+                )
+            rows[key] = row.pk
+    return [rows[key] for key in keys]
+
+
+def steps_start(
     *,
     identity_request: IdentityRequest,
-    key: str,
-    label: str,
-    operation: Callable[[], tuple[T, str]],
+    steps: Sequence[StepSpec],
     backoff: Backoff | None = None,
-) -> T:
-    """Run `operation` (returning (result, azure request id)) as a recorded, retried step.
+) -> Phase:
+    """Send a phase's Azure calls at once on the engine's pool and return while they are in
+    flight, so the caller does its bookkeeping meanwhile. Each call is retried with backoff,
+    every retry counted on its step's row; `steps_finish` records the outcomes."""
+    backoff = backoff or Backoff.from_settings()
 
-    The row goes running → done, or failed with the error; transient errors are retried with
-    backoff and every attempt is counted on the row.
-    """
-    # steps_plan normally created the row already: read first, write only when it is missing.
-    step = ProvisioningStep.objects.filter(identity_request=identity_request, key=key).first()
-    if step is None:
-        with transaction.atomic():
-            step, _ = ProvisioningStep.objects.get_or_create(
-                identity_request=identity_request, key=key, defaults={"label": label}
+    def attempt(key: str, call: Callable[[], Outcome]) -> _Finished:
+        def on_retry(_attempt: int, error: TransientError) -> None:
+            ProvisioningStep.objects.filter(identity_request=identity_request, key=key).update(
+                attempts=F("attempts") + 1,
+                error=f"retrying: {error.describe()}",
+                updated_at=timezone.now(),
             )
+
+        finished = _Finished(key=key)
+        try:
+            finished.outcome = with_retries(call, backoff=backoff, on_retry=on_retry)
+        except Exception as error:  # recorded by steps_finish; anything but a GatewayError raised
+            finished.error = error
+        finished.at = time.monotonic()
+        return finished
+
+    futures = start_concurrently(
+        [functools.partial(attempt, key, call) for key, _label, call in steps]
+    )
+    return Phase(identity_request=identity_request, steps=steps, futures=futures)
+
+
+def steps_finish(phase: Phase) -> list[GatewayError]:
+    """Mark the phase's steps running (their calls are in flight), wait for every answer, then
+    record them all in one transaction; return the gateway errors the calls raised.
+
+    That transaction closes every row (done with its request id, or failed with the error: one
+    statement) and runs the successes' records in the order Azure answered, inside one audit
+    batch: their audit rows are appended under one acquisition of the chain's lock. A run
+    killed before that commit recorded nothing of the phase: the rerun writes the same named
+    resources again (idempotent PUT/DELETE) and records them then, as a kill between an answer
+    and its record always did.
+    """
+    if not phase.steps:
+        return []
+    ids = _step_rows(phase.identity_request, phase.steps)
     now = timezone.now()
-    _step_update(
-        step.pk,
+    ProvisioningStep.objects.filter(pk__in=ids).update(
         status=StepStatus.RUNNING,
         started_at=now,
         finished_at=None,
         error="",
-        attempts=step.attempts + 1,
+        attempts=F("attempts") + 1,
+        updated_at=now,
     )
-    attempts = step.attempts + 1
-
-    def on_retry(_attempt: int, error: TransientError) -> None:
-        nonlocal attempts
-        attempts += 1
-        _step_update(step.pk, attempts=attempts, error=f"retrying: {error.describe()}")
-
-    try:
-        result, request_id = with_retries(
-            operation, backoff=backoff or Backoff.from_settings(), on_retry=on_retry
-        )
-    except GatewayError as error:
-        _step_update(
-            step.pk,
-            status=StepStatus.FAILED,
-            finished_at=timezone.now(),
-            error=error.describe(),
-            azure_request_id=error.request_id,
-        )
-        metrics.step_finished(key=key, outcome="failed")
-        raise
-    _step_update(
-        step.pk,
-        status=StepStatus.DONE,
-        finished_at=timezone.now(),
-        error="",
-        azure_request_id=request_id,
+    by_key = {key: pk for (key, _label, _call), pk in zip(phase.steps, ids, strict=True)}
+    finished = sorted((future.result() for future in phase.futures), key=lambda f: f.at)
+    errors = [f.error for f in finished if isinstance(f.error, GatewayError)]
+    unexpected = next(
+        (f.error for f in finished if f.error and not isinstance(f.error, GatewayError)), None
     )
-    metrics.step_finished(key=key, outcome="done")
-    return result
+    now = timezone.now()
+    closed = []
+    for done in finished:
+        if done.outcome is not None:
+            fields = {"status": StepStatus.DONE, "error": "", "azure_request_id": done.outcome[1]}
+        elif isinstance(done.error, GatewayError):
+            fields = {
+                "status": StepStatus.FAILED,
+                "error": done.error.describe(),
+                "azure_request_id": done.error.request_id,
+            }
+        else:
+            continue
+        closed.append(
+            ProvisioningStep(pk=by_key[done.key], finished_at=now, updated_at=now, **fields)
+        )
+    with audit_batch():
+        ProvisioningStep.objects.bulk_update(
+            closed, ["status", "error", "azure_request_id", "finished_at", "updated_at"]
+        )
+        for done in finished:
+            if done.outcome is not None:
+                done.outcome[2]()  # the record: child row, then its audit row
+    for done in finished:
+        if done.outcome is not None or isinstance(done.error, GatewayError):
+            metrics.step_finished(key=done.key, outcome="done" if done.outcome else "failed")
+    if unexpected is not None:
+        raise unexpected
+    return errors
+
+
+def run_steps(
+    *,
+    identity_request: IdentityRequest,
+    steps: Sequence[StepSpec],
+    backoff: Backoff | None = None,
+) -> list[GatewayError]:
+    """Run a phase's steps at once (`steps_start`, then `steps_finish`)."""
+    return steps_finish(
+        steps_start(identity_request=identity_request, steps=steps, backoff=backoff)
+    )

@@ -5,11 +5,18 @@ commits or rolls back with it. Appends are serialized (PostgreSQL: a transaction
 lock; SQLite: transactions are IMMEDIATE, see settings) so each row's `prev_hash` is the hash of
 the row committed just before it and the chain cannot fork. Call `audit_record()` as the last
 write of a transaction: the lock is held until commit.
+
+`audit_batch()` appends several rows in one transaction (a provisioning phase's Azure writes):
+the first row takes the lock and reads the chain's tail, the rest chain on from the row just
+written, without taking the lock or reading the tail again, since the lock is held until commit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -29,6 +36,26 @@ SYSTEM_ACTOR_LABEL = "system"
 # pg_advisory_xact_lock key for the audit chain ("WIAUDIT" in ASCII); any stable bigint will do.
 AUDIT_LOCK_KEY = 0x57_49_41_55_44_49_54
 
+# Per thread (a thread has its own connection): the open batch's tail, [(id, hash)] once its first
+# row is written, [] before; None outside a batch.
+_batch = threading.local()
+
+
+@contextlib.contextmanager
+def audit_batch() -> Iterator[None]:
+    """One transaction in which every `audit_record()` appends under one acquisition of the
+    chain's lock. Nested, it joins the outer batch. Anything that fails inside rolls the whole
+    transaction back (the rows are not written in savepoints), so the tail it kept is dropped."""
+    if getattr(_batch, "tail", None) is not None:
+        yield
+        return
+    with transaction.atomic():
+        _batch.tail = []
+        try:
+            yield
+        finally:
+            _batch.tail = None
+
 
 def audit_record(
     *,
@@ -44,10 +71,15 @@ def audit_record(
     `data` is stored as JSON (datetimes, UUIDs and decimals become strings); `actor_label`
     overrides the recorded name, e.g. "worker@host" for a system actor.
     """
-    with transaction.atomic():
-        _lock_chain()
-        last = AuditEvent.objects.order_by("-id").values_list("id", "hash").first()
-        prev_id, prev_hash = last if last is not None else (0, GENESIS_HASH)
+    tail: list[tuple[int, str]] | None = getattr(_batch, "tail", None)
+    # In a batch, no savepoint: a failed row fails the whole batch, never just itself.
+    with transaction.atomic(savepoint=tail is None):
+        if tail:
+            prev_id, prev_hash = tail[0]
+        else:
+            _lock_chain()
+            last = AuditEvent.objects.order_by("-id").values_list("id", "hash").first()
+            prev_id, prev_hash = last if last is not None else (0, GENESIS_HASH)
         if actor_label is None:
             actor_label = actor.get_username() if actor is not None else SYSTEM_ACTOR_LABEL
         event = AuditEvent(
@@ -63,6 +95,8 @@ def audit_record(
         )
         event.hash = event_hash(event)
         event.save(force_insert=True)
+        if tail is not None:
+            tail[:] = [(event.id, event.hash)]
         return event
 
 

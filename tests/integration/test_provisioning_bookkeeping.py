@@ -1,0 +1,113 @@
+"""The engine's bookkeeping off the critical path: a phase's steps and audit rows are recorded in
+one transaction under one acquisition of the chain's lock, and still show every Azure write with
+its x-ms-request-id, in order, the chain intact."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connections
+from django.db.backends.signals import connection_created
+
+from identities.audit import audit_verify_chain
+from identities.models import AuditEvent, RequestStatus
+from provisioning.models import ProvisioningStep, StepStatus
+from provisioning.reconcile import pool_shutdown, reconcile_request
+from tests.integration.test_provisioning import vault_roles
+from tests.support.sandbox import ApprovedRequestFactory, Sandbox
+from tests.support.services import postgres_or_missing
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def chain_locks() -> Iterator[list[str]]:
+    """Every acquisition of the audit chain's lock, on any connection of any thread (the engine's
+    pool threads open theirs afresh: the pool is shut down first)."""
+    pool_shutdown()
+    taken: list[str] = []
+    guard = threading.Lock()
+
+    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if "pg_advisory_xact_lock" in sql:
+            with guard:
+                taken.append(threading.current_thread().name)
+        return execute(sql, params, many, context)
+
+    def on_connect(sender: Any, connection: Any, **_kwargs: Any) -> None:
+        connection.execute_wrappers.append(wrapper)
+
+    connection_created.connect(on_connect, weak=False)
+    for connection in connections.all():
+        connection.execute_wrappers.append(wrapper)
+    try:
+        yield taken
+    finally:
+        connection_created.disconnect(on_connect)
+        for connection in connections.all():
+            if wrapper in connection.execute_wrappers:
+                connection.execute_wrappers.remove(wrapper)
+        pool_shutdown()
+
+
+@pytest.mark.parametrize("k", [1, 6])
+def test_the_chain_lock_is_taken_once_per_phase_whatever_k(
+    k: int,
+    sandbox: Sandbox,
+    approved_request: ApprovedRequestFactory,
+    chain_locks: list[str],
+) -> None:
+    postgres_or_missing()
+    identity_request = approved_request(roles=vault_roles(k))
+    chain_locks.clear()
+
+    reconcile_request(identity_request.pk)
+
+    identity_request.refresh_from_db()
+    assert identity_request.status == RequestStatus.READY, identity_request.last_error
+    # The claim (1), the identity's phase (1), the FIC's and roles' phase (1), and ready (2: the
+    # request's transition and the identity's row): 5 for any k. Before, each Azure write took
+    # it on the pool thread that made it: 1 + 1 + (1 + k) + 2 = 5 + k.
+    assert len(chain_locks) == 5, chain_locks
+
+
+def test_every_azure_write_is_in_the_trail_with_its_request_id_in_order_and_the_chain_intact(
+    sandbox: Sandbox, approved_request: ApprovedRequestFactory
+) -> None:
+    identity_request = approved_request(roles=vault_roles(4))
+
+    reconcile_request(identity_request.pk)
+
+    steps = {
+        step.key: step.azure_request_id
+        for step in ProvisioningStep.objects.filter(identity_request=identity_request)
+    }
+    assert set(
+        ProvisioningStep.objects.filter(identity_request=identity_request).values_list(
+            "status", flat=True
+        )
+    ) == {StepStatus.DONE}
+    events = list(
+        AuditEvent.objects.filter(identity_request=identity_request, action__startswith="azure.")
+        .order_by("id")
+        .values_list("action", "data")
+    )
+    assert len(events) == len(steps) == 2 + 4
+    # Every write's audit row carries the request id its step recorded, one row per step.
+    assert sorted(data["azure_request_id"] for _action, data in events) == sorted(steps.values())
+    assert all(data["azure_request_id"] for _action, data in events)
+    # In order: the identity first (its phase committed before the children were sent), then
+    # the FIC and the roles; the request is ready after all of them.
+    assert events[0][0] == "azure.identity.created"
+    assert events[0][1]["azure_request_id"] == steps["identity"]
+    actions = list(
+        AuditEvent.objects.filter(identity_request=identity_request)
+        .order_by("id")
+        .values_list("action", flat=True)
+    )
+    assert actions[-1] == "identity_request.ready"
+    report = audit_verify_chain()
+    assert report.ok, report.reason
