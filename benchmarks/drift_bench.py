@@ -86,7 +86,8 @@ def main() -> None:
             worker.stop()
         emulator.stop()
         forget_queues(args.redis_url, queue)
-    result["load_average"] = {"start": load_before, "end": [round(value, 2) for value in os.getloadavg()]}
+    load_after = [round(value, 2) for value in os.getloadavg()]
+    result["load_average"] = {"start": load_before, "end": load_after}
     publish(args.output, render(result), args.json, result)
 
 
