@@ -175,6 +175,16 @@ def run() -> None:
         processes["worker"] = start(
             "worker", [celery, "-A", "portal", "worker", "--loglevel=INFO", "--concurrency=2"], env
         )
+        # The drift run has a queue and a worker of its own: provisioning never waits behind it.
+        drift_queue = env.get("CELERY_DRIFT_QUEUE", f"{env.get('CELERY_QUEUE', 'portal')}-drift")
+        processes["drift-worker"] = start(
+            "drift-worker",
+            [
+                *(celery, "-A", "portal", "worker", "--loglevel=INFO", "--concurrency=1"),
+                *("-Q", drift_queue, "--hostname=drift@%h"),
+            ],
+            env,
+        )
         processes["beat"] = start("beat", [celery, "-A", "portal", "beat", "--loglevel=INFO"], env)
         processes["web"] = start(
             "web", [str(PY), "manage.py", "runserver", f"{host}:{port}", "--noreload"], env

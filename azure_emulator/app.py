@@ -29,7 +29,7 @@ from azure_emulator import (
 )
 from azure_emulator import armcommon as arm
 from azure_emulator.context import Context
-from azure_emulator.faults import BUCKET_SIZES, GLOBAL_FACTOR, unthrottled_remaining
+from azure_emulator.faults import BUCKET_SIZES, GLOBAL_FACTOR, KNOB_PREFIXES
 from azure_emulator.protocol import (
     ArmError,
     HttpError,
@@ -139,31 +139,30 @@ class App:
         if route.write:
             kind = "deletes" if request.method == "DELETE" else "writes"
             key = (route.subscription or "tenant").lower()
-            allowed, remaining, retry_after = self.ctx.throttle.take(key, knobs, kind)
-            capacity = knobs[
-                "delete_bucket_capacity" if kind == "deletes" else "write_bucket_capacity"
-            ]
-            # One principal here; the global budget is the others' share plus what it has left.
-            others = (capacity or BUCKET_SIZES[kind]) * (GLOBAL_FACTOR - 1)
-            extra[f"x-ms-ratelimit-remaining-subscription-{kind}"] = str(remaining)
-            extra[f"x-ms-ratelimit-remaining-subscription-global-{kind}"] = str(others + remaining)
-            if not allowed:
-                # ARM's own throttling answer: code SubscriptionRequestsThrottled, message as
-                # quoted from live ARM ("Number of 'read' requests for subscription '…' actor
-                # '…' exceeded. Please try again after '10' seconds.", 2026); AZURE-FACTS §8.
-                actor = str(request.caller.get("oid", "")) if request.caller else ""
-                operation = "delete" if kind == "deletes" else "write"
-                raise ArmError(
-                    429,
-                    "SubscriptionRequestsThrottled",
-                    f"Number of '{operation}' requests for subscription '{key}' actor '{actor}' "
-                    f"exceeded. Please try again after '{retry_after}' seconds.",
-                    headers={**extra, "Retry-After": str(retry_after)},
-                )
         else:
-            reads, global_reads = unthrottled_remaining("reads")
-            extra["x-ms-ratelimit-remaining-subscription-reads"] = str(reads)
-            extra["x-ms-ratelimit-remaining-subscription-global-reads"] = str(global_reads)
+            # Reads are throttled per subscription (the id in the path), in their own bucket
+            # ("Subscription | reads | 250 | 25", Learn request-limits-and-throttling.md).
+            kind = "reads"
+            key = _path_subscription(request.path) or "tenant"
+        allowed, remaining, retry_after = self.ctx.throttle.take(key, knobs, kind)
+        capacity = knobs[f"{KNOB_PREFIXES[kind]}_bucket_capacity"]
+        # One principal here; the global budget is the others' share plus what it has left.
+        others = (capacity or BUCKET_SIZES[kind]) * (GLOBAL_FACTOR - 1)
+        extra[f"x-ms-ratelimit-remaining-subscription-{kind}"] = str(remaining)
+        extra[f"x-ms-ratelimit-remaining-subscription-global-{kind}"] = str(others + remaining)
+        if not allowed:
+            # ARM's own throttling answer: code SubscriptionRequestsThrottled, message as
+            # quoted from live ARM ("Number of 'read' requests for subscription '…' actor
+            # '…' exceeded. Please try again after '10' seconds.", 2026); AZURE-FACTS §8.
+            actor = str(request.caller.get("oid", "")) if request.caller else ""
+            operation = {"deletes": "delete", "writes": "write", "reads": "read"}[kind]
+            raise ArmError(
+                429,
+                "SubscriptionRequestsThrottled",
+                f"Number of '{operation}' requests for subscription '{key}' actor '{actor}' "
+                f"exceeded. Please try again after '{retry_after}' seconds.",
+                headers={**extra, "Retry-After": str(retry_after)},
+            )
         try:
             response = route.handler()
         except HttpError as exc:
@@ -194,3 +193,11 @@ def _is_loopback(address: str) -> bool:
         return False
     mapped = getattr(ip, "ipv4_mapped", None)
     return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def _path_subscription(path: str) -> str:
+    """The subscription id of `/subscriptions/{id}/...` (lower case), or "" for tenant paths."""
+    parts = path.strip("/").split("/")
+    if len(parts) >= 2 and parts[0].lower() == "subscriptions":
+        return parts[1].lower()
+    return ""

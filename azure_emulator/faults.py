@@ -20,6 +20,9 @@ Fault = Literal["500", "timeout"]
 # ("x-ms-ratelimit-remaining-subscription-writes: 199",
 # "x-ms-ratelimit-remaining-subscription-global-writes: 2999", reads 249 / 3749).
 BUCKET_SIZES = {"reads": 250, "writes": 200, "deletes": 200}
+# The knobs of each bucket: reads (GET, and LIST pages) have their own, "Subscription | reads |
+# 250 | 25" in the same table; a bucket is off until both of its knobs are set.
+KNOB_PREFIXES = {"reads": "read", "writes": "write", "deletes": "delete"}
 GLOBAL_FACTOR = 15
 
 
@@ -31,7 +34,7 @@ def unthrottled_remaining(kind: str) -> tuple[int, int]:
 
 class WriteThrottle:
     """One token bucket per subscription and kind (``writes`` for PUT/PATCH, ``deletes`` for
-    DELETE: ARM gives deletes their own bucket); each request takes a token.
+    DELETE: ARM gives deletes their own bucket; ``reads`` for GET); each request takes a token.
 
     Buckets start full. Changing a capacity or refill rate refills every bucket, so a test that
     sets the knobs starts from a known state.
@@ -46,7 +49,7 @@ class WriteThrottle:
         self, key: str, knobs: Mapping[str, Any], kind: str = "writes"
     ) -> tuple[bool, int, int]:
         """Try to take a token: ``(allowed, remaining, retry_after_seconds)``."""
-        prefix = "delete" if kind == "deletes" else "write"
+        prefix = KNOB_PREFIXES[kind]
         capacity = knobs[f"{prefix}_bucket_capacity"]
         refill = knobs[f"{prefix}_bucket_refill_per_second"]
         if capacity is None or refill is None:

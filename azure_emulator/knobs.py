@@ -110,6 +110,14 @@ KNOBS: dict[str, Knob] = {
     "delete_bucket_refill_per_second": Knob(
         None, _optional(_number(0.001)), "delete tokens added back per second; null = none"
     ),
+    "read_bucket_capacity": Knob(
+        None,
+        _optional(_integer(1)),
+        "per-subscription ARM read (GET) bucket size (ARM: 250); null = no read throttling",
+    ),
+    "read_bucket_refill_per_second": Knob(
+        None, _optional(_number(0.001)), "read tokens added back per second (ARM: 25); null = none"
+    ),
     "fault_rate_500": Knob(
         0.0, _number(0, 1), "share of requests answered 500 InternalServerError"
     ),

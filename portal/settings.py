@@ -361,6 +361,13 @@ else:
     }
 # One named queue; tests give each run its own so a developer's running worker never steals work.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "portal")
+# The scheduled drift run has a queue of its own, consumed by its own worker (`celery worker
+# -Q portal-drift --concurrency=1`), so provisioning never waits behind drift reads.
+CELERY_DRIFT_QUEUE = os.environ.get("CELERY_DRIFT_QUEUE", f"{CELERY_TASK_DEFAULT_QUEUE}-drift")
+CELERY_TASK_ROUTES = {
+    "provisioning.check_drift": {"queue": CELERY_DRIFT_QUEUE},
+    "provisioning.drift_batch": {"queue": CELERY_DRIFT_QUEUE},
+}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -388,6 +395,25 @@ SCOPE_EXISTENCE_CHECK = env_bool("SCOPE_EXISTENCE_CHECK", True)
 SCOPE_LOOKUP_CACHE_SECONDS = env_int("SCOPE_LOOKUP_CACHE_SECONDS", 300)
 OWNERSHIP_TAG = os.environ.get("OWNERSHIP_TAG", "owner-team")
 DRIFT_CHECK_INTERVAL_SECONDS = env_int("DRIFT_CHECK_INTERVAL_SECONDS", 3600)
+# The drift run (provisioning.drift, README "Drift"): beat ticks every DRIFT_TICK_SECONDS; a
+# run starts when the interval has passed since the last one started and none is active, and is
+# done in batches of up to DRIFT_BATCH_SECONDS on the drift queue, its cursor in the database.
+# A batch not heard from for DRIFT_LEASE_SECONDS is presumed dead and handed out again.
+# Reads are paced per subscription at DRIFT_READS_PER_SECOND (ARM: a read bucket of 250
+# refilled at 25/s per subscription and principal; Learn request-limits-and-throttling), from a
+# burst of DRIFT_READ_BURST, pausing while ARM's x-ms-ratelimit-remaining-subscription-reads is
+# below DRIFT_READS_RESERVE; a 429's Retry-After up to DRIFT_MAX_INLINE_WAIT_SECONDS is slept,
+# a longer one hands the run on with that countdown.
+DRIFT_TICK_SECONDS = env_int("DRIFT_TICK_SECONDS", 60)
+DRIFT_BATCH_SECONDS = env_int("DRIFT_BATCH_SECONDS", 60)
+DRIFT_LEASE_SECONDS = env_int("DRIFT_LEASE_SECONDS", 120)
+DRIFT_CHUNK = env_int("DRIFT_CHUNK", 200)
+DRIFT_READS_PER_SECOND = float(os.environ.get("DRIFT_READS_PER_SECOND", "25"))
+DRIFT_READ_BURST = float(os.environ.get("DRIFT_READ_BURST", "25"))
+DRIFT_READS_RESERVE = env_int("DRIFT_READS_RESERVE", 25)
+DRIFT_MAX_INLINE_WAIT_SECONDS = float(os.environ.get("DRIFT_MAX_INLINE_WAIT_SECONDS", "10"))
+if DRIFT_READS_PER_SECOND <= 0:
+    raise ImproperlyConfigured("DRIFT_READS_PER_SECOND must be a positive number.")
 # The whole audit chain is walked by a worker this often (and on demand from the audit page);
 # the page itself walks only the rows added since the last full check, up to this many.
 AUDIT_VERIFY_INTERVAL_SECONDS = env_int("AUDIT_VERIFY_INTERVAL_SECONDS", 3600)
@@ -502,7 +528,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     },
     "check-drift": {
         "task": "provisioning.check_drift",
-        "schedule": float(DRIFT_CHECK_INTERVAL_SECONDS),
+        "schedule": float(DRIFT_TICK_SECONDS),
     },
     "verify-audit-chain": {
         "task": "identities.verify_audit_chain",

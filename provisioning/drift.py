@@ -8,10 +8,19 @@ for the identities it manages the portal is the source of truth.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
-from django.db import transaction
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from identities.audit import audit_record
@@ -27,10 +36,20 @@ from identities.models import (
 )
 from identities.services import notifications_record
 from provisioning import metrics, reconcile
-from provisioning.azure import AzureGateway, get_gateway, subscription_of
-from provisioning.errors import GatewayError
+from provisioning.azure import (
+    AzureGateway,
+    FicState,
+    IdentityState,
+    RoleAssignmentState,
+    get_gateway,
+    subscription_of,
+)
+from provisioning.errors import GatewayError, TransientError
+from provisioning.models import DriftRun
+from provisioning.retry import THROTTLED
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _scopes_to_search(identity: Identity) -> set[str]:
@@ -151,21 +170,319 @@ def identity_check_drift(*, identity: Identity, gateway: AzureGateway | None = N
     return findings
 
 
-def check_all(*, gateway: AzureGateway | None = None) -> dict[str, int]:
-    """The scheduled drift check over every ready identity; one failure does not stop it."""
-    gateway = gateway or get_gateway()
-    counts = {"checked": 0, "drifted": 0, "errors": 0}
-    for identity in Identity.objects.filter(status=Identity.Status.READY).iterator():
+class ReadsThrottled(Exception):
+    """ARM asked for a wait longer than a batch should sleep: hand the run on with a countdown."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"ARM reads throttled for {retry_after:.0f}s")
+        self.retry_after = retry_after
+
+
+class ReadPacer:
+    """A client-side token bucket per subscription for ARM reads, refilled at `rate` per second.
+
+    ARM meters reads per subscription and principal in a bucket of 250 refilled at 25/s (Learn
+    "Understand how Azure Resource Manager throttles requests", request-limits-and-throttling.md,
+    "Regional throttling and token bucket algorithm"). Drift reads at the refill rate, from a
+    small burst, so it never empties ARM's bucket; when an answer's
+    x-ms-ratelimit-remaining-subscription-reads says other readers left fewer than `reserve`
+    tokens, it waits for them to come back; a 429's Retry-After holds that subscription.
+    """
+
+    def __init__(
+        self,
+        *,
+        rate: float,
+        burst: float,
+        reserve: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = rate
+        self.burst = max(1.0, burst)
+        self.reserve = reserve
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._held_until: dict[str, float] = {}
+
+    def acquire(self, subscription: str) -> float:
+        """Take one token for `subscription`, sleeping until there is one; returns the wait."""
+        key = subscription.lower()
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                held = self._held_until.get(key, 0.0) - now
+                tokens, last = self._buckets.get(key, (self.burst, now))
+                tokens = min(self.burst, tokens + (now - last) * self.rate)
+                if held <= 0 and tokens >= 1:
+                    self._buckets[key] = (tokens - 1, now)
+                    return waited
+                self._buckets[key] = (tokens, now)
+                wait = max(held, (1 - tokens) / self.rate, 0.001)
+            self._sleep(wait)
+            waited += wait
+
+    def hold(self, subscription: str, seconds: float) -> None:
+        """No read of `subscription` for `seconds` (a Retry-After, or a low remaining count)."""
+        key = subscription.lower()
+        with self._lock:
+            until = self._clock() + seconds
+            self._held_until[key] = max(self._held_until.get(key, 0.0), until)
+
+    def observe(self, subscription: str, remaining: int) -> None:
+        """ARM's remaining read count for `subscription`: below the reserve, wait for refill."""
+        if remaining < self.reserve:
+            self.hold(subscription, (self.reserve - remaining) / self.rate)
+
+
+class PacedReads(AzureGateway):
+    """The gateway drift reads through: every read paced (ReadPacer) and counted, 429s waited
+    out up to DRIFT_MAX_INLINE_WAIT_SECONDS (longer waits raise ReadsThrottled)."""
+
+    def __init__(self, base: AzureGateway, pacer: ReadPacer) -> None:
+        hooks = dict(base.client_kwargs)
+        inner = hooks.get("raw_response_hook")
+
+        def on_response(pipeline_response: Any) -> None:
+            if inner is not None:
+                inner(pipeline_response)
+            self._observe(pipeline_response)
+
+        hooks["raw_response_hook"] = on_response
+        super().__init__(
+            credential=base.credential,
+            arm_url=base.arm_url,
+            authority=base.authority,
+            arm_scope=base.arm_scope,
+            connection_verify=base.connection_verify,
+            client_kwargs=hooks,
+        )
+        self.pacer = pacer
+        self.reads = 0
+        self.throttled = 0
+
+    def _observe(self, pipeline_response: Any) -> None:
+        request = pipeline_response.http_request
+        if request.method != "GET":
+            return
+        self.reads += 1
+        response = pipeline_response.http_response
+        if response.status_code == THROTTLED:
+            self.throttled += 1
+        remaining = response.headers.get("x-ms-ratelimit-remaining-subscription-reads")
+        subscription = _url_subscription(request.url)
+        if remaining is not None and subscription:
+            with contextlib.suppress(ValueError):
+                self.pacer.observe(subscription, int(remaining))
+
+    def _paced(self, subscription: str, read: Callable[[], T]) -> T:
+        while True:
+            self.pacer.acquire(subscription)
+            try:
+                return read()
+            except TransientError as error:
+                if error.status != THROTTLED:
+                    raise
+                wait = error.retry_after if error.retry_after is not None else 1.0
+                if wait > settings.DRIFT_MAX_INLINE_WAIT_SECONDS:
+                    raise ReadsThrottled(wait) from error
+                self.pacer.hold(subscription, wait)
+
+    def get_identity(
+        self, *, subscription_id: str, resource_group: str, name: str
+    ) -> IdentityState | None:
+        return self._paced(
+            subscription_id,
+            lambda: super(PacedReads, self).get_identity(
+                subscription_id=subscription_id, resource_group=resource_group, name=name
+            ),
+        )
+
+    def list_fics(
+        self, *, subscription_id: str, resource_group: str, identity_name: str
+    ) -> list[FicState]:
+        return self._paced(
+            subscription_id,
+            lambda: super(PacedReads, self).list_fics(
+                subscription_id=subscription_id,
+                resource_group=resource_group,
+                identity_name=identity_name,
+            ),
+        )
+
+    def list_role_assignments_for_principal(
+        self, *, scope: str, principal_id: str
+    ) -> list[RoleAssignmentState]:
+        # One list call per subscription with $filter=principalId eq '…' (at, above and below
+        # the scope), never a GET per assignment.
+        return self._paced(
+            subscription_of(scope),
+            lambda: super(PacedReads, self).list_role_assignments_for_principal(
+                scope=scope, principal_id=principal_id
+            ),
+        )
+
+
+def _url_subscription(url: str) -> str:
+    parts = urlsplit(url).path.strip("/").split("/")
+    if len(parts) >= 2 and parts[0].lower() == "subscriptions":
+        return parts[1].lower()
+    return ""
+
+
+_pacers: dict[tuple[float, float, int], ReadPacer] = {}
+
+
+def _pacer() -> ReadPacer:
+    """The process's pacer: one batch after another in a worker share its buckets (a new
+    process starts from a burst of DRIFT_READ_BURST, well inside ARM's 250)."""
+    key = (
+        settings.DRIFT_READS_PER_SECOND,
+        settings.DRIFT_READ_BURST,
+        settings.DRIFT_READS_RESERVE,
+    )
+    if key not in _pacers:
+        _pacers[key] = ReadPacer(rate=key[0], burst=key[1], reserve=key[2])
+    return _pacers[key]
+
+
+EnqueueBatch = Callable[[int, str, float], None]
+
+
+def run_tick(*, enqueue_batch: EnqueueBatch) -> dict[str, Any]:
+    """Scheduled every DRIFT_TICK_SECONDS: start a run once DRIFT_CHECK_INTERVAL_SECONDS have
+    passed since the last one started (never while one is active: a run that outlasts its
+    interval goes on, and the next starts when it ends), or hand a stalled run's next batch out
+    again (its worker died, or the message was lost) from the persisted cursor."""
+    now = timezone.now()
+    lease = timedelta(seconds=settings.DRIFT_LEASE_SECONDS)
+    run = DriftRun.objects.filter(active=True).first()
+    if run is None:
+        last = DriftRun.objects.order_by("-started_at").first()
+        interval = timedelta(seconds=settings.DRIFT_CHECK_INTERVAL_SECONDS)
+        if last is not None and last.started_at + interval > now:
+            return {"status": "idle", "run": last.pk}
+        ticket = uuid.uuid4().hex
         try:
-            findings = identity_check_drift(identity=identity, gateway=gateway)
-        except GatewayError as error:
-            counts["errors"] += 1
-            metrics.drift_recorded(result="error", finding_kinds=[])
-            logger.warning("drift check of %s failed: %s", identity.name, error.describe())
-            continue
-        counts["checked"] += 1
-        counts["drifted"] += bool(findings)
-    return counts
+            with transaction.atomic():
+                run = DriftRun.objects.create(
+                    started_at=now,
+                    total=Identity.objects.filter(status=Identity.Status.READY).count(),
+                    lease_token=ticket,
+                    lease_until=now + lease,
+                )
+        except IntegrityError:  # another tick started one a moment ago
+            return {"status": "running"}
+        logger.info("drift run %d started over %d identities", run.pk, run.total)
+        enqueue_batch(run.pk, ticket, 0.0)
+        return {"status": "started", "run": run.pk}
+    if run.lease_until is not None and run.lease_until >= now:
+        return {"status": "running", "run": run.pk, "cursor": run.cursor}
+    ticket = uuid.uuid4().hex
+    resumed = DriftRun.objects.filter(pk=run.pk, lease_until=run.lease_until).update(
+        lease_token=ticket, lease_until=now + lease
+    )
+    if not resumed:
+        return {"status": "running", "run": run.pk}
+    logger.warning("drift run %d stalled at identity %d: resuming", run.pk, run.cursor)
+    enqueue_batch(run.pk, ticket, 0.0)
+    return {"status": "resumed", "run": run.pk, "cursor": run.cursor}
+
+
+def run_batch(
+    run_id: int,
+    ticket: str,
+    *,
+    enqueue_batch: EnqueueBatch,
+    gateway: AzureGateway | None = None,
+) -> dict[str, Any]:
+    """Check identities after the run's cursor for up to DRIFT_BATCH_SECONDS, then hand on.
+
+    The batch holds the run's lease (renewed after every identity) so no other batch runs at
+    the same time; a message whose ticket is stale is dropped, unless the lease has expired.
+    """
+    holder = uuid.uuid4().hex
+    lease = timedelta(seconds=settings.DRIFT_LEASE_SECONDS)
+    now = timezone.now()
+    claimed = (
+        DriftRun.objects.filter(pk=run_id, active=True)
+        .filter(Q(lease_token=ticket) | Q(lease_until__lt=now))
+        .update(lease_token=holder, lease_until=now + lease, batches=F("batches") + 1)
+    )
+    if not claimed:
+        return {"status": "not mine", "run": run_id}
+    run = DriftRun.objects.get(pk=run_id)
+    reads = PacedReads(gateway or get_gateway(), _pacer())
+    deadline = time.monotonic() + settings.DRIFT_BATCH_SECONDS
+    cursor, countdown, exhausted, stop = run.cursor, 0.0, False, False
+    counted = (0, 0)
+    while not (exhausted or stop):
+        chunk = list(
+            Identity.objects.filter(status=Identity.Status.READY, pk__gt=cursor).order_by("pk")[
+                : settings.DRIFT_CHUNK
+            ]
+        )
+        exhausted = len(chunk) < settings.DRIFT_CHUNK
+        for identity in chunk:
+            result = {"checked": 0, "drifted": 0, "errors": 0}
+            try:
+                findings = identity_check_drift(identity=identity, gateway=reads)
+                result["checked"], result["drifted"] = 1, int(bool(findings))
+            except ReadsThrottled as throttled:
+                countdown, stop = throttled.retry_after, True
+                break
+            except GatewayError as error:
+                result["errors"] = 1
+                metrics.drift_recorded(result="error", finding_kinds=[])
+                logger.warning("drift check of %s failed: %s", identity.name, error.describe())
+            cursor = identity.pk
+            kept = DriftRun.objects.filter(pk=run_id, lease_token=holder).update(
+                cursor=cursor,
+                checked=F("checked") + result["checked"],
+                drifted=F("drifted") + result["drifted"],
+                errors=F("errors") + result["errors"],
+                reads=F("reads") + reads.reads - counted[0],
+                throttled=F("throttled") + reads.throttled - counted[1],
+                lease_until=timezone.now() + lease,
+            )
+            counted = (reads.reads, reads.throttled)
+            if not kept:  # the lease was taken over (we were presumed dead): stop here
+                return {"status": "lease lost", "run": run_id, "cursor": cursor}
+            if time.monotonic() >= deadline:
+                stop = True
+                break
+    if exhausted and not stop:
+        DriftRun.objects.filter(pk=run_id, lease_token=holder).update(
+            active=False,
+            finished_at=timezone.now(),
+            lease_token="",
+            lease_until=None,
+            reads=F("reads") + reads.reads - counted[0],
+            throttled=F("throttled") + reads.throttled - counted[1],
+        )
+        run.refresh_from_db()
+        logger.info(
+            "drift run %d finished: %d checked, %d drifted, %d errors, %d reads (%d throttled)",
+            run.pk,
+            run.checked,
+            run.drifted,
+            run.errors,
+            run.reads,
+            run.throttled,
+        )
+        return {"status": "finished", "run": run_id, "checked": run.checked}
+    next_ticket = uuid.uuid4().hex
+    DriftRun.objects.filter(pk=run_id, lease_token=holder).update(
+        lease_token=next_ticket,
+        lease_until=timezone.now() + lease + timedelta(seconds=countdown),
+        reads=F("reads") + reads.reads - counted[0],
+        throttled=F("throttled") + reads.throttled - counted[1],
+    )
+    enqueue_batch(run_id, next_ticket, countdown)
+    return {"status": "handed on", "run": run_id, "cursor": cursor, "countdown": countdown}
 
 
 def identity_repair(*, identity: Identity, gateway: AzureGateway | None = None) -> list[Any]:

@@ -87,3 +87,39 @@ class Verification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.federated_credential_id}: {self.outcome}"
+
+
+class DriftRun(models.Model):
+    """One scheduled drift check over every ready identity, done in batches (provisioning.drift).
+
+    The cursor (the last identity checked, by id) survives a worker or beat restart, so a run
+    continues where it stopped; at most one run is active (a partial unique constraint), and a
+    batch holds a lease so two batches of a run never overlap.
+    """
+
+    active = models.BooleanField(default=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    cursor = models.BigIntegerField(default=0, help_text="id of the last identity checked")
+    total = models.PositiveIntegerField(default=0, help_text="ready identities when it started")
+    checked = models.PositiveIntegerField(default=0)
+    drifted = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    reads = models.PositiveIntegerField(default=0, help_text="ARM reads made, retries included")
+    throttled = models.PositiveIntegerField(default=0, help_text="429 answers")
+    batches = models.PositiveIntegerField(default=0)
+    lease_token = models.CharField(max_length=32, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["active"],
+                condition=models.Q(active=True),
+                name="drift_run_one_active",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"drift run {self.pk} from {self.started_at:%Y-%m-%d %H:%M}"

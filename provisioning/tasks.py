@@ -192,10 +192,21 @@ def sweep_expired_access() -> dict[str, object]:
     }
 
 
+def _enqueue_drift_batch(run_id: int, ticket: str, countdown: float) -> None:
+    drift_batch.apply_async(args=(run_id, ticket), countdown=countdown)
+
+
 @shared_task(name="provisioning.check_drift")
-def check_drift() -> dict[str, int]:
-    """Scheduled: compare every ready identity with Azure."""
-    return drift.check_all()
+def check_drift() -> dict[str, Any]:
+    """Scheduled (every DRIFT_TICK_SECONDS, drift queue): start the hourly drift run when it is
+    due, or continue a stalled one from its cursor."""
+    return drift.run_tick(enqueue_batch=_enqueue_drift_batch)
+
+
+@shared_task(name="provisioning.drift_batch")
+def drift_batch(run_id: int, ticket: str) -> dict[str, Any]:
+    """One batch of a drift run (drift queue): paced reads, then the next batch is enqueued."""
+    return drift.run_batch(run_id, ticket, enqueue_batch=_enqueue_drift_batch)
 
 
 @shared_task(name="provisioning.sweep_stuck_requests")

@@ -86,13 +86,36 @@ def test_deletes_have_their_own_bucket(
     assert "Number of 'delete' requests" in second.json()["error"]["message"]
 
 
-def test_reads_are_not_throttled(
+def test_reads_are_not_throttled_by_the_write_bucket(
     emulator: Emulator, azure_clients: AzureClients, make_identity: IdentityFactory
 ) -> None:
     make_identity("id-read")
     emulator.config(write_bucket_capacity=1, write_bucket_refill_per_second=0.01)
     for _ in range(3):
         azure_clients.msi.user_assigned_identities.get(RG, "id-read")
+
+
+def test_reads_have_their_own_bucket(
+    emulator: Emulator, azure_clients: AzureClients, raw_arm: RawArm
+) -> None:
+    sub = azure_clients.subscription_id
+    raw_arm("PUT", identity_path(sub, "id-r"), json={"location": "eastus"})
+    emulator.config(read_bucket_capacity=2, read_bucket_refill_per_second=0.01)
+
+    answers = [raw_arm("GET", identity_path(sub, "id-r")) for _ in range(3)]
+
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert [a.headers["x-ms-ratelimit-remaining-subscription-reads"] for a in answers] == [
+        "1",
+        "0",
+        "0",
+    ]
+    error = answers[2].json()["error"]
+    assert error["code"] == "SubscriptionRequestsThrottled"
+    assert error["message"].startswith(f"Number of 'read' requests for subscription '{sub}'")
+    assert int(answers[2].headers["Retry-After"]) >= 1
+    # Writes are not held up by an empty read bucket.
+    assert raw_arm("PUT", identity_path(sub, "id-r2"), json={"location": "eastus"}).ok
 
 
 def test_injected_500s_reach_the_sdk_and_fault_ops_narrows_them(
