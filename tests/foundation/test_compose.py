@@ -15,7 +15,16 @@ from django.core.management import get_commands
 from tests.support.services import REPO_ROOT
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
-EXPECTED_SERVICES = {"postgres", "redis", "web", "worker", "beat", "emulator", "migrate"}
+EXPECTED_SERVICES = {
+    "postgres",
+    "redis",
+    "web",
+    "worker",
+    "drift-worker",
+    "beat",
+    "emulator",
+    "migrate",
+}
 
 
 def load_compose() -> dict[str, Any]:

@@ -49,6 +49,12 @@ SESSION_ONLY = {
     ("POST", "/api/v1/trust-rules/{id}/disable/"),
     ("POST", "/api/v1/service-tokens/"),
     ("POST", "/api/v1/service-tokens/{id}/revoke/"),
+    # Webhook endpoints are managed from a signed-in session only (their secrets are shown once).
+    ("POST", "/api/v1/webhooks/"),
+    ("PATCH", "/api/v1/webhooks/{id}/"),
+    ("DELETE", "/api/v1/webhooks/{id}/"),
+    ("POST", "/api/v1/webhooks/{id}/rotate-secret/"),
+    ("POST", "/api/v1/webhooks/{id}/deliveries/{delivery_pk}/redeliver/"),
 }
 CHECKS = [
     not_a_server_error,
