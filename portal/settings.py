@@ -627,6 +627,16 @@ VERIFY_RETRY_SECONDS = env_int("VERIFY_RETRY_SECONDS", 20)
 # Issuers' keys are fetched over https only; plain http to a loopback host only when this is on
 # (the tests' local issuer, a DEBUG checkout).
 OIDC_ALLOW_HTTP_LOOPBACK = env_bool("OIDC_ALLOW_HTTP_LOOPBACK", DEBUG)
+# The SSRF guard (identities.outbound) refuses issuers and jwks_uris on loopback, link-local,
+# private, multicast or reserved addresses unless the host name is in OIDC_ALLOWED_HOSTS or the
+# address in OIDC_ALLOWED_CIDRS (an on-premises GitLab; the tests' local issuer). Empty by
+# default, DEBUG included: a local issuer is admitted by naming it.
+OIDC_ALLOWED_HOSTS = [h.lower() for h in env_list("OIDC_ALLOWED_HOSTS", [])]
+OIDC_ALLOWED_CIDRS = env_list("OIDC_ALLOWED_CIDRS", [])
+try:
+    _oidc_cidrs = [ipaddress.ip_network(cidr, strict=False) for cidr in OIDC_ALLOWED_CIDRS]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"OIDC_ALLOWED_CIDRS: {exc}") from exc
 OIDC_JWKS_TTL_SECONDS = env_int("OIDC_JWKS_TTL_SECONDS", 3600)
 # A token naming an unknown key fetches the key set again at most this often per issuer.
 OIDC_JWKS_REFETCH_SECONDS = env_int("OIDC_JWKS_REFETCH_SECONDS", 60)
