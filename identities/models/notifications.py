@@ -15,6 +15,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from identities.encryption import EncryptedTextField
 from identities.models.azure import Identity
 from identities.models.org import Team
 from identities.models.requests import IdentityRequest
@@ -43,8 +44,10 @@ class WebhookEndpoint(models.Model):
     format = models.CharField(
         max_length=16, choices=WebhookFormat.choices, default=WebhookFormat.STANDARD
     )
-    secret = models.CharField(max_length=100)
-    previous_secret = models.CharField(max_length=100, blank=True)
+    # Encrypted at rest (identities.encryption, FIELD_ENCRYPTION_KEYS): the portal signs with
+    # them, so they cannot be hashed; a database dump alone does not forge deliveries.
+    secret = EncryptedTextField()
+    previous_secret = EncryptedTextField(blank=True)
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
     is_active = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=500, blank=True)

@@ -268,3 +268,19 @@ def webhook_endpoint_disable(*, endpoint: WebhookEndpoint, reason: str) -> bool:
         data={"url": endpoint.url, "reason": endpoint.disabled_reason, "endpoint": endpoint.pk},
     )
     return True
+
+
+@transaction.atomic
+def webhook_secrets_reencrypt(*, actor: User | None) -> int:
+    """Encrypt every stored signing secret again with the first of FIELD_ENCRYPTION_KEYS (after
+    a new key was put first); then the old key can be removed. Returns how many endpoints."""
+    endpoints = list(WebhookEndpoint.objects.select_for_update().order_by("pk"))
+    for endpoint in endpoints:
+        # Read with whichever key decrypts, written with the first (EncryptedTextField).
+        endpoint.save(update_fields=["secret", "previous_secret"])
+    audit_record(
+        actor=actor,
+        action=AuditAction.WEBHOOK_SECRETS_REENCRYPTED,
+        data={"endpoints": len(endpoints), "keys": len(settings.FIELD_ENCRYPTION_KEYS)},
+    )
+    return len(endpoints)
