@@ -2,7 +2,8 @@
 an SSRF guard.
 
 Signing (https://www.standardwebhooks.com/, spec/standard-webhooks.md): headers `webhook-id`
-(the same on every retry of one message, so receivers can de-duplicate), `webhook-timestamp`
+(the row's opaque `message_id`, never an internal id; the same on every retry of one message,
+so receivers can de-duplicate), `webhook-timestamp`
 (Unix seconds) and `webhook-signature` (space-separated `v1,<base64 HMAC-SHA256>` of
 `{id}.{timestamp}.{body}`, one per secret: during a rotation both the new and the previous
 secret sign). The signatures come from the `standardwebhooks` library's own `Webhook.sign`.
@@ -180,6 +181,6 @@ def deliver(notification: Notification) -> WebhookResult:
         return post(endpoint.url, body=body, headers=headers)
     body = json.dumps(payload_of(notification), separators=(",", ":"), sort_keys=True)
     headers = signed_headers(
-        endpoint, message_id=notification.key, timestamp=timezone.now(), body=body
+        endpoint, message_id=notification.message_id, timestamp=timezone.now(), body=body
     )
     return post(endpoint.url, body=body, headers=headers)
