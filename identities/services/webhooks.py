@@ -172,6 +172,7 @@ def webhook_endpoint_update(
     """Change an endpoint; switching a disabled one back on clears why it was disabled."""
     _require_manager(actor, endpoint, None)
     endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    before = _describe(endpoint)
     if url is not None:
         endpoint.url = validate_webhook_url(url)
     if events is not None:
@@ -186,7 +187,13 @@ def webhook_endpoint_update(
             endpoint.disabled_reason = ""
     endpoint.updated_at = timezone.now()
     endpoint.save()
-    audit_record(actor=actor, action=AuditAction.WEBHOOK_UPDATED, data=_describe(endpoint))
+    after = _describe(endpoint)
+    # What changed, old and new: a person switching an endpoint off (or on) is plain to see
+    # on the trail without comparing rows (the worker's own disable is WEBHOOK_DISABLED).
+    changed = {name: [before[name], after[name]] for name in after if before[name] != after[name]}
+    audit_record(
+        actor=actor, action=AuditAction.WEBHOOK_UPDATED, data={**after, "changed": changed}
+    )
     return endpoint
 
 
