@@ -5,6 +5,7 @@ goes on the trail (its prefix does, to tell rotations apart)."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -119,11 +120,22 @@ def _require_manager(actor: User, endpoint: WebhookEndpoint | None, team: Team |
         )
 
 
+def shown_url(endpoint: WebhookEndpoint) -> str:
+    """The URL as the trail and messages may show it: a Teams or Slack incoming webhook URL is
+    itself the credential (its path, or a Workflows `sig=`), so only its scheme and host show,
+    with a SHA-256 prefix to tell two URLs apart; a standard endpoint's URL is shown whole."""
+    if endpoint.format == WebhookFormat.STANDARD:
+        return endpoint.url
+    parts = urlsplit(endpoint.url)
+    fingerprint = hashlib.sha256(endpoint.url.encode()).hexdigest()[:12]
+    return f"{parts.scheme}://{parts.hostname}/… (sha256 {fingerprint})"
+
+
 def _describe(endpoint: WebhookEndpoint) -> dict[str, object]:
     return {
         "endpoint": endpoint.pk,
         "team": endpoint.team.name if endpoint.team else None,
-        "url": endpoint.url,
+        "url": shown_url(endpoint),
         "events": endpoint.events,
         "format": endpoint.format,
         "is_active": endpoint.is_active,
@@ -272,7 +284,11 @@ def webhook_endpoint_disable(*, endpoint: WebhookEndpoint, reason: str) -> bool:
         event=NotificationEvent.WEBHOOK_DISABLED,
         occurrence=disabled,
         endpoint=endpoint,
-        data={"url": endpoint.url, "reason": endpoint.disabled_reason, "endpoint": endpoint.pk},
+        data={
+            "url": shown_url(endpoint),
+            "reason": endpoint.disabled_reason,
+            "endpoint": endpoint.pk,
+        },
     )
     return True
 

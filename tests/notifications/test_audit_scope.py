@@ -20,6 +20,7 @@ from identities.services import (
     webhook_endpoint_update,
 )
 from identities.services.notifications import notifications_mark_read
+from identities.services.webhooks import webhook_endpoint_disable
 from notifications import tasks
 from tests.identities.conftest import FileRequest
 from tests.support.http_receiver import Receiver
@@ -102,3 +103,26 @@ def test_delivery_attempts_go_to_the_delivery_log_and_only_giving_up_is_audited(
 
     assert WebhookDelivery.objects.filter(endpoint=endpoint).count() == 3
     assert trail()[len(before) :] == [("webhook.disabled", "system")]
+
+
+def test_a_chat_webhook_url_is_a_credential_and_never_goes_on_the_trail_or_into_messages(
+    requester: Any, team: Any
+) -> None:
+    secret_path = "/services/T0PORTAL/B0PORTAL/n0tForTheAuditTrail42"
+    endpoint, _ = webhook_endpoint_create(
+        actor=requester,
+        team=team,
+        url=f"https://hooks.slack.com{secret_path}",
+        events=["request_ready"],
+        format="slack",
+    )
+    webhook_endpoint_update(actor=requester, endpoint=endpoint, description="ops channel")
+    webhook_endpoint_disable(endpoint=endpoint, reason="Gave up.")
+
+    rows = AuditEvent.objects.filter(action__startswith="webhook.")
+    assert rows.count() == 3
+    told = Notification.objects.filter(event="webhook_disabled")
+    assert told.exists()
+    for data in [*rows.values_list("data", flat=True), *told.values_list("data", flat=True)]:
+        assert "n0tForTheAuditTrail42" not in json.dumps(data)
+        assert data["url"].startswith("https://hooks.slack.com/… (sha256 ")
