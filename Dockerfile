@@ -11,7 +11,9 @@ RUN pip install -r requirements.txt -c constraints.txt
 
 COPY . .
 # collectstatic needs settings that import; the real key is supplied at run time.
-RUN SECRET_KEY=build-only-not-secret-collectstatic DEBUG=0 python manage.py collectstatic --no-input -v 0 \
+RUN SECRET_KEY=build-only-not-secret-collectstatic \
+    FIELD_ENCRYPTION_KEYS=YnVpbGQtb25seS1ub3Qtc2VjcmV0LWNvbGxlY3RzdGE= \
+    DEBUG=0 python manage.py collectstatic --no-input -v 0 \
     && useradd --system --uid 10001 --home /app portal \
     && mkdir -p /app/var && chown -R portal /app/var
 

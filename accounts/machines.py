@@ -19,7 +19,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import ApiToken, ServicePrincipal, TrustRule
-from accounts.oidc import RESERVED_CLAIMS, issuer_url_problem
+from accounts.oidc import RESERVED_CLAIMS, issuer_address_problem, issuer_url_problem
 from accounts.tokens import NAME_MAX, PREFIX_LENGTH, SERVICE_SCOPES, token_generate, token_hash
 from identities import roles
 from identities.audit import audit_record
@@ -201,6 +201,9 @@ def _rule_problems(
     problems = _text_problems("issuer", issuer, required=True)
     if not problems and (why := issuer_url_problem(issuer)) is not None:
         problems.append(Violation("issuer", "invalid_url", f"The issuer URL {why}."))
+    elif not problems and (why := issuer_address_problem(issuer)) is not None:
+        # Checked again at every fetch (DNS changes); here so the author hears it at once.
+        problems.append(Violation("issuer", "forbidden_address", f"The issuer's host {why}."))
     problems += _text_problems("audience", audience, required=True)
     problems += _text_problems("subject", subject, required=False)
     problems += _text_problems("subject_pattern", subject_pattern, required=False)

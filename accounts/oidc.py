@@ -7,8 +7,14 @@ per job). The token is accepted when
 - its signature verifies with a key of that issuer's JWKS, found through the issuer's OIDC
   discovery document (`{iss}/.well-known/openid-configuration` → `jwks_uri`), fetched over
   https only (plain http only to a loopback host when OIDC_ALLOW_HTTP_LOOPBACK, for tests and
-  DEBUG); the key set is cached for OIDC_JWKS_TTL_SECONDS and fetched again, at most once per
-  OIDC_JWKS_REFETCH_SECONDS per issuer, when a token names a `kid` the cache lacks (rotation);
+  DEBUG) through the SSRF guard (identities.outbound, the webhooks' own): the issuer, every
+  redirect hop (at most 3) and the `jwks_uri` must resolve to public addresses (loopback,
+  link-local with the metadata service 169.254.169.254, private, multicast, reserved, and their
+  IPv6 forms are refused) unless OIDC_ALLOWED_HOSTS / OIDC_ALLOWED_CIDRS admit them; the
+  address connected to is checked again (DNS rebinding); each fetch is capped at 256 KiB and
+  OIDC_HTTP_TIMEOUT_SECONDS in all; the key set is cached for OIDC_JWKS_TTL_SECONDS and
+  fetched again, at most once per OIDC_JWKS_REFETCH_SECONDS per issuer, when a token names a
+  `kid` the cache lacks (rotation);
 - its algorithm is one of ALLOWED_ALGORITHMS (never `none`, never HMAC: an HMAC "signed" with
   the issuer's public key would otherwise verify), and the key's type fits it;
 - `exp`, `iat` (required) and `nbf` (when present) hold with OIDC_LEEWAY_SECONDS of leeway;
@@ -27,6 +33,7 @@ the token asserted (unverified, for the investigation; never the token itself).
 from __future__ import annotations
 
 import hashlib
+import http.client
 import ipaddress
 import json
 import logging
@@ -35,10 +42,9 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import jwt
-import requests
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
@@ -46,6 +52,7 @@ from django.utils import timezone
 
 from accounts.models import ServicePrincipal, TrustRule
 from accounts.tokens import SERVICE_SCOPES, TOKEN_PREFIX
+from identities import outbound
 from identities.audit import audit_record
 from identities.audit.actions import AuditAction
 
@@ -57,6 +64,9 @@ _KEY_TYPE_OF = {"RS": "RSA", "PS": "RSA", "ES": "EC"}
 RESERVED_CLAIMS = frozenset({"iss", "aud", "exp", "nbf", "iat", "jti", "sub"})
 REFUSED_LABEL = "unauthenticated"
 _MAX_DOCUMENT_BYTES = 256 * 1024
+_MAX_REDIRECTS = 3
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+USER_AGENT = "workload-identity-portal-oidc"
 _CLAIM_RECORD_MAX = 300
 _LOOPBACK_NAMES = frozenset({"localhost"})
 # The last_used_at bookkeeping of a rule is written at most this often.
@@ -370,31 +380,47 @@ def _fetch_keys(issuer: str) -> list[dict[str, Any]]:
     return [key for key in keys if isinstance(key, dict)]
 
 
-def _fetch_json(url: str, what: str) -> dict[str, Any]:
-    problem = issuer_url_problem(url)
-    if problem is not None:
-        raise OidcTokenRefusedError("issuer_unusable", f"The issuer's {what} URL {problem}.")
+def _allow_list() -> outbound.AllowList:
+    return outbound.AllowList.of(settings.OIDC_ALLOWED_HOSTS, settings.OIDC_ALLOWED_CIDRS)
+
+
+def issuer_address_problem(url: str) -> str | None:
+    """Why the issuer's host is no place to fetch keys from (it resolves to a loopback,
+    link-local, private, … address that OIDC_ALLOWED_HOSTS / OIDC_ALLOWED_CIDRS do not admit),
+    or None. A name that does not resolve now passes: every fetch judges the address again."""
+    parts = urlsplit(url)
     try:
-        # No redirects: the URL checked above is the URL fetched.
-        with requests.get(
-            url,
-            timeout=settings.OIDC_HTTP_TIMEOUT_SECONDS,
-            allow_redirects=False,
-            stream=True,
-            headers={"Accept": "application/json"},
-        ) as response:
-            if response.status_code != 200:
-                raise OidcTokenRefusedError(
-                    "issuer_unreachable",
-                    f"The issuer's {what} answered HTTP {response.status_code}.",
-                )
-            body = response.raw.read(_MAX_DOCUMENT_BYTES + 1, decode_content=True)
-    except requests.RequestException as exc:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        outbound.resolve(parts.hostname or "", port, _allow_list())
+    except outbound.UnresolvableError:
+        return None
+    except outbound.DestinationRefusedError as exc:
+        return (
+            f"resolves to {exc.address}, a {exc.reason} address; keys are fetched from public "
+            "addresses only"
+        )
+    except ValueError:
+        return "has an invalid port"
+    return None
+
+
+def _fetch_json(url: str, what: str) -> dict[str, Any]:
+    """GET `url` through the SSRF guard (identities.outbound), following at most
+    _MAX_REDIRECTS redirects, each hop checked like the first; the whole fetch, redirects
+    included, within OIDC_HTTP_TIMEOUT_SECONDS and _MAX_DOCUMENT_BYTES."""
+    deadline = time.monotonic() + settings.OIDC_HTTP_TIMEOUT_SECONDS
+    for _hop in range(_MAX_REDIRECTS + 1):
+        problem = issuer_url_problem(url)
+        if problem is not None:
+            raise OidcTokenRefusedError("issuer_unusable", f"The issuer's {what} URL {problem}.")
+        location, body = _get(url, what, deadline)
+        if location is None:
+            break
+        url = urljoin(url, location)
+    else:
         raise OidcTokenRefusedError(
-            "issuer_unreachable", f"The issuer's {what} could not be fetched."
-        ) from exc
-    if len(body) > _MAX_DOCUMENT_BYTES:
-        raise OidcTokenRefusedError("issuer_unusable", f"The issuer's {what} is too large.")
+            "issuer_unusable", f"The issuer's {what} redirects more than {_MAX_REDIRECTS} times."
+        )
     try:
         document = json.loads(body)
     except ValueError as exc:
@@ -402,6 +428,54 @@ def _fetch_json(url: str, what: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise OidcTokenRefusedError("issuer_unusable", f"The issuer's {what} is not an object.")
     return document
+
+
+def _get(url: str, what: str, deadline: float) -> tuple[str | None, bytes]:
+    """One GET: (the redirect's Location, b"") or (None, the 200 answer's body)."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise OidcTokenRefusedError("issuer_unreachable", f"The issuer's {what} took too long.")
+    try:
+        connection, path = outbound.open_http(
+            url, allow=_allow_list(), schemes=frozenset({"https", "http"}), timeout=remaining
+        )
+        try:
+            connection.request(
+                "GET", path, headers={"Accept": "application/json", "User-Agent": USER_AGENT}
+            )
+            response = connection.getresponse()
+            location = response.getheader("location")
+            if response.status in _REDIRECTS and location:
+                return location, b""
+            if response.status != 200:
+                raise OidcTokenRefusedError(
+                    "issuer_unreachable", f"The issuer's {what} answered HTTP {response.status}."
+                )
+            body, cut = outbound.read_capped(response, limit=_MAX_DOCUMENT_BYTES, deadline=deadline)
+        finally:
+            connection.close()
+    except outbound.UnresolvableError as exc:
+        raise OidcTokenRefusedError(
+            "issuer_unreachable", f"The issuer's {what} could not be fetched."
+        ) from exc
+    except outbound.DestinationRefusedError as exc:
+        # The caller is not told the address (it is the portal's network, not theirs to map);
+        # the log says it for the operators.
+        logger.warning("OIDC %s fetch refused by the SSRF guard: %s", what, exc)
+        raise OidcTokenRefusedError(
+            "issuer_forbidden_address",
+            f"The issuer's {what} is on a {exc.reason or 'refused'} address; keys are fetched "
+            "from public addresses only.",
+        ) from exc
+    except (OSError, http.client.HTTPException) as exc:
+        raise OidcTokenRefusedError(
+            "issuer_unreachable", f"The issuer's {what} could not be fetched."
+        ) from exc
+    if cut == "too_slow":
+        raise OidcTokenRefusedError("issuer_unreachable", f"The issuer's {what} took too long.")
+    if cut == "too_large":
+        raise OidcTokenRefusedError("issuer_unusable", f"The issuer's {what} is too large.")
+    return None, body
 
 
 def _sha256(text: str) -> str:

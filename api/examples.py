@@ -782,7 +782,7 @@ WEBHOOK_ROTATED = _response(
 _DELIVERY = {
     "id": 41,
     "event": "request_ready",
-    "webhook_id": "audit:1207:webhook:3",
+    "webhook_id": "msg_5f1c0a3e9b7d4c2a8e6f0b1d3c5a7e9f",
     "delivery_status": "pending",
     "attempted_at": UPDATED,
     "status_code": 503,

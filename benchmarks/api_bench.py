@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from common import API_DATABASE_URL, ROOT, percentile, prepare_database, write_json
+from cryptography.fernet import Fernet
 
 TEAMS = 40
 PAGE = 25
@@ -76,6 +77,7 @@ def configure_environment(url: str) -> None:
             "DATABASE_URL": url,
             "DEBUG": "0",
             "SECRET_KEY": os.environ.get("SECRET_KEY") or uuid.uuid4().hex * 2,
+            "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
             "ALLOWED_HOSTS": "testserver,localhost",
             "SECURE_SSL_REDIRECT": "0",
             "LOG_LEVEL": "ERROR",

@@ -41,6 +41,7 @@ from common import (
     sandbox_portal,
     start_emulator,
 )
+from cryptography.fernet import Fernet
 from throughput_bench import forget_queues, start_worker
 
 TARGET_SHARE = 0.9
@@ -70,6 +71,7 @@ def main() -> None:
         **emulator_portal_env(emulator, args.database_url, work),
         "DEBUG": "0",
         "SECRET_KEY": secrets.token_urlsafe(50),
+        "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "REDIS_URL": args.redis_url,
         "CELERY_QUEUE": queue,
         "AZURE_SDK_RETRY_TOTAL": "0",

@@ -63,6 +63,7 @@ from common import (
     start_process,
     venv_executable,
 )
+from cryptography.fernet import Fernet
 
 TARGET_SHARE = 1.10  # approval p95 with the outbox within 10 % of without
 
@@ -504,6 +505,7 @@ def main() -> None:
         "PORTAL_VAR_DIR": str(work / "var"),
         "DEBUG": "0",
         "SECRET_KEY": secrets.token_urlsafe(50),
+        "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "REDIS_URL": args.redis_url,
         "CELERY_QUEUE": queue,
         "LOG_LEVEL": "WARNING",

@@ -52,6 +52,7 @@ from common import (
     sandbox_portal,
     start_emulator,
 )
+from cryptography.fernet import Fernet
 
 sys.path.insert(0, str(ROOT))
 SUBSCRIPTION = "00000000-0000-4000-8000-000000000001"  # seed_demo's sandbox subscription
@@ -135,6 +136,7 @@ def main() -> None:
             {
                 "DEBUG": "0",
                 "SECRET_KEY": os.environ.get("SECRET_KEY") or uuid.uuid4().hex * 2,
+                "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
                 "ALLOWED_HOSTS": "testserver,localhost",
                 "SECURE_SSL_REDIRECT": "0",
                 "LOG_LEVEL": "ERROR",

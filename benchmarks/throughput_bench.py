@@ -59,6 +59,7 @@ from common import (
     vault_scopes,
     venv_executable,
 )
+from cryptography.fernet import Fernet
 
 TARGET_SHARE = 0.9
 
@@ -97,6 +98,7 @@ def main() -> None:
         **emulator_portal_env(emulator, args.database_url, work),
         "DEBUG": "0",
         "SECRET_KEY": secrets.token_urlsafe(50),
+        "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "REDIS_URL": args.redis_url,
         "CELERY_QUEUE": queue,
         "AZURE_SDK_RETRY_TOTAL": "0",  # the engine is the one retry layer, as in production

@@ -2,28 +2,27 @@
 an SSRF guard.
 
 Signing (https://www.standardwebhooks.com/, spec/standard-webhooks.md): headers `webhook-id`
-(the same on every retry of one message, so receivers can de-duplicate), `webhook-timestamp`
+(the row's opaque `message_id`, never an internal id; the same on every retry of one message,
+so receivers can de-duplicate), `webhook-timestamp`
 (Unix seconds) and `webhook-signature` (space-separated `v1,<base64 HMAC-SHA256>` of
 `{id}.{timestamp}.{body}`, one per secret: during a rotation both the new and the previous
 secret sign). The signatures come from the `standardwebhooks` library's own `Webhook.sign`.
 
-The guard: https only (http with DEBUG or WEBHOOK_ALLOW_HTTP); the host is resolved with
-getaddrinfo and every address must be public (no private, loopback, link-local, unique-local,
-multicast, reserved or unspecified address, IPv4-mapped ones included) unless the host is in
-WEBHOOK_ALLOWED_HOSTS or the address in WEBHOOK_ALLOWED_CIDRS; the connection goes to the vetted
-address itself (Host header and TLS SNI carry the name, the certificate is checked against it,
-trusted by the system's store or WEBHOOK_CA_BUNDLE),
-and the connected socket's peer address is checked again. Redirects are not followed (a 3xx is
-a failed delivery); the response is read up to WEBHOOK_MAX_RESPONSE_BYTES within the time limit.
+The guard (identities.outbound, shared with accounts.oidc): https only (http with DEBUG or
+WEBHOOK_ALLOW_HTTP); the host is resolved with getaddrinfo and every address must be public (no
+private, loopback, link-local, unique-local, multicast, reserved or unspecified address,
+IPv4-mapped ones included) unless the host is in WEBHOOK_ALLOWED_HOSTS or the address in
+WEBHOOK_ALLOWED_CIDRS; the connection goes to the vetted address itself (Host header and TLS SNI
+carry the name, the certificate is checked against it, trusted by the system's store or
+WEBHOOK_CA_BUNDLE), and the connected socket's peer address is checked again. Redirects are not
+followed (a 3xx is a failed delivery); the response is read up to WEBHOOK_MAX_RESPONSE_BYTES
+within the time limit.
 """
 
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import json
-import socket
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,15 +35,16 @@ from django.urls import reverse
 from django.utils import timezone
 from standardwebhooks import Webhook
 
+from identities import outbound
 from identities.models import Notification, WebhookEndpoint, WebhookFormat
+from identities.outbound import IPAddress
 from notifications import chat
 
 USER_AGENT = "workload-identity-portal-webhooks"
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class WebhookRefusedError(Exception):
-    """The guard refused the destination (the message says which rule)."""
+# The guard itself is shared with accounts.oidc (identities.outbound); refusals keep their name.
+WebhookRefusedError = outbound.DestinationRefusedError
 
 
 @dataclass(frozen=True)
@@ -58,58 +58,27 @@ class WebhookResult:
         return self.status_code is not None and 200 <= self.status_code < 300 and not self.error
 
 
-def _forbidden_reason(address: IPAddress) -> str:
-    """Why an address is no place to send to ("" when it is public)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return _forbidden_reason(address.ipv4_mapped)
-    checks = (
-        ("unspecified", address.is_unspecified),
-        ("loopback", address.is_loopback),
-        ("link-local", address.is_link_local),
-        ("multicast", address.is_multicast),
-        # is_private covers 10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7 (unique-local)…
-        ("private", address.is_private),
-        ("reserved", address.is_reserved),
-        ("not globally routable", not address.is_global),
+def _allow_list() -> outbound.AllowList:
+    return outbound.AllowList.of(settings.WEBHOOK_ALLOWED_HOSTS, settings.WEBHOOK_ALLOWED_CIDRS)
+
+
+def _schemes() -> frozenset[str]:
+    return frozenset(
+        {"https"} | ({"http"} if settings.DEBUG or settings.WEBHOOK_ALLOW_HTTP else set())
     )
-    return next((name for name, hit in checks if hit), "")
-
-
-def _allow_listed(host: str, address: IPAddress) -> bool:
-    if host.lower() in settings.WEBHOOK_ALLOWED_HOSTS:
-        return True
-    return any(
-        address in ipaddress.ip_network(cidr, strict=False)
-        for cidr in settings.WEBHOOK_ALLOWED_CIDRS
-    )
-
-
-def vet_address(host: str, address: str) -> IPAddress:
-    """Refuse `address` (one that `host` resolved to) unless it is public or allow-listed."""
-    parsed = ipaddress.ip_address(address.split("%", 1)[0])
-    reason = _forbidden_reason(parsed)
-    if reason and not _allow_listed(host, parsed):
-        raise WebhookRefusedError(f"{host} resolves to {parsed}, a {reason} address: refused.")
-    return parsed
 
 
 def resolve(url: str) -> tuple[str, int, IPAddress]:
     """The URL's host, port and the address to connect to; every address the name resolves to
     must pass (one bad answer among good ones is refused: DNS could hand out either)."""
     parts = urlsplit(url)
-    allowed = {"https"} | ({"http"} if settings.DEBUG or settings.WEBHOOK_ALLOW_HTTP else set())
-    if parts.scheme not in allowed:
+    if parts.scheme not in _schemes():
         raise WebhookRefusedError(f"{parts.scheme}:// is not allowed; use https://.")
     host = parts.hostname or ""
     if not host:
         raise WebhookRefusedError("The URL names no host.")
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise WebhookRefusedError(f"{host} does not resolve: {exc}.") from exc
-    addresses = [vet_address(host, str(info[4][0])) for info in infos]
-    return host, port, addresses[0]
+    return host, port, outbound.resolve(host, port, _allow_list())
 
 
 def payload_of(notification: Notification) -> dict[str, Any]:
@@ -159,25 +128,6 @@ def signed_headers(
     }
 
 
-def _connect(host: str, port: int, address: IPAddress, *, tls: bool, timeout: float) -> Any:
-    """A socket to the vetted address (never a fresh lookup of the name), its peer checked."""
-    sock = socket.create_connection((str(address), port), timeout=timeout)
-    try:
-        vet_address(host, str(sock.getpeername()[0]))
-        if tls:
-            # The system's trust store, plus WEBHOOK_CA_BUNDLE (an on-premises CA) when set;
-            # create_default_context verifies the chain and the host name (CERT_REQUIRED,
-            # check_hostname), and server_hostname is also the SNI the receiver sees.
-            context = ssl.create_default_context()
-            if settings.WEBHOOK_CA_BUNDLE:
-                context.load_verify_locations(cafile=settings.WEBHOOK_CA_BUNDLE)
-            sock = context.wrap_socket(sock, server_hostname=host)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 def post(url: str, *, body: str, headers: dict[str, str]) -> WebhookResult:
     """POST once through the guard; the outcome, never an exception."""
     started = time.monotonic()
@@ -187,30 +137,21 @@ def post(url: str, *, body: str, headers: dict[str, str]) -> WebhookResult:
         return WebhookResult(status, int((time.monotonic() - started) * 1000), error[:1000])
 
     try:
-        host, port, address = resolve(url)
-        parts = urlsplit(url)
-        tls = parts.scheme == "https"
-        connection = http.client.HTTPConnection(
-            host, port, timeout=settings.WEBHOOK_TIMEOUT_SECONDS
+        connection, path = outbound.open_http(
+            url,
+            allow=_allow_list(),
+            schemes=_schemes(),
+            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+            ca_bundle=settings.WEBHOOK_CA_BUNDLE,
         )
-        connection.sock = _connect(
-            host, port, address, tls=tls, timeout=settings.WEBHOOK_TIMEOUT_SECONDS
-        )
-        path = parts.path or "/"
-        if parts.query:
-            path += "?" + parts.query
         connection.request("POST", path, body=body.encode(), headers=headers)
         response = connection.getresponse()
-        received = b""
-        while len(received) <= settings.WEBHOOK_MAX_RESPONSE_BYTES:
-            if time.monotonic() > deadline:
-                connection.close()
-                return result(response.status, "The receiver took too long to answer.")
-            chunk = response.read(8192)
-            if not chunk:
-                break
-            received += chunk
+        _, cut = outbound.read_capped(
+            response, limit=settings.WEBHOOK_MAX_RESPONSE_BYTES, deadline=deadline
+        )
         connection.close()
+        if cut == "too_slow":
+            return result(response.status, "The receiver took too long to answer.")
     except WebhookRefusedError as exc:
         return result(None, f"Refused: {exc}")
     except (OSError, http.client.HTTPException) as exc:
@@ -240,6 +181,6 @@ def deliver(notification: Notification) -> WebhookResult:
         return post(endpoint.url, body=body, headers=headers)
     body = json.dumps(payload_of(notification), separators=(",", ":"), sort_keys=True)
     headers = signed_headers(
-        endpoint, message_id=notification.key, timestamp=timezone.now(), body=body
+        endpoint, message_id=notification.message_id, timestamp=timezone.now(), body=body
     )
     return post(endpoint.url, body=body, headers=headers)

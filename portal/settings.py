@@ -7,6 +7,7 @@ SECRET_KEY, ALLOWED_HOSTS and AZURE_MODE=azure.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 import secrets
@@ -15,6 +16,9 @@ from typing import Any
 
 import csp.constants as csp
 import dj_database_url
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.core.exceptions import ImproperlyConfigured
 
 from provisioning.clouds import CloudConfigurationError, resolve_cloud
@@ -74,6 +78,38 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+
+
+def _field_encryption_keys() -> list[str]:
+    """FIELD_ENCRYPTION_KEYS: comma-separated Fernet keys (the first encrypts, all decrypt) for
+    secrets stored reversibly (identities.encryption). Required when DEBUG is off; with DEBUG a
+    key is derived from SECRET_KEY (HKDF), so a checkout needs nothing more."""
+    keys = env_list("FIELD_ENCRYPTION_KEYS", [])
+    if not keys:
+        if not DEBUG:
+            raise ImproperlyConfigured(
+                "FIELD_ENCRYPTION_KEYS is required when DEBUG is off: it encrypts webhook signing "
+                "secrets at rest. Set it to a Fernet key (python -c 'from cryptography.fernet "
+                "import Fernet; print(Fernet.generate_key().decode())'); to rotate, put a new key "
+                "first, run `manage.py reencrypt_secrets`, then remove the old one."
+            )
+        derived = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"portal field encryption"
+        ).derive(SECRET_KEY.encode())
+        return [base64.urlsafe_b64encode(derived).decode()]
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except ValueError:
+            # Never echo the value: it is a secret.
+            raise ImproperlyConfigured(
+                f"FIELD_ENCRYPTION_KEYS: key {position} is not a Fernet key (32 url-safe "
+                "base64-encoded bytes)."
+            ) from None
+    return keys
+
+
+FIELD_ENCRYPTION_KEYS = _field_encryption_keys()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -627,6 +663,16 @@ VERIFY_RETRY_SECONDS = env_int("VERIFY_RETRY_SECONDS", 20)
 # Issuers' keys are fetched over https only; plain http to a loopback host only when this is on
 # (the tests' local issuer, a DEBUG checkout).
 OIDC_ALLOW_HTTP_LOOPBACK = env_bool("OIDC_ALLOW_HTTP_LOOPBACK", DEBUG)
+# The SSRF guard (identities.outbound) refuses issuers and jwks_uris on loopback, link-local,
+# private, multicast or reserved addresses unless the host name is in OIDC_ALLOWED_HOSTS or the
+# address in OIDC_ALLOWED_CIDRS (an on-premises GitLab; the tests' local issuer). Empty by
+# default, DEBUG included: a local issuer is admitted by naming it.
+OIDC_ALLOWED_HOSTS = [h.lower() for h in env_list("OIDC_ALLOWED_HOSTS", [])]
+OIDC_ALLOWED_CIDRS = env_list("OIDC_ALLOWED_CIDRS", [])
+try:
+    _oidc_cidrs = [ipaddress.ip_network(cidr, strict=False) for cidr in OIDC_ALLOWED_CIDRS]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"OIDC_ALLOWED_CIDRS: {exc}") from exc
 OIDC_JWKS_TTL_SECONDS = env_int("OIDC_JWKS_TTL_SECONDS", 3600)
 # A token naming an unknown key fetches the key set again at most this often per issuer.
 OIDC_JWKS_REFETCH_SECONDS = env_int("OIDC_JWKS_REFETCH_SECONDS", 60)

@@ -59,7 +59,10 @@ class CreatedEndpointOutput(EndpointOutput):
 class DeliveryOutput(serializers.Serializer):
     id = serializers.IntegerField()
     event = serializers.CharField(source="notification.event")
-    webhook_id = serializers.CharField(source="notification.key")
+    webhook_id = serializers.CharField(
+        source="notification.message_id",
+        help_text="The message's webhook-id header: the same on every attempt of one message.",
+    )
     delivery_status = serializers.CharField(source="notification.status")
     attempted_at = serializers.DateTimeField()
     status_code = serializers.IntegerField(allow_null=True)

@@ -105,6 +105,8 @@ class AuditAction(StrEnum):
     WEBHOOK_SECRET_ROTATED = "webhook.secret_rotated"  # noqa: S105 (an event name, not a secret)
     WEBHOOK_REDELIVERED = "webhook.redelivered"
     WEBHOOK_DISABLED = "webhook.disabled"
+    # Every stored signing secret encrypted again with the first of FIELD_ENCRYPTION_KEYS.
+    WEBHOOK_SECRETS_REENCRYPTED = "webhook.secrets_reencrypted"
     API_TOKEN_CREATED = "api_token.created"  # noqa: S105 (an event name, not a secret)
     API_TOKEN_REVOKED = "api_token.revoked"  # noqa: S105 (an event name, not a secret)
     # Machines of a team: its service principals, the OIDC trust rules that let a CI system's

@@ -8,6 +8,7 @@ transaction rolled back, there is nothing to tell. Delivery claims rows one at a
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from django.conf import settings
@@ -15,6 +16,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from identities.encryption import EncryptedTextField
 from identities.models.azure import Identity
 from identities.models.org import Team
 from identities.models.requests import IdentityRequest
@@ -43,8 +45,10 @@ class WebhookEndpoint(models.Model):
     format = models.CharField(
         max_length=16, choices=WebhookFormat.choices, default=WebhookFormat.STANDARD
     )
-    secret = models.CharField(max_length=100)
-    previous_secret = models.CharField(max_length=100, blank=True)
+    # Encrypted at rest (identities.encryption, FIELD_ENCRYPTION_KEYS): the portal signs with
+    # them, so they cannot be hashed; a database dump alone does not forge deliveries.
+    secret = EncryptedTextField()
+    previous_secret = EncryptedTextField(blank=True)
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
     is_active = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=500, blank=True)
@@ -69,14 +73,14 @@ class WebhookEndpoint(models.Model):
         """The secrets a payload is signed with now: the current one, and the previous one
         while its grace period runs."""
         now = now or timezone.now()
-        secrets = [self.secret]
+        signing = [self.secret]
         if (
             self.previous_secret
             and self.previous_secret_expires_at
             and (self.previous_secret_expires_at > now)
         ):
-            secrets.append(self.previous_secret)
-        return secrets
+            signing.append(self.previous_secret)
+        return signing
 
 
 class NotificationEvent(models.TextChoices):
@@ -110,15 +114,26 @@ class EmailFrequency(models.TextChoices):
     DAILY = "daily", "Once a day, in a digest"
 
 
+def new_message_id() -> str:
+    """An opaque, unique message id (`msg_` and 128 random bits in hex): what a receiver sees
+    as `webhook-id`, telling nothing of the portal's row ids or how many events there were."""
+    return "msg_" + secrets.token_hex(16)
+
+
 class Notification(models.Model):
     """One event for one recipient on one channel. `key` is the idempotency key (event
-    occurrence, recipient, channel): writing the same notification twice is a no-op."""
+    occurrence, recipient, channel): writing the same notification twice is a no-op.
+    `message_id` is the id shown outside (the Standard Webhooks `webhook-id`): one per row, so
+    every retry or redelivery of the message carries the same one."""
 
     Event = NotificationEvent
     Channel = NotificationChannel
     Status = DeliveryStatus
 
     key = models.CharField(max_length=200, unique=True)
+    message_id = models.CharField(
+        max_length=40, unique=True, default=new_message_id, editable=False
+    )
     event = models.CharField(max_length=32, choices=NotificationEvent.choices)
     channel = models.CharField(max_length=16, choices=NotificationChannel.choices)
     # A person (inbox, email) or a webhook endpoint (webhook).

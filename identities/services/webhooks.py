@@ -5,6 +5,7 @@ goes on the trail (its prefix does, to tell rotations apart)."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -119,11 +120,22 @@ def _require_manager(actor: User, endpoint: WebhookEndpoint | None, team: Team |
         )
 
 
+def shown_url(endpoint: WebhookEndpoint) -> str:
+    """The URL as the trail and messages may show it: a Teams or Slack incoming webhook URL is
+    itself the credential (its path, or a Workflows `sig=`), so only its scheme and host show,
+    with a SHA-256 prefix to tell two URLs apart; a standard endpoint's URL is shown whole."""
+    if endpoint.format == WebhookFormat.STANDARD:
+        return endpoint.url
+    parts = urlsplit(endpoint.url)
+    fingerprint = hashlib.sha256(endpoint.url.encode()).hexdigest()[:12]
+    return f"{parts.scheme}://{parts.hostname}/… (sha256 {fingerprint})"
+
+
 def _describe(endpoint: WebhookEndpoint) -> dict[str, object]:
     return {
         "endpoint": endpoint.pk,
         "team": endpoint.team.name if endpoint.team else None,
-        "url": endpoint.url,
+        "url": shown_url(endpoint),
         "events": endpoint.events,
         "format": endpoint.format,
         "is_active": endpoint.is_active,
@@ -172,6 +184,7 @@ def webhook_endpoint_update(
     """Change an endpoint; switching a disabled one back on clears why it was disabled."""
     _require_manager(actor, endpoint, None)
     endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    before = _describe(endpoint)
     if url is not None:
         endpoint.url = validate_webhook_url(url)
     if events is not None:
@@ -186,7 +199,13 @@ def webhook_endpoint_update(
             endpoint.disabled_reason = ""
     endpoint.updated_at = timezone.now()
     endpoint.save()
-    audit_record(actor=actor, action=AuditAction.WEBHOOK_UPDATED, data=_describe(endpoint))
+    after = _describe(endpoint)
+    # What changed, old and new: a person switching an endpoint off (or on) is plain to see
+    # on the trail without comparing rows (the worker's own disable is WEBHOOK_DISABLED).
+    changed = {name: [before[name], after[name]] for name in after if before[name] != after[name]}
+    audit_record(
+        actor=actor, action=AuditAction.WEBHOOK_UPDATED, data={**after, "changed": changed}
+    )
     return endpoint
 
 
@@ -265,6 +284,26 @@ def webhook_endpoint_disable(*, endpoint: WebhookEndpoint, reason: str) -> bool:
         event=NotificationEvent.WEBHOOK_DISABLED,
         occurrence=disabled,
         endpoint=endpoint,
-        data={"url": endpoint.url, "reason": endpoint.disabled_reason, "endpoint": endpoint.pk},
+        data={
+            "url": shown_url(endpoint),
+            "reason": endpoint.disabled_reason,
+            "endpoint": endpoint.pk,
+        },
     )
     return True
+
+
+@transaction.atomic
+def webhook_secrets_reencrypt(*, actor: User | None) -> int:
+    """Encrypt every stored signing secret again with the first of FIELD_ENCRYPTION_KEYS (after
+    a new key was put first); then the old key can be removed. Returns how many endpoints."""
+    endpoints = list(WebhookEndpoint.objects.select_for_update().order_by("pk"))
+    for endpoint in endpoints:
+        # Read with whichever key decrypts, written with the first (EncryptedTextField).
+        endpoint.save(update_fields=["secret", "previous_secret"])
+    audit_record(
+        actor=actor,
+        action=AuditAction.WEBHOOK_SECRETS_REENCRYPTED,
+        data={"endpoints": len(endpoints), "keys": len(settings.FIELD_ENCRYPTION_KEYS)},
+    )
+    return len(endpoints)

@@ -4,6 +4,7 @@ own Webhook.verify in a real HTTP receiver), the SSRF guard, retries, disabling,
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -82,7 +83,7 @@ def test_a_teams_endpoint_gets_its_chosen_events_signed_and_verifiable(
     assert payload["type"] == "identity_portal.request_approved"
     assert payload["data"]["identity_request"]["id"] == identity_request.pk
     assert payload["data"]["actor"] == "sam"
-    assert received.headers["webhook-id"] == row.key
+    assert received.headers["webhook-id"] == row.message_id
     with pytest.raises(WebhookVerificationError):
         Webhook("whsec_" + "A" * 44).verify(received.body, received.headers)
     (log,) = WebhookDelivery.objects.filter(endpoint=endpoint)
@@ -289,3 +290,43 @@ def test_emails_and_webhooks_of_one_event_go_out_in_separate_messages(
         (Work.DELIVER_NOTIFICATIONS, (emails,)),
         (Work.DELIVER_NOTIFICATIONS, (hooks,)),
     ]
+
+
+def test_the_webhook_id_is_opaque_and_the_same_on_every_attempt_of_one_message(
+    local_receivers_allowed: None,
+    settings: Any,
+    http_receiver: Receiver,
+    requester: Any,
+    team: Any,
+    approver: Any,
+    file_request: FileRequest,
+) -> None:
+    """Standard Webhooks: `webhook-id` is unique per message and the same when the message is
+    sent again (receivers de-duplicate on it); it must not expose internal sequential ids."""
+    settings.WEBHOOK_MAX_ATTEMPTS = 2
+    http_receiver.status = 503
+    endpoint, _ = webhook_endpoint_create(
+        actor=requester, team=team, url=http_receiver.url, events=["request_rejected"]
+    )
+    identity_request_reject(identity_request=file_request(), approver=approver, comment="No.")
+    assert sweep_webhooks() == {"retry": 1}
+    assert sweep_webhooks() == {"failed": 1}
+    http_receiver.status = 204
+    webhook_endpoint_update(actor=requester, endpoint=endpoint, is_active=True)
+    first = Notification.objects.get(channel=NotificationChannel.WEBHOOK)
+    webhook_redeliver(actor=requester, notification=first)
+    assert sweep_webhooks() == {"delivered": 1}
+    identity_request_reject(
+        identity_request=file_request(service_account="other"), approver=approver, comment="No."
+    )
+    assert sweep_webhooks() == {"delivered": 1}
+
+    ids = [received.headers["webhook-id"] for received in http_receiver.requests]
+    assert len(ids) == 4
+    assert ids[0] == ids[1] == ids[2] == first.message_id, "retries and redelivery keep the id"
+    assert ids[3] != ids[0], "another message, another id"
+    second = webhook_rows().exclude(pk=first.pk).get()
+    for message_id, row in ((ids[0], first), (ids[3], second)):
+        # 128 random bits: no row id, audit id or endpoint id in it (the key has those).
+        assert re.fullmatch(r"msg_[0-9a-f]{32}", message_id)
+        assert message_id == row.message_id and row.key not in message_id

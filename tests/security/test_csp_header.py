@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from cryptography.fernet import Fernet
 from django.test import Client
 
 from tests.support.services import run_manage
+
+KEY = Fernet.generate_key().decode()
 
 pytestmark = [pytest.mark.security, pytest.mark.django_db]
 
@@ -32,6 +35,8 @@ def test_production_settings_send_the_policy_too() -> None:
         "print('csp.middleware.CSPMiddleware' in s.MIDDLEWARE, "
         "s.CONTENT_SECURITY_POLICY['DIRECTIVES']['frame-ancestors'])"
     )
-    result = run_manage("shell", "-v", "0", "-c", code, SECRET_KEY="x" * 60, DEBUG="0")
+    result = run_manage(
+        "shell", "-v", "0", "-c", code, SECRET_KEY="x" * 60, DEBUG="0", FIELD_ENCRYPTION_KEYS=KEY
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "[\"'none'\"]"], result.stdout

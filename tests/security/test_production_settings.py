@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 
 from tests.support.services import run_manage
 
@@ -17,6 +18,7 @@ pytestmark = pytest.mark.security
 PRODUCTION = {
     "DEBUG": "0",
     "SECRET_KEY": secrets.token_urlsafe(50),
+    "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
     "ALLOWED_HOSTS": "portal.example.com",
     "CSRF_TRUSTED_ORIGINS": "https://portal.example.com",
     "TRUST_X_FORWARDED_PROTO": "1",

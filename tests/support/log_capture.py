@@ -156,6 +156,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
     _attach()
     register_secret(settings.SECRET_KEY, "Django SECRET_KEY")
+    for key in settings.FIELD_ENCRYPTION_KEYS:
+        register_secret(key, "a FIELD_ENCRYPTION_KEYS key")
     register_secret(PASSWORD, "test users' password")
 
 

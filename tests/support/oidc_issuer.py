@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 AUDIENCE = "api://workload-identity-portal"
+MOVED = "/moved/.well-known/openid-configuration"  # the discovery document, never redirected
 
 
 @dataclass
@@ -67,6 +68,13 @@ class LocalIssuer:
     job_claims: dict[str, Any] = field(default_factory=dict)
     tokens_handed_out: int = 0
     down: bool = False  # answer 503 to discovery and key-set requests
+    # SSRF knobs: the discovery document's jwks_uri (default: this server's), a redirect of the
+    # discovery request (to be followed to MOVED on any host), the key set sent a few bytes at a
+    # time over `drip_seconds`, and padding that makes the key set `pad_bytes` longer.
+    jwks_uri: str = ""
+    discovery_location: str = ""
+    drip_seconds: float = 0.0
+    pad_bytes: int = 0
 
     @property
     def current(self) -> SigningKey:
@@ -140,16 +148,24 @@ def _handler_for(issuer: LocalIssuer) -> type[BaseHTTPRequestHandler]:
                 issuer.discovery_fetches += self.path.endswith("openid-configuration")
                 self.send_error(503)
                 return
-            if self.path == "/.well-known/openid-configuration":
+            if url.path in ("/.well-known/openid-configuration", MOVED):
                 issuer.discovery_fetches += 1
+                if issuer.discovery_location and url.path != MOVED:
+                    self.send_response(302)
+                    self.send_header("Location", issuer.discovery_location)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 body = {
                     "issuer": issuer.url,
-                    "jwks_uri": f"{issuer.url}/.well-known/jwks",
+                    "jwks_uri": issuer.jwks_uri or f"{issuer.url}/.well-known/jwks",
                     "id_token_signing_alg_values_supported": ["RS256", "ES256"],
                 }
             elif self.path == "/.well-known/jwks":
                 issuer.fetches += 1
                 body = {"keys": [key.public_jwk for key in issuer.keys]}
+                if issuer.pad_bytes:
+                    body["padding"] = "x" * issuer.pad_bytes
             else:
                 self.send_error(404)
                 return
@@ -161,7 +177,14 @@ def _handler_for(issuer: LocalIssuer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(payload)
+            if not issuer.drip_seconds:
+                self.wfile.write(payload)
+                return
+            pieces = [payload[i : i + 64] for i in range(0, len(payload), 64)]
+            for piece in pieces:
+                self.wfile.write(piece)
+                self.wfile.flush()
+                time.sleep(issuer.drip_seconds / len(pieces))
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -170,8 +193,10 @@ def _handler_for(issuer: LocalIssuer) -> type[BaseHTTPRequestHandler]:
 
 
 @pytest.fixture
-def oidc_issuer() -> Iterator[LocalIssuer]:
-    """A running local issuer with one RS256 key, at http://127.0.0.1:<port>."""
+def oidc_issuer(settings: Any) -> Iterator[LocalIssuer]:
+    """A running local issuer with one RS256 key, at http://127.0.0.1:<port>, admitted by the
+    SSRF guard by its host name (so `localhost`, the same address, is still refused)."""
+    settings.OIDC_ALLOWED_HOSTS = ["127.0.0.1"]
     issuer = LocalIssuer()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(issuer))
     issuer.url = f"http://127.0.0.1:{server.server_address[1]}"

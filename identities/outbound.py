@@ -1,0 +1,182 @@
+"""The SSRF guard: outbound HTTP(S) to a URL a user named (a webhook receiver, a pipeline's OIDC
+issuer) reaches public addresses only.
+
+Shared by `notifications.webhooks` and `accounts.oidc`, which are siblings and may not import
+each other (docs/architecture.md), hence here. It reads no settings: each caller passes its own
+allow-list (WEBHOOK_ALLOWED_*, OIDC_ALLOWED_*), time limit and CA bundle.
+
+The rules: the host is resolved with getaddrinfo and every address must be public (no private,
+loopback, link-local (169.254/16, the instance metadata service 169.254.169.254 included),
+unique-local, multicast, reserved, unspecified or otherwise not globally routable address,
+IPv4-mapped IPv6 ones judged as the IPv4 they carry) unless the host name or the address is
+allow-listed; the connection goes to the vetted address itself (never a fresh lookup, so DNS
+rebinding between the check and the connect cannot switch it), the Host header and TLS SNI carry
+the name, the certificate is checked against the name, and the connected socket's peer address
+is checked again. Redirects are the caller's to follow (each hop through `open_http` again).
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class DestinationRefusedError(Exception):
+    """The guard refused the destination (the message says which rule); `host`, `address` and
+    `reason` ("loopback", "private", …) are set when an address was refused."""
+
+    def __init__(
+        self, message: str, *, host: str = "", address: str = "", reason: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.host, self.address, self.reason = host, address, reason
+
+
+class UnresolvableError(DestinationRefusedError):
+    """The name does not resolve (no address to judge yet)."""
+
+
+@dataclass(frozen=True)
+class AllowList:
+    """Hosts (by name, lowercase) and networks admitted although their addresses are not
+    public: on-premises receivers, the tests' local servers."""
+
+    hosts: frozenset[str] = frozenset()
+    networks: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def of(cls, hosts: Iterable[str], cidrs: Iterable[str]) -> AllowList:
+        return cls(
+            hosts=frozenset(host.lower() for host in hosts),
+            networks=tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs),
+        )
+
+    def admits(self, host: str, address: IPAddress) -> bool:
+        return host.lower() in self.hosts or any(address in net for net in self.networks)
+
+
+def forbidden_reason(address: IPAddress) -> str:
+    """Why an address is no place to send to ("" when it is public)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return forbidden_reason(address.ipv4_mapped)
+    checks = (
+        ("unspecified", address.is_unspecified),
+        ("loopback", address.is_loopback),
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        # is_private covers 10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7 (unique-local)…
+        ("private", address.is_private),
+        ("reserved", address.is_reserved),
+        ("not globally routable", not address.is_global),
+    )
+    return next((name for name, hit in checks if hit), "")
+
+
+def vet_address(host: str, address: str, allow: AllowList) -> IPAddress:
+    """Refuse `address` (one that `host` resolved to) unless it is public or allow-listed."""
+    parsed = ipaddress.ip_address(address.split("%", 1)[0])
+    reason = forbidden_reason(parsed)
+    if reason and not allow.admits(host, parsed):
+        raise DestinationRefusedError(
+            f"{host} resolves to {parsed}, a {reason} address: refused.",
+            host=host,
+            address=str(parsed),
+            reason=reason,
+        )
+    return parsed
+
+
+def resolve(host: str, port: int, allow: AllowList) -> IPAddress:
+    """The address to connect to; every address the name resolves to must pass (one bad
+    answer among good ones is refused: DNS could hand out either)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UnresolvableError(f"{host} does not resolve: {exc}.", host=host) from exc
+    addresses = [vet_address(host, str(info[4][0]), allow) for info in infos]
+    return addresses[0]
+
+
+def connect(
+    host: str,
+    port: int,
+    address: IPAddress,
+    *,
+    allow: AllowList,
+    tls: bool,
+    timeout: float,
+    ca_bundle: str = "",
+) -> Any:
+    """A socket to the vetted address (never a fresh lookup of the name), its peer checked."""
+    sock = socket.create_connection((str(address), port), timeout=timeout)
+    try:
+        vet_address(host, str(sock.getpeername()[0]), allow)
+        if tls:
+            # The system's trust store, plus `ca_bundle` (an on-premises CA) when set;
+            # create_default_context verifies the chain and the host name (CERT_REQUIRED,
+            # check_hostname), and server_hostname is also the SNI the receiver sees.
+            context = ssl.create_default_context()
+            if ca_bundle:
+                context.load_verify_locations(cafile=ca_bundle)
+            sock = context.wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def open_http(
+    url: str,
+    *,
+    allow: AllowList,
+    schemes: frozenset[str],
+    timeout: float,
+    ca_bundle: str = "",
+) -> tuple[http.client.HTTPConnection, str]:
+    """A connection to `url`'s host through the guard, and the path (with query) to ask for.
+    DestinationRefusedError when the scheme, the name or the address is refused."""
+    parts = urlsplit(url)
+    if parts.scheme not in schemes:
+        raise DestinationRefusedError(f"{parts.scheme}:// is not allowed; use https://.")
+    host = parts.hostname or ""
+    if not host:
+        raise DestinationRefusedError("The URL names no host.")
+    tls = parts.scheme == "https"
+    port = parts.port or (443 if tls else 80)
+    address = resolve(host, port, allow)
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    connection.sock = connect(
+        host, port, address, allow=allow, tls=tls, timeout=timeout, ca_bundle=ca_bundle
+    )
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return connection, path
+
+
+def read_capped(
+    response: http.client.HTTPResponse, *, limit: int, deadline: float
+) -> tuple[bytes, str]:
+    """The body, read up to `limit` + 1 bytes and until the `deadline` (time.monotonic());
+    the second value says what cut it short ("too_large", "too_slow") or is ""."""
+    received = b""
+    while len(received) <= limit:
+        if time.monotonic() > deadline:
+            return received, "too_slow"
+        # read1: whatever has arrived (one socket read), so a receiver dripping a byte at a
+        # time cannot keep a read waiting past the deadline.
+        chunk = response.read1(min(8192, limit + 1 - len(received)))
+        if not chunk:
+            return received, ""
+        received += chunk
+    return received, "too_large"
