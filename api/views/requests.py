@@ -348,7 +348,7 @@ class IdentityRequestDetailView(ApiView):
             200: IdentityRequestOutput,
             304: OpenApiResponse(description="Not modified: still at the If-None-Match ETag."),
         },
-        examples=[examples.REQUEST_READY],
+        examples=[examples.REQUEST_READY, examples.REQUEST_DECOMMISSIONED],
     )
     def get(self, request: Request, pk: int) -> Response:
         identity_request = identity_request_get(user=self.actor(), pk=pk)
