@@ -70,6 +70,7 @@ def _request(status: str, **overrides: Any) -> dict[str, Any]:
         "id": 42,
         "kind": "new",
         "status": status,
+        "lifecycle_status": status,
         **{k: v for k, v in REQUEST_BODY.items() if k != "roles"},
         "is_exception": False,
         "requester": "alice",
@@ -124,6 +125,16 @@ REQUEST_LIST = _response("a page", _page([_request("pending")]))
 REQUEST_READY = _response(
     "ready",
     _request("ready", approvals=[_APPROVAL], identity=_IDENTITY_READY, updated_at=UPDATED),
+)
+REQUEST_DECOMMISSIONED = _response(
+    "identity since decommissioned",
+    _request(
+        "ready",
+        lifecycle_status="decommissioned",
+        approvals=[_APPROVAL],
+        identity={**_IDENTITY_READY, "status": "decommissioned"},
+        updated_at=UPDATED,
+    ),
 )
 REQUEST_APPROVED = _response(
     "approved", _request("approved", approvals=[_APPROVAL], identity=_IDENTITY_PROVISIONING)

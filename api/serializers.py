@@ -14,6 +14,7 @@ from rest_framework import serializers
 from identities.models import (
     ChildStatus,
     DriftState,
+    IdentityRequest,
     IdentityStatus,
     RequestKind,
     RequestStatus,
@@ -105,6 +106,13 @@ class IdentityRequestOutput(serializers.Serializer):
         choices=RequestStatus.choices,
         help_text="pending → approved → provisioning → ready (or failed, then retry); "
         "pending → rejected or cancelled; pending → sent_back → pending (resubmitted).",
+    )
+    lifecycle_status = serializers.ChoiceField(
+        choices=IdentityRequest.SHOWN_STATUS_CHOICES,
+        source="shown_status",
+        help_text="What the request page shows: `status`, except that a ready decommission "
+        "request is `removed` and a ready request whose identity has since been decommissioned "
+        "is `decommissioned`. `status` keeps the workflow's own value (it stays `ready`).",
     )
     app_name = serializers.CharField()
     team = serializers.CharField(source="team.name")

@@ -16,8 +16,24 @@ listed with the others, that the emulator removes once its clock (`clock_offset_
 the test's way to let time pass) is past the end; a role management policy's
 `Expiration_Admin_Assignment` maximum (`schedule_max_duration_days` knob: a longer request fails
 the ExpirationRule) and an Azure Policy or role policy refusing every request
-(`schedule_request_refused` knob). Not modelled: eligibility, approvals, AfterDuration,
-AdminRemove/AdminExtend/AdminRenew, the validate and cancel actions (answered 400).
+(`schedule_request_refused` knob).
+
+`AdminExtend` and `AdminRenew` (both in the spec's `RequestType` enum, and in
+azure-mgmt-authorization 4.0.0's `v2020_10_01.models.RequestType`): the Learn pages "Extend or
+renew Azure resource role assignments in Privileged Identity Management" and the Graph
+`governanceRoleAssignmentRequest` create page say an administrator *extends* an assignment that
+is about to expire and *renews* one that has expired (expired assignments stay visible, and
+renewable, for up to 30 days). Modelled so: an AdminExtend moves the end of the live time-bound
+assignment of that principal, role and scope to the requested end (same policy cap and refusal as
+AdminAssign); with no live time-bound one there is nothing to extend: 400
+`RoleAssignmentDoesNotExist` (a code AZURE-FACTS §9 lists; the exact answer of a real tenant to
+this case is not verified). An AdminRenew recreates an assignment that a schedule made and that
+ended at most 30 days ago, under its old name, until the new end; while it is still live it is
+409 `RoleAssignmentExists` (extend it instead), with no such ended assignment 400
+`RoleAssignmentDoesNotExist`.
+
+Not modelled: eligibility, approvals, AfterDuration, AdminRemove/AdminUpdate, the validate and
+cancel actions (answered 400).
 """
 
 from __future__ import annotations
@@ -85,11 +101,21 @@ def _parse_time(value: Any, field: str) -> float:
         raise rbac.invalid(f"'{field}' is not a date-time: {value!r}.") from None
 
 
-def _schedule(ctx: Context, properties: dict[str, Any]) -> tuple[float, float | None]:
-    """(start, end or None) of an AdminAssign request, judged by the emulated policy."""
+# The request types served (see the module docstring); any other is answered 400.
+ASSIGN, EXTEND, RENEW = "AdminAssign", "AdminExtend", "AdminRenew"
+# How long an ended assignment stays renewable (Learn: "remain visible in an expired state for
+# up to 30 days").
+RENEWABLE_SECONDS = 30 * 86400
+NOTHING_TO_EXTEND = "RoleAssignmentDoesNotExist"
+
+
+def _schedule(ctx: Context, properties: dict[str, Any]) -> tuple[str, float, float | None]:
+    """(request type, start, end or None) of a request, judged by the emulated policy."""
     request_type = properties.get("requestType")
-    if request_type != "AdminAssign":
-        raise rbac.invalid(f"requestType {request_type!r} is not modelled (only AdminAssign).")
+    if request_type not in (ASSIGN, EXTEND, RENEW):
+        raise rbac.invalid(
+            f"requestType {request_type!r} is not modelled (AdminAssign, AdminExtend, AdminRenew)."
+        )
     info = properties.get("scheduleInfo") or {}
     start = (
         _parse_time(info["startDateTime"], "scheduleInfo.startDateTime")
@@ -113,7 +139,7 @@ def _schedule(ctx: Context, properties: dict[str, Any]) -> tuple[float, float | 
         # The role management policy's Expiration_Admin_Assignment rule: an end is required and
         # at most maximumDuration after the start (azurerm#22766 quotes this failure).
         raise ArmError(400, POLICY_FAILED, EXPIRATION_RULE_FAILED)
-    return start, end
+    return str(request_type), start, end
 
 
 def _policy_assignments(ctx: Context, request: Request, scope: str) -> Response:
@@ -172,7 +198,7 @@ def _render(record: dict[str, Any]) -> dict[str, Any]:
             "roleDefinitionId": record["role_definition_id"],
             "principalId": record["principal_id"],
             "principalType": record["principal_type"],
-            "requestType": "AdminAssign",
+            "requestType": record.get("request_type", ASSIGN),
             "status": "Provisioned",
             "targetRoleAssignmentScheduleId": f"{prefix}/providers/Microsoft.Authorization/"
             f"roleAssignmentSchedules/{record['assignment']}",
@@ -196,7 +222,8 @@ def _put(ctx: Context, request: Request, scope: str, name: str) -> Response:
         raise rbac.invalid(f"the request name '{name}' must be a GUID.")
     properties = arm.json_object(request).get("properties") or {}
     wanted = rbac.properties_of(request)
-    start, end = _schedule(ctx, properties)
+    request_type, start, end = _schedule(ctx, properties)
+    rbac.remove_expired(ctx)  # an assignment past its end is gone before it is judged
     with ctx.store.mutation() as data:
         requests: dict[str, Any] = data["schedule_requests"]
         if name.lower() in requests:
@@ -205,35 +232,53 @@ def _put(ctx: Context, request: Request, scope: str, name: str) -> Response:
         rbac.check_principal(ctx, wanted)
         assignments: dict[str, dict[str, Any]] = data["role_assignments"]
         existing = next(
-            (
-                other
-                for other in assignments.values()
-                if other["scope"].lower() == scope.lower()
-                and other["principal_id"] == wanted["principal_id"]
-                and other["role_guid"] == wanted["role_guid"]
-            ),
+            (other for other in assignments.values() if _same_grant(other, scope, wanted)),
             None,
         )
-        if existing is not None:
-            raise ArmError(409, "RoleAssignmentExists", "The Role assignment already exists.")
         now, who = time.time(), arm.caller(request.caller)["id"]
         wanted.pop("explicit_type")
-        assignment_name = name.lower()  # the schedule's assignment, named after its request
-        assignments[assignment_name] = {
-            "name": assignment_name,
-            "scope": scope,
-            **wanted,
-            "created_at": now,
-            "created_by": who,
-            "updated_at": now,
-            "updated_by": who,
-            "expires_at": end,
-        }
+        if request_type == EXTEND:
+            if existing is None or existing.get("expires_at") is None:
+                raise ArmError(
+                    400,
+                    NOTHING_TO_EXTEND,
+                    "The Role assignment does not exist: there is no active time-bound "
+                    "assignment of this principal and role at this scope to extend.",
+                )
+            existing.update(expires_at=end, updated_at=now, updated_by=who)
+            assignment_name = existing["name"]
+        elif existing is not None:
+            raise ArmError(409, "RoleAssignmentExists", "The Role assignment already exists.")
+        elif request_type == RENEW:
+            ended = _renewable(requests, scope, wanted, rbac.emulator_now(ctx))
+            if ended is None:
+                raise ArmError(
+                    400,
+                    NOTHING_TO_EXTEND,
+                    "The Role assignment does not exist: no time-bound assignment of this "
+                    "principal and role at this scope ended within the last 30 days.",
+                )
+            assignment_name = ended["assignment"]  # renewed under its old name
+        else:
+            assignment_name = name.lower()  # the schedule's assignment, named after its request
+        if request_type != EXTEND:
+            assignments[assignment_name] = {
+                "name": assignment_name,
+                "scope": scope,
+                **wanted,
+                "created_at": now,
+                "created_by": who,
+                "updated_at": now,
+                "updated_by": who,
+                "expires_at": end,
+            }
         record = {
             "name": name.lower(),
+            "request_type": request_type,
             "scope": scope,
             "assignment": assignment_name,
             "role_definition_id": wanted["role_definition_id"],
+            "role_guid": wanted["role_guid"],
             "principal_id": wanted["principal_id"],
             "principal_type": wanted["principal_type"],
             "start": start,
@@ -242,6 +287,28 @@ def _put(ctx: Context, request: Request, scope: str, name: str) -> Response:
         }
         requests[name.lower()] = record
         return json_response(201, _render(record))
+
+
+def _same_grant(record: dict[str, Any], scope: str, wanted: dict[str, Any]) -> bool:
+    return bool(
+        record["scope"].lower() == scope.lower()
+        and record["principal_id"] == wanted["principal_id"]
+        and record.get("role_guid", "") == wanted["role_guid"]
+    )
+
+
+def _renewable(
+    requests: dict[str, Any], scope: str, wanted: dict[str, Any], now: float
+) -> dict[str, Any] | None:
+    """The latest schedule of this grant that has ended, at most RENEWABLE_SECONDS ago."""
+    ended = [
+        record
+        for record in requests.values()
+        if _same_grant(record, scope, wanted)
+        and record["end"] is not None
+        and record["end"] <= now < record["end"] + RENEWABLE_SECONDS
+    ]
+    return max(ended, key=lambda record: record["end"], default=None)
 
 
 def _get(ctx: Context, request: Request, scope: str, name: str) -> Response:

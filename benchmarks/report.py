@@ -35,6 +35,7 @@ def write_report(
     for name, section in (
         ("provisioning", provisioning),
         ("throughput", throughput),
+        ("expiry", expiry),
         ("api", api),
         ("audit", audit),
         ("web", memory),
@@ -246,6 +247,45 @@ def throughput(results: dict[str, Any], out: Path) -> tuple[str, list[tuple[str,
             f"throughput ≥ {data['target_share']:.0%} of the throttle's write rate, 0 failed",
             f"{share:.0%} ({portal['rate'] or 0:.2f} of {data['bound_rate']:.2f} writes/s), "
             f"{portal['failed']} failed, {portal['unfinished']} unfinished",
+            "met" if met else "MISSED",
+        )
+    ]
+    return "\n".join(lines), verdicts
+
+
+# --- 2b. the expiry sweep -----------------------------------------------------------------------
+
+
+def expiry(results: dict[str, Any], out: Path) -> tuple[str, list[tuple[str, str, str]]]:
+    data = results["expiry"]
+    failures = (data["expiring"] - data["removed"]) + data["failed_steps"] + data["deletes_other"]
+    share = data["share_of_bound"]
+    met = share >= data["target_share"] and failures == 0 and data["left_in_azure"] == 0
+    lines = [
+        "## 2b. The expiry sweep against ARM's delete throttle",
+        "",
+        f"{data['identities']} ready identities, {data['expiring']} of them with a role ending "
+        f"at once; {data['workers']} Celery worker(s) of {data['concurrency']} processes; "
+        f"emulator delete bucket {data['bucket_capacity']} refilled at "
+        f"{data['refill_per_second']:g}/s, full at the start, so the deletes take at least "
+        f"{data['bound_seconds']:.1f} s. Details: [expiry.md](expiry.md).",
+        "",
+        "| figure | value |",
+        "|---|---:|",
+        f"| sweep (scan, mark, audit, send) | {data['sweep_seconds']:.1f} s |",
+        f"| deletes, first revoke sent → all removed | {data['delete_seconds']:.1f} s |",
+        f"| throttle bound | {data['bound_seconds']:.1f} s ({data['bound_rate']:.2f}/s) |",
+        f"| deletes/s | {data['deletes_per_second']:.2f} ({share:.0%} of the bound) |",
+        f"| 429 answers | {data['deletes_throttled']} |",
+        f"| failures (not removed + failed steps + other answers) | {failures} |",
+        f"| expired assignments left in Azure | {data['left_in_azure']} |",
+        "",
+    ]
+    verdicts = [
+        (
+            f"expiry sweep ≥ {data['target_share']:.0%} of the ARM delete bound, 0 failures",
+            f"{share:.0%} ({data['deletes_per_second']:.2f} of {data['bound_rate']:.2f} "
+            f"deletes/s), {failures} failures, {data['left_in_azure']} left in Azure",
             "met" if met else "MISSED",
         )
     ]

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/run.py [--quick] \\
         [--database-url postgres://postgres@127.0.0.1:5432/] [--redis-url redis://127.0.0.1:6379/10]
-        [--only provisioning,api,audit,web,throughput] [--reseed] [--output-dir DIR]
+        [--only provisioning,api,audit,web,throughput,expiry] [--reseed] [--output-dir DIR]
 
 Each benchmark is its own script, run here as a child process with `--json` (so each gets a
 fresh Django set up its own way) and its own markdown report beside the summary:
@@ -14,10 +14,13 @@ fresh Django set up its own way) and its own markdown report beside the summary:
 4. web_bench.py           peak RSS of gunicorn serving the API (and one export) vs an idle one
 5. throughput_bench.py    500 requests through 2 Celery workers against the ARM write throttle
                           vs its bound and a sequential az-style client; worker peak RSS vs idle
+6. expiry_bench.py        the expiry sweep over 10 000 identities, 1 000 roles ending at once,
+                          deleted by 2 Celery workers against the ARM delete throttle vs its bound
 
-Databases (created by the benchmarks, names all contain "bench"): bench_provisioning and
-bench_throughput (dropped and created afresh each run) and bench_api (seeded once; --reseed
-starts over; --quick uses bench_api_quick). Redis: the given database, queues of their own.
+Databases (created by the benchmarks, names all contain "bench"): bench_provisioning,
+bench_throughput and bench_expiry (dropped and created afresh each run) and bench_api (seeded
+once; --reseed starts over; --quick uses bench_api_quick). Redis: the given database, queues of
+their own.
 
 --quick runs the same code at small sizes (minutes, for checking the machinery) and writes to
 benchmarks/results/quick/; its report says it is not the real figures. Without it, the sizes
@@ -39,7 +42,7 @@ from typing import Any
 from common import DEFAULT_REDIS_URL, DEFAULT_SERVER_URL, ROOT, database_url, machine_info
 from report import write_report
 
-BENCHMARKS = ("provisioning", "api", "audit", "web", "throughput")
+BENCHMARKS = ("provisioning", "api", "audit", "web", "throughput", "expiry")
 
 # Sizes: the (full) and a small run that exercises the same code (quick).
 SIZES: dict[str, dict[str, str]] = {
@@ -51,6 +54,10 @@ SIZES: dict[str, dict[str, str]] = {
         "throughput": (
             "--requests 500 --roles 1 --workers 2 --bucket-capacity 200 --refill-per-second 10"
         ),
+        "expiry": (
+            "--identities 10000 --expiring-share 0.1 --workers 2 --concurrency 8 "
+            "--bucket-capacity 200 --refill-per-second 10"
+        ),
     },
     "quick": {
         "provisioning": "--latency-ms 100 --runs 2",
@@ -59,6 +66,10 @@ SIZES: dict[str, dict[str, str]] = {
         "web": "--calls 20",
         "throughput": (
             "--requests 40 --roles 1 --workers 2 --bucket-capacity 10 --refill-per-second 5"
+        ),
+        "expiry": (
+            "--identities 500 --expiring-share 0.1 --workers 1 --concurrency 4 "
+            "--bucket-capacity 10 --refill-per-second 5"
         ),
     },
 }
@@ -109,6 +120,12 @@ def main() -> None:
             "--redis-url",
             args.redis_url,
         ],
+        "expiry": [
+            "--database-url",
+            database_url(args.database_url, "bench_expiry"),
+            "--redis-url",
+            args.redis_url,
+        ],
     }
     outputs = {
         "provisioning": "provisioning-postgresql.md",
@@ -116,6 +133,7 @@ def main() -> None:
         "audit": "audit.md",
         "web": "web.md",
         "throughput": "throughput.md",
+        "expiry": "expiry.md",
     }
     started_at = datetime.now(UTC)
     machine = machine_info(

@@ -40,7 +40,9 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     RequestStatus.SENT_BACK: frozenset({RequestStatus.PENDING, RequestStatus.CANCELLED}),
     RequestStatus.APPROVED: frozenset({RequestStatus.PROVISIONING}),
     RequestStatus.PROVISIONING: frozenset({RequestStatus.READY, RequestStatus.FAILED}),
-    RequestStatus.FAILED: frozenset({RequestStatus.PROVISIONING}),  # retry
+    # Retried, or (a change of roles only, see `cancellable`) withdrawn: the team is not stuck
+    # with a failed change that holds off every other change of the identity.
+    RequestStatus.FAILED: frozenset({RequestStatus.PROVISIONING, RequestStatus.CANCELLED}),
     RequestStatus.READY: frozenset(),
     RequestStatus.REJECTED: frozenset(),
     RequestStatus.CANCELLED: frozenset(),
@@ -95,6 +97,18 @@ _MAPS: dict[type, tuple[dict[str, AuditAction], str, dict[str, frozenset[str]]]]
     IdentityRequest: (REQUEST_TRANSITION_ACTIONS, "request", ALLOWED_TRANSITIONS),
     Identity: (IDENTITY_TRANSITION_ACTIONS, "identity", IDENTITY_TRANSITIONS),
 }
+
+
+def cancellable(identity_request: IdentityRequest) -> bool:
+    """Whether a request may be withdrawn now: pending or sent back (any kind), or a failed
+    change of roles (a failed new identity or decommission is retried: its Azure resources exist
+    in part and only the engine finishes or removes them)."""
+    if identity_request.status in (RequestStatus.PENDING, RequestStatus.SENT_BACK):
+        return True
+    return (
+        identity_request.status == RequestStatus.FAILED
+        and identity_request.kind == RequestKind.CHANGE_ROLES
+    )
 
 
 def can_transition(instance: IdentityRequest | Identity, to: str) -> bool:

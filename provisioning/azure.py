@@ -15,6 +15,7 @@ import json
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -85,6 +86,13 @@ TRANSIENT_CODES = THROTTLING_CODES | frozenset(
     }
 )
 ROLE_DEFINITION_PATH = "/providers/Microsoft.Authorization/roleDefinitions/"
+# Renewing a time-bound assignment (RequestType of RoleAssignmentScheduleRequest.json, 2020-10-01;
+# azure-mgmt-authorization 4.0.0 v2020_10_01.models.RequestType): extend it while it is live,
+# renew it once it ended; Azure's answer when there is nothing time-bound to extend or renew.
+EXTEND, RENEW = "AdminExtend", "AdminRenew"
+NOTHING_TO_EXTEND = "RoleAssignmentDoesNotExist"
+# Names of those requests: derived from the assignment and the end, so a rerun repeats them.
+SCHEDULE_REQUEST_NAMESPACE = uuid.UUID("3b0f8c52-6d0e-5f7a-9c41-2e8d7a1b5c90")
 # Resource Graph's current stable REST version (azure-rest-api-specs
 # specification/resourcegraph/resource-manager/Microsoft.ResourceGraph/stable/2022-10-01); the
 # SDK 8.0.1 defaults to 2021-03-01, whose request and response shapes are the same.
@@ -580,6 +588,86 @@ class AzureGateway:
                 code="RoleAssignmentScheduleMissing",
             )
         return existing, call
+
+    def extend_time_bound_role_assignment(
+        self,
+        *,
+        scope: str,
+        name: str,
+        role_guid: str,
+        principal_id: str,
+        end: datetime,
+    ) -> tuple[str, CallResult | None]:
+        """Move the end of the time-bound assignment `name` to `end` (a renewal): a schedule
+        request of type `AdminExtend` while it is live, `AdminRenew` once Azure ended it
+        (`RequestType` of the 2020-10-01 spec and azure-mgmt-authorization 4.0.0; Learn: extend
+        what is about to expire, renew what has expired). Returns the type that was granted and
+        its call (None: a rerun found its request already made).
+
+        The request names are derived from the assignment's name and the end, so a rerun sends
+        the same ones. Raises PermanentError `RoleAssignmentDoesNotExist` when Azure has nothing
+        time-bound to extend or renew (a plain assignment), and the policy's refusal
+        (`RoleAssignmentRequestPolicyValidationFailed`) as it comes."""
+        try:
+            return EXTEND, self._schedule_change(scope, name, role_guid, principal_id, end, EXTEND)
+        except PermanentError as exc:
+            if exc.code != NOTHING_TO_EXTEND:
+                raise
+        # Not live any more (Azure ended it at its end): renew it.
+        try:
+            return RENEW, self._schedule_change(scope, name, role_guid, principal_id, end, RENEW)
+        except PermanentError as exc:
+            if exc.code != "RoleAssignmentExists":
+                raise
+            # Live, yet nothing to extend: a plain (permanent) assignment, made when a policy
+            # refused the schedule or before the setting was on.
+            raise PermanentError(
+                f"role {role_guid} on {scope} is a plain assignment in Azure: nothing "
+                "time-bound to extend",
+                code=NOTHING_TO_EXTEND,
+                status=exc.status,
+                request_id=exc.request_id,
+            ) from exc
+
+    def _schedule_change(
+        self,
+        scope: str,
+        name: str,
+        role_guid: str,
+        principal_id: str,
+        end: datetime,
+        request_type: str,
+    ) -> CallResult | None:
+        """One AdminExtend/AdminRenew request for assignment `name`; None when a rerun finds it
+        already made (a request name is used once)."""
+        subscription_id = subscription_of(plain_scope(scope))
+        role_definition_id = f"/subscriptions/{subscription_id}{ROLE_DEFINITION_PATH}{role_guid}"
+        request_name = uuid.uuid5(
+            SCHEDULE_REQUEST_NAMESPACE, f"{name}|{request_type}|{end.isoformat()}"
+        )
+        request = RoleAssignmentScheduleRequest(
+            role_definition_id=role_definition_id,
+            principal_id=principal_id,
+            request_type=request_type,
+            justification="Workload Identity Portal: renewal of time-bound access",
+            schedule_info=RoleAssignmentScheduleRequestPropertiesScheduleInfo(
+                start_date_time=datetime.now(UTC),
+                expiration=RoleAssignmentScheduleRequestPropertiesScheduleInfoExpiration(
+                    type="AfterDateTime", end_date_time=end
+                ),
+            ),
+        )
+        client = self.authorization(subscription_id)
+        try:
+            with _azure(f"{request_type} role {role_guid} on {scope} until {end.isoformat()}"):
+                _, response = client.role_assignment_schedule_requests.create(
+                    scope, str(request_name), request, cls=_with_response
+                )
+        except PermanentError as exc:
+            if exc.code == "RoleAssignmentScheduleRequestExists":
+                return None
+            raise
+        return _call_result(response)
 
     def time_bound_maximum(self, *, scope: str, role_guid: str) -> timedelta | None:
         """The longest time-bound active assignment of `role_guid` that `scope`'s role

@@ -18,6 +18,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -34,7 +35,7 @@ from identities.models import (
 from identities.scopes import ScopeError, canonical_scope
 from identities.validators import FIC_LIMIT_PER_IDENTITY
 from provisioning import metrics, services
-from provisioning.azure import AzureGateway, get_gateway
+from provisioning.azure import NOTHING_TO_EXTEND, AzureGateway, get_gateway
 from provisioning.concurrency import pool_shutdown
 from provisioning.errors import GatewayError, PermanentError
 from provisioning.locks import serialized
@@ -189,6 +190,9 @@ def change_roles(identity_request: IdentityRequest, *, gateway: AzureGateway | N
     (redelivery, kill -9) finds the rows it recorded closed and rewrites only the rest: the
     names are deterministic, a PUT of an existing assignment is success, a gone one is done.
 
+    With AZURE_TIME_BOUND_ASSIGNMENTS on, each renewed role's end is moved in Azure too
+    (`extend_role_assignment`).
+
     Drift is merged, not repaired first: a removed role already gone from Azure is done, an
     added one made outside the portal is adopted; drift on roles the change does not touch is
     left to the drift check and repair (the change writes nothing else)."""
@@ -201,6 +205,14 @@ def change_roles(identity_request: IdentityRequest, *, gateway: AzureGateway | N
         put_role_assignment(identity_request, identity, ra, gateway)
         for ra in services.pending_role_assignments(identity=identity)
     ]
+    if settings.AZURE_TIME_BOUND_ASSIGNMENTS:
+        # A renewal's new end is the portal's from approval on; Azure enforces it too.
+        steps += [
+            extend_role_assignment(identity_request, identity, ra, gateway)
+            for ra in services.renewing_role_assignments(
+                identity_request=identity_request, identity=identity
+            )
+        ]
     _plan(identity_request, steps)
     _close_recorded_steps(identity_request, identity)
     _run_all(steps)
@@ -465,13 +477,9 @@ def _ensure_assignment(
     assignment, audited. The portal's sweep removes it at its end in both modes."""
     role_guid = assignment.role.role_definition_guid
     if settings.AZURE_TIME_BOUND_ASSIGNMENTS and assignment.expires_at is not None:
-        # Clamped to the scope's policy maximum: Azure then ends it no later than the policy
-        # allows and the portal's sweep ends the rest at the approved end (a renewal or a
-        # repair writes a new schedule in between).
-        end = assignment.expires_at
-        maximum = gateway.time_bound_maximum(scope=assignment.scope, role_guid=role_guid)
-        if maximum is not None:
-            end = min(end, timezone.now() + maximum)
+        # Clamped to the scope's policy maximum (a renewal extends it, a repair writes a new
+        # schedule in between).
+        end = _time_bound_end(assignment, gateway)
         try:
             return gateway.ensure_time_bound_role_assignment(
                 scope=assignment.scope,
@@ -489,6 +497,66 @@ def _ensure_assignment(
     return gateway.ensure_role_assignment(
         scope=assignment.scope, name=name, role_guid=role_guid, principal_id=identity.principal_id
     )
+
+
+def _time_bound_end(assignment: RoleAssignment, gateway: AzureGateway) -> datetime:
+    """The end Azure is asked to enforce: the approved one, clamped to the scope's policy
+    maximum (Azure then ends it no later than the policy allows and the portal's sweep ends
+    the rest at the approved end)."""
+    assert assignment.expires_at is not None  # noqa: S101 - callers pass time-bound ones only
+    maximum = gateway.time_bound_maximum(
+        scope=assignment.scope, role_guid=assignment.role.role_definition_guid
+    )
+    if maximum is None:
+        return assignment.expires_at
+    return min(assignment.expires_at, timezone.now() + maximum)
+
+
+def extend_role_assignment(
+    identity_request: IdentityRequest,
+    identity: Identity,
+    assignment: RoleAssignment,
+    gateway: AzureGateway,
+) -> Step:
+    """A renewal in Azure: AdminExtend while the time-bound assignment is live, AdminRenew once
+    Azure ended it. Nothing time-bound there to extend (a plain assignment) or a policy refusing
+    it is recorded, not failed: the portal's sweep enforces the new end either way."""
+
+    def extend() -> Outcome:
+        end = _time_bound_end(assignment, gateway)
+        try:
+            request_type, call = gateway.extend_time_bound_role_assignment(
+                scope=assignment.scope,
+                name=assignment.name,
+                role_guid=assignment.role.role_definition_guid,
+                principal_id=identity.principal_id,
+                end=end,
+            )
+        except PermanentError as error:
+            if error.code not in {NOTHING_TO_EXTEND, SCHEDULE_REFUSED}:
+                raise
+            refusal = error  # `error` is unbound once the except block ends; the record runs later
+            return (
+                None,
+                error.request_id,
+                lambda: services.role_assignment_record_not_extended(
+                    identity_request=identity_request, assignment=assignment, error=refusal
+                ),
+            )
+        return (
+            None,
+            call.request_id if call else "",
+            lambda: services.role_assignment_record_extended(
+                identity_request=identity_request,
+                assignment=assignment,
+                request_type=request_type,
+                ends_at=end,
+                call=call,
+            ),
+        )
+
+    label = f"Extend role {assignment.role.name} on {assignment.scope} in Azure"
+    return Step(identity_request, f"extend-role:{assignment.pk}", label, extend)
 
 
 def delete_role_assignment(

@@ -8,6 +8,7 @@ the domain's `identity_request_mark_*` services.
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -28,6 +29,7 @@ from identities.models import (
     RequestKind,
     RequestStatus,
     RoleAssignment,
+    RoleChange,
 )
 from identities.selectors import may_act_for_team
 from identities.services import (
@@ -328,6 +330,67 @@ def role_assignment_record_schedule_fallback(
         identity_request=identity_request,
         identity=assignment.identity,
         call=None,
+        role=assignment.role.name,
+        scope=assignment.scope,
+        expires_at=assignment.expires_at.isoformat() if assignment.expires_at else None,
+        code=error.code,
+        reason=error.describe(),
+    )
+
+
+def renewing_role_assignments(
+    *, identity_request: IdentityRequest, identity: Identity
+) -> list[RoleAssignment]:
+    """The live assignments a change renews (a new end date on a held role): those whose end
+    Azure enforces too when AZURE_TIME_BOUND_ASSIGNMENTS is on."""
+    renewed = identity_request.roles.filter(change=RoleChange.RENEW).values_list("role_id", "scope")
+    live = identity.role_assignments.filter(
+        status=ChildStatus.ACTIVE, expires_at__isnull=False
+    ).select_related("role")
+    wanted = {(role_id, scope.lower()) for role_id, scope in renewed}
+    return [ra for ra in live if (ra.role_id, ra.scope.lower()) in wanted]
+
+
+def role_assignment_record_extended(
+    *,
+    identity_request: IdentityRequest,
+    assignment: RoleAssignment,
+    request_type: str,
+    ends_at: datetime,
+    call: CallResult | None,
+) -> None:
+    """Azure ends the assignment at `ends_at` now (AdminExtend, or AdminRenew once it had
+    ended); `expires_at` stays the portal's approved end (the sweep's)."""
+    _record_azure_write(
+        None,
+        status=None,
+        action=AuditAction.AZURE_ROLE_ASSIGNMENT_EXTENDED,
+        identity_request=identity_request,
+        identity=assignment.identity,
+        call=call,
+        name=assignment.name,
+        role=assignment.role.name,
+        scope=assignment.scope,
+        request_type=request_type,
+        azure_ends_at=ends_at.isoformat(),
+        expires_at=assignment.expires_at.isoformat() if assignment.expires_at else None,
+    )
+
+
+def role_assignment_record_not_extended(
+    *, identity_request: IdentityRequest, assignment: RoleAssignment, error: GatewayError
+) -> None:
+    """Azure holds nothing time-bound to extend (a plain assignment, made when a policy
+    refused the schedule or before the setting was on), or a policy refused the extension: the
+    portal's sweep alone removes the role at its new end."""
+    _record_azure_write(
+        None,
+        status=None,
+        action=AuditAction.AZURE_ROLE_ASSIGNMENT_NOT_EXTENDED,
+        identity_request=identity_request,
+        identity=assignment.identity,
+        call=None,
+        name=assignment.name,
         role=assignment.role.name,
         scope=assignment.scope,
         expires_at=assignment.expires_at.isoformat() if assignment.expires_at else None,

@@ -348,7 +348,7 @@ class IdentityRequestDetailView(ApiView):
             200: IdentityRequestOutput,
             304: OpenApiResponse(description="Not modified: still at the If-None-Match ETag."),
         },
-        examples=[examples.REQUEST_READY],
+        examples=[examples.REQUEST_READY, examples.REQUEST_DECOMMISSIONED],
     )
     def get(self, request: Request, pk: int) -> Response:
         identity_request = identity_request_get(user=self.actor(), pk=pk)
@@ -381,8 +381,12 @@ class IdentityRequestCancelView(ApiView):
 
     @extend_schema(
         tags=[TAG],
-        summary="Cancel a pending request",
-        description="Its requester or a member of its team may; only while pending.",
+        summary="Cancel a pending, sent-back or failed-change request",
+        description="A pending or sent-back request: its requester or a member of its team. A "
+        "failed change of roles (kind=change_roles): its team, approvers or admins; the roles "
+        "Azure confirmed stay as they are, the rest of the change is dropped (a role not yet "
+        "added is not added, a role not yet removed stays), the audit row lists both, and a "
+        "drift check of the identity follows. Any other status, or another failed kind, is 409.",
         request=None,
         responses={200: IdentityRequestOutput},
         examples=[examples.REQUEST_CANCELLED],

@@ -81,6 +81,12 @@ class AuditAction(StrEnum):
     # AZURE_TIME_BOUND_ASSIGNMENTS: Azure refused a time-bound (schedule request) assignment by
     # policy, so a plain one was made; the portal's sweep still removes it at its end.
     AZURE_ROLE_ASSIGNMENT_SCHEDULE_FALLBACK = "azure.role_assignment.schedule_fallback"
+    # AZURE_TIME_BOUND_ASSIGNMENTS: a renewal moved the end Azure enforces (an AdminExtend of a
+    # live time-bound assignment, or an AdminRenew of one Azure ended) ...
+    AZURE_ROLE_ASSIGNMENT_EXTENDED = "azure.role_assignment.extended"
+    # ... or could not: nothing time-bound in Azure to extend (a plain assignment) or a policy
+    # refused it; the portal's sweep enforces the new end alone.
+    AZURE_ROLE_ASSIGNMENT_NOT_EXTENDED = "azure.role_assignment.not_extended"
     # The portal removed the client-id annotation it had applied to a ServiceAccount of a
     # decommissioned identity (server-side apply without the field).
     KUBE_SERVICE_ACCOUNT_RELEASED = "kubernetes.service_account.released"

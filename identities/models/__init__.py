@@ -46,6 +46,7 @@ from identities.models.requests import (
     RequestRevision,
     RequestStatus,
     RoleChange,
+    shown_request_status,
 )
 from identities.models.reviews import (
     REVIEW_ITEM_STATES_OPEN,
@@ -108,4 +109,5 @@ __all__ = [
     "WebhookDelivery",
     "WebhookEndpoint",
     "WebhookFormat",
+    "shown_request_status",
 ]

@@ -43,6 +43,19 @@ REQUEST_STATUSES_TERMINAL = frozenset(
 )
 
 
+def shown_request_status(*, status: str, kind: str, identity_status: str | None) -> str:
+    """The status a person reads, on the request page and in the API's `lifecycle_status`: a
+    ready decommission request is "removed", and a ready request whose identity has since been
+    decommissioned is "decommissioned" (not "ready"); otherwise the status itself."""
+    if status != RequestStatus.READY:
+        return str(status)
+    if kind == RequestKind.DECOMMISSION:
+        return "removed"
+    if identity_status == "decommissioned":
+        return "decommissioned"
+    return str(status)
+
+
 class IdentityRequest(models.Model):
     """A team's request for a new identity, another ServiceAccount on one of its identities, or
     the decommissioning of one. Status moves only through `identities.lifecycle`."""
@@ -125,19 +138,23 @@ class IdentityRequest(models.Model):
     def __str__(self) -> str:
         return f"#{self.pk} {self.get_kind_display()} {self.app_name} ({self.status})"
 
+    # What `shown_status` can be: a status, or one of the two words it uses for a ready request.
+    SHOWN_STATUS_CHOICES = (
+        *RequestStatus.choices,
+        ("removed", "Removed"),
+        ("decommissioned", "Decommissioned"),
+    )
+
     @property
     def shown_status(self) -> str:
-        """The status a person reads: a ready decommission request is "removed", and a ready
-        request whose identity has since been decommissioned is "decommissioned" (not "ready").
-        Reads `identity`, which the selectors fetch with the request."""
-        if self.status != RequestStatus.READY:
-            return str(self.status)
-        if self.kind == RequestKind.DECOMMISSION:
-            return "removed"
+        """The status a person reads (`shown_request_status`). Reads `identity`, which the
+        selectors fetch with the request."""
         identity = self.identity if self.identity_id is not None else None
-        if identity is not None and identity.status == "decommissioned":
-            return "decommissioned"
-        return str(self.status)
+        return shown_request_status(
+            status=self.status,
+            kind=self.kind,
+            identity_status=identity.status if identity is not None else None,
+        )
 
     @property
     def shown_status_label(self) -> str:

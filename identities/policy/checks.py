@@ -296,7 +296,7 @@ class Checks:
             )
         if for_decommission:
             # A change being decided or written would race the removal; a failed one does not
-            # hold it up (it cannot be cancelled, and the decommission removes its roles too).
+            # hold it up (the decommission removes its roles too; it can also be cancelled).
             if identity.open_change_status in ("pending", "sent_back", "approved", "provisioning"):
                 self.refuse(
                     "identity",

@@ -13,7 +13,7 @@ from datetime import datetime
 from django.db import connection
 from django.db.models import Count
 
-from identities.models import IdentityRequest
+from identities.models import IdentityRequest, shown_request_status
 
 # A pipeline learns of a change within this; each waiting client costs one cheap query per
 # interval (a primary-key lookup with a count of its decisions).
@@ -22,16 +22,21 @@ POLL_INTERVAL_SECONDS = 1.0
 
 @dataclass(frozen=True)
 class RequestState:
-    """The state of a request a reader has seen: its status, when it last moved, and how many
-    decisions (approvals, rejections) it has. Any change to these is a new `etag`."""
+    """The state of a request a reader has seen: its status, when it last moved, how many
+    decisions (approvals, rejections) it has, and the status a person reads (`lifecycle_status`:
+    a ready request turns "decommissioned" when its identity does, without moving itself). Any
+    change to these is a new `etag`."""
 
     status: str
     updated_at: datetime
     decisions: int
+    shown: str
 
     @property
     def etag(self) -> str:
-        digest = hashlib.sha256(f"{self.updated_at.isoformat()}|{self.decisions}".encode())
+        digest = hashlib.sha256(
+            f"{self.updated_at.isoformat()}|{self.decisions}|{self.shown}".encode()
+        )
         # Weak: the same revision is the same request state, not the same bytes (the body's
         # links follow the host it was asked on).
         return f'W/"{self.status}.{digest.hexdigest()[:16]}"'
@@ -44,6 +49,7 @@ def state_of(identity_request: IdentityRequest) -> RequestState:
         status=identity_request.status,
         updated_at=identity_request.updated_at,
         decisions=len(identity_request.approvals.all()),
+        shown=identity_request.shown_status,
     )
 
 
@@ -53,12 +59,18 @@ def identity_request_state(pk: int) -> RequestState | None:
     row = (
         IdentityRequest.objects.filter(pk=pk)
         .annotate(decision_count=Count("approvals"))
-        .values_list("status", "updated_at", "decision_count")
+        .values_list("status", "updated_at", "decision_count", "kind", "identity__status")
         .first()
     )
     if row is None:
         return None
-    return RequestState(status=row[0], updated_at=row[1], decisions=row[2])
+    status, updated_at, decisions, kind, identity_status = row
+    return RequestState(
+        status=status,
+        updated_at=updated_at,
+        decisions=decisions,
+        shown=shown_request_status(status=status, kind=kind, identity_status=identity_status),
+    )
 
 
 def identity_request_wait(

@@ -25,7 +25,7 @@ from identities.errors import (
     PermissionDeniedError,
     PolicyViolationError,
 )
-from identities.lifecycle import transition, transition_request
+from identities.lifecycle import cancellable, transition, transition_request
 from identities.models import (
     Approval,
     ApprovalDecision,
@@ -424,9 +424,28 @@ def identity_request_reject(
 
 @transaction.atomic(durable=True)
 def identity_request_cancel(*, identity_request: IdentityRequest, actor: User) -> IdentityRequest:
-    """Withdraw a pending (or sent back) request; only its requester or a member of its team
-    may."""
+    """Withdraw a pending or sent-back request (its requester or a member of its team), or a
+    failed change of roles (its team, approvers or admins: `may_act_for_team`). A failed change
+    keeps what Azure confirmed and drops the rest (`_settle_failed_change`); a drift check of the
+    identity follows on commit, so anything Azure did unconfirmed shows as drift."""
     lock_identity_request(identity_request)
+    if identity_request.status == RequestStatus.FAILED:
+        if not may_act_for_team(actor, identity_request.team_id):
+            raise PermissionDeniedError(
+                "Only the team, approvers or admins can cancel a failed request."
+            )
+        if not cancellable(identity_request):
+            raise ConflictError(
+                f"request {identity_request.pk} is a failed {identity_request.kind} request; "
+                "only a failed change of roles can be cancelled. Retry it instead."
+            )
+        identity = identity_request.identity
+        assert identity is not None  # noqa: S101 - a CheckConstraint guarantees the target
+        settled = _settle_failed_change(identity_request, identity)
+        transition(identity_request, to=RequestStatus.CANCELLED, actor=actor, data=settled)
+        identity_id = identity.pk
+        transaction.on_commit(lambda: enqueue(Work.CHECK_IDENTITY_DRIFT, identity_id), robust=True)
+        return identity_request
     if actor.pk != identity_request.requester_id and not is_team_member(
         actor, identity_request.team_id
     ):
@@ -435,6 +454,45 @@ def identity_request_cancel(*, identity_request: IdentityRequest, actor: User) -
         _require_pending(identity_request)
     transition(identity_request, to=RequestStatus.CANCELLED, actor=actor)
     return identity_request
+
+
+def _settle_failed_change(identity_request: IdentityRequest, identity: Identity) -> dict[str, Any]:
+    """Make the identity's rows say what Azure confirmed of a failed change's delta, and return
+    it for the audit row. Each write the worker recorded stands (an added role it saw created
+    stays active, a removal it saw done stays removed); the rest of the delta is dropped: an
+    added role never confirmed is `removed` (nothing will write it later), a role whose removal
+    was never confirmed is `active` again (Azure still has it). A renewal's new end date was set
+    at approval and stays. Rows of other requests are not touched."""
+    now = timezone.now()
+    assignments = identity.role_assignments.select_related("role")
+
+    def described(rows: Any) -> list[dict[str, str]]:
+        return [{"role": ra.role.name, "scope": ra.scope} for ra in rows]
+
+    added = assignments.filter(identity_request=identity_request)
+    kept_added = described(added.filter(status=ChildStatus.ACTIVE))
+    dropped_rows = list(added.filter(status=ChildStatus.PENDING))
+    added.filter(pk__in=[ra.pk for ra in dropped_rows]).update(
+        status=ChildStatus.REMOVED, updated_at=now
+    )
+    removed, restored = [], []
+    removals = identity_request.roles.filter(change=RoleChange.REMOVE).select_related("role")
+    for requested in removals.order_by("id"):
+        same_role = assignments.filter(role=requested.role, scope__iexact=requested.scope)
+        removing = list(same_role.filter(status=ChildStatus.REMOVING))
+        if removing:
+            same_role.filter(pk__in=[ra.pk for ra in removing]).update(
+                status=ChildStatus.ACTIVE, updated_at=now
+            )
+            restored += removing
+        else:
+            removed.append({"role": requested.role.name, "scope": requested.scope})
+    return {
+        "added": kept_added,
+        "removed": removed,
+        "not_added": described(dropped_rows),
+        "not_removed": described(restored),
+    }
 
 
 @transaction.atomic(durable=True)

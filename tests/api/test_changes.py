@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from identities.models import AuditEvent, IdentityRequest
+from tests.api.conftest import approve, make_failed
 from tests.support.people import STORAGE_SCOPE, SUBSCRIPTION, VAULT_SCOPE
 
 pytestmark = pytest.mark.django_db
@@ -132,3 +133,41 @@ def test_a_change_has_no_federation_to_verify_or_hand_over(
     assert "change of roles adds no federation" in verify.json()["detail"]
     assert handover.status_code == 409
     assert "hands over nothing new" in handover.json()["detail"]
+
+
+def test_a_failed_change_is_cancelled_through_the_api_and_frees_the_identity(
+    ready_request: IdentityRequest,
+    requester: Any,
+    teammate: Any,
+    approver: Any,
+    client_for: Any,
+) -> None:
+    filed = client_for(requester).post(changes_url(ready_request), body(), format="json").json()
+    change = IdentityRequest.objects.get(pk=filed["id"])
+    make_failed(approve(change, approver))  # nothing of the delta confirmed by Azure
+
+    response = client_for(teammate).post(f"/api/v1/identity-requests/{change.pk}/cancel/")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "cancelled"
+    event = AuditEvent.objects.filter(identity_request=change).latest("id")
+    assert (event.action, event.actor) == ("identity_request.cancelled", teammate)
+    assert event.data["not_added"] == [{"role": "Storage Blob Data Reader", "scope": STORAGE_SCOPE}]
+    assert event.data["not_removed"] == [{"role": "Key Vault Secrets User", "scope": VAULT_SCOPE}]
+    identity = ready_request.identity
+    assert identity is not None
+    assert dict(identity.role_assignments.values_list("scope", "status")) == {
+        VAULT_SCOPE: "active",
+        STORAGE_SCOPE: "removed",
+    }
+    again = client_for(requester).post(changes_url(ready_request), body(), format="json")
+    assert again.status_code == 201, again.content
+
+
+def test_a_failed_new_identity_request_cannot_be_cancelled_it_is_retried(
+    failed_request: IdentityRequest, requester: Any, client_for: Any
+) -> None:
+    response = client_for(requester).post(f"/api/v1/identity-requests/{failed_request.pk}/cancel/")
+
+    assert response.status_code == 409
+    assert "only a failed change of roles can be cancelled" in response.json()["detail"]

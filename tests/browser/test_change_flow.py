@@ -13,6 +13,8 @@ import pytest
 from playwright.sync_api import expect
 
 from identities.models import AuditEvent, Identity, IdentityRequest, RequestKind, RequestStatus
+from identities.policy import RoleDraft
+from identities.services import identity_request_approve, identity_request_change_create
 from provisioning.reconcile import reconcile_request
 from tests.browser.conftest import Screenshot, SignIn
 from tests.support.people import SUBSCRIPTION, VAULT_SCOPE
@@ -133,3 +135,51 @@ def test_a_role_change_is_filed_sent_back_resubmitted_approved_and_written_as_a_
         "identity_request.ready",
         "identity.roles_changed",
     } <= actions
+
+
+def test_a_failed_change_is_cancelled_from_its_page_after_a_confirmation(
+    sandbox: Sandbox,
+    approved_request: ApprovedRequestFactory,
+    requester: Any,
+    approver: Any,
+    sign_in: SignIn,
+    screenshot: Screenshot,
+) -> None:
+    origin = approved_request()
+    reconcile_request(origin.pk)
+    identity = Identity.objects.get(pk=origin.identity_id)
+    # NEW_VAULT is not registered in the emulator: ARM answers the PUT 404 and the change fails.
+    change = identity_request_change_create(
+        requester=requester,
+        identity=identity,
+        add=(RoleDraft("Key Vault Secrets User", NEW_VAULT),),
+        remove=(),
+        justification="Checkout's secrets moved to kv-payments-2.",
+    )
+    identity_request_approve(identity_request=change, approver=approver)
+    reconcile_request(change.pk)
+    change.refresh_from_db()
+    assert change.status == RequestStatus.FAILED
+
+    page = sign_in(requester, next=f"/requests/{change.pk}/")
+    expect(page.get_by_test_id("request-status")).to_contain_text("Failed")
+    expect(page.get_by_test_id("cancel-failed-change")).to_contain_text(
+        "keeps what Azure confirmed"
+    )
+    screenshot(page, "change-05-failed")
+    confirmations: list[str] = []
+    page.on("dialog", lambda dialog: confirmations.append(dialog.message))
+    page.get_by_role("button", name="Cancel request").click()
+    expect(page.locator(".messages")).to_contain_text(f"Request #{change.pk} cancelled")
+    expect(page.get_by_test_id("request-status")).to_contain_text("Cancelled")
+    expect(page.get_by_role("button", name="Cancel request")).to_have_count(0)
+    assert confirmations == [
+        f"Cancel change #{change.pk}? Roles Azure confirmed stay as they are; the rest of the "
+        "change is dropped."
+    ]
+    change.refresh_from_db()
+    assert change.status == RequestStatus.CANCELLED
+    event = AuditEvent.objects.filter(identity_request=change).latest("id")
+    assert (event.action, event.actor) == ("identity_request.cancelled", requester)
+    assert event.data["not_added"] == [{"role": "Key Vault Secrets User", "scope": NEW_VAULT}]
+    assert not identity.role_assignments.filter(scope=NEW_VAULT, status="pending").exists()

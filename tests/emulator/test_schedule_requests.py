@@ -158,3 +158,97 @@ def test_the_policy_assignments_carry_the_expiration_maximum(
     }
     [rule] = found[SECRETS_USER].effective_rules
     assert (rule.id, rule.maximum_duration) == ("Expiration_Admin_Assignment", "P30D")
+
+
+def put_request(
+    raw_arm: RawArm,
+    clients: AzureClients,
+    principal: str,
+    end: datetime | None,
+    request_type: str = "AdminAssign",
+) -> Any:
+    payload = body(clients, principal, end)
+    payload["properties"]["requestType"] = request_type
+    return raw_arm("PUT", request_path(clients, str(uuid.uuid4())), json=payload, api_version=API)
+
+
+def test_admin_extend_moves_the_end_of_the_live_time_bound_assignment(
+    emulator: Emulator, raw_arm: RawArm, azure_clients: AzureClients, principal: str
+) -> None:
+    now = datetime.now(UTC)
+    assert (
+        put_request(raw_arm, azure_clients, principal, now + timedelta(days=2)).status_code == 201
+    )
+    [before] = listed(raw_arm, azure_clients, principal)
+
+    extended = put_request(
+        raw_arm, azure_clients, principal, now + timedelta(days=5), "AdminExtend"
+    )
+
+    assert extended.status_code == 201, extended.text
+    properties = extended.json()["properties"]
+    assert properties["requestType"] == "AdminExtend"
+    assert properties["targetRoleAssignmentScheduleId"].endswith(before["name"])
+    emulator.config(clock_offset_seconds=3 * 86400)  # past the old end: still there
+    [after] = listed(raw_arm, azure_clients, principal)
+    assert after["name"] == before["name"]
+    emulator.config(clock_offset_seconds=6 * 86400)  # past the new end: Azure removed it
+    assert listed(raw_arm, azure_clients, principal) == []
+
+
+def test_admin_extend_with_nothing_time_bound_to_extend_is_refused(
+    emulator: Emulator, raw_arm: RawArm, azure_clients: AzureClients, principal: str
+) -> None:
+    end = datetime.now(UTC) + timedelta(days=5)
+    nothing = put_request(raw_arm, azure_clients, principal, end, "AdminExtend")
+    assert nothing.status_code == 400
+    assert nothing.json()["error"]["code"] == "RoleAssignmentDoesNotExist"
+
+    # A plain (permanent) assignment has no schedule to extend either.
+    assert put_request(raw_arm, azure_clients, principal, None).status_code == 201
+    plain = put_request(raw_arm, azure_clients, principal, end, "AdminExtend")
+    assert plain.status_code == 400
+    assert plain.json()["error"]["code"] == "RoleAssignmentDoesNotExist"
+
+
+def test_admin_extend_is_judged_by_the_policy_cap_like_an_assignment(
+    emulator: Emulator, raw_arm: RawArm, azure_clients: AzureClients, principal: str
+) -> None:
+    now = datetime.now(UTC)
+    assert (
+        put_request(raw_arm, azure_clients, principal, now + timedelta(days=2)).status_code == 201
+    )
+    emulator.config(schedule_max_duration_days=30)
+    too_long = put_request(
+        raw_arm, azure_clients, principal, now + timedelta(days=31), "AdminExtend"
+    )
+    assert too_long.status_code == 400
+    assert too_long.json()["error"]["code"] == "RoleAssignmentRequestPolicyValidationFailed"
+
+
+def test_admin_renew_brings_back_an_ended_assignment_under_its_name_within_30_days(
+    emulator: Emulator, raw_arm: RawArm, azure_clients: AzureClients, principal: str
+) -> None:
+    now = datetime.now(UTC)
+    assert (
+        put_request(raw_arm, azure_clients, principal, now + timedelta(days=1)).status_code == 201
+    )
+    [before] = listed(raw_arm, azure_clients, principal)
+    live = put_request(raw_arm, azure_clients, principal, now + timedelta(days=9), "AdminRenew")
+    assert live.status_code == 409  # still live: extend it instead
+    assert live.json()["error"]["code"] == "RoleAssignmentExists"
+
+    emulator.config(clock_offset_seconds=2 * 86400)  # ended a day ago
+    assert listed(raw_arm, azure_clients, principal) == []
+    renewed = put_request(raw_arm, azure_clients, principal, now + timedelta(days=9), "AdminRenew")
+
+    assert renewed.status_code == 201, renewed.text
+    assert renewed.json()["properties"]["requestType"] == "AdminRenew"
+    [after] = listed(raw_arm, azure_clients, principal)
+    assert after["name"] == before["name"]
+    emulator.config(clock_offset_seconds=10 * 86400)
+    assert listed(raw_arm, azure_clients, principal) == []
+    emulator.config(clock_offset_seconds=41 * 86400)  # ended 32 days ago: not renewable
+    late = put_request(raw_arm, azure_clients, principal, now + timedelta(days=60), "AdminRenew")
+    assert late.status_code == 400
+    assert late.json()["error"]["code"] == "RoleAssignmentDoesNotExist"

@@ -119,7 +119,8 @@ def test_the_transition_map_matches_the_issue() -> None:
         "sent_back": {"pending", "cancelled"},
         "approved": {"provisioning"},
         "provisioning": {"ready", "failed"},
-        "failed": {"provisioning"},
+        # Retried; or withdrawn, a failed change of roles only (issue 16; `cancellable`).
+        "failed": {"provisioning", "cancelled"},
         "ready": set(),
         "rejected": set(),
         "cancelled": set(),

@@ -19,7 +19,11 @@ from identities.models import (
     RequestStatus,
 )
 from identities.policy import RoleDraft
-from identities.services import identity_request_approve, identity_request_change_create
+from identities.services import (
+    identity_request_approve,
+    identity_request_cancel,
+    identity_request_change_create,
+)
 from provisioning.drift import identity_check_drift
 from provisioning.models import ProvisioningStep, StepStatus
 from provisioning.reconcile import reconcile_request
@@ -222,3 +226,41 @@ def test_a_change_approved_while_the_identity_drifts_is_merged_with_the_drift(
         ).count()
         == 1
     )
+
+
+def test_a_failed_change_cancelled_leaves_the_database_equal_to_azure(
+    sandbox: Sandbox, approved_request: ApprovedRequestFactory, requester: Any, approver: Any
+) -> None:
+    identity = live_identity(sandbox, approved_request, roles=2)
+    sandbox.emulator.register_resources(top_level_resource(STORAGE_SCOPE))
+    # vault(7) is not registered: ARM answers its PUT 404 ResourceNotFound (a permanent error)
+    # while the other addition and the removal go through.
+    change = identity_request_change_create(
+        requester=requester,
+        identity=identity,
+        add=(RoleDraft(BLOB_READER, STORAGE_SCOPE), RoleDraft(SECRETS_USER, vault(7))),
+        remove=(RoleDraft(SECRETS_USER, vault(1)),),
+        justification="Checkout moved its secrets to a new vault.",
+    )
+    identity_request_approve(identity_request=change, approver=approver)
+    reconcile_request(change.pk)
+    change.refresh_from_db()
+    assert change.status == RequestStatus.FAILED
+    assert "ResourceNotFound" in change.last_error
+
+    identity_request_cancel(identity_request=change, actor=requester)
+
+    change.refresh_from_db()
+    assert change.status == RequestStatus.CANCELLED
+    assert database_assignments(identity) == azure_assignments(sandbox, identity)
+    assert identity.role_assignments.filter(status=ChildStatus.PENDING).count() == 0
+    event = AuditEvent.objects.filter(identity_request=change).latest("id")
+    assert event.action == "identity_request.cancelled"
+    assert (event.data["added"], event.data["removed"], event.data["not_added"]) == (
+        [{"role": BLOB_READER, "scope": STORAGE_SCOPE}],
+        [{"role": SECRETS_USER, "scope": vault(1)}],
+        [{"role": SECRETS_USER, "scope": vault(7)}],
+    )
+    assert identity_check_drift(identity=identity) == []
+    identity.refresh_from_db()
+    assert identity.drift_state == DriftState.IN_SYNC

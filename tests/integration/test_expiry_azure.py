@@ -21,6 +21,7 @@ from identities.models import (
     RoleAssignment,
 )
 from identities.policy import RoleDraft
+from identities.services import identity_request_approve, identity_request_change_create
 from identities.work import Work, sending_to
 from provisioning.reconcile import reconcile_request
 from provisioning.tasks import revoke_role_assignments, sweep_expired_access
@@ -179,4 +180,141 @@ def test_the_end_is_clamped_to_the_scopes_policy_maximum(
     assert identity.role_assignments.get().expires_at == asked
     assert not AuditEvent.objects.filter(
         action=AuditAction.AZURE_ROLE_ASSIGNMENT_SCHEDULE_FALLBACK
+    ).exists()
+
+
+# --- renewal in Azure-enforced mode: AdminExtend, or AdminRenew once Azure ended it --------------
+
+SECRETS_USER = "Key Vault Secrets User"
+
+
+def _renew(identity: Identity, requester: Any, approver: Any, end: datetime) -> IdentityRequest:
+    """File, approve and run a change renewing the identity's one role until `end`."""
+    change = identity_request_change_create(
+        requester=requester,
+        identity=identity,
+        add=(),
+        remove=(),
+        renew=(RoleDraft(SECRETS_USER, VAULT_SCOPE, expires_at=end),),
+        justification="Checkout still reads the vault this quarter.",
+    )
+    identity_request_approve(identity_request=change, approver=approver)
+    reconcile_request(change.pk)
+    change.refresh_from_db()
+    assert change.status == "ready", change.last_error
+    return change
+
+
+def _schedule_writes(sandbox: Sandbox, start: int) -> list[str]:
+    return [
+        write["path"].rsplit("/", 2)[-2]
+        for write in sandbox.arm_writes(start)
+        if write["method"] == "PUT"
+    ]
+
+
+def test_a_renewal_extends_the_live_schedule_in_azure_with_admin_extend(
+    sandbox: Sandbox,
+    approved_request: ApprovedRequestFactory,
+    requester: Any,
+    approver: Any,
+    settings: Any,
+) -> None:
+    settings.AZURE_TIME_BOUND_ASSIGNMENTS = True
+    identity = _time_bound_identity(approved_request, timezone.now() + timedelta(days=3))
+    assignment = identity.role_assignments.get()
+    new_end = timezone.now() + timedelta(days=10)
+    log_start = len(sandbox.emulator.requests())
+
+    change = _renew(identity, requester, approver, new_end)
+
+    # One write: the schedule request; no new assignment, no delete.
+    assert _schedule_writes(sandbox, log_start) == ["roleAssignmentScheduleRequests"]
+    assert [w["method"] for w in sandbox.arm_writes(log_start)] == ["PUT"]
+    state = sandbox.arm()
+    types = sorted(
+        r.get("request_type", "AdminAssign") for r in state["schedule_requests"].values()
+    )
+    assert types == ["AdminAssign", "AdminExtend"]
+    [held] = state["role_assignments"].values()
+    assert held["name"] == assignment.name
+    assert held["expires_at"] == pytest.approx(new_end.timestamp(), abs=1)
+    event = AuditEvent.objects.get(
+        action=AuditAction.AZURE_ROLE_ASSIGNMENT_EXTENDED, identity_request=change
+    )
+    assert (event.data["request_type"], event.data["scope"]) == ("AdminExtend", VAULT_SCOPE)
+    assert event.data["azure_request_id"]
+    sandbox.emulator.config(clock_offset_seconds=5 * 86400)  # past the old end: still held
+    assert len(sandbox.arm()["role_assignments"]) == 1
+    assignment.refresh_from_db()
+    assert (assignment.status, assignment.expires_at) == (ChildStatus.ACTIVE, new_end)
+
+
+def test_a_renewal_after_azure_ended_the_role_renews_it_under_its_name(
+    sandbox: Sandbox,
+    approved_request: ApprovedRequestFactory,
+    requester: Any,
+    approver: Any,
+    settings: Any,
+) -> None:
+    settings.AZURE_TIME_BOUND_ASSIGNMENTS = True
+    sandbox.emulator.config(schedule_max_duration_days=2)  # Azure ends it after 2 days ...
+    identity = _time_bound_identity(approved_request, timezone.now() + timedelta(days=30))
+    assignment = identity.role_assignments.get()
+    sandbox.emulator.config(schedule_max_duration_days=None, clock_offset_seconds=3 * 86400)
+    # ... while the portal's end is later: three days on, Azure has ended it (the emulator drops
+    # it on the next ARM request), the portal still holds it active.
+    new_end = timezone.now() + timedelta(days=20)
+
+    change = _renew(identity, requester, approver, new_end)
+
+    [held] = sandbox.arm()["role_assignments"].values()
+    assert held["name"] == assignment.name  # the name the portal holds, so it can delete it
+    assert held["expires_at"] == pytest.approx(new_end.timestamp(), abs=1)
+    event = AuditEvent.objects.get(
+        action=AuditAction.AZURE_ROLE_ASSIGNMENT_EXTENDED, identity_request=change
+    )
+    assert event.data["request_type"] == "AdminRenew"
+
+
+def test_a_plain_assignment_has_nothing_to_extend_and_the_sweep_keeps_the_end(
+    sandbox: Sandbox,
+    approved_request: ApprovedRequestFactory,
+    requester: Any,
+    approver: Any,
+    settings: Any,
+) -> None:
+    settings.AZURE_TIME_BOUND_ASSIGNMENTS = True
+    sandbox.emulator.config(schedule_request_refused=True)  # made plain (the fallback)
+    identity = _time_bound_identity(approved_request, timezone.now() + timedelta(days=3))
+    sandbox.emulator.config(schedule_request_refused=False)
+    new_end = timezone.now() + timedelta(days=10)
+
+    change = _renew(identity, requester, approver, new_end)
+
+    [held] = sandbox.arm()["role_assignments"].values()
+    assert held.get("expires_at") is None  # still plain: nothing was invented in Azure
+    event = AuditEvent.objects.get(
+        action=AuditAction.AZURE_ROLE_ASSIGNMENT_NOT_EXTENDED, identity_request=change
+    )
+    assert event.data["code"] == "RoleAssignmentDoesNotExist"
+    assert identity.role_assignments.get().expires_at == new_end  # the sweep's end
+
+
+def test_without_the_setting_a_renewal_writes_nothing_to_azure(
+    sandbox: Sandbox,
+    approved_request: ApprovedRequestFactory,
+    requester: Any,
+    approver: Any,
+    settings: Any,
+) -> None:
+    settings.AZURE_TIME_BOUND_ASSIGNMENTS = False
+    identity = _time_bound_identity(approved_request, timezone.now() + timedelta(days=3))
+    log_start = len(sandbox.emulator.requests())
+
+    change = _renew(identity, requester, approver, timezone.now() + timedelta(days=10))
+
+    assert sandbox.arm_writes(log_start) == []
+    assert not AuditEvent.objects.filter(
+        identity_request=change, action__startswith="azure.role_assignment"
     ).exists()

@@ -115,6 +115,14 @@ ROWS: list[Row] = [
         scope="request",
     ),
     Row(
+        "identity-request-cancel",
+        "post",
+        request_url("failed_change", "cancel"),
+        # A failed change of roles: its team, approvers and admins (may_act_for_team).
+        visible_to_team_a(auditor=403),
+        scope="request",
+    ),
+    Row(
         "identity-request-approve",
         "post",
         request_url("pending", "approve"),

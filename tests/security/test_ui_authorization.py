@@ -148,6 +148,14 @@ ROWS: list[Row] = [
         writes=True,
     ),
     Row(
+        "request_cancel",
+        "post",
+        url("request_cancel", "failed_change"),
+        # A failed change of roles: its team, approvers and admins (may_act_for_team).
+        own_team(requester_a=302, auditor=403, **ACTING),
+        writes=True,
+    ),
+    Row(
         "request_retry",
         "post",
         url("request_retry", "failed"),

@@ -24,13 +24,16 @@ from identities.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from identities.policy import RoleDraft
 from identities.services import (
     access_review_open,
+    identity_request_change_create,
     ownership_transfer_consent,
     ownership_transfer_request,
     webhook_endpoint_create,
 )
 from tests.api.conftest import approve, make_failed, make_ready
+from tests.support.people import STORAGE_SCOPE
 
 SESSION_ACTORS = ("anonymous", "requester_a", "requester_b", "approver", "auditor", "admin")
 
@@ -69,6 +72,18 @@ class World:
     @cached_property
     def failed(self) -> IdentityRequest:
         return make_failed(approve(self._file(FAILED_APP), self.users["approver"]))
+
+    @cached_property
+    def failed_change(self) -> IdentityRequest:
+        """A change of the ready identity's roles (one role added), approved, then failed."""
+        change = identity_request_change_create(
+            requester=self.users["requester_a"],
+            identity=self.identity,
+            add=(RoleDraft("Storage Blob Data Reader", STORAGE_SCOPE),),
+            remove=(),
+            justification="Checkout also reads the product images.",
+        )
+        return make_failed(approve(change, self.users["approver"]))
 
     @property
     def identity(self) -> Identity:

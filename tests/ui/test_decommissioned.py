@@ -120,6 +120,56 @@ def test_the_api_refuses_to_verify_a_decommissioned_identity_with_a_conflict(
     assert not AuditEvent.objects.filter(action=AuditAction.VERIFICATION_REQUESTED).exists()
 
 
+def test_the_api_reads_as_the_page_decommissioned_and_removed_in_detail_and_list(
+    requester: Any, ready_request: IdentityRequest, decommission: IdentityRequest
+) -> None:
+    client = APIClient()
+    client.force_authenticate(requester)
+
+    original = client.get(reverse("api:identity-request-detail", args=[ready_request.pk])).json()
+    removal = client.get(reverse("api:identity-request-detail", args=[decommission.pk])).json()
+    listed = client.get(reverse("api:identity-request-list")).json()["results"]
+
+    # `status` keeps the workflow's value; `lifecycle_status` is what the request page shows.
+    assert (original["status"], original["lifecycle_status"]) == ("ready", "decommissioned")
+    assert original["identity"]["status"] == "decommissioned"
+    assert (removal["status"], removal["lifecycle_status"]) == ("ready", "removed")
+    assert {row["id"]: row["lifecycle_status"] for row in listed} == {
+        ready_request.pk: "decommissioned",
+        decommission.pk: "removed",
+    }
+    page = APIClient()
+    page.force_login(requester)
+    html = page.get(reverse("request_detail", args=[ready_request.pk])).content.decode()
+    assert 'class="badge status-decommissioned">Decommissioned<' in html
+
+
+def test_a_live_requests_lifecycle_status_is_its_status(
+    requester: Any, ready_request: IdentityRequest
+) -> None:
+    client = APIClient()
+    client.force_authenticate(requester)
+    body = client.get(reverse("api:identity-request-detail", args=[ready_request.pk])).json()
+    assert (body["status"], body["lifecycle_status"]) == ("ready", "ready")
+
+
+def test_a_cached_copy_is_not_confirmed_once_the_identity_is_decommissioned(
+    requester: Any, ready_request: IdentityRequest, request: pytest.FixtureRequest
+) -> None:
+    client = APIClient()
+    client.force_authenticate(requester)
+    url = reverse("api:identity-request-detail", args=[ready_request.pk])
+    etag = client.get(url)["ETag"]
+    assert client.get(url, HTTP_IF_NONE_MATCH=etag).status_code == 304
+
+    request.getfixturevalue("decommission")  # the request itself does not move
+
+    response = client.get(url, HTTP_IF_NONE_MATCH=etag)
+    assert response.status_code == 200
+    assert response.json()["lifecycle_status"] == "decommissioned"
+    assert response["ETag"] != etag
+
+
 def test_another_team_cannot_see_the_cleanup_and_anonymous_is_sent_to_sign_in(
     client_for: ClientFor, outsider: Any, ready_request: IdentityRequest, decommission: Any
 ) -> None:

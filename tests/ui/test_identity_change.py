@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from identities.models import AuditEvent, IdentityRequest, RequestKind
 from identities.services import identity_request_approve
+from tests.api.conftest import make_failed
 from tests.support.people import SUBSCRIPTION, VAULT_SCOPE
 from tests.ui.conftest import ClientFor
 
@@ -130,3 +131,35 @@ def test_another_team_gets_404(
     url = reverse("identity_change", args=[ready_request.identity_id])
     assert client_for(outsider).get(url).status_code == 404
     assert client_for(outsider).post(url, change_form()).status_code == 404
+
+
+def test_a_failed_change_offers_its_team_and_approvers_a_cancel_saying_what_it_keeps(
+    client_for: ClientFor,
+    requester: Any,
+    approver: Any,
+    auditor: Any,
+    ready_request: IdentityRequest,
+) -> None:
+    client_for(requester).post(
+        reverse("identity_change", args=[ready_request.identity_id]),
+        change_form(("Key Vault Secrets User", NEW_VAULT)),
+    )
+    change = IdentityRequest.objects.get(kind=RequestKind.CHANGE_ROLES)
+    make_failed(identity_request_approve(identity_request=change, approver=approver))
+    url = reverse("request_detail", args=[change.pk])
+
+    for user in (requester, approver):
+        page = client_for(user).get(url).content.decode()
+        assert 'data-testid="cancel-failed-change"' in page
+        assert reverse("request_cancel", args=[change.pk]) in page
+        assert "Roles Azure confirmed stay as they are" in page
+    assert reverse("request_cancel", args=[change.pk]) not in (
+        client_for(auditor).get(url).content.decode()
+    )
+
+    response = client_for(approver).post(reverse("request_cancel", args=[change.pk]))
+    assert response.status_code == 302
+    change.refresh_from_db()
+    assert change.status == "cancelled"
+    event = AuditEvent.objects.filter(identity_request=change).latest("id")
+    assert (event.action, event.actor) == ("identity_request.cancelled", approver)

@@ -270,3 +270,11 @@ def test_an_unsafe_next_is_ignored(
     )
 
     assert response["Location"] == reverse("request_detail", args=[pending_request.pk])
+
+
+def test_a_failed_new_request_offers_retry_not_cancel(
+    client_for: Any, requester: Any, failed_request: Any
+) -> None:
+    page = client_for(requester).get(f"/requests/{failed_request.pk}/").content.decode()
+    assert f"/requests/{failed_request.pk}/retry/" in page
+    assert f"/requests/{failed_request.pk}/cancel/" not in page

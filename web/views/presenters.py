@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from identities import roles
 from identities.audit.actions import AuditAction
-from identities.lifecycle import can_transition
+from identities.lifecycle import can_transition, cancellable
 from identities.models import (
     AuditEvent,
     ChildStatus,
@@ -302,8 +302,12 @@ def request_actions(user: Any, identity_request: IdentityRequest) -> RequestActi
     may_act = may_act_for_team(user, identity_request.team_id)
     identity = identity_request.identity
     return RequestActions(
-        cancel=can_transition(identity_request, RequestStatus.CANCELLED)
-        and (on_team or identity_request.requester_id == user.pk),
+        cancel=cancellable(identity_request)
+        and (
+            may_act
+            if identity_request.status == RequestStatus.FAILED
+            else on_team or identity_request.requester_id == user.pk
+        ),
         retry=can_transition(identity_request, RequestStatus.PROVISIONING)
         and identity_request.status == RequestStatus.FAILED
         and may_act,
