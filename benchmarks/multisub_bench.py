@@ -328,10 +328,25 @@ def _writes_until(log: list[dict[str, Any]], started: datetime, seconds: float) 
 
 
 def render(result: dict[str, Any]) -> str:
-    refill, capacity = result["refill_per_second"], result["bucket_capacity"]
     lines = [
         "# Many subscriptions: the write limiter against three ARM write buckets",
         "",
+        *tables(result),
+        "",
+        "Verdict: "
+        + "; ".join(
+            f"{target}: {state} ({measured})" for target, measured, state in verdicts(result)
+        )
+        + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def tables(result: dict[str, Any]) -> list[str]:
+    """The run's description and its two tables (also the section of benchmarks/report.py)."""
+    refill, capacity = result["refill_per_second"], result["bucket_capacity"]
+    lines = [
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC (load average at each start: "
         + ", ".join(f"{run['mode']} {run['load_average_at_start']}" for run in result["runs"])
         + f"): {result['requests']} requests of one "
@@ -379,12 +394,12 @@ def render(result: dict[str, Any]) -> str:
             f"{run['all_busy_writes']} in {run['all_busy_seconds']:.1f} s / "
             f"{run['all_busy_bound']:.0f} | {busy_share:.0%} | {run['statuses']} |"
         )
-    lines += ["", verdict(result), ""]
-    return "\n".join(lines)
+    return lines
 
 
-def verdict(result: dict[str, Any]) -> str:
-    parts = []
+def verdicts(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(target, measured, met / MISSED) per limiter mode."""
+    rows = []
     for run in result["runs"]:
         shares = [
             sub["rate"] / sub["bound_rate"]
@@ -397,12 +412,16 @@ def verdict(result: dict[str, Any]) -> str:
             and not run["unfinished"]
             and run["statuses"].get("failed", 0) == 0
         )
-        parts.append(
-            f"limiter {run['mode']}: every subscription ≥ {result['target_share']:.0%} of its "
-            f"bound {'met' if met else 'MISSED'} (worst {worst:.0%}), "
-            f"{run['throttled_429']} 429s per {run['accepted_writes']} writes"
+        rows.append(
+            (
+                f"3 subscriptions, limiter {run['mode']}: each ≥ {result['target_share']:.0%} "
+                "of its write bound, 0 failed",
+                f"worst {worst:.0%}; {run['throttled_429']} 429s per "
+                f"{run['accepted_writes']} writes; {run['statuses']}",
+                "met" if met else "MISSED",
+            )
         )
-    return "Verdict: " + "; ".join(parts) + "."
+    return rows
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import multisub_bench
 
 PORTAL, BASELINE, FLOOR = "#1f6feb", "#9a9a9a", "#d29922"
 API_P95_RATIO_TARGET = 2.0
@@ -35,6 +36,7 @@ def write_report(
     for name, section in (
         ("provisioning", provisioning),
         ("throughput", throughput),
+        ("multisub", multisub),
         ("api", api),
         ("audit", audit),
         ("web", memory),
@@ -250,6 +252,22 @@ def throughput(results: dict[str, Any], out: Path) -> tuple[str, list[tuple[str,
         )
     ]
     return "\n".join(lines), verdicts
+
+
+# --- 2b. many subscriptions ---------------------------------------------------------------------
+
+
+def multisub(results: dict[str, Any], _out: Path) -> tuple[str, list[tuple[str, str, str]]]:
+    data = results["multisub"]
+    lines = [
+        "## 2b. Many subscriptions: the write limiter off vs on",
+        "",
+        *multisub_bench.tables(data),
+        "",
+        "Details: [multisub.md](multisub.md).",
+        "",
+    ]
+    return "\n".join(lines), multisub_bench.verdicts(data)
 
 
 # --- 3. API latency -----------------------------------------------------------------------------
