@@ -12,9 +12,10 @@ before each phase of writes. ARM stays the authority: a 429 still is waited out 
 
 A bucket that is empty for longer than PROVISIONING_WRITE_MAX_INLINE_WAIT_SECONDS does not hold
 the worker: a provisioning run raises WritesDeferred and its task is sent again with that
-countdown, so other subscriptions' requests get the slot (issue 18, goal 2). Deferred callers
-line up behind each other (a per-bucket horizon), so they come back about as fast as the bucket
-refills instead of all at once.
+countdown, so other subscriptions' requests get the slot (issue 18, goal 2). The deferred run's
+tokens are reserved (the bucket goes into debt) and travel with the requeued task, which spends
+them when it comes back: deferred runs line up behind each other in the order they were turned
+away, come back when their tokens are due, and no token is counted twice or left unspent.
 
 Without Redis (the embedded default: one worker on a filesystem broker) the buckets are
 process-local (LocalBuckets), which is exact for that single worker process.
@@ -41,9 +42,11 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
-# (granted, seconds): granted → a token was taken, sleep `seconds` first (a reservation, at most
-# the caller's max_wait); not granted → nothing taken, come back in `seconds`.
-Take = tuple[bool, float]
+# (outcome, seconds). GRANTED: the tokens are taken, use them after sleeping `seconds` (at most
+# the caller's max_wait). RESERVED: taken too, but due only in `seconds` (at most max_defer):
+# come back then with them. REFUSED: nothing taken (the debt is already max_defer deep).
+REFUSED, GRANTED, RESERVED = 0, 1, 2
+Take = tuple[int, float]
 
 
 @dataclass
@@ -51,11 +54,17 @@ class _State:
     tokens: float
     at: float
     held_until: float = 0.0
-    horizon: float = 0.0
 
 
 def _take(
-    state: _State, now: float, *, capacity: float, refill: float, cost: float, max_wait: float
+    state: _State,
+    now: float,
+    *,
+    capacity: float,
+    refill: float,
+    cost: float,
+    max_wait: float,
+    max_defer: float,
 ) -> Take:
     """The bucket arithmetic, the same as BUCKET_SCRIPT's (keep the two in step)."""
     cost = min(cost, capacity)
@@ -64,16 +73,22 @@ def _take(
     wait = max(0.0, state.held_until - now)
     if state.tokens < cost:
         wait = max(wait, (cost - state.tokens) / refill)
-    if wait <= max_wait:
-        state.tokens -= cost
-        return True, wait
-    state.horizon = max(state.horizon, now + wait) + cost / refill
-    return False, state.horizon - now
+    if wait > max(max_wait, max_defer):
+        return REFUSED, wait
+    state.tokens -= cost
+    return (GRANTED if wait <= max_wait else RESERVED), wait
 
 
 class Buckets(Protocol):
     def take(
-        self, key: str, *, capacity: float, refill: float, cost: float, max_wait: float
+        self,
+        key: str,
+        *,
+        capacity: float,
+        refill: float,
+        cost: float,
+        max_wait: float,
+        max_defer: float = 0.0,
     ) -> Take: ...
 
     def hold(self, key: str, seconds: float, *, capacity: float) -> None: ...
@@ -93,7 +108,14 @@ class LocalBuckets:
         return self._states.setdefault(key, _State(tokens=capacity, at=now))
 
     def take(
-        self, key: str, *, capacity: float, refill: float, cost: float, max_wait: float
+        self,
+        key: str,
+        *,
+        capacity: float,
+        refill: float,
+        cost: float,
+        max_wait: float,
+        max_defer: float = 0.0,
     ) -> Take:
         with self._lock:
             now = self._clock()
@@ -104,6 +126,7 @@ class LocalBuckets:
                 refill=refill,
                 cost=cost,
                 max_wait=max_wait,
+                max_defer=max_defer,
             )
 
     def hold(self, key: str, seconds: float, *, capacity: float) -> None:
@@ -127,9 +150,10 @@ class LocalBuckets:
             self._states.clear()
 
 
-# One bucket per Redis hash: tokens, at, held_until, horizon. Redis's own clock (TIME) is the
-# one clock of every process; scripts may call TIME since Redis 5 (effects replication).
-# ARGV: op ("take" | "hold" | "observe"), capacity, refill, cost | seconds | remaining, max_wait.
+# One bucket per Redis hash: tokens, at, held_until. Redis's own clock (TIME) is the one clock
+# of every process; scripts may call TIME since Redis 5 (effects replication).
+# ARGV: op ("take" | "hold" | "observe"), capacity, refill, cost | seconds | remaining,
+# max_wait, max_defer.
 # Numbers come back as strings: Lua numbers would be truncated to integers.
 BUCKET_SCRIPT = """
 local op = ARGV[1]
@@ -137,26 +161,25 @@ local capacity = tonumber(ARGV[2])
 local refill = tonumber(ARGV[3])
 local value = tonumber(ARGV[4])
 local max_wait = tonumber(ARGV[5])
+local max_defer = tonumber(ARGV[6])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local s = redis.call('HMGET', KEYS[1], 'tokens', 'at', 'held_until', 'horizon')
+local s = redis.call('HMGET', KEYS[1], 'tokens', 'at', 'held_until')
 local tokens = tonumber(s[1]) or capacity
 local at = tonumber(s[2]) or now
 local held_until = tonumber(s[3]) or 0
-local horizon = tonumber(s[4]) or 0
 tokens = math.min(capacity, tokens + math.max(0, now - at) * refill)
-local granted = 1
+local outcome = 1
 local wait = 0
 if op == 'take' then
   local cost = math.min(value, capacity)
   wait = math.max(0, held_until - now)
   if tokens < cost then wait = math.max(wait, (cost - tokens) / refill) end
-  if wait <= max_wait then
-    tokens = tokens - cost
+  if wait > math.max(max_wait, max_defer) then
+    outcome = 0
   else
-    granted = 0
-    horizon = math.max(horizon, now + wait) + cost / refill
-    wait = horizon - now
+    tokens = tokens - cost
+    if wait > max_wait then outcome = 2 end
   end
 elseif op == 'hold' then
   held_until = math.max(held_until, now + value)
@@ -164,11 +187,11 @@ elseif op == 'observe' then
   tokens = math.min(tokens, value)
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now),
-  'held_until', tostring(held_until), 'horizon', tostring(horizon))
+  'held_until', tostring(held_until))
 -- Gone once it would be full again and nobody waits on it.
-local idle = math.max(held_until, horizon, now) - now + (capacity - math.min(tokens, 0)) / refill
+local idle = math.max(held_until, now) - now + (capacity - tokens) / refill
 redis.call('PEXPIRE', KEYS[1], math.ceil(idle * 1000) + 60000)
-return {granted, tostring(wait)}
+return {outcome, tostring(wait)}
 """
 
 
@@ -181,20 +204,30 @@ class RedisBuckets:
         self._script = client.register_script(BUCKET_SCRIPT)
 
     def _run(self, key: str, *args: str | float) -> Take:
-        granted, wait = self._script(keys=[self._prefix + key], args=list(args))
-        return bool(granted), float(wait)
+        outcome, wait = self._script(keys=[self._prefix + key], args=list(args))
+        return int(outcome), float(wait)
 
     def take(
-        self, key: str, *, capacity: float, refill: float, cost: float, max_wait: float
+        self,
+        key: str,
+        *,
+        capacity: float,
+        refill: float,
+        cost: float,
+        max_wait: float,
+        max_defer: float = 0.0,
     ) -> Take:
-        # Redis rejects "inf" in tonumber() comparisons poorly: a day is "forever" here.
-        return self._run(key, "take", capacity, refill, cost, min(max_wait, 86400.0))
+        # Lua's tonumber() does not read "inf": a day stands for "forever" here.
+        day = 86400.0
+        return self._run(
+            key, "take", capacity, refill, cost, min(max_wait, day), min(max_defer, day)
+        )
 
     def hold(self, key: str, seconds: float, *, capacity: float) -> None:
-        self._run(key, "hold", capacity, 1, seconds, 0)
+        self._run(key, "hold", capacity, 1, seconds, 0, 0)
 
     def observe(self, key: str, remaining: float, *, capacity: float, refill: float) -> None:
-        self._run(key, "observe", capacity, refill, remaining, 0)
+        self._run(key, "observe", capacity, refill, remaining, 0, 0)
 
 
 # --- the write limiter ------------------------------------------------------------------------
@@ -202,17 +235,28 @@ class RedisBuckets:
 KINDS = ("writes", "deletes")
 
 
+# Tokens a deferred run already holds, carried in its requeued task's message (JSON):
+# [[subscription, kind, tokens], ...].
+Prepaid = list[list[Any]]
+
+
 class WritesDeferred(Exception):
     """A subscription's write bucket is empty for longer than a worker should wait: run this
-    again in `countdown` seconds (nothing of the phase was sent)."""
+    again in `countdown` seconds with `prepaid` (nothing of the phase was sent)."""
 
-    def __init__(self, subscription: str, kind: str, countdown: float) -> None:
+    def __init__(
+        self, subscription: str, kind: str, countdown: float, prepaid: Counter[tuple[str, str]]
+    ) -> None:
         super().__init__(
             f"ARM {kind} of subscription {subscription} are spent for {countdown:.1f}s"
         )
         self.subscription = subscription
         self.kind = kind
         self.countdown = countdown
+        self.prepaid = prepaid
+
+    def prepaid_json(self) -> Prepaid:
+        return [[sub, kind, tokens] for (sub, kind), tokens in self.prepaid.items() if tokens > 0]
 
 
 @dataclass(frozen=True)
@@ -251,54 +295,91 @@ def write_buckets() -> Buckets | None:
     return _local
 
 
-_deferrable: contextvars.ContextVar[bool] = contextvars.ContextVar("deferrable", default=False)
+# Inside a provisioning run: the tokens it was given when it was deferred (its wallet).
+_wallet: contextvars.ContextVar[Counter[tuple[str, str]] | None] = contextvars.ContextVar(
+    "write_wallet", default=None
+)
 
 
 @contextlib.contextmanager
-def deferrable() -> Iterator[None]:
+def deferrable(prepaid: Prepaid | None = None) -> Iterator[None]:
     """Inside, a long wait for ARM write tokens raises WritesDeferred (the caller requeues
-    itself); outside (repair, revoke, tags) the caller waits for its tokens."""
-    token = _deferrable.set(True)
+    itself), and the tokens `prepaid` by an earlier deferral are spent first; outside (repair,
+    revoke, tags) the caller waits for its tokens."""
+    wallet: Counter[tuple[str, str]] = Counter()
+    for subscription, kind, tokens in prepaid or []:
+        wallet[(str(subscription).lower(), str(kind))] += int(tokens)
+    token = _wallet.set(wallet)
     try:
         yield
     finally:
-        _deferrable.reset(token)
+        _wallet.reset(token)
 
 
 def _key(subscription: str, kind: str) -> str:
-    return f"{kind}:{subscription.lower()}"
+    return f"{kind}:{subscription}"
 
 
 def acquire_writes(costs: Counter[tuple[str, str]]) -> None:
-    """Take the tokens a phase of writes needs, per (subscription, kind), before sending it:
-    sleep briefly if they come soon, else (when deferrable) raise WritesDeferred. The Redis
-    limiter unreachable: go on unmetered (ARM's 429s still pace the writes)."""
+    """Take the tokens a phase of writes needs, per (subscription, kind), before sending it.
+
+    Tokens due within PROVISIONING_WRITE_MAX_INLINE_WAIT_SECONDS: sleep, then write. Later (in a
+    deferrable run): they are reserved and WritesDeferred carries them, with the countdown to
+    when they are due, to the requeued run, which spends them first. The Redis limiter
+    unreachable: go on unmetered (ARM's 429s still pace the writes)."""
     buckets = write_buckets()
     if buckets is None:
         return
-    inline = settings.PROVISIONING_WRITE_MAX_INLINE_WAIT_SECONDS
-    max_wait = inline if _deferrable.get() else math.inf
-    longest = 0.0
+    wallet = _wallet.get()
+    if wallet is None:
+        max_wait, max_defer = math.inf, 0.0
+    else:
+        # A countdown stays well inside the sweeper's window: deferred is not stuck.
+        max_wait = settings.PROVISIONING_WRITE_MAX_INLINE_WAIT_SECONDS
+        max_defer = settings.SWEEPER_STALE_SECONDS / 2
+    taken: Counter[tuple[str, str]] = Counter()
+    sleep, due, refused = 0.0, 0.0, 0.0
+    last = ("", "writes")
     # One bucket after another: a phase's writes nearly always go to one subscription.
     for (subscription, kind), cost in sorted(costs.items()):
+        key = (subscription.lower(), kind)
+        last = key
+        if wallet:
+            spent = min(cost, wallet[key])
+            wallet[key] -= spent
+            taken[key] += spent
+            cost -= spent
+        if cost <= 0:
+            continue
         bucket = bucket_for(kind)
         try:
-            granted, wait = buckets.take(
-                _key(subscription, kind),
+            outcome, wait = buckets.take(
+                _key(*key),
                 capacity=bucket.capacity,
                 refill=bucket.refill,
                 cost=cost,
                 max_wait=max_wait,
+                max_defer=max_defer,
             )
         except redis.exceptions.RedisError as error:
             logger.warning("write limiter unavailable (%s): writing unmetered", error)
             return
-        if not granted:
-            # A little jitter so requeued runs of one instant do not all land on one tick.
-            raise WritesDeferred(subscription, kind, wait + random.uniform(0, 0.25))  # noqa: S311
-        longest = max(longest, wait)
-    if longest > 0:
-        time.sleep(longest)
+        if outcome == REFUSED:
+            # The line is max_defer deep: come back when this run's turn could be reserved.
+            refused = max(1.0, wait - max_defer)
+            break
+        taken[key] += cost
+        if outcome == RESERVED:
+            due = max(due, wait)
+        else:
+            sleep = max(sleep, wait)
+    if refused or due:
+        prepaid = taken + (wallet or Counter())
+        # A little jitter so requeued runs of one instant do not all land on one tick.
+        countdown = (refused or due) + random.uniform(0, 0.25)  # noqa: S311
+        raise WritesDeferred(last[0], last[1], countdown, prepaid)
+    if sleep > 0:
+        time.sleep(sleep)
 
 
 def url_subscription(url: str) -> str:

@@ -90,17 +90,22 @@ def defer_for_writes(task: Any, identity_request_id: int, deferred: WritesDeferr
     services.request_defer(identity_request_id=identity_request_id)
     metrics.writes_deferred(kind=deferred.kind, countdown=countdown)
     logger.info("request %s: %s; running again in %.1fs", identity_request_id, deferred, countdown)
-    task.apply_async(args=[identity_request_id], countdown=countdown)
+    task.apply_async(
+        args=[identity_request_id], kwargs={"prepaid": deferred.prepaid_json()}, countdown=countdown
+    )
 
 
 @shared_task(name="provisioning.provision_identity_request", bind=True)
-def provision_identity_request(self: Any, identity_request_id: int) -> None:
+def provision_identity_request(
+    self: Any, identity_request_id: int, prepaid: ratelimit.Prepaid | None = None
+) -> None:
     """Make Azure match an approved request (provision, change of roles or decommission), then
     check its drift and verify a new federation (a change of roles adds none); after a
     decommission, withdraw the portal's client-id annotation from its ServiceAccounts. Losing
-    the database mid-run retries the whole (idempotent) run later."""
+    the database mid-run retries the whole (idempotent) run later; so does a subscription's
+    empty ARM write bucket, with the tokens reserved for the run (`prepaid`)."""
     try:
-        with ratelimit.deferrable():
+        with ratelimit.deferrable(prepaid):
             reconcile.reconcile_request(identity_request_id)
         finished = IdentityRequest.objects.filter(
             pk=identity_request_id, status=RequestStatus.READY

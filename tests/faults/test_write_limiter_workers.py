@@ -1,7 +1,7 @@
 """Two subscriptions, one of whose ARM write buckets is empty: a real worker process provisions
 the other's request without waiting for the empty one (issue 18, goal 2).
 
-The emulator meters writes per subscription in small buckets (3 writes, refilled at 0.5/s) and
+The emulator meters writes per subscription in small buckets (3 writes, refilled at 0.25/s) and
 the worker's write limiter is told the same sizes. The busy subscription's bucket is emptied
 before its two requests are approved, then the other subscription's request is approved behind
 them in the one queue, and a worker with a single pool process starts. Before the limiter, the
@@ -45,7 +45,7 @@ pytestmark = [
 ]
 
 CAPACITY = 3
-REFILL = 0.5  # a token every 2 s: ARM's Retry-After for an empty bucket is 2 s
+REFILL = 0.25  # a token every 4 s: ARM's Retry-After for an empty bucket is 4 s
 LIMITER = {
     "PROVISIONING_WRITE_BUCKET_CAPACITY": CAPACITY,
     "PROVISIONING_WRITE_REFILL_PER_SECOND": REFILL,
@@ -143,7 +143,6 @@ def test_a_subscription_with_an_empty_bucket_does_not_hold_up_another(
     use_broker(broker)
     other = other_subscription_cluster(sandbox, team)
     sandbox.emulator.config(write_bucket_capacity=CAPACITY, write_bucket_refill_per_second=REFILL)
-    empty_the_bucket(SUBSCRIPTION)
 
     busy = [
         approved_request(
@@ -159,7 +158,9 @@ def test_a_subscription_with_an_empty_bucket_does_not_hold_up_another(
         service_account="free",
         roles=(vault(OTHER_SUBSCRIPTION, "kv-free"),),
     ).pk
-    # All three are queued, busy ones first, before the one worker process starts.
+    # All three are queued, busy ones first; the busy bucket is emptied just before the one
+    # worker process starts.
+    empty_the_bucket(SUBSCRIPTION)
     worker: ManagedProcess = start_worker(
         broker,
         concurrency=1,

@@ -14,7 +14,14 @@ import redis
 from django.test import override_settings
 
 from provisioning import ratelimit
-from provisioning.ratelimit import LocalBuckets, RedisBuckets, WritesDeferred
+from provisioning.ratelimit import (
+    GRANTED,
+    REFUSED,
+    RESERVED,
+    LocalBuckets,
+    RedisBuckets,
+    WritesDeferred,
+)
 from tests.support.services import redis_url_or_missing
 
 
@@ -50,8 +57,8 @@ def _take_many(
     start.wait(timeout=60)
     granted = 0
     for _ in range(attempts):
-        ok, _wait = buckets.take("writes:sub", capacity=1000, refill=0.001, cost=1, max_wait=0)
-        granted += ok
+        outcome, _wait = buckets.take("writes:sub", capacity=1000, refill=0.001, cost=1, max_wait=0)
+        granted += outcome == GRANTED
     results.put(granted)
 
 
@@ -90,27 +97,31 @@ def test_a_full_bucket_grants_at_once_then_reserves_a_short_wait(
     buckets: ratelimit.Buckets,
 ) -> None:
     size = {"capacity": 3.0, "refill": 2.0}
-    assert buckets.take("writes:a", **size, cost=3, max_wait=1) == (True, 0.0)
-    granted, wait = buckets.take("writes:a", **size, cost=1, max_wait=1)
-    # One token is half a second away at 2/s: reserved, the caller sleeps that long.
-    assert granted
+    assert buckets.take("writes:a", **size, cost=3, max_wait=1) == (GRANTED, 0.0)
+    outcome, wait = buckets.take("writes:a", **size, cost=1, max_wait=1)
+    # One token is half a second away at 2/s: taken, the caller sleeps that long.
+    assert outcome == GRANTED
     assert wait == pytest.approx(0.5, abs=0.05)
 
 
-def test_an_empty_bucket_defers_callers_one_behind_the_other(
+def test_an_empty_bucket_reserves_for_deferred_callers_one_behind_the_other(
     buckets: ratelimit.Buckets,
 ) -> None:
     size = {"capacity": 2.0, "refill": 1.0}
     buckets.take("writes:a", **size, cost=2, max_wait=0)
-    first = buckets.take("writes:a", **size, cost=2, max_wait=0.5)
-    second = buckets.take("writes:a", **size, cost=2, max_wait=0.5)
-    assert not first[0]
-    assert not second[0]
-    # Two tokens are 2 s away; the first is booked for then plus its own 2 s, the second after.
-    assert first[1] == pytest.approx(4, abs=0.1)
-    assert second[1] == pytest.approx(6, abs=0.1)
+    first = buckets.take("writes:a", **size, cost=2, max_wait=0.5, max_defer=5)
+    second = buckets.take("writes:a", **size, cost=2, max_wait=0.5, max_defer=5)
+    third = buckets.take("writes:a", **size, cost=2, max_wait=0.5, max_defer=5)
+    # The first's two tokens are due in 2 s, the second's in 4 s; the third's (6 s) are further
+    # than anyone may be deferred: nothing is taken for it.
+    assert first[0] == RESERVED
+    assert first[1] == pytest.approx(2, abs=0.1)
+    assert second[0] == RESERVED
+    assert second[1] == pytest.approx(4, abs=0.1)
+    assert third[0] == REFUSED
+    assert third[1] == pytest.approx(6, abs=0.1)
     # Another subscription's bucket is untouched.
-    assert buckets.take("writes:b", **size, cost=2, max_wait=0) == (True, 0.0)
+    assert buckets.take("writes:b", **size, cost=2, max_wait=0) == (GRANTED, 0.0)
 
 
 def test_a_retry_after_holds_the_bucket_and_a_low_remaining_count_empties_it(
@@ -118,12 +129,12 @@ def test_a_retry_after_holds_the_bucket_and_a_low_remaining_count_empties_it(
 ) -> None:
     size = {"capacity": 10.0, "refill": 10.0}
     buckets.hold("writes:a", 5, capacity=10)
-    granted, wait = buckets.take("writes:a", **size, cost=1, max_wait=1)
-    assert not granted
+    outcome, wait = buckets.take("writes:a", **size, cost=1, max_wait=1)
+    assert outcome == REFUSED
     assert wait >= 4.9
     buckets.observe("writes:b", 0, **size)
-    granted, wait = buckets.take("writes:b", **size, cost=5, max_wait=1)
-    assert granted
+    outcome, wait = buckets.take("writes:b", **size, cost=5, max_wait=1)
+    assert outcome == GRANTED
     assert wait == pytest.approx(0.5, abs=0.05)
 
 
@@ -148,5 +159,9 @@ def test_a_phase_inside_a_provisioning_run_is_deferred_outside_it_waits(
             ratelimit.acquire_writes(costs)
         assert deferred.value.subscription == "sub-a"
         assert deferred.value.countdown > 0.05
+        # Its tokens are reserved and go with it: the rerun spends them without asking.
+        assert deferred.value.prepaid_json() == [["sub-a", "writes", 2]]
+        with ratelimit.deferrable(deferred.value.prepaid_json()):
+            ratelimit.acquire_writes(costs)
         ratelimit.acquire_writes(costs)  # not deferrable: waits for its tokens
     ratelimit._redis_buckets.cache_clear()
