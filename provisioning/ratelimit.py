@@ -236,8 +236,12 @@ KINDS = ("writes", "deletes")
 
 
 # Tokens a deferred run already holds, carried in its requeued task's message (JSON):
-# [[subscription, kind, tokens], ...].
+# [[subscription, kind, tokens, due (epoch seconds)], ...].
 Prepaid = list[list[Any]]
+# A run that comes back later than this after its tokens were due finds them gone: ARM's bucket
+# refilled them unused meanwhile (up to its size), and so did the copy, so it asks afresh.
+# Otherwise runs held up together (a busy queue) would all write at once on old tokens.
+PREPAID_GRACE_SECONDS = 2.0
 
 
 class WritesDeferred(Exception):
@@ -245,7 +249,12 @@ class WritesDeferred(Exception):
     again in `countdown` seconds with `prepaid` (nothing of the phase was sent)."""
 
     def __init__(
-        self, subscription: str, kind: str, countdown: float, prepaid: Counter[tuple[str, str]]
+        self,
+        subscription: str,
+        kind: str,
+        countdown: float,
+        prepaid: Counter[tuple[str, str]],
+        due: float,
     ) -> None:
         super().__init__(
             f"ARM {kind} of subscription {subscription} are spent for {countdown:.1f}s"
@@ -254,9 +263,14 @@ class WritesDeferred(Exception):
         self.kind = kind
         self.countdown = countdown
         self.prepaid = prepaid
+        self.due = due
 
     def prepaid_json(self) -> Prepaid:
-        return [[sub, kind, tokens] for (sub, kind), tokens in self.prepaid.items() if tokens > 0]
+        return [
+            [sub, kind, tokens, round(self.due, 3)]
+            for (sub, kind), tokens in self.prepaid.items()
+            if tokens > 0
+        ]
 
 
 @dataclass(frozen=True)
@@ -295,8 +309,15 @@ def write_buckets() -> Buckets | None:
     return _local
 
 
-# Inside a provisioning run: the tokens it was given when it was deferred (its wallet).
-_wallet: contextvars.ContextVar[Counter[tuple[str, str]] | None] = contextvars.ContextVar(
+@dataclass
+class _Wallet:
+    """Inside a provisioning run: the tokens it was given when it was deferred, and when."""
+
+    tokens: Counter[tuple[str, str]]
+    due: float = 0.0
+
+
+_wallet: contextvars.ContextVar[_Wallet | None] = contextvars.ContextVar(
     "write_wallet", default=None
 )
 
@@ -306,9 +327,12 @@ def deferrable(prepaid: Prepaid | None = None) -> Iterator[None]:
     """Inside, a long wait for ARM write tokens raises WritesDeferred (the caller requeues
     itself), and the tokens `prepaid` by an earlier deferral are spent first; outside (repair,
     revoke, tags) the caller waits for its tokens."""
-    wallet: Counter[tuple[str, str]] = Counter()
-    for subscription, kind, tokens in prepaid or []:
-        wallet[(str(subscription).lower(), str(kind))] += int(tokens)
+    wallet = _Wallet(Counter())
+    now = time.time()
+    for subscription, kind, tokens, due in prepaid or []:
+        if now <= float(due) + PREPAID_GRACE_SECONDS:
+            wallet.tokens[(str(subscription).lower(), str(kind))] += int(tokens)
+            wallet.due = max(wallet.due, float(due))
     token = _wallet.set(wallet)
     try:
         yield
@@ -344,11 +368,13 @@ def acquire_writes(costs: Counter[tuple[str, str]]) -> None:
     for (subscription, kind), cost in sorted(costs.items()):
         key = (subscription.lower(), kind)
         last = key
-        if wallet:
-            spent = min(cost, wallet[key])
-            wallet[key] -= spent
+        if wallet is not None and wallet.tokens[key] > 0:
+            spent = min(cost, wallet.tokens[key])
+            wallet.tokens[key] -= spent
             taken[key] += spent
             cost -= spent
+            # Sent back a little early: the tokens are ARM's only once due.
+            sleep = max(sleep, wallet.due - time.time())
         if cost <= 0:
             continue
         bucket = bucket_for(kind)
@@ -374,10 +400,15 @@ def acquire_writes(costs: Counter[tuple[str, str]]) -> None:
         else:
             sleep = max(sleep, wait)
     if refused or due:
-        prepaid = taken + (wallet or Counter())
-        # A little jitter so requeued runs of one instant do not all land on one tick.
-        countdown = (refused or due) + random.uniform(0, 0.25)  # noqa: S311
-        raise WritesDeferred(last[0], last[1], countdown, prepaid)
+        prepaid = taken + (wallet.tokens if wallet is not None else Counter())
+        # Back a little before the tokens are due (a rerun waits up to max_wait for them), so a
+        # worker's start-up of the rerun does not leave ARM's bucket idle; refused runs get a
+        # little jitter so those of one instant do not all land on one tick.
+        if refused:
+            countdown = refused + random.uniform(0, 0.25)  # noqa: S311
+        else:
+            countdown = max(0.0, due - min(max_wait, 0.5))
+        raise WritesDeferred(last[0], last[1], countdown, prepaid, time.time() + (due or refused))
     if sleep > 0:
         time.sleep(sleep)
 
