@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import multisub_bench
 
 PORTAL, BASELINE, FLOOR = "#1f6feb", "#9a9a9a", "#d29922"
 API_P95_RATIO_TARGET = 2.0
@@ -36,6 +37,7 @@ def write_report(
         ("provisioning", provisioning),
         ("throughput", throughput),
         ("expiry", expiry),
+        ("multisub", multisub),
         ("api", api),
         ("audit", audit),
         ("web", memory),
@@ -290,6 +292,22 @@ def expiry(results: dict[str, Any], out: Path) -> tuple[str, list[tuple[str, str
         )
     ]
     return "\n".join(lines), verdicts
+
+
+# --- 2c. many subscriptions ---------------------------------------------------------------------
+
+
+def multisub(results: dict[str, Any], _out: Path) -> tuple[str, list[tuple[str, str, str]]]:
+    data = results["multisub"]
+    lines = [
+        "## 2c. Many subscriptions: the write limiter off vs on",
+        "",
+        *multisub_bench.tables(data),
+        "",
+        "Details: [multisub.md](multisub.md).",
+        "",
+    ]
+    return "\n".join(lines), multisub_bench.verdicts(data)
 
 
 # --- 3. API latency -----------------------------------------------------------------------------

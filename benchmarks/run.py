@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/run.py [--quick] \\
         [--database-url postgres://postgres@127.0.0.1:5432/] [--redis-url redis://127.0.0.1:6379/10]
-        [--only provisioning,api,audit,web,throughput,expiry] [--reseed] [--output-dir DIR]
+        [--only provisioning,api,audit,web,throughput,expiry,multisub] [--reseed] [--output-dir DIR]
 
 Each benchmark is its own script, run here as a child process with `--json` (so each gets a
 fresh Django set up its own way) and its own markdown report beside the summary:
@@ -16,11 +16,13 @@ fresh Django set up its own way) and its own markdown report beside the summary:
                           vs its bound and a sequential az-style client; worker peak RSS vs idle
 6. expiry_bench.py        the expiry sweep over 10 000 identities, 1 000 roles ending at once,
                           deleted by 2 Celery workers against the ARM delete throttle vs its bound
+7. multisub_bench.py      1 500 requests over 3 subscriptions' write buckets (60/30/10 %), 6
+                          workers, the write limiter off vs on; per-subscription rate vs bound
 
 Databases (created by the benchmarks, names all contain "bench"): bench_provisioning,
-bench_throughput and bench_expiry (dropped and created afresh each run) and bench_api (seeded
-once; --reseed starts over; --quick uses bench_api_quick). Redis: the given database, queues of
-their own.
+bench_throughput, bench_expiry and bench_multisub (dropped and created afresh each run) and
+bench_api (seeded once; --reseed starts over; --quick uses bench_api_quick). Redis: the given
+database, queues of their own.
 
 --quick runs the same code at small sizes (minutes, for checking the machinery) and writes to
 benchmarks/results/quick/; its report says it is not the real figures. Without it, the sizes
@@ -42,7 +44,7 @@ from typing import Any
 from common import DEFAULT_REDIS_URL, DEFAULT_SERVER_URL, ROOT, database_url, machine_info
 from report import write_report
 
-BENCHMARKS = ("provisioning", "api", "audit", "web", "throughput", "expiry")
+BENCHMARKS = ("provisioning", "api", "audit", "web", "throughput", "expiry", "multisub")
 
 # Sizes: the issue's (full) and a small run that exercises the same code (quick).
 SIZES: dict[str, dict[str, str]] = {
@@ -58,6 +60,10 @@ SIZES: dict[str, dict[str, str]] = {
             "--identities 10000 --expiring-share 0.1 --workers 2 --concurrency 8 "
             "--bucket-capacity 200 --refill-per-second 10"
         ),
+        "multisub": (
+            "--requests 1500 --workers 6 --split 60,30,10 --bucket-capacity 40 "
+            "--refill-per-second 4"
+        ),
     },
     "quick": {
         "provisioning": "--latency-ms 100 --runs 2",
@@ -70,6 +76,9 @@ SIZES: dict[str, dict[str, str]] = {
         "expiry": (
             "--identities 500 --expiring-share 0.1 --workers 1 --concurrency 4 "
             "--bucket-capacity 10 --refill-per-second 5"
+        ),
+        "multisub": (
+            "--requests 60 --workers 3 --split 60,30,10 --bucket-capacity 10 --refill-per-second 2"
         ),
     },
 }
@@ -126,6 +135,12 @@ def main() -> None:
             "--redis-url",
             args.redis_url,
         ],
+        "multisub": [
+            "--database-url",
+            database_url(args.database_url, "bench_multisub"),
+            "--redis-url",
+            args.redis_url,
+        ],
     }
     outputs = {
         "provisioning": "provisioning-postgresql.md",
@@ -134,6 +149,7 @@ def main() -> None:
         "web": "web.md",
         "throughput": "throughput.md",
         "expiry": "expiry.md",
+        "multisub": "multisub.md",
     }
     started_at = datetime.now(UTC)
     machine = machine_info(

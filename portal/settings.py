@@ -641,6 +641,43 @@ PROVISIONING_BACKOFF_MAX_SECONDS = float(os.environ.get("PROVISIONING_BACKOFF_MA
 PROVISIONING_THROTTLE_BUDGET_SECONDS = float(
     os.environ.get("PROVISIONING_THROTTLE_BUDGET_SECONDS", "600")
 )
+# The write limiter (provisioning.ratelimit): a copy of ARM's per-subscription write and delete
+# buckets shared by every worker through Redis ("redis"; without REDIS_URL it falls back to a
+# bucket per process, "local"), consulted before each phase of writes; "off" leaves pacing to
+# ARM's 429s. Sizes default to ARM's documented buckets (Learn request-limits-and-throttling:
+# writes 200 refilled at 10/s, deletes 200 at 10/s, per subscription and principal). A phase
+# whose tokens are further away than PROVISIONING_WRITE_MAX_INLINE_WAIT_SECONDS is sent again
+# with that countdown instead of holding its worker.
+PROVISIONING_WRITE_LIMITER = os.environ.get(
+    "PROVISIONING_WRITE_LIMITER", "redis" if REDIS_URL else "local"
+)
+if PROVISIONING_WRITE_LIMITER not in {"redis", "local", "off"}:
+    raise ImproperlyConfigured("PROVISIONING_WRITE_LIMITER must be redis, local or off.")
+PROVISIONING_WRITE_BUCKET_CAPACITY = float(
+    os.environ.get("PROVISIONING_WRITE_BUCKET_CAPACITY", "200")
+)
+PROVISIONING_WRITE_REFILL_PER_SECOND = float(
+    os.environ.get("PROVISIONING_WRITE_REFILL_PER_SECOND", "10")
+)
+PROVISIONING_DELETE_BUCKET_CAPACITY = float(
+    os.environ.get("PROVISIONING_DELETE_BUCKET_CAPACITY", "200")
+)
+PROVISIONING_DELETE_REFILL_PER_SECOND = float(
+    os.environ.get("PROVISIONING_DELETE_REFILL_PER_SECOND", "10")
+)
+if (
+    min(
+        PROVISIONING_WRITE_BUCKET_CAPACITY,
+        PROVISIONING_WRITE_REFILL_PER_SECOND,
+        PROVISIONING_DELETE_BUCKET_CAPACITY,
+        PROVISIONING_DELETE_REFILL_PER_SECOND,
+    )
+    <= 0
+):
+    raise ImproperlyConfigured("The PROVISIONING_WRITE/DELETE bucket sizes must be positive.")
+PROVISIONING_WRITE_MAX_INLINE_WAIT_SECONDS = float(
+    os.environ.get("PROVISIONING_WRITE_MAX_INLINE_WAIT_SECONDS", "1")
+)
 # A provisioning task that loses PostgreSQL (connect refused, connection cut) closes the broken
 # connection and runs again later, up to this many times, with jittered exponential backoff
 # capped at the maximum: with the defaults, about three minutes in all, inside the sweeper's

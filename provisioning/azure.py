@@ -59,6 +59,7 @@ from identities.validators import canonical_arm_id
 from provisioning.concurrency import MAX_PARALLEL_WRITES
 from provisioning.errors import GatewayError, PermanentError, TransientError
 from provisioning.metrics import azure_client_hooks
+from provisioning.ratelimit import observe_response
 
 T = TypeVar("T")
 
@@ -813,7 +814,15 @@ def _gateway_for(mode: str, fingerprint: str) -> AzureGateway:
         "session": _arm_session(),
         "session_owner": False,
     }
-    client_kwargs.update(azure_client_hooks())  # every ARM response counted (provisioning.metrics)
+    hooks = azure_client_hooks()  # every ARM response counted (provisioning.metrics)
+    counted = hooks["raw_response_hook"]
+
+    def on_response(pipeline_response: Any) -> None:
+        counted(pipeline_response)
+        # ARM's remaining writes and a 429's Retry-After, fed back into the write limiter.
+        observe_response(pipeline_response)
+
+    client_kwargs.update({**hooks, "raw_response_hook": on_response})
     # The credential's token requests get the same limits: without them a token endpoint that
     # never answers holds the step for azure-core's default read timeout (300 s) per attempt.
     if mode == "emulator":

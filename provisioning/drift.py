@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
+import math
 import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -46,6 +45,7 @@ from provisioning.azure import (
 )
 from provisioning.errors import GatewayError, TransientError
 from provisioning.models import DriftRun
+from provisioning.ratelimit import LocalBuckets, url_subscription
 from provisioning.retry import THROTTLED
 
 logger = logging.getLogger(__name__)
@@ -201,36 +201,23 @@ class ReadPacer:
         self.rate = rate
         self.burst = max(1.0, burst)
         self.reserve = reserve
-        self._clock = clock
         self._sleep = sleep
-        self._lock = threading.Lock()
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._held_until: dict[str, float] = {}
+        # The bucket arithmetic is the write limiter's (provisioning.ratelimit), kept here in
+        # this process: one drift batch reads at a time per worker.
+        self._buckets = LocalBuckets(clock)
 
     def acquire(self, subscription: str) -> float:
-        """Take one token for `subscription`, sleeping until there is one; returns the wait."""
-        key = subscription.lower()
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = self._clock()
-                held = self._held_until.get(key, 0.0) - now
-                tokens, last = self._buckets.get(key, (self.burst, now))
-                tokens = min(self.burst, tokens + (now - last) * self.rate)
-                if held <= 0 and tokens >= 1:
-                    self._buckets[key] = (tokens - 1, now)
-                    return waited
-                self._buckets[key] = (tokens, now)
-                wait = max(held, (1 - tokens) / self.rate, 0.001)
+        """Take one token for `subscription`, sleeping until it is due; returns the wait."""
+        _granted, wait = self._buckets.take(
+            subscription.lower(), capacity=self.burst, refill=self.rate, cost=1, max_wait=math.inf
+        )
+        if wait > 0:
             self._sleep(wait)
-            waited += wait
+        return wait
 
     def hold(self, subscription: str, seconds: float) -> None:
         """No read of `subscription` for `seconds` (a Retry-After, or a low remaining count)."""
-        key = subscription.lower()
-        with self._lock:
-            until = self._clock() + seconds
-            self._held_until[key] = max(self._held_until.get(key, 0.0), until)
+        self._buckets.hold(subscription.lower(), seconds, capacity=self.burst)
 
     def observe(self, subscription: str, remaining: int) -> None:
         """ARM's remaining read count for `subscription`: below the reserve, wait for refill."""
@@ -273,7 +260,7 @@ class PacedReads(AzureGateway):
         if response.status_code == THROTTLED:
             self.throttled += 1
         remaining = response.headers.get("x-ms-ratelimit-remaining-subscription-reads")
-        subscription = _url_subscription(request.url)
+        subscription = url_subscription(request.url)
         if remaining is not None and subscription:
             with contextlib.suppress(ValueError):
                 self.pacer.observe(subscription, int(remaining))
@@ -324,13 +311,6 @@ class PacedReads(AzureGateway):
                 scope=scope, principal_id=principal_id
             ),
         )
-
-
-def _url_subscription(url: str) -> str:
-    parts = urlsplit(url).path.strip("/").split("/")
-    if len(parts) >= 2 and parts[0].lower() == "subscriptions":
-        return parts[1].lower()
-    return ""
 
 
 _pacers: dict[tuple[float, float, int], ReadPacer] = {}

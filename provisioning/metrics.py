@@ -45,6 +45,17 @@ AZURE_RETRY_WAIT = Counter(
     "Seconds the engine slept before retrying, by reason (Retry-After honoured for 429s).",
     ["reason"],
 )
+WRITES_DEFERRED = Counter(
+    "portal_writes_deferred",
+    "Provisioning runs sent again later because the write limiter's copy of a subscription's "
+    "ARM bucket (writes or deletes) was empty, by kind.",
+    ["kind"],
+)
+WRITES_DEFERRED_SECONDS = Counter(
+    "portal_writes_deferred_seconds",
+    "Seconds of countdown given to runs deferred for ARM's write budget, by kind.",
+    ["kind"],
+)
 STEPS = Counter(
     "portal_provisioning_steps",
     "Provisioning steps (Azure writes) finished, by kind of step and outcome (done/failed).",
@@ -195,6 +206,11 @@ def azure_client_hooks() -> dict[str, Callable[[Any], None]]:
 def retry_recorded(*, reason: str, code: str, wait: float) -> None:
     AZURE_RETRIES.labels(reason=reason, code=error_code(code)).inc()
     AZURE_RETRY_WAIT.labels(reason=reason).inc(wait)
+
+
+def writes_deferred(*, kind: str, countdown: float) -> None:
+    WRITES_DEFERRED.labels(kind=kind).inc()
+    WRITES_DEFERRED_SECONDS.labels(kind=kind).inc(countdown)
 
 
 def step_kind(key: str) -> str:

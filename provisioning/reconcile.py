@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,10 +36,17 @@ from identities.models import (
 from identities.scopes import ScopeError, canonical_scope
 from identities.validators import FIC_LIMIT_PER_IDENTITY
 from provisioning import metrics, services
-from provisioning.azure import NOTHING_TO_EXTEND, AzureGateway, get_gateway
+from provisioning.azure import (
+    NOTHING_TO_EXTEND,
+    AzureGateway,
+    get_gateway,
+    plain_scope,
+    subscription_of,
+)
 from provisioning.concurrency import pool_shutdown
 from provisioning.errors import GatewayError, PermanentError
 from provisioning.locks import serialized
+from provisioning.ratelimit import acquire_writes
 from provisioning.steps import (
     Outcome,
     Phase,
@@ -72,6 +80,8 @@ class Step:
     key: str
     label: str
     operation: Callable[[], Outcome]
+    # The ARM bucket its write takes a token from: (subscription, "writes" | "deletes").
+    bucket: tuple[str, str] | None = None
 
     def run(self) -> None:
         _run_all([self])
@@ -89,6 +99,9 @@ def _start(steps: Iterable[Step]) -> Phase | None:
     identity_request = steps[0].identity_request
     if any(step.identity_request.pk != identity_request.pk for step in steps):
         raise ValueError("one phase's steps belong to one request")
+    # The phase's tokens first: an empty bucket defers the run (WritesDeferred) before anything
+    # of the phase is sent, so the rerun starts the phase afresh.
+    acquire_writes(Counter(step.bucket for step in steps if step.bucket is not None))
     return steps_start(
         identity_request=identity_request,
         steps=[(step.key, step.label, step.operation) for step in steps],
@@ -296,7 +309,13 @@ def update_tags(identity: Identity, *, gateway: AzureGateway | None = None) -> N
             ),
         )
 
-    Step(origin, f"tags:{identity.team_id}", f"Update tags of {identity.name}", patch).run()
+    Step(
+        origin,
+        f"tags:{identity.team_id}",
+        f"Update tags of {identity.name}",
+        patch,
+        bucket=(identity.subscription_id, "writes"),
+    ).run()
 
 
 def _close_recorded_steps(identity_request: IdentityRequest, identity: Identity) -> None:
@@ -334,7 +353,13 @@ def put_identity(
             ),
         )
 
-    return Step(identity_request, key, f"Managed identity {identity.name}", put)
+    return Step(
+        identity_request,
+        key,
+        f"Managed identity {identity.name}",
+        put,
+        bucket=(identity.subscription_id, "writes"),
+    )
 
 
 def put_fic(
@@ -370,7 +395,13 @@ def put_fic(
         )
 
     key = f"{key_prefix}fic:{fic.name}"
-    return Step(identity_request, key, f"Federated credential {fic.subject}", put)
+    return Step(
+        identity_request,
+        key,
+        f"Federated credential {fic.subject}",
+        put,
+        bucket=(identity.subscription_id, "writes"),
+    )
 
 
 def _fic_limit_refusal(
@@ -458,7 +489,17 @@ def put_role_assignment(
         )
 
     key = f"{key_prefix}role:{assignment.pk}"
-    return Step(identity_request, key, f"Role {assignment.role.name} on {assignment.scope}", put)
+    label = f"Role {assignment.role.name} on {assignment.scope}"
+    return Step(identity_request, key, label, put, bucket=_scope_bucket(assignment.scope, "writes"))
+
+
+def _scope_bucket(scope: str, kind: str) -> tuple[str, str] | None:
+    """The ARM bucket a write at `scope` draws on; None for a scope that is never sent (the
+    step itself refuses it, with its audit row)."""
+    try:
+        return subscription_of(plain_scope(scope)), kind
+    except PermanentError:
+        return None
 
 
 # Azure's answer when a role management policy (or Azure Policy) refuses a schedule request.
@@ -578,7 +619,9 @@ def delete_role_assignment(
         )
 
     label = f"Remove role {assignment.role.name} on {assignment.scope}"
-    return Step(identity_request, f"delete-role:{assignment.pk}", label, delete)
+    # No name: never created, so nothing is sent.
+    bucket = _scope_bucket(assignment.scope, "deletes") if assignment.name else None
+    return Step(identity_request, f"delete-role:{assignment.pk}", label, delete, bucket=bucket)
 
 
 def delete_fic(
@@ -604,7 +647,13 @@ def delete_fic(
         )
 
     label = f"Remove federated credential {fic.subject}"
-    return Step(identity_request, f"delete-fic:{fic.name}", label, delete)
+    return Step(
+        identity_request,
+        f"delete-fic:{fic.name}",
+        label,
+        delete,
+        bucket=(identity.subscription_id, "deletes"),
+    )
 
 
 def delete_identity(
@@ -625,7 +674,8 @@ def delete_identity(
         )
 
     label = f"Delete managed identity {identity.name}"
-    return Step(identity_request, "delete-identity", label, delete)
+    bucket = (identity.subscription_id, "deletes")
+    return Step(identity_request, "delete-identity", label, delete, bucket=bucket)
 
 
 def delete_extra_assignment(
@@ -645,4 +695,5 @@ def delete_extra_assignment(
         )
 
     label = f"Remove role assignment made outside the portal on {finding['scope']}"
-    return Step(identity_request, f"repair-remove:{finding['name']}", label, delete)
+    bucket = _scope_bucket(finding["scope"], "deletes")
+    return Step(identity_request, f"repair-remove:{finding['name']}", label, delete, bucket=bucket)

@@ -71,6 +71,14 @@ def request_claim(*, identity_request_id: int) -> IdentityRequest | None:
     return identity_request
 
 
+def request_defer(*, identity_request_id: int) -> None:
+    """A run put off for ARM's write budget (its task comes back with a countdown): that is
+    progress as far as the sweeper is concerned, so its window without progress restarts."""
+    IdentityRequest.objects.filter(
+        pk=identity_request_id, status=RequestStatus.PROVISIONING
+    ).update(updated_at=timezone.now())
+
+
 def request_fail(*, identity_request: IdentityRequest, error: GatewayError) -> None:
     with contextlib.suppress(ConflictError):  # another run finished it meanwhile
         identity_request_mark_failed(identity_request=identity_request, error=error.describe())

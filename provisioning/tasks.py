@@ -33,9 +33,19 @@ from identities.services import (
     role_assignments_expire,
 )
 from identities.work import Work, enqueue
-from provisioning import drift, metrics, reconcile, release, sweeper, verification
+from provisioning import (
+    drift,
+    metrics,
+    ratelimit,
+    reconcile,
+    release,
+    services,
+    sweeper,
+    verification,
+)
 from provisioning.errors import GatewayError
 from provisioning.models import VerificationOutcome
+from provisioning.ratelimit import WritesDeferred
 from provisioning.retry import jittered
 
 logger = logging.getLogger(__name__)
@@ -72,14 +82,31 @@ def retry_after_database_loss(task: Any, error: OperationalError | InterfaceErro
     )
 
 
+def defer_for_writes(task: Any, identity_request_id: int, deferred: WritesDeferred) -> None:
+    """Send the run again once the subscription's write bucket has refilled, freeing this
+    worker for other subscriptions' work meanwhile (the engine resumes where it stopped). The
+    countdown stays inside the sweeper's window, so a deferred request is never "stuck"."""
+    countdown = min(deferred.countdown, settings.SWEEPER_STALE_SECONDS / 2)
+    services.request_defer(identity_request_id=identity_request_id)
+    metrics.writes_deferred(kind=deferred.kind, countdown=countdown)
+    logger.info("request %s: %s; running again in %.1fs", identity_request_id, deferred, countdown)
+    task.apply_async(
+        args=[identity_request_id], kwargs={"prepaid": deferred.prepaid_json()}, countdown=countdown
+    )
+
+
 @shared_task(name="provisioning.provision_identity_request", bind=True)
-def provision_identity_request(self: Any, identity_request_id: int) -> None:
+def provision_identity_request(
+    self: Any, identity_request_id: int, prepaid: ratelimit.Prepaid | None = None
+) -> None:
     """Make Azure match an approved request (provision, change of roles or decommission), then
     check its drift and verify a new federation (a change of roles adds none); after a
     decommission, withdraw the portal's client-id annotation from its ServiceAccounts. Losing
-    the database mid-run retries the whole (idempotent) run later."""
+    the database mid-run retries the whole (idempotent) run later; so does a subscription's
+    empty ARM write bucket, with the tokens reserved for the run (`prepaid`)."""
     try:
-        reconcile.reconcile_request(identity_request_id)
+        with ratelimit.deferrable(prepaid):
+            reconcile.reconcile_request(identity_request_id)
         finished = IdentityRequest.objects.filter(
             pk=identity_request_id, status=RequestStatus.READY
         )
@@ -87,6 +114,9 @@ def provision_identity_request(self: Any, identity_request_id: int) -> None:
             release.identity_release_service_accounts(identity_request_id=identity_request_id)
             return
         identity_id, kind = finished.values_list("identity_id", "kind").first() or (None, None)
+    except WritesDeferred as deferred:
+        defer_for_writes(self, identity_request_id, deferred)
+        return
     except DATABASE_LOST as error:
         retry_after_database_loss(self, error)
     if identity_id is None:

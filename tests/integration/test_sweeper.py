@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 
 import pytest
+import redis
+from django.test import override_settings
 from django.utils import timezone
 
 from identities.models import AuditEvent, IdentityRequest, RequestStatus
+from provisioning import ratelimit
 from provisioning.models import ProvisioningStep
 from provisioning.sweeper import sweep
+from provisioning.tasks import provision_identity_request
 from tests.support.sandbox import ApprovedRequestFactory, Sandbox
+from tests.support.services import redis_url_or_missing
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -68,3 +74,31 @@ def test_a_backlog_of_sweeps_requeues_each_stuck_request_once(
 
     assert enqueued == [lost.pk]
     assert AuditEvent.objects.filter(action="identity_request.requeued").count() == 1
+
+
+def test_a_run_deferred_for_arms_write_budget_is_not_taken_for_stuck(
+    sandbox: Sandbox, approved_request: ApprovedRequestFactory
+) -> None:
+    url = redis_url_or_missing()
+    # A request a worker already claimed long ago, whose rerun now finds its subscription's
+    # write bucket empty: the run is sent again with a countdown and nothing is written.
+    waiting = approved_request()
+    IdentityRequest.objects.filter(pk=waiting.pk).update(status=RequestStatus.PROVISIONING)
+    age(waiting, 3600)
+    writes_before = len(sandbox.arm_writes())
+    client = redis.Redis.from_url(url)
+    client.delete(*client.keys("wip:arm-bucket:*"), "wip:arm-bucket:none")
+    with override_settings(
+        REDIS_URL=url,
+        PROVISIONING_WRITE_LIMITER="redis",
+        PROVISIONING_WRITE_BUCKET_CAPACITY=1,
+        PROVISIONING_WRITE_REFILL_PER_SECOND=0.01,
+    ):
+        ratelimit.acquire_writes(Counter({(waiting.cluster.subscription_id, "writes"): 1}))
+        provision_identity_request.apply(args=[waiting.pk])
+        client.delete(*client.keys("wip:arm-bucket:*"), "wip:arm-bucket:none")
+
+    waiting.refresh_from_db()
+    assert waiting.status == RequestStatus.PROVISIONING
+    assert len(sandbox.arm_writes()) == writes_before
+    assert sweep(enqueue=lambda pk: None) == []
