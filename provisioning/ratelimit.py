@@ -95,6 +95,8 @@ class Buckets(Protocol):
 
     def observe(self, key: str, remaining: float, *, capacity: float, refill: float) -> None: ...
 
+    def clear(self) -> None: ...
+
 
 class LocalBuckets:
     """Token buckets in this process (drift's read pacer; writes without Redis)."""
@@ -229,6 +231,12 @@ class RedisBuckets:
     def observe(self, key: str, remaining: float, *, capacity: float, refill: float) -> None:
         self._run(key, "observe", capacity, refill, remaining, 0, 0)
 
+    def clear(self) -> None:
+        """Forget every bucket (each starts full again), holds from Retry-After included."""
+        keys = list(self._client.scan_iter(match=self._prefix + "*", count=500))
+        if keys:
+            self._client.delete(*keys)
+
 
 # --- the write limiter ------------------------------------------------------------------------
 
@@ -297,6 +305,16 @@ _local = LocalBuckets()
 @lru_cache(maxsize=2)
 def _redis_buckets(url: str) -> RedisBuckets:
     return RedisBuckets(redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10))
+
+
+def forget_buckets() -> None:
+    """Drop what the limiter learnt (tokens, Retry-After holds), here and in Redis: after
+    changing the bucket sizes, or when the Azure it mirrored is another one (each test's own
+    emulator: a 429 storm's holds must not slow the next test)."""
+    _local.clear()
+    buckets = write_buckets()
+    if buckets is not None:
+        buckets.clear()
 
 
 def write_buckets() -> Buckets | None:
