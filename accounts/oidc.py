@@ -467,6 +467,12 @@ def _get(url: str, what: str, deadline: float) -> tuple[str | None, bytes]:
             f"The issuer's {what} is on a {exc.reason or 'refused'} address; keys are fetched "
             "from public addresses only.",
         ) from exc
+    except TimeoutError as exc:
+        # A socket read or connect outlasting its timeout (the time left of the budget) is the
+        # budget spent, whichever of the deadline check or the socket noticed first.
+        raise OidcTokenRefusedError(
+            "issuer_unreachable", f"The issuer's {what} took too long."
+        ) from exc
     except (OSError, http.client.HTTPException) as exc:
         raise OidcTokenRefusedError(
             "issuer_unreachable", f"The issuer's {what} could not be fetched."
