@@ -8,6 +8,7 @@ emulator. If a hop is renamed or moved, this test and the document change togeth
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -74,5 +75,15 @@ def test_an_approval_reaches_azure_through_the_six_documented_hops(
 
 def test_every_kind_of_work_the_domain_names_is_a_registered_task() -> None:
     # What a worker does at start: import every installed app's tasks module (autodiscovery).
-    celery_app.loader.import_default_modules()
+    # The first call in a process also sends Celery's import_modules signal, on which its Django
+    # fixup runs django.setup() again: that reapplies settings.LOGGING and drops every handler
+    # the root logger has, the session's log capture (tests/support/log_capture.py) included.
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    try:
+        celery_app.loader.import_default_modules()
+    finally:
+        for handler in handlers:
+            if handler not in root.handlers:
+                root.addHandler(handler)
     assert {str(work) for work in Work} <= set(celery_app.tasks)
