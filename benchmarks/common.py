@@ -239,6 +239,53 @@ def az_style_identity(
         )
 
 
+def floor_identity(
+    msi: Any,
+    authorization: Any,
+    cluster: Any,
+    name: str,
+    scopes: list[str],
+    pool: Any,
+) -> None:
+    """The physical floor of the portal's path, measured: the same SDK calls in the portal's
+    order with nothing else (no database, no audit, no approval): the identity's PUT, then its
+    FIC and every role assignment at once on `pool` (a warm ThreadPoolExecutor with a thread per
+    call). What the portal takes above this is its own work."""
+    from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
+    from azure.mgmt.msi.models import FederatedIdentityCredential, Identity
+
+    identity = msi.user_assigned_identities.create_or_update(
+        cluster.resource_group, name, Identity(location=cluster.location)
+    )
+    calls = [
+        lambda: msi.federated_identity_credentials.create_or_update(
+            cluster.resource_group,
+            name,
+            "fic",
+            FederatedIdentityCredential(
+                issuer=cluster.oidc_issuer_url,
+                subject=f"system:serviceaccount:payments:{name}",
+                audiences=["api://AzureADTokenExchange"],
+            ),
+        )
+    ]
+    for scope in scopes:
+        calls.append(
+            lambda scope=scope: authorization.role_assignments.create(
+                scope,
+                str(uuid.uuid4()),
+                RoleAssignmentCreateParameters(
+                    role_definition_id=f"/subscriptions/{cluster.subscription_id}/providers/"
+                    f"Microsoft.Authorization/roleDefinitions/{KEY_VAULT_SECRETS_USER}",
+                    principal_id=identity.principal_id,
+                    principal_type="ServicePrincipal",
+                ),
+            )
+        )
+    for future in [pool.submit(call) for call in calls]:
+        future.result()
+
+
 def emulator_portal_env(emulator: Emulator, database: str, work: Path) -> dict[str, str]:
     """Environment for a portal process (this one or a worker) on `database` and the emulator,
     verification after provisioning off (the benchmarks count ARM writes)."""

@@ -688,14 +688,19 @@ def commit_desired_state(
             if kind == RequestKind.NEW:
                 identity = _create_identity(identity_request)
                 _add_federated_credential(identity_request, identity)
-                for requested in identity_request.roles.select_related("role"):
-                    RoleAssignment.objects.create(
-                        identity=identity,
-                        role=requested.role,
-                        scope=requested.scope,
-                        identity_request=identity_request,
-                        expires_at=requested.expires_at,
-                    )
+                # One INSERT for the k rows (no save() logic or signals on RoleAssignment).
+                RoleAssignment.objects.bulk_create(
+                    [
+                        RoleAssignment(
+                            identity=identity,
+                            role=requested.role,
+                            scope=requested.scope,
+                            identity_request=identity_request,
+                            expires_at=requested.expires_at,
+                        )
+                        for requested in identity_request.roles.select_related("role")
+                    ]
+                )
                 # Audit last: the chain lock is held until commit, so take it after row writes.
                 audit_record(
                     actor=actor,
