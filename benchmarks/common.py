@@ -3,7 +3,9 @@ path, statistics, peak memory of processes, machine facts and the JSON they hand
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -298,6 +300,11 @@ def emulator_portal_env(emulator: Emulator, database: str, work: Path) -> dict[s
         "EMULATOR_STATE_DIR": str(emulator.state_dir),
         "VERIFY_AFTER_PROVISIONING": "0",
         "LOG_LEVEL": "WARNING",
+        # Required with DEBUG off (webhook secrets are encrypted at rest). A Fernet key derived
+        # from the run's directory: every process of one run (workers too) gets the same key.
+        "FIELD_ENCRYPTION_KEYS": base64.urlsafe_b64encode(
+            hashlib.sha256(str(work).encode()).digest()
+        ).decode(),
     }
 
 
