@@ -16,7 +16,8 @@ import multisub_bench
 PORTAL, BASELINE, FLOOR = "#1f6feb", "#9a9a9a", "#d29922"
 API_P95_RATIO_TARGET = 2.0
 LIST_P95_TARGET_MS = 50.0
-READY_TARGET_L = 3.0
+# Issue 18, goal 1 (round 1's target was 3·L for k = 1, 5, 10).
+READY_TARGET_L = 2.3
 
 
 def write_report(
@@ -38,6 +39,7 @@ def write_report(
         ("throughput", throughput),
         ("expiry", expiry),
         ("multisub", multisub),
+        ("drift", drift),
         ("api", api),
         ("audit", audit),
         ("web", memory),
@@ -104,25 +106,33 @@ def provisioning(results: dict[str, Any], out: Path) -> tuple[str, list[tuple[st
     figure, axis = plt.subplots(figsize=(7, 4))
     ks = [str(row["k"]) for row in rows]
     positions = range(len(rows))
-    width = 0.38
+    width = 0.27
     portal_bars = axis.bar(
-        [p - width / 2 for p in positions],
+        [p - width for p in positions],
         [row["portal"] for row in rows],
         width,
         label="portal (approve → ready)",
         color=PORTAL,
     )
+    floor_bars = axis.bar(
+        list(positions),
+        [row.get("floor", 0) for row in rows],
+        width,
+        label="measured floor (same SDK calls, nothing else)",
+        color=FLOOR,
+    )
     base_bars = axis.bar(
-        [p + width / 2 for p in positions],
+        [p + width for p in positions],
         [row["baseline"] for row in rows],
         width,
         label="az-style sequential",
         color=BASELINE,
     )
+    _bar_labels(axis, floor_bars, "{:.2f}")
     _bar_labels(axis, portal_bars, "{:.2f}")
     _bar_labels(axis, base_bars, "{:.2f}")
     axis.axhline(
-        READY_TARGET_L * latency, color=FLOOR, linestyle="--", label=f"{READY_TARGET_L:g}·L"
+        READY_TARGET_L * latency, color="#cf222e", linestyle="--", label=f"{READY_TARGET_L:g}·L"
     )
     axis.set_xticks(list(positions), ks)
     axis.set_xlabel("roles per request (k)")
@@ -138,23 +148,40 @@ def provisioning(results: dict[str, Any], out: Path) -> tuple[str, list[tuple[st
         f"k (medians), portal and baseline alternating, {data['database']}. Details: "
         "[provisioning-postgresql.md](provisioning-postgresql.md).",
         "",
-        "| k roles | portal (s) | portal / L | az-style sequential (s) | baseline / L | "
-        "portal ÷ baseline | ARM writes per identity |",
-        "|---:|---:|---:|---:|---:|---:|---|",
+        "| k roles | portal (s) | portal / L | measured floor / L | portal minus floor (ms) | "
+        "az-style sequential (s) | baseline / L | portal ÷ baseline | ARM writes per identity |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
+        floor = row.get("floor")
         lines.append(
-            f"| {row['k']} | {row['portal']:.3f} | {row['portal'] / latency:.1f} | "
-            f"{row['baseline']:.3f} | {row['baseline'] / latency:.1f} | "
+            f"| {row['k']} | {row['portal']:.3f} | {row['portal'] / latency:.2f} | "
+            + (
+                f"{floor / latency:.2f} | {(row['portal'] - floor) * 1000:+.0f} | "
+                if floor
+                else "- | - | "
+            )
+            + f"{row['baseline']:.3f} | {row['baseline'] / latency:.1f} | "
             f"{row['portal'] / row['baseline']:.2f} | {row['writes']} |"
         )
+    lines += [
+        "",
+        "The measured floor is the portal's own path with nothing of the portal in it: the "
+        "identity's PUT, then its FIC and every role assignment at once, through the same SDK "
+        "on warm threads. It carries the emulator's and the SDK's own time per call, which "
+        "the 2·L of the goal leaves out; the portal's own work is the column after it.",
+    ]
     lines += ["", f"![time to ready]({image})", ""]
     within = [row["k"] for row in rows if row["portal"] <= READY_TARGET_L * latency]
     faster = [row["k"] for row in rows if row["portal"] < row["baseline"]]
     verdicts = [
         (
-            "time to ready at most 3·L whatever k (two ARM round trips + bookkeeping)",
-            ", ".join(f"k={row['k']}: {row['portal'] / latency:.1f}·L" for row in rows),
+            f"time to ready at most {READY_TARGET_L:g}·L for k = 1, 5, 10, 20 (issue 18, goal 1)",
+            ", ".join(
+                f"k={row['k']}: {row['portal'] / latency:.2f}·L"
+                + (f" (floor {row['floor'] / latency:.2f}·L)" if row.get("floor") else "")
+                for row in rows
+            ),
             "met"
             if len(within) == len(rows)
             else "MISSED for k = "
@@ -308,6 +335,38 @@ def multisub(results: dict[str, Any], _out: Path) -> tuple[str, list[tuple[str, 
         "",
     ]
     return "\n".join(lines), multisub_bench.verdicts(data)
+
+
+def drift(results: dict[str, Any], _out: Path) -> tuple[str, list[tuple[str, str, str]]]:
+    data = results["drift"]
+    run = data["run"]
+    inside = run["duration_seconds"] <= data["interval_seconds"]
+    share = data["share_of_bound"]
+    projected = data["projected_full_scale_seconds"]
+    lines = [
+        "## 2d. Drift at scale against ARM's read bucket",
+        "",
+        f"{data['identities']} identities x {data['roles']} roles, read bucket 250 refilled at "
+        f"{data['bound_per_second']:g}/s, one drift worker beside one provisioning worker.",
+        "",
+        "| checked / errors / drifted | reads | reads per identity | 429s | run (s) | interval (s) "
+        "| reads/s vs bound | projected 10 000 identities (s of 3600) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {run['checked']} / {run['errors']} / {run['drifted']} | {run['reads']} | "
+        f"{data['reads_per_identity']:.2f} | {run['throttled']} | {run['duration_seconds']:.1f} | "
+        f"{data['interval_seconds']} | {data['reads_per_second']:.2f} / "
+        f"{data['bound_per_second']:g} = {100 * share:.1f} % | {projected:.0f} |",
+        "",
+        "Details: [drift.md](drift.md).",
+        "",
+    ]
+    verdict = (
+        "drift check inside its interval at ≥ 90 % of ARM's read bound (issue 18, goal 4)",
+        f"{100 * share:.1f} % in {run['duration_seconds']:.0f} s of {data['interval_seconds']} s; "
+        f"10 000 identities projected at {projected:.0f} s of 3600 s",
+        "met" if share >= data["target_share"] and inside and projected <= 3600 else "MISSED",
+    )
+    return "\n".join(lines), [verdict]
 
 
 # --- 3. API latency -----------------------------------------------------------------------------

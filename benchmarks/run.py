@@ -2,12 +2,14 @@
 
     .venv/bin/python benchmarks/run.py [--quick] \\
         [--database-url postgres://postgres@127.0.0.1:5432/] [--redis-url redis://127.0.0.1:6379/10]
-        [--only provisioning,api,audit,web,throughput,expiry,multisub] [--reseed] [--output-dir DIR]
+        [--only provisioning,api,audit,web,throughput,expiry,multisub,drift] [--reseed]
+        [--output-dir DIR] [--report-only]
 
 Each benchmark is its own script, run here as a child process with `--json` (so each gets a
 fresh Django set up its own way) and its own markdown report beside the summary:
 
-1. provisioning_bench.py  approval → ready for k = 1, 5, 10 roles vs the sequential az path
+1. provisioning_bench.py  approval → ready for k = 1, 5, 10, 20 roles vs the measured floor
+                          and the sequential az path
 2. api_bench.py           REST API latency on 100 000 requests / 1 000 000 audit events vs
                           minimal hand-written views (seeds its database once, reused later)
 3. audit_bench.py         `manage.py audit_verify` over that audit trail vs reading it raw
@@ -18,11 +20,14 @@ fresh Django set up its own way) and its own markdown report beside the summary:
                           deleted by 2 Celery workers against the ARM delete throttle vs its bound
 7. multisub_bench.py      1 500 requests over 3 subscriptions' write buckets (60/30/10 %), 6
                           workers, the write limiter off vs on; per-subscription rate vs bound
+8. drift_bench.py         the drift check over 300 identities x 3 roles against ARM's read
+                          bucket (250, 25/s) beside provisioning; reads/s vs bound, projected
+                          to 10 000 identities, time to ready with and without a run
 
 Databases (created by the benchmarks, names all contain "bench"): bench_provisioning,
-bench_throughput, bench_expiry and bench_multisub (dropped and created afresh each run) and
-bench_api (seeded once; --reseed starts over; --quick uses bench_api_quick). Redis: the given
-database, queues of their own.
+bench_throughput, bench_expiry, bench_multisub and bench_drift (dropped and created afresh
+each run) and bench_api (seeded once; --reseed starts over; --quick uses bench_api_quick).
+Redis: the given database, queues of their own.
 
 --quick runs the same code at small sizes (minutes, for checking the machinery) and writes to
 benchmarks/results/quick/; its report says it is not the real figures. Without it, the sizes
@@ -44,12 +49,21 @@ from typing import Any
 from common import DEFAULT_REDIS_URL, DEFAULT_SERVER_URL, ROOT, database_url, machine_info
 from report import write_report
 
-BENCHMARKS = ("provisioning", "api", "audit", "web", "throughput", "expiry", "multisub")
+BENCHMARKS = (
+    "provisioning",
+    "api",
+    "audit",
+    "web",
+    "throughput",
+    "expiry",
+    "multisub",
+    "drift",
+)
 
 # Sizes: the issue's (full) and a small run that exercises the same code (quick).
 SIZES: dict[str, dict[str, str]] = {
     "full": {
-        "provisioning": "--latency-ms 100 --runs 7",
+        "provisioning": "--latency-ms 100 --runs 7 --ks 1,5,10,20",
         "api": "--requests 100000 --audit-events 1000000 --iterations 300",
         "audit": "--runs 3",
         "web": "--calls 300",
@@ -64,6 +78,7 @@ SIZES: dict[str, dict[str, str]] = {
             "--requests 1500 --workers 6 --split 60,30,10 --bucket-capacity 40 "
             "--refill-per-second 4"
         ),
+        "drift": "--identities 300 --roles 3",
     },
     "quick": {
         "provisioning": "--latency-ms 100 --runs 2",
@@ -80,6 +95,7 @@ SIZES: dict[str, dict[str, str]] = {
         "multisub": (
             "--requests 60 --workers 3 --split 60,30,10 --bucket-capacity 10 --refill-per-second 2"
         ),
+        "drift": "--identities 30 --roles 3 --probes 1",
     },
 }
 
@@ -141,6 +157,12 @@ def main() -> None:
             "--redis-url",
             args.redis_url,
         ],
+        "drift": [
+            "--database-url",
+            database_url(args.database_url, "bench_drift"),
+            "--redis-url",
+            args.redis_url,
+        ],
     }
     outputs = {
         "provisioning": "provisioning-postgresql.md",
@@ -150,6 +172,7 @@ def main() -> None:
         "throughput": "throughput.md",
         "expiry": "expiry.md",
         "multisub": "multisub.md",
+        "drift": "drift.md",
     }
     started_at = datetime.now(UTC)
     machine = machine_info(
