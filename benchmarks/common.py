@@ -205,20 +205,11 @@ def venv_executable(name: str) -> str:
 # --- the manual path: az commands one after another ---------------------------------------------
 
 
-def az_style_identity(
-    msi: Any, authorization: Any, cluster: Any, name: str, scopes: list[str]
-) -> None:
-    """What a script of az commands does for one app in the payments namespace of `cluster`,
-    call after call through the same SDK: `az identity create`, `az identity
-    federated-credential create`, then one `az role assignment create` per scope (without az's
-    extra reads and process start-up, which would only make this baseline slower)."""
-    from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
-    from azure.mgmt.msi.models import FederatedIdentityCredential, Identity
+def _put_fic(msi: Any, cluster: Any, name: str) -> Any:
+    """`az identity federated-credential create` for the payments ServiceAccount `name`."""
+    from azure.mgmt.msi.models import FederatedIdentityCredential
 
-    identity = msi.user_assigned_identities.create_or_update(
-        cluster.resource_group, name, Identity(location=cluster.location)
-    )
-    msi.federated_identity_credentials.create_or_update(
+    return msi.federated_identity_credentials.create_or_update(
         cluster.resource_group,
         name,
         "fic",
@@ -228,17 +219,39 @@ def az_style_identity(
             audiences=["api://AzureADTokenExchange"],
         ),
     )
+
+
+def _put_role_assignment(authorization: Any, cluster: Any, scope: str, principal_id: str) -> Any:
+    """`az role assignment create` of Key Vault Secrets User on `scope`."""
+    from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
+
+    return authorization.role_assignments.create(
+        scope,
+        str(uuid.uuid4()),
+        RoleAssignmentCreateParameters(
+            role_definition_id=f"/subscriptions/{cluster.subscription_id}/providers/Microsoft."
+            f"Authorization/roleDefinitions/{KEY_VAULT_SECRETS_USER}",
+            principal_id=principal_id,
+            principal_type="ServicePrincipal",
+        ),
+    )
+
+
+def az_style_identity(
+    msi: Any, authorization: Any, cluster: Any, name: str, scopes: list[str]
+) -> None:
+    """What a script of az commands does for one app in the payments namespace of `cluster`,
+    call after call through the same SDK: `az identity create`, `az identity
+    federated-credential create`, then one `az role assignment create` per scope (without az's
+    extra reads and process start-up, which would only make this baseline slower)."""
+    from azure.mgmt.msi.models import Identity
+
+    identity = msi.user_assigned_identities.create_or_update(
+        cluster.resource_group, name, Identity(location=cluster.location)
+    )
+    _put_fic(msi, cluster, name)
     for scope in scopes:
-        authorization.role_assignments.create(
-            scope,
-            str(uuid.uuid4()),
-            RoleAssignmentCreateParameters(
-                role_definition_id=f"/subscriptions/{cluster.subscription_id}/providers/Microsoft."
-                f"Authorization/roleDefinitions/{KEY_VAULT_SECRETS_USER}",
-                principal_id=identity.principal_id,
-                principal_type="ServicePrincipal",
-            ),
-        )
+        _put_role_assignment(authorization, cluster, scope, identity.principal_id)
 
 
 def floor_identity(
@@ -253,38 +266,16 @@ def floor_identity(
     order with nothing else (no database, no audit, no approval): the identity's PUT, then its
     FIC and every role assignment at once on `pool` (a warm ThreadPoolExecutor with a thread per
     call). What the portal takes above this is its own work."""
-    from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
-    from azure.mgmt.msi.models import FederatedIdentityCredential, Identity
+    from azure.mgmt.msi.models import Identity
 
     identity = msi.user_assigned_identities.create_or_update(
         cluster.resource_group, name, Identity(location=cluster.location)
     )
-    calls = [
-        lambda: msi.federated_identity_credentials.create_or_update(
-            cluster.resource_group,
-            name,
-            "fic",
-            FederatedIdentityCredential(
-                issuer=cluster.oidc_issuer_url,
-                subject=f"system:serviceaccount:payments:{name}",
-                audiences=["api://AzureADTokenExchange"],
-            ),
-        )
+    futures = [pool.submit(_put_fic, msi, cluster, name)] + [
+        pool.submit(_put_role_assignment, authorization, cluster, scope, identity.principal_id)
+        for scope in scopes
     ]
-    for scope in scopes:
-        calls.append(
-            lambda scope=scope: authorization.role_assignments.create(
-                scope,
-                str(uuid.uuid4()),
-                RoleAssignmentCreateParameters(
-                    role_definition_id=f"/subscriptions/{cluster.subscription_id}/providers/"
-                    f"Microsoft.Authorization/roleDefinitions/{KEY_VAULT_SECRETS_USER}",
-                    principal_id=identity.principal_id,
-                    principal_type="ServicePrincipal",
-                ),
-            )
-        )
-    for future in [pool.submit(call) for call in calls]:
+    for future in futures:
         future.result()
 
 
