@@ -14,6 +14,7 @@ was looked up and the policy says nothing about existence. Tests swap the functi
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -48,6 +49,20 @@ _lookup: Lookup | None = None
 _team_resources: TeamResources | None = None
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """One lookup made for many checks (a page of requests): what it asked and what it got."""
+
+    asked: frozenset[str]
+    found: Mapping[str, AzureResource]
+    error: ScopeLookupUnavailable | None = None
+
+
+_batch: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar(
+    "scope_lookup_batch", default=None
+)
+
+
 def register(*, lookup: Lookup, team_resources: TeamResources) -> None:
     """Called once by provisioning's AppConfig.ready()."""
     global _lookup, _team_resources
@@ -63,7 +78,31 @@ def lookup(ids: Sequence[str]) -> Mapping[str, AzureResource] | None:
     ScopeLookupUnavailable when Azure cannot be asked."""
     if not ids or not enabled() or _lookup is None:
         return None
+    batch = _batch.get()
+    if batch is not None and {i.lower() for i in ids} <= batch.asked:
+        if batch.error is not None:
+            raise batch.error  # asked once for the page; not again per request
+        return {i.lower(): batch.found[i.lower()] for i in ids if i.lower() in batch.found}
     return _lookup(ids)
+
+
+@contextlib.contextmanager
+def looked_up_together(ids: Sequence[str]) -> Iterator[None]:
+    """Look `ids` up at once (one Resource Graph query for up to 100); within the block,
+    `lookup()` of any of them answers from that, or raises the same ScopeLookupUnavailable,
+    without asking Azure again (the approval queue: one query for the page, not one a request)."""
+    if not ids or not enabled() or _lookup is None:
+        yield
+        return
+    try:
+        batch = _Batch(frozenset(i.lower() for i in ids), _lookup(ids))
+    except ScopeLookupUnavailable as error:
+        batch = _Batch(frozenset(i.lower() for i in ids), {}, error)
+    token = _batch.set(batch)
+    try:
+        yield
+    finally:
+        _batch.reset(token)
 
 
 def team_resources(

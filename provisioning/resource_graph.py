@@ -13,12 +13,21 @@ azure_emulator/resourcegraph.py):
 Every answer is paged with `$skipToken` and cached in the Django cache for
 SCOPE_LOOKUP_CACHE_SECONDS (per id for existence, absence included; per team and owned groups for
 the picker). Any failure to ask (outage, throttling, no credential) is ScopeLookupUnavailable.
+
+A team's list is also kept, built, in this process's memory (`_built`), keyed on the stamp of
+the Django cache entry it was read from: the type-ahead asks for it on every keystroke, and
+rebuilding a few thousand rows from the cache took most of a warm call. The Django cache stays
+the shared truth: a row list is used only while its stamp is the one the cache holds, and the
+stamp expires with the entry (SCOPE_LOOKUP_CACHE_SECONDS still bounds staleness).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import uuid
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,7 +45,13 @@ TABLES = "resources | union resourcecontainers"
 PAGE_SIZE = 1000  # Resource Graph's largest $top
 IDS_PER_QUERY = 100
 MAX_PAGES = 200  # 200,000 rows: a team's picker list, far past anything reasonable
-_CACHE_PREFIX = "resource-graph:v1:"
+# v2: a team's entry is {"stamp", "rows"} beside a small "<key>:stamp" entry.
+_CACHE_PREFIX = "resource-graph:v2:"
+BUILT_ENTRIES = 32  # teams' lists kept built in this process (a few MB at 4,000 rows each)
+
+# cache key -> (stamp, the rows built from that entry), most recently used last.
+_built: OrderedDict[str, tuple[str, tuple[AzureResource, ...]]] = OrderedDict()
+_built_lock = threading.Lock()
 
 
 def kql_string(value: str) -> str:
@@ -146,18 +161,40 @@ def lookup(ids: Sequence[str]) -> dict[str, AzureResource]:
 
 def team_resources(
     groups: Sequence[tuple[str, str]], team: str, subscriptions: Sequence[str]
-) -> list[AzureResource]:
+) -> Sequence[AzureResource]:
     """The team's resource groups, what is in them and what is tagged OWNERSHIP_TAG=<team>, in
-    `subscriptions`, by id (one paged query, cached)."""
+    `subscriptions`, by id (one paged query, cached). While the cache holds the answer, the
+    same tuple object is returned to every caller in this process (callers may key their own
+    derived data on it)."""
     if not subscriptions:
-        return []
+        return ()
     key = _key("team", team, settings.OWNERSHIP_TAG, json.dumps(sorted(groups)), *subscriptions)
-    cached = cache.get(key)
-    if cached is not None:
-        return [_from_cached(row) for row in cached]
-    rows = _query_all(team_query(groups, settings.OWNERSHIP_TAG, team), subscriptions)
+    stamp = cache.get(key + ":stamp")
+    if stamp is not None:
+        with _built_lock:
+            built = _built.get(key)
+            if built is not None and built[0] == stamp:
+                _built.move_to_end(key)
+                return built[1]
+        cached = cache.get(key)
+        if cached is not None and cached.get("stamp") == stamp:
+            return _remember(key, stamp, tuple(_from_cached(row) for row in cached["rows"]))
+    found = _query_all(team_query(groups, settings.OWNERSHIP_TAG, team), subscriptions)
     allowed = {sub.lower() for sub in subscriptions}
     # Subscriptions themselves are never a team's (and never a picker entry).
-    rows = [row for row in rows if row.resource_group and row.subscription_id in allowed]
-    cache.set(key, [_as_cached(row) for row in rows], timeout=settings.SCOPE_LOOKUP_CACHE_SECONDS)
+    rows = tuple(row for row in found if row.resource_group and row.subscription_id in allowed)
+    stamp = uuid.uuid4().hex
+    cache.set_many(
+        {key: {"stamp": stamp, "rows": [_as_cached(row) for row in rows]}, key + ":stamp": stamp},
+        timeout=settings.SCOPE_LOOKUP_CACHE_SECONDS,
+    )
+    return _remember(key, stamp, rows)
+
+
+def _remember(key: str, stamp: str, rows: tuple[AzureResource, ...]) -> tuple[AzureResource, ...]:
+    with _built_lock:
+        _built[key] = (stamp, rows)
+        _built.move_to_end(key)
+        while len(_built) > BUILT_ENTRIES:
+            _built.popitem(last=False)
     return rows

@@ -11,10 +11,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.forms import formset_factory
-from django.forms.utils import flatatt
 from django.utils import timezone
-from django.utils.html import format_html
-from django.utils.safestring import SafeString, mark_safe
 
 from identities.audit.actions import AuditAction
 from identities.models import (
@@ -27,7 +24,6 @@ from identities.models import (
 )
 from identities.policy import KIND_NEW, RequestDraft, RoleDraft, Violation
 from identities.scopes import ScopeError, looks_like_url, scope_from_portal_url
-from identities.selectors.resources import TeamResource
 
 # Rule names of the form's own findings (the policy engine names its own rules).
 TAGS_FORMAT_RULE = "tags_format"
@@ -73,33 +69,6 @@ class CatalogRoleSelect(forms.Select):
                 t.lower() for t in self.resource_types[str(value)]
             )
         return option
-
-
-class PlainSelect(forms.Select):
-    """A select rendered in Python, not one template per option: the resource picker holds
-    hundreds of options, and Django's per-option templates took most of the page's time."""
-
-    def render(
-        self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None
-    ) -> SafeString:
-        chosen = "" if value is None else str(value)
-        final = self.build_attrs(self.attrs, {**(attrs or {}), "name": name})
-        parts: list[str] = [format_html("<select{}>", flatatt(final))]
-
-        def option(option_value: Any, label: Any) -> str:
-            if str(option_value) == chosen:
-                return format_html('<option value="{}" selected>{}</option>', option_value, label)
-            return format_html('<option value="{}">{}</option>', option_value, label)
-
-        for group_value, group_label in self.choices:
-            if isinstance(group_label, list | tuple):
-                parts.append(format_html('<optgroup label="{}">', group_value))
-                parts += [option(v, label) for v, label in group_label]
-                parts.append("</optgroup>")
-            else:
-                parts.append(option(group_value, group_label))
-        parts.append("</select>")
-        return mark_safe("".join(parts))  # noqa: S308 - every piece escaped by format_html
 
 
 def _end_date_field(help_text: str = "") -> forms.DateTimeField:
@@ -249,24 +218,10 @@ class IdentityRequestForm(forms.Form):
         return tags
 
 
-def resource_choices(resources: Sequence[TeamResource]) -> list[Any]:
-    """The picker's options, grouped by subscription and resource group (ids as values)."""
-    groups: dict[str, list[tuple[str, str]]] = {}
-    for resource in resources:
-        label = f"{resource.resource_group} in subscription {resource.subscription_id}"
-        if resource.type.lower() == "microsoft.resources/subscriptions/resourcegroups":
-            text = f"{resource.name} (the whole resource group)"
-        else:
-            text = f"{resource.name} ({resource.type.rsplit('/', 1)[-1]})"
-        if resource.owned_by == "tag":
-            text += f", tagged for {resource.team}"
-        groups.setdefault(label, []).append((resource.id, text))
-    return [("", "Pick one of your team's resources…"), *groups.items()]
-
-
 class RoleForm(forms.Form):
     """One requested role: a catalog role on one ARM scope, typed, pasted as an Azure portal URL,
-    or picked from the team's resources in Azure."""
+    or found among the team's resources in Azure (the type-ahead fills the scope; without
+    JavaScript, the resource search page lists ids to copy)."""
 
     role = forms.ChoiceField(required=False, widget=CatalogRoleSelect)
     scope = forms.CharField(
@@ -284,20 +239,12 @@ class RoleForm(forms.Form):
             }
         ),
     )
-    resource = forms.ChoiceField(
-        label="Or pick a resource",
-        required=False,
-        widget=PlainSelect(attrs={"class": "resource-picker"}),
-        help_text="Your teams' resource groups, what is in them and what is tagged for your "
-        "teams, from Azure. Picking one fills the scope.",
-    )
     expires_at = _end_date_field()
 
     def __init__(
         self,
         *args: Any,
         catalog: Sequence[CatalogRole] = (),
-        resources: Sequence[TeamResource] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -311,9 +258,6 @@ class RoleForm(forms.Form):
             descriptions={role.name: role.description for role in catalog},
             resource_types={role.name: tuple(role.resource_types or ()) for role in catalog},
         )
-        resource_field = self.fields["resource"]
-        assert isinstance(resource_field, forms.ChoiceField)  # noqa: S101 - narrows the type
-        resource_field.choices = resource_choices(resources)
         self.fields["expires_at"].help_text = role_end_date_help()
         describe_controls(self)
 
@@ -331,16 +275,44 @@ class RoleForm(forms.Form):
                 f"Scope {shown!r} {error.explanation}.", code=error.rule
             ) from None
 
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        if not data.get("scope") and data.get("resource"):
-            data["scope"] = data["resource"]  # without JavaScript, the pick fills the scope here
-        return data
-
     @property
     def is_blank(self) -> bool:
         data = self.cleaned_data if hasattr(self, "cleaned_data") else {}
         return not data.get("role") and not str(data.get("scope") or "").strip()
+
+
+class ResourceSearchForm(forms.Form):
+    """The resource search page's filters (GET): part of a name or id, a catalog role, a team
+    (errors name the field: Django's own messages, shown beside it)."""
+
+    q = forms.CharField(
+        label="Name or id contains",
+        required=False,
+        max_length=200,
+        widget=forms.TextInput(attrs={"type": "search", "spellcheck": "false"}),
+    )
+    role = forms.ChoiceField(
+        label="Only what this role is meant for",
+        required=False,
+        help_text="Resource groups are left out when a role is chosen: they are broad scopes.",
+    )
+    # Free text, not a choice of the user's teams: approvers may name any team, and the selector
+    # (not the form) decides who sees what; a team that is not yours is a 404.
+    team = forms.CharField(
+        label="Team",
+        required=False,
+        max_length=100,
+        help_text="Empty: all your teams.",
+    )
+
+    def __init__(self, *args: Any, roles: Sequence[str] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        role_field = self.fields["role"]
+        assert isinstance(role_field, forms.ChoiceField)  # noqa: S101 - narrows the type
+        role_field.choices = [("", "Any role"), *((name, name) for name in roles)]
+        for name, field in self.fields.items():
+            if field.help_text:
+                field.widget.attrs["aria-describedby"] = f"id_{name}_helptext"
 
 
 RoleFormSet = formset_factory(RoleForm, extra=0, min_num=1, max_num=20, validate_max=True)

@@ -10,6 +10,7 @@ urlpatterns = [
     path("requests/", views.request_list, name="request_list"),
     path("requests/new/", views.request_new, name="request_new"),
     path("requests/new/check/", views.request_check, name="request_check"),
+    path("requests/new/resources/", views.resource_search, name="resource_search"),
     path("requests/<int:pk>/", views.request_detail, name="request_detail"),
     path("requests/<int:pk>/progress/", views.request_progress, name="request_progress"),
     path("requests/<int:pk>/cancel/", views.request_cancel, name="request_cancel"),

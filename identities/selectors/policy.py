@@ -209,17 +209,10 @@ def policy_context_for(
 def _azure_facts(roles: Iterable[RoleDraft], cluster: ClusterFacts | None) -> dict[str, Any]:
     """Which of the draft's scopes exist in Azure and whose tags name an owning team (one
     Resource Graph query through identities.scope_lookup, cached), as PolicyContext fields."""
-    scopes: list[Scope] = []
-    for requested in roles:
-        try:
-            scope = parse_scope(requested.scope)
-        except ScopeError:
-            continue  # the policy refuses it on its own
-        if cluster is None or scope.subscription_id in cluster.allowed_scope_subscriptions:
-            scopes.append(scope)  # Azure is never asked about a subscription the policy refuses
+    allowed = cluster.allowed_scope_subscriptions if cluster is not None else None
     facts: dict[str, Any] = {"ownership_tag": settings.OWNERSHIP_TAG}
     try:
-        found = scope_lookup.lookup(sorted({scope.existence_id for scope in scopes}))
+        found = scope_lookup.lookup(existence_ids(roles, allowed))
     except scope_lookup.ScopeLookupUnavailable as error:
         return {**facts, "scope_lookup_error": str(error) or "Azure did not answer"}
     if found is None:
@@ -237,6 +230,33 @@ def _azure_facts(roles: Iterable[RoleDraft], cluster: ClusterFacts | None) -> di
         "existing_scopes": frozenset(found),
         "tag_owners": {key: team for key, team in named.items() if team in teams},
     }
+
+
+def existence_ids(
+    roles: Iterable[RoleDraft], allowed_subscriptions: Iterable[str] | None
+) -> list[str]:
+    """The ids to ask Azure about for these roles' scopes (sorted, distinct): a resource's
+    top-level id; none in a subscription the cluster may not grant roles in (None: any)."""
+    allowed = None if allowed_subscriptions is None else {s.lower() for s in allowed_subscriptions}
+    ids: set[str] = set()
+    for requested in roles:
+        try:
+            scope: Scope = parse_scope(requested.scope)
+        except ScopeError:
+            continue  # the policy refuses it on its own
+        if allowed is None or scope.subscription_id in allowed:
+            ids.add(scope.existence_id)  # Azure is never asked about a refused subscription
+    return sorted(ids)
+
+
+def pending_existence_ids(identity_requests: Iterable[IdentityRequest]) -> list[str]:
+    """Every id the policy checks of these saved requests will ask Azure about, so a page of
+    them can be looked up at once (scope_lookup.looked_up_together)."""
+    ids: set[str] = set()
+    for identity_request in identity_requests:
+        draft = identity_request_draft(identity_request)
+        ids.update(existence_ids(draft.roles, identity_request.cluster.allowed_scope_subscriptions))
+    return sorted(ids)
 
 
 def scope_owners(roles: Iterable[RoleDraft]) -> dict[str, str]:

@@ -8,6 +8,9 @@ any team. The Azure side is one paged Resource Graph query per team, cached
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,13 +83,53 @@ def resources_for(
         "team_id", "subscription_id", "resource_group"
     ):
         groups_by_team[team_id].append((sub.lower(), group))
-    found: dict[str, TeamResource] = {}
-    for owner in teams:
-        groups = groups_by_team[owner.pk]
-        owned = {(sub, group.lower()) for sub, group in groups}
-        for row in scope_lookup.team_resources(
-            groups=groups, team=owner.name, subscriptions=subscriptions
+    sources = tuple(
+        (
+            owner.name,
+            tuple(sorted(groups_by_team[owner.pk])),
+            scope_lookup.team_resources(
+                groups=groups_by_team[owner.pk], team=owner.name, subscriptions=subscriptions
+            ),
+        )
+        for owner in teams
+    )
+    needle, kind, sub_wanted = q.strip().lower(), resource_type.lower(), subscription.lower()
+    return [
+        resource
+        for text, resource in _built_list(sources, fits)
+        if (not needle or needle in text)
+        and (not kind or resource.type.lower() == kind)
+        and (not sub_wanted or resource.subscription_id == sub_wanted)
+    ]
+
+
+# The built, sorted list of (search text, resource) per (teams, role types), kept in this
+# process while the rows it was built from are the ones the lookup returns (it returns the same
+# object while the Django cache holds the answer): a type-ahead call filters it, instead of
+# building thousands of rows on every keystroke.
+_Source = tuple[str, tuple[tuple[str, str], ...], Sequence[scope_lookup.AzureResource]]
+_BUILT_ENTRIES = 64
+_built: OrderedDict[tuple[Any, ...], tuple[tuple[_Source, ...], list[tuple[str, TeamResource]]]] = (
+    OrderedDict()
+)
+_built_lock = threading.Lock()
+
+
+def _built_list(
+    sources: tuple[_Source, ...], fits: tuple[str, ...] | None
+) -> list[tuple[str, TeamResource]]:
+    key = (tuple((name, groups) for name, groups, _ in sources), fits)
+    with _built_lock:
+        entry = _built.get(key)
+        if entry is not None and all(
+            kept[2] is rows[2] for kept, rows in zip(entry[0], sources, strict=True)
         ):
+            _built.move_to_end(key)
+            return entry[1]
+    found: dict[str, TeamResource] = {}
+    for owner, groups, rows in sources:
+        owned = {(sub, group.lower()) for sub, group in groups}
+        for row in rows:
             in_group = (row.subscription_id, row.resource_group.lower()) in owned
             found.setdefault(
                 row.id.lower(),
@@ -97,21 +140,12 @@ def resources_for(
                     subscription_id=row.subscription_id,
                     resource_group=row.resource_group,
                     location=row.location,
-                    team=owner.name,
+                    team=owner,
                     owned_by=OWNED_BY_RESOURCE_GROUP if in_group else OWNED_BY_TAG,
                 ),
             )
-    needle, kind, sub_wanted = q.strip().lower(), resource_type.lower(), subscription.lower()
-    chosen_rows = [
-        resource
-        for resource in found.values()
-        if (not needle or needle in resource.name.lower() or needle in resource.id.lower())
-        and (not kind or resource.type.lower() == kind)
-        and (not sub_wanted or resource.subscription_id == sub_wanted)
-        and (fits is None or _fits(resource.type, fits))
-    ]
-    return sorted(
-        chosen_rows,
+    ordered = sorted(
+        (r for r in found.values() if fits is None or _fits(r.type, fits)),
         key=lambda r: (
             r.subscription_id,
             r.resource_group.lower(),
@@ -120,6 +154,13 @@ def resources_for(
             r.name.lower(),
         ),
     )
+    built = [(f"{r.name}\n{r.id}".lower(), r) for r in ordered]
+    with _built_lock:
+        _built[key] = (sources, built)
+        _built.move_to_end(key)
+        while len(_built) > _BUILT_ENTRIES:
+            _built.popitem(last=False)
+    return built
 
 
 def _fits(resource_type: str, role_types: tuple[str, ...]) -> bool:

@@ -256,63 +256,13 @@
       text.textContent = option ? (option.getAttribute("data-description") || "") : "";
     }
     form.addEventListener("change", function (event) {
-      if (event.target.matches(".role-row select:not(.resource-picker)")) { describeRole(event.target); }
+      if (event.target.matches(".role-row select")) { describeRole(event.target); }
     });
-    form.querySelectorAll(".role-row select:not(.resource-picker)").forEach(describeRole);
+    form.querySelectorAll(".role-row select").forEach(describeRole);
 
-    /* The resource picker: a pick fills its row's scope (the server does the same without
-       JavaScript); the filter hides the options that do not match, in every row. */
-    form.addEventListener("change", function (event) {
-      if (!event.target.matches(".resource-picker") || !event.target.value) { return; }
-      var row = event.target.closest(".role-row");
-      var scope = row ? row.querySelector("input[name$='-scope']") : null;
-      if (!scope) { return; }
-      scope.value = event.target.value;
+    setupResourceFinders(form, function (scope) {
       touched[scope.id] = true;
-      announce("Scope set to " + event.target.options[event.target.selectedIndex].textContent + ".");
     });
-    var filterField = document.getElementById("resource-filter-field");
-    var filter = document.getElementById("resource-filter");
-    /* The type of a resource id (…/providers/Namespace/type/name), lower-case; "" above one. */
-    function resourceType(id) {
-      var match = /\/providers\/([^/]+\/[^/]+)\/[^/]+$/i.exec(id);
-      return match ? match[1].toLowerCase() : "";
-    }
-    /* A row's picker shows what matches the filter and fits the row's role (as the policy
-       judges it: the role's resource types; a resource group is a broad scope). */
-    function refreshPicker(row) {
-      var picker = row.querySelector(".resource-picker");
-      var roleSelect = row.querySelector("select:not(.resource-picker)");
-      if (!picker) { return; }
-      var chosen = roleSelect && roleSelect.selectedIndex > 0 ? roleSelect.options[roleSelect.selectedIndex] : null;
-      var types = chosen && chosen.getAttribute("data-resource-types") ? chosen.getAttribute("data-resource-types").split(",") : [];
-      var needle = filter ? filter.value.trim().toLowerCase() : "";
-      Array.prototype.forEach.call(picker.querySelectorAll("option"), function (option) {
-        if (!option.value) { return; }
-        var group = option.parentElement && option.parentElement.label ? option.parentElement.label : "";
-        var text = (option.textContent + " " + option.value + " " + group).toLowerCase();
-        var kind = resourceType(option.value);
-        var fits = !chosen || (kind !== "" && (types.length === 0 || types.some(function (t) {
-          return kind === t || kind.indexOf(t + "/") === 0;
-        })));
-        option.hidden = !fits || (needle !== "" && text.indexOf(needle) === -1);
-      });
-    }
-    function refreshPickers() { form.querySelectorAll(".role-row").forEach(refreshPicker); }
-    form.addEventListener("change", function (event) {
-      if (event.target.matches(".role-row select:not(.resource-picker)")) {
-        refreshPicker(event.target.closest(".role-row"));
-      }
-    });
-    if (filterField && filter) {
-      filterField.hidden = false;
-      filter.addEventListener("input", function (event) {
-        event.stopPropagation();  /* not a field of the request: no policy check */
-        refreshPickers();
-      });
-    }
-    refreshPickers();
-
     /* "Add a role" clones the empty row instead of a round trip. */
     var addButton = form.querySelector("[name=add_role]");
     var template = document.getElementById("role-row-template");
@@ -326,12 +276,199 @@
         var html = template.innerHTML.replace(/__prefix__/g, String(index)).replace(/__number__/g, String(index + 1));
         rows.insertAdjacentHTML("beforeend", html);
         total.value = String(index + 1);
+        form.dispatchEvent(new CustomEvent("role-row-added", { detail: rows.lastElementChild }));
         var select = rows.lastElementChild.querySelector("select");
         if (select) { select.focus(); }
       });
     }
 
     if (showAll) { check(); }
+  }
+
+  /* --- the resource finder: a type-ahead combobox on each role row ------------------------- */
+  /* WAI-ARIA APG "Editable Combobox With List Autocomplete": the input keeps focus; the
+     listbox's options are pointed at with aria-activedescendant; Down/Up move, Enter picks,
+     Escape closes (or clears when closed). The server searches (GET /api/v1/resources/ with the
+     session: at most 25 of the team's resources of the role's types whose name or id contains
+     the text); a pick fills the row's scope input, which stays the field that is posted. */
+  var FINDER_LIMIT = 25;
+
+  function setupResourceFinders(form, onPick) {
+    var url = form.getAttribute("data-resources-url");
+    if (!url || !window.fetch) { return; }
+    var hint = form.querySelector(".resource-finder-hint");
+    if (hint) { hint.hidden = false; }
+    form.querySelectorAll(".role-row").forEach(function (row) { setupFinder(form, row, url, onPick); });
+    form.addEventListener("role-row-added", function (event) {
+      setupFinder(form, event.detail, url, onPick);
+    });
+  }
+
+  function setupFinder(form, row, url, onPick) {
+    var box = row.querySelector(".resource-finder");
+    var input = row.querySelector(".resource-finder-input");
+    var list = row.querySelector(".resource-finder-list");
+    var status = row.querySelector(".resource-finder-status");
+    var scope = row.querySelector("input[name$='-scope']");
+    var role = row.querySelector("select[name$='-role']");
+    if (!box || !input || !list || !scope) { return; }
+    box.hidden = false;
+    var options = [];
+    var active = -1;
+    var pending = null;
+    var sequence = 0;
+
+    function setOpen(open) {
+      list.hidden = !open;
+      input.setAttribute("aria-expanded", open ? "true" : "false");
+      if (!open) { setActive(-1); }
+    }
+
+    function setActive(index) {
+      options.forEach(function (option, n) {
+        option.element.setAttribute("aria-selected", n === index ? "true" : "false");
+        option.element.classList.toggle("active", n === index);
+      });
+      active = index;
+      if (index >= 0 && options[index]) {
+        input.setAttribute("aria-activedescendant", options[index].element.id);
+        options[index].element.scrollIntoView({ block: "nearest" });
+      } else {
+        input.removeAttribute("aria-activedescendant");
+      }
+    }
+
+    function typeLabel(type) {
+      return type.toLowerCase() === "microsoft.resources/subscriptions/resourcegroups"
+        ? "the whole resource group" : type.split("/").pop();
+    }
+
+    /* Options grouped by subscription and resource group (the server's order), as text. */
+    function show(data) {
+      list.textContent = "";
+      options = [];
+      var groups = {};
+      (data.results || []).forEach(function (resource) {
+        var key = resource.subscription_id + "/" + resource.resource_group;
+        var group = groups[key];
+        if (!group) {
+          group = document.createElement("div");
+          group.setAttribute("role", "group");
+          group.setAttribute("aria-label", resource.resource_group + " in subscription " + resource.subscription_id);
+          var heading = document.createElement("div");
+          heading.className = "resource-finder-group";
+          heading.setAttribute("aria-hidden", "true");
+          heading.textContent = resource.resource_group + " · " + resource.subscription_id;
+          group.appendChild(heading);
+          list.appendChild(group);
+          groups[key] = group;
+        }
+        var element = document.createElement("div");
+        element.setAttribute("role", "option");
+        element.id = input.id + "-option-" + options.length;
+        element.setAttribute("aria-selected", "false");
+        element.className = "resource-finder-option";
+        var name = document.createElement("span");
+        name.textContent = resource.name;
+        var kind = document.createElement("span");
+        kind.className = "muted";
+        kind.textContent = " (" + typeLabel(resource.type) + (resource.owned_by === "tag" ? ", tagged for " + resource.team : "") + ")";
+        element.appendChild(name);
+        element.appendChild(kind);
+        group.appendChild(element);
+        options.push({ element: element, resource: resource });
+      });
+      var count = data.count || 0;
+      var more = count - options.length;
+      status.textContent = !count ? "No resources of your teams match."
+        : count + " match" + (count === 1 ? "" : "es") + (more > 0 ? "; " + more + " more: type more to narrow." : ".");
+      setOpen(options.length > 0);
+    }
+
+    function pick(index) {
+      var option = options[index];
+      if (!option) { return; }
+      scope.value = option.resource.id;
+      input.value = option.resource.name;
+      setOpen(false);
+      status.textContent = "Scope set to " + option.resource.name + ".";
+      onPick(scope);
+      /* The live policy check follows the scope as if it had been typed. */
+      scope.dispatchEvent(new Event("input", { bubbles: true }));
+      announce("Scope of the role set to " + option.resource.name + ".");
+    }
+
+    var search = debounce(function () {
+      var mine = ++sequence;
+      var text = input.value.trim();
+      if (pending) { pending.abort(); }
+      pending = new AbortController();
+      var query = new URLSearchParams({ q: text, limit: String(FINDER_LIMIT) });
+      var team = form.querySelector("[name=team]");
+      if (team && team.value) { query.set("team", team.value); }
+      if (role && role.value) { query.set("role", role.value); }
+      input.setAttribute("aria-busy", "true");
+      fetch(url + "?" + query.toString(), {
+        headers: { "Accept": "application/json" }, credentials: "same-origin", signal: pending.signal
+      })
+        .then(function (response) {
+          if (response.status === 503) { throw new Error("unavailable"); }
+          if (!response.ok) { throw new Error(String(response.status)); }
+          return response.json();
+        })
+        .then(function (data) { if (mine === sequence) { show(data); } })
+        .catch(function (error) {
+          if (mine !== sequence || error.name === "AbortError") { return; }
+          list.textContent = "";
+          options = [];
+          setOpen(false);
+          status.textContent = error.message === "unavailable"
+            ? "Azure could not be asked right now; type the resource id or paste its portal URL."
+            : "The search failed; type the resource id or paste its portal URL.";
+        })
+        .finally(function () { if (mine === sequence) { input.removeAttribute("aria-busy"); } });
+    }, 250);
+
+    /* The finder is not a field of the request: no policy check for its keystrokes. */
+    input.addEventListener("input", function (event) {
+      event.stopPropagation();
+      search();
+    });
+    input.addEventListener("change", function (event) { event.stopPropagation(); });
+    input.addEventListener("keydown", function (event) {
+      var open = !list.hidden;
+      if (event.key === "ArrowDown") {
+        event.preventDefault();
+        if (!open) { if (options.length) { setOpen(true); setActive(0); } else { search(); } return; }
+        setActive(Math.min(options.length - 1, active + 1));
+      } else if (event.key === "ArrowUp") {
+        event.preventDefault();
+        if (open) { setActive(Math.max(0, active - 1)); }
+      } else if (event.key === "Enter") {
+        if (open && active >= 0) {
+          event.preventDefault();  /* a pick, not a submit of the form */
+          pick(active);
+        }
+      } else if (event.key === "Escape") {
+        if (open) { event.preventDefault(); setOpen(false); } else if (input.value) { input.value = ""; }
+      }
+    });
+    list.addEventListener("mousedown", function (event) { event.preventDefault(); });  /* keep focus */
+    list.addEventListener("click", function (event) {
+      var element = event.target.closest("[role=option]");
+      if (!element) { return; }
+      pick(options.findIndex(function (option) { return option.element === element; }));
+    });
+    input.addEventListener("blur", function () { setOpen(false); });
+    if (role) {
+      role.addEventListener("change", function () {
+        /* Other types fit another role: what was listed may no longer apply. */
+        list.textContent = "";
+        options = [];
+        setOpen(false);
+        if (input.value.trim()) { search(); }
+      });
+    }
   }
 
   /* --- request page: live provisioning progress ---------------------------------------------- */

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
+from django.core.cache import cache
 from django.db import connection
-from django.test import override_settings
+from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
@@ -251,3 +252,39 @@ def test_filing_while_azure_cannot_be_asked_is_accepted_with_the_finding(
     identity_request = IdentityRequest.objects.get(pk=response.json()["id"])
     warnings = identity_request_policy(identity_request).warnings
     assert [(w.field, w.rule) for w in warnings] == [("roles[0].scope", "scope_unverified")]
+
+
+def test_the_built_list_kept_in_memory_never_outlives_the_cached_answer(
+    azure: Emulator, requester: Any, client_for: ClientFor
+) -> None:
+    client = client_for(requester)
+    added = f"{RESOURCE_GROUP_SCOPE}/providers/Microsoft.KeyVault/vaults/kv-added"
+
+    before = ids(client.get(URL))
+    azure.register_resources(added)
+    cached = ids(client.get(URL))
+    cache.clear()  # the shared cache forgot (expiry, or a clear in another process)
+    after = ids(client.get(URL))
+
+    assert before == cached and added not in cached
+    assert added in after
+    assert sum(1 for entry in azure.requests() if entry["op"] == "graph.query") == 2
+
+
+def test_the_type_ahead_asks_with_the_session_and_sees_only_the_users_teams(
+    azure: Emulator, requester: Any
+) -> None:
+    """The form's type-ahead: a same-origin GET with the session cookie (no token, no CSRF
+    token needed for a GET), at most 25 matches of the role's types."""
+    browser = Client()
+    browser.force_login(requester)
+    query = {"q": "kv", "role": "Key Vault Secrets User", "limit": "25"}
+
+    mine = browser.get(URL, {**query, "team": "payments"}, HTTP_ACCEPT="application/json")
+    theirs = browser.get(URL, {**query, "team": "search"}, HTTP_ACCEPT="application/json")
+    all_mine = browser.get(URL, query, HTTP_ACCEPT="application/json")
+
+    assert mine.status_code == 200
+    assert [row["id"] for row in mine.json()["results"]] == [VAULT_SCOPE]
+    assert theirs.status_code == 404
+    assert [row["id"] for row in all_mine.json()["results"]] == [VAULT_SCOPE]

@@ -137,6 +137,9 @@ ROWS: list[Row] = [
         only({"requester_a": 200, "requester_b": 200}, 403),
         data=new_request_form,
     ),
+    # Everyone signed in sees their own teams' resources (none for a team-less role); naming
+    # another team is a 404 (tests/ui/test_resource_picker.py).
+    Row("resource_search", "get", url("resource_search"), everyone(200)),
     Row("request_detail", "get", url("request_detail", "pending"), own_team()),
     Row("request_progress", "get", url("request_progress", "pending"), own_team()),
     Row("request_manifests", "get", url("request_manifests", "ready"), own_team()),

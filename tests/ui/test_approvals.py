@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.urls import reverse
 
 from identities.models import Approval, AuditEvent, IdentityRequest, RequestStatus
 from identities.policy import RoleDraft
 from identities.services import identity_request_create
 from identities.work import Work
+from tests.support.emulator import Emulator
 from tests.support.people import RESOURCE_GROUP_SCOPE, DraftFactory
 from tests.ui.conftest import ClientFor
 
@@ -162,3 +164,34 @@ def test_an_approver_who_filed_a_request_cannot_approve_it(
     assert item.blocked_reason == "You filed this request."
     assert 'disabled aria-describedby="blocked-' in queue.content.decode()
     assert response.status_code == 403
+
+
+def test_the_queue_asks_resource_graph_once_for_all_the_scopes_on_the_page(
+    resource_graph: Emulator,
+    client_for: ClientFor,
+    approver: Any,
+    requester: Any,
+    make_draft: DraftFactory,
+) -> None:
+    scopes = [
+        f"{RESOURCE_GROUP_SCOPE}/providers/Microsoft.KeyVault/vaults/kv-queue-{n}" for n in range(4)
+    ]
+    resource_graph.register_resources(*scopes)
+    for n, scope in enumerate(scopes):
+        identity_request_create(
+            requester=requester,
+            draft=make_draft(
+                service_account=f"app-{n}",
+                app_name=f"app-{n}",
+                roles=(RoleDraft("Key Vault Secrets User", scope),),
+            ),
+        )
+    cache.clear()  # filing looked each scope up; the page must ask Azure afresh
+    since = len(resource_graph.requests())
+
+    response = client_for(approver).get(reverse("approval_queue"))
+
+    asked = [entry for entry in resource_graph.requests(since) if entry["op"] == "graph.query"]
+    assert len(asked) == 1  # not one per request
+    assert len(response.context["items"]) == 4
+    assert all(not item.policy.violations for item, _ in response.context["items"])

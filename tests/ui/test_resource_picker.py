@@ -1,5 +1,7 @@
-"""The new-request form's resource picker (the team's resources from the emulator's Resource
-Graph) and pasted Azure portal URLs, as the server handles them (no JavaScript needed)."""
+"""Finding a scope for the new-request form without JavaScript: the form itself asks Azure
+nothing (the type-ahead asks GET /api/v1/resources/ on demand), the resource search page lists
+the team's resources from the emulator's Resource Graph, paged, with ids to copy; pasted Azure
+portal URLs become canonical scopes."""
 
 from __future__ import annotations
 
@@ -14,7 +16,6 @@ from tests.support.people import (
     RESOURCE_GROUP_SCOPE,
     SEARCH_VAULT_SCOPE,
     STORAGE_SCOPE,
-    SUBSCRIPTION,
     VAULT_SCOPE,
 )
 from tests.ui.conftest import ClientFor
@@ -49,39 +50,104 @@ def form_data(cluster: Cluster, catalog: Any) -> dict[str, str]:
     }
 
 
-def test_the_picker_lists_my_teams_resources_grouped_by_resource_group(
+def graph_queries(azure: Emulator, since: int = 0) -> int:
+    return sum(1 for entry in azure.requests(since) if entry["op"] == "graph.query")
+
+
+def test_the_form_page_asks_azure_nothing_and_offers_the_finder_and_the_search_page(
     azure: Emulator, client_for: ClientFor, requester: Any
 ) -> None:
     response = client_for(requester).get(reverse("request_new"))
 
     html = response.content.decode()
-    assert f'<optgroup label="rg-payments in subscription {SUBSCRIPTION}">' in html
+    assert graph_queries(azure) == 0  # the list is fetched on demand, not per render
+    assert VAULT_SCOPE not in html
+    assert 'role="combobox"' in html and 'aria-controls="id_roles-0-scope-finder-list"' in html
+    assert f'data-resources-url="{reverse("api:resource-list")}"' in html
+    assert f'href="{reverse("resource_search")}"' in html
+
+
+def test_the_search_page_lists_my_teams_resources_with_their_ids_to_copy(
+    azure: Emulator, client_for: ClientFor, requester: Any
+) -> None:
+    response = client_for(requester).get(reverse("resource_search"))
+
+    html = response.content.decode()
+    assert response.status_code == 200
     for scope in (RESOURCE_GROUP_SCOPE, VAULT_SCOPE, STORAGE_SCOPE):
-        assert f'<option value="{scope}">' in html
+        assert f">{scope}</code>" in html
     assert SEARCH_VAULT_SCOPE not in html  # another team's
-    assert "3 of your teams' resources in Azure can be picked" in html
+    assert "3 resources found." in html
 
 
-def test_a_picked_resource_becomes_the_scope_without_javascript(
-    azure: Emulator, client_for: ClientFor, requester: Any, form_data: dict[str, str]
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({"role": "Key Vault Secrets User"}, [VAULT_SCOPE]),
+        ({"q": "STPAY"}, [STORAGE_SCOPE]),
+        ({"q": "rg-payments/providers/microsoft.keyvault"}, [VAULT_SCOPE]),
+        ({"q": "kv-", "role": "Storage Blob Data Reader"}, []),
+    ],
+)
+def test_the_search_page_narrows_by_role_and_by_part_of_the_name_or_id(
+    azure: Emulator,
+    client_for: ClientFor,
+    requester: Any,
+    query: dict[str, str],
+    expected: list[str],
 ) -> None:
-    response = client_for(requester).post(
-        reverse("request_new"), {**form_data, "roles-0-resource": VAULT_SCOPE}
-    )
+    response = client_for(requester).get(reverse("resource_search"), query)
 
-    assert response.status_code == 302, response.content.decode()[:2000]
-    assert IdentityRequest.objects.get().roles.get().scope == VAULT_SCOPE
+    assert response.status_code == 200
+    assert [resource.id for resource in response.context["page_obj"]] == expected
 
 
-def test_a_resource_that_is_not_in_the_picker_cannot_be_posted_as_a_pick(
-    azure: Emulator, client_for: ClientFor, requester: Any, form_data: dict[str, str]
+def test_naming_another_teams_team_on_the_search_page_is_404(
+    azure: Emulator, client_for: ClientFor, requester: Any, outsider: Any
 ) -> None:
-    response = client_for(requester).post(
-        reverse("request_new"), {**form_data, "roles-0-resource": SEARCH_VAULT_SCOPE}
-    )
+    mine = client_for(outsider).get(reverse("resource_search"), {"team": "search"})
+    theirs = client_for(requester).get(reverse("resource_search"), {"team": "search"})
 
-    assert response.status_code == 400
-    assert not IdentityRequest.objects.exists()
+    assert SEARCH_VAULT_SCOPE in mine.content.decode()
+    assert theirs.status_code == 404
+    assert SEARCH_VAULT_SCOPE not in theirs.content.decode()
+
+
+def test_an_unknown_role_on_the_search_page_is_named_on_its_field(
+    azure: Emulator, client_for: ClientFor, requester: Any
+) -> None:
+    response = client_for(requester).get(reverse("resource_search"), {"role": "Owner of All"})
+
+    assert response.status_code == 200
+    assert response.context["form"].errors["role"] == [
+        "Select a valid choice. Owner of All is not one of the available choices."
+    ]
+    assert response.context["page_obj"] is None
+
+
+def test_the_search_page_is_paged(azure: Emulator, client_for: ClientFor, requester: Any) -> None:
+    azure.register_resources(
+        *(
+            f"{RESOURCE_GROUP_SCOPE}/providers/Microsoft.KeyVault/vaults/kv-{n:02}"
+            for n in range(60)
+        )
+    )
+    client = client_for(requester)
+
+    first = client.get(reverse("resource_search"), {"q": "kv-"})
+    second = client.get(reverse("resource_search"), {"q": "kv-", "page": "2"})
+
+    assert len(first.context["page_obj"]) == 50
+    assert len(second.context["page_obj"]) == 11  # kv-00..kv-59 and kv-payments
+    assert 'href="?q=kv-&amp;page=2"' in first.content.decode()
+    assert graph_queries(azure) == 1  # the second page comes from the cache
+
+
+def test_the_search_page_needs_a_sign_in(azure: Emulator, client: Any) -> None:
+    response = client.get(reverse("resource_search"))
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
 
 
 def test_a_pasted_portal_url_is_filed_as_its_canonical_scope(
@@ -110,15 +176,15 @@ def test_a_url_that_is_not_a_resource_is_refused_with_a_clear_message(
     assert response.json()["ok"] is False
 
 
-def test_when_azure_cannot_be_asked_the_form_says_so_and_still_takes_a_typed_scope(
+def test_when_azure_cannot_be_asked_the_search_page_says_so_and_the_form_takes_a_typed_scope(
     azure: Emulator, client_for: ClientFor, requester: Any, form_data: dict[str, str]
 ) -> None:
     azure.config(fault_rate_500=1.0, fault_ops=["graph.query"])
     client = client_for(requester)
 
-    page = client.get(reverse("request_new")).content.decode()
+    search = client.get(reverse("resource_search")).content.decode()
     response = client.post(reverse("request_new"), {**form_data, "roles-0-scope": VAULT_SCOPE})
 
-    assert "could not be listed from Azure right now" in page
-    assert 'class="resource-picker"' not in page
+    assert "could not be listed from Azure right now" in search
     assert response.status_code == 302
+    assert IdentityRequest.objects.get().roles.get().scope == VAULT_SCOPE

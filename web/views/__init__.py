@@ -45,6 +45,7 @@ from web.views.requests import (
     request_retry,
     request_verify,
 )
+from web.views.resources import resource_search
 from web.views.tokens import api_token_revoke_view, api_tokens
 from web.views.webhooks import (
     webhook_delete,
@@ -87,6 +88,7 @@ __all__ = [
     "request_retry",
     "request_send_back",
     "request_verify",
+    "resource_search",
     "service_token_new",
     "service_token_revoke_view",
     "trust_rule_disable_view",

@@ -11,11 +11,11 @@ from django.forms import BoundField
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from identities.errors import PermissionDeniedError, PolicyViolationError
 from identities.policy import evaluate_request
-from identities.scope_lookup import ScopeLookupUnavailable
 from identities.selectors import (
     catalog_roles,
     clusters_for,
@@ -23,7 +23,6 @@ from identities.selectors import (
     policy_context_for,
     teams_of,
 )
-from identities.selectors.resources import TeamResource, resources_for
 from identities.services import identity_request_create
 from web.forms import (
     ROLE_PREFIX,
@@ -44,35 +43,15 @@ def _cluster_options(user: Any) -> list[ClusterOption]:
     ]
 
 
-@dataclasses.dataclass(frozen=True)
-class Picker:
-    """The team's resources in Azure for the role rows' pickers, or why there are none."""
-
-    resources: list[TeamResource]
-    error: str = ""
-
-
-def _picker(request: HttpRequest) -> Picker:
-    try:
-        return Picker(resources_for(request.user))
-    except ScopeLookupUnavailable as error:
-        return Picker([], error=str(error)[:300])
-
-
-def _request_forms(
-    request: HttpRequest, data: Any = None
-) -> tuple[IdentityRequestForm, Any, Picker]:
+def _request_forms(request: HttpRequest, data: Any = None) -> tuple[IdentityRequestForm, Any]:
+    """The form and its role rows. Azure is not asked here: the role rows find resources
+    through the type-ahead (GET /api/v1/resources/) or the resource search page, on demand."""
     catalog = list(catalog_roles())
-    picker = _picker(request)
     form = IdentityRequestForm(
         data, teams=teams_of(request.user), clusters=_cluster_options(request.user)
     )
-    role_forms = RoleFormSet(
-        data,
-        prefix=ROLE_PREFIX,
-        form_kwargs={"catalog": catalog, "resources": picker.resources},
-    )
-    return form, role_forms, picker
+    role_forms = RoleFormSet(data, prefix=ROLE_PREFIX, form_kwargs={"catalog": catalog})
+    return form, role_forms
 
 
 def _with_extra_role_row(data: Any) -> Any:
@@ -133,7 +112,6 @@ class RoleRowView:
     number: int | str
     role: FieldView
     scope: FieldView
-    resource: FieldView
     expires_at: FieldView
 
 
@@ -148,7 +126,6 @@ def _new_request_page(
     request: HttpRequest,
     form: IdentityRequestForm,
     role_forms: Any,
-    picker: Picker,
     *,
     outcome: CheckOutcome | None = None,
     status: int = 200,
@@ -163,7 +140,6 @@ def _new_request_page(
             number=index + 1,
             role=_field_view(role_form["role"], findings),
             scope=_field_view(role_form["scope"], findings),
-            resource=_field_view(role_form["resource"], findings),
             expires_at=_field_view(role_form["expires_at"], findings),
         )
         for index, role_form in enumerate(role_forms.forms)
@@ -190,14 +166,14 @@ def _new_request_page(
                 number="__number__",
                 role=FieldView(empty["role"], []),
                 scope=FieldView(empty["scope"], []),
-                resource=FieldView(empty["resource"], []),
                 expires_at=FieldView(empty["expires_at"], []),
             ),
             "role_forms": role_forms,
             "cluster_options": options,
             "namespace_hint": namespace_hint,
             "catalog": catalog,
-            "picker": picker,
+            "resources_url": reverse("api:resource-list"),
+            "resource_search_url": reverse("resource_search"),
             "outcome": outcome,
             "feedback": outcome.feedback if outcome else None,
             "preview": outcome.preview if outcome else None,
@@ -218,18 +194,18 @@ def _require_requester(request: HttpRequest) -> None:
 def request_new(request: HttpRequest) -> HttpResponse:
     _require_requester(request)
     if request.method != "POST":
-        form, role_forms, picker = _request_forms(request)
-        return _new_request_page(request, form, role_forms, picker)
+        form, role_forms = _request_forms(request)
+        return _new_request_page(request, form, role_forms)
 
     if "add_role" in request.POST:
-        form, role_forms, picker = _request_forms(request, _with_extra_role_row(request.POST))
+        form, role_forms = _request_forms(request, _with_extra_role_row(request.POST))
         outcome = _check(request, form, role_forms)
-        return _new_request_page(request, form, role_forms, picker, outcome=outcome)
-    form, role_forms, picker = _request_forms(request, request.POST)
+        return _new_request_page(request, form, role_forms, outcome=outcome)
+    form, role_forms = _request_forms(request, request.POST)
     outcome = _check(request, form, role_forms)
     if "check" in request.POST or not outcome.form_valid or not outcome.feedback.ok:
         status = 200 if "check" in request.POST else 400
-        return _new_request_page(request, form, role_forms, picker, outcome=outcome, status=status)
+        return _new_request_page(request, form, role_forms, outcome=outcome, status=status)
     draft = request_draft_from_forms(form, role_forms).draft
     try:
         identity_request = identity_request_create(requester=signed_in_user(request), draft=draft)
@@ -239,7 +215,7 @@ def request_new(request: HttpRequest) -> HttpResponse:
         outcome.feedback = policy_feedback(
             error.result, role_rows=request_draft_from_forms(form, role_forms).role_rows
         )
-        return _new_request_page(request, form, role_forms, picker, outcome=outcome, status=400)
+        return _new_request_page(request, form, role_forms, outcome=outcome, status=400)
     messages.success(
         request,
         f"Request #{identity_request.pk} filed; the security team has been asked to approve it.",
@@ -253,7 +229,7 @@ def request_check(request: HttpRequest) -> JsonResponse:
     """The live policy check of the new-request form: findings placed on controls, and the
     preview, as HTML fragments rendered by the same templates the page uses."""
     _require_requester(request)
-    form, role_forms, _picker_unused = _request_forms(request, request.POST)
+    form, role_forms = _request_forms(request, request.POST)
     outcome = _check(request, form, role_forms)
     context = {"feedback": outcome.feedback, "preview": outcome.preview, "outcome": outcome}
     return JsonResponse(
