@@ -39,7 +39,11 @@ class EndpointOutput(serializers.Serializer):
     team = serializers.CharField(
         source="team.name", allow_null=True, default=None, help_text="null: global (security)."
     )
-    url = serializers.CharField()
+    url = serializers.CharField(
+        source="shown_url",
+        help_text="Where events go. A Teams or Slack incoming webhook URL is itself the "
+        "credential: it is stored encrypted and shown only as scheme, host and a SHA-256 prefix.",
+    )
     description = serializers.CharField()
     events = serializers.ListField(child=serializers.ChoiceField(choices=WEBHOOK_EVENTS))
     format = serializers.ChoiceField(choices=WebhookFormat.values)

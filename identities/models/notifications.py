@@ -8,8 +8,10 @@ transaction rolled back, there is nothing to tell. Delivery claims rows one at a
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import models
@@ -39,7 +41,10 @@ class WebhookEndpoint(models.Model):
     team = models.ForeignKey(
         Team, null=True, blank=True, on_delete=models.CASCADE, related_name="webhook_endpoints"
     )
-    url = models.URLField(max_length=2000)
+    # Encrypted at rest too: a Teams or Slack incoming webhook URL is itself the credential (its
+    # path, or a Workflows `sig=`), and any receiver's URL may carry a token in its query. Length
+    # (2,000) and scheme are checked by validate_webhook_url before it is stored.
+    url = EncryptedTextField()
     description = models.CharField(max_length=200, blank=True)
     events = models.JSONField(default=list)
     format = models.CharField(
@@ -68,6 +73,18 @@ class WebhookEndpoint(models.Model):
 
     def __str__(self) -> str:
         return f"webhook {self.pk} of {self.team or 'security'}"
+
+    @property
+    def shown_url(self) -> str:
+        """The URL as pages, the API and the trail show it: a Teams or Slack incoming webhook
+        URL is itself the credential, so only its scheme and host show, with a SHA-256 prefix to
+        tell two URLs apart; a standard endpoint's URL is shown whole (it is not a secret, and
+        its owners need to see where events go)."""
+        if self.format == WebhookFormat.STANDARD:
+            return self.url
+        parts = urlsplit(self.url)
+        fingerprint = hashlib.sha256(self.url.encode()).hexdigest()[:12]
+        return f"{parts.scheme}://{parts.hostname}/… (sha256 {fingerprint})"
 
     def signing_secrets(self, now: Any = None) -> list[str]:
         """The secrets a payload is signed with now: the current one, and the previous one

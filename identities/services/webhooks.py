@@ -5,7 +5,6 @@ goes on the trail (its prefix does, to tell rotations apart)."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -120,22 +119,11 @@ def _require_manager(actor: User, endpoint: WebhookEndpoint | None, team: Team |
         )
 
 
-def shown_url(endpoint: WebhookEndpoint) -> str:
-    """The URL as the trail and messages may show it: a Teams or Slack incoming webhook URL is
-    itself the credential (its path, or a Workflows `sig=`), so only its scheme and host show,
-    with a SHA-256 prefix to tell two URLs apart; a standard endpoint's URL is shown whole."""
-    if endpoint.format == WebhookFormat.STANDARD:
-        return endpoint.url
-    parts = urlsplit(endpoint.url)
-    fingerprint = hashlib.sha256(endpoint.url.encode()).hexdigest()[:12]
-    return f"{parts.scheme}://{parts.hostname}/… (sha256 {fingerprint})"
-
-
 def _describe(endpoint: WebhookEndpoint) -> dict[str, object]:
     return {
         "endpoint": endpoint.pk,
         "team": endpoint.team.name if endpoint.team else None,
-        "url": shown_url(endpoint),
+        "url": endpoint.shown_url,
         "events": endpoint.events,
         "format": endpoint.format,
         "is_active": endpoint.is_active,
@@ -285,7 +273,7 @@ def webhook_endpoint_disable(*, endpoint: WebhookEndpoint, reason: str) -> bool:
         occurrence=disabled,
         endpoint=endpoint,
         data={
-            "url": shown_url(endpoint),
+            "url": endpoint.shown_url,
             "reason": endpoint.disabled_reason,
             "endpoint": endpoint.pk,
         },
@@ -295,12 +283,13 @@ def webhook_endpoint_disable(*, endpoint: WebhookEndpoint, reason: str) -> bool:
 
 @transaction.atomic
 def webhook_secrets_reencrypt(*, actor: User | None) -> int:
-    """Encrypt every stored signing secret again with the first of FIELD_ENCRYPTION_KEYS (after
-    a new key was put first); then the old key can be removed. Returns how many endpoints."""
+    """Encrypt every stored signing secret and URL again with the first of FIELD_ENCRYPTION_KEYS
+    (after a new key was put first); then the old key can be removed. Returns how many
+    endpoints."""
     endpoints = list(WebhookEndpoint.objects.select_for_update().order_by("pk"))
     for endpoint in endpoints:
         # Read with whichever key decrypts, written with the first (EncryptedTextField).
-        endpoint.save(update_fields=["secret", "previous_secret"])
+        endpoint.save(update_fields=["url", "secret", "previous_secret"])
     audit_record(
         actor=actor,
         action=AuditAction.WEBHOOK_SECRETS_REENCRYPTED,
