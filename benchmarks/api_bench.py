@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import random
+import secrets
 import shutil
 import sys
 import time
@@ -81,8 +82,22 @@ def anchor_dir(url: str) -> Path:
 
 
 def forget_anchors(url: str) -> None:
-    """A new seed is a new chain: its database's old checkpoints no longer apply."""
+    """A new seed is a new chain: its database's old checkpoints (and the key that signed
+    them) no longer apply."""
     shutil.rmtree(anchor_dir(url), ignore_errors=True)
+    anchor_dir(url).with_suffix(".secret").unlink(missing_ok=True)
+
+
+def bench_secret_key(url: str) -> str:
+    """SECRET_KEY for this benchmark database, the same in every run until it is reseeded:
+    audit checks and checkpoints are signed with it, and a key made up per run made the next
+    run's `audit_verify` refuse the last run's checkpoints as not signed by the portal."""
+    path = anchor_dir(url).with_suffix(".secret")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 def configure_environment(url: str) -> None:
@@ -92,7 +107,7 @@ def configure_environment(url: str) -> None:
             "AUDIT_ANCHOR_SINK": "folder",
             "AUDIT_ANCHOR_DIR": str(anchor_dir(url)),
             "DEBUG": "0",
-            "SECRET_KEY": os.environ.get("SECRET_KEY") or uuid.uuid4().hex * 2,
+            "SECRET_KEY": os.environ.get("SECRET_KEY") or bench_secret_key(url),
             "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
             "ALLOWED_HOSTS": "testserver,localhost",
             "SECURE_SSL_REDIRECT": "0",
