@@ -1108,7 +1108,8 @@ def main() -> None:
     args = parser.parse_args()
 
     reseed = args.reseed or seed_too_small(args.database_url, args.requests, args.audit_events)
-    prepare_database(args.database_url, reseed=reseed)
+    if prepare_database(args.database_url, reseed=reseed):
+        forget_anchors(args.database_url)  # before the key is read: a new chain, a new key
     configure_environment(args.database_url)
     import django
 
@@ -1118,7 +1119,6 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     if seeded_count() == 0:
         print(f"seeding {args.requests:,} requests and {args.audit_events:,} audit events …")
-        forget_anchors(args.database_url)
         counts = seed(args.requests, args.audit_events)
         print(f"seeded in {counts['seconds']} s (audit chain: {counts['audit seconds']} s)")
     else:

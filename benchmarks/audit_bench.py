@@ -166,7 +166,8 @@ def main() -> None:
 
     from api_bench import configure_environment, forget_anchors, seed, seeded_count
 
-    prepare_database(args.database_url)
+    if prepare_database(args.database_url):
+        forget_anchors(args.database_url)  # before the key is read: a new chain, a new key
     configure_environment(args.database_url)
     import django
 
@@ -177,7 +178,6 @@ def main() -> None:
     seeding: dict[str, Any] = {}
     if seeded_count() == 0:
         print(f"seeding {args.requests:,} requests and {args.audit_events:,} audit events …")
-        forget_anchors(args.database_url)
         seeding = seed(args.requests, args.audit_events)
 
     load_start = os.getloadavg()[0]
