@@ -147,6 +147,80 @@ class IdentityRequestOutput(serializers.Serializer):
     def get_revisions(self, identity_request: Any) -> list[dict[str, Any]]:
         return request_revisions(identity_request)  # from the prefetched revisions
 
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        """The fields declared above, written out by hand in their order. DRF's generic walk (a
+        get_attribute and a to_representation per field, nested serializers alike) was ten
+        times this at 25 rows a page and the API's largest cost beyond the bare view's; the
+        declarations stay the schema, and a test pins this output to the generic walk's for
+        every kind of request. Datetimes and choices go through their declared fields, so
+        time zone, format and choice mapping are DRF's own."""
+        # The declared fields themselves (not self.fields, a deep copy made per serializer).
+        fields = self._declared_fields
+        moment = fields["created_at"].to_representation
+        role_change = RequestedRoleOutput._declared_fields["change"].to_representation
+        decision = ApprovalOutput._declared_fields["decision"].to_representation
+        identity_status = IdentitySummaryOutput._declared_fields["status"].to_representation
+        identity = instance.identity
+        tags = instance.tags
+        expires = instance.identity_expires_at
+        return {
+            "id": int(instance.id),
+            "kind": fields["kind"].to_representation(instance.kind),
+            "status": fields["status"].to_representation(instance.status),
+            "lifecycle_status": fields["lifecycle_status"].to_representation(instance.shown_status),
+            "app_name": str(instance.app_name),
+            "team": str(instance.team.name),
+            "cluster": str(instance.cluster.name),
+            "namespace": str(instance.namespace),
+            "service_account": str(instance.service_account),
+            "justification": str(instance.justification),
+            "tags": None
+            if tags is None
+            else {str(k): None if v is None else str(v) for k, v in tags.items()},
+            "is_exception": bool(instance.is_exception),
+            "requester": str(instance.requester.username),
+            "roles": [
+                {
+                    "role": str(requested.role.name),
+                    "role_definition_guid": str(requested.role.role_definition_guid),
+                    "scope": str(requested.scope),
+                    "change": role_change(requested.change),
+                    "expires_at": None
+                    if requested.expires_at is None
+                    else moment(requested.expires_at),
+                }
+                for requested in instance.roles.all()
+            ],
+            "approvals": [
+                {
+                    "approver": str(approval.approver.username),
+                    "decision": decision(approval.decision),
+                    "comment": str(approval.comment),
+                    "created_at": moment(approval.created_at),
+                }
+                for approval in instance.approvals.all()
+            ],
+            "approvals_required": int(instance.approvals_required),
+            "last_error": str(instance.last_error),
+            "identity": None
+            if identity is None
+            else {
+                "id": int(identity.id),
+                "name": str(identity.name),
+                "status": identity_status(identity.status),
+                "client_id": str(identity.client_id) if identity.client_id else None,
+                "principal_id": str(identity.principal_id) if identity.principal_id else None,
+                "tenant_id": str(identity.tenant_id) if identity.tenant_id else None,
+                "resource_id": str(identity.resource_id) if identity.resource_id else None,
+            },
+            "revision": int(instance.revision),
+            "identity_expires_at": None if expires is None else moment(expires),
+            "revisions": self.get_revisions(instance),
+            "diff": self.get_diff(instance),
+            "created_at": moment(instance.created_at),
+            "updated_at": moment(instance.updated_at),
+        }
+
     @extend_schema_field(RoleDiffOutput(allow_null=True))
     def get_diff(self, identity_request: Any) -> dict[str, list[dict[str, str]]] | None:
         if identity_request.kind != RequestKind.CHANGE_ROLES:

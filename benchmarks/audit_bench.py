@@ -39,6 +39,11 @@ from common import API_DATABASE_URL, ROOT, median, prepare_database, publish
 
 TARGET_SECONDS = 10.0
 TARGET_ROWS = 1_000_000
+# Issue 18, ten times the data: 10 000 000 events in at most 30 s and at most 1.2x the floor
+# of reading them (the verifier's query, rows dropped).
+TARGET_10X_SECONDS = 30.0
+TARGET_10X_ROWS = 10_000_000
+TARGET_10X_FLOOR_RATIO = 1.2
 
 
 def count_rows() -> int:
@@ -159,9 +164,10 @@ def main() -> None:
     parser.add_argument("--json", default="", help="also write the figures as JSON here")
     args = parser.parse_args()
 
-    from api_bench import configure_environment, seed, seeded_count
+    from api_bench import configure_environment, forget_anchors, seed, seeded_count
 
-    prepare_database(args.database_url)
+    if prepare_database(args.database_url):
+        forget_anchors(args.database_url)  # before the key is read: a new chain, a new key
     configure_environment(args.database_url)
     import django
 
@@ -174,6 +180,7 @@ def main() -> None:
         print(f"seeding {args.requests:,} requests and {args.audit_events:,} audit events …")
         seeding = seed(args.requests, args.audit_events)
 
+    load_start = os.getloadavg()[0]
     times: dict[str, list[float]] = {key: [] for key, _, _ in MEASURES}
     rows: dict[str, int] = {}
     for run in range(args.runs):
@@ -199,6 +206,7 @@ def main() -> None:
         ],
         "previous_s": previous[0] if previous else None,
         "target_s": TARGET_SECONDS,
+        "load": [load_start, os.getloadavg()[0]],
     }
     publish(args.output, render(result), args.json, result)
 
@@ -228,26 +236,70 @@ def render(result: dict[str, Any]) -> str:
             f"| the verifier before this optimization (model instances, 1 run) | {seconds:.2f} | "
             f"{result['rows'] / seconds:,.0f} | {seconds / floor:.2f} |"
         )
+    if result.get("load"):
+        start, end = result["load"]
+        lines += [
+            "",
+            f"Load average (1 min) at the start {start:.2f}, at the end {end:.2f} "
+            f"({os.cpu_count()} CPUs).",
+        ]
+    seeding = result.get("seeding") or {}
+    if seeding:
+        lines += [
+            "",
+            f"Seeded in this run: {seeding.get('seconds')} s, of which "
+            f"{seeding.get('audit seconds')} s for the hash-chained audit events.",
+        ]
     lines += ["", verdict(result), ""]
     return "\n".join(lines)
+
+
+def _median(result: dict[str, Any], key: str) -> float:
+    return float(next(m for m in result["measures"] if m["key"] == key)["median_s"])
 
 
 def verdict_state(result: dict[str, Any]) -> str:
     """met / MISSED at the target's size; not judged below it (no extrapolation: at small
     sizes the fixed costs, start-up and cursor, dominate)."""
-    if result["rows"] < TARGET_ROWS:
+    if not TARGET_ROWS <= result["rows"] < TARGET_10X_ROWS:  # 10 M has targets of its own
         return "not judged"
-    command = next(m for m in result["measures"] if m["key"] == "command")["median_s"]
-    return "met" if command < result["target_s"] else "MISSED"
+    return "met" if _median(result, "command") < result["target_s"] else "MISSED"
+
+
+def verdicts_10x(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(target, measured, state) of the ten-times targets; not judged below 10 M events."""
+    command, floor = _median(result, "command"), _median(result, "read")
+    judged = result["rows"] >= TARGET_10X_ROWS
+    measured = f"{command:.2f} s on {result['rows']:,} events"
+    return [
+        (
+            f"`manage.py audit_verify` on {TARGET_10X_ROWS:,} events at most "
+            f"{TARGET_10X_SECONDS:.0f} s",
+            measured,
+            ("met" if command <= TARGET_10X_SECONDS else "MISSED") if judged else "not judged",
+        ),
+        (
+            f"... and at most {TARGET_10X_FLOOR_RATIO:g}x its read floor",
+            f"{command / floor:.2f}x ({command:.2f} s / {floor:.2f} s)",
+            ("met" if command <= TARGET_10X_FLOOR_RATIO * floor else "MISSED")
+            if judged
+            else "not judged",
+        ),
+    ]
 
 
 def verdict(result: dict[str, Any]) -> str:
-    command = next(m for m in result["measures"] if m["key"] == "command")["median_s"]
-    return (
+    command = _median(result, "command")
+    lines = [
         f"Target `manage.py audit_verify` under {result['target_s']:.0f} s on "
         f"{TARGET_ROWS:,} events: {verdict_state(result)} ({command:.2f} s on "
         f"{result['rows']:,} events)."
-    )
+    ]
+    lines += [
+        f"Target {target}: {state} ({measured})."
+        for target, measured, state in verdicts_10x(result)
+    ]
+    return "\n\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -457,7 +457,7 @@ def api(results: dict[str, Any], out: Path) -> tuple[str, list[tuple[str, str, s
 
 
 def audit(results: dict[str, Any], out: Path) -> tuple[str, list[tuple[str, str, str]]]:
-    from audit_bench import verdict_state
+    from audit_bench import verdict_state, verdicts_10x
 
     data = results["audit"]
     measures = list(data["measures"])
@@ -514,7 +514,8 @@ def audit(results: dict[str, Any], out: Path) -> tuple[str, list[tuple[str, str,
             f"`manage.py audit_verify` on 1,000,000 events under {data['target_s']:.0f} s",
             f"{command:.2f} s on {data['rows']:,} events",
             verdict_state(data),
-        )
+        ),
+        *verdicts_10x(data),
     ]
     page_ms = (results.get("web") or {}).get("median_ms", {}).get("audit page (web UI)")
     if page_ms is not None:

@@ -7,7 +7,6 @@ from typing import Any
 
 from django.http import StreamingHttpResponse
 from django.utils import timezone
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.filters import OrderingFilter
@@ -16,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api import examples
+from api.filtering import QueryFilterBackend
 from api.permissions import HasTokenScope, IsAuditorOrAdmin
 from api.renderers import CsvRenderer, JsonLinesRenderer
 from api.serializers import AuditEventOutput
@@ -29,7 +29,7 @@ TAG = "audit"
 
 class AuditEventListView(ApiView):
     permission_classes = [IsAuthenticated, HasTokenScope, IsAuditorOrAdmin]
-    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filter_backends = [QueryFilterBackend, OrderingFilter]
     filterset_class = AuditEventFilter
     ordering_fields = ["id"]
     ordering = ["-id"]
@@ -51,7 +51,7 @@ class AuditEventListView(ApiView):
 class AuditExportView(ApiView):
     permission_classes = [IsAuthenticated, HasTokenScope, IsAuditorOrAdmin]
     renderer_classes = [JsonLinesRenderer, CsvRenderer]
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [QueryFilterBackend]
     filterset_class = AuditEventFilter
     pagination_class = None
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.urls import reverse
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.filters import OrderingFilter
@@ -14,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api import examples
+from api.filtering import QueryFilterBackend
 from api.idempotency import idempotent
 from api.serializers import IdentityOutput, IdentityRequestOutput
 from api.views.base import ApiView
@@ -30,7 +30,7 @@ TAG = "identities"
 
 
 class IdentityListView(ApiView):
-    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filter_backends = [QueryFilterBackend, OrderingFilter]
     filterset_class = IdentityFilter
     ordering_fields = ["id", "name", "created_at"]
     ordering = ["-id"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.urls import reverse
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -16,6 +15,7 @@ from rest_framework.response import Response
 
 from api import examples
 from api.conditional import if_none_match, preferred_wait
+from api.filtering import QueryFilterBackend
 from api.idempotency import idempotent
 from api.pagination import ApiCursorPagination
 from api.problems import policy_violation_problem
@@ -117,7 +117,7 @@ class RoleInput(serializers.Serializer):
 class IdentityRequestCollectionView(ApiView):
     """GET lists the requests you may see; POST files a new one."""
 
-    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filter_backends = [QueryFilterBackend, OrderingFilter]
     filterset_class = IdentityRequestFilter
     ordering_fields = ["id", "created_at"]
     ordering = ["-id"]
