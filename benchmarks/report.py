@@ -15,6 +15,10 @@ import multisub_bench
 
 PORTAL, BASELINE, FLOOR = "#1f6feb", "#9a9a9a", "#d29922"
 API_P95_RATIO_TARGET = 2.0
+# Issue 18, goal 3: at 1,000,000 requests / 10,000,000 audit events, each operation's p95 at most
+# 1.2x the bare view's.
+API_P95_RATIO_TARGET_10X = 1.2
+API_10X_REQUESTS = 1_000_000
 LIST_P95_TARGET_MS = 50.0
 # Issue 18, goal 1 (round 1's target was 3·L for k = 1, 5, 10).
 READY_TARGET_L = 2.3
@@ -30,6 +34,7 @@ def write_report(
     results: dict[str, Any],
     durations: dict[str, float],
     failures: dict[str, str],
+    notes: list[str] | None = None,
 ) -> Path:
     """Write report.md and the plots into `output_dir`; returns the report's path."""
     sections: list[str] = []
@@ -70,6 +75,7 @@ def write_report(
         f"{machine.get('load_average_end', '?')}: figures taken on a loaded machine are noisy",
         "- time per benchmark: "
         + ", ".join(f"{name} {seconds / 60:.1f} min" for name, seconds in durations.items()),
+        *[f"- {note}" for note in notes or ()],
         "",
         "## Verdicts",
         "",
@@ -408,7 +414,12 @@ def api(results: dict[str, Any], out: Path) -> tuple[str, list[tuple[str, str, s
         f"{counts.get('identity requests', 0):,} identity requests, "
         f"{counts.get('audit events', 0):,} audit events; {data['iterations']} calls per "
         "operation, in-process server time (Django test client, DEBUG off, full middleware), "
-        "API and baseline alternating call by call. Details: [api.md](api.md).",
+        "API and baseline alternating call by call. Details: "
+        + (
+            "[api-10x.md](api-10x.md)."
+            if counts.get("identity requests", 0) >= API_10X_REQUESTS
+            else "[api.md](api.md)."
+        ),
         "",
         "| operation | api p50 | api p95 | baseline p50 | baseline p95 | p95 ratio |",
         "|---|---:|---:|---:|---:|---:|",
@@ -438,11 +449,22 @@ def api(results: dict[str, Any], out: Path) -> tuple[str, list[tuple[str, str, s
     lines += ["", f"![api latency]({image})", ""]
     worst = max(ratios, key=lambda pair: pair[1]) if ratios else ("-", 0.0)
     list_p95 = max(op["api"]["p95_ms"] for op in operations if op["name"].startswith("list"))
+    ten_x = counts.get("identity requests", 0) >= API_10X_REQUESTS
+    target = API_P95_RATIO_TARGET_10X if ten_x else API_P95_RATIO_TARGET
+    over = [name for name, ratio in ratios if ratio > target]
     verdicts = [
         (
-            f"API p95 within {API_P95_RATIO_TARGET:g}x of the minimal view",
-            f"worst {worst[1]:.2f}x ({worst[0]})",
-            "met" if worst[1] <= API_P95_RATIO_TARGET else "MISSED",
+            f"API p95 within {target:g}x of the minimal view"
+            + (
+                " for list, detail, create and manifests at 1 M requests / 10 M audit events "
+                "(issue 18, goal 3)"
+                if ten_x
+                else ""
+            ),
+            ", ".join(f"{name}: {ratio:.2f}x" for name, ratio in ratios)
+            if ten_x
+            else f"worst {worst[1]:.2f}x ({worst[0]})",
+            "met" if not over else "MISSED for " + ", ".join(over),
         ),
         (
             f"list p95 under {LIST_P95_TARGET_MS:g} ms on 2 cores",
@@ -478,7 +500,9 @@ def audit(results: dict[str, Any], out: Path) -> tuple[str, list[tuple[str, str,
     bars = axis.barh(labels, [m["median_s"] for m in measures], color=colors)
     axis.bar_label(bars, labels=[f"{m['median_s']:.2f} s" for m in measures], fontsize=8)
     if data["rows"] >= 1_000_000:
-        axis.axvline(data["target_s"], color="red", linestyle="--", label="target")
+        # At 10 M events the target is issue 18's 30 s (round 1's 10 s was for 1 M).
+        target_s = 30.0 if data["rows"] >= 10_000_000 else data["target_s"]
+        axis.axvline(target_s, color="red", linestyle="--", label=f"target {target_s:g} s")
         axis.legend()
     axis.invert_yaxis()
     axis.set_xlabel(f"median seconds over {data['rows']:,} audit events")
@@ -490,7 +514,12 @@ def audit(results: dict[str, Any], out: Path) -> tuple[str, list[tuple[str, str,
         "## 4. `audit_verify` over the audit trail",
         "",
         f"{data['rows']:,} audit events, {data['runs']} runs (medians), measures alternating. "
-        "Details: [audit.md](audit.md).",
+        "Details: "
+        + (
+            "[audit-10x.md](audit-10x.md)."
+            if data["rows"] >= 10_000_000
+            else "[audit.md](audit.md)."
+        ),
         "",
         "| measure | median (s) | rows/s | ratio to the read floor |",
         "|---|---:|---:|---:|",
@@ -518,7 +547,8 @@ def audit(results: dict[str, Any], out: Path) -> tuple[str, list[tuple[str, str,
         *verdicts_10x(data),
     ]
     page_ms = (results.get("web") or {}).get("median_ms", {}).get("audit page (web UI)")
-    if page_ms is not None:
+    # The web benchmark reads the 1x API database: beside a 10x walk the comparison would mislead.
+    if page_ms is not None and data["rows"] < 10_000_000:
         walk = next(m for m in data["measures"] if m["key"] == "verify")["median_s"]
         lines += [
             "The web UI's audit page shows the newest recorded full check (hourly by default, "

@@ -233,10 +233,13 @@ def rebuild(output_dir: Path) -> Path:
     """report.md and the plots from raw/run.json and raw/<benchmark>.json."""
     raw_dir = output_dir / "raw"
     run = json.loads((raw_dir / "run.json").read_text())
+    # A run.json written by hand may name other files (e.g. the 10x API run) and say where each
+    # benchmark's figures come from when they were not all taken by one run.py.
+    sources = {name: run.get("sources", {}).get(name, f"{name}.json") for name in BENCHMARKS}
     results = {
-        name: json.loads((raw_dir / f"{name}.json").read_text())
+        name: json.loads((raw_dir / sources[name]).read_text())
         for name in BENCHMARKS
-        if (raw_dir / f"{name}.json").exists() and name not in run["failures"]
+        if (raw_dir / sources[name]).exists() and name not in run["failures"]
     }
     return write_report(
         output_dir,
@@ -247,6 +250,7 @@ def rebuild(output_dir: Path) -> Path:
         results=results,
         durations=run["durations"],
         failures=run["failures"],
+        notes=run.get("notes", []),
     )
 
 
