@@ -183,27 +183,42 @@ def index(ctx: Context) -> tuple[Index, list[dict[str, Any]]]:
     return built, list(extra.values())
 
 
+def _existing(ctx: Context, wanted: list[str]) -> set[str]:
+    """Which of the lower-cased ids in `wanted` exist (what `rows` would list): registered ones
+    by key; the implied rows are built only when one is not registered. Each role assignment PUT
+    asks, so it must not copy and sort the whole inventory as `rows` does."""
+    with ctx.store.lock:
+        data = ctx.store.data
+        registered: dict[str, dict[str, Any]] = data["inventory"]
+        found = {key for key in wanted if key in registered}
+        if len(found) < len(wanted):
+            implied = {row["id"].lower() for row in _implied(data)}
+            found |= {key for key in wanted if key in implied}
+    return found
+
+
 def check_scope_exists(ctx: Context, scope: str) -> None:
     """ARM's 404 for a role assignment on a scope that does not exist (by level)."""
     m = _parts(scope)
     if m is None:
         return  # the tenant root and management groups: not modelled
-    known = {row["id"].lower() for row in rows(ctx)}
-    sub = m["sub"]
-    if f"/subscriptions/{sub}".lower() not in known:
+    sub, rg, name = m["sub"], m["rg"], m["name"]
+    sub_key = f"/subscriptions/{sub}".lower()
+    rg_key = f"{sub_key}/resourcegroups/{rg}".lower()
+    top_key = f"{rg_key}/providers/{m['ns']}/{m['type']}/{name}".lower()
+    known = _existing(ctx, [sub_key] + ([rg_key] if rg else []) + ([top_key] if name else []))
+    if sub_key not in known:
         raise ArmError(404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found.")
-    if not m["rg"]:
+    if not rg:
         return
-    rg = m["rg"]
-    if f"/subscriptions/{sub}/resourcegroups/{rg}".lower() not in known:
+    if rg_key not in known:
         raise ArmError(404, "ResourceGroupNotFound", f"Resource group '{rg}' could not be found.")
-    if not m["name"]:
+    if not name:
         return
-    top = f"/subscriptions/{sub}/resourcegroups/{rg}/providers/{m['ns']}/{m['type']}/{m['name']}"
-    if top.lower() not in known:
+    if top_key not in known:
         raise ArmError(
             404,
             "ResourceNotFound",
-            f"The Resource '{m['ns']}/{m['type']}/{m['name']}' under resource group '{rg}' "
+            f"The Resource '{m['ns']}/{m['type']}/{name}' under resource group '{rg}' "
             f"was not found. {_NOT_FOUND_FIX}",
         )

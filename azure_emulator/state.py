@@ -1,9 +1,10 @@
 """The emulator's persistent state: one JSON document in the state directory.
 
-Guarantees: every mutation happens under ``Store.lock`` and is followed by an atomic write
-(temporary file + ``os.replace``), so a crash leaves either the old or the new document, never a
-torn one. The tenant id, the portal's service principal and the Entra signing key are created on
-first start and kept by ``reset()``; everything else is a resource that ``reset()`` drops.
+Guarantees: every mutation happens under ``Store.lock`` and is on disk, by an atomic write
+(temporary file + ``os.replace``), before its request is answered, so a crash leaves either the
+old or the new document, never a torn one, and never loses an answered change. The tenant id,
+the portal's service principal and the Entra signing key are created on first start and kept
+by ``reset()``; everything else is a resource that ``reset()`` drops.
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ class Store:
         # Bumped by every inventory registration; inventory.Index is rebuilt when it changes.
         self.inventory_version = 0
         self.inventory_index: Any = None
+        # Group commit (see `mutation`): changes made, and changes known to be on disk.
+        self._changes = 0
+        self._saved = 0
+        self._flush_lock = threading.Lock()
+        self._file_lock = threading.Lock()
 
     def open(self) -> None:
         """Load the document, or create the tenant, portal principal and keys on first start."""
@@ -103,19 +109,42 @@ class Store:
         )
 
     def save(self) -> None:
-        """Write the whole document atomically; callers hold ``lock``."""
+        """Write the whole document atomically, with every change made so far."""
         with self.lock:
-            write_private(self.path, json.dumps(self.data, sort_keys=True).encode())
+            changes = self._changes
+            payload = json.dumps(self.data, sort_keys=True).encode()
+        with self._file_lock:
+            # A write that took its snapshot later may have landed first: never go back.
+            if changes > self._saved or changes == 0:
+                write_private(self.path, payload)
+                self._saved = changes
 
     @contextmanager
     def mutation(self) -> Iterator[dict[str, Any]]:
-        """Hold the lock for a change and persist it when the block finishes without error.
+        """Hold the lock for a change and persist it when the block finishes without error;
+        the caller answers only once its change is on disk.
 
         Handlers validate before they mutate, so an exception means nothing was changed.
+
+        Writes are group-committed: a change is made under the lock, then its request waits
+        for a write (one at a time, `_flush_lock`) whose snapshot holds it, so the changes that
+        other requests make while a write is under way all go to disk in the next one. Writing
+        the whole document once per change made the last of 21 concurrent role assignments
+        wait for 21 writes in a row (about 4 ms each at 300 KB): an artefact of this model, not
+        ARM's. Lock order: `_flush_lock`, then `lock`, then `_file_lock` (a leaf).
         """
         with self.lock:
             yield self.data
+            self._changes += 1
+            mine = self._changes
+        if self.lock._is_owned():  # type: ignore[attr-defined]
+            # Nested in a block that holds the lock: write now (waiting for `_flush_lock` here
+            # would invert the lock order).
             self.save()
+            return
+        with self._flush_lock:
+            if self._saved < mine:
+                self.save()
 
     def reset(self) -> None:
         """Drop every resource; keep the tenant, the portal principal and the signing key."""
