@@ -14,6 +14,7 @@ come) and the operation that makes the call and records its outcome through
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections import Counter
@@ -25,7 +26,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from identities.errors import ConflictError
+from identities.audit import audit_batch
 from identities.models import (
     ApprovalDecision,
     FederatedCredential,
@@ -108,17 +109,27 @@ def _start(steps: Iterable[Step]) -> Phase | None:
     )
 
 
-def _finish(phase: Phase | None) -> None:
-    """Wait for a phase's calls and record them; raise their errors together."""
-    errors = steps_finish(phase) if phase is not None else []
+# What runs in the last phase's record transaction when all of its writes succeeded.
+Then = Callable[[], None] | None
+
+
+def _finish(phase: Phase | None, then: Then = None) -> None:
+    """Wait for a phase's calls and record them (and `then`, if all succeeded, in the same
+    transaction); raise their errors together."""
+    if phase is None or not phase.steps:
+        if then is not None:
+            with audit_batch():
+                then()
+        return
+    errors = steps_finish(phase, then)
     if errors:
         raise _combined(errors)
 
 
-def _run_all(steps: Iterable[Step]) -> None:
+def _run_all(steps: Iterable[Step], then: Then = None) -> None:
     """Run the steps at once, one phase; raise their errors together once all have finished
     and been recorded."""
-    _finish(_start(steps))
+    _finish(_start(steps), then)
 
 
 def _combined(errors: list[GatewayError]) -> GatewayError:
@@ -135,28 +146,64 @@ def _combined(errors: list[GatewayError]) -> GatewayError:
 
 
 def reconcile_request(identity_request_id: int) -> None:
-    """Drive one approved request to `ready` (or `failed` with last_error); safe to rerun."""
-    identity_request = services.request_claim(identity_request_id=identity_request_id)
+    """Drive one approved request to `ready` (or `failed` with last_error); safe to rerun.
+
+    A new identity's PUT is sent first, and the claim's transaction is written while it is in
+    flight; the request becomes ready in the transaction that records the run's last writes."""
+    identity_request = services.request_in_flight(identity_request_id=identity_request_id)
     if identity_request is None:
         return
+    gateway = get_gateway()
+    identity = identity_request.identity
+    in_flight = None
+    try:
+        in_flight = _identity_put_first(identity_request, gateway)
+    finally:
+        # Also when the PUT was deferred for ARM's write budget: a deferred run is provisioning.
+        claimed = services.request_claim(identity_request=identity_request)
+    if claimed is None:
+        # Another run finished the request meanwhile; record the PUT this one sent.
+        with contextlib.suppress(GatewayError):
+            _finish(in_flight)
+        return
+    if in_flight is not None:
+        # The claim reloaded the request, dropping its cached identity: keep the instance the
+        # PUT in flight puts its outputs on, which the children's calls read.
+        claimed.identity = identity
+    identity_request = claimed
+    ready: list[bool] = []
+
+    def complete() -> None:
+        ready.append(services.request_complete(identity_request=identity_request))
+
     try:
         if identity_request.kind == IdentityRequest.Kind.DECOMMISSION:
-            decommission(identity_request)
+            decommission(identity_request, gateway=gateway, then=complete)
         elif identity_request.kind == IdentityRequest.Kind.CHANGE_ROLES:
-            change_roles(identity_request)
+            change_roles(identity_request, gateway=gateway, then=complete)
         else:
-            provision(identity_request)
+            provision(identity_request, gateway=gateway, in_flight=in_flight, then=complete)
     except GatewayError as error:
         logger.warning("request %s failed: %s", identity_request.pk, error.describe())
         services.request_fail(identity_request=identity_request, error=error)
         return
-    try:
-        services.request_complete(identity_request=identity_request)
-    except ConflictError:
+    if ready != [True]:
         # Another run of the same request finished first: nothing left to do.
         logger.info("request %s was completed by another run", identity_request.pk)
         return
     _observe_ready(identity_request)
+
+
+def _identity_put_first(identity_request: IdentityRequest, gateway: AzureGateway) -> Phase | None:
+    """A new identity's PUT, sent before anything else of its run; None if there is none to
+    send (another kind of request, or an identity whose outputs an earlier run stored)."""
+    identity = identity_request.identity
+    if identity_request.kind in _NOT_PROVISION or identity is None or identity.principal_id:
+        return None
+    return _start([put_identity(identity_request, identity, gateway)])
+
+
+_NOT_PROVISION = (IdentityRequest.Kind.DECOMMISSION, IdentityRequest.Kind.CHANGE_ROLES)
 
 
 def _observe_ready(identity_request: IdentityRequest) -> None:
@@ -173,17 +220,24 @@ def _observe_ready(identity_request: IdentityRequest) -> None:
         metrics.request_ready(kind=identity_request.kind, seconds=seconds)
 
 
-def provision(identity_request: IdentityRequest, *, gateway: AzureGateway | None = None) -> None:
+def provision(
+    identity_request: IdentityRequest,
+    *,
+    gateway: AzureGateway | None = None,
+    in_flight: Phase | None = None,
+    then: Then = None,
+) -> None:
     """The identity, then its pending FICs and role assignments at once. The identity's PUT is
-    sent first and the run is planned while it is in flight; its record stores the ids on
-    `identity` too, which the children's calls read."""
+    sent first (`in_flight`, when the caller sent it already) and the run is planned while it
+    is in flight; the children are sent as soon as it answers (its outputs are on `identity`
+    in memory by then) and its record is written while they are in flight."""
     gateway = gateway or get_gateway()
     identity = services.target_identity(identity_request=identity_request)
     identity_step = put_identity(identity_request, identity, gateway)
     # A done identity step is skipped only once its outputs are stored (the children need them).
-    in_flight = None
-    if not identity.principal_id or not step_is_done(
-        identity_request=identity_request, key=identity_step.key
+    if in_flight is None and (
+        not identity.principal_id
+        or not step_is_done(identity_request=identity_request, key=identity_step.key)
     ):
         in_flight = _start([identity_step])
     fics = list(services.pending_fics(identity_request=identity_request, identity=identity))
@@ -193,11 +247,25 @@ def provision(identity_request: IdentityRequest, *, gateway: AzureGateway | None
     ]
     _plan(identity_request, [identity_step, *child_steps])
     _close_recorded_steps(identity_request, identity)
+    if in_flight is not None and not in_flight.succeeded():
+        _finish(in_flight)  # records the failure and raises it; no child is sent
+    try:
+        children = _start(child_steps)
+    except BaseException:
+        # Deferred for ARM's write budget (or failed) before any child was sent: record the
+        # identity first, so the rerun starts from its stored outputs rather than writing it
+        # again (and needing its token again).
+        _finish(in_flight)
+        raise
+    # Should this record fail, the children's answers go unrecorded, as a kill's would: the
+    # rerun re-PUTs the identity and sends the same names again.
     _finish(in_flight)
-    _run_all(child_steps)
+    _finish(children, then)
 
 
-def change_roles(identity_request: IdentityRequest, *, gateway: AzureGateway | None = None) -> None:
+def change_roles(
+    identity_request: IdentityRequest, *, gateway: AzureGateway | None = None, then: Then = None
+) -> None:
     """Only the delta, all at once: delete the assignments the change removes, put the ones it
     adds. The identity and its credentials are not written, so its client id stays. A rerun
     (redelivery, kill -9) finds the rows it recorded closed and rewrites only the rest: the
@@ -228,10 +296,12 @@ def change_roles(identity_request: IdentityRequest, *, gateway: AzureGateway | N
         ]
     _plan(identity_request, steps)
     _close_recorded_steps(identity_request, identity)
-    _run_all(steps)
+    _run_all(steps, then)
 
 
-def decommission(identity_request: IdentityRequest, *, gateway: AzureGateway | None = None) -> None:
+def decommission(
+    identity_request: IdentityRequest, *, gateway: AzureGateway | None = None, then: Then = None
+) -> None:
     """Role assignments, then FICs, then the identity; each delete idempotent (gone is done)."""
     gateway = gateway or get_gateway()
     identity = services.target_identity(identity_request=identity_request)
@@ -250,7 +320,7 @@ def decommission(identity_request: IdentityRequest, *, gateway: AzureGateway | N
     _run_all(role_steps)
     for step in fic_steps:  # serialized per identity anyway
         step.run()
-    identity_step.run()
+    _run_all([identity_step], then)
 
 
 def repair(
@@ -345,6 +415,8 @@ def put_identity(
             location=identity.location,
             tags=identity.tags,
         )
+        # The children's calls read these as soon as the PUT answers, before its record.
+        services.identity_hold_outputs(identity=identity, state=state)
         return (
             state,
             call.request_id,

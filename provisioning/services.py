@@ -55,19 +55,27 @@ def _load(identity_request_id: int) -> IdentityRequest | None:
     )
 
 
-def request_claim(*, identity_request_id: int) -> IdentityRequest | None:
-    """Move an approved request to provisioning (idempotent); None when there is nothing to do."""
+def request_in_flight(*, identity_request_id: int) -> IdentityRequest | None:
+    """The request, with its identity, cluster and team, if it is approved or provisioning; None
+    when there is nothing to do. Once approved, only the engine moves a request on (an approved
+    request cannot be cancelled), so its Azure writes may start before `request_claim` commits."""
     identity_request = _load(identity_request_id)
     if identity_request is None or identity_request.status not in REQUEST_STATUSES_IN_FLIGHT:
         return None
+    return identity_request
+
+
+def request_claim(*, identity_request: IdentityRequest) -> IdentityRequest | None:
+    """Move an approved request to provisioning (idempotent); None when there is nothing to do."""
     try:
         identity_request_mark_provisioning(identity_request=identity_request)
     except ConflictError:
         # A concurrent run (a redelivered message, the sweeper) claimed it first: carry on if it
         # is still provisioning, the engine is idempotent.
-        identity_request = _load(identity_request_id)
-        if identity_request is None or identity_request.status != RequestStatus.PROVISIONING:
+        reloaded = _load(identity_request.pk)
+        if reloaded is None or reloaded.status != RequestStatus.PROVISIONING:
             return None
+        return reloaded
     return identity_request
 
 
@@ -84,18 +92,25 @@ def request_fail(*, identity_request: IdentityRequest, error: GatewayError) -> N
         identity_request_mark_failed(identity_request=identity_request, error=error.describe())
 
 
-def request_complete(*, identity_request: IdentityRequest) -> None:
+def request_complete(*, identity_request: IdentityRequest) -> bool:
+    """The request is ready; False if another run finished it first (this one changes nothing
+    then). Called inside the record transaction of the run's last phase (see `reconcile`), so
+    that case must not undo the records. The identity in memory holds its outputs (loaded with
+    the request, or stored by this run's record of its PUT)."""
     identity = identity_request.identity
     data: dict[str, Any] = {}
     if identity is not None:
-        identity.refresh_from_db()
         data = {
             "client_id": identity.client_id,
             "principal_id": identity.principal_id,
             "tenant_id": identity.tenant_id,
             "resource_id": identity.resource_id,
         }
-    identity_request_mark_ready(identity_request=identity_request, data=data)
+    try:
+        identity_request_mark_ready(identity_request=identity_request, data=data)
+    except ConflictError:
+        return False
+    return True
 
 
 def target_identity(*, identity_request: IdentityRequest) -> Identity:
@@ -202,6 +217,14 @@ def _record_azure_write(
     )
 
 
+def identity_hold_outputs(*, identity: Identity, state: IdentityState) -> None:
+    """The identity's ids as Azure answered them, on the instance in memory (not stored)."""
+    identity.resource_id = state.resource_id
+    identity.client_id = state.client_id
+    identity.principal_id = state.principal_id
+    identity.tenant_id = state.tenant_id
+
+
 @transaction.atomic
 def identity_record_outputs(
     *,
@@ -218,10 +241,7 @@ def identity_record_outputs(
         tenant_id=state.tenant_id,
         updated_at=timezone.now(),
     )
-    identity.resource_id = state.resource_id
-    identity.client_id = state.client_id
-    identity.principal_id = state.principal_id
-    identity.tenant_id = state.tenant_id
+    identity_hold_outputs(identity=identity, state=state)
     audit_record(
         actor=None,
         action=AuditAction.AZURE_IDENTITY_CREATED

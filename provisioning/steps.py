@@ -82,6 +82,10 @@ class Phase:
     steps: Sequence[StepSpec]
     futures: list[Future[_Finished]]
 
+    def succeeded(self) -> bool:
+        """Wait for every call (not for their records); True if all of them succeeded."""
+        return all(future.result().outcome is not None for future in self.futures)
+
 
 def _step_rows(identity_request: IdentityRequest, steps: Sequence[StepSpec]) -> list[int]:
     """The steps' row ids, in the order given: one read (steps_plan normally made them), a write
@@ -135,9 +139,11 @@ def steps_start(
     return Phase(identity_request=identity_request, steps=steps, futures=futures)
 
 
-def steps_finish(phase: Phase) -> list[GatewayError]:
+def steps_finish(phase: Phase, then: Callable[[], None] | None = None) -> list[GatewayError]:
     """Mark the phase's steps running (their calls are in flight), wait for every answer, then
-    record them all in one transaction; return the gateway errors the calls raised.
+    record them all in one transaction; return the gateway errors the calls raised. `then`
+    runs last in that transaction when every call succeeded (the run's last phase: the
+    request becomes ready in the commit that records its last writes).
 
     That transaction closes every row (done with its request id, or failed with the error: one
     statement) and runs the successes' records in the order Azure answered, inside one audit
@@ -187,6 +193,8 @@ def steps_finish(phase: Phase) -> list[GatewayError]:
         for done in finished:
             if done.outcome is not None:
                 done.outcome[2]()  # the record: child row, then its audit row
+        if then is not None and not errors and unexpected is None:
+            then()
     for done in finished:
         if done.outcome is not None or isinstance(done.error, GatewayError):
             metrics.step_finished(key=done.key, outcome="done" if done.outcome else "failed")
