@@ -735,11 +735,10 @@ REST_FRAMEWORK: dict[str, Any] = {
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
-    # Counters live in the default cache: per process unless CACHES points at a shared one.
+    # The token, user and anonymous limits, checked in one read and one write of the default
+    # cache (a folder the machine's processes share, or Redis with CACHE_URL).
     "DEFAULT_THROTTLE_CLASSES": [
-        "api.throttling.TokenRateThrottle",
-        "api.throttling.UserRateThrottle",
-        "api.throttling.AnonRateThrottle",
+        "api.throttling.ApiRateThrottle",
     ],
     # Without it DRF keys the anonymous throttle on the whole X-Forwarded-For header, which any
     # client can vary to escape the limit.
