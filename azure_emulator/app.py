@@ -69,6 +69,7 @@ class App:
     def handle(self, request: Request) -> Response:
         """Serve one request; never raises."""
         started = time.monotonic()
+        generation = self.ctx.log.generation
         route = self.route(request)
         request.op = route.op if route else "unknown"
         try:
@@ -81,10 +82,10 @@ class App:
         response.headers.setdefault("x-ms-request-id", str(uuid.uuid4()))
         response.headers.setdefault("x-ms-correlation-request-id", str(uuid.uuid4()))
         if request.op not in _UNLOGGED:
-            self._log(request, response, started)
+            self._log(request, response, started, generation)
         return response
 
-    def _log(self, request: Request, response: Response, started: float) -> None:
+    def _log(self, request: Request, response: Response, started: float, generation: int) -> None:
         self.ctx.log.append(
             {
                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -97,7 +98,8 @@ class App:
                 "error": response.error_code,
                 "op": request.op,
                 **({"scope": request.scope} if request.scope is not None else {}),
-            }
+            },
+            generation=generation,
         )
 
     def _serve(self, route: Route | None, request: Request) -> Response:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 
 import pytest
@@ -150,6 +152,30 @@ def test_a_timeout_fault_drops_the_connection(
         azure_clients.msi.user_assigned_identities.get(RG, "id-any", retry_total=0)
     dropped = [e for e in emulator.requests() if e["op"] == "uami.get"]
     assert dropped[0]["status"] is None and dropped[0]["error"] == "FaultTimeout"
+
+
+def test_a_call_held_across_a_reset_is_not_logged_in_the_fresh_log(
+    emulator: Emulator, azure_clients: AzureClients
+) -> None:
+    emulator.config(fault_rate_timeout=1.0, fault_timeout_seconds=2.0, fault_ops=["GET"])
+
+    def call() -> None:
+        with contextlib.suppress(ServiceResponseError):
+            azure_clients.msi.user_assigned_identities.get(RG, "id-held", retry_total=0)
+
+    azure_clients.credential.get_token("https://management.azure.com/.default")
+    held = threading.Thread(target=call)
+    held.start()
+    time.sleep(0.7)  # the call is held (2 s) when the reset comes
+    emulator.reset()
+    held.join(timeout=10)
+
+    assert not held.is_alive()
+    assert [e for e in emulator.requests() if e["op"] == "uami.get"] == []
+    # A call received after the reset is logged as before.
+    emulator.config(fault_rate_timeout=1.0, fault_timeout_seconds=0.2, fault_ops=["GET"])
+    call()
+    assert [e["error"] for e in emulator.requests() if e["op"] == "uami.get"] == ["FaultTimeout"]
 
 
 def test_latency_is_added_to_arm_calls(emulator: Emulator, azure_clients: AzureClients) -> None:
