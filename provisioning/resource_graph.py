@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,6 +33,7 @@ from azure.core.exceptions import AzureError
 from django.conf import settings
 from django.core.cache import cache
 
+from identities.memo import BuiltCache
 from identities.scope_lookup import AzureResource, ScopeLookupUnavailable
 from identities.validators import canonical_arm_id
 from provisioning.azure import get_gateway, subscription_of
@@ -49,9 +48,8 @@ MAX_PAGES = 200  # 200,000 rows: a team's picker list, far past anything reasona
 _CACHE_PREFIX = "resource-graph:v2:"
 BUILT_ENTRIES = 32  # teams' lists kept built in this process (a few MB at 4,000 rows each)
 
-# cache key -> (stamp, the rows built from that entry), most recently used last.
-_built: OrderedDict[str, tuple[str, tuple[AzureResource, ...]]] = OrderedDict()
-_built_lock = threading.Lock()
+# cache key -> the rows built from that entry, kept while the entry's stamp is unchanged.
+_built: BuiltCache[tuple[AzureResource, ...]] = BuiltCache(BUILT_ENTRIES)
 
 
 def kql_string(value: str) -> str:
@@ -171,14 +169,12 @@ def team_resources(
     key = _key("team", team, settings.OWNERSHIP_TAG, json.dumps(sorted(groups)), *subscriptions)
     stamp = cache.get(key + ":stamp")
     if stamp is not None:
-        with _built_lock:
-            built = _built.get(key)
-            if built is not None and built[0] == stamp:
-                _built.move_to_end(key)
-                return built[1]
+        built = _built.get(key, lambda kept: kept == stamp)
+        if built is not None:
+            return built
         cached = cache.get(key)
         if cached is not None and cached.get("stamp") == stamp:
-            return _remember(key, stamp, tuple(_from_cached(row) for row in cached["rows"]))
+            return _built.put(key, stamp, tuple(_from_cached(row) for row in cached["rows"]))
     found = _query_all(team_query(groups, settings.OWNERSHIP_TAG, team), subscriptions)
     allowed = {sub.lower() for sub in subscriptions}
     # Subscriptions themselves are never a team's (and never a picker entry).
@@ -188,13 +184,4 @@ def team_resources(
         {key: {"stamp": stamp, "rows": [_as_cached(row) for row in rows]}, key + ":stamp": stamp},
         timeout=settings.SCOPE_LOOKUP_CACHE_SECONDS,
     )
-    return _remember(key, stamp, rows)
-
-
-def _remember(key: str, stamp: str, rows: tuple[AzureResource, ...]) -> tuple[AzureResource, ...]:
-    with _built_lock:
-        _built[key] = (stamp, rows)
-        _built.move_to_end(key)
-        while len(_built) > BUILT_ENTRIES:
-            _built.popitem(last=False)
-    return rows
+    return _built.put(key, stamp, rows)

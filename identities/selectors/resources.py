@@ -8,14 +8,13 @@ any team. The Azure side is one paged Resource Graph query per team, cached
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from identities import scope_lookup
 from identities.errors import NotFoundError
+from identities.memo import BuiltCache
 from identities.models import CatalogRole, Cluster, ResourceGroupOwnership, Team
 from identities.selectors.people import may_act_for_team, teams_of
 
@@ -109,23 +108,19 @@ def resources_for(
 # building thousands of rows on every keystroke.
 _Source = tuple[str, tuple[tuple[str, str], ...], Sequence[scope_lookup.AzureResource]]
 _BUILT_ENTRIES = 64
-_built: OrderedDict[tuple[Any, ...], tuple[tuple[_Source, ...], list[tuple[str, TeamResource]]]] = (
-    OrderedDict()
-)
-_built_lock = threading.Lock()
+_built: BuiltCache[list[tuple[str, TeamResource]]] = BuiltCache(_BUILT_ENTRIES)
 
 
 def _built_list(
     sources: tuple[_Source, ...], fits: tuple[str, ...] | None
 ) -> list[tuple[str, TeamResource]]:
     key = (tuple((name, groups) for name, groups, _ in sources), fits)
-    with _built_lock:
-        entry = _built.get(key)
-        if entry is not None and all(
-            kept[2] is rows[2] for kept, rows in zip(entry[0], sources, strict=True)
-        ):
-            _built.move_to_end(key)
-            return entry[1]
+    built = _built.get(
+        key,
+        lambda kept: all(k[2] is rows[2] for k, rows in zip(kept, sources, strict=True)),
+    )
+    if built is not None:
+        return built
     found: dict[str, TeamResource] = {}
     for owner, groups, rows in sources:
         owned = {(sub, group.lower()) for sub, group in groups}
@@ -154,13 +149,7 @@ def _built_list(
             r.name.lower(),
         ),
     )
-    built = [(f"{r.name}\n{r.id}".lower(), r) for r in ordered]
-    with _built_lock:
-        _built[key] = (sources, built)
-        _built.move_to_end(key)
-        while len(_built) > _BUILT_ENTRIES:
-            _built.popitem(last=False)
-    return built
+    return _built.put(key, sources, [(f"{r.name}\n{r.id}".lower(), r) for r in ordered])
 
 
 def _fits(resource_type: str, role_types: tuple[str, ...]) -> bool:
