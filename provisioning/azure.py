@@ -213,6 +213,18 @@ def _retry_after(response: Any) -> float | None:
         return max(0.0, parsed.timestamp() - time.time())
 
 
+def _network_cause(exc: BaseException) -> BaseException | None:
+    """The connection or read failure an exception was raised from, if any."""
+    seen = exc.__cause__ or exc.__context__
+    for _ in range(8):  # a short chain; never loop on a cycle
+        if seen is None:
+            return None
+        if isinstance(seen, ServiceRequestError | ServiceResponseError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def translate(exc: Exception, *, operation: str) -> GatewayError:
     """Turn an SDK exception into the gateway's vocabulary, keeping code and request id."""
     if isinstance(exc, CredentialUnavailableError):
@@ -232,6 +244,15 @@ def translate(exc: Exception, *, operation: str) -> GatewayError:
                 status=token_status,
                 retry_after=MSAL_ERROR_REPLAY_SECONDS,
                 wait_out=True,
+            )
+        if _network_cause(exc) is not None:
+            # azure-identity raises every failure of the token request as
+            # ClientAuthenticationError("Authentication failed: …") from the original exception
+            # (azure/identity/_internal/decorators.py, wrap_exceptions): Entra not answering in
+            # time is a network error like any other, not a refused credential.
+            return TransientError(
+                f"{operation}: network error asking Entra ID for a token: {_network_cause(exc)}",
+                code="Network",
             )
         return PermanentError(
             f"{operation}: the portal could not authenticate to Azure: {exc.message}",

@@ -555,3 +555,30 @@ def test_an_entra_error_msal_replays_is_waited_out_instead_of_spending_the_attem
     assert {error.code for error in waits} == {"TokenEndpointUnavailable"}
     token_calls = [e for e in sandbox.emulator.requests() if e["op"] == "entra.token.secret"]
     assert [e["status"] for e in token_calls][-1] == 200
+
+
+def test_entra_not_answering_the_token_request_in_time_is_a_network_error_not_a_refusal(
+    sandbox: Sandbox, settings: Any
+) -> None:
+    """azure-identity wraps every failure of the token request, a read timeout included, in
+    ClientAuthenticationError: a request must not fail for good because Entra was slow once
+    (a storm test saw one fail with AuthenticationFailed)."""
+    settings.AZURE_HTTP_READ_TIMEOUT = 1
+    settings.AZURE_HTTP_CONNECT_TIMEOUT = 1
+    # A credential of its own: the process-wide one already holds a token and asks for none.
+    gateway = _gateway_for.__wrapped__("emulator", "a fresh credential for the timeout")
+    sandbox.emulator.config(
+        fault_rate_timeout=1.0, fault_ops=["entra.token.secret"], fault_timeout_seconds=2
+    )
+
+    with pytest.raises(TransientError) as slow:
+        gateway.get_identity(subscription_id=SUBSCRIPTION, resource_group="rg-payments", name="x")
+
+    assert slow.value.code == "Network"
+    assert "token" in str(slow.value)
+    sandbox.emulator.config(fault_rate_timeout=0.0)
+    # Entra answers again: the same gateway reads (the identity does not exist: None).
+    assert (
+        gateway.get_identity(subscription_id=SUBSCRIPTION, resource_group="rg-payments", name="x")
+        is None
+    )
