@@ -255,7 +255,10 @@ def run_soak(
 
     storm_429, storm_500 = rng.uniform(0.05, 0.45), rng.uniform(0.3, 0.6)
     events = sorted(
-        [Event(rng.uniform(0.05, 0.85), "kill", kill) for _ in range(plan.kills)]
+        # Kills while requests are still being filed (under half terminal): later, the last
+        # in-flight requests can all end between two polls and a due kill never fires (seen in
+        # CI once the engine got faster; the range was 5-85 %).
+        [Event(rng.uniform(0.05, 0.45), "kill", kill) for _ in range(plan.kills)]
         + [
             Event(rng.uniform(0.15, 0.7), "redis", restart_redis),
             Event(rng.uniform(0.15, 0.7), "postgres", cut_database),

@@ -90,7 +90,10 @@ STORMS = [
         },
         requests=1,
         roles=1,
-        codes=frozenset({"AuthenticationFailed"}),
+        # Was AuthenticationFailed (permanent, at once): azure-identity wraps the read timeout
+        # in ClientAuthenticationError, which the gateway now reads as the network error it is
+        # (retried within the step's attempts and budget, then failed with this code).
+        codes=frozenset({"Network"}),
         served=None,
         all_fail=True,
     ),
