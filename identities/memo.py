@@ -41,7 +41,3 @@ class BuiltCache(Generic[V]):
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
         return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()

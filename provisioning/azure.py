@@ -245,13 +245,14 @@ def translate(exc: Exception, *, operation: str) -> GatewayError:
                 retry_after=MSAL_ERROR_REPLAY_SECONDS,
                 wait_out=True,
             )
-        if _network_cause(exc) is not None:
+        cause = _network_cause(exc)
+        if cause is not None:
             # azure-identity raises every failure of the token request as
             # ClientAuthenticationError("Authentication failed: …") from the original exception
             # (azure/identity/_internal/decorators.py, wrap_exceptions): Entra not answering in
             # time is a network error like any other, not a refused credential.
             return TransientError(
-                f"{operation}: network error asking Entra ID for a token: {_network_cause(exc)}",
+                f"{operation}: network error asking Entra ID for a token: {cause}",
                 code="Network",
             )
         return PermanentError(

@@ -92,8 +92,11 @@ def _plan(identity_request: IdentityRequest, steps: Iterable[Step]) -> None:
     steps_plan(identity_request=identity_request, steps=[(s.key, s.label) for s in steps])
 
 
-def _start(steps: Iterable[Step]) -> Phase | None:
-    """Send one phase's Azure calls at once (its steps all of one request); None if none."""
+def _start(
+    steps: Iterable[Step], later: Callable[[], Iterable[Step]] | None = None
+) -> Phase | None:
+    """Send one phase's Azure calls at once (its steps all of one request); None if none.
+    `later`: the run's next phases, whose tokens a deferral reserves with this one's."""
     steps = list(steps)
     if not steps:
         return None
@@ -102,11 +105,17 @@ def _start(steps: Iterable[Step]) -> Phase | None:
         raise ValueError("one phase's steps belong to one request")
     # The phase's tokens first: an empty bucket defers the run (WritesDeferred) before anything
     # of the phase is sent, so the rerun starts the phase afresh.
-    acquire_writes(Counter(step.bucket for step in steps if step.bucket is not None))
+    acquire_writes(
+        _buckets(steps), later=(lambda: _buckets(later())) if later is not None else None
+    )
     return steps_start(
         identity_request=identity_request,
         steps=[(step.key, step.label, step.operation) for step in steps],
     )
+
+
+def _buckets(steps: Iterable[Step]) -> Counter[tuple[str, str]]:
+    return Counter(step.bucket for step in steps if step.bucket is not None)
 
 
 # What runs in the last phase's record transaction when all of its writes succeeded.
@@ -194,16 +203,20 @@ def reconcile_request(identity_request_id: int) -> None:
     _observe_ready(identity_request)
 
 
+# Kinds of request that never create the identity.
+_NOT_PROVISION = (IdentityRequest.Kind.DECOMMISSION, IdentityRequest.Kind.CHANGE_ROLES)
+
+
 def _identity_put_first(identity_request: IdentityRequest, gateway: AzureGateway) -> Phase | None:
     """A new identity's PUT, sent before anything else of its run; None if there is none to
     send (another kind of request, or an identity whose outputs an earlier run stored)."""
     identity = identity_request.identity
     if identity_request.kind in _NOT_PROVISION or identity is None or identity.principal_id:
         return None
-    return _start([put_identity(identity_request, identity, gateway)])
-
-
-_NOT_PROVISION = (IdentityRequest.Kind.DECOMMISSION, IdentityRequest.Kind.CHANGE_ROLES)
+    return _start(
+        [put_identity(identity_request, identity, gateway)],
+        later=lambda: _child_steps(identity_request, identity, gateway),
+    )
 
 
 def _observe_ready(identity_request: IdentityRequest) -> None:
@@ -240,11 +253,7 @@ def provision(
         or not step_is_done(identity_request=identity_request, key=identity_step.key)
     ):
         in_flight = _start([identity_step])
-    fics = list(services.pending_fics(identity_request=identity_request, identity=identity))
-    assignments = list(services.pending_role_assignments(identity=identity))
-    child_steps = [put_fic(identity_request, identity, fic, gateway) for fic in fics] + [
-        put_role_assignment(identity_request, identity, ra, gateway) for ra in assignments
-    ]
+    child_steps = _child_steps(identity_request, identity, gateway)
     _plan(identity_request, [identity_step, *child_steps])
     _close_recorded_steps(identity_request, identity)
     if in_flight is not None and not in_flight.succeeded():
@@ -261,6 +270,17 @@ def provision(
     # rerun re-PUTs the identity and sends the same names again.
     _finish(in_flight)
     _finish(children, then)
+
+
+def _child_steps(
+    identity_request: IdentityRequest, identity: Identity, gateway: AzureGateway
+) -> list[Step]:
+    """A provisioning's pending FICs and role assignments, sent at once after the identity."""
+    fics = services.pending_fics(identity_request=identity_request, identity=identity)
+    assignments = services.pending_role_assignments(identity=identity)
+    return [put_fic(identity_request, identity, fic, gateway) for fic in fics] + [
+        put_role_assignment(identity_request, identity, ra, gateway) for ra in assignments
+    ]
 
 
 def change_roles(

@@ -239,7 +239,8 @@ def identity_record_outputs(
     state: IdentityState,
     call: CallResult,
 ) -> None:
-    """The identity exists in Azure: store its ids (a re-PUT returns the same ones)."""
+    """The identity exists in Azure: store its ids (a re-PUT returns the same ones); the PUT's
+    answer already put them on `identity` (identity_hold_outputs)."""
     Identity.objects.filter(pk=identity.pk).update(
         resource_id=state.resource_id,
         client_id=state.client_id,
@@ -247,7 +248,6 @@ def identity_record_outputs(
         tenant_id=state.tenant_id,
         updated_at=timezone.now(),
     )
-    identity_hold_outputs(identity=identity, state=state)
     audit_record(
         actor=None,
         action=AuditAction.AZURE_IDENTITY_CREATED
