@@ -15,7 +15,11 @@ the worker: a provisioning run raises WritesDeferred and its task is sent again 
 countdown, so other subscriptions' requests get the slot (issue 18, goal 2). The deferred run's
 tokens are reserved (the bucket goes into debt) and travel with the requeued task, which spends
 them when it comes back: deferred runs line up behind each other in the order they were turned
-away, come back when their tokens are due, and no token is counted twice or left unspent.
+away, come back when their tokens are due, and no token is counted twice or left unspent. A run
+deferred at its first phase reserves its later phases' tokens too (`acquire_writes(later=)`),
+so it comes back once with all of them rather than lining up again for each phase; and it is
+sent at the top message priority (settings.PROVISIONING_DEFERRED_PRIORITY), so that a worker
+receives it at once rather than once the queue in front of it has drained.
 
 Without Redis (the embedded default: one worker on a filesystem broker) the buckets are
 process-local (LocalBuckets), which is exact for that single worker process.
@@ -362,13 +366,18 @@ def _key(subscription: str, kind: str) -> str:
     return f"{kind}:{subscription}"
 
 
-def acquire_writes(costs: Counter[tuple[str, str]]) -> None:
+def acquire_writes(
+    costs: Counter[tuple[str, str]],
+    later: Callable[[], Counter[tuple[str, str]]] | None = None,
+) -> None:
     """Take the tokens a phase of writes needs, per (subscription, kind), before sending it.
 
     Tokens due within PROVISIONING_WRITE_MAX_INLINE_WAIT_SECONDS: sleep, then write. Later (in a
     deferrable run): they are reserved and WritesDeferred carries them, with the countdown to
-    when they are due, to the requeued run, which spends them first. The Redis limiter
-    unreachable: go on unmetered (ARM's 429s still pace the writes)."""
+    when they are due, to the requeued run, which spends them first. `later` names the writes
+    of the run's next phases: a deferred run reserves them too, so that it comes back once with
+    all of its tokens rather than going to the back of the line again for each phase. The Redis
+    limiter unreachable: go on unmetered (ARM's 429s still pace the writes)."""
     buckets = write_buckets()
     if buckets is None:
         return
@@ -417,6 +426,10 @@ def acquire_writes(costs: Counter[tuple[str, str]]) -> None:
             due = max(due, wait)
         else:
             sleep = max(sleep, wait)
+    if due and not refused and later is not None:
+        # What the run holds already (prepaid, not spent by this phase) is not asked again.
+        needed = later() - (wallet.tokens if wallet is not None else Counter())
+        due = max(due, _reserve_later(buckets, needed, taken, max_defer=max_defer))
     if refused or due:
         prepaid = taken + (wallet.tokens if wallet is not None else Counter())
         # Back a little before the tokens are due (a rerun waits up to max_wait for them), so a
@@ -429,6 +442,38 @@ def acquire_writes(costs: Counter[tuple[str, str]]) -> None:
         raise WritesDeferred(last[0], last[1], countdown, prepaid, time.time() + (due or refused))
     if sleep > 0:
         time.sleep(sleep)
+
+
+def _reserve_later(
+    buckets: Buckets,
+    costs: Counter[tuple[str, str]],
+    taken: Counter[tuple[str, str]],
+    *,
+    max_defer: float,
+) -> float:
+    """Reserve a deferred run's later phases (added to `taken`); the longest wait among them.
+    A bucket whose line is too deep is skipped: that phase asks again when it comes."""
+    due = 0.0
+    for (subscription, kind), cost in sorted(costs.items()):
+        if cost <= 0:
+            continue
+        bucket = bucket_for(kind)
+        key = (subscription.lower(), kind)
+        try:
+            outcome, wait = buckets.take(
+                _key(*key),
+                capacity=bucket.capacity,
+                refill=bucket.refill,
+                cost=cost,
+                max_wait=0.0,
+                max_defer=max_defer,
+            )
+        except redis.exceptions.RedisError:
+            return due
+        if outcome != REFUSED:
+            taken[key] += cost
+            due = max(due, wait)
+    return due
 
 
 def url_subscription(url: str) -> str:

@@ -166,3 +166,45 @@ def test_a_phase_inside_a_provisioning_run_is_deferred_outside_it_waits(
             ratelimit.acquire_writes(costs)
         ratelimit.acquire_writes(costs)  # not deferrable: waits for its tokens
     ratelimit._redis_buckets.cache_clear()
+
+
+@pytest.mark.django_db
+def test_a_deferred_run_reserves_its_later_phases_and_comes_back_once_with_all_its_tokens(
+    redis_url: str, prefix: str
+) -> None:
+    identity = Counter({("sub-a", "writes"): 1})
+    children = Counter({("sub-a", "writes"): 3})
+    asked: list[str] = []
+
+    def later() -> Counter[tuple[str, str]]:
+        asked.append("later")
+        return children
+
+    with override_settings(
+        REDIS_URL=redis_url,
+        PROVISIONING_WRITE_LIMITER="redis",
+        PROVISIONING_WRITE_BUCKET_CAPACITY=3,
+        PROVISIONING_WRITE_REFILL_PER_SECOND=10,
+        PROVISIONING_WRITE_MAX_INLINE_WAIT_SECONDS=0.05,
+    ):
+        ratelimit._redis_buckets.cache_clear()
+        buckets = ratelimit.write_buckets()
+        assert isinstance(buckets, RedisBuckets)
+        buckets._prefix = prefix
+        ratelimit.acquire_writes(children)  # empties the bucket
+        ratelimit.acquire_writes(identity, later=later)  # not deferrable: waits its 0.1 s
+        # Not deferred: the later phases are not even counted (no query on the fast path).
+        assert asked == []
+        with ratelimit.deferrable(), pytest.raises(WritesDeferred) as deferred:
+            ratelimit.acquire_writes(identity, later=later)
+        assert asked == ["later"]
+        # One token for this phase and three for the children, all due 4 / 10 s from now.
+        assert [entry[:3] for entry in deferred.value.prepaid_json()] == [["sub-a", "writes", 4]]
+        assert deferred.value.due == pytest.approx(time.time() + 0.4, abs=0.05)
+        # The rerun spends them phase by phase without asking the bucket, which is empty until
+        # they are due: asking it would defer the children again (3 tokens are 0.3 s away).
+        with ratelimit.deferrable(deferred.value.prepaid_json()):
+            ratelimit.acquire_writes(identity)
+            ratelimit.acquire_writes(children)
+        assert asked == ["later"]
+    ratelimit._redis_buckets.cache_clear()
