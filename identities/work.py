@@ -35,9 +35,12 @@ Sender = Callable[[Work, tuple[object, ...]], object]
 
 
 def _send_to_celery(work: Work, args: tuple[object, ...]) -> object:
-    # send_task publishes exactly what `task.delay(*args)` does (JSON, default queue, acks late
-    # per settings), looked up by name on the worker side.
-    return current_app.send_task(str(work), args=list(args))
+    # send_task publishes exactly what `task.delay(*args)` does (JSON, default queue and
+    # priority, acks late per settings), looked up by name on the worker side. send_task does
+    # not apply task_default_priority itself (Celery reads it into each Task's options).
+    return current_app.send_task(
+        str(work), args=list(args), priority=current_app.conf.task_default_priority
+    )
 
 
 _sender: Sender = _send_to_celery

@@ -22,6 +22,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from kombu.transport.redis import PRIORITY_STEPS
+from kombu.transport.redis import Channel as RedisChannel
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -123,22 +125,31 @@ def _queue_redis(queue: str) -> tuple[int, int, float | None]:
     """(waiting, delivered but unacknowledged, age of the oldest waiting message)."""
     url = celery_app.conf.broker_url
     client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    # One list per priority step (kombu's Redis transport, Channel._q_for_pri).
+    lists = [queue] + [f"{queue}{RedisChannel.sep}{step}" for step in PRIORITY_STEPS if step]
     try:
-        waiting = int(client.llen(queue))
-        unacked = int(client.hlen("unacked"))
-        # kombu pushes on the left and pops on the right: the oldest message is the last one.
-        oldest = client.lindex(queue, -1) if waiting else None
+        pipe = client.pipeline(transaction=False)
+        for name in lists:
+            # kombu pushes on the left and pops on the right: the oldest message is the last.
+            pipe.llen(name)
+            pipe.lindex(name, -1)
+        pipe.hlen("unacked")
+        *answers, unacked = pipe.execute()
     finally:
         client.close()
-    age = None
-    if oldest:
-        try:
-            sent_at = json.loads(oldest).get("headers", {}).get(SENT_AT_HEADER)
-        except (ValueError, AttributeError):
-            sent_at = None
-        if isinstance(sent_at, int | float):
-            age = max(0.0, time.time() - sent_at)
-    return waiting, unacked, age
+    waiting = sum(int(length) for length in answers[0::2])
+    sent = [_sent_at(oldest) for oldest in answers[1::2] if oldest]
+    known = [at for at in sent if at is not None]
+    age = max(0.0, time.time() - min(known)) if known else None
+    return waiting, int(unacked), age
+
+
+def _sent_at(message: bytes) -> float | None:
+    try:
+        sent_at = json.loads(message).get("headers", {}).get(SENT_AT_HEADER)
+    except (ValueError, AttributeError):
+        return None
+    return float(sent_at) if isinstance(sent_at, int | float) else None
 
 
 def _queue_filesystem(queue: str) -> tuple[int, int, float | None]:

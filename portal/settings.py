@@ -383,6 +383,19 @@ if REDIS_URL:
         "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
         "socket_connect_timeout": 5,
     }
+    # A worker takes a message only while one of its pool processes is free. Otherwise every
+    # countdown task it holds (a run deferred for ARM's write budget) raises its prefetch by
+    # one, it buffers that many queued messages, and a countdown that falls due runs behind all
+    # of them, late (issue 18, goal 2). Redis brokers only: Celery 5.6's
+    # celery/worker/consumer/tasks.py checks its reserved requests against the pool's size.
+    CELERY_WORKER_DISABLE_PREFETCH = True
+    # Message priorities (kombu's Redis transport: one list per step of priority_steps, by
+    # default 0, 3, 6, 9, popped lowest first; kombu/transport/redis.py, Channel._put and
+    # _brpop_start): every task is sent at 3, and a run deferred for ARM's write budget comes
+    # back at 0, ahead of the queue, so that its countdown starts when it is sent rather than
+    # when the queue in front of it has drained (issue 18, goal 2).
+    CELERY_TASK_DEFAULT_PRIORITY = 3
+    PROVISIONING_DEFERRED_PRIORITY: int | None = 0
 else:
     # Embedded default: kombu's filesystem transport, so a real worker process runs with no server.
     # Its folders must exist before the first publish (web) or poll (worker).
@@ -395,6 +408,8 @@ else:
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
+    # The filesystem transport has no priorities.
+    PROVISIONING_DEFERRED_PRIORITY = None
 # One named queue; tests give each run its own so a developer's running worker never steals work.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "portal")
 # The scheduled drift run has a queue of its own, consumed by its own worker (`celery worker

@@ -91,7 +91,11 @@ def defer_for_writes(task: Any, identity_request_id: int, deferred: WritesDeferr
     metrics.writes_deferred(kind=deferred.kind, countdown=countdown)
     logger.info("request %s: %s; running again in %.1fs", identity_request_id, deferred, countdown)
     task.apply_async(
-        args=[identity_request_id], kwargs={"prepaid": deferred.prepaid_json()}, countdown=countdown
+        args=[identity_request_id],
+        kwargs={"prepaid": deferred.prepaid_json()},
+        countdown=countdown,
+        # Ahead of the queue (Redis): a worker receives it at once and holds it until due.
+        priority=settings.PROVISIONING_DEFERRED_PRIORITY,
     )
 
 

@@ -32,6 +32,7 @@ from identities.models import (
 )
 from identities.policy import RoleDraft
 from provisioning.azure import get_gateway
+from provisioning.ratelimit import forget_buckets, write_buckets
 from tests.faults.consistency import ready_request_disagreements
 from tests.faults.helpers import wait_all_final, wait_worker_ready
 from tests.support.people import OTHER_SUBSCRIPTION, SUBSCRIPTION, ClusterFactory
@@ -196,3 +197,60 @@ def test_a_subscription_with_an_empty_bucket_does_not_hold_up_another(
             problems.append(f"request {identity_request.pk}: {writes.count()} audited writes")
     assert problems == [], context + "\n" + "\n".join(problems)
     assert audit_verify_chain().ok
+
+
+def test_a_deferred_run_comes_back_ahead_of_the_queue_it_was_sent_behind(
+    sandbox: Sandbox,
+    team: Team,
+    approved_request: ApprovedRequestFactory,
+    start_worker: WorkerFactory,
+    use_broker: Callable[[Broker], None],
+    tmp_path: Path,
+) -> None:
+    """A run deferred for ARM's write budget is sent again at the top priority: a worker
+    receives it at once and runs it when its tokens are due, not once the queue that was in
+    front of it has drained (which is how it was: its countdown ran out while it waited in the
+    broker's list, and the subscription's tokens went unused meanwhile)."""
+    from django.conf import settings
+
+    postgres_or_missing()
+    if not settings.REDIS_URL or settings.PROVISIONING_WRITE_LIMITER != "redis":
+        pytest.skip("the shared write limiter needs REDIS_URL")
+    broker = make_broker("redis", tmp_path)
+    use_broker(broker)
+    other = other_subscription_cluster(sandbox, team)
+    busy = approved_request(
+        app_name="busy", service_account="busy", roles=(vault(SUBSCRIPTION, "kv-busy"),)
+    ).pk
+    # Queued behind it: more work for the one pool process than the busy run's wait.
+    queue = [
+        approved_request(
+            cluster=other.name,
+            app_name=f"queued{n}",
+            service_account=f"queued{n}",
+            roles=(vault(OTHER_SUBSCRIPTION, f"kv-q{n}"),),
+        ).pk
+        for n in range(30)
+    ]
+    # The busy subscription's bucket is held (as by ARM's Retry-After) for 6 s from now, a few
+    # seconds after the worker starts: its run is deferred until then, the others are not.
+    forget_buckets()
+    buckets = write_buckets()
+    assert buckets is not None
+    buckets.hold(
+        f"writes:{SUBSCRIPTION}", 6.0, capacity=settings.PROVISIONING_WRITE_BUCKET_CAPACITY
+    )
+    worker: ManagedProcess = start_worker(
+        broker, concurrency=1, **sandbox.worker_env, VERIFY_AFTER_PROVISIONING="0"
+    )
+    try:
+        wait_worker_ready(worker)
+        final = wait_all_final([busy, *queue], timeout=180)
+    finally:
+        forget_buckets()
+    context = f"{final}\n{worker.log_tail(80)}"
+    assert set(final.values()) == {RequestStatus.READY}, context
+    assert f"request {busy}: ARM writes" in worker.log_tail(2000), context
+    order = ready_order([busy, *queue])
+    # Sent again behind 30 queued requests, it was ready well before the last of them.
+    assert order.index(busy) < len(order) - 5, (order.index(busy), context)

@@ -95,7 +95,9 @@ def test_queue_depth_and_oldest_message_age_come_from_the_broker(client: Client)
 
 def _purge(queue: str) -> None:
     if celery_app.conf.broker_url.startswith("redis"):
-        redis.Redis.from_url(celery_app.conf.broker_url).delete(queue)
+        client = redis.Redis.from_url(celery_app.conf.broker_url)
+        # The queue's list of each priority step (kombu's Redis transport).
+        client.delete(queue, *client.scan_iter(match=f"{queue}\x06\x16*"))
     else:
         folder = Path(celery_app.conf.broker_transport_options["data_folder_in"])
         for path in folder.glob(f"*.{queue}.msg"):
