@@ -284,6 +284,10 @@ def run(
             and entry["path"].lower().startswith(f"/subscriptions/{cluster.subscription_id}")
         ]
         accepted = sum(1 for entry in writes if entry["status"] < 400)
+        # Accepted writes per second from the workers' start: where the bucket stood idle.
+        timeline: Counter[int] = Counter(
+            int(_log_time(entry) - started.timestamp()) for entry in writes if entry["status"] < 400
+        )
         bound_seconds = max(0.0, accepted - args.bucket_capacity) / args.refill_per_second
         subscriptions.append(
             {
@@ -296,6 +300,7 @@ def run(
                 "bound_seconds": bound_seconds,
                 "rate": accepted / seconds if seconds else None,
                 "bound_rate": accepted / bound_seconds if bound_seconds else None,
+                "writes_per_second": [timeline[n] for n in range(max(timeline, default=-1) + 1)],
             }
         )
     # While all three still had work: until the first of them finished.
@@ -325,10 +330,14 @@ def _writes_until(log: list[dict[str, Any]], started: datetime, seconds: float) 
     for entry in log:
         if not is_arm_write(entry) or entry["status"] >= 400:
             continue
-        when = datetime.strptime(entry["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-        if when.timestamp() <= end:
+        if _log_time(entry) <= end:
             count += 1
     return count
+
+
+def _log_time(entry: dict[str, Any]) -> float:
+    """An emulator log entry's time (whole seconds), as a timestamp."""
+    return datetime.strptime(entry["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
 
 
 def render(result: dict[str, Any]) -> str:
