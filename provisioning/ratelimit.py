@@ -258,7 +258,9 @@ PREPAID_GRACE_SECONDS = 2.0
 
 class WritesDeferred(Exception):
     """A subscription's write bucket is empty for longer than a worker should wait: run this
-    again in `countdown` seconds with `prepaid` (nothing of the phase was sent)."""
+    again in `countdown` seconds with `prepaid` (nothing of the phase was sent). `reserved`:
+    the phase's tokens are reserved and due then; otherwise the line was too long to join, and
+    the run asks again when it comes back."""
 
     def __init__(
         self,
@@ -267,6 +269,8 @@ class WritesDeferred(Exception):
         countdown: float,
         prepaid: Counter[tuple[str, str]],
         due: float,
+        *,
+        reserved: bool = True,
     ) -> None:
         super().__init__(
             f"ARM {kind} of subscription {subscription} are spent for {countdown:.1f}s"
@@ -276,6 +280,7 @@ class WritesDeferred(Exception):
         self.countdown = countdown
         self.prepaid = prepaid
         self.due = due
+        self.reserved = reserved
 
     def prepaid_json(self) -> Prepaid:
         return [
@@ -433,13 +438,26 @@ def acquire_writes(
     if refused or due:
         prepaid = taken + (wallet.tokens if wallet is not None else Counter())
         # Back a little before the tokens are due (a rerun waits up to max_wait for them), so a
-        # worker's start-up of the rerun does not leave ARM's bucket idle; refused runs get a
-        # little jitter so those of one instant do not all land on one tick.
+        # worker's start-up of the rerun does not leave ARM's bucket idle.
         if refused:
-            countdown = refused + random.uniform(0, 0.25)  # noqa: S311
+            # Nothing reserved: the line is longer than max_defer. Runs turned away together
+            # would come back together and mostly be turned away again, each time costing a
+            # worker a task (tens of thousands of them in the 1,500-request benchmark). So each
+            # stays away at least half of max_defer, spread over a quarter more: the line is
+            # still a quarter of max_defer deep when the last comes back, so the bucket never
+            # idles for them.
+            spread = random.uniform(0, max_defer / 4)  # noqa: S311
+            countdown = max(refused, max_defer / 2) + spread
         else:
             countdown = max(0.0, due - min(max_wait, 0.5))
-        raise WritesDeferred(last[0], last[1], countdown, prepaid, time.time() + (due or refused))
+        raise WritesDeferred(
+            last[0],
+            last[1],
+            countdown,
+            prepaid,
+            time.time() + (due or countdown),
+            reserved=not refused,
+        )
     if sleep > 0:
         time.sleep(sleep)
 

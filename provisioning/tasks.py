@@ -90,12 +90,17 @@ def defer_for_writes(task: Any, identity_request_id: int, deferred: WritesDeferr
     services.request_defer(identity_request_id=identity_request_id)
     metrics.writes_deferred(kind=deferred.kind, countdown=countdown)
     logger.info("request %s: %s; running again in %.1fs", identity_request_id, deferred, countdown)
+    options: dict[str, Any] = {}
+    if deferred.reserved and settings.PROVISIONING_DEFERRED_PRIORITY is not None:
+        # Ahead of the queue (Redis): a worker receives it at once and holds it until due, so
+        # its reserved tokens are not left unused. A run turned away (nothing reserved) goes
+        # at the default priority, behind the work already queued.
+        options["priority"] = settings.PROVISIONING_DEFERRED_PRIORITY
     task.apply_async(
         args=[identity_request_id],
         kwargs={"prepaid": deferred.prepaid_json()},
         countdown=countdown,
-        # Ahead of the queue (Redis): a worker receives it at once and holds it until due.
-        priority=settings.PROVISIONING_DEFERRED_PRIORITY,
+        **options,
     )
 
 

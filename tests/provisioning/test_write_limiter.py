@@ -208,3 +208,42 @@ def test_a_deferred_run_reserves_its_later_phases_and_comes_back_once_with_all_i
             ratelimit.acquire_writes(children)
         assert asked == ["later"]
     ratelimit._redis_buckets.cache_clear()
+
+
+@pytest.mark.django_db
+def test_a_run_turned_away_from_a_long_line_stays_away_half_the_horizon_and_reserves_nothing(
+    redis_url: str, prefix: str
+) -> None:
+    costs = Counter({("sub-a", "writes"): 2})
+    with override_settings(
+        REDIS_URL=redis_url,
+        PROVISIONING_WRITE_LIMITER="redis",
+        PROVISIONING_WRITE_BUCKET_CAPACITY=2,
+        PROVISIONING_WRITE_REFILL_PER_SECOND=1,
+        PROVISIONING_WRITE_MAX_INLINE_WAIT_SECONDS=0.05,
+        SWEEPER_STALE_SECONDS=8,  # max_defer: 4 s
+    ):
+        ratelimit._redis_buckets.cache_clear()
+        buckets = ratelimit.write_buckets()
+        assert isinstance(buckets, RedisBuckets)
+        buckets._prefix = prefix
+        ratelimit.acquire_writes(costs)  # the full bucket
+        with ratelimit.deferrable(), pytest.raises(WritesDeferred) as first:
+            ratelimit.acquire_writes(costs)  # due in 2 s: reserved
+        with ratelimit.deferrable(), pytest.raises(WritesDeferred) as second:
+            ratelimit.acquire_writes(costs)  # due in 4 s: reserved, the line is now 4 s deep
+        turned_away = []
+        for _ in range(5):
+            with ratelimit.deferrable(), pytest.raises(WritesDeferred) as deferred:
+                ratelimit.acquire_writes(costs)  # would be due in 6 s: past max_defer
+            turned_away.append(deferred.value)
+    ratelimit._redis_buckets.cache_clear()
+    assert first.value.reserved and second.value.reserved
+    assert second.value.countdown == pytest.approx(3.95, abs=0.1)  # max_wait before its tokens
+    for deferred in turned_away:
+        assert not deferred.reserved
+        assert deferred.prepaid_json() == []
+        # Not the 2 s until the line is short enough again (then all five would be back at
+        # once): at least half of max_defer, spread over a quarter more.
+        assert 2.0 <= deferred.countdown <= 3.0
+    assert len({round(deferred.countdown, 3) for deferred in turned_away}) > 1
