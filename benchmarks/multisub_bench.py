@@ -199,6 +199,9 @@ def run(
     from identities.models import AuditEvent, IdentityRequest
     from identities.services import identity_request_approve, identity_request_create
 
+    # What an earlier mode left queued (its requests' drift checks, runs restored by its
+    # workers' shutdown) must not run first in this one.
+    purge_queue(args.redis_url, queue)
     rng = random.Random(args.seed)
     counts = [round(args.requests * share / sum(split)) for share in split]
     counts[0] += args.requests - sum(counts)
@@ -321,6 +324,15 @@ def run(
         "all_busy_bound": len(clusters) * args.refill_per_second * first_done
         + len(clusters) * args.bucket_capacity,
     }
+
+
+def purge_queue(redis_url: str, queue: str) -> None:
+    """Drop the messages waiting in `queue`: its list of each priority step (kombu's Redis
+    transport), not kombu's bindings, which the publisher has declared already."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.delete(queue, *client.scan_iter(match=f"{queue}\x06\x16*"))
 
 
 def _writes_until(log: list[dict[str, Any]], started: datetime, seconds: float) -> int:
