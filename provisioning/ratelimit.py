@@ -409,16 +409,8 @@ def acquire_writes(
             sleep = max(sleep, wallet.due - time.time())
         if cost <= 0:
             continue
-        bucket = bucket_for(kind)
         try:
-            outcome, wait = buckets.take(
-                _key(*key),
-                capacity=bucket.capacity,
-                refill=bucket.refill,
-                cost=cost,
-                max_wait=max_wait,
-                max_defer=max_defer,
-            )
+            outcome, wait = _ask(buckets, key, cost, max_wait=max_wait, max_defer=max_defer)
         except redis.exceptions.RedisError as error:
             logger.warning("write limiter unavailable (%s): writing unmetered", error)
             return
@@ -462,6 +454,21 @@ def acquire_writes(
         time.sleep(sleep)
 
 
+def _ask(
+    buckets: Buckets, key: tuple[str, str], cost: float, *, max_wait: float, max_defer: float
+) -> Take:
+    """Take `cost` tokens from the bucket of `key` (subscription, kind), at ARM's sizes."""
+    bucket = bucket_for(key[1])
+    return buckets.take(
+        _key(*key),
+        capacity=bucket.capacity,
+        refill=bucket.refill,
+        cost=cost,
+        max_wait=max_wait,
+        max_defer=max_defer,
+    )
+
+
 def _reserve_later(
     buckets: Buckets,
     costs: Counter[tuple[str, str]],
@@ -475,17 +482,9 @@ def _reserve_later(
     for (subscription, kind), cost in sorted(costs.items()):
         if cost <= 0:
             continue
-        bucket = bucket_for(kind)
         key = (subscription.lower(), kind)
         try:
-            outcome, wait = buckets.take(
-                _key(*key),
-                capacity=bucket.capacity,
-                refill=bucket.refill,
-                cost=cost,
-                max_wait=0.0,
-                max_defer=max_defer,
-            )
+            outcome, wait = _ask(buckets, key, cost, max_wait=0.0, max_defer=max_defer)
         except redis.exceptions.RedisError:
             return due
         if outcome != REFUSED:

@@ -3,6 +3,7 @@ process-local fallback, which must do the same arithmetic."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import time
 import uuid
@@ -48,6 +49,30 @@ def prefix(redis_url: str) -> Iterator[str]:
     keys = list(client.scan_iter(match=f"{prefix}*"))
     if keys:
         client.delete(*keys)
+
+
+@contextlib.contextmanager
+def redis_limiter(
+    redis_url: str, prefix: str, *, capacity: float, refill: float, **settings: Any
+) -> Iterator[None]:
+    """The write limiter on Redis with these sizes (inline wait 0.05 s), its keys under
+    `prefix`."""
+    with override_settings(
+        REDIS_URL=redis_url,
+        PROVISIONING_WRITE_LIMITER="redis",
+        PROVISIONING_WRITE_BUCKET_CAPACITY=capacity,
+        PROVISIONING_WRITE_REFILL_PER_SECOND=refill,
+        PROVISIONING_WRITE_MAX_INLINE_WAIT_SECONDS=0.05,
+        **settings,
+    ):
+        ratelimit._redis_buckets.cache_clear()
+        buckets = ratelimit.write_buckets()
+        assert isinstance(buckets, RedisBuckets)
+        buckets._prefix = prefix
+        try:
+            yield
+        finally:
+            ratelimit._redis_buckets.cache_clear()
 
 
 def _take_many(
@@ -144,17 +169,7 @@ def test_a_phase_inside_a_provisioning_run_is_deferred_outside_it_waits(
     redis_url: str, prefix: str
 ) -> None:
     costs = Counter({("sub-a", "writes"): 2})
-    with override_settings(
-        REDIS_URL=redis_url,
-        PROVISIONING_WRITE_LIMITER="redis",
-        PROVISIONING_WRITE_BUCKET_CAPACITY=2,
-        PROVISIONING_WRITE_REFILL_PER_SECOND=20,
-        PROVISIONING_WRITE_MAX_INLINE_WAIT_SECONDS=0.05,
-    ):
-        ratelimit._redis_buckets.cache_clear()
-        buckets = ratelimit.write_buckets()
-        assert isinstance(buckets, RedisBuckets)
-        buckets._prefix = prefix
+    with redis_limiter(redis_url, prefix, capacity=2, refill=20):
         ratelimit.acquire_writes(costs)  # the full bucket
         with ratelimit.deferrable(), pytest.raises(WritesDeferred) as deferred:
             ratelimit.acquire_writes(costs)
@@ -165,7 +180,6 @@ def test_a_phase_inside_a_provisioning_run_is_deferred_outside_it_waits(
         with ratelimit.deferrable(deferred.value.prepaid_json()):
             ratelimit.acquire_writes(costs)
         ratelimit.acquire_writes(costs)  # not deferrable: waits for its tokens
-    ratelimit._redis_buckets.cache_clear()
 
 
 @pytest.mark.django_db
@@ -180,17 +194,7 @@ def test_a_deferred_run_reserves_its_later_phases_and_comes_back_once_with_all_i
         asked.append("later")
         return children
 
-    with override_settings(
-        REDIS_URL=redis_url,
-        PROVISIONING_WRITE_LIMITER="redis",
-        PROVISIONING_WRITE_BUCKET_CAPACITY=3,
-        PROVISIONING_WRITE_REFILL_PER_SECOND=10,
-        PROVISIONING_WRITE_MAX_INLINE_WAIT_SECONDS=0.05,
-    ):
-        ratelimit._redis_buckets.cache_clear()
-        buckets = ratelimit.write_buckets()
-        assert isinstance(buckets, RedisBuckets)
-        buckets._prefix = prefix
+    with redis_limiter(redis_url, prefix, capacity=3, refill=10):
         ratelimit.acquire_writes(children)  # empties the bucket
         ratelimit.acquire_writes(identity, later=later)  # not deferrable: waits its 0.1 s
         # Not deferred: the later phases are not even counted (no query on the fast path).
@@ -207,7 +211,6 @@ def test_a_deferred_run_reserves_its_later_phases_and_comes_back_once_with_all_i
             ratelimit.acquire_writes(identity)
             ratelimit.acquire_writes(children)
         assert asked == ["later"]
-    ratelimit._redis_buckets.cache_clear()
 
 
 @pytest.mark.django_db
@@ -215,18 +218,8 @@ def test_a_run_turned_away_from_a_long_line_stays_away_half_the_horizon_and_rese
     redis_url: str, prefix: str
 ) -> None:
     costs = Counter({("sub-a", "writes"): 2})
-    with override_settings(
-        REDIS_URL=redis_url,
-        PROVISIONING_WRITE_LIMITER="redis",
-        PROVISIONING_WRITE_BUCKET_CAPACITY=2,
-        PROVISIONING_WRITE_REFILL_PER_SECOND=1,
-        PROVISIONING_WRITE_MAX_INLINE_WAIT_SECONDS=0.05,
-        SWEEPER_STALE_SECONDS=8,  # max_defer: 4 s
-    ):
-        ratelimit._redis_buckets.cache_clear()
-        buckets = ratelimit.write_buckets()
-        assert isinstance(buckets, RedisBuckets)
-        buckets._prefix = prefix
+    # max_defer: SWEEPER_STALE_SECONDS / 2 = 4 s
+    with redis_limiter(redis_url, prefix, capacity=2, refill=1, SWEEPER_STALE_SECONDS=8):
         ratelimit.acquire_writes(costs)  # the full bucket
         with ratelimit.deferrable(), pytest.raises(WritesDeferred) as first:
             ratelimit.acquire_writes(costs)  # due in 2 s: reserved
@@ -237,7 +230,6 @@ def test_a_run_turned_away_from_a_long_line_stays_away_half_the_horizon_and_rese
             with ratelimit.deferrable(), pytest.raises(WritesDeferred) as deferred:
                 ratelimit.acquire_writes(costs)  # would be due in 6 s: past max_defer
             turned_away.append(deferred.value)
-    ratelimit._redis_buckets.cache_clear()
     assert first.value.reserved and second.value.reserved
     assert second.value.countdown == pytest.approx(3.95, abs=0.1)  # max_wait before its tokens
     for deferred in turned_away:
