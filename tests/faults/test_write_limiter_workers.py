@@ -31,6 +31,7 @@ from identities.models import (
     Team,
 )
 from identities.policy import RoleDraft
+from identities.work import Work, enqueue, sending_to
 from provisioning.azure import get_gateway
 from provisioning.ratelimit import forget_buckets, write_buckets
 from tests.faults.consistency import ready_request_disagreements
@@ -219,38 +220,44 @@ def test_a_deferred_run_comes_back_ahead_of_the_queue_it_was_sent_behind(
     broker = make_broker("redis", tmp_path)
     use_broker(broker)
     other = other_subscription_cluster(sandbox, team)
-    busy = approved_request(
-        app_name="busy", service_account="busy", roles=(vault(SUBSCRIPTION, "kv-busy"),)
-    ).pk
-    # Queued behind it: more work for the one pool process than the busy run's wait.
-    queue = [
+    # Approved now, sent to the broker later, all at once: the busy one first, 30 behind it.
+    held: list[tuple[Work, tuple[object, ...]]] = []
+    with sending_to(lambda work, args: held.append((work, args))):
         approved_request(
-            cluster=other.name,
-            app_name=f"queued{n}",
-            service_account=f"queued{n}",
-            roles=(vault(OTHER_SUBSCRIPTION, f"kv-q{n}"),),
-        ).pk
-        for n in range(30)
-    ]
-    # The busy subscription's bucket is held (as by ARM's Retry-After) for 6 s from now, a few
-    # seconds after the worker starts: its run is deferred until then, the others are not.
-    forget_buckets()
-    buckets = write_buckets()
-    assert buckets is not None
-    buckets.hold(
-        f"writes:{SUBSCRIPTION}", 6.0, capacity=settings.PROVISIONING_WRITE_BUCKET_CAPACITY
-    )
+            app_name="busy", service_account="busy", roles=(vault(SUBSCRIPTION, "kv-busy"),)
+        )
+        for n in range(30):
+            approved_request(
+                cluster=other.name,
+                app_name=f"queued{n}",
+                service_account=f"queued{n}",
+                roles=(vault(OTHER_SUBSCRIPTION, f"kv-q{n}"),),
+            )
+    ids = [int(str(args[0])) for work, args in held if work == Work.PROVISION]
+    busy, queue = ids[0], ids[1:]
+    assert len(queue) == 30
     worker: ManagedProcess = start_worker(
         broker, concurrency=1, **sandbox.worker_env, VERIFY_AFTER_PROVISIONING="0"
     )
+    wait_worker_ready(worker)
+    # The busy subscription's bucket is held (as by ARM's Retry-After) for 2 s: more than a
+    # run waits inline (1 s), so its run is deferred, and much less than the one pool process
+    # needs for the 30 behind it; the other subscription's runs are not held.
+    forget_buckets()
+    buckets = write_buckets()
+    assert buckets is not None
     try:
-        wait_worker_ready(worker)
-        final = wait_all_final([busy, *queue], timeout=180)
+        buckets.hold(
+            f"writes:{SUBSCRIPTION}", 2.0, capacity=settings.PROVISIONING_WRITE_BUCKET_CAPACITY
+        )
+        for work, args in held:
+            enqueue(work, *args)
+        final = wait_all_final(ids, timeout=180)
     finally:
         forget_buckets()
     context = f"{final}\n{worker.log_tail(80)}"
     assert set(final.values()) == {RequestStatus.READY}, context
     assert f"request {busy}: ARM writes" in worker.log_tail(2000), context
-    order = ready_order([busy, *queue])
+    order = ready_order(ids)
     # Sent again behind 30 queued requests, it was ready well before the last of them.
     assert order.index(busy) < len(order) - 5, (order.index(busy), context)
