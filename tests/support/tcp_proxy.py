@@ -124,7 +124,9 @@ class TcpProxy:
                         server.sendall(data)
                     else:
                         client.sendall(data)
-        except OSError:
+        except (OSError, ValueError):
+            # ValueError: select() on a socket another thread closed (close(), a cut) meanwhile,
+            # whose descriptor is -1 by then; the pair is over either way.
             return
         finally:
             _close(client, server)
