@@ -327,12 +327,13 @@ def run(
 
 
 def purge_queue(redis_url: str, queue: str) -> None:
-    """Drop the messages waiting in `queue`: its list of each priority step (kombu's Redis
-    transport), not kombu's bindings, which the publisher has declared already."""
+    """Drop the messages waiting in `queue`, not kombu's bindings, which the publisher has
+    declared already."""
     import redis
 
-    client = redis.Redis.from_url(redis_url)
-    client.delete(queue, *client.scan_iter(match=f"{queue}\x06\x16*"))
+    from portal.metrics import redis_queue_lists
+
+    redis.Redis.from_url(redis_url).delete(*redis_queue_lists(queue))
 
 
 def _writes_until(log: list[dict[str, Any]], started: datetime, seconds: float) -> int:

@@ -121,12 +121,17 @@ def _audit_chain() -> Iterator[Metric]:
     )
 
 
+def redis_queue_lists(queue: str) -> list[str]:
+    """The Redis lists that hold `queue`'s waiting messages: one per priority step (kombu's
+    Redis transport, Channel._q_for_pri)."""
+    return [queue] + [f"{queue}{RedisChannel.sep}{step}" for step in PRIORITY_STEPS if step]
+
+
 def _queue_redis(queue: str) -> tuple[int, int, float | None]:
     """(waiting, delivered but unacknowledged, age of the oldest waiting message)."""
     url = celery_app.conf.broker_url
     client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-    # One list per priority step (kombu's Redis transport, Channel._q_for_pri).
-    lists = [queue] + [f"{queue}{RedisChannel.sep}{step}" for step in PRIORITY_STEPS if step]
+    lists = redis_queue_lists(queue)
     try:
         pipe = client.pipeline(transaction=False)
         for name in lists:

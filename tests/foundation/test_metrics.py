@@ -22,6 +22,7 @@ from django.utils import timezone
 from accounts.models import WorkerHeartbeat
 from identities.models import RequestKind, RequestStatus
 from portal.celery import app as celery_app
+from portal.metrics import redis_queue_lists
 from portal.metrics_server import serve_worker_metrics
 from tests.support.metrics import METRICS_TOKEN, parse, scrape, total, value
 from tests.support.services import REPO_ROOT, free_port, run_manage
@@ -95,9 +96,7 @@ def test_queue_depth_and_oldest_message_age_come_from_the_broker(client: Client)
 
 def _purge(queue: str) -> None:
     if celery_app.conf.broker_url.startswith("redis"):
-        client = redis.Redis.from_url(celery_app.conf.broker_url)
-        # The queue's list of each priority step (kombu's Redis transport).
-        client.delete(queue, *client.scan_iter(match=f"{queue}\x06\x16*"))
+        redis.Redis.from_url(celery_app.conf.broker_url).delete(*redis_queue_lists(queue))
     else:
         folder = Path(celery_app.conf.broker_transport_options["data_folder_in"])
         for path in folder.glob(f"*.{queue}.msg"):
