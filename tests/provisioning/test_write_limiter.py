@@ -228,14 +228,15 @@ def test_a_run_turned_away_from_a_long_line_stays_away_half_the_horizon_and_rese
         turned_away = []
         for _ in range(5):
             with ratelimit.deferrable(), pytest.raises(WritesDeferred) as deferred:
-                ratelimit.acquire_writes(costs)  # would be due in 6 s: past max_defer
+                # One token, due in 5 s: past max_defer, and only 1 s away from fitting.
+                ratelimit.acquire_writes(Counter({("sub-a", "writes"): 1}))
             turned_away.append(deferred.value)
     assert first.value.reserved and second.value.reserved
     assert second.value.countdown == pytest.approx(3.95, abs=0.1)  # max_wait before its tokens
     for deferred in turned_away:
         assert not deferred.reserved
         assert deferred.prepaid_json() == []
-        # Not the 2 s until the line is short enough again (then all five would be back at
+        # Not the 1 s until the line is short enough again (then all five would be back at
         # once): at least half of max_defer, spread over a quarter more.
         assert 2.0 <= deferred.countdown <= 3.0
     assert len({round(deferred.countdown, 3) for deferred in turned_away}) > 1
