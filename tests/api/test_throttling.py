@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.cache import cache
 from django.test import override_settings
 from rest_framework.request import Request
@@ -16,6 +19,7 @@ from rest_framework.throttling import SimpleRateThrottle
 from accounts.models import ApiToken
 from api.throttling import ApiRateThrottle, _wait
 from tests.api.test_tokens import TokenFactory
+from tests.support.services import redis_url_or_missing
 
 
 class CountingCache:
@@ -116,3 +120,58 @@ def test_the_wait_is_drfs(logged: int, number: int) -> None:
     else:
         assert ours == pytest.approx(expected)
     assert throttle.wait() is None
+
+
+def _signed_in(user: Any) -> Request:
+    request = Request(APIRequestFactory().get("/api/v1/me/"))
+    request.user = user
+    return request
+
+
+def _race(user: Any, callers: int) -> list[bool]:
+    """`callers` threads check one user's limit at the same instant (each its own throttle,
+    as each request has)."""
+    start = threading.Barrier(callers)
+
+    def check(_: int) -> bool:
+        request = _signed_in(user)
+        start.wait()
+        return ApiRateThrottle().allow_request(request, None)
+
+    with ThreadPoolExecutor(max_workers=callers) as pool:
+        return list(pool.map(check, range(callers)))
+
+
+@pytest.fixture(params=["file", "redis"])
+def throttle_cache(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    """The two caches the portal runs on: the folder (no CACHE_URL) and Redis (CACHE_URL)."""
+    if request.param == "file":
+        backend = {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "cache"),
+        }
+    else:
+        backend = {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_url_or_missing(),
+            "KEY_PREFIX": f"throttle-race-{uuid.uuid4().hex}",
+        }
+    with override_settings(CACHES={"default": backend}):
+        yield request.param
+        cache.clear()
+
+
+def test_concurrent_requests_of_one_caller_never_pass_more_than_its_limit(
+    throttle_cache: str,
+) -> None:
+    # A read then a write let each of c parallel callers read the same log and write back its
+    # own entry, so c of them counted as one: 40 at once passed a limit of 10 several times
+    # over. The check is one atomic step on both caches.
+    user = User(pk=4242, username="burst")
+    with _rates(token="100/min", user="10/min", anon="100/min"):
+        first = _race(user, 40)
+        second = _race(user, 20)
+
+    assert first.count(True) == 10, f"{throttle_cache}: {first.count(True)} of 40 passed"
+    assert second.count(True) == 0
+    assert len(cache.get(f"throttle_user_{user.pk}")) == 10
