@@ -104,6 +104,14 @@ def defer_for_writes(task: Any, identity_request_id: int, deferred: WritesDeferr
     )
 
 
+def prepaid_to_spend(task: Any, prepaid: ratelimit.Prepaid | None) -> ratelimit.Prepaid | None:
+    """The tokens a deferral reserved for this run, or None on a retry after losing the
+    database: Celery's retry sends the message's own kwargs again, and the run that lost the
+    database may have spent them already (spending them twice would let the limiter count
+    fewer writes than ARM does). A deferral sends a new message, whose retries count is 0."""
+    return None if task.request.retries else prepaid
+
+
 @shared_task(name="provisioning.provision_identity_request", bind=True)
 def provision_identity_request(
     self: Any, identity_request_id: int, prepaid: ratelimit.Prepaid | None = None
@@ -114,7 +122,7 @@ def provision_identity_request(
     the database mid-run retries the whole (idempotent) run later; so does a subscription's
     empty ARM write bucket, with the tokens reserved for the run (`prepaid`)."""
     try:
-        with ratelimit.deferrable(prepaid):
+        with ratelimit.deferrable(prepaid_to_spend(self, prepaid)):
             reconcile.reconcile_request(identity_request_id)
         finished = IdentityRequest.objects.filter(
             pk=identity_request_id, status=RequestStatus.READY

@@ -240,3 +240,30 @@ def test_a_run_turned_away_from_a_long_line_stays_away_half_the_horizon_and_rese
         # once): at least half of max_defer, spread over a quarter more.
         assert 2.0 <= deferred.countdown <= 3.0
     assert len({round(deferred.countdown, 3) for deferred in turned_away}) > 1
+
+
+@pytest.mark.django_db
+def test_a_retry_after_losing_the_database_asks_for_its_tokens_again(
+    redis_url: str, prefix: str
+) -> None:
+    # Celery's retry resends the message's kwargs, prepaid tokens included, which the run that
+    # lost the database may have spent: the retry asks the bucket; a deferral's rerun does not.
+    from provisioning.tasks import prepaid_to_spend, provision_identity_request
+
+    costs = Counter({("sub-a", "writes"): 2})
+    with redis_limiter(redis_url, prefix, capacity=2, refill=1):
+        ratelimit.acquire_writes(costs)
+        with ratelimit.deferrable(), pytest.raises(WritesDeferred) as deferred:
+            ratelimit.acquire_writes(costs)
+        prepaid = deferred.value.prepaid_json()
+        for retries, spends_prepaid in ((0, True), (1, False)):
+            provision_identity_request.push_request(retries=retries)
+            try:
+                with ratelimit.deferrable(prepaid_to_spend(provision_identity_request, prepaid)):
+                    if spends_prepaid:
+                        ratelimit.acquire_writes(costs)
+                    else:  # the bucket is empty for 2 s more: asking defers it
+                        with pytest.raises(WritesDeferred):
+                            ratelimit.acquire_writes(costs)
+            finally:
+                provision_identity_request.pop_request()
