@@ -51,10 +51,11 @@ def parse_rate(rate: str) -> tuple[int, int]:
 
 class ApiRateThrottle(BaseThrottle):
     """The token, user and anonymous limits, each DRF's sliding log of request times (the same
-    keys, windows and Retry-After as `SimpleRateThrottle`), checked together: one read of every
-    counter that applies (`get_many`, one MGET on Redis) and one write (`set_many`, one
-    pipeline). One DRF throttle class per limit read and wrote its own counter: four round
-    trips per token request, about 1 ms of every API call.
+    keys, windows and Retry-After as `SimpleRateThrottle`), checked together in one atomic
+    update (`update_atomically`): one read of every counter that applies and one write (on
+    Redis: WATCH, MGET, then MULTI/SET/EXEC in one pipeline). One DRF throttle class per limit
+    read and wrote its own counter: four round trips per token request, about 1 ms of every
+    API call, and none of them atomic.
 
     A limit that refuses does not count the request; the others do (as DRF, which asks every
     throttle). The wait is the longest of the refusing limits'."""
