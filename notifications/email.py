@@ -64,11 +64,13 @@ def _context(notification: Notification) -> dict[str, Any]:
     }
 
 
-def message_id(key: str) -> str:
-    """A Message-ID derived from the outbox key: the same notification always carries the same
-    one, so a receiver can tell a resend (SMTP has no exactly-once) from a second event."""
+def message_id(opaque: str) -> str:
+    """A Message-ID from the outbox row's opaque `message_id` (random, fixed when the row is
+    written): the same notification always carries the same one, so a receiver can tell a
+    resend (SMTP has no exactly-once) from a second event, and it tells nothing of the portal's
+    row ids (the row's key names the audit row and the recipient's id)."""
     domain = settings.NOTIFICATION_MESSAGE_ID_DOMAIN
-    return f"<{key.replace(':', '.')}@{domain}>"
+    return f"<{opaque}@{domain}>"
 
 
 def build_message(
@@ -83,7 +85,7 @@ def build_message(
         body=render_to_string("notifications/email/message.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[recipient.email],
-        headers={"Message-ID": message_id(notification.key)},
+        headers={"Message-ID": message_id(notification.message_id)},
         connection=connection,
     )
     message.attach_alternative(
@@ -92,10 +94,9 @@ def build_message(
     return message
 
 
-def build_digest(
-    recipient: Any, notifications: list[Notification], *, key: str
-) -> EmailMultiAlternatives:
-    """Several notifications for one person as one daily message."""
+def build_digest(recipient: Any, notifications: list[Notification]) -> EmailMultiAlternatives:
+    """Several notifications for one person as one daily message (its Message-ID from the
+    first row's, so a resend of the same digest carries the same one)."""
     items = [_context(notification) for notification in notifications]
     context = {
         "recipient": recipient,
@@ -109,7 +110,7 @@ def build_digest(
         body=render_to_string("notifications/email/digest.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[recipient.email],
-        headers={"Message-ID": message_id(key)},
+        headers={"Message-ID": message_id(f"digest.{notifications[0].message_id}")},
     )
     message.attach_alternative(
         render_to_string("notifications/email/digest.html", context), "text/html"

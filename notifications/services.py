@@ -6,7 +6,8 @@ worker killed mid-send rolls back and leaves the row pending for the next, and a
 delivered only by the transaction that sent it. A failure (the mail server is down, refuses the
 recipient) is recorded on that row alone, which is retried later with exponential backoff; the
 others go on. SMTP has no two-phase commit: a crash after the server's final "250" and before
-the commit would send once more, which is why the Message-ID is derived from the row's key.
+the commit would send once more, which is why the Message-ID is fixed by the row (its opaque
+`message_id`).
 """
 
 from __future__ import annotations
@@ -244,7 +245,7 @@ def digest_deliver(*, user_id: int) -> str:
             return "skipped"
         recipient = rows[0].recipient
         try:
-            build_digest(recipient, rows, key=f"digest:{rows[0].key}").send()
+            build_digest(recipient, rows).send()
         except SEND_ERRORS as error:
             return _record_failure(rows, error)
         now = timezone.now()

@@ -5,8 +5,8 @@ so a delivery is in progress for a while; the test kills the worker's whole proc
 (kill -9) while one is, stops the SMTP server, starts a new worker that meets the dead server
 (its sends fail and are rescheduled with backoff), then brings the server back. A real celery
 beat runs the sweep that sends what was due or lost. At the end every email row is delivered,
-and the server holds exactly one message per row: the set of Message-IDs (derived from each
-row's idempotency key) is the set of rows, with no repeat.
+and the server holds exactly one message per row: the set of Message-IDs (each row's opaque
+`message_id`) is the set of rows, with no repeat.
 
 FAULT_SEED=<seed> replays a run's timing choices.
 """
@@ -82,8 +82,8 @@ def test_kill_9_mid_delivery_and_an_smtp_outage_lose_nothing_and_send_nothing_tw
                 requester=requester,
                 draft=make_draft(service_account=f"app{n}", app_name=f"app{n}"),
             )
-        keys = set(email_rows().values_list("key", flat=True))
-        assert len(keys) == 2 * REQUESTS
+        ids = set(email_rows().values_list("message_id", flat=True))
+        assert len(ids) == 2 * REQUESTS
 
         for _ in range(KILLS):
             seen = smtp.rcpts_seen
@@ -113,7 +113,7 @@ def test_kill_9_mid_delivery_and_an_smtp_outage_lose_nothing_and_send_nothing_tw
         smtp.stop()
 
     arrived = Counter(str(message["Message-ID"]) for message in smtp.messages)
-    assert set(arrived) == {message_id(key) for key in keys}, "every notification arrived"
+    assert set(arrived) == {message_id(mid) for mid in ids}, "every notification arrived"
     assert [mid for mid, count in arrived.items() if count > 1] == [], "none arrived twice"
     # The outage was met: some rows needed more than one attempt, and say why they failed.
     assert email_rows().filter(attempts__gt=1).exists()

@@ -219,8 +219,10 @@ def test_delivery_sends_text_and_html_with_an_absolute_link(
     html = message.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
     assert "alice filed request" in text and link in text
     assert f'href="{link}"' in html
-    assert message["Message-ID"] == f"<{key.replace(':', '.')}@portal.local>"
     row = Notification.objects.get(key=key)
+    # The row's opaque id, not its key (which names the audit row and the recipient's id).
+    assert message["Message-ID"] == f"<{row.message_id}@portal.local>"
+    assert str(row.pk) not in message["Message-ID"] and key not in message["Message-ID"]
     assert (row.status, row.attempts, row.delivered_at is not None) == ("delivered", 1, True)
     # Delivered once: a redelivered message, or the sweep, sends nothing more.
     assert tasks.deliver([key]) == {"skipped": 1}
