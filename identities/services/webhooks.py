@@ -5,6 +5,7 @@ goes on the trail (its prefix does, to tell rotations apart)."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -50,8 +51,11 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def _secret_hint(secret: str) -> str:
-    return secret[:10] + "…"
+def _secret_fingerprint(secret: str) -> str:
+    """What the audit keeps of a signing secret: enough to tell that a rotation changed it and
+    to match a secret one holds (`sha256:` and 12 hex digits of its SHA-256), and none of its
+    characters (it kept `whsec_` and the first 4 of them)."""
+    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:12]
 
 
 def validate_webhook_url(url: str) -> str:
@@ -127,7 +131,7 @@ def _describe(endpoint: WebhookEndpoint) -> dict[str, object]:
         "events": endpoint.events,
         "format": endpoint.format,
         "is_active": endpoint.is_active,
-        "secret": _secret_hint(endpoint.secret),
+        "secret": _secret_fingerprint(endpoint.secret),
     }
 
 

@@ -4,6 +4,7 @@ create and rotate answers only: no list, detail, page, delivery log or audit row
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 from types import SimpleNamespace
@@ -150,3 +151,10 @@ def test_the_secret_is_shown_at_creation_and_rotation_and_never_again(
         assert first not in body and second not in body, response.wsgi_request.path
     for event in AuditEvent.objects.all():
         assert first not in json.dumps(event.data) and second not in json.dumps(event.data)
+    # Not even a few characters of it: the audit keeps a fingerprint of each secret.
+    secrets_audited = [
+        event.data["secret"] for event in AuditEvent.objects.filter(data__has_key="secret")
+    ]
+    assert secrets_audited == [
+        "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:12] for secret in (first, second)
+    ]
