@@ -116,7 +116,9 @@ def can_transition(instance: IdentityRequest | Identity, to: str) -> bool:
     return to in allowed.get(instance.status, frozenset())
 
 
-@transaction.atomic
+# No savepoint of its own: a caller that catches its ConflictError and goes on in the same
+# transaction wraps the call in its own atomic block (the identity_request_mark_* services do).
+@transaction.atomic(savepoint=False)
 def transition(
     instance: IdentityRequest | Identity,
     *,

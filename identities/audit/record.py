@@ -72,8 +72,9 @@ def audit_record(
     overrides the recorded name, e.g. "worker@host" for a system actor.
     """
     tail: list[tuple[int, str]] | None = getattr(_batch, "tail", None)
-    # In a batch, no savepoint: a failed row fails the whole batch, never just itself.
-    with transaction.atomic(savepoint=tail is None):
+    # No savepoint: a row that fails fails the caller's whole transaction, never just itself,
+    # so no change commits without its audit row.
+    with transaction.atomic(savepoint=False):
         if tail:
             prev_id, prev_hash = tail[0]
         else:

@@ -106,14 +106,21 @@ def policy_context_for(
     *,
     exclude_request_id: int | None = None,
     catalog: dict[str, RoleFacts] | None = None,
+    loaded: tuple[Team, Cluster] | None = None,
 ) -> PolicyContext:
     """Everything the policy checks need to know about the world for `draft`.
 
     `exclude_request_id` is the request being re-checked, so it does not count against itself;
-    `catalog` saves reloading the catalog when checking many drafts.
+    `catalog` saves reloading the catalog when checking many drafts; `loaded` is the saved
+    request's team and cluster, already read (the draft names them).
     """
-    team = Team.objects.filter(name=draft.team).first() if draft.team else None
-    cluster = Cluster.objects.filter(name=draft.cluster).first() if draft.cluster else None
+    team: Team | None
+    cluster: Cluster | None
+    if loaded is not None and (loaded[0].name, loaded[1].name) == (draft.team, draft.cluster):
+        team, cluster = loaded
+    else:
+        team = Team.objects.filter(name=draft.team).first() if draft.team else None
+        cluster = Cluster.objects.filter(name=draft.cluster).first() if draft.cluster else None
     cluster_facts = None
     owned: frozenset[str] = frozenset()
     if cluster is not None:
@@ -363,6 +370,11 @@ def identity_request_review(
     adds (owner, existence, cross-team, protected, risk), from the same facts: the scopes are
     looked up in Azure once, through the policy's cached lookup."""
     draft = identity_request_draft(identity_request)
-    context = policy_context_for(draft, exclude_request_id=identity_request.pk, catalog=catalog)
+    context = policy_context_for(
+        draft,
+        exclude_request_id=identity_request.pk,
+        catalog=catalog,
+        loaded=(identity_request.team, identity_request.cluster),
+    )
     result = evaluate_request(draft, context)
     return result, scope_contexts(draft, context, result)

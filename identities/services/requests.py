@@ -295,7 +295,9 @@ def identity_request_approve(
     if approver.pk == identity_request.requester_id:
         raise PermissionDeniedError("Requesters cannot approve their own requests.")
     _require_pending(identity_request)
-    if identity_request.approvals.filter(approver=approver).exists():
+    # Every decision so far, read once (the row lock above keeps the list exact).
+    decided = list(identity_request.approvals.select_related("approver", "on_behalf_of"))
+    if any(decision.approver_id == approver.pk for decision in decided):
         raise ConflictError(
             f"{approver.get_username()} already decided on request {identity_request.pk}; "
             "an exception needs a second, different approver."
@@ -309,7 +311,7 @@ def identity_request_approve(
     # Ownership is judged now, not as it was at filing: keep the request's owners in step.
     owner_teams = list(Team.objects.filter(name__in=result.owner_teams))
     identity_request.owner_teams.set(owner_teams)
-    acting_for = owner_team_to_act_for(identity_request, approver, owner_teams)
+    acting_for = owner_team_to_act_for(identity_request, approver, owner_teams, decided=decided)
     if acting_for is None and not roles.is_approver(approver):
         raise PermissionDeniedError(
             "Only approvers, or members of a team that owns a scope of this request, can "
@@ -318,18 +320,15 @@ def identity_request_approve(
     if result.violations:
         raise PolicyViolationError(result)
 
-    Approval.objects.create(
+    approval = Approval.objects.create(
         identity_request=identity_request,
         approver=approver,
         decision=ApprovalDecision.APPROVE,
         on_behalf_of=acting_for,
         comment=comment,
     )
-    approvals = list(
-        identity_request.approvals.filter(decision=ApprovalDecision.APPROVE)
-        .select_related("approver", "on_behalf_of")
-        .order_by("created_at", "id")
-    )
+    # In the model's order (created_at, id): this approval is the newest.
+    approvals = [a for a in (*decided, approval) if a.decision == ApprovalDecision.APPROVE]
     approvers = [a.approver.get_username() for a in approvals if a.on_behalf_of is None]
     owners_approved = sorted({a.on_behalf_of.name for a in approvals if a.on_behalf_of})
     owners_pending = sorted({t.name for t in owner_teams} - set(owners_approved))
@@ -524,15 +523,26 @@ def identity_request_retry(*, identity_request: IdentityRequest, actor: User) ->
 
 
 def owner_team_to_act_for(
-    identity_request: IdentityRequest, user: User, owner_teams: list[Team]
+    identity_request: IdentityRequest,
+    user: User,
+    owner_teams: list[Team],
+    *,
+    decided: Sequence[Approval] | None = None,
 ) -> Team | None:
     """The owning team `user` decides for: one of the request's owner teams they are a member
-    of and that has not approved yet (their decision is then that team's, not security's)."""
-    approved = set(
-        identity_request.approvals.filter(
-            decision=ApprovalDecision.APPROVE, on_behalf_of__isnull=False
-        ).values_list("on_behalf_of_id", flat=True)
-    )
+    of and that has not approved yet (their decision is then that team's, not security's).
+    `decided` is the request's approvals, when the caller has read them."""
+    if decided is None:
+        decided = list(
+            identity_request.approvals.filter(
+                decision=ApprovalDecision.APPROVE, on_behalf_of__isnull=False
+            )
+        )
+    approved = {
+        a.on_behalf_of_id
+        for a in decided
+        if a.decision == ApprovalDecision.APPROVE and a.on_behalf_of_id is not None
+    }
     for team in owner_teams:
         if team.pk not in approved and is_team_member(user, team):
             return team
@@ -619,10 +629,15 @@ def lock_identity_request(identity_request: IdentityRequest) -> None:
     the row, while still letting other transactions insert rows that reference it. A FOR UPDATE
     lock blocks the foreign-key check of an audit row naming the request or identity, and that
     insert runs under the audit chain lock, which the lock holder wants next: a deadlock.
+
+    The team, cluster, requester and identity come in the same query, unlocked (`of` names the
+    request's row alone; the identity, when there is one, is locked by whoever moves it).
     """
     try:
         identity_request.refresh_from_db(
-            from_queryset=IdentityRequest.objects.select_for_update(no_key=True)
+            from_queryset=IdentityRequest.objects.select_related(
+                "team", "cluster", "requester", "identity"
+            ).select_for_update(no_key=True, of=("self",))
         )
     except IdentityRequest.DoesNotExist as exc:
         raise NotFoundError(f"Identity request {identity_request.pk} was not found.") from exc
@@ -684,7 +699,8 @@ def commit_desired_state(
     """
     kind = identity_request.kind
     try:
-        with transaction.atomic():
+        # No savepoint: both callers are durable transactions that end on the ConflictError.
+        with transaction.atomic(savepoint=False):
             if kind == RequestKind.NEW:
                 identity = _create_identity(identity_request)
                 _add_federated_credential(identity_request, identity)

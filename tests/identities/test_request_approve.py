@@ -240,3 +240,39 @@ def test_the_twenty_first_credential_is_refused_at_approval(
     with pytest.raises(PolicyViolationError) as caught:
         identity_request_approve(identity_request=identity_request, approver=approver)
     assert ("service_account", "fic_limit") in {(v.field, v.rule) for v in caught.value.violations}
+
+
+def test_the_final_approval_costs_the_same_statements_for_one_role_and_four(
+    file_request: FileRequest, approver: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    # On the path from approval to ready: the request is read once with its team, cluster,
+    # requester and identity, the policy re-run reuses them, the decisions so far are read
+    # once, and no nested block sets a savepoint (46 statements before, 30 now).
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    roles = (
+        "Key Vault Secrets User",
+        "Key Vault Crypto User",
+        "Key Vault Certificate User",
+        "Key Vault Secrets Officer",
+    )
+    counts = []
+    # The first approval also caches the approver's groups on the user object: a warm-up.
+    for n, k in enumerate((1, 1, 4)):
+        identity_request = file_request(
+            service_account=f"checkout-{n}",
+            app_name=f"checkout-{n}",
+            roles=tuple(RoleDraft(role, VAULT_SCOPE) for role in roles[:k]),
+        )
+        with (
+            django_capture_on_commit_callbacks(execute=False),
+            CaptureQueriesContext(connection) as statements,
+        ):
+            identity_request_approve(identity_request=identity_request, approver=approver)
+        assert RoleAssignment.objects.filter(identity_request=identity_request).count() == k
+        # One: the approval's own transaction, a savepoint here inside the test's.
+        assert [q["sql"].split()[0] for q in statements.captured_queries].count("SAVEPOINT") == 1
+        counts.append(len(statements))
+    assert counts[1] == counts[2], counts
+    assert counts[2] <= 31, [q["sql"][:80] for q in statements.captured_queries]
