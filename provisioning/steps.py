@@ -21,6 +21,7 @@ from provisioning.concurrency import start_concurrently
 from provisioning.errors import GatewayError, TransientError
 from provisioning.models import ProvisioningStep, StepStatus
 from provisioning.retry import Backoff, with_retries
+from provisioning.services import records_batched
 
 
 def steps_plan(*, identity_request: IdentityRequest, steps: list[tuple[str, str]]) -> None:
@@ -190,9 +191,10 @@ def steps_finish(phase: Phase, then: Callable[[], None] | None = None) -> list[G
         ProvisioningStep.objects.bulk_update(
             closed, ["status", "error", "azure_request_id", "finished_at", "updated_at"]
         )
-        for done in finished:
-            if done.outcome is not None:
-                done.outcome[2]()  # the record: child row, then its audit row
+        with records_batched():  # the child rows' updates, then the audit rows, together
+            for done in finished:
+                if done.outcome is not None:
+                    done.outcome[2]()  # the record: child row, then its audit row
         if then is not None and not errors and unexpected is None:
             then()
     for done in finished:

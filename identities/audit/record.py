@@ -9,6 +9,8 @@ write of a transaction: the lock is held until commit.
 `audit_batch()` appends several rows in one transaction (a provisioning phase's Azure writes):
 the first row takes the lock and reads the chain's tail, the rest chain on from the row just
 written, without taking the lock or reading the tail again, since the lock is held until commit.
+Inside a batch, `audit_rows_deferred()` goes further: the rows are hashed and chained as they
+are recorded but inserted together, in one statement, when its block ends.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ SYSTEM_ACTOR_LABEL = "system"
 AUDIT_LOCK_KEY = 0x57_49_41_55_44_49_54
 
 # Per thread (a thread has its own connection): the open batch's tail, [(id, hash)] once its first
-# row is written, [] before; None outside a batch.
+# row is written, [] before; None outside a batch. `pending`: the rows audit_rows_deferred() holds
+# until its block ends; None outside one.
 _batch = threading.local()
 
 
@@ -55,6 +58,27 @@ def audit_batch() -> Iterator[None]:
             yield
         finally:
             _batch.tail = None
+
+
+@contextlib.contextmanager
+def audit_rows_deferred() -> Iterator[None]:
+    """Inside `audit_batch()`: each row `audit_record()` appends is numbered, hashed and chained
+    at once (the returned event has its id and hash), and all of them are inserted in one
+    statement when the block ends without an error (a phase's k records: one INSERT, not k).
+    Inside, nothing may read the audit table for those rows; other rows may reference them
+    (the foreign keys are checked at commit). Nested, it joins the outer block."""
+    if getattr(_batch, "tail", None) is None:
+        raise RuntimeError("audit_rows_deferred() runs inside audit_batch()")
+    if getattr(_batch, "pending", None) is not None:
+        yield
+        return
+    pending: list[AuditEvent] = []
+    _batch.pending = pending
+    try:
+        yield
+    finally:
+        _batch.pending = None
+    AuditEvent.objects.bulk_create(pending)
 
 
 def audit_record(
@@ -95,7 +119,11 @@ def audit_record(
             prev_hash=prev_hash,
         )
         event.hash = event_hash(event)
-        event.save(force_insert=True)
+        pending: list[AuditEvent] | None = getattr(_batch, "pending", None)
+        if pending is not None:
+            pending.append(event)
+        else:
+            event.save(force_insert=True)
         if tail is not None:
             tail[:] = [(event.id, event.hash)]
         return event

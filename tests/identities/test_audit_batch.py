@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 
@@ -9,7 +10,7 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from identities.audit import audit_batch, audit_record, audit_verify_chain
+from identities.audit import audit_batch, audit_record, audit_rows_deferred, audit_verify_chain
 from identities.models import AuditEvent
 from tests.support.services import postgres_or_missing
 
@@ -33,10 +34,13 @@ def test_rows_appended_in_a_batch_link_to_each_other_and_to_the_rows_before() ->
     assert audit_verify_chain().ok
 
 
+# Parametrized when deferred rows came (audit_rows_deferred): held rows are dropped alike.
+@pytest.mark.parametrize("deferred", [False, True])
 @pytest.mark.django_db
-def test_a_failure_inside_a_batch_writes_none_of_its_rows() -> None:
+def test_a_failure_inside_a_batch_writes_none_of_its_rows(deferred: bool) -> None:
     before = audit_record(actor=None, action="test.before")
-    with pytest.raises(RuntimeError), audit_batch():
+    held = audit_rows_deferred() if deferred else contextlib.nullcontext()
+    with pytest.raises(RuntimeError), audit_batch(), held:
         audit_record(actor=None, action="test.batch")
         raise RuntimeError("the phase failed")
     after = audit_record(actor=None, action="test.after")
@@ -64,8 +68,13 @@ def test_a_batch_takes_the_chain_lock_once_however_many_rows() -> None:
     assert audit_verify_chain().ok
 
 
+# Parametrized when deferred rows came (audit_rows_deferred): the same writers, whose batches
+# hold their rows and insert them together.
+@pytest.mark.parametrize("deferred", [False, True])
 @pytest.mark.django_db(transaction=True)
-def test_batches_and_single_appends_from_concurrent_writers_never_fork_the_chain() -> None:
+def test_batches_and_single_appends_from_concurrent_writers_never_fork_the_chain(
+    deferred: bool,
+) -> None:
     postgres_or_missing()
     writers, rounds, per_batch = 6, 4, 3
     barrier = threading.Barrier(writers)
@@ -76,7 +85,8 @@ def test_batches_and_single_appends_from_concurrent_writers_never_fork_the_chain
             barrier.wait()
             for n in range(rounds):
                 if index % 2:
-                    with audit_batch():
+                    held = audit_rows_deferred() if deferred else contextlib.nullcontext()
+                    with audit_batch(), held:
                         for m in range(per_batch):
                             audit_record(actor=None, action="test.batch", data={"w": index, "m": m})
                 else:
@@ -99,3 +109,41 @@ def test_batches_and_single_appends_from_concurrent_writers_never_fork_the_chain
     report = audit_verify_chain()
     assert report.ok, report.reason
     assert report.rows_checked == expected
+
+
+def _inserts(queries: CaptureQueriesContext) -> int:
+    return sum(
+        query["sql"].startswith('INSERT INTO "identities_auditevent"')
+        for query in queries.captured_queries
+    )
+
+
+@pytest.mark.django_db
+def test_deferred_rows_are_chained_at_once_and_inserted_in_one_statement() -> None:
+    before = audit_record(actor=None, action="test.before")
+    with CaptureQueriesContext(connection) as queries, audit_batch():
+        audit_record(actor=None, action="test.first")  # written at once, as before
+        with audit_rows_deferred():
+            deferred = [
+                audit_record(actor=None, action="test.deferred", data={"n": n}) for n in range(5)
+            ]
+            # Numbered and hashed already (callers may reference them), not yet written.
+            assert [event.id for event in deferred] == list(range(before.id + 2, before.id + 7))
+            assert not AuditEvent.objects.filter(action="test.deferred").exists()
+        last = audit_record(actor=None, action="test.last")
+    assert _inserts(queries) == 3  # the first, the five deferred together, the last
+    actions = list(AuditEvent.objects.order_by("id").values_list("action", "hash"))
+    assert [a for a, _h in actions] == [
+        "test.before",
+        "test.first",
+        *["test.deferred"] * 5,
+        "test.last",
+    ]
+    assert [h for _a, h in actions][2:7] == [event.hash for event in deferred]
+    assert last.prev_hash == deferred[-1].hash
+    assert audit_verify_chain().ok
+
+
+def test_rows_are_deferred_only_inside_a_batch() -> None:
+    with pytest.raises(RuntimeError, match="inside audit_batch"), audit_rows_deferred():
+        pass

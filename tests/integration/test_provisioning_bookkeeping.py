@@ -24,17 +24,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def chain_locks() -> Iterator[list[str]]:
-    """Every acquisition of the audit chain's lock, on any connection of any thread (the engine's
-    pool threads open theirs afresh: the pool is shut down first)."""
+def statements() -> Iterator[list[tuple[str, str]]]:
+    """Every statement (thread name, SQL) on any connection of any thread (the engine's pool
+    threads open theirs afresh: the pool is shut down first)."""
     pool_shutdown()
-    taken: list[str] = []
+    taken: list[tuple[str, str]] = []
     guard = threading.Lock()
 
     def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        if "pg_advisory_xact_lock" in sql:
-            with guard:
-                taken.append(threading.current_thread().name)
+        with guard:
+            taken.append((threading.current_thread().name, sql))
         return execute(sql, params, many, context)
 
     def on_connect(sender: Any, connection: Any, **_kwargs: Any) -> None:
@@ -58,13 +57,14 @@ def test_the_chain_lock_is_taken_once_per_phase_whatever_k(
     k: int,
     sandbox: Sandbox,
     approved_request: ApprovedRequestFactory,
-    chain_locks: list[str],
+    statements: list[tuple[str, str]],
 ) -> None:
     postgres_or_missing()
     identity_request = approved_request(roles=vault_roles(k))
-    chain_locks.clear()
+    statements.clear()
 
     reconcile_request(identity_request.pk)
+    chain_locks = [thread for thread, sql in statements if "pg_advisory_xact_lock" in sql]
 
     identity_request.refresh_from_db()
     assert identity_request.status == RequestStatus.READY, identity_request.last_error
@@ -113,3 +113,36 @@ def test_every_azure_write_is_in_the_trail_with_its_request_id_in_order_and_the_
     assert actions[-1] == "identity_request.ready"
     report = audit_verify_chain()
     assert report.ok, report.reason
+
+
+@pytest.mark.parametrize("k", [1, 6])
+def test_the_childrens_records_are_two_statements_whatever_k(
+    k: int,
+    sandbox: Sandbox,
+    approved_request: ApprovedRequestFactory,
+    statements: list[tuple[str, str]],
+) -> None:
+    # The children's phase records its k role assignments in one UPDATE and its k + 1 audit
+    # rows (FIC and roles) in one INSERT (records_batched); before, one of each per write.
+    identity_request = approved_request(roles=vault_roles(k))
+    statements.clear()
+
+    reconcile_request(identity_request.pk)
+
+    identity_request.refresh_from_db()
+    assert identity_request.status == RequestStatus.READY, identity_request.last_error
+    role_updates = [sql for _t, sql in statements if sql.startswith(ROLE_UPDATE)]
+    assert len(role_updates) == 1, role_updates
+    # The claim, the identity's record, the children's records (one statement), the identity
+    # and the request becoming ready: 5 inserts into the trail for any k.
+    assert sum(sql.startswith(AUDIT_INSERT) for _t, sql in statements) == 5
+    written = AuditEvent.objects.filter(
+        identity_request=identity_request, action__startswith="azure.role_assignment."
+    )
+    assert written.count() == k
+    report = audit_verify_chain()
+    assert report.ok, report.reason
+
+
+ROLE_UPDATE = 'UPDATE "identities_roleassignment"'
+AUDIT_INSERT = 'INSERT INTO "identities_auditevent"'

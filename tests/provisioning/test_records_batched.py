@@ -1,0 +1,111 @@
+"""records_batched(): a phase's records written together, each row as its record asked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from identities.audit import audit_batch, audit_verify_chain
+from identities.models import AuditEvent, ChildStatus, IdentityRequest, RoleAssignment
+from identities.policy import RoleDraft
+from identities.services import identity_request_approve, identity_request_create
+from provisioning import services
+from provisioning.azure import CallResult, RoleAssignmentState
+from tests.support.people import VAULT_SCOPE, DraftFactory
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ("Key Vault Secrets User", "Key Vault Crypto User", "Key Vault Certificate User")
+
+
+@pytest.fixture
+def approved(
+    requester: Any, approver: Any, make_draft: DraftFactory, django_capture_on_commit_callbacks: Any
+) -> IdentityRequest:
+    draft = make_draft(roles=tuple(RoleDraft(role, VAULT_SCOPE) for role in ROLES))
+    identity_request = identity_request_create(requester=requester, draft=draft)
+    with django_capture_on_commit_callbacks(execute=False):
+        return identity_request_approve(identity_request=identity_request, approver=approver)
+
+
+def _assignments(identity_request: IdentityRequest) -> list[RoleAssignment]:
+    return list(
+        RoleAssignment.objects.filter(identity_request=identity_request)
+        .select_related("role", "identity")
+        .order_by("pk")
+    )
+
+
+def _active(identity_request: IdentityRequest, assignment: RoleAssignment, n: int) -> None:
+    services.role_assignment_record_active(
+        identity_request=identity_request,
+        assignment=assignment,
+        state=RoleAssignmentState(
+            id=f"{assignment.scope}/providers/Microsoft.Authorization/roleAssignments/ra-{n}",
+            name=f"ra-{n}",
+            scope=assignment.scope,
+            role_definition_guid=assignment.role.role_definition_guid,
+            principal_id="p",
+            principal_type="ServicePrincipal",
+        ),
+        call=CallResult(status=201, request_id=f"req-{n}"),
+    )
+
+
+def test_k_records_are_one_update_and_one_insert(approved: IdentityRequest) -> None:
+    assignments = _assignments(approved)
+    with CaptureQueriesContext(connection) as queries, audit_batch(), services.records_batched():
+        for n, assignment in enumerate(assignments):
+            _active(approved, assignment, n)
+        assert not queries.captured_queries[-1]["sql"].startswith("UPDATE"), "held until the end"
+
+    sql = [query["sql"] for query in queries.captured_queries]
+    assert sum(s.startswith('UPDATE "identities_roleassignment"') for s in sql) == 1
+    assert sum(s.startswith('INSERT INTO "identities_auditevent"') for s in sql) == 1
+    stored = {
+        ra.pk: (ra.status, ra.name)
+        for ra in RoleAssignment.objects.filter(identity_request=approved)
+    }
+    assert stored == {ra.pk: (ChildStatus.ACTIVE, f"ra-{n}") for n, ra in enumerate(assignments)}
+    request_ids = list(
+        AuditEvent.objects.filter(action="azure.role_assignment.created")
+        .order_by("id")
+        .values_list("data__azure_request_id", flat=True)
+    )
+    assert request_ids == ["req-0", "req-1", "req-2"]
+    assert audit_verify_chain().ok
+
+
+def test_one_row_recorded_twice_with_different_fields_keeps_the_records_order(
+    approved: IdentityRequest,
+) -> None:
+    first, second, _third = _assignments(approved)
+    with audit_batch(), services.records_batched():
+        _active(approved, first, 0)
+        _active(approved, second, 1)
+        services.role_assignment_record_removed(
+            identity_request=approved, assignment=first, call=CallResult(204, "req-gone")
+        )
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, first.name) == (ChildStatus.REMOVED, "ra-0")
+    assert (second.status, second.name) == (ChildStatus.ACTIVE, "ra-1")
+    assert audit_verify_chain().ok
+
+
+def test_a_failed_record_writes_nothing_of_the_phase(approved: IdentityRequest) -> None:
+    assignments = _assignments(approved)
+    before = AuditEvent.objects.count()
+    with pytest.raises(RuntimeError), audit_batch(), services.records_batched():
+        _active(approved, assignments[0], 0)
+        raise RuntimeError("the next record failed")
+
+    assert set(
+        RoleAssignment.objects.filter(identity_request=approved).values_list("status", flat=True)
+    ) == {ChildStatus.PENDING}
+    assert AuditEvent.objects.count() == before
+    assert audit_verify_chain().ok
