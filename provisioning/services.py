@@ -42,6 +42,7 @@ from identities.services import (
 from identities.validators import FIC_LIMIT_PER_IDENTITY
 from identities.work import Work, enqueue
 from provisioning.azure import CallResult, IdentityState, RoleAssignmentState
+from provisioning.bulk import update_rows
 from provisioning.errors import GatewayError, PermanentError
 
 # Rows the identity should have in Azure (repair re-PUTs these).
@@ -218,6 +219,8 @@ def records_batched() -> Iterator[None]:
 def _write_child_updates(
     updates: list[tuple[type[FederatedCredential | RoleAssignment], int, dict[str, Any]]],
 ) -> None:
+    now = timezone.now()  # when the rows are written: one value, not a CASE over the rows
+    updates = [(model, pk, {**values, "updated_at": now}) for model, pk, values in updates]
     shapes: dict[tuple[Any, tuple[str, ...]], dict[int, dict[str, Any]]] = {}
     shape_of: dict[tuple[Any, int], tuple[Any, tuple[str, ...]]] = {}
     for model, pk, values in updates:
@@ -228,14 +231,8 @@ def _write_child_updates(
                 each_model.objects.filter(pk=each_pk).update(**each_values)
             return
         shapes.setdefault(shape, {})[pk] = values  # a row updated twice: its last values
-    for (model, fields), rows in shapes.items():
-        if len(rows) == 1:
-            ((pk, values),) = rows.items()
-            model.objects.filter(pk=pk).update(**values)
-        else:
-            model.objects.bulk_update(
-                [model(pk=pk, **values) for pk, values in rows.items()], list(fields)
-            )
+    for (model, _fields), rows in shapes.items():
+        update_rows(model, rows)
 
 
 def _azure_data(call: CallResult | None, **extra: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from django.utils import timezone
 from identities.audit import audit_batch
 from identities.models import IdentityRequest
 from provisioning import metrics
+from provisioning.bulk import update_rows
 from provisioning.concurrency import start_concurrently
 from provisioning.errors import GatewayError, TransientError
 from provisioning.models import ProvisioningStep, StepStatus
@@ -172,7 +173,7 @@ def steps_finish(phase: Phase, then: Callable[[], None] | None = None) -> list[G
         (f.error for f in finished if f.error and not isinstance(f.error, GatewayError)), None
     )
     now = timezone.now()
-    closed = []
+    closed: dict[int, dict[str, Any]] = {}
     for done in finished:
         if done.outcome is not None:
             fields = {"status": StepStatus.DONE, "error": "", "azure_request_id": done.outcome[1]}
@@ -184,13 +185,9 @@ def steps_finish(phase: Phase, then: Callable[[], None] | None = None) -> list[G
             }
         else:
             continue
-        closed.append(
-            ProvisioningStep(pk=by_key[done.key], finished_at=now, updated_at=now, **fields)
-        )
+        closed[by_key[done.key]] = {**fields, "finished_at": now, "updated_at": now}
     with audit_batch():
-        ProvisioningStep.objects.bulk_update(
-            closed, ["status", "error", "azure_request_id", "finished_at", "updated_at"]
-        )
+        update_rows(ProvisioningStep, closed)
         with records_batched():  # the child rows' updates, then the audit rows, together
             for done in finished:
                 if done.outcome is not None:

@@ -1,4 +1,5 @@
-"""records_batched(): a phase's records written together, each row as its record asked."""
+"""records_batched() and update_rows(): a phase's records written together, each row as its
+record asked."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from identities.audit import audit_batch, audit_verify_chain
 from identities.models import AuditEvent, ChildStatus, IdentityRequest, RoleAssignment
@@ -14,6 +16,8 @@ from identities.policy import RoleDraft
 from identities.services import identity_request_approve, identity_request_create
 from provisioning import services
 from provisioning.azure import CallResult, RoleAssignmentState
+from provisioning.bulk import update_rows
+from provisioning.models import ProvisioningStep, StepStatus
 from tests.support.people import VAULT_SCOPE, DraftFactory
 
 pytestmark = pytest.mark.django_db
@@ -109,3 +113,40 @@ def test_a_failed_record_writes_nothing_of_the_phase(approved: IdentityRequest) 
     ) == {ChildStatus.PENDING}
     assert AuditEvent.objects.count() == before
     assert audit_verify_chain().ok
+
+
+def test_update_rows_gives_each_row_its_values_in_one_statement(approved: IdentityRequest) -> None:
+    rows = ProvisioningStep.objects.bulk_create(
+        [
+            ProvisioningStep(
+                identity_request=approved, key=f"step-{n}", label=f"step {n}", position=n
+            )
+            for n in range(4)
+        ]
+    )
+    now = timezone.now()
+    values = {
+        row.pk: {
+            "status": StepStatus.FAILED if n == 2 else StepStatus.DONE,
+            "error": "refused" if n == 2 else "",
+            "azure_request_id": f"req-{n}",
+            "finished_at": now,
+        }
+        for n, row in enumerate(rows)
+    }
+    with CaptureQueriesContext(connection) as queries:
+        update_rows(ProvisioningStep, values)
+
+    assert len(queries) == 1
+    # Fields with one value for all rows are set plainly; the others per row.
+    assert '"finished_at" = ' in queries[0]["sql"] and "CASE" in queries[0]["sql"]
+    stored = {
+        step.pk: {
+            "status": step.status,
+            "error": step.error,
+            "azure_request_id": step.azure_request_id,
+            "finished_at": step.finished_at,
+        }
+        for step in ProvisioningStep.objects.filter(identity_request=approved)
+    }
+    assert stored == values
