@@ -11,7 +11,7 @@ both sides run the same benchmark code against their own engine. Each round runs
 each in its own process, emulator and PostgreSQL database (`bench_perf2_before`,
 `bench_perf2_after`). Times are pooled over the rounds (medians of every run); the breakdown
 is the median of the rounds' medians. The load average is recorded at the start and the end.
-Writes benchmarks/results/perf2.md and benchmarks/results/raw/perf2.json.
+Writes benchmarks/results/perf2.md (--output) and its figures beside it, raw/<its name>.json.
 """
 
 from __future__ import annotations
@@ -112,7 +112,9 @@ def main() -> None:
     Path(args.output).write_text(text)
     raw_dir = Path(args.output).parent / "raw"
     raw_dir.mkdir(exist_ok=True)
-    (raw_dir / "perf2.json").write_text(json.dumps(data, indent=2))
+    # Named after the report (perf2.md: raw/perf2.json), so one comparison never overwrites
+    # another's figures.
+    (raw_dir / f"{Path(args.output).stem}.json").write_text(json.dumps(data, indent=2))
     print(text)
 
 
@@ -183,8 +185,8 @@ def render(data: dict[str, Any], command_line: str) -> str:
         )
     lines += [
         "",
-        "The time includes the approval itself (the service's transaction, the same code on "
-        "both sides), shown below as its median. The measured floor (`floor_identity` in "
+        "The time includes the approval itself (the service's transaction, each side's own "
+        "code), shown below as its median. The measured floor (`floor_identity` in "
         "benchmarks/common.py, per side: each side runs its own emulator) is the same SDK calls "
         "in the portal's order and nothing else: the identity's PUT, then its FIC and every "
         "role assignment at once on warm threads; it carries the emulator's and the SDK's own "
@@ -215,8 +217,7 @@ def render(data: dict[str, Any], command_line: str) -> str:
         "",
         "Phases on the wall clock (ms): before the identity's PUT is sent, the PUT, between its "
         "answer and the first child PUT, the children's PUTs (first sent → last answered), "
-        "after the last answer (records, ready). After the change the identity's PUT is sent "
-        "before the run is planned, so planning moves from 'before' into the PUT's flight.",
+        "after the last answer (records, ready).",
         "",
         "| k | side | before PUT | identity PUT | between | children's PUTs | after |",
         "|---:|---|---:|---:|---:|---:|---:|",
