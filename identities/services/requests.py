@@ -630,13 +630,14 @@ def lock_identity_request(identity_request: IdentityRequest) -> None:
     lock blocks the foreign-key check of an audit row naming the request or identity, and that
     insert runs under the audit chain lock, which the lock holder wants next: a deadlock.
 
-    The team, cluster, requester and identity come in the same query, unlocked (`of` names the
-    request's row alone; the identity, when there is one, is locked by whoever moves it).
+    The team, cluster and requester come in the same query, unlocked (`of` names the request's
+    row alone), as every decision reads them (unlocked as before, when first used). The
+    identity is not: it is read when used, after this lock, or locked by whoever moves it.
     """
     try:
         identity_request.refresh_from_db(
             from_queryset=IdentityRequest.objects.select_related(
-                "team", "cluster", "requester", "identity"
+                "team", "cluster", "requester"
             ).select_for_update(no_key=True, of=("self",))
         )
     except IdentityRequest.DoesNotExist as exc:

@@ -56,8 +56,8 @@ def identity_request_mark_ready(
     if identity_request.status == RequestStatus.READY:
         return identity_request
     if identity_request.identity_id is not None:
-        # The identity moves too: lock it like the request (see lock_identity_request), which
-        # read it without a lock.
+        # The identity moves too: lock it like the request (see lock_identity_request); by its
+        # id, as the reload above dropped the cached one.
         identity_request.identity = Identity.objects.select_for_update(no_key=True).get(
             pk=identity_request.identity_id
         )
