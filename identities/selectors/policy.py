@@ -360,7 +360,8 @@ def identity_request_policy(
     identity_request: IdentityRequest, *, catalog: dict[str, RoleFacts] | None = None
 ) -> PolicyResult:
     """The policy verdict on a saved request, as the world is now."""
-    return identity_request_review(identity_request, catalog=catalog)[0]
+    draft, context = _saved_draft_and_context(identity_request, catalog)
+    return evaluate_request(draft, context)
 
 
 def identity_request_review(
@@ -369,6 +370,14 @@ def identity_request_review(
     """The policy verdict on a saved request, and what an approver reads about each role it
     adds (owner, existence, cross-team, protected, risk), from the same facts: the scopes are
     looked up in Azure once, through the policy's cached lookup."""
+    draft, context = _saved_draft_and_context(identity_request, catalog)
+    result = evaluate_request(draft, context)
+    return result, scope_contexts(draft, context, result)
+
+
+def _saved_draft_and_context(
+    identity_request: IdentityRequest, catalog: dict[str, RoleFacts] | None
+) -> tuple[RequestDraft, PolicyContext]:
     draft = identity_request_draft(identity_request)
     context = policy_context_for(
         draft,
@@ -376,5 +385,4 @@ def identity_request_review(
         catalog=catalog,
         loaded=(identity_request.team, identity_request.cluster),
     )
-    result = evaluate_request(draft, context)
-    return result, scope_contexts(draft, context, result)
+    return draft, context
