@@ -13,19 +13,28 @@ allow-listed; the connection goes to the vetted address itself (never a fresh lo
 rebinding between the check and the connect cannot switch it), the Host header and TLS SNI carry
 the name, the certificate is checked against the name, and the connected socket's peer address
 is checked again. Redirects are the caller's to follow (each hop through `open_http` again).
+
+Behind an egress proxy (HTTPS_PROXY in the environment, as curl, requests and azure-core read it,
+with NO_PROXY's exceptions: `proxy_for`), an https destination is reached through the proxy's
+CONNECT tunnel. The name is still resolved and judged here, and the tunnel is asked for the
+vetted address, not the name, so the proxy cannot resolve it to another; TLS inside the tunnel
+still names the host (SNI) and checks its certificate. The proxy itself is the operator's: its
+address is not judged, and the socket's peer (the proxy) is not checked again.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import ipaddress
 import socket
 import ssl
 import time
+import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -122,17 +131,90 @@ def connect(
     try:
         vet_address(host, str(sock.getpeername()[0]), allow)
         if tls:
-            # The system's trust store, plus `ca_bundle` (an on-premises CA) when set;
-            # create_default_context verifies the chain and the host name (CERT_REQUIRED,
-            # check_hostname), and server_hostname is also the SNI the receiver sees.
-            context = ssl.create_default_context()
-            if ca_bundle:
-                context.load_verify_locations(cafile=ca_bundle)
-            sock = context.wrap_socket(sock, server_hostname=host)
+            sock = _tls(sock, host, ca_bundle)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def _tls(sock: socket.socket, host: str, ca_bundle: str) -> ssl.SSLSocket:
+    # The system's trust store, plus `ca_bundle` (an on-premises CA) when set;
+    # create_default_context verifies the chain and the host name (CERT_REQUIRED,
+    # check_hostname), and server_hostname is also the SNI the receiver sees.
+    context = ssl.create_default_context()
+    if ca_bundle:
+        context.load_verify_locations(cafile=ca_bundle)
+    return context.wrap_socket(sock, server_hostname=host)
+
+
+def proxy_for(url: str) -> str:
+    """The egress proxy an https `url` goes through: HTTPS_PROXY (or https_proxy) from the
+    environment, unless NO_PROXY names its host; "" for none (plain http, only ever to an
+    allow-listed loopback receiver, goes direct)."""
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        return ""
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get("https", "")
+    # The standard library's NO_PROXY matching (what urllib's opener uses; not in the stubs).
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if not proxy or bypass(parts.hostname or "", proxies):
+        return ""
+    return proxy
+
+
+# The proxy's answer to CONNECT: its status line and headers, at most this long.
+_CONNECT_ANSWER_MAX = 16 * 1024
+
+
+def connect_through(
+    proxy: str, host: str, port: int, address: IPAddress, *, timeout: float, ca_bundle: str = ""
+) -> Any:
+    """A TLS socket to the vetted `address` through `proxy`'s CONNECT tunnel (RFC 9110, 9.3.6),
+    the handshake naming `host`. `proxy` is http://[user:password@]host[:port] (Basic
+    credentials in Proxy-Authorization)."""
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    if parts.scheme != "http" or not parts.hostname:
+        raise DestinationRefusedError(f"The proxy {parts.scheme}://{parts.hostname} is unusable.")
+    sock = socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout)
+    try:
+        target = f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+        head = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
+        if parts.username:
+            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            head.append(
+                f"Proxy-Authorization: Basic {base64.b64encode(credentials.encode()).decode()}"
+            )
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        status = _connect_status(sock)
+        if status != 200:
+            raise OSError(f"the proxy refused the tunnel to {host}:{port} (HTTP {status})")
+        return _tls(sock, host, ca_bundle)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _connect_status(sock: socket.socket) -> int:
+    """The status of the proxy's answer to CONNECT, read to the end of its headers and not a
+    byte further (what follows is the tunnel's)."""
+    answer = b""
+    while not answer.endswith(b"\r\n\r\n"):
+        if len(answer) > _CONNECT_ANSWER_MAX:
+            raise OSError("the proxy's answer to CONNECT is too long")
+        byte = sock.recv(1)
+        if not byte:
+            raise OSError("the proxy closed the connection instead of answering CONNECT")
+        answer += byte
+    status_line = answer.split(b"\r\n", 1)[0].decode("latin-1").split()
+    if (
+        len(status_line) < 2
+        or not status_line[0].startswith("HTTP/")
+        or not status_line[1].isdigit()
+    ):
+        raise OSError("the proxy's answer to CONNECT is not HTTP")
+    return int(status_line[1])
 
 
 def open_http(
@@ -142,9 +224,11 @@ def open_http(
     schemes: frozenset[str],
     timeout: float,
     ca_bundle: str = "",
+    proxy: str | None = None,
 ) -> tuple[http.client.HTTPConnection, str]:
     """A connection to `url`'s host through the guard, and the path (with query) to ask for.
-    DestinationRefusedError when the scheme, the name or the address is refused."""
+    DestinationRefusedError when the scheme, the name or the address is refused. `proxy`:
+    the egress proxy for an https URL (None: `proxy_for(url)`, from the environment; "": none)."""
     parts = urlsplit(url)
     if parts.scheme not in schemes:
         raise DestinationRefusedError(f"{parts.scheme}:// is not allowed; use https://.")
@@ -154,10 +238,17 @@ def open_http(
     tls = parts.scheme == "https"
     port = parts.port or (443 if tls else 80)
     address = resolve(host, port, allow)
+    if proxy is None:
+        proxy = proxy_for(url)
     connection = http.client.HTTPConnection(host, port, timeout=timeout)
-    connection.sock = connect(
-        host, port, address, allow=allow, tls=tls, timeout=timeout, ca_bundle=ca_bundle
-    )
+    if tls and proxy:
+        connection.sock = connect_through(
+            proxy, host, port, address, timeout=timeout, ca_bundle=ca_bundle
+        )
+    else:
+        connection.sock = connect(
+            host, port, address, allow=allow, tls=tls, timeout=timeout, ca_bundle=ca_bundle
+        )
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query

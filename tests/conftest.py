@@ -26,6 +26,7 @@ pytest_plugins = [
     "tests.support.smtp",
     "tests.support.http_receiver",
     "tests.support.tls_receiver",
+    "tests.support.connect_proxy",
 ]
 
 

@@ -16,22 +16,11 @@ from notifications import tasks
 from notifications.webhooks import post
 from tests.identities.conftest import FileRequest
 from tests.notifications.test_webhooks import webhook_rows
-from tests.support.tls_receiver import TestCA, TlsReceiverFactory
+from tests.support.tls_receiver import TlsReceiverFactory
 
 pytestmark = pytest.mark.django_db
 
 HEADERS = {"content-type": "application/json"}
-
-
-@pytest.fixture
-def production_guard(settings: Any, test_ca: TestCA) -> None:
-    """https only (no DEBUG, no WEBHOOK_ALLOW_HTTP); localhost is an allow-listed on-premises
-    receiver (its address is loopback), and the test CA is trusted through the bundle."""
-    settings.DEBUG = False
-    settings.WEBHOOK_ALLOW_HTTP = False
-    settings.WEBHOOK_ALLOWED_HOSTS = ["localhost"]
-    settings.WEBHOOK_ALLOWED_CIDRS = []
-    settings.WEBHOOK_CA_BUNDLE = str(test_ca.bundle)
 
 
 def test_an_outbox_row_goes_over_verified_tls_with_sni_to_the_vetted_address(
