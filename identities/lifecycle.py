@@ -134,10 +134,9 @@ def transition(
     Raises ConflictError when the map forbids the move or another writer got there first; the
     in-memory instance is updated only on success. Returns the audit row written.
     """
-    actions, noun, allowed = _MAPS[type(instance)]
+    actions, noun, _allowed = _MAPS[type(instance)]
     current = instance.status
-    if to not in allowed.get(current, frozenset()):
-        raise ConflictError(f"{noun} {instance.pk} is {current}; it cannot become {to}.")
+    _require_allowed(instance, to)
     now = timezone.now()
     updated = (
         type(instance)
@@ -167,6 +166,12 @@ def transition(
     )
 
 
+def _require_allowed(instance: IdentityRequest | Identity, to: str) -> None:
+    _, noun, allowed = _MAPS[type(instance)]
+    if to not in allowed.get(instance.status, frozenset()):
+        raise ConflictError(f"{noun} {instance.pk} is {instance.status}; it cannot become {to}.")
+
+
 def transition_request(
     identity_request: IdentityRequest,
     *,
@@ -179,6 +184,10 @@ def transition_request(
     """Move a request, and first its identity where IDENTITY_FOLLOWS_REQUEST says so (a retried
     new identity provisions again, a ready one is ready, a decommissioned one is gone). Returns
     the request's audit row."""
+    # The request's move is checked first: a refused one must not leave the identity moved
+    # and its audit row written (a caller that catches the ConflictError rolls back to its
+    # savepoint, but an audit batch would keep chaining on from the dropped row).
+    _require_allowed(identity_request, to)
     identity = identity_request.identity
     if identity is not None:
         follows = IDENTITY_FOLLOWS_REQUEST.get((identity_request.kind, to, identity.status))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from identities.errors import ConflictError, PermissionDeniedError
 from identities.lifecycle import ALLOWED_TRANSITIONS
@@ -125,3 +127,25 @@ def test_the_transition_map_matches_the_issue() -> None:
         "rejected": set(),
         "cancelled": set(),
     }
+
+
+def test_a_refused_ready_moves_nothing_before_it_is_refused(
+    approved_request: IdentityRequest,
+) -> None:
+    # Another run failed the request (the identity is still provisioning): marking it ready is
+    # refused before the identity moves or any audit row is written. It used to move the
+    # identity and audit that first, which a caller's savepoint then rolled back, while an
+    # audit batch kept the dropped row as the chain's tail.
+    identity_request_mark_provisioning(identity_request=approved_request)
+    IdentityRequest.objects.filter(pk=approved_request.pk).update(
+        status=IdentityRequest.Status.FAILED
+    )
+    with CaptureQueriesContext(connection) as queries, pytest.raises(ConflictError):
+        identity_request_mark_ready(identity_request=approved_request)
+
+    writes = [
+        q["sql"] for q in queries.captured_queries if q["sql"].startswith(("UPDATE", "INSERT"))
+    ]
+    assert writes == []
+    identity = Identity.objects.get(pk=approved_request.identity_id)
+    assert identity.status == Identity.Status.PROVISIONING
