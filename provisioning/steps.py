@@ -158,7 +158,10 @@ def steps_finish(phase: Phase, then: Callable[[], None] | None = None) -> list[G
         return []
     ids = _step_rows(phase.identity_request, phase.steps)
     now = timezone.now()
-    ProvisioningStep.objects.filter(pk__in=ids).update(
+    # Not a step another run of the request already closed as done: a duplicate run (a
+    # redelivery, the sweeper) that loses the database before its record commits would leave
+    # it running under a ready request, since its retry finds nothing left to do.
+    ProvisioningStep.objects.filter(pk__in=ids).exclude(status=StepStatus.DONE).update(
         status=StepStatus.RUNNING,
         started_at=now,
         finished_at=None,

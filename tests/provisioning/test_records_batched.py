@@ -18,6 +18,7 @@ from provisioning import services
 from provisioning.azure import CallResult, RoleAssignmentState
 from provisioning.bulk import update_rows
 from provisioning.models import ProvisioningStep, StepStatus
+from provisioning.steps import run_steps
 from tests.support.people import VAULT_SCOPE, DraftFactory
 
 pytestmark = pytest.mark.django_db
@@ -150,3 +151,30 @@ def test_update_rows_gives_each_row_its_values_in_one_statement(approved: Identi
         for step in ProvisioningStep.objects.filter(identity_request=approved)
     }
     assert stored == values
+
+
+def test_a_duplicate_run_does_not_reopen_a_step_another_run_closed(
+    approved: IdentityRequest,
+) -> None:
+    # The winning run closed the step; a duplicate run sends the same write and fails before
+    # its record commits (it lost the database): the step stays done, not running.
+    done = ProvisioningStep.objects.create(
+        identity_request=approved,
+        key="identity",
+        label="identity",
+        position=0,
+        status=StepStatus.DONE,
+        azure_request_id="req-winner",
+    )
+
+    def record() -> None:
+        raise RuntimeError("the database went away")
+
+    with pytest.raises(RuntimeError):
+        run_steps(
+            identity_request=approved,
+            steps=[("identity", "identity", lambda: (None, "req-duplicate", record))],
+        )
+
+    done.refresh_from_db()
+    assert (done.status, done.azure_request_id) == (StepStatus.DONE, "req-winner")
