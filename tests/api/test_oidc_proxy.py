@@ -13,31 +13,25 @@ from tests.support.connect_proxy import ConnectProxy
 
 
 def test_the_key_fetch_asks_the_proxy_for_the_vetted_address(
-    settings: Any, monkeypatch: pytest.MonkeyPatch, connect_proxy: ConnectProxy
+    settings: Any, behind_proxy: ConnectProxy
 ) -> None:
-    for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTPS_PROXY", connect_proxy.url)
     settings.OIDC_ALLOWED_HOSTS = ["localhost"]  # an on-premises issuer on a loopback address
-    connect_proxy.refuse = True  # the proxy's policy: no tunnel there
+    behind_proxy.refuse = True  # the proxy's policy: no tunnel there
 
     with pytest.raises(oidc.OidcTokenRefusedError) as refused:
         oidc._fetch_json("https://localhost:8443/.well-known/openid-configuration", "document")
 
-    assert connect_proxy.targets == ["127.0.0.1:8443"]
+    assert behind_proxy.targets == ["127.0.0.1:8443"]
     assert refused.value.code == "issuer_unreachable"
 
 
 def test_a_forbidden_issuer_address_never_reaches_the_proxy(
-    settings: Any, monkeypatch: pytest.MonkeyPatch, connect_proxy: ConnectProxy
+    settings: Any, behind_proxy: ConnectProxy
 ) -> None:
-    monkeypatch.setenv("HTTPS_PROXY", connect_proxy.url)
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
     settings.OIDC_ALLOWED_HOSTS = []
 
     with pytest.raises(oidc.OidcTokenRefusedError) as refused:
         oidc._fetch_json("https://localhost:8443/.well-known/openid-configuration", "document")
 
     assert refused.value.code == "issuer_forbidden_address"
-    assert connect_proxy.targets == []
+    assert behind_proxy.targets == []

@@ -17,14 +17,6 @@ from tests.support.tls_receiver import TlsReceiverFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def behind_proxy(monkeypatch: pytest.MonkeyPatch, connect_proxy: ConnectProxy) -> ConnectProxy:
-    for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTPS_PROXY", connect_proxy.url)
-    return connect_proxy
-
-
 def test_a_delivery_goes_through_the_proxy_to_the_vetted_address_with_verified_tls(
     production_guard: None,
     tls_receiver_for: TlsReceiverFactory,

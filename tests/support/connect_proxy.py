@@ -82,3 +82,12 @@ def connect_proxy() -> Iterator[ConnectProxy]:
     yield proxy
     proxy.server.shutdown()
     proxy.server.server_close()
+
+
+@pytest.fixture
+def behind_proxy(monkeypatch: pytest.MonkeyPatch, connect_proxy: ConnectProxy) -> ConnectProxy:
+    """HTTPS_PROXY names the test's proxy, and no other proxy setting of the machine applies."""
+    for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", connect_proxy.url)
+    return connect_proxy
