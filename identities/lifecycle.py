@@ -134,7 +134,7 @@ def transition(
     Raises ConflictError when the map forbids the move or another writer got there first; the
     in-memory instance is updated only on success. Returns the audit row written.
     """
-    actions, noun, _allowed = _MAPS[type(instance)]
+    actions, noun, _ = _MAPS[type(instance)]
     current = instance.status
     _require_allowed(instance, to)
     now = timezone.now()

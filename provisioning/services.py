@@ -256,12 +256,12 @@ def _record_azure_write(
     """What every Azure write leaves behind: the child row's new status (and fields), then the
     audit row with the call's HTTP status and x-ms-request-id, in the caller's transaction."""
     if child is not None and status is not None:
-        values = {"status": status, "updated_at": timezone.now(), **(fields or {})}
+        values = {"status": status, **(fields or {})}
         held = getattr(_held, "updates", None)
         if held is not None:  # records_batched(): written with the phase's other records
             held.append((type(child), child.pk, values))
         else:
-            type(child).objects.filter(pk=child.pk).update(**values)
+            type(child).objects.filter(pk=child.pk).update(**values, updated_at=timezone.now())
     audit_record(
         actor=None,
         action=action,
