@@ -44,13 +44,18 @@ def _clip(value: object) -> str:
     return str(value)[:TAG_VALUE_MAX]
 
 
-def identity_tags(identity_request: IdentityRequest) -> dict[str, str]:
-    """The tags for the identity `identity_request` creates (approvals so far included)."""
-    approvers = [
-        approval.approver.get_username()
-        for approval in identity_request.approvals.all()
-        if approval.decision == "approve"
-    ]
+def identity_tags(
+    identity_request: IdentityRequest, *, approvers: list[str] | None = None
+) -> dict[str, str]:
+    """The tags for the identity `identity_request` creates (approvals so far included).
+    `approvers`: the usernames of its approvals in their order, when the caller holds them
+    (the approval that completes the count); read from the request otherwise."""
+    if approvers is None:
+        approvers = [
+            approval.approver.get_username()
+            for approval in identity_request.approvals.select_related("approver")
+            if approval.decision == "approve"
+        ]
     team_tags = {
         key: _clip(value)
         for key, value in (identity_request.tags or {}).items()

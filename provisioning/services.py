@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from identities.audit import audit_record, audit_rows_deferred
+from identities.audit import audit_record, audit_rollback_guard, audit_rows_deferred
 from identities.audit.actions import AuditAction
 from identities.errors import ConflictError, PermissionDeniedError
 from identities.models import (
@@ -110,7 +110,9 @@ def request_complete(*, identity_request: IdentityRequest) -> bool:
             "resource_id": identity.resource_id,
         }
     try:
-        identity_request_mark_ready(identity_request=identity_request, data=data)
+        # Its audit rows may be held in the record's deferred block: dropped with its savepoint.
+        with audit_rollback_guard():
+            identity_request_mark_ready(identity_request=identity_request, data=data)
     except ConflictError:
         return False
     return True

@@ -3,7 +3,8 @@
 - `actions`: the AuditAction names every writer and reader uses.
 - `record`: `audit_record()`, the one writer (serialized appends, each row hashing the last),
   and `audit_batch()`, several appends in one transaction under one acquisition of the lock
-  (`audit_rows_deferred()`: their rows inserted in one statement).
+  (`audit_rows_deferred()`: their rows inserted in one statement; `audit_rollback_guard()`
+  around a call whose error the caller catches and goes on from).
 - `hashing`: the canonical form of a row and its SHA-256 link.
 - `chain`: walking the chain (whole, in slices, or the tail since an anchor) and signing checks.
 - `checks`: the recorded, signed chain checks (start, run, finish).
@@ -19,6 +20,7 @@ from identities.audit.record import (
     SYSTEM_ACTOR_LABEL,
     audit_batch,
     audit_record,
+    audit_rollback_guard,
     audit_rows_deferred,
 )
 
@@ -27,6 +29,7 @@ __all__ = [
     "ChainReport",
     "audit_batch",
     "audit_record",
+    "audit_rollback_guard",
     "audit_rows_deferred",
     "audit_verify_chain",
     "canonical_json",

@@ -45,14 +45,18 @@ _batch = threading.local()
 
 
 @contextlib.contextmanager
-def audit_batch() -> Iterator[None]:
+def audit_batch(*, savepoint: bool = True) -> Iterator[None]:
     """One transaction in which every `audit_record()` appends under one acquisition of the
     chain's lock. Nested, it joins the outer batch. Anything that fails inside rolls the whole
-    transaction back (the rows are not written in savepoints), so the tail it kept is dropped."""
+    transaction back (the rows are not written in savepoints), so the tail it kept is dropped.
+    Inside a transaction it sets a savepoint of its own, unless `savepoint=False`: a caller
+    whose transaction ends on any error inside (a durable one) saves the two statements.
+    Code inside that catches an error and goes on wraps its call in `audit_rollback_guard()`.
+    """
     if getattr(_batch, "tail", None) is not None:
         yield
         return
-    with transaction.atomic():
+    with transaction.atomic(savepoint=savepoint):
         _batch.tail = []
         try:
             yield
@@ -79,6 +83,27 @@ def audit_rows_deferred() -> Iterator[None]:
     finally:
         _batch.pending = None
     AuditEvent.objects.bulk_create(pending)
+
+
+@contextlib.contextmanager
+def audit_rollback_guard() -> Iterator[None]:
+    """Around a call inside `audit_batch()` whose error the caller catches and goes on from
+    (the call's own savepoint rolled its rows back): on an error, the batch's tail goes back to
+    the row before the call and the rows it appended to `audit_rows_deferred()` are dropped, so
+    the next row chains to a row that exists and no row of the undone change is inserted.
+    Outside a batch it does nothing."""
+    tail: list[tuple[int, str]] | None = getattr(_batch, "tail", None)
+    pending: list[AuditEvent] | None = getattr(_batch, "pending", None)
+    kept_tail = list(tail) if tail is not None else None
+    kept = len(pending) if pending is not None else 0
+    try:
+        yield
+    except BaseException:
+        if tail is not None and kept_tail is not None:
+            tail[:] = kept_tail
+        if pending is not None:
+            del pending[kept:]
+        raise
 
 
 def audit_record(

@@ -16,7 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from identities import roles
-from identities.audit import audit_record
+from identities.audit import audit_batch, audit_record, audit_rows_deferred
 from identities.audit.actions import AuditAction
 from identities.errors import (
     ConflictError,
@@ -357,16 +357,24 @@ def identity_request_approve(
         )
         return identity_request
 
-    changes = commit_desired_state(identity_request, actor=approver)
-    approved = transition(
-        identity_request, to=RequestStatus.APPROVED, actor=approver, data=decision, **changes
-    )
-    notifications_record(
-        event=NotificationEvent.REQUEST_APPROVED,
-        occurrence=approved,
-        identity_request=identity_request,
-        data={"actor": approver.get_username(), "comment": comment},
-    )
+    # The desired state's audit row and the approval's, chained under one acquisition of the
+    # chain's lock and inserted in one statement (no savepoint: this transaction is durable and
+    # ends on any error inside).
+    with audit_batch(savepoint=False), audit_rows_deferred():
+        changes = commit_desired_state(
+            identity_request,
+            actor=approver,
+            approvers=[a.approver.get_username() for a in approvals],
+        )
+        approved = transition(
+            identity_request, to=RequestStatus.APPROVED, actor=approver, data=decision, **changes
+        )
+        notifications_record(
+            event=NotificationEvent.REQUEST_APPROVED,
+            occurrence=approved,
+            identity_request=identity_request,
+            data={"actor": approver.get_username(), "comment": comment},
+        )
     pk = identity_request.pk
     # robust: a broker outage must not turn a committed approval into an error; the sweeper
     # re-enqueues requests left in `approved` (DESIGN.md, "Celery is at-least-once").
@@ -691,9 +699,11 @@ def _described_role(role: RoleDraft) -> dict[str, str]:
 
 
 def commit_desired_state(
-    identity_request: IdentityRequest, *, actor: User | None
+    identity_request: IdentityRequest, *, actor: User | None, approvers: list[str] | None = None
 ) -> dict[str, Any]:
     """Write what Azure should look like once this request is done; returns request changes.
+    `approvers`: the usernames of the request's approvals in order, for a new identity's tags,
+    when the caller holds them (read from the request otherwise).
 
     The partial unique constraints on credentials and identities are the last line against two
     approvals racing for one ServiceAccount or one name; a clash is a ConflictError.
@@ -703,7 +713,7 @@ def commit_desired_state(
         # No savepoint: both callers are durable transactions that end on the ConflictError.
         with transaction.atomic(savepoint=False):
             if kind == RequestKind.NEW:
-                identity = _create_identity(identity_request)
+                identity = _create_identity(identity_request, approvers=approvers)
                 _add_federated_credential(identity_request, identity)
                 # One INSERT for the k rows (no save() logic or signals on RoleAssignment).
                 RoleAssignment.objects.bulk_create(
@@ -798,7 +808,7 @@ def _commit_role_change(
     )
 
 
-def _create_identity(identity_request: IdentityRequest) -> Identity:
+def _create_identity(identity_request: IdentityRequest, *, approvers: list[str] | None) -> Identity:
     cluster = identity_request.cluster
     return Identity.objects.create(
         name=uami_name(
@@ -814,7 +824,7 @@ def _create_identity(identity_request: IdentityRequest) -> Identity:
         resource_group=cluster.resource_group,
         location=cluster.location,
         status=IdentityStatus.PROVISIONING,
-        tags=identity_tags(identity_request),
+        tags=identity_tags(identity_request, approvers=approvers),
         expires_at=identity_request.identity_expires_at,
     )
 

@@ -10,8 +10,14 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from identities.audit import audit_batch, audit_record, audit_rows_deferred, audit_verify_chain
-from identities.models import AuditEvent
+from identities.audit import (
+    audit_batch,
+    audit_record,
+    audit_rollback_guard,
+    audit_rows_deferred,
+    audit_verify_chain,
+)
+from identities.models import GENESIS_HASH, AuditEvent
 from tests.support.services import postgres_or_missing
 
 
@@ -147,3 +153,41 @@ def test_deferred_rows_are_chained_at_once_and_inserted_in_one_statement() -> No
 def test_rows_are_deferred_only_inside_a_batch() -> None:
     with pytest.raises(RuntimeError, match="inside audit_batch"), audit_rows_deferred():
         pass
+
+
+@pytest.mark.parametrize("deferred", [False, True])
+@pytest.mark.django_db
+def test_a_call_whose_error_is_caught_leaves_no_row_and_the_chain_whole(deferred: bool) -> None:
+    # A call inside a batch that writes a row in its own savepoint and then fails, its error
+    # caught (a run finding its request finished by another): without audit_rollback_guard, a
+    # held row of the undone change was inserted at the end (deferred), or the next row chained
+    # to the rolled-back one (not deferred), and the chain no longer verified.
+    before = audit_record(actor=None, action="test.before")
+    held = audit_rows_deferred() if deferred else contextlib.nullcontext()
+    with audit_batch(), held:
+        kept = audit_record(actor=None, action="test.kept")
+        with contextlib.suppress(LookupError), audit_rollback_guard(), transaction.atomic():
+            audit_record(actor=None, action="test.undone")
+            raise LookupError("finished by another run")
+        after = audit_record(actor=None, action="test.after")
+
+    assert list(AuditEvent.objects.order_by("id").values_list("action", flat=True)) == [
+        "test.before",
+        "test.kept",
+        "test.after",
+    ]
+    assert [kept.prev_hash, after.prev_hash] == [before.hash, kept.hash]
+    assert after.id == kept.id + 1
+    assert audit_verify_chain().ok
+
+
+@pytest.mark.django_db
+def test_the_rollback_guard_does_nothing_outside_a_batch() -> None:
+    with contextlib.suppress(LookupError), audit_rollback_guard(), transaction.atomic():
+        audit_record(actor=None, action="test.undone")
+        raise LookupError("undone")
+    after = audit_record(actor=None, action="test.after")
+
+    assert list(AuditEvent.objects.values_list("action", flat=True)) == ["test.after"]
+    assert after.prev_hash == GENESIS_HASH  # the undone row is not its predecessor
+    assert audit_verify_chain().ok
