@@ -53,7 +53,7 @@ def identity_tags(
     if approvers is None:
         approvers = [
             approval.approver.get_username()
-            for approval in identity_request.approvals.select_related("approver")
+            for approval in identity_request.approvals.all()
             if approval.decision == "approve"
         ]
     team_tags = {
