@@ -437,7 +437,11 @@ def _get(url: str, what: str, deadline: float) -> tuple[str | None, bytes]:
         raise OidcTokenRefusedError("issuer_unreachable", f"The issuer's {what} took too long.")
     try:
         connection, path = outbound.open_http(
-            url, allow=_allow_list(), schemes=frozenset({"https", "http"}), timeout=remaining
+            url,
+            allow=_allow_list(),
+            schemes=frozenset({"https", "http"}),
+            timeout=remaining,
+            ca_bundle=settings.OIDC_ISSUER_CA_BUNDLE,
         )
         try:
             connection.request(

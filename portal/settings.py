@@ -730,6 +730,11 @@ OIDC_JWKS_TTL_SECONDS = env_int("OIDC_JWKS_TTL_SECONDS", 3600)
 OIDC_JWKS_REFETCH_SECONDS = env_int("OIDC_JWKS_REFETCH_SECONDS", 60)
 OIDC_LEEWAY_SECONDS = env_int("OIDC_LEEWAY_SECONDS", 60)
 OIDC_HTTP_TIMEOUT_SECONDS = env_int("OIDC_HTTP_TIMEOUT_SECONDS", 5)
+# A PEM file of extra CAs trusted for pipeline OIDC issuers (an on-premises GitLab's private CA),
+# beside the system's: the discovery document and the key set are fetched with both.
+OIDC_ISSUER_CA_BUNDLE = os.environ.get("OIDC_ISSUER_CA_BUNDLE", "")
+if OIDC_ISSUER_CA_BUNDLE and not os.path.isfile(OIDC_ISSUER_CA_BUNDLE):
+    raise ImproperlyConfigured(f"OIDC_ISSUER_CA_BUNDLE: {OIDC_ISSUER_CA_BUNDLE!r} is not a file.")
 
 # --- REST framework -----------------------------------------------------------------------------
 REST_FRAMEWORK: dict[str, Any] = {
