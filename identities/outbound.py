@@ -164,6 +164,21 @@ def proxy_for(url: str) -> str:
     return proxy
 
 
+def proxy_split(proxy: str) -> tuple[str, str]:
+    """An egress proxy's URL without its credentials, and the credentials ("user:password",
+    percent-decoded; "" for none): clients that take Basic proxy credentials only as a header
+    (urllib3's ProxyManager) get them apart."""
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    credentials = ""
+    if parts.username:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    return f"{parts.scheme}://{host}{port}", credentials
+
+
 # The proxy's answer to CONNECT: its status line and headers, at most this long.
 _CONNECT_ANSWER_MAX = 16 * 1024
 
@@ -181,8 +196,8 @@ def connect_through(
     try:
         target = f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
         head = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
-        if parts.username:
-            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        _url, credentials = proxy_split(proxy)
+        if credentials:
             head.append(
                 f"Proxy-Authorization: Basic {base64.b64encode(credentials.encode()).decode()}"
             )

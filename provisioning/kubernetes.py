@@ -17,7 +17,9 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
+from urllib3.util import make_headers
 
+from identities.outbound import proxy_for, proxy_split
 from provisioning.azure import AzureGateway
 from provisioning.clouds import AKS_AAD_SERVER_APP_ID
 from provisioning.errors import GatewayError, PermanentError, TransientError
@@ -118,6 +120,17 @@ class KubernetesGateway:
             api_key_prefix={"BearerToken": "Bearer"},
             ca_cert_data=connection.ca_data,
         )
+        # The egress proxy as every other outbound call of the portal picks it (HTTPS_PROXY
+        # unless NO_PROXY names the API server). urllib3's ProxyManager, which the client
+        # uses, sends no Proxy-Authorization for credentials in the proxy's URL: they go as a
+        # header, or an authenticating proxy answers 407 to every call.
+        proxy = proxy_for(connection.server)
+        if proxy:
+            configuration.proxy, credentials = proxy_split(proxy)
+            if credentials:
+                configuration.proxy_headers = make_headers(proxy_basic_auth=credentials)
+        else:
+            configuration.proxy = None
         self.api_client = k8s.ApiClient(configuration)
         self.core = k8s.CoreV1Api(self.api_client)
 
