@@ -9,8 +9,7 @@ import base64
 
 import pytest
 
-from provisioning.azure import get_gateway
-from provisioning.kubernetes import ClusterConnection, KubernetesGateway, connection_from_kubeconfig
+from provisioning.kubernetes import ClusterConnection, KubernetesGateway
 from tests.support.connect_proxy import ConnectProxy
 from tests.support.sandbox import Sandbox
 
@@ -21,14 +20,15 @@ PROXY_SETTINGS = ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy")
 def cluster_connection(sandbox: Sandbox) -> ClusterConnection:
     # Read before any proxy is set: the ARM call that hands out the kubeconfig is not the
     # subject here.
-    gateway = get_gateway()
-    cluster = sandbox.cluster
-    kubeconfig = gateway.cluster_kubeconfig(
-        subscription_id=cluster.subscription_id,
-        resource_group=cluster.aks_resource_group,
-        name=cluster.name,
-    )
-    return connection_from_kubeconfig(kubeconfig, azure=gateway)
+    return sandbox.cluster_connection()
+
+
+def _only_proxy_settings(monkeypatch: pytest.MonkeyPatch, https_proxy: str, no_proxy: str) -> None:
+    for name in PROXY_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", https_proxy)
+    if no_proxy:
+        monkeypatch.setenv("NO_PROXY", no_proxy)
 
 
 def _api_server(connection: ClusterConnection) -> str:
@@ -40,11 +40,9 @@ def test_calls_go_through_the_proxy_with_its_credentials(
     connect_proxy: ConnectProxy,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in PROXY_SETTINGS:
-        monkeypatch.delenv(name, raising=False)
     port = connect_proxy.server.server_address[1]
     # A user name with an @, percent-encoded in the URL as it must be.
-    monkeypatch.setenv("HTTPS_PROXY", f"http://ci%40corp:s3cret@127.0.0.1:{port}")
+    _only_proxy_settings(monkeypatch, f"http://ci%40corp:s3cret@127.0.0.1:{port}", "")
 
     with KubernetesGateway(cluster_connection) as kube:
         assert kube.get_service_account(namespace="default", name="not-there") is None
@@ -59,10 +57,7 @@ def test_an_api_server_no_proxy_names_is_reached_directly(
     connect_proxy: ConnectProxy,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in PROXY_SETTINGS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTPS_PROXY", connect_proxy.url)
-    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    _only_proxy_settings(monkeypatch, connect_proxy.url, "localhost,127.0.0.1")
 
     with KubernetesGateway(cluster_connection) as kube:
         assert kube.get_service_account(namespace="default", name="not-there") is None

@@ -12,8 +12,7 @@ from identities.audit.actions import AuditAction
 from identities.manifests import CLIENT_ID_ANNOTATION
 from identities.models import AuditEvent, Identity, IdentityRequest, RequestStatus
 from identities.services import identity_request_approve, identity_request_decommission_create
-from provisioning.azure import get_gateway
-from provisioning.kubernetes import KubernetesGateway, connection_from_kubeconfig
+from provisioning.kubernetes import KubernetesGateway
 from provisioning.reconcile import reconcile_request
 from provisioning.release import identity_release_service_accounts
 from provisioning.tasks import provision_identity_request
@@ -25,14 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def kube(sandbox: Sandbox) -> Iterator[KubernetesGateway]:
-    gateway = get_gateway()
-    cluster = sandbox.cluster
-    kubeconfig = gateway.cluster_kubeconfig(
-        subscription_id=cluster.subscription_id,
-        resource_group=cluster.aks_resource_group,
-        name=cluster.name,
-    )
-    with KubernetesGateway(connection_from_kubeconfig(kubeconfig, azure=gateway)) as gateway_:
+    with KubernetesGateway(sandbox.cluster_connection()) as gateway_:
         yield gateway_
 
 

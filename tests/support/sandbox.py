@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.test import override_settings
@@ -27,6 +27,10 @@ from tests.support.people import (
 )
 
 AKS_RESOURCE_GROUP = "rg-aks"
+
+
+if TYPE_CHECKING:
+    from provisioning.kubernetes import ClusterConnection
 
 
 @dataclass
@@ -46,6 +50,20 @@ class Sandbox:
             "PROVISIONING_BACKOFF_MAX_SECONDS": "2",
             "PROVISIONING_THROTTLE_BUDGET_SECONDS": "30",
         }
+
+    def cluster_connection(self) -> ClusterConnection:
+        """The sandbox cluster's API server, as the portal reaches it: its kubeconfig from AKS
+        (listClusterUserCredential through the Azure gateway)."""
+        from provisioning.azure import get_gateway
+        from provisioning.kubernetes import connection_from_kubeconfig
+
+        gateway = get_gateway()
+        kubeconfig = gateway.cluster_kubeconfig(
+            subscription_id=self.cluster.subscription_id,
+            resource_group=self.cluster.aks_resource_group,
+            name=self.cluster.name,
+        )
+        return connection_from_kubeconfig(kubeconfig, azure=gateway)
 
     def arm(self) -> dict[str, Any]:
         """The emulator's resources: identities, fics (by identity), role_assignments."""
