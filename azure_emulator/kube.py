@@ -155,10 +155,12 @@ def _kube(ctx: Context, request: Request, cluster_uuid: str, rest: str, kind: st
 
 
 def _accounts(ctx: Context, cluster_uuid: str) -> dict[str, dict[str, Any]]:
-    accounts: dict[str, dict[str, Any]] = ctx.store.data["service_accounts"].setdefault(
-        cluster_uuid, {}
-    )
-    return accounts
+    """The cluster's ServiceAccounts; inside a mutation, the map to change (made if missing),
+    outside, a read (an empty map, nothing added to the state)."""
+    accounts: dict[str, dict[str, Any]] = ctx.store.data["service_accounts"]
+    if not ctx.store.changing:
+        return accounts.get(cluster_uuid) or {}
+    return accounts.setdefault(cluster_uuid, {})
 
 
 def _sa_get(ctx: Context, cluster_uuid: str, ns: str, name: str) -> Response:

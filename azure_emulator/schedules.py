@@ -247,6 +247,7 @@ def _put(ctx: Context, request: Request, scope: str, name: str) -> Response:
                 )
             existing.update(expires_at=end, updated_at=now, updated_by=who)
             assignment_name = existing["name"]
+            ctx.store.touch("role_assignments", assignment_name)  # found by iteration
         elif existing is not None:
             raise ArmError(409, "RoleAssignmentExists", "The Role assignment already exists.")
         elif request_type == RENEW:

@@ -140,7 +140,9 @@ def serve(
     if public_url:
         extra_hosts.append(urlsplit(public_url).hostname or "")
     ca_path, cert_path, key_path = tls.ensure_certificates(state_dir, [h for h in extra_hosts if h])
-    store = Store(state_dir)
+    environment = os.environ if environ is None else environ
+    # Tests: check after each change that the journal holds it (Store.mutation).
+    store = Store(state_dir, verify_journal=environment.get("EMULATOR_VERIFY_JOURNAL") == "1")
     store.open()
     ctx = Context(
         store=store,

@@ -177,6 +177,8 @@ def start_emulator(
 ) -> Emulator:
     """Start an emulator process on a free port and wait until it is ready."""
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "EMULATOR_"))}
+    # Every change the tests make is checked to be in the state's journal (azure_emulator.state).
+    child_env["EMULATOR_VERIFY_JOURNAL"] = "1"
     child_env.update(env or {})
     process = ManagedProcess("emulator", _args(state_dir, 0), child_env, log_path)
     (state_dir / "url").unlink(missing_ok=True)
