@@ -111,10 +111,11 @@ def run(
 
     def fresh_emulator() -> None:
         # Every timed call (portal, floor, baseline) starts on an emulator holding no resources
-        # (the request log is kept). The emulator rewrites its whole state document on each
-        # change (about 15 ms at 2 MB), so a call's time grew with everything the earlier runs
-        # had made: k = 20 ran last, against the largest document. ARM's latency does not grow
-        # with what a tenant holds; nothing of the portal's is in the emulator's state.
+        # (the request log is kept), so no run is timed against what the earlier ones made:
+        # k = 20 runs last. The emulator rewrote its whole state document on each change until
+        # its journal came (about 15 ms a write at 2 MB), and it still checks a new role
+        # assignment against every one it holds; ARM's latency does not grow with what a
+        # tenant holds. Nothing of the portal's is in the emulator's state.
         emulator.control("POST", "reset")
 
     def writes_since(start: int) -> int:
