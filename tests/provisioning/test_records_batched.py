@@ -3,6 +3,7 @@ record asked."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -153,6 +154,44 @@ def test_update_rows_gives_each_row_its_values_in_one_statement(approved: Identi
             "finished_at": step.finished_at,
         }
         for step in ProvisioningStep.objects.filter(identity_request=approved)
+    }
+    assert stored == values
+
+
+def test_update_rows_casts_each_differing_column_to_its_type(approved: IdentityRequest) -> None:
+    # A CASE of parameters is text to PostgreSQL: a timestamp, an integer and a nullable
+    # column whose values differ per row are each cast to their column's type.
+    rows = ProvisioningStep.objects.bulk_create(
+        [
+            ProvisioningStep(
+                identity_request=approved, key=f"cast-{n}", label=f"cast {n}", position=n
+            )
+            for n in range(3)
+        ]
+    )
+    start = timezone.now()
+    values = {
+        row.pk: {
+            "status": StepStatus.RUNNING,
+            "attempts": n + 1,
+            "started_at": start + timedelta(seconds=n),
+            "finished_at": None if n == 0 else start + timedelta(minutes=n),
+        }
+        for n, row in enumerate(rows)
+    }
+    with CaptureQueriesContext(connection) as queries:
+        update_rows(ProvisioningStep, values)
+
+    assert len(queries) == 1
+    assert queries[0]["sql"].startswith('UPDATE "provisioning_provisioningstep" SET "status" = ')
+    stored = {
+        step.pk: {
+            "status": step.status,
+            "attempts": step.attempts,
+            "started_at": step.started_at,
+            "finished_at": step.finished_at,
+        }
+        for step in ProvisioningStep.objects.filter(key__startswith="cast-")
     }
     assert stored == values
 
