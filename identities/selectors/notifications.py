@@ -96,13 +96,17 @@ def webhook_deliveries_of(endpoint: WebhookEndpoint, *, limit: int = 100) -> lis
     return list(endpoint.deliveries.select_related("notification")[:limit])
 
 
-def preferences_of(users: list[Any]) -> dict[int, NotificationPreference]:
-    """Each user's saved preferences (one query); users without a row get the defaults."""
-    saved = {
-        preference.user_id: preference
-        for preference in NotificationPreference.objects.filter(user__in=users)
-    }
-    return {user.pk: saved.get(user.pk) or NotificationPreference(user=user) for user in users}
+def with_preferences(users: QuerySet[Any]) -> list[tuple[Any, NotificationPreference]]:
+    """Each user with their saved preferences (the defaults when they never saved any), in one
+    query: the preference row is read with its user (a reverse one-to-one join)."""
+    pairs = []
+    for user in users.select_related("notification_preference"):
+        try:
+            preference = user.notification_preference  # read with the user: no query
+        except NotificationPreference.DoesNotExist:
+            preference = NotificationPreference(user=user)
+        pairs.append((user, preference))
+    return pairs
 
 
 def notification_preference_for(user: Any) -> NotificationPreference:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from identities.audit import audit_record
@@ -34,9 +34,9 @@ from identities.selectors.notifications import (
     approvers_of,
     endpoint_managers,
     is_digest,
-    preferences_of,
     team_of,
     wants_email,
+    with_preferences,
 )
 from identities.work import Work, enqueue
 
@@ -72,13 +72,12 @@ def notifications_record(
     written (the state change and its audit row are unaffected)."""
     if not settings.NOTIFICATIONS_ENABLED:
         return []
-    recipients = list(
+    recipients = with_preferences(
         _recipients(event, identity_request=identity_request, identity=identity, endpoint=endpoint)
     )
-    preferences = preferences_of(recipients)
     rows: list[Notification] = []
     now = timezone.now()
-    for user in recipients:
+    for user, preference in recipients:
         common = {
             "event": event,
             "recipient": user,
@@ -97,7 +96,6 @@ def notifications_record(
                 **common,
             )
         )
-        preference = preferences[user.pk]
         if user.email and wants_email(preference, event):
             rows.append(
                 Notification(
@@ -171,7 +169,7 @@ def _recipients(
     identity_request: IdentityRequest | None,
     identity: Identity | None,
     endpoint: WebhookEndpoint | None,
-) -> Any:
+) -> QuerySet[Any]:
     if event == NotificationEvent.WEBHOOK_DISABLED:
         assert endpoint is not None  # noqa: S101 - the disabled endpoint
         return endpoint_managers(endpoint)

@@ -250,7 +250,8 @@ def test_the_final_approval_costs_the_same_statements_for_one_role_and_four(
     # once, and no nested block sets a savepoint (46 statements before, 30 at 2313a23). Then 25:
     # the new identity's tags reuse the decisions in hand (were: the approvals and each
     # approver read again), and its audit row and the approval's take the chain's lock and read
-    # its tail once and go in one INSERT (were: twice, and two INSERTs).
+    # its tail once and go in one INSERT (were: twice, and two INSERTs). Then 24: the people
+    # told are read with their notification preferences (were: a second query).
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -278,8 +279,8 @@ def test_the_final_approval_costs_the_same_statements_for_one_role_and_four(
         assert [q["sql"].split()[0] for q in statements.captured_queries].count("SAVEPOINT") == 1
         counts.append(len(statements))
     assert counts[1] == counts[2], counts
-    # 24 statements and the test transaction's savepoint pair.
-    assert counts[2] <= 26, [q["sql"][:80] for q in statements.captured_queries]
+    # 23 statements and the test transaction's savepoint pair.
+    assert counts[2] <= 25, [q["sql"][:80] for q in statements.captured_queries]
     sql = [q["sql"] for q in statements.captured_queries]
     assert sum(s.startswith('INSERT INTO "identities_auditevent"') for s in sql) == 1, sql
     assert sum("pg_advisory_xact_lock" in s for s in sql) <= 1, sql

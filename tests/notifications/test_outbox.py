@@ -339,3 +339,23 @@ def test_drift_found_tells_the_identitys_team_once(
         ("drift_detected", "carol", "email"),
         ("drift_detected", "carol", "inbox"),
     ]
+
+
+def test_recipients_and_their_preferences_are_one_statement_whatever_their_number(
+    team: Any, requester: Any, teammate: Any
+) -> None:
+    # On the path from approval to ready (the approval's and the ready notifications): the
+    # preference rows are read with their users, one join (were: a second query for them).
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from identities.selectors.notifications import team_of, with_preferences
+
+    notification_preference_save(user=teammate, email_events=[], email_frequency="daily")
+
+    with CaptureQueriesContext(connection) as queries:
+        pairs = with_preferences(team_of(team))
+
+    assert len(queries) == 1, [q["sql"] for q in queries.captured_queries]
+    saved = {user.username: (p.pk is not None, p.email_frequency) for user, p in pairs}
+    assert saved == {"alice": (False, "immediate"), "carol": (True, "daily")}
