@@ -221,7 +221,12 @@ class Store:
         self._journal_fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND)
         self._journal_bytes = len(header)
         if self._shadow is not None:
-            self._shadow = json.loads(json.dumps({k: self.data[k] for k in RESOURCE_KINDS}))
+            self._shadow = self._resources_copy()
+
+    def _resources_copy(self) -> dict[str, Any]:
+        """The resource maps as plain JSON data, apart from memory (the journal check's start)."""
+        copied: dict[str, Any] = json.loads(json.dumps({k: self.data[k] for k in RESOURCE_KINDS}))
+        return copied
 
     @contextmanager
     def mutation(self) -> Iterator[dict[str, Any]]:
@@ -291,7 +296,7 @@ class Store:
             for kind in RESOURCE_KINDS:
                 if self._shadow[kind] != self.data[kind]:
                     # This request fails; the next ones are checked against memory again.
-                    self._shadow = json.loads(json.dumps({k: self.data[k] for k in RESOURCE_KINDS}))
+                    self._shadow = self._resources_copy()
                     raise RuntimeError(
                         f"emulator state: a change to {kind} is not in the journal (an entry "
                         "reached by iteration and changed without touch())"
