@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import threading
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from identities.audit import (
@@ -390,3 +391,90 @@ def test_every_exported_row_rehashes_to_its_hash(requester: Any) -> None:
                 }
             material = row["prev_hash"] + canonical_json(payload)
             assert hashlib.sha256(material.encode("ascii")).hexdigest() == row["hash"], row
+
+
+# --- the verifier's fast canonical form (orjson), with the exact one behind it -------------------
+
+
+def _chained_rows(datas: list[Any]) -> list[tuple[Any, ...]]:
+    """Rows as the verifier reads them (the export's columns), hashed by the writer's own
+    canonical_json(): what audit_record() would have stored."""
+    from identities.audit.hashing import hash_material
+
+    rows, prev_hash = [], GENESIS_HASH
+    for n, data in enumerate(datas, start=1):
+        stamp = f"2026-01-01T00:00:{n % 60:02d}.000000Z"
+        material = hash_material(
+            prev_hash, n, stamp, None, "ci", "test.row", None, None, canonical_json(data)
+        )
+        row_hash = hashlib.sha256(material).hexdigest()
+        rows.append((n, stamp, None, "ci", "test.row", None, None, data, prev_hash, row_hash))
+        prev_hash = row_hash
+    return rows
+
+
+def _walk_values(rows: list[tuple[Any, ...]]) -> Any:
+    from identities.audit.chain import Renderers, _as_is, _fast_canonical, _walk
+
+    return _walk([rows], Renderers(str, _fast_canonical(_as_is), canonical_json), 0, GENESIS_HASH)
+
+
+@settings(max_examples=300, deadline=None)
+@given(datas=st.lists(json_values, min_size=1, max_size=4), which=st.integers(min_value=0))
+@example(datas=[{"n": 1}, {"del": "a\x7fb"}, [1e-07, 2**70], "café"], which=1)
+@example(datas=[{"n": 1}, {"del": "a\x7fb"}, [1e-07, 2**70], "café"], which=2)
+def test_the_fast_form_never_changes_the_verdict(datas: list[Any], which: int) -> None:
+    """orjson writes some values otherwise than canonical_json() (DEL, 1e-07, integers past 64
+    bits, any non-ASCII): such rows verify by the exact form, and an altered row still fails."""
+    rows = _chained_rows(datas)
+    walk = _walk_values(rows)
+    assert (walk.broken_id, walk.checked) == (None, len(rows))
+
+    at = which % len(rows)
+    altered = list(rows[at])
+    altered[7] = {"altered": altered[7]}
+    rows[at] = tuple(altered)
+    walk = _walk_values(rows)
+    assert (walk.broken_id, walk.checked) == (at + 1, at)
+    assert "does not match its hash" in walk.reason
+
+
+plain_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.text(alphabet=st.characters(max_codepoint=126)),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(st.characters(max_codepoint=126), max_size=8), children)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=plain_values)
+def test_the_fast_form_is_the_canonical_form_of_plain_values(value: Any) -> None:
+    """What the portal writes (ids, names, ASCII text, integers) takes the fast path: the exact
+    encoder runs only for what orjson writes otherwise."""
+    from identities.audit.chain import _as_is, _fast_canonical
+
+    assert _fast_canonical(_as_is)(value) == canonical_json(value)
+
+
+@pytest.mark.django_db
+def test_rows_the_fast_form_cannot_write_verify_on_the_database_and_still_break() -> None:
+    """Through the database's own text of the JSON (jsonb on PostgreSQL): DEL, a small float
+    and an integer past 64 bits verify, and altering such a row is caught."""
+    audit_record(actor=None, action="test.edge", data={"del": "a\x7fb", "small": 1e-07})
+    audit_record(actor=None, action="test.edge", data={"big": 2**70, "neg": -(2**64)})
+    _append(2)
+    assert audit_verify_chain() == audit_verify_chain(chunk_size=1)
+    assert (audit_verify_chain().ok, audit_verify_chain().rows_checked) == (True, 4)
+
+    _tamper(
+        "UPDATE identities_auditevent SET data = %s WHERE id = %s",
+        [json.dumps({"big": 2**70 + 1, "neg": -(2**64)}), 2],
+    )
+    report = audit_verify_chain()
+    assert (report.ok, report.broken_id, report.rows_checked) == (False, 2, 1)
