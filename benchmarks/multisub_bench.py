@@ -311,6 +311,7 @@ def run(
     all_busy = _writes_until(log, started, first_done)
     return {
         "mode": mode,
+        "started_at": f"{started:%Y-%m-%d %H:%M} UTC",
         "load_average_at_start": load,
         "statuses": dict(statuses),
         "unfinished": len(pending) - done,
@@ -384,9 +385,14 @@ def tables(result: dict[str, Any]) -> list[str]:
     """The run's description and its two tables (also the section of benchmarks/report.py)."""
     refill, capacity = result["refill_per_second"], result["bucket_capacity"]
     lines = [
-        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC (load average at each start: "
-        + ", ".join(f"{run['mode']} {run['load_average_at_start']}" for run in result["runs"])
-        + f"): {result['requests']} requests of one "
+        # Older result files hold no start time: say so rather than print the report's own.
+        "Runs started "
+        + ", ".join(
+            f"{run['mode']} {run.get('started_at', '(time not recorded)')} "
+            f"(load average {run['load_average_at_start']})"
+            for run in result["runs"]
+        )
+        + f": {result['requests']} requests of one "
         f"role each ({WRITES_PER_REQUEST} ARM writes), split "
         f"{'/'.join(f'{share:g}' for share in result['split'])} % over 3 subscriptions in a "
         f"seeded random order, all approved into one queue, then {result['workers']} Celery "
