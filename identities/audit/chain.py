@@ -260,9 +260,11 @@ def _walk(batches: Batches, render: Renderers, prev_id: int, prev_hash: str) -> 
                 reason = _link_reason(row_id, row_prev_hash, prev_id, prev_hash)
                 return Walk(checked, prev_id, prev_hash, row_id, reason)
             timestamp = as_timestamp(created_at)
-            fast = fast_json(data)
-            if (
-                fast is None
+            # The fast form first; where it does not give the row's hash (or there is none),
+            # the exact one; where that does not either (or is the same text), the row is altered.
+            text = fast_json(data)
+            while (
+                text is None
                 or sha256(
                     hash_material(
                         row_prev_hash,
@@ -273,26 +275,16 @@ def _walk(batches: Batches, render: Renderers, prev_id: int, prev_hash: str) -> 
                         action,
                         identity_request_id,
                         identity_id,
-                        fast,
+                        text,
                     )
                 ).hexdigest()
                 != row_hash
             ):
                 exact = exact_json(data)
-                material = hash_material(
-                    row_prev_hash,
-                    row_id,
-                    timestamp,
-                    actor_id,
-                    actor_label,
-                    action,
-                    identity_request_id,
-                    identity_id,
-                    exact,
-                )
-                if exact == fast or sha256(material).hexdigest() != row_hash:
+                if exact == text:
                     reason = f"row {row_id} does not match its hash: the row was altered"
                     return Walk(checked, prev_id, prev_hash, row_id, reason)
+                text = exact
             prev_id, prev_hash = row_id, row_hash
             checked += 1
     return Walk(checked, prev_id, prev_hash)
