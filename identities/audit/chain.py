@@ -65,7 +65,7 @@ FastRender = Callable[[Any], str | None]
 class Renderers:
     """How a walk turns a row's created_at and data into their hashed text.
 
-    `fast_json` is orjson's sorted, compact form (about a fifth of `exact_json`'s time), or None
+    `fast_json` is orjson's sorted, compact form (about a third of `exact_json`'s time), or None
     where that is not plain ASCII. It is the canonical form for almost every row but not by
     definition: orjson writes DEL and some numbers (1e16, integers past 64 bits) otherwise. So a
     row whose hash its fast form does not give is hashed again with `exact_json`, the writer's
