@@ -67,7 +67,7 @@ class Renderers:
 
     `fast_json` is orjson's sorted, compact form (about a third of `exact_json`'s time), or None
     where that is not plain ASCII. It is the canonical form for almost every row but not by
-    definition: orjson writes DEL and some numbers (1e16, integers past 64 bits) otherwise. So a
+    definition: orjson writes DEL and some numbers (1e-07, integers past 64 bits) otherwise. So a
     row whose hash its fast form does not give is hashed again with `exact_json`, the writer's
     own canonical_json(), before it is called altered. A pass still needs the row's SHA-256 over
     a faithful JSON text of its values, so no altered row can pass by the fast form.
