@@ -38,7 +38,8 @@ class ForkedWorker:
     def alive(self) -> bool:
         try:
             state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, IndexError):
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            # ProcessLookupError: the process was reaped between open() and read() (ESRCH).
             return False
         return state != "Z"
 
