@@ -233,13 +233,13 @@ def test(pytest_args: list[str]) -> None:
         pytest_args = [arg for arg in pytest_args if arg != "--fast"] + ["-m", "not slow"]
     if not any(arg == "-n" or arg.startswith(("-n", "--numprocesses")) for arg in pytest_args):
         # One pytest-xdist worker per core, plus one: the tests that start workers, kill them or
-        # drive a browser spend much of their time waiting on those processes (a third of the
-        # CPU sat idle with one per core). `load` with chunks of one hands each worker its next
-        # test only when it is free, in collection order: every worker's tests are in that
-        # order, so the ordering hooks of tests/conftest.py (transactional tests last,
-        # serialized ones first among them) hold on each, and no worker is left with a long
-        # tail of the slow tests (with xdist's default chunks one worker ran the whole fault
-        # suite after the others had finished: 12.1 min against 10.0 on 2 cores).
+        # drive a browser spend much of their time waiting on those processes (even with three
+        # workers on 2 cores a fifth of the CPU sat idle). `load` with chunks of one hands each
+        # worker its next test only when it is free, in collection order: every worker's tests
+        # are in that order, so the ordering hooks of tests/conftest.py (transactional tests
+        # last, serialized ones first among them) hold on each, and no worker is left with a
+        # long tail of the slow tests (with xdist's default chunks one worker ran the whole
+        # fault suite after the others had finished: 12.1 min against 10.0 on 2 cores).
         pytest_args = [
             f"--numprocesses={_cores() + 1}",
             "--dist=load",
