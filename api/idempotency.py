@@ -7,8 +7,9 @@ nothing runs twice; with a different request it is a 422; while the first is sti
 409 with Retry-After. A 5xx is not stored, so the client may retry it. Records expire after
 RECORD_TTL. The record is a replay cache, not domain state, so it writes no audit row.
 
-Expired records are deleted when their user next presents a key; `idempotency_records_purge`
-does it for everyone (for a periodic task).
+Expired records are deleted by `idempotency_records_purge`, run hourly by beat
+(`portal.tasks.purge_idempotency_records`), and one whose key is presented again is deleted
+then. The table holds about a day and an hour of keyed POSTs.
 
 Known window: a process killed after the action committed and before its response was stored
 leaves a claim that is taken over after CLAIM_TIMEOUT, and the action runs again. Closing it for
@@ -73,8 +74,8 @@ def idempotency_claim(*, user: Any, key: str, fingerprint: str) -> Claim:
     earlier request is still running.
     """
     now = timezone.now()
-    # Housekeeping on the user's own expired keys keeps the table at about a day of POSTs.
-    IdempotencyRecord.objects.filter(user=user, expires_at__lte=now).delete()
+    # No housekeeping here (it was a DELETE on every keyed POST): the hourly purge does it, and
+    # an expired record of this very key is deleted below when the insert meets it.
     for _ in range(3):  # an abandoned row is taken over; a lost race is re-read
         try:
             with transaction.atomic():  # a savepoint, so a clash does not spoil an outer block

@@ -1017,8 +1017,9 @@ def report(
         )
     lines += [
         "",
-        "The API's extra statements are the idempotency record's on create (purge of the user's "
-        "expired keys, claim in a savepoint, store; transaction statements included). Both sides "
+        "The API's extra statements are the idempotency record's on create (claim in a "
+        "savepoint, store; transaction statements included; expired keys are purged hourly by "
+        "beat, not on each POST). Both sides "
         "pay the token lookup and the user's role groups. The policy's look-ups on create "
         "(identity name, federated subject, pending duplicates) are index scans "
         "(identity_name_unique_live, fic_subject_unique_live, identityrequest_pending_sa): "

@@ -165,6 +165,27 @@ def test_an_expired_key_can_be_used_again(pipeline: Any) -> None:
     assert IdempotencyRecord.objects.count() == 1
 
 
+def test_the_hourly_purge_deletes_every_expired_record_and_keeps_the_live_ones(
+    pipeline: Any, teammate: Any, make_token: TokenFactory, token_client: Any
+) -> None:
+    from portal.tasks import purge_idempotency_records
+
+    post(pipeline, new_request_body(), key="old")
+    post(pipeline, new_request_body(service_account="other"), key="live")
+    other = token_client(make_token(teammate, ["read", "request"]))
+    post(other, new_request_body(service_account="third"), key="old")
+    IdempotencyRecord.objects.filter(key="old").update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    # Presenting another key no longer purges the user's expired ones: the beat task does.
+    post(pipeline, new_request_body(service_account="fourth"), key="newer")
+    assert IdempotencyRecord.objects.filter(key="old").count() == 2
+
+    assert purge_idempotency_records() == 2
+
+    assert sorted(IdempotencyRecord.objects.values_list("key", flat=True)) == ["live", "newer"]
+
+
 def test_a_server_error_releases_the_key(pipeline: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from api.views import requests as views
 
