@@ -74,8 +74,8 @@ def idempotency_claim(*, user: Any, key: str, fingerprint: str) -> Claim:
     earlier request is still running.
     """
     now = timezone.now()
-    # No housekeeping here (it was a DELETE on every keyed POST): the hourly purge does it, and
-    # an expired record of this very key is deleted below when the insert meets it.
+    # Expired records are the hourly purge's to delete; one of this very key is deleted below,
+    # when the insert meets it.
     for _ in range(3):  # an abandoned row is taken over; a lost race is re-read
         try:
             with transaction.atomic():  # a savepoint, so a clash does not spoil an outer block
