@@ -8,12 +8,14 @@ default cache: a folder every process of the machine shares, or Redis with CACHE
 A check reads the counters, decides and writes them back as one atomic step, so concurrent
 requests cannot each read the same log and write back one entry between them (a read then a
 write, as DRF's own throttles do, let c parallel callers make up to c times the limit):
-- on Redis, an optimistic transaction: WATCH the keys, read them, write them in MULTI/EXEC, and
-  read again if another request wrote one of them meanwhile (redis.io, "Transactions",
-  "Optimistic locking using check-and-set");
+- on Redis, one Lua script (EVALSHA), which Redis runs with no other command in between
+  (redis.io, "Scripting with Lua": "Redis guarantees the script's atomic execution"). Each log
+  is a sorted set of request times there: the script trims it to the window, counts it and adds
+  the request with ZREMRANGEBYSCORE, ZCARD and ZADD, each O(log n), so a check costs one round
+  trip whatever the log's length, and the log never crosses the network;
 - on the file cache, an exclusive lock on a file in its folder (`django.core.files.locks`, the
-  lock the file cache takes for its own writes) around the read and the write;
-- on any other cache, a lock of this process.
+  lock the file cache takes for its own writes) around a read and a write of DRF's lists;
+- on any other cache, a lock of this process around the same.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -31,7 +34,7 @@ from django.core.cache.backends.filebased import FileBasedCache
 from django.core.cache.backends.redis import RedisCache
 from django.core.files import locks
 from django.utils.connection import ConnectionProxy
-from redis.exceptions import WatchError
+from redis.commands.core import Script
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
@@ -40,6 +43,10 @@ from api.permissions import request_token
 
 # DRF's spelling of a counter's key and of a rate's period (SimpleRateThrottle.parse_rate).
 CACHE_FORMAT = "throttle_%(scope)s_%(ident)s"
+# On Redis the log is a sorted set under the key plus this: never the key a list was kept
+# under, which a process of the previous release may still read or write (a sorted-set command
+# on a string key fails with WRONGTYPE).
+REDIS_LOG_SUFFIX = ":log"
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -52,10 +59,9 @@ def parse_rate(rate: str) -> tuple[int, int]:
 class ApiRateThrottle(BaseThrottle):
     """The token, user and anonymous limits, each DRF's sliding log of request times (the same
     keys, windows and Retry-After as `SimpleRateThrottle`), checked together in one atomic
-    update (`update_atomically`): one read of every counter that applies and one write (on
-    Redis: WATCH, MGET, then MULTI/SET/EXEC in one pipeline). One DRF throttle class per limit
-    read and wrote its own counter: four round trips per token request, about 1 ms of every
-    API call, and none of them atomic.
+    step (`check_limits`): on Redis one script, elsewhere one read of every counter that
+    applies and one write. One DRF throttle class per limit read and wrote its own counter:
+    four round trips per token request, about 1 ms of every API call, and none of them atomic.
 
     A limit that refuses does not count the request; the others do (as DRF, which asks every
     throttle). The wait is the longest of the refusing limits'."""
@@ -86,99 +92,115 @@ class ApiRateThrottle(BaseThrottle):
 
     def allow_request(self, request: Request, view: Any) -> bool:
         limits = self.limits(request)
-        if not limits:
-            return True
-        self.waits = []
-
-        def decide(stored: dict[str, Any]) -> Writes:
-            now = time.time()
-            self.waits = []
-            counted: Writes = {}
-            for key, number, window in limits:
-                # Newest first; drop the times that have left the window.
-                history = [at for at in stored.get(key, []) if at > now - window]
-                if len(history) >= number:
-                    self.waits.append(_wait(history, number, window, now))
-                else:
-                    counted.setdefault(window, {})[key] = [now, *history]
-            return counted
-
-        if not update_atomically(self.cache, [key for key, _n, _w in limits], decide):
-            # Other requests of this caller kept winning the race: it is sending a burst.
-            self.waits = [CONTENDED_WAIT]
+        self.waits = check_limits(self.cache, limits, time.time()) if limits else []
         return not self.waits
 
     def wait(self) -> float | None:
         return max(self.waits) if self.waits else None
 
 
-def _wait(history: list[float], number: int, window: int, now: float) -> float:
-    """SimpleRateThrottle.wait: the rest of the window over the requests it will free (where
-    DRF gives no wait, a log longer than a lowered limit, the rest of the window)."""
-    remaining = window - (now - history[-1]) if history else window
-    available = number - len(history) + 1
+def _wait(logged: int, oldest: float | None, number: int, window: int, now: float) -> float:
+    """SimpleRateThrottle.wait for a log of `logged` times, the oldest `oldest`: the rest of the
+    window over the requests it will free (where DRF gives no wait, a log longer than a
+    lowered limit, the rest of the window)."""
+    remaining = window - (now - oldest) if oldest is not None else window
+    available = number - logged + 1
     return remaining / available if available > 0 else remaining
 
 
-# The counters to write, per window (their timeout): {window: {key: log}}.
-Writes = dict[int, dict[str, list[float]]]
-# Tries of the Redis transaction before the request is refused as part of a burst, and the
-# Retry-After it is refused with.
-REDIS_ATTEMPTS = 20
-CONTENDED_WAIT = 1.0
+# (cache key, requests allowed, window in seconds)
+Limit = tuple[str, int, int]
 LOCK_FILE = "throttle.lock"
 _process_lock = threading.Lock()
 
 
-def update_atomically(
-    cache: BaseCache, keys: list[str], decide: Callable[[dict[str, Any]], Writes]
-) -> bool:
-    """Read `keys`, call `decide` with what is stored and write what it returns, with no other
-    update of those keys in between; False if Redis kept reporting a concurrent write."""
-    if isinstance(cache, ConnectionProxy):  # django.core.cache.cache: the backend behind it
-        cache = cache._connections[cache._alias]
+def check_limits(cache: BaseCache, limits: list[Limit], now: float) -> list[float]:
+    """Count a request made at `now` against each limit that has room for it, with no other
+    check of those counters in between; the waits of the limits that refused it (none: it
+    passes)."""
+    cache = _backend(cache)
     if isinstance(cache, RedisCache):
-        return _update_redis(cache, keys, decide)
+        return _check_redis(cache, limits, now)
     lock: AbstractContextManager[Any] = (
         _file_lock(cache) if isinstance(cache, FileBasedCache) else _process_lock
     )
     with lock:
-        for window, values in decide(cache.get_many(keys)).items():
+        stored = cache.get_many([key for key, _n, _w in limits])
+        waits = []
+        counted: dict[int, dict[str, list[float]]] = {}  # {window (the timeout): {key: log}}
+        for key, number, window in limits:
+            # Newest first; drop the times that have left the window.
+            history = [at for at in stored.get(key, []) if at > now - window]
+            if len(history) >= number:
+                oldest = history[-1] if history else None
+                waits.append(_wait(len(history), oldest, number, window, now))
+            else:
+                counted.setdefault(window, {})[key] = [now, *history]
+        for window, values in counted.items():
             cache.set_many(values, window)
-    return True
+    return waits
 
 
-def _update_redis(
-    cache: RedisCache, keys: list[str], decide: Callable[[dict[str, Any]], Writes]
-) -> bool:
-    # Django's Redis backend keeps its client and serializer private (django/core/cache/
-    # backends/redis.py: RedisCacheClient.get_client, ._serializer); keys and values are
-    # stored exactly as cache.get/set store them, so both read the same counters.
-    backend = cache._cache
-    serializer = backend._serializer  # type: ignore[attr-defined]
-    stored_keys = [cache.make_and_validate_key(key) for key in keys]
-    with backend.get_client(write=True).pipeline() as pipe:
-        for _ in range(REDIS_ATTEMPTS):
-            try:
-                pipe.watch(*stored_keys)
-                raw = pipe.mget(stored_keys)
-                stored = {
-                    key: serializer.loads(value)
-                    for key, value in zip(keys, raw, strict=True)
-                    if value is not None
-                }
-                writes = decide(stored)
-                pipe.multi()
-                for window, values in writes.items():
-                    for key, value in values.items():
-                        pipe.set(
-                            cache.make_and_validate_key(key), serializer.dumps(value), ex=window
-                        )
-                pipe.execute()
-                return True
-            except WatchError:
-                continue
-    return False
+# KEYS: the logs; ARGV: now, the request's member, then (allowed, window, now - window) per log.
+# Times stay the strings Python wrote (repr, exact), never Lua numbers, whose conversion back to
+# text may round them. Per log the answer is {0} (counted) or {1, logged, oldest time}
+# (refused). A window is trimmed as DRF does: times at or before now - window are gone.
+_CHECK_SCRIPT = """
+local answer = {}
+for i, key in ipairs(KEYS) do
+  local allowed = tonumber(ARGV[3 * i])
+  local window = ARGV[3 * i + 1]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[3 * i + 2])
+  local logged = redis.call('ZCARD', key)
+  if logged >= allowed then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    answer[i] = {1, logged, oldest[2] or ''}
+  else
+    redis.call('ZADD', key, ARGV[1], ARGV[2])
+    redis.call('EXPIRE', key, window)
+    answer[i] = {0}
+  end
+end
+return answer
+"""
+_script: Script | None = None
+
+
+def _check_redis(cache: RedisCache, limits: list[Limit], now: float) -> list[float]:
+    # Django's Redis backend keeps its client private (django/core/cache/backends/redis.py:
+    # RedisCacheClient.get_client); the keys carry the cache's prefix and version, as its own.
+    global _script
+    client = cache._cache.get_client(write=True)
+    if _script is None:
+        # redis-py's Script sends EVALSHA, and the script itself where a server lacks it.
+        _script = client.register_script(_CHECK_SCRIPT)
+    args: list[Any] = [repr(now), uuid.uuid4().hex]  # a member of its own: ZADD keeps one each
+    for _key, number, window in limits:
+        args += [number, window, repr(now - window)]
+    keys = [cache.make_and_validate_key(key + REDIS_LOG_SUFFIX) for key, _n, _w in limits]
+    answers = _script(keys=keys, args=args, client=client)
+    waits = []
+    for (_key, number, window), answer in zip(limits, answers, strict=True):
+        if int(answer[0]):
+            oldest = float(answer[2]) if answer[2] else None
+            waits.append(_wait(int(answer[1]), oldest, number, window, now))
+    return waits
+
+
+def _backend(cache: BaseCache) -> BaseCache:
+    if isinstance(cache, ConnectionProxy):  # django.core.cache.cache: the backend behind it
+        return cache._connections[cache._alias]
+    return cache
+
+
+def logged_requests(cache: BaseCache, key: str) -> int:
+    """How many request times the counter under `key` holds (its trimming waits for the next
+    check)."""
+    cache = _backend(cache)
+    if isinstance(cache, RedisCache):
+        client = cache._cache.get_client()
+        return int(client.zcard(cache.make_and_validate_key(key + REDIS_LOG_SUFFIX)))
+    return len(cache.get(key, []))
 
 
 @contextmanager
