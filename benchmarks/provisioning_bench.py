@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import secrets
 import statistics
 import tempfile
 import time
@@ -69,6 +70,11 @@ def main() -> None:
         "--output", default=str(ROOT / "benchmarks" / "results" / "provisioning.md")
     )
     parser.add_argument("--json", default="", help="also write the figures as JSON here")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="DEBUG on (every statement logged), as before 2026-12-06",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="wip-bench-"))
@@ -76,7 +82,16 @@ def main() -> None:
         prepare_database(args.database_url, reseed=True)
     emulator = start_emulator(work / "emulator", latency_ms=args.latency_ms, fic_write_ms=0)
     database = args.database_url or f"sqlite:///{work / 'bench.sqlite3'}"
-    os.environ.update({**emulator_portal_env(emulator, database, work), "DEBUG": "1"})
+    # DEBUG off, as the portal runs in production and as the other benchmarks run it: with it
+    # on, Django wraps every cursor to log each statement (CursorDebugWrapper), work the
+    # portal's workers never do. --debug times that as well.
+    os.environ.update(
+        {
+            **emulator_portal_env(emulator, database, work),
+            "DEBUG": "1" if args.debug else "0",
+            "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(50),
+        }
+    )
     try:
         ks = [int(k) for k in args.ks.split(",")]
         results = run(args.runs, emulator, ks, baseline=not args.no_baseline)
@@ -85,12 +100,13 @@ def main() -> None:
     database = "PostgreSQL" if database.startswith("postgres") else "SQLite"
     publish(
         args.output,
-        render(results, args.latency_ms, args.runs, database),
+        render(results, args.latency_ms, args.runs, database, debug=args.debug),
         args.json,
         {
             "latency_ms": args.latency_ms,
             "runs": args.runs,
             "database": database,
+            "debug": args.debug,
             "results": results,
         },
     )
@@ -238,7 +254,9 @@ def _phases(calls: list[tuple[float, float]], elapsed: float) -> dict[str, float
     }
 
 
-def render(results: list[dict[str, object]], latency_ms: int, runs: int, database: str) -> str:
+def render(
+    results: list[dict[str, object]], latency_ms: int, runs: int, database: str, *, debug: bool
+) -> str:
     latency = latency_ms / 1000
     lines = [
         "# Provisioning: approval → ready vs a sequential az script",
@@ -246,10 +264,12 @@ def render(results: list[dict[str, object]], latency_ms: int, runs: int, databas
         f"- date: {datetime.now(tz=UTC):%Y-%m-%d %H:%M UTC}; machine: {platform.node()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}",
         f"- emulator latency L = {latency_ms} ms per ARM request; {runs} runs per k, medians; "
-        f"portal and baseline alternated in one run; portal database: {database}",
+        f"portal and baseline alternated in one run; portal database: {database}; "
+        f"DEBUG {'on' if debug else 'off'}",
         "- command: `.venv/bin/python benchmarks/provisioning_bench.py "
         f"--latency-ms {latency_ms} --runs {runs}"
-        + (" --database-url postgres://…`" if database == "PostgreSQL" else "`"),
+        + (" --database-url postgres://…" if database == "PostgreSQL" else "")
+        + (" --debug`" if debug else "`"),
         "",
         "| k roles | portal (s) | of which approval (s) | portal / L | measured floor (s) | "
         "floor / L | portal minus floor (ms) | az-style sequential (s) | "
