@@ -57,23 +57,27 @@ def chromium() -> Iterator[Any]:
     # beside one unless told the test knows what it does (no concurrent DB use here).
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        try:
-            browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        except Exception as exc:
-            service_missing(f"Chromium at {executable} does not start: {exc}")
-        # Every context it opens runs axe-core on every page it loads (tests/support/axe.py).
-        audited = AuditedBrowser(browser)
-        yield audited
-        audited.check_open_pages()
-        browser.close()
-        # The connections opened in Playwright's context would otherwise stay open (PostgreSQL
-        # then refuses to drop the test database).
-        connections.close_all()
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    # Restored however the set-up ends: a start that fails (no axe-core, say) must not leave it
+    # to the tests after this one (`manage.py check --deploy` refuses it, async.E001).
+    try:
+        with sync_playwright() as playwright:
+            try:
+                browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            except Exception as exc:
+                service_missing(f"Chromium at {executable} does not start: {exc}")
+            # Every context it opens runs axe-core on every page it loads (tests/support/axe.py).
+            audited = AuditedBrowser(browser)
+            yield audited
+            audited.check_open_pages()
+            browser.close()
+            # The connections opened in Playwright's context would otherwise stay open
+            # (PostgreSQL then refuses to drop the test database).
+            connections.close_all()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
     problems = audited.report.problems
     if problems:
         pytest.fail(

@@ -12,12 +12,11 @@ rule and the elements.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.support.services import REPO_ROOT, service_missing
+from tests.support.npm import npm_install
+from tests.support.services import REPO_ROOT
 
 AXE_CORE_VERSION = "4.14.1"
 FAILING_IMPACTS = frozenset({"serious", "critical"})
@@ -63,32 +62,12 @@ _RUN_NOW = """async () => JSON.stringify((await window.__axeRun()).violations)""
 def axe_source() -> str:
     """axe.min.js of the pinned version, installed from npm into var/ when missing."""
     prefix = REPO_ROOT / "var" / f"axe-core-{AXE_CORE_VERSION}"
-    script = prefix / "node_modules" / "axe-core" / "axe.min.js"
-    if not script.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            service_missing("npm is needed to install axe-core for the accessibility checks")
-        assert npm is not None
-        prefix.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(
-            [
-                npm,
-                "install",
-                "--prefix",
-                str(prefix),
-                "--no-audit",
-                "--no-fund",
-                "--no-save",
-                f"axe-core@{AXE_CORE_VERSION}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if result.returncode != 0 or not script.exists():
-            service_missing(
-                f"npm install axe-core@{AXE_CORE_VERSION} failed:\n{result.stderr[-2000:]}"
-            )
+    script = npm_install(
+        f"axe-core@{AXE_CORE_VERSION}",
+        prefix,
+        prefix / "node_modules" / "axe-core" / "axe.min.js",
+        options=("--no-save",),
+    )
     return script.read_text(encoding="utf-8")
 
 

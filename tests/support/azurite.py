@@ -8,15 +8,14 @@ No node/npm, or an install that fails, skips the test, or fails it under REQUIRE
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.services import ManagedProcess, free_port, service_missing, wait_until
+from tests.support.npm import npm_install
+from tests.support.services import ManagedProcess, free_port, wait_until
 
 AZURITE_VERSION = "3.37.0"
 # Azurite's documented development account (public, the same on every machine; not a secret).
@@ -35,30 +34,7 @@ def azurite_blob_executable() -> str:
     """The azurite-blob launcher, installed from npm into the cache folder when missing."""
     prefix = azurite_cache()
     launcher = prefix / "node_modules" / ".bin" / "azurite-blob"
-    if launcher.exists():
-        return str(launcher)
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
-        service_missing("node and npm are needed to install Azurite (the Azure Storage emulator)")
-    assert npm is not None
-    prefix.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        [
-            npm,
-            "install",
-            "--prefix",
-            str(prefix),
-            "--no-audit",
-            "--no-fund",
-            f"azurite@{AZURITE_VERSION}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if result.returncode != 0 or not launcher.exists():
-        service_missing(f"npm install azurite@{AZURITE_VERSION} failed:\n{result.stderr[-2000:]}")
-    return str(launcher)
+    return str(npm_install(f"azurite@{AZURITE_VERSION}", prefix, launcher))
 
 
 class Azurite:
