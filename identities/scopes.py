@@ -15,6 +15,7 @@ the Terraform ids.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -74,9 +75,10 @@ class Scope:
     def name(self) -> str | None:
         return self.names[-1] if self.names else None
 
-    @property
+    @functools.cached_property
     def id(self) -> str:
-        """The canonical string: what is stored, named, sent to Azure and shown."""
+        """The canonical string: what is stored, named, sent to Azure and shown (worked out once
+        per instance: the fields never change)."""
         parts: dict[str, str] = {"subscription": self.subscription_id}
         if self.resource_group is not None:
             parts["resource_group"] = self.resource_group
@@ -124,6 +126,10 @@ class Scope:
         return self.id
 
 
+# Pure and immutable in, immutable out: one approval of k roles parses each scope several times
+# (the policy, the desired state, the engine), and the portal works with a few hundred scopes.
+# A refused string is not kept (lru_cache keeps results, not exceptions).
+@functools.lru_cache(maxsize=4096)
 def parse_scope(value: str) -> Scope:
     """The scope `value` names, or ScopeError naming the rule it breaks."""
     if not value:

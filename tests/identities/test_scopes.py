@@ -156,3 +156,18 @@ def test_known_namespaces_and_types_get_their_documented_casing() -> None:
     assert parse_scope(typed).id == (
         f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv"
     )
+
+
+def test_a_scope_parsed_again_is_the_same_value_and_a_refused_one_is_refused_again() -> None:
+    # parse_scope keeps what it parsed (an approval of k roles parses each scope several
+    # times): the value is immutable, so sharing it changes nothing a caller can see.
+    first = parse_scope(VAULT.lower().replace("/resourcegroups/", "/resourceGroups/"))
+    again = parse_scope(VAULT.lower().replace("/resourcegroups/", "/resourceGroups/"))
+    assert again == first and again.id == first.id == canonical_scope(VAULT)
+    with pytest.raises(AttributeError):
+        first.subscription_id = "0f0e0d0c-0b0a-4909-8807-060504030201"  # type: ignore[misc]
+    # Only parsed values are kept: a refusal is worked out, and raised, every time.
+    for _ in range(2):
+        with pytest.raises(ScopeError) as refused:
+            parse_scope(VAULT + "/../..")
+        assert refused.value.rule == "scope_dot_segment"
