@@ -27,6 +27,7 @@ from identities.selectors.policy import (
     identity_request_policy,
     identity_request_review,
     policy_context_for,
+    requested_roles,
 )
 from identities.selectors.requests import (
     WorkloadMatch,
@@ -82,6 +83,7 @@ __all__ = [
     "owner_approvals_waiting",
     "policy_context_for",
     "request_revisions",
+    "requested_roles",
     "revision_changes",
     "role_change_diff",
     "role_change_from_wanted",

@@ -22,6 +22,7 @@ from identities.models import (
     IdentityRequest,
     IdentityStatus,
     NamespaceOwnership,
+    RequestedRole,
     RequestKind,
     RequestStatus,
     ResourceGroupOwnership,
@@ -47,10 +48,13 @@ from identities.validators import SCOPE_RESOURCE_GROUP, is_dns1123_label, is_dns
 # --- policy --------------------------------------------------------------------------------
 
 
-def identity_request_draft(identity_request: IdentityRequest) -> RequestDraft:
+def identity_request_draft(
+    identity_request: IdentityRequest, *, requested: list[RequestedRole] | None = None
+) -> RequestDraft:
     """The saved request as a draft, to run the policy over it again (a change request's kept
-    roles are not part of it: the policy reads what the identity holds now)."""
-    rows = list(identity_request.roles.select_related("role"))  # one query, whatever the roles
+    roles are not part of it: the policy reads what the identity holds now). `requested`: its
+    role rows with their roles, when the caller read them already (`requested_roles`)."""
+    rows = requested if requested is not None else requested_roles(identity_request)
     return RequestDraft(
         kind=identity_request.kind,
         team=identity_request.team.name,
@@ -356,11 +360,20 @@ def _identity_facts(identity_id: int | None, *, exclude_request_id: int | None) 
     )
 
 
+def requested_roles(identity_request: IdentityRequest) -> list[RequestedRole]:
+    """The request's role rows with their catalog roles: one query, whatever their number."""
+    return list(identity_request.roles.select_related("role"))
+
+
 def identity_request_policy(
-    identity_request: IdentityRequest, *, catalog: dict[str, RoleFacts] | None = None
+    identity_request: IdentityRequest,
+    *,
+    catalog: dict[str, RoleFacts] | None = None,
+    requested: list[RequestedRole] | None = None,
 ) -> PolicyResult:
-    """The policy verdict on a saved request, as the world is now."""
-    draft, context = _saved_draft_and_context(identity_request, catalog)
+    """The policy verdict on a saved request, as the world is now (`requested`: see
+    `identity_request_draft`)."""
+    draft, context = _saved_draft_and_context(identity_request, catalog, requested)
     return evaluate_request(draft, context)
 
 
@@ -376,9 +389,11 @@ def identity_request_review(
 
 
 def _saved_draft_and_context(
-    identity_request: IdentityRequest, catalog: dict[str, RoleFacts] | None
+    identity_request: IdentityRequest,
+    catalog: dict[str, RoleFacts] | None,
+    requested: list[RequestedRole] | None = None,
 ) -> tuple[RequestDraft, PolicyContext]:
-    draft = identity_request_draft(identity_request)
+    draft = identity_request_draft(identity_request, requested=requested)
     context = policy_context_for(
         draft,
         exclude_request_id=identity_request.pk,

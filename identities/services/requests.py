@@ -55,6 +55,7 @@ from identities.selectors import (
     is_team_member,
     may_act_for_team,
     policy_context_for,
+    requested_roles,
     role_change_diff,
     workload_match,
 )
@@ -307,7 +308,9 @@ def identity_request_approve(
         Identity.objects.select_for_update(no_key=True).filter(
             pk=identity_request.identity_id
         ).first()
-    result = identity_request_policy(identity_request)
+    # The role rows, read once for the policy's re-run and, on the last approval, the desired state.
+    requested = requested_roles(identity_request)
+    result = identity_request_policy(identity_request, requested=requested)
     # Ownership is judged now, not as it was at filing: keep the request's owners in step.
     owner_teams = list(Team.objects.filter(name__in=result.owner_teams))
     identity_request.owner_teams.set(owner_teams)
@@ -357,6 +360,12 @@ def identity_request_approve(
         )
         return identity_request
 
+    pk = identity_request.pk
+    # robust: a broker outage must not turn a committed approval into an error; the sweeper
+    # re-enqueues requests left in `approved` (DESIGN.md, "Celery is at-least-once").
+    # Registered first, so that on commit the provisioning message goes out before the
+    # notifications' (hooks run in the order given; a rollback drops them all).
+    transaction.on_commit(lambda: enqueue(Work.PROVISION, pk), robust=True)
     # The desired state's audit row and the approval's, chained under one acquisition of the
     # chain's lock and inserted in one statement (no savepoint: this transaction is durable and
     # ends on any error inside).
@@ -365,6 +374,7 @@ def identity_request_approve(
             identity_request,
             actor=approver,
             approvers=[a.approver.get_username() for a in approvals],
+            requested=requested,
         )
         approved = transition(
             identity_request, to=RequestStatus.APPROVED, actor=approver, data=decision, **changes
@@ -375,10 +385,6 @@ def identity_request_approve(
             identity_request=identity_request,
             data={"actor": approver.get_username(), "comment": comment},
         )
-    pk = identity_request.pk
-    # robust: a broker outage must not turn a committed approval into an error; the sweeper
-    # re-enqueues requests left in `approved` (DESIGN.md, "Celery is at-least-once").
-    transaction.on_commit(lambda: enqueue(Work.PROVISION, pk), robust=True)
     return identity_request
 
 
@@ -699,11 +705,16 @@ def _described_role(role: RoleDraft) -> dict[str, str]:
 
 
 def commit_desired_state(
-    identity_request: IdentityRequest, *, actor: User | None, approvers: list[str] | None = None
+    identity_request: IdentityRequest,
+    *,
+    actor: User | None,
+    approvers: list[str] | None = None,
+    requested: list[RequestedRole] | None = None,
 ) -> dict[str, Any]:
     """Write what Azure should look like once this request is done; returns request changes.
     `approvers`: the usernames of the request's approvals in order, for a new identity's tags,
-    when the caller holds them (read from the request otherwise).
+    when the caller holds them (read from the request otherwise). `requested`: its role rows
+    with their roles, when the caller read them under the request's lock (read here otherwise).
 
     The partial unique constraints on credentials and identities are the last line against two
     approvals racing for one ServiceAccount or one name; a clash is a ConflictError.
@@ -715,17 +726,18 @@ def commit_desired_state(
             if kind == RequestKind.NEW:
                 identity = _create_identity(identity_request, approvers=approvers)
                 _add_federated_credential(identity_request, identity)
+                rows = requested if requested is not None else requested_roles(identity_request)
                 # One INSERT for the k rows (no save() logic or signals on RoleAssignment).
                 RoleAssignment.objects.bulk_create(
                     [
                         RoleAssignment(
                             identity=identity,
-                            role=requested.role,
-                            scope=requested.scope,
+                            role=row.role,
+                            scope=row.scope,
                             identity_request=identity_request,
-                            expires_at=requested.expires_at,
+                            expires_at=row.expires_at,
                         )
-                        for requested in identity_request.roles.select_related("role")
+                        for row in rows
                     ]
                 )
                 # Audit last: the chain lock is held until commit, so take it after row writes.

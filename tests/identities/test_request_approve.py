@@ -53,6 +53,22 @@ def test_approval_moves_the_request_to_approved_and_audits_it(
     )
 
 
+def test_on_commit_the_provisioning_message_goes_out_before_the_notices(
+    pending_request: IdentityRequest,
+    approver: Any,
+    django_capture_on_commit_callbacks: Any,
+    work_sent: list[tuple[Work, tuple[object, ...]]],
+) -> None:
+    # A worker may start on the identity while the approval's emails and webhooks are still
+    # being handed to the broker: provisioning is the approval's point, the notices can wait.
+    with django_capture_on_commit_callbacks(execute=True):
+        identity_request_approve(identity_request=pending_request, approver=approver)
+
+    sent = [work for work, _ in work_sent]
+    assert Work.DELIVER_NOTIFICATIONS in sent, sent  # the requester is told by email
+    assert sent.index(Work.PROVISION) < sent.index(Work.DELIVER_NOTIFICATIONS), sent
+
+
 def test_approval_commits_the_desired_identity_credential_and_role_assignments(
     approved_request: IdentityRequest, cluster: Any
 ) -> None:
