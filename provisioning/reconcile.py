@@ -28,7 +28,6 @@ from django.utils import timezone
 
 from identities.audit import audit_batch
 from identities.models import (
-    ApprovalDecision,
     FederatedCredential,
     Identity,
     IdentityRequest,
@@ -48,6 +47,7 @@ from provisioning.concurrency import pool_shutdown
 from provisioning.errors import GatewayError, PermanentError
 from provisioning.locks import serialized
 from provisioning.ratelimit import acquire_writes
+from provisioning.selectors import request_approved_at
 from provisioning.steps import (
     Outcome,
     Phase,
@@ -180,10 +180,17 @@ def reconcile_request(identity_request_id: int) -> None:
         # PUT in flight puts its outputs on, which the children's calls read.
         claimed.identity = identity
     identity_request = claimed
+    # Read now, while the identity's PUT is in flight (the run only waits for it): who hears
+    # that the request is ready, and when it was approved (the metric). Neither is then read
+    # after the last answer, where every statement delays ready.
+    audience = services.request_ready_audience(identity_request=identity_request)
+    approved_at = request_approved_at(identity_request)
     ready: list[bool] = []
 
     def complete() -> None:
-        ready.append(services.request_complete(identity_request=identity_request))
+        ready.append(
+            services.request_complete(identity_request=identity_request, audience=audience)
+        )
 
     try:
         if identity_request.kind == IdentityRequest.Kind.DECOMMISSION:
@@ -200,7 +207,7 @@ def reconcile_request(identity_request_id: int) -> None:
         # Another run of the same request finished first: nothing left to do.
         logger.info("request %s was completed by another run", identity_request.pk)
         return
-    _observe_ready(identity_request)
+    _observe_ready(identity_request, approved_at)
 
 
 # Kinds of request that never create the identity.
@@ -219,15 +226,8 @@ def _identity_put_first(identity_request: IdentityRequest, gateway: AzureGateway
     )
 
 
-def _observe_ready(identity_request: IdentityRequest) -> None:
-    """Approval-to-ready time, from the approval that released the request (a retried request
-    counts from its approval, so the histogram shows what the team waited)."""
-    approved_at = (
-        identity_request.approvals.filter(decision=ApprovalDecision.APPROVE)
-        .order_by("-created_at")
-        .values_list("created_at", flat=True)
-        .first()
-    )
+def _observe_ready(identity_request: IdentityRequest, approved_at: datetime | None) -> None:
+    """Approval-to-ready time (`request_approved_at`: read while the run's calls flew)."""
     if approved_at is not None:
         seconds = (timezone.now() - approved_at).total_seconds()
         metrics.request_ready(kind=identity_request.kind, seconds=seconds)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db.models import QuerySet
 
-from identities.models import IdentityRequest
+from identities.models import ApprovalDecision, IdentityRequest
 from provisioning.models import ProvisioningStep, Verification
 
 
@@ -21,4 +23,15 @@ def request_verifications(identity_request: IdentityRequest) -> QuerySet[Verific
     """Verification results of the request, newest first."""
     return Verification.objects.filter(identity_request=identity_request).select_related(
         "federated_credential"
+    )
+
+
+def request_approved_at(identity_request: IdentityRequest) -> datetime | None:
+    """When the approval that released the request was given (its newest approval): a retried
+    request counts from it, so the approval-to-ready histogram shows what the team waited."""
+    return (
+        identity_request.approvals.filter(decision=ApprovalDecision.APPROVE)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
     )

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -28,12 +29,14 @@ from identities.models import (
     Identity,
     IdentityRequest,
     IdentityStatus,
+    NotificationEvent,
     RequestKind,
     RequestStatus,
     RoleAssignment,
     RoleChange,
 )
 from identities.selectors import may_act_for_team
+from identities.selectors.notifications import Audience, notification_audience
 from identities.services import (
     identity_request_mark_failed,
     identity_request_mark_provisioning,
@@ -95,11 +98,22 @@ def request_fail(*, identity_request: IdentityRequest, error: GatewayError) -> N
         identity_request_mark_failed(identity_request=identity_request, error=error.describe())
 
 
-def request_complete(*, identity_request: IdentityRequest) -> bool:
+def request_ready_audience(*, identity_request: IdentityRequest) -> Audience | None:
+    """Who will hear that the request is ready, read while its calls are in flight so the
+    record transaction that makes it ready does not (None with notifications off)."""
+    if not settings.NOTIFICATIONS_ENABLED:
+        return None
+    return notification_audience(NotificationEvent.REQUEST_READY, identity_request=identity_request)
+
+
+def request_complete(
+    *, identity_request: IdentityRequest, audience: Audience | None = None
+) -> bool:
     """The request is ready; False if another run finished it first (this one changes nothing
     then). Called inside the record transaction of the run's last phase (see `reconcile`), so
     that case must not undo the records. The identity in memory holds its outputs (loaded with
-    the request, or stored by this run's record of its PUT)."""
+    the request, or stored by this run's record of its PUT). `audience`: see
+    `request_ready_audience`."""
     identity = identity_request.identity
     data: dict[str, Any] = {}
     if identity is not None:
@@ -112,7 +126,9 @@ def request_complete(*, identity_request: IdentityRequest) -> bool:
     try:
         # Its audit rows may be held in the record's deferred block: dropped with its savepoint.
         with audit_rollback_guard():
-            identity_request_mark_ready(identity_request=identity_request, data=data)
+            identity_request_mark_ready(
+                identity_request=identity_request, data=data, audience=audience
+            )
     except ConflictError:
         return False
     return True

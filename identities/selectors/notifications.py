@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -11,6 +12,7 @@ from identities import roles
 from identities.errors import NotFoundError
 from identities.models import (
     EmailFrequency,
+    Identity,
     IdentityRequest,
     Notification,
     NotificationChannel,
@@ -23,6 +25,90 @@ from identities.models import (
 
 INBOX_PAGE_SIZE = 50
 UNREAD_SHOWN_MAX = 99
+
+# Events told to the requester and their team (a request's outcome).
+TEAM_EVENTS = frozenset(
+    {
+        NotificationEvent.REQUEST_APPROVED,
+        NotificationEvent.REQUEST_REJECTED,
+        NotificationEvent.REQUEST_SENT_BACK,
+        NotificationEvent.REQUEST_READY,
+        NotificationEvent.REQUEST_FAILED,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who one event is told to: each recipient with their preferences, and the webhook
+    endpoints subscribed to it."""
+
+    event: NotificationEvent
+    recipients: list[tuple[Any, NotificationPreference]]
+    endpoints: list[WebhookEndpoint]
+
+
+def notification_audience(
+    event: NotificationEvent,
+    *,
+    identity_request: IdentityRequest | None = None,
+    identity: Identity | None = None,
+    endpoint: WebhookEndpoint | None = None,
+) -> Audience:
+    """Who `event` about these subjects is told to, as the teams and subscriptions are now (two
+    queries). `notifications_record` reads it in the event's transaction unless its caller read
+    it ahead: the engine does, while its last Azure calls are in flight, so a member who joins
+    the team in those moments misses the ready notice, as one who joins just after it would."""
+    recipients = with_preferences(
+        _recipients(event, identity_request=identity_request, identity=identity, endpoint=endpoint)
+    )
+    return Audience(
+        event=event,
+        recipients=recipients,
+        endpoints=_endpoints(event, identity_request=identity_request, identity=identity),
+    )
+
+
+def _endpoints(
+    event: NotificationEvent,
+    *,
+    identity_request: IdentityRequest | None,
+    identity: Identity | None,
+) -> list[WebhookEndpoint]:
+    if event == NotificationEvent.WEBHOOK_DISABLED:
+        return []  # told to people; the endpoint that failed would not hear it
+    if identity_request is not None:
+        teams = {identity_request.team_id}
+        if event == NotificationEvent.REQUEST_FILED:
+            teams |= set(identity_request.owner_teams.values_list("pk", flat=True))
+    else:
+        assert identity is not None  # noqa: S101 - every event is about a request or identity
+        teams = {identity.team_id}
+    candidates = WebhookEndpoint.objects.filter(is_active=True).filter(
+        Q(team__isnull=True) | Q(team_id__in=teams)
+    )
+    # Chosen events are a short JSON list: filtered here, the same on every database.
+    return [endpoint for endpoint in candidates if str(event) in endpoint.events]
+
+
+def _recipients(
+    event: NotificationEvent,
+    *,
+    identity_request: IdentityRequest | None,
+    identity: Identity | None,
+    endpoint: WebhookEndpoint | None,
+) -> QuerySet[Any]:
+    if event == NotificationEvent.WEBHOOK_DISABLED:
+        assert endpoint is not None  # noqa: S101 - the disabled endpoint
+        return endpoint_managers(endpoint)
+    if event == NotificationEvent.REQUEST_FILED:
+        assert identity_request is not None  # noqa: S101 - a filing is about a request
+        return approvers_of(identity_request)
+    if event in TEAM_EVENTS:
+        assert identity_request is not None  # noqa: S101 - an outcome is about a request
+        return team_of(identity_request.team_id, also=identity_request.requester_id)
+    assert identity is not None  # noqa: S101 - drift is about an identity
+    return team_of(identity.team_id)
 
 
 def approvers_of(identity_request: IdentityRequest) -> QuerySet[Any]:

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from identities.audit import audit_record
@@ -31,28 +30,15 @@ from identities.models import (
     WebhookEndpoint,
 )
 from identities.selectors.notifications import (
-    approvers_of,
-    endpoint_managers,
+    Audience,
     is_digest,
-    team_of,
+    notification_audience,
     wants_email,
-    with_preferences,
 )
 from identities.work import Work, enqueue
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
-
-# Events told to the requester and their team (a request's outcome).
-TEAM_EVENTS = frozenset(
-    {
-        NotificationEvent.REQUEST_APPROVED,
-        NotificationEvent.REQUEST_REJECTED,
-        NotificationEvent.REQUEST_SENT_BACK,
-        NotificationEvent.REQUEST_READY,
-        NotificationEvent.REQUEST_FAILED,
-    }
-)
 
 
 def notifications_record(
@@ -63,21 +49,26 @@ def notifications_record(
     identity: Identity | None = None,
     endpoint: WebhookEndpoint | None = None,
     data: dict[str, Any] | None = None,
+    audience: Audience | None = None,
 ) -> list[Notification]:
     """Write the outbox rows of one event (call it inside the transaction that made it happen):
     an inbox row for each recipient, and an email row where their preferences ask for one. The
     key (the event's audit row, the recipient, the channel) makes a second write a no-op.
     Webhook endpoints subscribed to the event get a row each: the team's own (and, for a filing,
     the owning teams'), and the global ones. With NOTIFICATIONS_ENABLED off nothing is
-    written (the state change and its audit row are unaffected)."""
+    written (the state change and its audit row are unaffected).
+
+    `audience`: who the event is told to, when the caller read it ahead of this transaction
+    (`notification_audience`, same event and subjects); read here otherwise."""
     if not settings.NOTIFICATIONS_ENABLED:
         return []
-    recipients = with_preferences(
-        _recipients(event, identity_request=identity_request, identity=identity, endpoint=endpoint)
-    )
+    if audience is None or audience.event != event:
+        audience = notification_audience(
+            event, identity_request=identity_request, identity=identity, endpoint=endpoint
+        )
     rows: list[Notification] = []
     now = timezone.now()
-    for user, preference in recipients:
+    for user, preference in audience.recipients:
         common = {
             "event": event,
             "recipient": user,
@@ -105,12 +96,12 @@ def notifications_record(
                     **common,
                 )
             )
-    for endpoint in _endpoints(event, identity_request=identity_request, identity=identity):
+    for subscribed in audience.endpoints:
         rows.append(
             Notification(
-                key=f"audit:{occurrence.pk}:webhook:{endpoint.pk}",
+                key=f"audit:{occurrence.pk}:webhook:{subscribed.pk}",
                 channel=NotificationChannel.WEBHOOK,
-                endpoint=endpoint,
+                endpoint=subscribed,
                 event=event,
                 identity_request=identity_request,
                 identity=identity,
@@ -139,48 +130,6 @@ def _enqueue_all(batches: list[list[str]]) -> None:
 
 def _key(occurrence: AuditEvent, user: Any, channel: str) -> str:
     return f"audit:{occurrence.pk}:user:{user.pk}:{channel}"
-
-
-def _endpoints(
-    event: NotificationEvent,
-    *,
-    identity_request: IdentityRequest | None,
-    identity: Identity | None,
-) -> list[WebhookEndpoint]:
-    if event == NotificationEvent.WEBHOOK_DISABLED:
-        return []  # told to people; the endpoint that failed would not hear it
-    if identity_request is not None:
-        teams = {identity_request.team_id}
-        if event == NotificationEvent.REQUEST_FILED:
-            teams |= set(identity_request.owner_teams.values_list("pk", flat=True))
-    else:
-        assert identity is not None  # noqa: S101 - every event is about a request or identity
-        teams = {identity.team_id}
-    candidates = WebhookEndpoint.objects.filter(is_active=True).filter(
-        Q(team__isnull=True) | Q(team_id__in=teams)
-    )
-    # Chosen events are a short JSON list: filtered here, the same on every database.
-    return [endpoint for endpoint in candidates if str(event) in endpoint.events]
-
-
-def _recipients(
-    event: NotificationEvent,
-    *,
-    identity_request: IdentityRequest | None,
-    identity: Identity | None,
-    endpoint: WebhookEndpoint | None,
-) -> QuerySet[Any]:
-    if event == NotificationEvent.WEBHOOK_DISABLED:
-        assert endpoint is not None  # noqa: S101 - the disabled endpoint
-        return endpoint_managers(endpoint)
-    if event == NotificationEvent.REQUEST_FILED:
-        assert identity_request is not None  # noqa: S101 - a filing is about a request
-        return approvers_of(identity_request)
-    if event in TEAM_EVENTS:
-        assert identity_request is not None  # noqa: S101 - an outcome is about a request
-        return team_of(identity_request.team_id, also=identity_request.requester_id)
-    assert identity is not None  # noqa: S101 - drift is about an identity
-    return team_of(identity.team_id)
 
 
 # --- the recipient's own writes --------------------------------------------------------------

@@ -21,6 +21,7 @@ from identities.models import (
     RequestStatus,
 )
 from identities.selectors import role_change_diff
+from identities.selectors.notifications import Audience
 from identities.services.notifications import notifications_record
 from identities.services.requests import lock_identity_request
 
@@ -49,9 +50,12 @@ def identity_request_mark_ready(
     identity_request: IdentityRequest,
     actor: User | None = None,
     data: dict[str, Any] | None = None,
+    audience: Audience | None = None,
 ) -> IdentityRequest:
     """Azure matches the desired state: the request is ready, a new identity ready, a
-    decommissioned identity gone. Idempotent. `data` goes on the audit row (outputs, ids)."""
+    decommissioned identity gone. Idempotent. `data` goes on the audit row (outputs, ids);
+    `audience`, who the ready notice goes to when the caller read it ahead
+    (`notification_audience`)."""
     lock_identity_request(identity_request)
     if identity_request.status == RequestStatus.READY:
         return identity_request
@@ -74,7 +78,10 @@ def identity_request_mark_ready(
             data=role_change_diff(identity_request),
         )
     notifications_record(
-        event=NotificationEvent.REQUEST_READY, occurrence=ready, identity_request=identity_request
+        event=NotificationEvent.REQUEST_READY,
+        occurrence=ready,
+        identity_request=identity_request,
+        audience=audience,
     )
     return identity_request
 

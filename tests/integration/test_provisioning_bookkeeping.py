@@ -13,7 +13,7 @@ from django.db import connections
 from django.db.backends.signals import connection_created
 
 from identities.audit import audit_verify_chain
-from identities.models import AuditEvent, RequestStatus
+from identities.models import AuditEvent, Notification, NotificationEvent, RequestStatus
 from provisioning.models import ProvisioningStep, StepStatus
 from provisioning.reconcile import pool_shutdown, reconcile_request
 from tests.integration.test_provisioning import vault_roles
@@ -145,5 +145,36 @@ def test_the_childrens_records_are_two_statements_whatever_k(
     assert report.ok, report.reason
 
 
+def test_after_the_last_answer_nothing_is_read_that_the_run_read_while_its_calls_flew(
+    sandbox: Sandbox,
+    approved_request: ApprovedRequestFactory,
+    statements: list[tuple[str, str]],
+) -> None:
+    # Who hears "ready" (the team's members and the webhook endpoints) and when the request was
+    # approved (the metric) are read while the identity's PUT is in flight. After the last
+    # answer, every statement delays ready: none of them reads these.
+    identity_request = approved_request(roles=vault_roles(2))
+    statements.clear()
+
+    reconcile_request(identity_request.pk)
+
+    identity_request.refresh_from_db()
+    assert identity_request.status == RequestStatus.READY, identity_request.last_error
+    engine = [sql for thread, sql in statements if thread == threading.current_thread().name]
+    last_phase = max(n for n, sql in enumerate(engine) if sql.startswith(STEP_CLOSE))
+    after = engine[last_phase:]
+    for table in ("auth_user", "identities_webhookendpoint", "identities_approval"):
+        assert not [sql for sql in after if f'FROM "{table}"' in sql], (table, after)
+    # Read ahead, and still told: the requester hears that the request is ready.
+    told = Notification.objects.filter(
+        identity_request=identity_request, event=NotificationEvent.REQUEST_READY
+    )
+    assert identity_request.requester_id in set(told.values_list("recipient_id", flat=True))
+
+
 ROLE_UPDATE = 'UPDATE "identities_roleassignment"'
 AUDIT_INSERT = 'INSERT INTO "identities_auditevent"'
+# The statement that closes a phase's steps (done with their request ids, or failed).
+STEP_CLOSE = (
+    'UPDATE "provisioning_provisioningstep" SET "status" = %s, "error" = %s, "azure_request_id"'
+)

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from identities.errors import DomainError, PolicyViolationError
 from identities.models import (
@@ -16,6 +18,7 @@ from identities.models import (
     NotificationChannel,
     NotificationEvent,
 )
+from identities.selectors.notifications import notification_audience
 from identities.services import (
     identity_request_approve,
     identity_request_create,
@@ -346,9 +349,6 @@ def test_recipients_and_their_preferences_are_one_statement_whatever_their_numbe
 ) -> None:
     # On the path from approval to ready (the approval's and the ready notifications): the
     # preference rows are read with their users, one join (were: a second query for them).
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
     from identities.selectors.notifications import team_of, with_preferences
 
     notification_preference_save(user=teammate, email_events=[], email_frequency="daily")
@@ -359,3 +359,45 @@ def test_recipients_and_their_preferences_are_one_statement_whatever_their_numbe
     assert len(queries) == 1, [q["sql"] for q in queries.captured_queries]
     saved = {user.username: (p.pk is not None, p.email_frequency) for user, p in pairs}
     assert saved == {"alice": (False, "immediate"), "carol": (True, "daily")}
+
+
+def test_an_audience_read_ahead_is_the_one_written_and_nothing_is_read_for_it(
+    file_request: FileRequest, approver: Any, teammate: Any
+) -> None:
+    # The engine reads who hears "ready" while its last Azure calls are in flight and hands it
+    # to the transaction that makes the request ready, which then reads no recipient.
+    ready = file_request(service_account="api", app_name="api")
+    identity_request_approve(identity_request=ready, approver=approver)
+    identity_request_mark_provisioning(identity_request=ready)
+    audience = notification_audience(NotificationEvent.REQUEST_READY, identity_request=ready)
+    assert {user.username for user, _preference in audience.recipients} == {"alice", "carol"}
+
+    with CaptureQueriesContext(connection) as queries:
+        identity_request_mark_ready(identity_request=ready, audience=audience)
+
+    read = [q["sql"] for q in queries.captured_queries]
+    assert not [sql for sql in read if 'FROM "auth_user"' in sql], read
+    assert not [sql for sql in read if 'FROM "identities_webhookendpoint"' in sql], read
+    assert {user for _, user, _ in rows(event="request_ready")} == {"alice", "carol"}
+
+
+def test_an_audience_read_for_another_event_is_set_aside(
+    file_request: FileRequest, approver: Any, teammate: Any
+) -> None:
+    filed = file_request()
+    # The filing's audience (the approvers), handed to the rejection's record by mistake, is
+    # set aside: the rejection's own is read (the requester and their team).
+    wrong = notification_audience(NotificationEvent.REQUEST_FILED, identity_request=filed)
+    assert {user.username for user, _preference in wrong.recipients} == {"sam"}
+    identity_request_reject(identity_request=filed, approver=approver, comment="Too broad.")
+    rejected = AuditEvent.objects.get(identity_request=filed, action="identity_request.rejected")
+    Notification.objects.filter(event="request_rejected").delete()
+
+    notifications_record(
+        event=NotificationEvent.REQUEST_REJECTED,
+        occurrence=rejected,
+        identity_request=filed,
+        audience=wrong,
+    )
+
+    assert {user for _, user, _ in rows(event="request_rejected")} == {"alice", "carol"}
