@@ -180,9 +180,10 @@ def reconcile_request(identity_request_id: int) -> None:
         # PUT in flight puts its outputs on, which the children's calls read.
         claimed.identity = identity
     identity_request = claimed
-    # Read now, while the identity's PUT is in flight (the run only waits for it): who hears
+    # Read now, while a new identity's PUT is in flight (the run only waits for it): who hears
     # that the request is ready, and when it was approved (the metric). Neither is then read
-    # after the last answer, where every statement delays ready.
+    # after the last answer, where every statement delays ready. (Other kinds send nothing
+    # before this; for them the two reads only move ahead of their calls.)
     audience = services.request_ready_audience(identity_request=identity_request)
     approved_at = request_approved_at(identity_request)
     ready: list[bool] = []
