@@ -99,8 +99,8 @@ def request_fail(*, identity_request: IdentityRequest, error: GatewayError) -> N
 
 
 def request_ready_audience(*, identity_request: IdentityRequest) -> Audience | None:
-    """Who will hear that the request is ready, read while its calls are in flight so the
-    record transaction that makes it ready does not (None with notifications off)."""
+    """The people who will hear that the request is ready, read while its calls are in flight
+    so the record transaction that makes it ready does not (None with notifications off)."""
     if not settings.NOTIFICATIONS_ENABLED:
         return None
     return notification_audience(NotificationEvent.REQUEST_READY, identity_request=identity_request)

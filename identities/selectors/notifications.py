@@ -40,12 +40,10 @@ TEAM_EVENTS = frozenset(
 
 @dataclass(frozen=True)
 class Audience:
-    """Who one event is told to: each recipient with their preferences, and the webhook
-    endpoints subscribed to it."""
+    """The people one event is told to, each with their preferences."""
 
     event: NotificationEvent
     recipients: list[tuple[Any, NotificationPreference]]
-    endpoints: list[WebhookEndpoint]
 
 
 def notification_audience(
@@ -55,26 +53,33 @@ def notification_audience(
     identity: Identity | None = None,
     endpoint: WebhookEndpoint | None = None,
 ) -> Audience:
-    """Who `event` about these subjects is told to, as the teams and subscriptions are now (two
-    queries). `notifications_record` reads it in the event's transaction unless its caller read
-    it ahead: the engine does, while its last Azure calls are in flight, so a member who joins
-    the team in those moments misses the ready notice, as one who joins just after it would."""
-    recipients = with_preferences(
-        _recipients(event, identity_request=identity_request, identity=identity, endpoint=endpoint)
-    )
+    """The people `event` about these subjects is told to, as the teams are now (one query).
+
+    `notifications_record` reads it in the event's transaction unless its caller read it ahead:
+    the engine does, while its last Azure calls are in flight, so a member who joins the team
+    in those moments misses the ready notice, as one who joins just after it would. People are
+    never deleted (deactivated at most), so an outbox row for someone read ahead cannot fail
+    its foreign key. Webhook endpoints are not part of it: a team deletes its endpoint at will,
+    and a row naming a deleted one would fail the commit of the transaction that writes it, so
+    they are always read in that transaction (`event_endpoints`)."""
     return Audience(
         event=event,
-        recipients=recipients,
-        endpoints=_endpoints(event, identity_request=identity_request, identity=identity),
+        recipients=with_preferences(
+            _recipients(
+                event, identity_request=identity_request, identity=identity, endpoint=endpoint
+            )
+        ),
     )
 
 
-def _endpoints(
+def event_endpoints(
     event: NotificationEvent,
     *,
     identity_request: IdentityRequest | None,
     identity: Identity | None,
 ) -> list[WebhookEndpoint]:
+    """The active webhook endpoints subscribed to `event`: the subject's team's (and, for a
+    filing, the owning teams'), and the global ones."""
     if event == NotificationEvent.WEBHOOK_DISABLED:
         return []  # told to people; the endpoint that failed would not hear it
     if identity_request is not None:

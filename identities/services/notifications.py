@@ -31,6 +31,7 @@ from identities.models import (
 )
 from identities.selectors.notifications import (
     Audience,
+    event_endpoints,
     is_digest,
     notification_audience,
     wants_email,
@@ -58,8 +59,9 @@ def notifications_record(
     the owning teams'), and the global ones. With NOTIFICATIONS_ENABLED off nothing is
     written (the state change and its audit row are unaffected).
 
-    `audience`: who the event is told to, when the caller read it ahead of this transaction
-    (`notification_audience`, same event and subjects); read here otherwise."""
+    `audience`: the people the event is told to, when the caller read them ahead of this
+    transaction (`notification_audience`, same event and subjects); read here otherwise. The
+    endpoints are read here always (see `notification_audience`)."""
     if not settings.NOTIFICATIONS_ENABLED:
         return []
     if audience is None or audience.event != event:
@@ -96,7 +98,7 @@ def notifications_record(
                     **common,
                 )
             )
-    for subscribed in audience.endpoints:
+    for subscribed in event_endpoints(event, identity_request=identity_request, identity=identity):
         rows.append(
             Notification(
                 key=f"audit:{occurrence.pk}:webhook:{subscribed.pk}",

@@ -28,6 +28,8 @@ from identities.services import (
     identity_request_reject,
     notification_preference_save,
     notifications_record,
+    webhook_endpoint_create,
+    webhook_endpoint_delete,
 )
 from identities.work import Work
 from notifications import services, tasks
@@ -361,11 +363,11 @@ def test_recipients_and_their_preferences_are_one_statement_whatever_their_numbe
     assert saved == {"alice": (False, "immediate"), "carol": (True, "daily")}
 
 
-def test_an_audience_read_ahead_is_the_one_written_and_nothing_is_read_for_it(
+def test_an_audience_read_ahead_is_the_one_written_and_its_people_are_not_read_again(
     file_request: FileRequest, approver: Any, teammate: Any
 ) -> None:
     # The engine reads who hears "ready" while its last Azure calls are in flight and hands it
-    # to the transaction that makes the request ready, which then reads no recipient.
+    # to the transaction that makes the request ready, which then reads no person.
     ready = file_request(service_account="api", app_name="api")
     identity_request_approve(identity_request=ready, approver=approver)
     identity_request_mark_provisioning(identity_request=ready)
@@ -377,8 +379,29 @@ def test_an_audience_read_ahead_is_the_one_written_and_nothing_is_read_for_it(
 
     read = [q["sql"] for q in queries.captured_queries]
     assert not [sql for sql in read if 'FROM "auth_user"' in sql], read
-    assert not [sql for sql in read if 'FROM "identities_webhookendpoint"' in sql], read
     assert {user for _, user, _ in rows(event="request_ready")} == {"alice", "carol"}
+
+
+def test_an_endpoint_deleted_after_the_audience_was_read_is_not_written(
+    file_request: FileRequest, approver: Any, requester: Any, team: Any
+) -> None:
+    # Endpoints are read in the event's transaction, never ahead: a team deletes its endpoint
+    # at will, and an outbox row naming it would fail the foreign key when the request's ready
+    # transaction commits (its children's records with it).
+    ready = file_request(service_account="api", app_name="api")
+    identity_request_approve(identity_request=ready, approver=approver)
+    identity_request_mark_provisioning(identity_request=ready)
+    endpoint, _secret = webhook_endpoint_create(
+        actor=requester, team=team, url="https://hooks.example.com/a", events=["request_ready"]
+    )
+    audience = notification_audience(NotificationEvent.REQUEST_READY, identity_request=ready)
+    webhook_endpoint_delete(actor=requester, endpoint=endpoint)
+
+    identity_request_mark_ready(identity_request=ready, audience=audience)
+    connection.check_constraints()  # what the commit would check (deferred foreign keys)
+
+    assert not Notification.objects.filter(channel=NotificationChannel.WEBHOOK).exists()
+    assert {user for _, user, _ in rows(event="request_ready")} == {"alice"}
 
 
 def test_an_audience_read_for_another_event_is_set_aside(
