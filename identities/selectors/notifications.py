@@ -57,11 +57,14 @@ def notification_audience(
 
     `notifications_record` reads it in the event's transaction unless its caller read it ahead:
     the engine does, while its last Azure calls are in flight, so a member who joins the team
-    in those moments misses the ready notice, as one who joins just after it would. People are
-    never deleted (deactivated at most), so an outbox row for someone read ahead cannot fail
-    its foreign key. Webhook endpoints are not part of it: a team deletes its endpoint at will,
-    and a row naming a deleted one would fail the commit of the transaction that writes it, so
-    they are always read in that transaction (`event_endpoints`)."""
+    in those moments misses the ready notice, as one who joins just after it would.
+
+    An outbox row naming someone deleted meanwhile would fail its foreign key at the commit.
+    The portal never deletes a person (it deactivates); a superuser may, in the Django admin,
+    delete someone no audit row names. Should that fall in those moments, the ready commit
+    fails, the request stays provisioning and the sweeper runs it again, reading afresh.
+    Webhook endpoints, which teams delete at will, are not part of it: they are always read in
+    the transaction that writes their rows (`event_endpoints`)."""
     return Audience(
         event=event,
         recipients=with_preferences(
