@@ -40,10 +40,29 @@ TEAM_EVENTS = frozenset(
 
 @dataclass(frozen=True)
 class Audience:
-    """The people one event is told to, each with their preferences."""
+    """The people one event is told to, each with their preferences, and what it was read for
+    (the event and its subjects' ids), so that it is never used for another."""
 
     event: NotificationEvent
+    subjects: tuple[int | None, int | None]  # the request's id, the identity's id
     recipients: list[tuple[Any, NotificationPreference]]
+
+    def is_for(
+        self,
+        event: NotificationEvent,
+        identity_request: IdentityRequest | None,
+        identity: Identity | None,
+    ) -> bool:
+        return (self.event, self.subjects) == (event, _subjects(identity_request, identity))
+
+
+def _subjects(
+    identity_request: IdentityRequest | None, identity: Identity | None
+) -> tuple[int | None, int | None]:
+    return (
+        identity_request.pk if identity_request is not None else None,
+        identity.pk if identity is not None else None,
+    )
 
 
 def notification_audience(
@@ -67,6 +86,7 @@ def notification_audience(
     the transaction that writes their rows (`event_endpoints`)."""
     return Audience(
         event=event,
+        subjects=_subjects(identity_request, identity),
         recipients=with_preferences(
             _recipients(
                 event, identity_request=identity_request, identity=identity, endpoint=endpoint

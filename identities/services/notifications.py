@@ -60,11 +60,12 @@ def notifications_record(
     written (the state change and its audit row are unaffected).
 
     `audience`: the people the event is told to, when the caller read them ahead of this
-    transaction (`notification_audience`, same event and subjects); read here otherwise. The
-    endpoints are read here always (see `notification_audience`)."""
+    transaction (`notification_audience`); read here otherwise, and also when it was read for
+    another event or other subjects. The endpoints are read here always (see
+    `notification_audience`)."""
     if not settings.NOTIFICATIONS_ENABLED:
         return []
-    if audience is None or audience.event != event:
+    if audience is None or not audience.is_for(event, identity_request, identity):
         audience = notification_audience(
             event, identity_request=identity_request, identity=identity, endpoint=endpoint
         )

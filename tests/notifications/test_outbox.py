@@ -3,6 +3,7 @@ delivered to a real SMTP server (aiosmtpd) by the delivery services, through out
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from identities.models import (
     Notification,
     NotificationChannel,
     NotificationEvent,
+    NotificationPreference,
 )
 from identities.selectors.notifications import notification_audience
 from identities.services import (
@@ -420,6 +422,31 @@ def test_an_audience_read_for_another_event_is_set_aside(
         event=NotificationEvent.REQUEST_REJECTED,
         occurrence=rejected,
         identity_request=filed,
+        audience=wrong,
+    )
+
+    assert {user for _, user, _ in rows(event="request_rejected")} == {"alice", "carol"}
+
+
+def test_an_audience_read_for_another_request_is_set_aside(
+    file_request: FileRequest, approver: Any, teammate: Any
+) -> None:
+    # The same event about another request: its people (here made to be only sam, so that a
+    # mix-up shows) are not this request's.
+    mine = file_request()
+    other = file_request(service_account="other", app_name="other")
+    wrong = dataclasses.replace(
+        notification_audience(NotificationEvent.REQUEST_REJECTED, identity_request=other),
+        recipients=[(approver, NotificationPreference(user=approver))],
+    )
+    identity_request_reject(identity_request=mine, approver=approver, comment="Too broad.")
+    rejected = AuditEvent.objects.get(identity_request=mine, action="identity_request.rejected")
+    Notification.objects.filter(event="request_rejected").delete()
+
+    notifications_record(
+        event=NotificationEvent.REQUEST_REJECTED,
+        occurrence=rejected,
+        identity_request=mine,
         audience=wrong,
     )
 
