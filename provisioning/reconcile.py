@@ -277,9 +277,13 @@ def _child_steps(
     identity_request: IdentityRequest, identity: Identity, gateway: AzureGateway
 ) -> list[Step]:
     """A provisioning's pending FICs and role assignments, sent at once after the identity."""
-    fics = services.pending_fics(identity_request=identity_request, identity=identity)
+    fics = list(services.pending_fics(identity_request=identity_request, identity=identity))
     assignments = services.pending_role_assignments(identity=identity)
-    return [put_fic(identity_request, identity, fic, gateway) for fic in fics] + [
+    # The limit's count is read here, while the identity's PUT is in flight, not by each FIC's
+    # call after it answers, where the query held the FIC back behind its siblings. It is the
+    # same count: the phase's own credentials turn active only in its record, after its calls.
+    active = services.active_fic_count(identity=identity, besides=fics) if fics else None
+    return [put_fic(identity_request, identity, fic, gateway, active=active) for fic in fics] + [
         put_role_assignment(identity_request, identity, ra, gateway) for ra in assignments
     ]
 
@@ -462,11 +466,15 @@ def put_fic(
     gateway: AzureGateway,
     *,
     key_prefix: str = "",
+    active: int | None = None,
 ) -> Step:
+    """`active`: the identity's other active credentials, when the caller counted them for the
+    limit's check (`services.active_fic_count`); else the call counts them."""
+
     def put() -> Outcome:
         # Azure refuses concurrent FIC writes on one identity: serialize across all workers.
         with serialized(identity.resource_id):
-            services.fic_check_limit(identity=identity, fic=fic)
+            services.fic_check_limit(identity=identity, fic=fic, active=active)
             try:
                 state, call = gateway.ensure_fic(
                     subscription_id=identity.subscription_id,

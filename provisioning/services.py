@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -194,10 +194,21 @@ def removing_fics(*, identity: Identity) -> QuerySet[FederatedCredential]:
     return identity.federated_credentials.filter(status=ChildStatus.REMOVING)
 
 
-def fic_check_limit(*, identity: Identity, fic: FederatedCredential) -> None:
-    """Refuse the 21st credential before any Azure call (Azure's per-identity limit)."""
-    live = identity.federated_credentials.filter(status=ChildStatus.ACTIVE).exclude(pk=fic.pk)
-    if live.count() >= FIC_LIMIT_PER_IDENTITY:
+def active_fic_count(*, identity: Identity, besides: Iterable[FederatedCredential] = ()) -> int:
+    """How many of the identity's credentials are active in Azure, `besides` not counted."""
+    live = identity.federated_credentials.filter(status=ChildStatus.ACTIVE)
+    return live.exclude(pk__in=[fic.pk for fic in besides]).count()
+
+
+def fic_check_limit(
+    *, identity: Identity, fic: FederatedCredential, active: int | None = None
+) -> None:
+    """Refuse the 21st credential before any Azure call (Azure's per-identity limit).
+    `active`: the identity's other active credentials, when the caller counted them
+    (`active_fic_count`); else they are counted now."""
+    if active is None:
+        active = active_fic_count(identity=identity, besides=[fic])
+    if active >= FIC_LIMIT_PER_IDENTITY:
         raise PermanentError(
             f"identity {identity.name} already has {FIC_LIMIT_PER_IDENTITY} federated "
             "credentials, Azure's limit per identity",

@@ -350,6 +350,57 @@ def test_the_21st_service_account_is_refused_before_any_azure_call(
     assert sandbox.arm_writes(log_start) == []
 
 
+def test_a_credential_that_turned_21st_after_approval_is_refused_by_the_engine_unsent(
+    sandbox: Sandbox,
+    approved_request: ApprovedRequestFactory,
+    requester: Any,
+    approver: Any,
+    make_draft: DraftFactory,
+) -> None:
+    """The policy let the 20th through; another credential turned active before the run (as a
+    concurrent request's would): the engine's own check, whose count is now read while the
+    identity's PUT is in flight, refuses it before any FIC write."""
+    first = approved_request(roles=vault_roles(1))
+    reconcile_request(first.pk)
+    first.refresh_from_db()
+    identity = Identity.objects.get(pk=first.identity_id)
+
+    def active_credential(name: str) -> None:
+        FederatedCredential.objects.create(
+            identity=identity,
+            name=name,
+            issuer=identity.cluster.oidc_issuer_url,
+            subject=f"system:serviceaccount:payments:{name}",
+            namespace="payments",
+            service_account=name,
+            status=ChildStatus.ACTIVE,
+        )
+
+    for n in range(18):
+        active_credential(f"extra-{n}")
+    twentieth = identity_request_create(
+        requester=requester,
+        draft=make_draft(
+            kind=RequestKind.ADD_SERVICE_ACCOUNT,
+            identity_id=identity.pk,
+            service_account="the-twentieth",
+            roles=(),
+        ),
+    )
+    identity_request_approve(identity_request=twentieth, approver=approver)
+    active_credential("raced-in")  # 20 active besides the request's own
+    log_start = len(sandbox.emulator.requests())
+
+    reconcile_request(twentieth.pk)
+
+    twentieth.refresh_from_db()
+    assert twentieth.status == RequestStatus.FAILED
+    assert "FederatedIdentityCredentialLimit" in twentieth.last_error
+    assert "already has 20 federated credentials" in twentieth.last_error
+    writes = sandbox.arm_writes(log_start)
+    assert not [w for w in writes if "federatedidentitycredentials" in w["path"].lower()]
+
+
 @pytest.mark.parametrize(
     "refusal",
     [
