@@ -3,7 +3,9 @@
     .venv/bin/python benchmarks/web_bench.py \\
         [--database-url postgres://postgres@127.0.0.1:5432/bench_api] [--calls 300] [--skip-export]
 
-Uses the database api_bench.py seeded (run that first). Starts two gunicorn servers exactly as
+Uses the database api_bench.py seeds; where it is missing or empty (a fresh machine, or
+`run.py --only web`), this seeds it the same way first (--requests, --audit-events: api_bench's
+defaults). Starts two gunicorn servers exactly as
 docker-compose.yml does (`gunicorn portal.wsgi`, gthread workers, default timeout), each with
 --gunicorn-workers workers (1 by default, so one worker's peak is the figure):
 
@@ -38,6 +40,7 @@ from common import (
     PeakSampler,
     Started,
     median,
+    prepare_database,
     publish,
     start_process,
     venv_executable,
@@ -95,6 +98,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default=API_DATABASE_URL)
     parser.add_argument("--calls", type=int, default=300, help="rounds of the five reads")
+    parser.add_argument(
+        "--requests", type=int, default=100_000, help="the seed's size, if it must seed"
+    )
+    parser.add_argument("--audit-events", type=int, default=1_000_000)
     parser.add_argument("--gunicorn-workers", type=int, default=1)
     parser.add_argument("--gunicorn-threads", type=int, default=4, help="as in compose")
     parser.add_argument(
@@ -105,8 +112,10 @@ def main() -> None:
     parser.add_argument("--json", default="", help="also write the figures as JSON here")
     args = parser.parse_args()
 
-    from api_bench import configure_environment, seeded_count
+    from api_bench import configure_environment, forget_anchors, seed, seeded_count
 
+    if prepare_database(args.database_url):
+        forget_anchors(args.database_url)  # a new chain, a new key (as api_bench.py does)
     configure_environment(args.database_url)
     os.environ["ALLOWED_HOSTS"] = "127.0.0.1,localhost"
     os.environ["LOG_LEVEL"] = "WARNING"
@@ -116,12 +125,15 @@ def main() -> None:
     import django
 
     django.setup()
-    if seeded_count() == 0:
-        raise SystemExit("the database is empty: run benchmarks/api_bench.py first")
     import requests
     from django.conf import settings
     from django.contrib.auth.models import User
     from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    if seeded_count() == 0:
+        print(f"seeding {args.requests:,} requests and {args.audit_events:,} audit events …")
+        seed(args.requests, args.audit_events)
 
     from accounts.tokens import api_token_create
     from identities.models import AuditEvent, IdentityRequest
