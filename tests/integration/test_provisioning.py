@@ -274,6 +274,20 @@ def _add_service_account(
     return identity_request
 
 
+def _active_credentials(identity: Identity, names: list[str]) -> None:
+    """Credentials the database holds as active in Azure (the portal's count), none in Azure."""
+    for name in names:
+        FederatedCredential.objects.create(
+            identity=identity,
+            name=name,
+            issuer=identity.cluster.oidc_issuer_url,
+            subject=f"system:serviceaccount:payments:{name}",
+            namespace="payments",
+            service_account=name,
+            status=ChildStatus.ACTIVE,
+        )
+
+
 def test_concurrent_service_accounts_on_one_identity_are_serialized_without_failure(
     sandbox: Sandbox,
     approved_request: ApprovedRequestFactory,
@@ -324,16 +338,7 @@ def test_the_21st_service_account_is_refused_before_any_azure_call(
     reconcile_request(first.pk)
     first.refresh_from_db()
     identity = Identity.objects.get(pk=first.identity_id)
-    for n in range(19):
-        FederatedCredential.objects.create(
-            identity=identity,
-            name=f"extra-{n}",
-            issuer=identity.cluster.oidc_issuer_url,
-            subject=f"system:serviceaccount:payments:extra-{n}",
-            namespace="payments",
-            service_account=f"extra-{n}",
-            status=ChildStatus.ACTIVE,
-        )
+    _active_credentials(identity, [f"extra-{n}" for n in range(19)])
     log_start = len(sandbox.emulator.requests())
 
     with pytest.raises(PolicyViolationError) as refused:
@@ -364,31 +369,9 @@ def test_a_credential_that_turned_21st_after_approval_is_refused_by_the_engine_u
     reconcile_request(first.pk)
     first.refresh_from_db()
     identity = Identity.objects.get(pk=first.identity_id)
-
-    def active_credential(name: str) -> None:
-        FederatedCredential.objects.create(
-            identity=identity,
-            name=name,
-            issuer=identity.cluster.oidc_issuer_url,
-            subject=f"system:serviceaccount:payments:{name}",
-            namespace="payments",
-            service_account=name,
-            status=ChildStatus.ACTIVE,
-        )
-
-    for n in range(18):
-        active_credential(f"extra-{n}")
-    twentieth = identity_request_create(
-        requester=requester,
-        draft=make_draft(
-            kind=RequestKind.ADD_SERVICE_ACCOUNT,
-            identity_id=identity.pk,
-            service_account="the-twentieth",
-            roles=(),
-        ),
-    )
-    identity_request_approve(identity_request=twentieth, approver=approver)
-    active_credential("raced-in")  # 20 active besides the request's own
+    _active_credentials(identity, [f"extra-{n}" for n in range(18)])
+    twentieth = _add_service_account(identity, "the-twentieth", requester, approver, make_draft)
+    _active_credentials(identity, ["raced-in"])  # 20 active besides the request's own
     log_start = len(sandbox.emulator.requests())
 
     reconcile_request(twentieth.pk)
@@ -437,16 +420,7 @@ def test_azure_refusing_a_21st_credential_is_named_by_status_and_count_whatever_
                 audiences=["api://AzureADTokenExchange"],
             ),
         )
-    extra = identity_request_create(
-        requester=requester,
-        draft=make_draft(
-            kind=RequestKind.ADD_SERVICE_ACCOUNT,
-            identity_id=identity.pk,
-            service_account="one-too-many",
-            roles=(),
-        ),
-    )
-    identity_request_approve(identity_request=extra, approver=approver)
+    extra = _add_service_account(identity, "one-too-many", requester, approver, make_draft)
 
     reconcile_request(extra.pk)
 
