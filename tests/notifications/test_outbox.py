@@ -406,39 +406,23 @@ def test_an_endpoint_deleted_after_the_audience_was_read_is_not_written(
     assert {user for _, user, _ in rows(event="request_ready")} == {"alice"}
 
 
-def test_an_audience_read_for_another_event_is_set_aside(
-    file_request: FileRequest, approver: Any, teammate: Any
+@pytest.mark.parametrize("mix_up", ["another event", "another request"])
+def test_an_audience_read_for_another_event_or_request_is_set_aside(
+    file_request: FileRequest, approver: Any, teammate: Any, mix_up: str
 ) -> None:
-    filed = file_request()
-    # The filing's audience (the approvers), handed to the rejection's record by mistake, is
-    # set aside: the rejection's own is read (the requester and their team).
-    wrong = notification_audience(NotificationEvent.REQUEST_FILED, identity_request=filed)
-    assert {user.username for user, _preference in wrong.recipients} == {"sam"}
-    identity_request_reject(identity_request=filed, approver=approver, comment="Too broad.")
-    rejected = AuditEvent.objects.get(identity_request=filed, action="identity_request.rejected")
-    Notification.objects.filter(event="request_rejected").delete()
-
-    notifications_record(
-        event=NotificationEvent.REQUEST_REJECTED,
-        occurrence=rejected,
-        identity_request=filed,
-        audience=wrong,
-    )
-
-    assert {user for _, user, _ in rows(event="request_rejected")} == {"alice", "carol"}
-
-
-def test_an_audience_read_for_another_request_is_set_aside(
-    file_request: FileRequest, approver: Any, teammate: Any
-) -> None:
-    # The same event about another request: its people (here made to be only sam, so that a
-    # mix-up shows) are not this request's.
+    """A read-ahead audience handed to the wrong record is set aside and the rejection's own
+    people are read (the requester and their team): the filing's audience (the approvers), or
+    the rejection's of another request (here made to be only the approver, so a mix-up shows)."""
     mine = file_request()
-    other = file_request(service_account="other", app_name="other")
-    wrong = dataclasses.replace(
-        notification_audience(NotificationEvent.REQUEST_REJECTED, identity_request=other),
-        recipients=[(approver, NotificationPreference(user=approver))],
-    )
+    if mix_up == "another event":
+        wrong = notification_audience(NotificationEvent.REQUEST_FILED, identity_request=mine)
+    else:
+        other = file_request(service_account="other", app_name="other")
+        wrong = dataclasses.replace(
+            notification_audience(NotificationEvent.REQUEST_REJECTED, identity_request=other),
+            recipients=[(approver, NotificationPreference(user=approver))],
+        )
+    assert {user.username for user, _preference in wrong.recipients} == {approver.username}
     identity_request_reject(identity_request=mine, approver=approver, comment="Too broad.")
     rejected = AuditEvent.objects.get(identity_request=mine, action="identity_request.rejected")
     Notification.objects.filter(event="request_rejected").delete()
