@@ -819,7 +819,7 @@ class _ArmSession(Session):
     NO_PROXY support rests on it) looks them up for each request: two scans of the whole of
     `os.environ` (`urllib.request.getproxies_environment`, once for NO_PROXY's bypass test and
     once for the proxies) and the REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE lookup. Profiled on the
-    emulator, that was about a fifth of an ARM call's own CPU in this process, paid by every
+    emulator, that was about a sixth of an ARM call's own CPU in this process, paid by every
     call, the 21 calls of a k = 20 identity queued behind each other on the GIL.
 
     Same answers as requests gives, per (scheme, host, the call's no_proxy): the environment is
@@ -828,7 +828,7 @@ class _ArmSession(Session):
 
     def __init__(self) -> None:
         super().__init__()
-        self._environment: dict[tuple[str, str, str | None], tuple[dict[str, str], Any]] = {}
+        self._environment: dict[tuple[str, str, str | None], tuple[dict[str, str], str | None]] = {}
 
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
