@@ -67,6 +67,7 @@ def route(ctx: Context, request: Request) -> Route | None:
         ("GET", "users"): _users_list,
         ("POST", "resources"): _resources_post,
         ("GET", "resources"): _resources_list,
+        ("DELETE", "resources"): _resources_delete,
     }
     if key in simple:
         handler = simple[key]
@@ -259,6 +260,15 @@ def _resources_post(ctx: Context, request: Request) -> Response:
         raise ArmError(400, "InvalidResource", "resources must be a list")
     rows = [_resource_row(item) for item in items]  # all validated before any is stored
     return json_response(201, {"value": inventory.register(ctx, rows)})
+
+
+def _resources_delete(ctx: Context, request: Request) -> Response:
+    group_id = request.param("id") or ""
+    try:
+        removed = inventory.delete_group(ctx, group_id)
+    except inventory.InventoryError as exc:
+        raise ArmError(400, "InvalidResource", str(exc)) from None
+    return json_response(200, {"deleted": group_id, "removed": removed})
 
 
 def _resources_list(ctx: Context, request: Request) -> Response:

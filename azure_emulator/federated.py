@@ -16,7 +16,7 @@ from typing import Any
 
 from azure_emulator import armcommon as arm
 from azure_emulator.context import Context
-from azure_emulator.msi import RG_PATTERN, UAMI_PATTERN, UAMI_TYPE, lookup
+from azure_emulator.msi import RG_PATTERN, UAMI_PATTERN, UAMI_TYPE, check_group, lookup
 from azure_emulator.protocol import (
     ArmError,
     Request,
@@ -74,6 +74,7 @@ def _fic_render(identity: dict[str, Any], fic: dict[str, Any]) -> dict[str, Any]
 
 def _parent(ctx: Context, sub: str, rg: str, name: str) -> dict[str, Any]:
     arm.check_subscription(sub)
+    check_group(ctx, sub, rg)
     identity = lookup(ctx, sub, rg, name)
     if identity is None:
         raise ArmError(

@@ -102,6 +102,9 @@ def register(ctx: Context, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     )
             inventory[row["id"].lower()] = row
             added.append(row)
+            # Registering a resource group again (or anything in it) makes it exist again.
+            group = f"/subscriptions/{row['subscriptionId']}/resourcegroups/{row['resourceGroup']}"
+            ctx.store.deleted_groups.discard(group.lower())
         ctx.store.inventory_version += 1
     return added
 
@@ -197,11 +200,65 @@ def _existing(ctx: Context, wanted: list[str]) -> set[str]:
     return found
 
 
+def _at_or_under(resource_id: str, container: str) -> bool:
+    resource_id, container = resource_id.lower().rstrip("/"), container.lower().rstrip("/")
+    return resource_id == container or resource_id.startswith(container + "/")
+
+
+def delete_group(ctx: Context, group_id: str) -> dict[str, int]:
+    """A resource group deleted outside the portal (by hand, by another tool): ARM deletes what
+    it holds, so its identities (with their credentials) and the role assignments at or under
+    it go, with its registered rows; then every request under it is answered 404
+    (`check_group_exists`) until it is registered again. AKS clusters in it are not modelled
+    (they stay). Returns what went, by kind."""
+    m = _parts(group_id)
+    if m is None or not m["rg"] or m["name"]:
+        raise InventoryError(f"{group_id!r} is not /subscriptions/{{id}}/resourceGroups/{{rg}}")
+    group = f"/subscriptions/{m['sub']}/resourcegroups/{m['rg']}".lower()
+    with ctx.store.mutation() as data:
+        identities = [key for key in data["identities"] if _at_or_under(key, group)]
+        for key in identities:
+            del data["identities"][key]
+            data["fics"].pop(key, None)
+        assignments = [
+            key
+            for key, record in data["role_assignments"].items()
+            if _at_or_under(record["scope"], group)
+        ]
+        for key in assignments:
+            del data["role_assignments"][key]
+        rows = [key for key in data["inventory"] if _at_or_under(key, group)]
+        for key in rows:
+            del data["inventory"][key]
+        ctx.store.inventory_version += 1
+        ctx.store.deleted_groups.add(group)
+    return {"identities": len(identities), "role_assignments": len(assignments), "rows": len(rows)}
+
+
+def check_group_exists(ctx: Context, scope: str) -> None:
+    """404 ``ResourceGroupNotFound`` for any request at or under a resource group deleted out
+    of band, whatever its method. Azure/azure-resource-manager-rpc v1.0/resource-api-reference.md
+    (Delete Resource): "If the resource group does not exist, 404 (NotFound) will be returned by
+    the proxy layer and will not reach the resource provider"; the code and message are the
+    ones ARM gives a role assignment on a missing resource group (AZURE-FACTS §2.6)."""
+    if not ctx.store.deleted_groups:
+        return
+    m = _parts(scope)
+    if m is None or not m["rg"]:
+        return
+    group = f"/subscriptions/{m['sub']}/resourcegroups/{m['rg']}".lower()
+    if group in ctx.store.deleted_groups:
+        raise ArmError(
+            404, "ResourceGroupNotFound", f"Resource group '{m['rg']}' could not be found."
+        )
+
+
 def check_scope_exists(ctx: Context, scope: str) -> None:
     """ARM's 404 for a role assignment on a scope that does not exist (by level)."""
     m = _parts(scope)
     if m is None:
         return  # the tenant root and management groups: not modelled
+    check_group_exists(ctx, scope)
     sub, rg, name = m["sub"], m["rg"], m["name"]
     sub_key = f"/subscriptions/{sub}".lower()
     rg_key = f"{sub_key}/resourcegroups/{rg}".lower()

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from azure_emulator import armcommon as arm
+from azure_emulator import inventory
 from azure_emulator.context import Context
 from azure_emulator.protocol import (
     ArmError,
@@ -79,6 +80,11 @@ def _render(record: dict[str, Any], tenant_id: str) -> dict[str, Any]:
     }
 
 
+def check_group(ctx: Context, sub: str, rg: str) -> None:
+    """404 under a resource group deleted out of band (inventory.check_group_exists)."""
+    inventory.check_group_exists(ctx, f"/subscriptions/{sub}/resourceGroups/{rg}")
+
+
 def lookup(ctx: Context, sub: str, rg: str, name: str) -> dict[str, Any] | None:
     record: dict[str, Any] | None = ctx.store.data["identities"].get(
         identity_id(sub, rg, name).lower()
@@ -108,6 +114,7 @@ def _isolation_scope(body: dict[str, Any], current: str) -> str:
 
 def _put(ctx: Context, request: Request, sub: str, rg: str, name: str) -> Response:
     arm.check_subscription(sub)
+    check_group(ctx, sub, rg)
     if not UAMI_NAME.match(name):
         raise ArmError(
             400,
@@ -170,6 +177,7 @@ def _put(ctx: Context, request: Request, sub: str, rg: str, name: str) -> Respon
 
 def _get(ctx: Context, request: Request, sub: str, rg: str, name: str) -> Response:
     arm.check_subscription(sub)
+    check_group(ctx, sub, rg)
     with ctx.store.lock:
         record = lookup(ctx, sub, rg, name)
         if record is None:
@@ -184,6 +192,7 @@ def _patch(ctx: Context, request: Request, sub: str, rg: str, name: str) -> Resp
     # ManagedIdentity.json and its example IdentityUpdate.json (request {"location", "tags"},
     # response 200 with the new tags); the ownership transfer's tag update relies on it.
     arm.check_subscription(sub)
+    check_group(ctx, sub, rg)
     body = arm.json_object(request)
     tags = _tags(body)
     with ctx.store.mutation() as data:
@@ -204,6 +213,7 @@ def _patch(ctx: Context, request: Request, sub: str, rg: str, name: str) -> Resp
 
 def _delete(ctx: Context, request: Request, sub: str, rg: str, name: str) -> Response:
     arm.check_subscription(sub)
+    check_group(ctx, sub, rg)
     with ctx.store.mutation() as data:
         key = identity_id(sub, rg, name).lower()
         if data["identities"].pop(key, None) is None:
@@ -214,6 +224,8 @@ def _delete(ctx: Context, request: Request, sub: str, rg: str, name: str) -> Res
 
 def _list(ctx: Context, request: Request, sub: str, rg: str | None) -> Response:
     arm.check_subscription(sub)
+    if rg is not None:
+        check_group(ctx, sub, rg)
     with ctx.store.lock:
         records = [
             record

@@ -296,6 +296,7 @@ def _ra_at(ctx: Context, scope: str, name: str) -> dict[str, Any] | None:
 
 def _ra_get(ctx: Context, request: Request, scope: str, name: str) -> Response:
     arm.check_scope(scope)
+    inventory.check_group_exists(ctx, scope)
     remove_expired(ctx)
     with ctx.store.lock:
         record = _ra_at(ctx, scope, name)
@@ -308,6 +309,7 @@ def _ra_get(ctx: Context, request: Request, scope: str, name: str) -> Response:
 
 def _ra_delete(ctx: Context, request: Request, scope: str, name: str) -> Response:
     arm.check_scope(scope)
+    inventory.check_group_exists(ctx, scope)
     with ctx.store.mutation() as data:
         record = _ra_at(ctx, scope, name)
         if record is None:
@@ -334,6 +336,7 @@ def _parse_filter(raw: str | None) -> tuple[bool, str | None]:
 
 def _ra_list(ctx: Context, request: Request, scope: str) -> Response:
     arm.check_scope(scope)
+    inventory.check_group_exists(ctx, scope)
     remove_expired(ctx)
     at_scope, principal = _parse_filter(request.param("$filter"))
     with ctx.store.lock:

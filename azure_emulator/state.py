@@ -136,6 +136,9 @@ class Store:
         # Bumped by every inventory registration; inventory.Index is rebuilt when it changes.
         self.inventory_version = 0
         self.inventory_index: Any = None
+        # Resource groups deleted out of band (control API, inventory.delete_group), lower-cased
+        # ids: ARM's proxy answers 404 under them. In memory only; cleared by a reset.
+        self.deleted_groups: set[str] = set()
         self._generation = 0
         self._journal_fd = -1
         self._journal_bytes = 0
@@ -308,6 +311,7 @@ class Store:
         """Drop every resource; keep the tenant, the portal principal and the signing key."""
         with self.mutation() as data:
             data.update(_empty_resources())
+        self.deleted_groups.clear()
 
     @property
     def tenant_id(self) -> str:

@@ -308,6 +308,19 @@ def _call_result(http_response: Any) -> CallResult:
     )
 
 
+def _gone(exc: PermanentError) -> CallResult:
+    """A DELETE's 404 as done, else `exc` raised: what it would delete is gone with its resource
+    group or scope. A provider answers 204 for a resource that does not exist; a 404 comes from
+    ARM's proxy layer when the resource group (or the scope's resource) does not exist
+    (Azure/azure-resource-manager-rpc v1.0/resource-api-reference.md, Delete Resource: "If the
+    resource group does not exist, 404 (NotFound) will be returned by the proxy layer and will
+    not reach the resource provider"). Recorded with ARM's status and request id like any
+    other answer, so the audit row says what Azure answered."""
+    if exc.status != 404:
+        raise exc
+    return CallResult(status=404, request_id=exc.request_id)
+
+
 def _identity_state(model: Any) -> IdentityState:
     return IdentityState(
         # ARM answers `/resourcegroups/`; every id leaves the gateway in canonical casing.
@@ -479,11 +492,14 @@ class AzureGateway:
     def delete_identity(
         self, *, subscription_id: str, resource_group: str, name: str
     ) -> CallResult:
-        """DELETE; 204 (already gone) counts as done."""
-        with _azure(f"delete managed identity {name}"):
-            _, response = self.msi(subscription_id).user_assigned_identities.delete(
-                resource_group, name, cls=_with_response
-            )
+        """DELETE; 204 (already gone) counts as done, and so does a 404 (`_gone`)."""
+        try:
+            with _azure(f"delete managed identity {name}"):
+                _, response = self.msi(subscription_id).user_assigned_identities.delete(
+                    resource_group, name, cls=_with_response
+                )
+        except PermanentError as exc:
+            return _gone(exc)
         return _call_result(response)
 
     # -- federated identity credentials ----------------------------------------------------------
@@ -750,10 +766,13 @@ class AzureGateway:
             ]
 
     def delete_role_assignment(self, *, scope: str, name: str) -> CallResult:
-        """DELETE; 204 (already gone) counts as done."""
+        """DELETE; 204 (already gone) counts as done, and so does a 404 (`_gone`)."""
         client = self.authorization(subscription_of(plain_scope(scope)))
-        with _azure(f"delete role assignment {name}"):
-            _, response = client.role_assignments.delete(scope, name, cls=_with_response)
+        try:
+            with _azure(f"delete role assignment {name}"):
+                _, response = client.role_assignments.delete(scope, name, cls=_with_response)
+        except PermanentError as exc:
+            return _gone(exc)
         return _call_result(response)
 
     # -- AKS ------------------------------------------------------------------------------------

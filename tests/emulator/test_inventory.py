@@ -124,3 +124,41 @@ def test_a_malformed_registration_changes_nothing(emulator: Emulator) -> None:
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "InvalidResource"
     assert emulator.control("GET", "resources")["value"] == before
+
+
+def test_a_resource_group_deleted_out_of_band_takes_its_contents_and_answers_404_under_it(
+    emulator: Emulator, azure_clients: AzureClients, principal: str
+) -> None:
+    """ARM's proxy answers 404 for anything under a missing resource group, a DELETE included
+    (azure-resource-manager-rpc resource-api-reference.md, Delete Resource), where the provider
+    itself answers a DELETE of a missing resource 204."""
+    vault = f"{GROUP}/providers/Microsoft.KeyVault/vaults/kv-gone"
+    emulator.register_resources(vault)
+    name = str(uuid.uuid4())
+    assignments = azure_clients.authorization.role_assignments
+    assignments.create(vault, name, params(azure_clients, principal))
+    identities = azure_clients.msi.user_assigned_identities
+    assert identities.delete(RG, "never-made", cls=lambda r, *_: r.http_response.status_code) == 204
+
+    removed = emulator.control("DELETE", f"resources?id={GROUP}")
+
+    assert (removed["removed"]["identities"], removed["removed"]["role_assignments"]) == (1, 1)
+    listed = emulator.control("GET", f"resources?resourceGroup={RG}")["value"]
+    assert [row["id"] for row in listed] == []
+    for call in (
+        lambda: identities.get(RG, "id-inventory"),
+        lambda: identities.delete(RG, "id-inventory"),
+        lambda: assignments.delete(vault, name),
+        lambda: assignments.create(vault, str(uuid.uuid4()), params(azure_clients, principal)),
+    ):
+        with pytest.raises(ResourceNotFoundError) as caught:
+            call()
+        assert (caught.value.status_code, arm_error(caught.value).code) == (
+            404,
+            "ResourceGroupNotFound",
+        )
+    # Made again, it exists again, empty.
+    emulator.register_resources(GROUP)
+    status = identities.delete(RG, "id-inventory", cls=lambda r, *_: r.http_response.status_code)
+    assert status == 204
+    assert list(identities.list_by_resource_group(RG)) == []

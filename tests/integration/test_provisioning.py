@@ -17,6 +17,7 @@ from azure.mgmt.msi.models import FederatedIdentityCredential
 from azure.mgmt.msi.models import Identity as Uami
 from django.db import connections
 
+from identities.audit.actions import AuditAction
 from identities.errors import PolicyViolationError
 from identities.models import (
     AuditEvent,
@@ -485,6 +486,44 @@ def test_decommission_removes_role_assignments_credentials_and_the_identity(
     assert all("roleassignments" in p for p in paths[:3])
     assert "federatedidentitycredentials" in paths[3]
     assert paths[4].endswith(identity.name.lower())
+    assert not identity.role_assignments.exclude(status=ChildStatus.REMOVED).exists()
+
+
+def test_decommission_finishes_when_the_resource_groups_were_deleted_by_hand(
+    sandbox: Sandbox, approved_request: ApprovedRequestFactory, requester: Any, approver: Any
+) -> None:
+    """Someone deleted the identity's resource group and the granted scope's outside the
+    portal: ARM's proxy answers every DELETE under them 404 (not the provider's 204), and the
+    decommission counts that as gone, each answer audited with its status and request id."""
+    first = approved_request(roles=vault_roles(2))
+    reconcile_request(first.pk)
+    identity = Identity.objects.get(pk=first.identity_id)
+    for group in {identity.resource_group, "rg-payments"}:
+        sandbox.emulator.control(
+            "DELETE", f"resources?id=/subscriptions/{SUBSCRIPTION}/resourceGroups/{group}"
+        )
+    decommission = identity_request_decommission_create(
+        requester=requester, identity=identity, justification="The app was retired."
+    )
+    identity_request_approve(identity_request=decommission, approver=approver)
+    log_start = len(sandbox.emulator.requests())
+
+    reconcile_request(decommission.pk)
+
+    decommission.refresh_from_db()
+    assert decommission.status == RequestStatus.READY, decommission.last_error
+    identity.refresh_from_db()
+    assert identity.status == Identity.Status.DECOMMISSIONED
+    deletes = [w for w in sandbox.arm_writes(log_start) if w["method"] == "DELETE"]
+    assert [w["status"] for w in deletes] == [404] * 4  # 2 assignments, the FIC, the identity
+    audited = {
+        event.action: event.data
+        for event in AuditEvent.objects.filter(identity_request=decommission)
+    }
+    deleted = audited[AuditAction.AZURE_IDENTITY_DELETED]
+    assert deleted["http_status"] == 404
+    assert deleted["azure_request_id"] == deletes[-1]["request_id"]
+    assert audited[AuditAction.AZURE_ROLE_ASSIGNMENT_DELETED]["http_status"] == 404
     assert not identity.role_assignments.exclude(status=ChildStatus.REMOVED).exists()
 
 
