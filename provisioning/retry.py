@@ -46,8 +46,17 @@ class Backoff:
         )
 
     def delay(self, attempt: int, error: TransientError) -> float:
-        """Seconds to wait after failed attempt `attempt` (1-based)."""
+        """Seconds to wait after failed attempt `attempt` (1-based).
+
+        A throttled call waits its whole Retry-After: ARM does not process a request sent
+        before it has passed and answers it with a new one (learn.microsoft.com, "Understand
+        how Azure Resource Manager throttles requests": "If you send a request before the retry
+        value has elapsed, your request isn't processed and a new retry value is returned").
+        The throttle budget bounds that wait (`with_retries` gives up rather than come back
+        early); other errors' Retry-After is capped like the curve, as they spend attempts."""
         if error.retry_after is not None:
+            if error.status == THROTTLED or error.wait_out:
+                return error.retry_after
             return min(error.retry_after, self.cap)
         return jittered(attempt, base=self.base, cap=self.cap)
 

@@ -41,9 +41,22 @@ def test_retry_after_from_azure_wins_over_the_backoff_curve() -> None:
 
 def test_retry_after_is_capped() -> None:
     sleeps: list[float] = []
-    operation = Flaky(TransientError("429", retry_after=3600))
+    operation = Flaky(TransientError("503", status=503, retry_after=3600))
     with_retries(operation, backoff=Backoff(3, 0.1, 30), sleep=sleeps.append)
     assert sleeps == [30]
+
+
+def test_a_throttled_call_waits_its_whole_retry_after_never_coming_back_early() -> None:
+    """ARM answers a request sent before Retry-After has passed with a new Retry-After, so a
+    429's wait is not capped like the curve; past the throttle budget the step gives up."""
+    sleeps: list[float] = []
+    operation = Flaky(TransientError("429", status=429, retry_after=45))
+    with_retries(operation, backoff=Backoff(3, 0.1, 30, 600), sleep=sleeps.append)
+    assert sleeps == [45]
+    too_long = Flaky(TransientError("429", status=429, retry_after=700))
+    with pytest.raises(TransientError):
+        with_retries(too_long, backoff=Backoff(3, 0.1, 30, 600), sleep=sleeps.append)
+    assert (too_long.calls, sleeps) == (1, [45])
 
 
 def test_gives_up_after_the_configured_attempts_with_the_last_error() -> None:
