@@ -228,8 +228,23 @@ def _put(ctx: Context, request: Request, scope: str, name: str) -> Response:
         requests: dict[str, Any] = data["schedule_requests"]
         if name.lower() in requests:
             # A request name is used once: Azure keeps the record and refuses a second create.
-            raise ArmError(409, "RoleAssignmentScheduleRequestExists", "The request exists.")
-        rbac.check_principal(ctx, wanted)
+            # No Microsoft page names the answer; the message is quoted from a real one in
+            # Azure/azure-quickstart-templates#12838, the code and status as
+            # demoray/azure-pim-cli handles them (400 RoleAssignmentRequestExists).
+            raise ArmError(
+                400,
+                "RoleAssignmentRequestExists",
+                f"A role assignment request with Id: {name} already exists.",
+            )
+        try:
+            rbac.check_principal(ctx, wanted)
+        except ArmError as error:
+            if error.code != "PrincipalNotFound":
+                raise
+            # A schedule request's principal not replicated yet (its principalType is read-only,
+            # so nothing skips the lookup): kayasax/EasyPIM#22 quotes 400 {"code":
+            # "SubjectNotFound","message":"The subject is not found."}, gone after seconds.
+            raise ArmError(400, "SubjectNotFound", "The subject is not found.") from None
         assignments: dict[str, dict[str, Any]] = data["role_assignments"]
         existing = next(
             (other for other in assignments.values() if _same_grant(other, scope, wanted)),

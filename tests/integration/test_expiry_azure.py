@@ -148,6 +148,21 @@ def test_schedule_mode_writes_a_schedule_request_that_azure_ends_and_the_sweep_r
     assert identity.role_assignments.get().status == ChildStatus.REMOVED
 
 
+def test_a_schedule_request_for_a_principal_not_replicated_yet_is_retried(
+    sandbox: Sandbox, approved_request: ApprovedRequestFactory, settings: Any
+) -> None:
+    """A schedule request cannot say principalType, so a new identity's principal is "not
+    found" (SubjectNotFound) until it replicates: retried like PrincipalNotFound, not failed."""
+    settings.AZURE_TIME_BOUND_ASSIGNMENTS = True
+    sandbox.emulator.config(principal_replication_delay_seconds=1.5)
+
+    _time_bound_identity(approved_request, timezone.now() + timedelta(days=3))
+
+    codes = [entry.get("error") for entry in sandbox.emulator.requests()]
+    assert "SubjectNotFound" in codes
+    assert len(sandbox.arm()["schedule_requests"]) == 1
+
+
 def test_a_policy_refusal_falls_back_to_a_plain_assignment_audited(
     sandbox: Sandbox, approved_request: ApprovedRequestFactory, settings: Any
 ) -> None:
