@@ -21,6 +21,8 @@ from provisioning.azure import FicState
 ARM_SCOPE = "https://management.azure.com/.default"
 # No answer from the token endpoint (timeout, refused connection, TLS): nothing was decided.
 TOKEN_ENDPOINT_UNREACHABLE = "TokenEndpointUnreachable"  # noqa: S105 - an error code
+# Entra answered the exchange with 5xx, 429 or temporarily_unavailable: it decided nothing.
+TOKEN_ENDPOINT_BUSY = "TokenEndpointBusy"  # noqa: S105 - an error code
 _AADSTS = re.compile(r"AADSTS(\d+)")
 
 
@@ -72,6 +74,16 @@ _REFUSALS = {
     "900023": Refusal.TENANT,
     "700027": Refusal.SIGNATURE,
     "90061": Refusal.ISSUER_UNREACHABLE,
+    # "AADSTS50166: Request to External OIDC endpoint failed" (Azure/azure-workload-identity
+    # #642, #1130; entra-docs lists 50166 ExternalClaimsProviderThrottled), and its 501661 form
+    # (Azure/login#283): Entra could not read the issuer's discovery document or keys.
+    "50166": Refusal.ISSUER_UNREACHABLE,
+    "501661": Refusal.ISSUER_UNREACHABLE,
+    # "AADSTS70025: The client '…' has no configured federated identity credentials."
+    # (dotnet-foundation/projects#503): a new identity's first credential not visible yet
+    # answers it too (azure-workload-identity FAQ: a token request right after a credential is
+    # added "might lead to failure for a couple of minutes"), so it is of the not-found family.
+    "70025": Refusal.NO_MATCH,
 }
 
 _MEANINGS = {
@@ -261,6 +273,12 @@ def exchange(
         access = credential.get_token(scope)
     except ClientAuthenticationError as exc:
         message = str(exc.message or exc)
+        if _undecided(exc, message):
+            return ExchangeResult(
+                ok=False,
+                error_code=TOKEN_ENDPOINT_BUSY,
+                error_message=message.splitlines()[0][:500] if message else "",
+            )
         found = _AADSTS.search(message)
         return ExchangeResult(
             ok=False,
@@ -276,6 +294,17 @@ def exchange(
     finally:
         credential.close()
     return ExchangeResult(ok=True, expires_at=datetime.fromtimestamp(access.expires_on, tz=UTC))
+
+
+def _undecided(exc: ClientAuthenticationError, message: str) -> bool:
+    """Entra answered but did not decide: busy, throttling or failing (azure-identity raises
+    ClientAuthenticationError for any error body, after its own retries). entra-docs
+    reference-error-codes: "temporarily_unavailable - The server is temporarily too busy to
+    handle the request. - Retry the request"; 5xx and 429 say the same by status."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and (status == 429 or status >= 500):
+        return True
+    return "'(temporarily_unavailable)" in message or "(server_error)" in message
 
 
 def meaning(error_code: str) -> str:

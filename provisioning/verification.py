@@ -26,6 +26,7 @@ from provisioning.azure import AzureGateway, FicState, get_gateway
 from provisioning.errors import GatewayError
 from provisioning.federation import (
     NOT_FOUND_REFUSALS,
+    TOKEN_ENDPOINT_BUSY,
     TOKEN_ENDPOINT_UNREACHABLE,
     ExchangeResult,
     Mismatch,
@@ -138,6 +139,14 @@ def run_check(identity_request: IdentityRequest, fic: FederatedCredential) -> Ch
             VerificationOutcome.INCONCLUSIVE,
             f"Could not reach Entra ID's token endpoint at {gateway.authority} "
             f"({result.error_message}). The exchange did not happen, so this says nothing about "
+            "the federation itself: verify again later.",
+            error_code=result.error_code,
+        )
+    if result.error_code == TOKEN_ENDPOINT_BUSY:
+        return Check(
+            VerificationOutcome.INCONCLUSIVE,
+            f"Entra ID's token endpoint at {gateway.authority} answered but did not decide "
+            f"(busy, throttling or failing: {result.error_message}). This says nothing about "
             "the federation itself: verify again later.",
             error_code=result.error_code,
         )

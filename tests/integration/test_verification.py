@@ -226,3 +226,19 @@ def test_a_subject_differing_only_in_case_is_aadsts7002138_and_says_so(
     assert verification.error_code == "AADSTS7002138"
     [mismatch] = verification.mismatches
     assert "case" in mismatch["explanation"]
+
+
+def test_entra_failing_the_exchange_is_inconclusive_not_a_failed_federation(
+    sandbox: Sandbox, ready_request: IdentityRequest
+) -> None:
+    """Entra answers 500 server_error (AADSTS90033, "A transient error has occurred") to every
+    exchange: it decided nothing about the credential, so the check is inconclusive."""
+    sandbox.emulator.config(fault_rate_500=1.0, fault_ops=["entra.token.assertion"])
+
+    verification = identity_request_verify(identity_request_id=ready_request.pk)
+
+    assert verification is not None
+    assert verification.outcome == VerificationOutcome.INCONCLUSIVE
+    assert verification.error_code == "TokenEndpointBusy"
+    assert "AADSTS90033" in verification.summary
+    assert verification.mismatches == []
