@@ -74,9 +74,12 @@ def test_every_not_found_code_is_classified_by_meaning_not_by_number() -> None:
     assert refusal("AADSTS700211") == Refusal.ISSUER_NOT_FOUND
     assert refusal("AADSTS700213") == Refusal.SUBJECT_NOT_FOUND
     assert refusal("AADSTS7002138") == Refusal.SUBJECT_CASE
-    assert {refusal(f"AADSTS{code}") for code in (70021, 700211, 700213, 7002138)} <= (
+    # 70025: "has no configured federated identity credentials", what a new identity's first
+    # credential answers until it propagates.
+    assert {refusal(f"AADSTS{code}") for code in (70021, 700211, 700213, 7002138, 70025)} <= (
         NOT_FOUND_REFUSALS
     )
+    assert refusal("AADSTS50166") == refusal("AADSTS501661") == Refusal.ISSUER_UNREACHABLE
     assert refusal("AADSTS700024") == Refusal.ASSERTION_EXPIRED
     assert refusal("AADSTS700016") == Refusal.CLIENT_NOT_FOUND
     assert refusal("AADSTS90002") == Refusal.TENANT
