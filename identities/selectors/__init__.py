@@ -19,6 +19,7 @@ from identities.selectors.people import (
     is_team_member,
     may_act_for_team,
     namespaces_owned_by,
+    stands_behind,
     teams_of,
 )
 from identities.selectors.policy import (
@@ -88,6 +89,7 @@ __all__ = [
     "role_change_diff",
     "role_change_from_wanted",
     "role_renewals",
+    "stands_behind",
     "state_of",
     "teams_of",
     "workload_match",

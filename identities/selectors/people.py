@@ -31,6 +31,25 @@ def is_team_member(user: Any, team: Team | int) -> bool:
     )
 
 
+def stands_behind(user: Any, requester: Any) -> bool:
+    """`user` is the requester, or a person behind a requester that is a team's service
+    principal (a pipeline): a member of its team, or whoever created it or one of its
+    credentials (a service token, a trust rule). Four-eyes counts them all as the requester:
+    a person must not approve what their own pipeline filed. (Read through the user's reverse
+    accessors: the domain does not import `accounts`.)"""
+    if user.pk == requester.pk:
+        return True
+    principal = getattr(requester, "service_principal", None)  # accounts.ServicePrincipal
+    if principal is None:
+        return False
+    return (
+        principal.created_by_id == user.pk
+        or is_team_member(user, principal.team_id)
+        or principal.trust_rules.filter(created_by=user).exists()
+        or requester.api_tokens.filter(created_by=user).exists()
+    )
+
+
 def may_act_for_team(user: Any, team: Team | int) -> bool:
     """Who may retry, verify or repair a team's requests and identities: the team's members,
     approvers and admins (the one definition the services and the pages share)."""

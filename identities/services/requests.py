@@ -57,6 +57,7 @@ from identities.selectors import (
     policy_context_for,
     requested_roles,
     role_change_diff,
+    stands_behind,
     workload_match,
 )
 from identities.selectors.dry_run import draft_check
@@ -295,6 +296,11 @@ def identity_request_approve(
     lock_identity_request(identity_request)
     if approver.pk == identity_request.requester_id:
         raise PermissionDeniedError("Requesters cannot approve their own requests.")
+    if stands_behind(approver, identity_request.requester):
+        raise PermissionDeniedError(
+            "Requesters cannot approve their own requests: this one was filed by a pipeline of "
+            "your team (or one you gave its credentials to)."
+        )
     _require_pending(identity_request)
     # Every decision so far, read once (the row lock above keeps the list exact).
     decided = list(identity_request.approvals.select_related("approver", "on_behalf_of"))
