@@ -4,14 +4,17 @@ Off unless ``OIDC_RP_CLIENT_ID`` is set; local accounts keep working either way.
 authorization code flow with PKCE, state and nonce (the library's views). What this module adds
 on top of the library:
 
-- the ID token is checked in full: signature and expiry (library), plus issuer (this tenant's
-  v2.0 issuer), audience (our client id), ``tid`` and the presence of ``oid`` — the library does
-  not check ``iss`` or ``aud`` itself;
+- the ID token is checked in full: signature (library), expiry with a small leeway for clock
+  skew (an expired token is refused with a reason, not a server error), issuer (this tenant's
+  v2.0 issuer, in China on Entra's own issuer host), audience (our client id), ``tid`` and the
+  presence of ``oid`` and ``preferred_username`` — the library does not check ``iss`` or
+  ``aud`` itself;
 - claims come from the ID token (Entra's ``groups`` claim is not in the userinfo answer), so
   there is no call to Microsoft Graph;
 - users are matched on tenant id + object id (``SsoAccount``), the stable key Microsoft
-  documents; ``preferred_username`` becomes the username of a new account, and an existing local
-  account with that username and no link yet is linked (admins create such accounts on purpose);
+  documents; ``preferred_username`` (never ``email``) becomes the username of a new account, and
+  an existing local account with that username and no link yet is linked to a member of the
+  tenant (admins create such accounts on purpose), never to a guest;
 - Entra group object ids map to portal roles and teams (``SSO_GROUP_ROLES``,
   ``SSO_GROUP_TEAMS``); every sign-in makes the mapped roles and teams match the token through
   ``user_directory_sync`` (audited), leaving roles and teams the mapping does not name alone;
@@ -21,9 +24,11 @@ on top of the library:
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
 import requests
 from django.conf import settings
 from django.contrib import messages
@@ -47,6 +52,23 @@ logger = logging.getLogger(__name__)
 
 # Entra puts these in place of `groups` when a user is in more groups than fit in a token.
 _OVERAGE_CLAIMS = ("_claim_names", "hasgroups")
+
+# Seconds of clock skew allowed on the ID token's exp, nbf and iat. OpenID Connect Core 1.0 §2
+# (exp, checked in §3.1.3.7): "Implementers MAY provide for some small leeway, usually no more
+# than a few minutes, to account for clock skew".
+ID_TOKEN_LEEWAY_SECONDS = 60
+
+# Where Entra's issuer host differs from its sign-in host. Entra in China (21Vianet) is signed
+# in to at login.chinacloudapi.cn (azure-identity's AzureAuthorityHosts.AZURE_CHINA, our
+# AZURE_CLOUD=china) but writes iss=https://login.partner.microsoftonline.cn/{tenant}/v2.0:
+# Azure/azure-dev#5912 ("issuer from OIDC discovery 'https://login.partner.microsoftonline.cn/
+# …/v2.0' does not match authority 'https://login.chinacloudapi.cn/…/'"),
+# jenkinsci/azure-ad-plugin#679 (the same iss refused), and the authentication endpoint that
+# learn.microsoft.com/entra/identity-platform/authentication-national-cloud lists for
+# "Microsoft Entra China operated by 21Vianet".
+_ISSUER_HOSTS = {"https://login.chinacloudapi.cn": "https://login.partner.microsoftonline.cn"}
+
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 
 
 class SignInRefused(Exception):
@@ -113,7 +135,27 @@ def _tenant_base() -> str:
 
 
 def expected_issuer() -> str:
-    return f"{_tenant_base()}/v2.0"
+    """The exact ``iss`` of this tenant's v2.0 ID tokens: Entra writes the tenant GUID in lower
+    case, whatever the case of ENTRA_TENANT_ID."""
+    authority = settings.ENTRA_AUTHORITY_HOST.rstrip("/")
+    host = _ISSUER_HOSTS.get(authority.lower(), authority)
+    return f"{host}/{settings.ENTRA_TENANT_ID.lower()}/v2.0"
+
+
+def is_guest(claims: dict[str, Any]) -> bool:
+    """Whether the user was authenticated by another tenant or identity provider (a guest).
+
+    Entra's ``idp`` "Records the identity provider that authenticated the subject of the token.
+    This value is identical to the value of the issuer claim unless the user account isn't in the
+    same tenant as the issuer - guests, for instance. If the claim isn't present, it means that
+    the value of ``iss`` can be used instead" (learn.microsoft.com/entra/identity-platform/
+    id-token-claims-reference); v1-style, this tenant is ``https://sts.windows.net/{tid}/``.
+    """
+    idp = str(claims.get("idp") or "").lower()
+    if not idp:
+        return False
+    tenant = str(claims.get("tid", "")).lower()
+    return idp not in {str(claims.get("iss", "")).lower(), f"https://sts.windows.net/{tenant}/"}
 
 
 _DERIVED_ENDPOINTS = {
@@ -147,8 +189,13 @@ def id_token_problems(claims: dict[str, Any]) -> list[str]:
         problems.append(f"tenant is {claims.get('tid')!r}, expected {settings.ENTRA_TENANT_ID!r}")
     if not claims.get("oid"):
         problems.append("the token has no 'oid' (object id) claim")
-    if not (claims.get("preferred_username") or claims.get("email")):
-        problems.append("the token has neither 'preferred_username' nor 'email'")
+    if not claims.get("preferred_username"):
+        # Never `email` instead: Entra's claims reference says it "isn't guaranteed to be
+        # correct ... Never use it for authorization" (naming or linking an account is one).
+        problems.append(
+            "the token has no 'preferred_username' claim (the portal never names or links an "
+            "account by 'email')"
+        )
     return problems
 
 
@@ -184,6 +231,38 @@ class EntraIdBackend(OIDCAuthenticationBackend):
             raise SuspiciousOperation("ID token refused: " + "; ".join(problems))
         return claims
 
+    def _verify_jws(self, payload: str, key: Any) -> dict[str, Any]:
+        """The library's algorithm and signature check, with ID_TOKEN_LEEWAY_SECONDS of clock
+        skew on exp/nbf/iat; a token outside it (or otherwise invalid) is refused with a reason
+        instead of escaping the library (it catches only DecodeError) as a server error."""
+        try:
+            alg = jwt.get_unverified_header(payload).get("alg")
+            if alg != self.OIDC_RP_SIGN_ALGO:
+                raise SuspiciousOperation(
+                    f"the token's algorithm {alg!r} is not {self.OIDC_RP_SIGN_ALGO!r}"
+                )
+            claims: dict[str, Any] = jwt.decode(
+                payload,
+                key,
+                algorithms=[alg],
+                options={"verify_aud": False},  # id_token_problems checks aud and iss
+                leeway=ID_TOKEN_LEEWAY_SECONDS,
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise SignInRefused(
+                "the ID token from Entra ID has expired (more than "
+                f"{ID_TOKEN_LEEWAY_SECONDS} s ago); sign in again, and if it happens again check "
+                "this server's clock"
+            ) from exc
+        except jwt.ImmatureSignatureError as exc:
+            raise SignInRefused(
+                "the ID token from Entra ID is not valid yet: this server's clock is more than "
+                f"{ID_TOKEN_LEEWAY_SECONDS} s behind Entra's; sync it (NTP) and sign in again"
+            ) from exc
+        except jwt.InvalidTokenError as exc:
+            raise SuspiciousOperation(f"JWS token verification failed ({exc})") from exc
+        return claims
+
     def get_userinfo(
         self, access_token: str, id_token: str, payload: dict[str, Any]
     ) -> dict[str, Any]:
@@ -207,7 +286,10 @@ class EntraIdBackend(OIDCAuthenticationBackend):
 
     @transaction.atomic
     def create_user(self, claims: dict[str, Any]) -> Any:
-        username = str(claims.get("preferred_username") or claims["email"]).lower()[:150]
+        # `preferred_username` only, never `email` (see id_token_problems, which requires it).
+        if not claims.get("preferred_username"):
+            raise SignInRefused("the token has no 'preferred_username' claim")
+        username = str(claims["preferred_username"]).lower()[:150]
         user_model = get_user_model()
         user = user_model.objects.filter(username=username).first()
         created = user is None
@@ -218,6 +300,15 @@ class EntraIdBackend(OIDCAuthenticationBackend):
         elif ServicePrincipal.objects.filter(user=user).exists():
             # A team's service principal acts only through trusted tokens, never as a person.
             raise SignInRefused(f"the portal account {username!r} is a service principal")
+        elif is_guest(claims):
+            # Entra: guests "should treat the user as if they're a brand new user to the
+            # service" (id-token-claims-reference), and a guest's preferred_username comes from
+            # its home tenant or provider: it never takes over a local account of that name.
+            raise SignInRefused(
+                f"the portal account {username!r} already exists and you signed in as a guest "
+                f"(identity provider {claims['idp']!r}); a guest is never linked to an existing "
+                "account by its name: an administrator must link the account"
+            )
         elif SsoAccount.objects.filter(user=user).exists():
             raise SignInRefused(
                 f"the portal account {username!r} is linked to another Entra ID user"
@@ -303,6 +394,15 @@ def sso_settings_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
             errors.append(
                 Error(f"{name} is required when OIDC_RP_CLIENT_ID is set.", id="portal.E101")
             )
+    tenant = getattr(settings, "ENTRA_TENANT_ID", "")
+    if tenant and not _GUID.fullmatch(tenant):
+        errors.append(
+            Error(
+                f"ENTRA_TENANT_ID must be the tenant id, a GUID, not {tenant!r}: ID tokens carry "
+                "the GUID in 'iss' and 'tid', which the portal compares with it.",
+                id="portal.E104",
+            )
+        )
     try:
         mapping = GroupMapping.from_settings()
     except ValueError as exc:

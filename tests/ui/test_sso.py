@@ -1,12 +1,22 @@
 """Single sign-on with Entra ID: the whole authorization code flow against the emulator's Entra
 over HTTPS (the portal's views and backend, the emulator's authorize and token endpoints, the
-real ID token signature check), and the mapping of Entra groups to portal roles and teams."""
+real ID token signature check), and the mapping of Entra groups to portal roles and teams.
+
+ID tokens the emulator's Entra never sends (a guest's `idp`, no `preferred_username`, China's
+issuer, a clock that differs) are minted with the local issuer's key (tests.support.oidc_issuer)
+and answered by a small token endpoint (`entra` below); the portal's side is the same flow."""
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -22,6 +32,7 @@ from identities import roles
 from identities.models import AuditEvent, Team, TeamMembership
 from identities.services import user_role_grant
 from tests.support.emulator import Emulator
+from tests.support.oidc_issuer import LocalIssuer
 
 pytestmark = pytest.mark.django_db
 
@@ -288,5 +299,243 @@ def test_a_sign_in_never_links_to_a_service_principal(
     claims = {"tid": sso.tenant_id, "oid": "7" * 8 + "-0000-0000-0000-" + "7" * 12}
 
     with pytest.raises(SignInRefused, match="is a service principal"):
-        EntraIdBackend().create_user({**claims, "email": "svc:payments/deploy"})
+        EntraIdBackend().create_user({**claims, "preferred_username": "svc:payments/deploy"})
     assert not SsoAccount.objects.exists()
+
+
+# --- Tokens the emulator's Entra never sends ---------------------------------------------------
+
+TENANT = "3f6b2c1a-8d4e-4f5a-9b7c-1e2d3c4b5a60"
+CLIENT_ID = "5c3e9a7b-2f1d-4e8c-a6b4-0d9f8e7c6b5a"
+PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
+# A guest authenticated by its home tenant (a B2B guest) or by a Microsoft account.
+OTHER_TENANT_IDP = "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/"
+MICROSOFT_ACCOUNT_IDP = "live.com"
+
+
+@dataclass
+class MintedEntra:
+    """Entra ID's token endpoint, answering the ID token the test minted for this sign-in with
+    the local issuer's key (published at the issuer's JWKS URL, which the portal fetches)."""
+
+    issuer: LocalIssuer
+    token_url: str = ""
+    id_token: str = ""
+
+    def settings(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "OIDC_RP_CLIENT_ID": CLIENT_ID,
+            "OIDC_RP_CLIENT_SECRET": "unused-client-secret",
+            "ENTRA_TENANT_ID": TENANT,
+            "ENTRA_AUTHORITY_HOST": PUBLIC_AUTHORITY,
+            "OIDC_OP_TOKEN_ENDPOINT": self.token_url,
+            "OIDC_OP_JWKS_ENDPOINT": f"{self.issuer.url}/.well-known/jwks",
+            "SSO_GROUP_ROLES": GROUP_ROLES,
+            "SSO_GROUP_TEAMS": GROUP_TEAMS,
+            **extra,
+        }
+
+    def sign_in(self, username: str | None, **claims: Any) -> tuple[Client, Any]:
+        """Start at the portal, mint what Entra answers a member of TENANT (valid from now for
+        five minutes, with the request's nonce) with `claims` on top (None drops a claim), and
+        come back to the callback; returns the client and the portal's answer."""
+        client = Client()
+        start = client.get("/accounts/sso/start/")
+        assert start.status_code == 302
+        query = parse_qs(urlsplit(start["Location"]).query)
+        entra_claims = {
+            "iss": f"{PUBLIC_AUTHORITY}/{TENANT}/v2.0",
+            "aud": CLIENT_ID,
+            "tid": TENANT,
+            "oid": str(uuid.uuid4()),
+            "sub": uuid.uuid4().hex,
+            "preferred_username": username,
+            "email": username,
+            "name": "Pat Example",
+            "nonce": query["nonce"][0],
+            "groups": [DEVELOPERS_GROUP],
+            "ver": "2.0",
+            # The local issuer's defaults are a pipeline's claims: none of them here.
+            "repository": None,
+            "ref": None,
+            "environment": None,
+            "jti": None,
+        }
+        self.id_token = self.issuer.mint(**{**entra_claims, **claims})
+        answer = client.get(f"/accounts/sso/callback/?code=a-code&state={query['state'][0]}")
+        return client, answer
+
+
+@pytest.fixture
+def entra(oidc_issuer: LocalIssuer, role_groups: None, team: Team) -> Iterator[MintedEntra]:
+    minted = MintedEntra(issuer=oidc_issuer)
+
+    class TokenEndpoint(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = json.dumps(
+                {"token_type": "Bearer", "access_token": "unused", "id_token": minted.id_token}
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), TokenEndpoint)
+    minted.token_url = f"http://127.0.0.1:{server.server_address[1]}/{TENANT}/oauth2/v2.0/token"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with override_settings(**minted.settings()):
+            yield minted
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def refusal(client: Client, answer: Any) -> str:
+    """The login page the refused sign-in came back to (asserting nobody is signed in)."""
+    assert answer.status_code == 302
+    assert answer["Location"] == "/accounts/login/"
+    assert "_auth_user_id" not in client.session
+    page: str = client.get("/accounts/login/").content.decode()
+    assert "Single sign-on failed" in page
+    return page
+
+
+def test_a_token_without_preferred_username_is_refused_and_its_email_names_no_account(
+    entra: MintedEntra, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Entra: `email` "isn't guaranteed to be correct ... Never use it for authorization"."""
+    local = User.objects.create_user("frank@contoso.example", password="a-long-local-pass-42")
+
+    client, answer = entra.sign_in(None, email="frank@contoso.example")
+
+    page = refusal(client, answer)
+    assert "no &#x27;preferred_username&#x27; claim" in page
+    assert not SsoAccount.objects.exists()
+    assert list(User.objects.values_list("pk", flat=True)) == [local.pk]
+    assert not AuditEvent.objects.filter(action="user.sso_linked").exists()
+    assert "preferred_username" in caplog.text
+    assert "eyJ" not in caplog.text
+
+
+def test_a_guest_gets_a_new_account_but_never_a_local_account_of_the_same_name(
+    entra: MintedEntra, caplog: pytest.LogCaptureFixture
+) -> None:
+    local = User.objects.create_user("frank@contoso.example", password="a-long-local-pass-42")
+
+    client, answer = entra.sign_in("mallory@fabrikam.example", idp=MICROSOFT_ACCOUNT_IDP)
+    assert answer["Location"] == "/"
+    mallory = User.objects.get(username="mallory@fabrikam.example")
+    assert client.session["_auth_user_id"] == str(mallory.pk)
+    assert not mallory.has_usable_password()
+    assert SsoAccount.objects.filter(user=mallory).exists()
+
+    client, answer = entra.sign_in("frank@contoso.example", idp=OTHER_TENANT_IDP)
+    page = refusal(client, answer)
+    assert "signed in as a guest" in page
+    assert "an administrator must link the account" in page
+    assert not SsoAccount.objects.filter(user=local).exists()
+    linked = AuditEvent.objects.get(action="user.sso_linked")
+    assert (linked.data["user"], linked.data["new_account"]) == ("mallory@fabrikam.example", True)
+    assert "an administrator must link the account" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "idp",
+    [None, f"{PUBLIC_AUTHORITY}/{TENANT}/v2.0", f"https://sts.windows.net/{TENANT}/"],
+    ids=["no-idp", "idp-is-the-issuer", "idp-is-this-tenant-v1"],
+)
+def test_a_member_links_to_a_local_account_after_a_guest_of_that_name_was_refused(
+    entra: MintedEntra, idp: str | None
+) -> None:
+    local = User.objects.create_user("frank@contoso.example", password="a-long-local-pass-42")
+    refusal(*entra.sign_in("frank@contoso.example", idp=OTHER_TENANT_IDP))
+
+    member_oid = str(uuid.uuid4())
+    client, answer = entra.sign_in("frank@contoso.example", oid=member_oid, idp=idp)
+
+    assert answer["Location"] == "/"
+    assert client.session["_auth_user_id"] == str(local.pk)
+    assert SsoAccount.objects.get().object_id == member_oid
+    assert SsoAccount.objects.get().user == local
+    linked = AuditEvent.objects.get(action="user.sso_linked")
+    assert (linked.data["object_id"], linked.data["new_account"]) == (member_oid, False)
+    assert role_names(local) == {roles.REQUESTERS}
+
+
+def test_china_cloud_tokens_are_checked_against_entra_s_partner_issuer(
+    entra: MintedEntra,
+) -> None:
+    """Entra in China signs in at login.chinacloudapi.cn but issues
+    https://login.partner.microsoftonline.cn/<tenant>/v2.0 (Azure/azure-dev#5912)."""
+    with override_settings(ENTRA_AUTHORITY_HOST="https://login.chinacloudapi.cn"):
+        authorize = Client().get("/accounts/sso/start/")["Location"]
+        assert authorize.startswith(f"https://login.chinacloudapi.cn/{TENANT}/oauth2/v2.0/")
+        partner = f"https://login.partner.microsoftonline.cn/{TENANT}/v2.0"
+
+        client, answer = entra.sign_in("li@contoso.example", iss=partner)
+        assert answer["Location"] == "/"
+        assert client.session["_auth_user_id"]
+
+        client, answer = entra.sign_in(
+            "wang@contoso.example", iss=f"https://login.chinacloudapi.cn/{TENANT}/v2.0"
+        )
+        page = refusal(client, answer)
+        assert f"expected &#x27;{partner}&#x27;" in page
+    assert not User.objects.filter(username="wang@contoso.example").exists()
+
+
+def test_a_tenant_id_in_upper_case_still_matches_the_issuer_entra_writes(
+    entra: MintedEntra,
+) -> None:
+    with override_settings(ENTRA_TENANT_ID=TENANT.upper()):
+        client, answer = entra.sign_in("dana@contoso.example")
+        assert answer["Location"] == "/"
+        assert client.session["_auth_user_id"]
+        call_command("check")  # an upper-case GUID is still a GUID
+    assert SsoAccount.objects.get().tenant_id == TENANT
+
+
+def test_a_tenant_given_as_a_domain_name_stops_the_portal(emulator: Emulator) -> None:
+    """Entra takes a domain name in the endpoints, but the ID token's iss and tid carry the
+    GUID: every sign-in would be refused."""
+    domain = sso_settings(emulator, ENTRA_TENANT_ID="contoso.onmicrosoft.com")
+    with (
+        override_settings(**domain),
+        pytest.raises(SystemCheckError, match="ENTRA_TENANT_ID must be the tenant id, a GUID"),
+    ):
+        call_command("check")
+
+
+def test_clock_skew_within_a_minute_is_accepted_and_beyond_it_refused_with_a_reason(
+    entra: MintedEntra,
+) -> None:
+    now = int(time.time())
+    client, answer = entra.sign_in("ahead@contoso.example", iat=now + 30, nbf=now + 30)
+    assert answer["Location"] == "/"
+    assert client.session["_auth_user_id"]
+
+    client, answer = entra.sign_in("far@contoso.example", iat=now + 300, nbf=now + 300)
+    assert "is not valid yet" in refusal(client, answer)
+    assert not User.objects.filter(username="far@contoso.example").exists()
+
+
+def test_an_expired_token_is_refused_with_a_reason_not_a_server_error(
+    entra: MintedEntra, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = int(time.time())
+    client, answer = entra.sign_in(
+        "late@contoso.example", iat=now - 3900, nbf=now - 3900, exp=now - 300
+    )
+
+    assert "the ID token from Entra ID has expired" in refusal(client, answer)
+    assert not User.objects.filter(username="late@contoso.example").exists()
+    assert "has expired" in caplog.text
+    assert "eyJ" not in caplog.text
