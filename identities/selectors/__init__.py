@@ -16,6 +16,7 @@ from identities.selectors.approvals import (
 from identities.selectors.people import (
     catalog_roles,
     clusters_for,
+    is_service_principal,
     is_team_member,
     may_act_for_team,
     namespaces_owned_by,
@@ -78,6 +79,7 @@ __all__ = [
     "identity_request_state",
     "identity_request_wait",
     "identity_requests_visible_to",
+    "is_service_principal",
     "is_team_member",
     "may_act_for_team",
     "namespaces_owned_by",

@@ -31,6 +31,12 @@ def is_team_member(user: Any, team: Team | int) -> bool:
     )
 
 
+def is_service_principal(user: Any) -> bool:
+    """`user` is a team's service principal (a pipeline), not a person (accounts' reverse
+    accessor: the domain does not import `accounts`)."""
+    return getattr(user, "service_principal", None) is not None
+
+
 def stands_behind(user: Any, requester: Any) -> bool:
     """`user` is the requester, or a person behind a requester that is a team's service
     principal (a pipeline): a member of its team, or whoever created it or one of its

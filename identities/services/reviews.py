@@ -38,7 +38,7 @@ from identities.models import (
     RoleAssignment,
     Team,
 )
-from identities.selectors import is_team_member
+from identities.selectors import is_service_principal, is_team_member
 from identities.services.requests import decommission_file
 from identities.work import Work, enqueue
 
@@ -230,6 +230,12 @@ def access_review_attest(
     comment = comment.strip()
     if len(comment) > COMMENT_MAX:
         raise DomainError(f"comment: at most {COMMENT_MAX} characters.")
+    if is_service_principal(attester):
+        # An attestation is a person's word that the access is still needed; a pipeline's
+        # credential could otherwise complete the two-person keep of privileged access.
+        raise PermissionDeniedError(
+            f"{attester.get_username()} is a pipeline: access reviews are attested by people."
+        )
     member = is_team_member(attester, item.team_id)
     as_security = roles.is_approver(attester) and not member
     if not member and not as_security:

@@ -141,3 +141,32 @@ def test_a_transfer_goes_from_request_to_consent_to_approval(
         client_for(requester).get(f"/api/v1/identities/{ready_request.identity_id}/").status_code
         == 404
     )
+
+
+def test_a_pipeline_cannot_attest_people_do(
+    client_for: Clients,
+    token_client: Callable[[str], APIClient],
+    approver: Any,
+    requester: Any,
+    ready_request: IdentityRequest,
+) -> None:
+    """Red team: two service tokens of the team completed the two-person keep of privileged
+    access. An attestation is a person's word; a pipeline's credential is refused."""
+    campaign = _open(client_for(approver)).json()
+    minted = client_for(requester).post(
+        "/api/v1/service-tokens/",
+        {"team": "payments", "service_principal": "bot-a", "name": "a", "scopes": ["request"]},
+        format="json",
+    )
+    assert minted.status_code == 201, minted.content
+    bot = token_client(minted.json()["token"])
+    team = client_for(requester)
+    [item] = team.get(f"/api/v1/access-reviews/{campaign['id']}/items/").json()["results"]
+
+    response = bot.post(
+        f"/api/v1/access-reviews/items/{item['id']}/attest/", {"decision": "keep"}, format="json"
+    )
+
+    assert response.status_code == 403, response.content
+    assert "attested by people" in response.content.decode()
+    assert not AuditEvent.objects.filter(action="access_review.attested").exists()
