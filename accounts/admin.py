@@ -20,15 +20,64 @@ from accounts.login_throttle import lockout_for, login_unlock
 from accounts.machines import trust_rule_disable
 from accounts.models import ServicePrincipal, TrustRule
 from identities import roles
+from identities.audit import audit_record
+from identities.audit.actions import AuditAction
 from identities.errors import DomainError
 
 User = get_user_model()
 
 
+# What the admin's user form can change that grants or takes away power: audited.
+_AUDITED_FLAGS = ("is_superuser", "is_staff", "is_active")
+
+
+def _account_state(user: Any) -> dict[str, Any]:
+    """The flags, groups and permissions of a saved user, read from the database."""
+    if user.pk is None:
+        return {"flags": {}, "groups": set(), "permissions": set(), "password": ""}
+    stored = User.objects.get(pk=user.pk)
+    return {
+        "flags": {flag: getattr(stored, flag) for flag in _AUDITED_FLAGS},
+        "groups": set(stored.groups.values_list("name", flat=True)),
+        "permissions": {
+            f"{app}.{codename}"
+            for app, codename in stored.user_permissions.values_list(
+                "content_type__app_label", "codename"
+            )
+        },
+        "password": stored.password,
+    }
+
+
 class PortalUserAdmin(UserAdmin):
+    """Django's user admin, audited: a role group added or removed is a user.role_granted /
+    user.role_revoked row, as through `manage.py` or SSO; any other change of power (created,
+    superuser, staff, active, other groups, permissions, a password set) is one
+    user.account_changed row naming what changed (never the password itself)."""
+
     # The lockout right after the name: the admin list is narrow beside its nav and filters.
     list_display = ("username", "sign_in_lockout", "email", "first_name", "last_name", "is_staff")
     actions = ["lift_sign_in_lockout"]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        # Read before the save; compared after the form's groups and permissions are saved too
+        # (save_related), in the same transaction (the admin wraps the view in one).
+        request._account_before = _account_state(obj)  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        before = getattr(request, "_account_before", None)
+        if before is not None:
+            _audit_account_change(request.user, form.instance, before, created=not change)
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> Any:
+        user = self.get_object(request, id)
+        before = _account_state(user) if user is not None else None
+        response = super().user_change_password(request, id, form_url)
+        if user is not None and before is not None:
+            _audit_account_change(request.user, user, before, created=False)
+        return response
 
     @admin.display(description="Sign-in")
     def sign_in_lockout(self, user: Any) -> str:
@@ -65,6 +114,45 @@ class PortalUserAdmin(UserAdmin):
                 "None of the selected users was locked out; their failure counts were cleared.",
                 level=messages.INFO,
             )
+
+
+def _audit_account_change(actor: Any, user: Any, before: dict[str, Any], *, created: bool) -> None:
+    after = _account_state(user)
+    role_groups = set(roles.ROLE_GROUPS)
+    username = user.get_username()
+    for role in sorted((after["groups"] - before["groups"]) & role_groups):
+        audit_record(
+            actor=actor,
+            action=AuditAction.USER_ROLE_GRANTED,
+            data={"user": username, "user_id": user.pk, "role": role, "via": "admin"},
+        )
+    for role in sorted((before["groups"] - after["groups"]) & role_groups):
+        audit_record(
+            actor=actor,
+            action=AuditAction.USER_ROLE_REVOKED,
+            data={"user": username, "user_id": user.pk, "role": role, "via": "admin"},
+        )
+    changes: dict[str, Any] = {
+        flag: [before["flags"].get(flag), value]
+        for flag, value in after["flags"].items()
+        if before["flags"].get(flag) != value
+    }
+    for key, label in (("groups", "groups"), ("permissions", "permissions")):
+        added = sorted(after[key] - before[key] - (role_groups if key == "groups" else set()))
+        removed = sorted(before[key] - after[key] - (role_groups if key == "groups" else set()))
+        if added:
+            changes[f"{label}_added"] = added
+        if removed:
+            changes[f"{label}_removed"] = removed
+    if not created and before["password"] != after["password"]:
+        changes["password_set"] = True  # that it changed, never the hash
+    if created or changes:
+        audit_record(
+            actor=actor,
+            action=AuditAction.USER_ACCOUNT_CHANGED,
+            data={"user": username, "user_id": user.pk, "created": created, "changes": changes},
+        )
+    roles.forget_roles(user)
 
 
 admin.site.unregister(User)

@@ -104,6 +104,9 @@ class AuditAction(StrEnum):
     USER_SSO_LINKED = "user.sso_linked"
     USER_LOGIN_LOCKED_OUT = "user.login_locked_out"
     USER_LOGIN_UNLOCKED = "user.login_unlocked"
+    # An account changed in the Django admin: created, its flags (superuser, staff, active),
+    # its other groups or permissions, its password set (role groups: user.role_granted/revoked).
+    USER_ACCOUNT_CHANGED = "user.account_changed"
     NOTIFICATION_PREFERENCES_UPDATED = "notification.preferences_updated"
     WEBHOOK_CREATED = "webhook.created"
     WEBHOOK_UPDATED = "webhook.updated"
