@@ -447,9 +447,11 @@ ChangeRoleFormSet = formset_factory(RoleForm, extra=2, max_num=50, validate_max=
 
 
 class DecisionForm(forms.Form):
-    """An approver's comment on approve or reject."""
+    """An approver's comment on approve or reject, and the revision the page showed (an
+    approval of a request changed since is refused)."""
 
     comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    revision = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
 
 APPROVAL_AGES = {

@@ -405,13 +405,21 @@ class IdentityRequestApproveView(ApiView):
         comment = serializers.CharField(
             max_length=4000, required=False, allow_blank=True, default=""
         )
+        revision = serializers.IntegerField(
+            required=False,
+            min_value=1,
+            default=None,
+            help_text="The revision you reviewed (the request's `revision`): if the request was "
+            "sent back and changed since, the approval is refused with 409.",
+        )
 
     @extend_schema(
         tags=[TAG],
         summary="Approve a pending request",
         description="Approvers only, never their own request. The policy is checked again. An "
         "exception needs two different approvers: the first approval leaves it pending. Once "
-        "approved, provisioning starts.",
+        "approved, provisioning starts. Send the `revision` you reviewed: a request sent back "
+        "and changed since is refused (409).",
         request=Input,
         responses={200: IdentityRequestOutput},
         examples=[examples.APPROVE_INPUT, examples.REQUEST_APPROVED],
@@ -425,6 +433,7 @@ class IdentityRequestApproveView(ApiView):
             identity_request=identity_request,
             approver=self.actor(),
             comment=data.validated_data["comment"],
+            revision=data.validated_data["revision"],
         )
         return Response(fresh(request, pk))
 

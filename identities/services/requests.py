@@ -287,13 +287,27 @@ def identity_request_change_create(
 
 @transaction.atomic(durable=True)
 def identity_request_approve(
-    *, identity_request: IdentityRequest, approver: User, comment: str = ""
+    *,
+    identity_request: IdentityRequest,
+    approver: User,
+    comment: str = "",
+    revision: int | None = None,
 ) -> IdentityRequest:
     """Record `approver`'s approval. The approval that completes the count (one, or two distinct
     approvers for an exception) moves the request to `approved`, commits the desired state and,
-    once committed, enqueues provisioning. The policy is re-run first."""
+    once committed, enqueues provisioning. The policy is re-run first.
+
+    `revision`: the one the approver looked at (the web form and the API send it); the approval
+    is refused if the request was sent back and changed since, so nobody approves a version
+    they did not see."""
     # Row lock: concurrent approvals of one request queue here, so the approval count is exact.
     lock_identity_request(identity_request)
+    if revision is not None and revision != identity_request.revision:
+        raise ConflictError(
+            f"Request {identity_request.pk} changed since you looked at it: you saw revision "
+            f"{revision}, it is at revision {identity_request.revision} now. Review it again "
+            "before approving."
+        )
     if approver.pk == identity_request.requester_id:
         raise PermissionDeniedError("Requesters cannot approve their own requests.")
     if stands_behind(approver, identity_request.requester):
@@ -343,6 +357,7 @@ def identity_request_approve(
     owners_pending = sorted({t.name for t in owner_teams} - set(owners_approved))
     decision = {
         "comment": comment,
+        "revision": identity_request.revision,
         "approvers": approvers,
         "approvals_required": identity_request.approvals_required,
         "warnings": [w.as_dict() for w in result.warnings],

@@ -104,3 +104,58 @@ def test_only_the_requester_edits_and_only_once_sent_back(
         client_for(requester).post(url(pending_request, "send-back"), {"comment": "x"}).status_code
         == 403
     )
+
+
+def _sent_back_and_changed(
+    pending_request: IdentityRequest, requester: Any, approver: Any, client_for: Any
+) -> None:
+    client_for(approver).post(url(pending_request, "send-back"), {"comment": "Why?"}, format="json")
+    client_for(requester).patch(
+        url(pending_request),
+        {"roles": [{"role": "Key Vault Secrets Officer", "scope": OTHER_VAULT}]},
+        format="json",
+    )
+    assert client_for(requester).post(url(pending_request, "resubmit")).status_code == 200
+
+
+def test_an_approval_of_the_revision_the_approver_saw_is_refused_once_it_changed(
+    pending_request: IdentityRequest, requester: Any, approver: Any, client_for: Any
+) -> None:
+    """Red team: the approver loaded revision 1; it was sent back, widened and resubmitted;
+    the approve from the stale page approved revision 2. With the revision sent, it is 409."""
+    _sent_back_and_changed(pending_request, requester, approver, client_for)
+
+    stale = client_for(approver).post(
+        url(pending_request, "approve"), {"revision": 1}, format="json"
+    )
+    assert stale.status_code == 409, stale.content
+    assert "revision 2" in stale.content.decode()
+    pending_request.refresh_from_db()
+    assert pending_request.status == "pending"
+
+    current = client_for(approver).post(
+        url(pending_request, "approve"), {"revision": 2}, format="json"
+    )
+    assert current.status_code == 200, current.content
+    approved = AuditEvent.objects.get(
+        identity_request=pending_request, action="identity_request.approved"
+    )
+    assert approved.data["revision"] == 2
+
+
+def test_the_web_decision_form_carries_the_revision_it_showed(
+    pending_request: IdentityRequest, requester: Any, approver: Any, client_for: Any
+) -> None:
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(approver)
+    page = browser.get(f"/requests/{pending_request.pk}/").content.decode()
+    assert 'name="revision" value="1"' in page
+    _sent_back_and_changed(pending_request, requester, approver, client_for)
+
+    browser.post(f"/requests/{pending_request.pk}/approve/", {"revision": "1", "comment": ""})
+
+    pending_request.refresh_from_db()
+    assert pending_request.status == "pending"
+    assert "you saw revision 1" in browser.get(f"/requests/{pending_request.pk}/").content.decode()

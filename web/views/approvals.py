@@ -53,11 +53,16 @@ def approval_queue_page(request: HttpRequest) -> HttpResponse:
 def request_approve(request: HttpRequest, pk: int) -> HttpResponse:
     identity_request = identity_request_get(user=signed_in_user(request), pk=pk)
     form = DecisionForm(request.POST)
-    comment = form.cleaned_data["comment"] if form.is_valid() else ""
+    valid = form.is_valid()
+    comment = form.cleaned_data["comment"] if valid else ""
+    revision = form.cleaned_data["revision"] if valid else None
     return action_outcome(
         request,
         lambda: identity_request_approve(
-            identity_request=identity_request, approver=signed_in_user(request), comment=comment
+            identity_request=identity_request,
+            approver=signed_in_user(request),
+            comment=comment,
+            revision=revision,
         ),
         done=f"Approval of request #{pk} recorded.",
         fallback=reverse("approval_queue"),
