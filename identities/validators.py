@@ -7,6 +7,7 @@ written once. Each `is_*` function answers one question and never raises.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from django.core.exceptions import ValidationError
 
@@ -104,6 +105,10 @@ def tag_key_problem(key: str) -> str | None:
     bad = sorted(set(key) & TAG_KEY_FORBIDDEN)
     if bad:
         return "contains " + " ".join(repr(ch) for ch in bad) + " (not allowed in tag names)"
+    if any(unicodedata.category(ch) == "Cc" for ch in key):
+        # Azure/azure-resource-manager-rpc resource-api-reference.md (tags): "The tag name
+        # cannot include: '<', '>', '%', '&', '\\', '?', '/', and any control characters."
+        return "contains a control character (not allowed in tag names)"
     return None
 
 

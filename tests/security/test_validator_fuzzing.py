@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import string
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -143,7 +144,12 @@ def resource_group_ok(value: str) -> bool:
 
 
 def tag_key_ok(value: str) -> bool:
-    return bool(value.strip()) and len(value) <= 512 and not set(value) & set("<>%&\\?/")
+    return (
+        bool(value.strip())
+        and len(value) <= 512
+        and not set(value) & set("<>%&\\?/")
+        and not any(unicodedata.category(ch) == "Cc" for ch in value)  # control characters
+    )
 
 
 # --- predicates -----------------------------------------------------------------------------------
@@ -245,7 +251,7 @@ def test_resource_group_names(value: str) -> None:
 
 @fuzzes("tag_key_problem")
 @settings(max_examples=EXAMPLES, deadline=None)
-@given(value=st.one_of(near("abcXYZ09-_ .:=<>%&\\?/", 20), at_length_edges("k", 512)))
+@given(value=st.one_of(near("abcXYZ09-_ .:=<>%&\\?/\t\x00\x7f", 20), at_length_edges("k", 512)))
 def test_tag_keys(value: str) -> None:
     problem = no_raise(v.tag_key_problem, value)
     assert (problem is None) is tag_key_ok(value)
