@@ -33,6 +33,7 @@ from azure_emulator.faults import BUCKET_SIZES, GLOBAL_FACTOR, KNOB_PREFIXES
 from azure_emulator.protocol import (
     ArmError,
     HttpError,
+    KubeError,
     OAuthError,
     Request,
     Response,
@@ -119,7 +120,7 @@ class App:
         if not route.faulty:
             return route.handler()
         knobs = ctx.knobs
-        if knobs["latency_ms"]:
+        if knobs["latency_ms"] and route.family != "kube":  # ARM's and Entra's latency
             time.sleep(float(knobs["latency_ms"]) / 1000)
         fault = ctx.dice.roll(knobs, request.method, route.op)
         if fault is not None and knobs["fault_phase"] == "before":
@@ -176,6 +177,12 @@ class App:
         if fault == "timeout":
             time.sleep(float(knobs["fault_timeout_seconds"]))
             return Response(0, drop_connection=True, error_code="FaultTimeout")
+        if route.family == "kube":
+            # An API server's internal error, as a Kubernetes Status (apimachinery's
+            # StatusReasonInternalError, HTTP 500).
+            return KubeError(
+                500, "InternalError", "Internal error injected by the emulator (fault_rate_500)."
+            ).response()
         if route.family == "entra":
             return OAuthError(
                 500, "server_error", 90033, "A transient error has occurred. Please try again."

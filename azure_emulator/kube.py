@@ -45,7 +45,11 @@ def route(ctx: Context, request: Request) -> Route | None:
     if m := _K8S.match(request.path):
         rest = m["rest"] or "/"
         kind, cluster_uuid = _kube_op(request.method, rest), m["uuid"].lower()
-        return Route(kind, "kube", lambda: _kube(ctx, request, cluster_uuid, rest, kind))
+        # Faulty (fault_* knobs: a test's way to make an API server fail or hang), without the
+        # ARM latency (app.py skips it for the kube family).
+        return Route(
+            kind, "kube", lambda: _kube(ctx, request, cluster_uuid, rest, kind), faulty=True
+        )
     return None
 
 

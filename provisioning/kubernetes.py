@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
@@ -143,6 +144,13 @@ class KubernetesGateway:
     def __exit__(self, *_: object) -> None:
         self.close()
 
+    @staticmethod
+    def _timeout() -> tuple[int, int]:
+        """(connect, read) seconds for every call: the client waits forever without one
+        (kubernetes.client's `_request_timeout`), so an API server that takes the connection
+        and never answers would hold the task until its hard time limit."""
+        return settings.AZURE_HTTP_CONNECT_TIMEOUT, settings.AZURE_HTTP_READ_TIMEOUT
+
     def request_token(
         self, *, namespace: str, service_account: str, expiration_seconds: int = 3600
     ) -> ServiceAccountToken:
@@ -155,7 +163,7 @@ class KubernetesGateway:
         )
         with _k8s(f"request a token for {namespace}/{service_account}"):
             response = self.core.create_namespaced_service_account_token(
-                service_account, namespace, body
+                service_account, namespace, body, _request_timeout=self._timeout()
             )
         status = response.status
         if status is None or not status.token:
@@ -165,7 +173,9 @@ class KubernetesGateway:
     def get_service_account(self, *, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             with _k8s(f"read ServiceAccount {namespace}/{name}"):
-                model = self.core.read_namespaced_service_account(name, namespace)
+                model = self.core.read_namespaced_service_account(
+                    name, namespace, _request_timeout=self._timeout()
+                )
         except PermanentError as exc:
             if exc.status == 404:
                 return None
@@ -183,6 +193,7 @@ class KubernetesGateway:
                 field_manager=FIELD_MANAGER,
                 force=True,
                 _content_type="application/apply-patch+yaml",
+                _request_timeout=self._timeout(),
             )
         return dict(self.api_client.sanitize_for_serialization(model))
 
@@ -192,5 +203,7 @@ class KubernetesGateway:
             # 37.x returns str(dict) for this call, which is not JSON: read the raw body.
             response: Any = k8s.WellKnownApi(
                 self.api_client
-            ).get_service_account_issuer_open_id_configuration(_preload_content=False)
+            ).get_service_account_issuer_open_id_configuration(
+                _preload_content=False, _request_timeout=self._timeout()
+            )
         return dict(json.loads(response.data))

@@ -23,7 +23,7 @@ from identities.handover_spec import handover_spec_for
 from identities.manifests import render_service_account
 from identities.models import ChildStatus, FederatedCredential, IdentityRequest
 from provisioning.azure import AzureGateway, FicState, get_gateway
-from provisioning.errors import GatewayError
+from provisioning.errors import GatewayError, TransientError
 from provisioning.federation import (
     NOT_FOUND_REFUSALS,
     TOKEN_ENDPOINT_BUSY,
@@ -110,6 +110,15 @@ def run_check(identity_request: IdentityRequest, fic: FederatedCredential) -> Ch
                 f"cluster {cluster.name}: apply the ServiceAccount manifest first (or let the "
                 "portal apply it for this cluster), then verify again.",
                 error_code="ServiceAccountNotFound",
+            )
+        if isinstance(error, TransientError):
+            # The cluster did not answer (in time): nothing was learned about the federation.
+            return Check(
+                VerificationOutcome.INCONCLUSIVE,
+                f"Could not get a ServiceAccount token from cluster {cluster.name} "
+                f"({error.describe()}). The exchange did not happen, so this says nothing about "
+                "the federation itself: verify again later.",
+                error_code="ClusterUnreachable",
             )
         return Check(
             VerificationOutcome.FAILED,

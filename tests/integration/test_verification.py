@@ -242,3 +242,23 @@ def test_entra_failing_the_exchange_is_inconclusive_not_a_failed_federation(
     assert verification.error_code == "TokenEndpointBusy"
     assert "AADSTS90033" in verification.summary
     assert verification.mismatches == []
+
+
+def test_a_cluster_that_never_answers_the_token_request_is_inconclusive_within_the_timeout(
+    sandbox: Sandbox, ready_request: IdentityRequest, settings: Any
+) -> None:
+    """The kubernetes client waits forever unless told: an API server that takes the connection
+    and never answers would hold the worker until Celery's hard limit. Bounded by the read
+    timeout, and inconclusive: nothing was learned about the federation."""
+    settings.AZURE_HTTP_READ_TIMEOUT = 1
+    sandbox.emulator.config(
+        fault_rate_timeout=1.0, fault_ops=["k8s.token"], fault_timeout_seconds=60
+    )
+    started = time.monotonic()
+
+    verification = identity_request_verify(identity_request_id=ready_request.pk)
+
+    assert time.monotonic() - started < 30
+    assert verification is not None
+    assert verification.outcome == VerificationOutcome.INCONCLUSIVE
+    assert verification.error_code == "ClusterUnreachable"
