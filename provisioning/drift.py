@@ -121,6 +121,21 @@ def find_drift(identity: Identity, gateway: AzureGateway) -> list[dict[str, Any]
     for key, assignment in actual.items():
         if key not in expected:
             role = role_names.get(assignment.role_definition_guid, assignment.role_definition_guid)
+            if not assignment.scope.lower().startswith("/subscriptions/"):
+                # `principalId eq` lists assignments "at, above or below" the scope (the
+                # 2022-04-01 spec's RoleAssignmentFilter): a management group's or the tenant
+                # root's is found too. Drift all the same, but not the portal's to remove.
+                findings.append(
+                    {
+                        "kind": "role_assignment_extra_above",
+                        "detail": f"{role} on {assignment.scope} was granted outside the portal, "
+                        "above any subscription: the portal does not remove assignments there; "
+                        "an administrator of that scope must",
+                        "scope": assignment.scope,
+                        "name": assignment.name,
+                    }
+                )
+                continue
             findings.append(
                 {
                     "kind": "role_assignment_extra",

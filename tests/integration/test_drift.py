@@ -96,3 +96,30 @@ def test_a_deleted_identity_is_recreated_with_its_credential_and_roles(
         if a["principal_id"] == ready_identity.principal_id
     ]
     assert len(live) == 1
+
+
+def test_an_assignment_above_the_subscription_is_reported_and_repair_leaves_it(
+    sandbox: Sandbox, ready_identity: Identity
+) -> None:
+    """`principalId eq` also lists assignments above the subscription (the tenant root, a
+    management group). Drift, reported as such; repair finishes without trying to remove it
+    (the portal never writes outside a subscription) and the finding stays."""
+    clients = build_azure_clients(sandbox.emulator, SUBSCRIPTION)
+    clients.authorization.role_assignments.create(
+        "/",
+        str(uuid.uuid4()),
+        RoleAssignmentCreateParameters(
+            role_definition_id=f"/providers/Microsoft.Authorization/roleDefinitions/{READER}",
+            principal_id=ready_identity.principal_id,
+            principal_type="ServicePrincipal",
+        ),
+    )
+
+    [finding] = identity_check_drift(identity=ready_identity)
+
+    assert finding["kind"] == "role_assignment_extra_above"
+    assert "above any subscription" in finding["detail"]
+    assert identity_repair(identity=ready_identity) == [finding]
+    assert not AuditEvent.objects.filter(action="azure.role_assignment.deleted_extra").exists()
+    ready_identity.refresh_from_db()
+    assert ready_identity.drift_state == DriftState.DRIFTED
