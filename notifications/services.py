@@ -5,8 +5,10 @@ SKIP LOCKED) while the message is handed to the mail server: two workers never s
 worker killed mid-send rolls back and leaves the row pending for the next, and a row is marked
 delivered only by the transaction that sent it. A failure (the mail server is down, refuses the
 recipient) is recorded on that row alone, which is retried later with exponential backoff; the
-others go on. SMTP has no two-phase commit: a crash after the server's final "250" and before
-the commit would send once more, which is why the Message-ID is fixed by the row (its opaque
+others go on. So is anything else a row raises (a bug, an endpoint URL stored before it was
+validated): it is undone to a savepoint in the row's transaction and recorded as that row's failed
+attempt. SMTP has no two-phase commit: a crash after the server's final "250" and before the
+commit would send once more, which is why the Message-ID is fixed by the row (its opaque
 `message_id`).
 """
 
@@ -21,6 +23,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
@@ -42,7 +45,8 @@ logger = logging.getLogger(__name__)
 
 ERROR_MAX = 2000
 # What a failed send raises: the server is down or slow (OSError: refused, reset, timeout) or
-# answered with an SMTP error. Anything else is a bug and propagates.
+# answered with an SMTP error. Anything else is a bug: a failed attempt too, logged with its
+# traceback for the operators (`_unexpected`), the others go on.
 SEND_ERRORS = (smtplib.SMTPException, OSError, socket.timeout)
 
 
@@ -108,7 +112,8 @@ class MailSession:
 def notification_deliver(*, key: str, mail: MailSession | None = None) -> str:
     """Send one outbox row if it is pending and due, and record the outcome. Returns what
     happened: "delivered", "retry", "failed", or "skipped" (not due, already delivered, or
-    another worker holds it)."""
+    another worker holds it). Whatever the row raises is its failed attempt, never the batch's
+    end (only the task's soft time limit ends it: the rest wait for the sweep)."""
     with transaction.atomic():
         notification = (
             _due()
@@ -120,23 +125,49 @@ def notification_deliver(*, key: str, mail: MailSession | None = None) -> str:
         )
         if notification is None:
             return "skipped"
-        if notification.channel == NotificationChannel.WEBHOOK:
-            return _deliver_webhook(notification)
+        webhook = notification.channel == NotificationChannel.WEBHOOK
         try:
-            if mail is not None:
-                mail.send(notification)
-            else:
-                with MailSession() as session:
-                    session.send(notification)
-        except SEND_ERRORS as error:
-            return _record_failure([notification], error)
-        Notification.objects.filter(pk=notification.pk).update(
-            status=DeliveryStatus.DELIVERED,
-            delivered_at=timezone.now(),
-            attempts=notification.attempts + 1,
-            last_error="",
-        )
-        return "delivered"
+            # A savepoint: what a failed attempt half wrote is undone, the row's lock is kept
+            # and its failure recorded below (a database error inside is undone with it).
+            with transaction.atomic():
+                if webhook:
+                    return _deliver_webhook(notification)
+                return _deliver_email(notification, mail)
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception as error:
+            return _record_failure(
+                [notification], _unexpected(notification, error), webhook=webhook
+            )
+
+
+def _deliver_email(notification: Notification, mail: MailSession | None) -> str:
+    try:
+        if mail is not None:
+            mail.send(notification)
+        else:
+            with MailSession() as session:
+                session.send(notification)
+    except SEND_ERRORS as error:
+        return _record_failure([notification], error)
+    Notification.objects.filter(pk=notification.pk).update(
+        status=DeliveryStatus.DELIVERED,
+        delivered_at=timezone.now(),
+        attempts=notification.attempts + 1,
+        last_error="",
+    )
+    return "delivered"
+
+
+def _unexpected(notification: Notification, error: Exception) -> str:
+    """Log an unexpected exception of a delivery for the operators (with its traceback) and
+    say in a line what the row's owners see: its type, not its message (which may carry
+    anything, a secret included)."""
+    logger.exception("notification %s: delivery raised", notification.pk)
+    return (
+        f"The delivery failed on the portal's side ({type(error).__name__}); "
+        "the operators' log has the details."
+    )
 
 
 def _deliver_webhook(notification: Notification) -> str:
@@ -144,7 +175,13 @@ def _deliver_webhook(notification: Notification) -> str:
     giving it up disables the endpoint and tells its team."""
     endpoint = notification.endpoint
     assert endpoint is not None  # noqa: S101 - a webhook row names its endpoint
-    result = webhooks.deliver(notification)
+    try:
+        result = webhooks.deliver(notification)
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception as error:
+        # Logged on the endpoint like any failed attempt, so its team sees why.
+        result = webhooks.WebhookResult(None, 0, _unexpected(notification, error))
     WebhookDelivery.objects.create(
         endpoint=endpoint,
         notification=notification,

@@ -16,13 +16,15 @@ WEBHOOK_ALLOWED_CIDRS; the connection goes to the vetted address itself (Host he
 carry the name, the certificate is checked against it, trusted by the system's store or
 WEBHOOK_CA_BUNDLE), and the connected socket's peer address is checked again. Redirects are not
 followed (a 3xx is a failed delivery); the response is read up to WEBHOOK_MAX_RESPONSE_BYTES
-within the time limit.
+within the time limit. A refused address is named to the operators' log only: the team's
+delivery log says which rule refused it ("a loopback address"), never what the name resolved to.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +43,8 @@ from identities.outbound import IPAddress
 from notifications import chat
 
 USER_AGENT = "workload-identity-portal-webhooks"
+
+logger = logging.getLogger(__name__)
 
 
 # The guard itself is shared with accounts.oidc (identities.outbound); refusals keep their name.
@@ -77,7 +81,10 @@ def resolve(url: str) -> tuple[str, int, IPAddress]:
     host = parts.hostname or ""
     if not host:
         raise WebhookRefusedError("The URL names no host.")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:  # past 65535, or not a number: a URL stored before validation
+        raise WebhookRefusedError(f"The URL's port is invalid: {exc}.") from exc
     return host, port, outbound.resolve(host, port, _allow_list())
 
 
@@ -128,6 +135,21 @@ def signed_headers(
     }
 
 
+def refusal_shown(refused: WebhookRefusedError) -> str:
+    """What the team's delivery log says of a refusal: the rule, never the address the name
+    resolved to (what an internal name points at is the operators' to know, logged here)."""
+    if not refused.reason:
+        return f"Refused: {refused}"  # the scheme, no host, a name that does not resolve
+    logger.warning(
+        "webhook refused: %s resolves to %s, a %s address",
+        refused.host,
+        refused.address,
+        refused.reason,
+    )
+    article = "an" if refused.reason[0] in "aeiou" else "a"
+    return f"Refused: the host resolves to {article} {refused.reason} address."
+
+
 def post(url: str, *, body: str, headers: dict[str, str]) -> WebhookResult:
     """POST once through the guard; the outcome, never an exception."""
     started = time.monotonic()
@@ -153,9 +175,13 @@ def post(url: str, *, body: str, headers: dict[str, str]) -> WebhookResult:
         if cut == "too_slow":
             return result(response.status, "The receiver took too long to answer.")
     except WebhookRefusedError as exc:
-        return result(None, f"Refused: {exc}")
+        return result(None, refusal_shown(exc))
     except (OSError, http.client.HTTPException) as exc:
         return result(None, f"{type(exc).__name__}: {exc}")
+    except ValueError as exc:
+        # The URL cannot be parsed or looked up (a port past 65535, "[zz]" as the host, an empty
+        # DNS label): an endpoint stored before validate_webhook_url checked these.
+        return result(None, f"The URL cannot be used: {exc}.")
     if 300 <= response.status < 400:
         where = response.getheader("location", "")
         return result(response.status, f"Redirect to {where!r} not followed.")

@@ -9,7 +9,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from django.conf import settings
 from django.db import transaction
@@ -58,17 +58,30 @@ def _secret_fingerprint(secret: str) -> str:
     return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:12]
 
 
+INVALID_HOST = "must name a valid host: a DNS name (labels of 1 to 63 characters) or an IP address."
+
+
 def validate_webhook_url(url: str) -> str:
-    """https (http only with DEBUG or WEBHOOK_ALLOW_HTTP), a host, no credentials or fragment.
-    Where the name points is judged at every delivery (the SSRF guard), since DNS changes."""
+    """https (http only with DEBUG or WEBHOOK_ALLOW_HTTP), a host that can be looked up, a port
+    from 1 to 65535 (or none), no credentials or fragment. Where the name points is judged at
+    every delivery (the SSRF guard), since DNS changes."""
     url = url.strip()
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        # An unbalanced [ or a bracketed host that is no IP address ("https://[zz]/").
+        violation = Violation("url", "invalid_host", INVALID_HOST)
+        raise PolicyViolationError(PolicyResult(violations=[violation])) from None
     allowed = {"https"} | ({"http"} if settings.DEBUG or settings.WEBHOOK_ALLOW_HTTP else set())
     problems: list[tuple[str, str]] = []
     if parts.scheme not in allowed:
         problems.append(("https_required", f"must start with {' or '.join(sorted(allowed))}://."))
     if not parts.hostname:
         problems.append(("host_required", "must name a host."))
+    elif not _host_is_usable(parts.hostname):
+        problems.append(("invalid_host", INVALID_HOST))
+    if not _port_is_usable(parts):
+        problems.append(("invalid_port", "must have a port from 1 to 65535, or none."))
     if parts.username or parts.password:
         problems.append(("no_credentials", "must not carry a user name or password."))
     if parts.fragment:
@@ -77,6 +90,28 @@ def validate_webhook_url(url: str) -> str:
         problems.append(("too_long", "must be at most 2000 characters."))
     _refuse([Violation("url", rule, message) for rule, message in problems])
     return url
+
+
+def _host_is_usable(host: str) -> bool:
+    """The name can be looked up: getaddrinfo encodes it with IDNA first (an empty or too long
+    label raises there, at every delivery, rather than failing to resolve)."""
+    if any(character.isspace() or not character.isprintable() for character in host):
+        return False
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True
+
+
+def _port_is_usable(parts: SplitResult) -> bool:
+    """No port, or one from 1 to 65535 (`.port` raises past 65535 or for a non-number; port 0
+    would be read as "none" at delivery and go to the default port)."""
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    return port is None or port > 0
 
 
 def _refuse(violations: list[Violation]) -> None:

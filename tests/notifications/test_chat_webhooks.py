@@ -220,7 +220,7 @@ def test_chat_formats_share_the_guard_retries_and_log(
     row = webhook_rows().get(status=DeliveryStatus.PENDING)
     assert tasks.services.notification_deliver(key=row.key) == "retry"
     row.refresh_from_db()
-    assert "loopback address: refused" in row.last_error
+    assert row.last_error == "Refused: the host resolves to a loopback address."
 
 
 def test_format_is_validated_and_audited(requester: Any, team: Any) -> None:

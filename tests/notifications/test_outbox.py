@@ -286,6 +286,33 @@ def test_a_failing_row_does_not_hold_the_others_back(
     assert tasks.sweep() == {}
 
 
+def test_a_row_that_raises_something_unexpected_is_its_own_failed_attempt(
+    smtp_server: SmtpServer,
+    file_request: FileRequest,
+    approver: Any,
+    second_approver: Any,
+    settings: Any,
+) -> None:
+    """Not a mail server's refusal but the message itself cannot be built (an address with a
+    line break, as a directory could hand over): that row's attempt fails, the next is sent."""
+    settings.NOTIFICATION_BACKOFF_SECONDS = 60
+    type(approver).objects.filter(pk=approver.pk).update(email="sam@example.test\nBcc: x@y.z")
+    file_request()
+    sam, sara = (
+        Notification.objects.get(channel="email", recipient=user)
+        for user in (approver, second_approver)
+    )
+
+    assert tasks.deliver([sam.key, sara.key]) == {"retry": 1, "delivered": 1}
+    assert [m["To"] for m in smtp_server.messages] == ["sara@example.test"]
+    sam.refresh_from_db()
+    assert (sam.status, sam.attempts) == (DeliveryStatus.PENDING, 1)
+    assert sam.last_error == (
+        "The delivery failed on the portal's side (ValueError); the operators' log has the details."
+    )
+    assert sam.next_attempt_at > sam.created_at
+
+
 def test_a_row_is_given_up_after_the_last_attempt(
     smtp_server: SmtpServer, file_request: FileRequest, approver: Any, settings: Any
 ) -> None:

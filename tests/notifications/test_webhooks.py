@@ -179,7 +179,56 @@ def test_a_refused_destination_is_logged_and_never_contacted(
     assert http_receiver.requests == []
     (log,) = WebhookDelivery.objects.filter(endpoint=endpoint)
     assert log.status_code is None
-    assert "127.0.0.1, a loopback address: refused" in log.error
+    assert log.error == "Refused: the host resolves to a loopback address."
+
+
+def test_the_team_is_told_the_rule_that_refused_a_host_and_only_operators_its_address(
+    settings: Any,
+    http_receiver: Receiver,
+    requester: Any,
+    team: Any,
+    approver: Any,
+    file_request: FileRequest,
+    client: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A name (not an address) in the URL: what it resolves to inside the network is no
+    business of the team's, on any page they see; the operators' log has it."""
+    settings.WEBHOOK_ALLOWED_HOSTS = []
+    settings.WEBHOOK_ALLOWED_CIDRS = []
+    settings.WEBHOOK_ALLOW_HTTP = True
+    settings.WEBHOOK_MAX_ATTEMPTS = 1  # given up at once: the reason reaches the endpoint too
+    port = http_receiver.server.server_address[1]
+    endpoint, _ = webhook_endpoint_create(
+        actor=requester,
+        team=team,
+        url=f"http://localhost:{port}/hooks/portal",
+        events=["request_rejected"],
+    )
+    identity_request_reject(identity_request=file_request(), approver=approver, comment="No.")
+
+    with caplog.at_level("WARNING", logger="notifications.webhooks"):
+        assert sweep_webhooks() == {"failed": 1}
+
+    assert http_receiver.requests == []
+    shown = "Refused: the host resolves to a loopback address."
+    (log,) = WebhookDelivery.objects.filter(endpoint=endpoint)
+    assert log.error == shown
+    assert webhook_rows().get(endpoint=endpoint).last_error == shown
+    endpoint.refresh_from_db()
+    assert endpoint.disabled_reason.endswith(shown)
+    told = Notification.objects.filter(event="webhook_disabled")
+    assert told.exists() and all(shown in row.data["reason"] for row in told)
+    client.force_login(requester)
+    page = client.get(f"/webhooks/{endpoint.pk}/").content.decode()
+    assert "loopback address" in page
+    seen = [page, *told.values_list("data", flat=True), endpoint.disabled_reason]
+    for address in ("127.0.0.1", "::1"):
+        assert not any(address in str(text) for text in seen), address
+    (warning,) = [r for r in caplog.records if r.name == "notifications.webhooks"]
+    assert warning.levelname == "WARNING"
+    assert "localhost resolves to" in warning.getMessage()
+    assert "127.0.0.1" in warning.getMessage() or "::1" in warning.getMessage()
 
 
 def test_a_redirect_is_not_followed(
