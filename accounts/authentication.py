@@ -14,6 +14,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
+from accounts.login_throttle import client_address
 from accounts.models import ApiToken
 from accounts.oidc import OidcGrant, OidcTokenRefusedError, looks_like_jwt, oidc_authenticate
 from accounts.tokens import TokenInvalidError, api_token_authenticate
@@ -41,7 +42,9 @@ class OidcTokenAuthentication(BaseAuthentication):
         if not credentials or not looks_like_jwt(credentials):
             return None
         try:
-            grant = oidc_authenticate(credentials)
+            # The address bounds how many of its refusals reach the audit trail: DRF
+            # authenticates before it throttles, so a refused token meets no throttle.
+            grant = oidc_authenticate(credentials, client_address=client_address(request))
         except OidcTokenRefusedError as exc:
             raise exceptions.AuthenticationFailed(exc.reason) from exc
         return grant.principal.user, grant

@@ -36,6 +36,10 @@ PRINCIPAL_PREFIX = "svc:"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 FIELD_MAX = 300
 CLAIMS_MAX = 10
+# In a subject pattern's literal start: an owner (at least one character that is not ':' or
+# '/') and the '/' after it. `repo:contoso/`, `project_path:group/` and `sc://org/` pass;
+# `repo:`, `r`, `repo:/` and `sc://` (whose slashes name nobody) do not.
+_OWNER_PINNED = re.compile(r"[^:/]/")
 
 
 # --- Who may ------------------------------------------------------------------------------------
@@ -211,13 +215,26 @@ def _rule_problems(
         problems.append(
             Violation("subject_pattern", "both", "Give an exact subject or a pattern, not both.")
         )
-    if subject_pattern and ("*" not in subject_pattern or subject_pattern.startswith("*")):
+    elif subject_pattern and "*" not in subject_pattern:
         problems.append(
             Violation(
                 "subject_pattern",
-                "too_broad" if subject_pattern.startswith("*") else "no_wildcard",
+                "no_wildcard",
                 "A pattern has a literal start and at least one '*', e.g. "
                 "repo:contoso/payments:*; use `subject` for an exact match.",
+            )
+        )
+    elif subject_pattern and not _OWNER_PINNED.search(subject_pattern.split("*", 1)[0]):
+        # `repo:*` or `r*` on GitHub's issuer matches every repository on GitHub: the literal
+        # start must name an owner (the text before a `/`), as every CI system's subject does.
+        problems.append(
+            Violation(
+                "subject_pattern",
+                "too_broad",
+                "A pattern has a literal start that names an owner before the first '*' (an "
+                "organisation, group or project followed by '/'), e.g. repo:contoso/payments:* "
+                "(GitHub), project_path:contoso/payments:* (GitLab) or "
+                "sc://contoso/payments/* (Azure DevOps); use `subject` for an exact match.",
             )
         )
     if not isinstance(claims, dict) or not all(

@@ -26,8 +26,12 @@ per job). The token is accepted when
   instead, so the same bytes cannot be replayed either (pipelines ask their CI for a fresh
   token per call, which GitHub, Azure DevOps and GitLab all allow).
 
-Every refusal is a 401 and an `oidc_token.refused` audit row naming the reason and the claims
-the token asserted (unverified, for the investigation; never the token itself).
+Every refusal is a 401. The first OIDC_REFUSAL_AUDIT_LIMIT refusals per client address in
+each OIDC_REFUSAL_AUDIT_WINDOW_SECONDS are also an `oidc_token.refused` audit row naming the
+reason, the address and the claims the token asserted (unverified, for the investigation; never
+the token itself); past that they are logged and counted only
+(`portal_oidc_tokens_refused_total`), so that nobody without an account can grow the audit
+trail, or hold its append lock, at will.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -49,6 +53,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
+from prometheus_client import Counter
 
 from accounts.models import ServicePrincipal, TrustRule
 from accounts.tokens import SERVICE_SCOPES, TOKEN_PREFIX
@@ -71,6 +76,18 @@ _CLAIM_RECORD_MAX = 300
 _LOOPBACK_NAMES = frozenset({"localhost"})
 # The last_used_at bookkeeping of a rule is written at most this often.
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
+# Refusals audited per client address and window, when the settings do not say
+# (OIDC_REFUSAL_AUDIT_LIMIT, OIDC_REFUSAL_AUDIT_WINDOW_SECONDS).
+REFUSAL_AUDIT_LIMIT = 5
+REFUSAL_AUDIT_WINDOW_SECONDS = 60
+
+# Every label value is one of the refusal codes above (a closed set written in this module).
+TOKENS_REFUSED = Counter(
+    "portal_oidc_tokens_refused",
+    "OIDC bearer tokens refused, by reason, and whether the refusal was audited (false: its "
+    "client address had used up OIDC_REFUSAL_AUDIT_LIMIT for the window).",
+    ["reason", "audited"],
+)
 
 
 class OidcTokenRefusedError(Exception):
@@ -104,7 +121,12 @@ def issuer_url_problem(url: str) -> str | None:
     a loopback host, and only when OIDC_ALLOW_HTTP_LOOPBACK is on (tests, DEBUG)."""
     if url != url.strip() or any(ch.isspace() for ch in url):
         return "must not contain whitespace"
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # parsed here for its ValueError (out of range, not a number)
+    except ValueError:
+        # A bracketed host that is no IP address (https://[zz]/), a port out of range, ...
+        return "is not a valid URL"
     if not parts.hostname:
         return "must be an absolute https:// URL"
     if parts.query or parts.fragment:
@@ -149,13 +171,14 @@ def rule_matches(rule: TrustRule, claims: dict[str, Any]) -> bool:
     return all(claims.get(name) == value for name, value in rule.claims.items())
 
 
-def oidc_authenticate(raw: str) -> OidcGrant:
-    """The grant an OIDC token `raw` earns, or OidcTokenRefusedError (audited) saying why."""
+def oidc_authenticate(raw: str, *, client_address: str = "") -> OidcGrant:
+    """The grant an OIDC token `raw` earns, or OidcTokenRefusedError saying why (audited, up
+    to OIDC_REFUSAL_AUDIT_LIMIT refusals per `client_address` and window)."""
     asserted: dict[str, Any] = {}
     try:
         return _validate(raw, asserted)
     except OidcTokenRefusedError as exc:
-        _record_refusal(exc, asserted)
+        _record_refusal(exc, asserted, client_address)
         raise
 
 
@@ -395,8 +418,11 @@ def issuer_address_problem(url: str) -> str | None:
     except outbound.UnresolvableError:
         return None
     except outbound.DestinationRefusedError as exc:
+        # The author is told the kind of address only: which address a name resolves to inside
+        # the portal's network is not theirs to map (as at fetch time). The log says it.
+        logger.warning("OIDC issuer %r refused by the SSRF guard: %s", url, exc)
         return (
-            f"resolves to {exc.address}, a {exc.reason} address; keys are fetched from public "
+            f"resolves to a {exc.reason or 'refused'} address; keys are fetched from public "
             "addresses only"
         )
     except ValueError:
@@ -416,7 +442,12 @@ def _fetch_json(url: str, what: str) -> dict[str, Any]:
         location, body = _get(url, what, deadline)
         if location is None:
             break
-        url = urljoin(url, location)
+        try:
+            url = urljoin(url, location)
+        except ValueError as exc:  # a Location such as https://[zz]/
+            raise OidcTokenRefusedError(
+                "issuer_unusable", f"The issuer's {what} redirects to an invalid URL."
+            ) from exc
     else:
         raise OidcTokenRefusedError(
             "issuer_unusable", f"The issuer's {what} redirects more than {_MAX_REDIRECTS} times."
@@ -492,17 +523,68 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _record_refusal(exc: OidcTokenRefusedError, asserted: dict[str, Any]) -> None:
-    """One audit row per refused token: the reason and what the token claimed (unverified)."""
+def _record_refusal(exc: OidcTokenRefusedError, asserted: dict[str, Any], address: str) -> None:
+    """An audit row per refused token (the reason, the address and what the token claimed,
+    unverified) for the first OIDC_REFUSAL_AUDIT_LIMIT refusals of `address` in the window;
+    past that a log line and the counter only."""
+    limit = getattr(settings, "OIDC_REFUSAL_AUDIT_LIMIT", REFUSAL_AUDIT_LIMIT)
+    window = getattr(settings, "OIDC_REFUSAL_AUDIT_WINDOW_SECONDS", REFUSAL_AUDIT_WINDOW_SECONDS)
+    refusals, window_ends = _count_refusal(address, window)
+    audited = refusals <= limit
+    TOKENS_REFUSED.labels(reason=exc.code, audited=str(audited).lower()).inc()
+    if not audited:
+        # Not the token, nor its claims: only what the portal decided.
+        logger.warning(
+            "OIDC token refused (%s) from %s, not audited: %d refusals from this address "
+            "since the window began, OIDC_REFUSAL_AUDIT_LIMIT is %d",
+            exc.code,
+            address or "(unknown address)",
+            refusals,
+            limit,
+        )
+        return
     # Capped: the claims are the caller's, and the trail must not be a place to dump data.
     claimed = {
         name: None if value is None else str(value)[:_CLAIM_RECORD_MAX]
         for name, value in asserted.items()
     }
+    data: dict[str, Any] = {
+        "reason": exc.code,
+        "message": exc.reason,
+        "address": address or None,
+        "claimed": claimed,
+    }
+    if refusals == limit:
+        # The trail says where it stops recording this address's refusals, and until when.
+        data["not_audited_until"] = window_ends
     with transaction.atomic():
         audit_record(
-            actor=None,
-            actor_label=REFUSED_LABEL,
-            action=AuditAction.OIDC_TOKEN_REFUSED,
-            data={"reason": exc.code, "message": exc.reason, "claimed": claimed},
+            actor=None, actor_label=REFUSED_LABEL, action=AuditAction.OIDC_TOKEN_REFUSED, data=data
         )
+
+
+def _count_refusal(address: str, window: int) -> tuple[int, datetime]:
+    """Count one refusal for `address` in the current window: (refusals of the address in it,
+    this one included; when the window ends). The default cache, as the sign-in throttle's
+    counters: Redis with CACHE_URL, shared by every web process, else the machine's folder."""
+    now = time.time()
+    start = int(now) // window * window
+    window_ends = datetime.fromtimestamp(start + window, tz=UTC)
+    # The window is named in the key, so it ends on time whatever the backend does to the
+    # key's expiry (the file cache's incr writes the key again with the cache's default
+    # timeout, 300 s: a longer window may start over after that long without a refusal).
+    key = f"oidc:refused:{_sha256(address)}:{start}"
+    try:
+        cache.add(key, 0, timeout=window)
+        try:
+            refusals = int(cache.incr(key))
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, timeout=window)
+            refusals = 1
+    except Exception:  # the cache is down: audit as before rather than lose the refusal
+        logger.exception("OIDC refusal count: the cache is unreachable; auditing this refusal")
+        return 1, window_ends
+    # On the file cache add and incr are a read then a write: concurrent refusals of one address
+    # may count once between them, so a burst may get a few more rows than the limit (at most
+    # about as many as run at once); Redis's INCR is exact.
+    return refusals, window_ends

@@ -95,7 +95,7 @@ def test_the_api_names_the_issuer_field_and_the_rule(requester: Any, client_for:
     assert response.status_code == 400, response.content
     errors = {error["field"]: error for error in response.json()["errors"]}
     assert errors["issuer"]["rule"] == "forbidden_address"
-    assert "169.254.169.254, a link-local address" in errors["issuer"]["message"]
+    assert "a link-local address" in errors["issuer"]["message"]
 
 
 def test_an_allow_listed_host_is_accepted_and_a_name_that_does_not_resolve_is_left_to_fetch(
