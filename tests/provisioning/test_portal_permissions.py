@@ -46,3 +46,18 @@ def test_the_portal_may_read_the_allowed_subscriptions_for_resource_graph(
         if c[c.index("--role") + 1] == "acdd72a7-3385-48ef-bd42-f606fba81ae7"
     }
     assert readers == {f"/subscriptions/{s.lower()}" for s in cluster.allowed_scope_subscriptions}
+
+
+def test_placeholders_stay_for_the_shell_to_fill_in(
+    catalog: dict[str, CatalogRole], cluster: Cluster
+) -> None:
+    """Without --principal-id (and with no allowed subscription) the commands name
+    $PORTAL_PRINCIPAL_ID and $SUBSCRIPTION_ID in double quotes: pasted into a shell they expand
+    (single quotes handed az the literal text)."""
+    Cluster.objects.filter(pk=cluster.pk).update(allowed_scope_subscriptions=[])
+    out = StringIO()
+    call_command("portal_permissions", stdout=out)
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("az")]
+    assert lines and all('--assignee-object-id "$PORTAL_PRINCIPAL_ID"' in line for line in lines)
+    assert any('--scope "/subscriptions/$SUBSCRIPTION_ID"' in line for line in lines)
+    assert "'$" not in out.getvalue()

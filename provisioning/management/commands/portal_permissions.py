@@ -6,6 +6,7 @@ exactly the catalog's non-privileged roles and nothing else.
 
 from __future__ import annotations
 
+import re
 import shlex
 from typing import Any
 
@@ -32,6 +33,18 @@ def assignable_condition(guids: list[str]) -> str:
     )
 
 
+# A placeholder the reader's shell fills in ($PORTAL_PRINCIPAL_ID, $SUBSCRIPTION_ID): quoted so
+# that it still expands (shlex.quote's single quotes would hand az the literal text).
+_PLACEHOLDER = re.compile(r"[A-Za-z0-9/_.-]*\$[A-Z][A-Z0-9_]*[A-Za-z0-9/_.-]*")
+
+
+def _command(arguments: list[str]) -> str:
+    return " ".join(
+        f'"{argument}"' if _PLACEHOLDER.fullmatch(argument) else shlex.quote(argument)
+        for argument in arguments
+    )
+
+
 class Command(BaseCommand):
     help = "Print least-privilege az CLI commands for the portal's own identity."
 
@@ -49,6 +62,12 @@ class Command(BaseCommand):
         base += ["--assignee-principal-type", "ServicePrincipal"]
         lines = ["# Least-privilege role assignments for the Workload Identity Portal"]
         clusters = list(Cluster.objects.filter(emulated=False))
+        emulated = sorted(Cluster.objects.filter(emulated=True).values_list("name", flat=True))
+        if emulated:
+            lines.append(
+                f"# skipped: {', '.join(emulated)} (emulated, not in Azure); register the real "
+                "AKS clusters to get their Managed Identity Contributor and AKS Cluster User lines"
+            )
         for rg_scope in sorted(
             {
                 f"/subscriptions/{c.subscription_id}/resourceGroups/{c.resource_group}"
@@ -57,7 +76,7 @@ class Command(BaseCommand):
         ):
             lines.append(f"# create/delete identities and their FICs in {rg_scope}")
             lines.append(
-                shlex.join([*base, "--role", MANAGED_IDENTITY_CONTRIBUTOR, "--scope", rg_scope])
+                _command([*base, "--role", MANAGED_IDENTITY_CONTRIBUTOR, "--scope", rg_scope])
             )
         for cluster in clusters:
             scope = (
@@ -66,7 +85,7 @@ class Command(BaseCommand):
                 f"managedClusters/{cluster.name}"
             )
             lines.append(f"# read {cluster.name} and its user kubeconfig (verification)")
-            lines.append(shlex.join([*base, "--role", AKS_CLUSTER_USER, "--scope", scope]))
+            lines.append(_command([*base, "--role", AKS_CLUSTER_USER, "--scope", scope]))
         subscriptions = sorted(
             {s.lower() for c in clusters for s in c.allowed_scope_subscriptions}
         ) or ["$SUBSCRIPTION_ID"]
@@ -75,13 +94,13 @@ class Command(BaseCommand):
             # ownership tag, the request form's picker: provisioning/resource_graph.py).
             lines.append(f"# see which resources exist in {subscription} (Azure Resource Graph)")
             lines.append(
-                shlex.join([*base, "--role", READER, "--scope", f"/subscriptions/{subscription}"])
+                _command([*base, "--role", READER, "--scope", f"/subscriptions/{subscription}"])
             )
             lines.append(
                 f"# assign only the catalog's {len(guids)} non-privileged roles in {subscription}"
             )
             lines.append(
-                shlex.join(
+                _command(
                     [
                         *base,
                         "--role",
