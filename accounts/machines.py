@@ -24,7 +24,11 @@ from accounts.tokens import NAME_MAX, PREFIX_LENGTH, SERVICE_SCOPES, token_gener
 from identities import roles
 from identities.audit import audit_record
 from identities.audit.actions import AuditAction
-from identities.errors import NotFoundError, PermissionDeniedError, PolicyViolationError
+from identities.errors import (
+    InputInvalidError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from identities.models import Team, TeamMembership
 from identities.policy import PolicyResult, Violation
 from identities.selectors import is_team_member, teams_of
@@ -141,7 +145,7 @@ def _principal_ensure(*, team: Team, name: str, actor: User) -> ServicePrincipal
     label = f"{PRINCIPAL_PREFIX}{team.name}/{name}"
     user_model = get_user_model()
     if user_model.objects.filter(username=label).exists():
-        raise PolicyViolationError(
+        raise InputInvalidError(
             PolicyResult(
                 violations=[
                     Violation("service_principal", "taken", f"A user named {label} exists.")
@@ -284,7 +288,7 @@ def trust_rule_create(
     scopes: list[str],
 ) -> TrustRule:
     """Register a rule for `team` acting as its principal `service_principal` (created on
-    first use); PolicyViolationError lists every problem. Audited."""
+    first use); InputInvalidError lists every problem. Audited."""
     _require_manager(actor, team)
     claims = {} if claims is None else claims
     scopes = list(dict.fromkeys(scope.strip().lower() for scope in scopes))
@@ -302,7 +306,7 @@ def trust_rule_create(
         *_scope_problems(scopes),
     ]
     if problems:
-        raise PolicyViolationError(PolicyResult(violations=problems))
+        raise InputInvalidError(PolicyResult(violations=problems))
     principal = _principal_ensure(team=team, name=service_principal, actor=actor)
     rule = TrustRule.objects.create(
         service_principal=principal,
@@ -378,7 +382,7 @@ def service_token_create(
     if expires_at is not None and expires_at <= timezone.now():
         problems.append(Violation("expires_at", "in_the_past", "The expiry must be in the future."))
     if problems:
-        raise PolicyViolationError(PolicyResult(violations=problems))
+        raise InputInvalidError(PolicyResult(violations=problems))
     principal = _principal_ensure(team=team, name=service_principal, actor=actor)
     raw = token_generate()
     token = ApiToken.objects.create(

@@ -25,7 +25,11 @@ from accounts.models import ApiToken
 from identities import roles
 from identities.audit import audit_record
 from identities.audit.actions import AuditAction
-from identities.errors import NotFoundError, PermissionDeniedError, PolicyViolationError
+from identities.errors import (
+    InputInvalidError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from identities.policy import PolicyResult, Violation
 
 if TYPE_CHECKING:
@@ -139,7 +143,7 @@ def api_token_create(
     if expires_at is not None and expires_at <= timezone.now():
         problems.append(Violation("expires_at", "in_the_past", "The expiry must be in the future."))
     if problems:
-        raise PolicyViolationError(PolicyResult(violations=problems))
+        raise InputInvalidError(PolicyResult(violations=problems))
     raw = token_generate()
     token = ApiToken.objects.create(
         user=user,

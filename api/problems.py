@@ -23,6 +23,7 @@ from rest_framework.views import set_rollback
 from identities.errors import (
     ConflictError,
     DomainError,
+    InputInvalidError,
     NotFoundError,
     PermissionDeniedError,
     PolicyViolationError,
@@ -172,6 +173,13 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     request = context.get("request")
     instance = request.path if request is not None else ""
     set_rollback()
+    if isinstance(exc, InputInvalidError):
+        return problem_response(
+            "validation-error",
+            "Fix the fields listed in errors and submit again.",
+            instance=instance,
+            errors=[_violation_entry(v) for v in exc.violations],
+        )
     if isinstance(exc, PolicyViolationError):
         return policy_violation_problem(exc, instance=instance)
     for domain_class, slug in (

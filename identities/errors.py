@@ -30,6 +30,12 @@ class PolicyViolationError(DomainError):
         return self.result.violations
 
 
+class InputInvalidError(PolicyViolationError):
+    """Bad fields of something other than an identity request (a token, a trust rule, a
+    webhook): the same list of field, rule and message, but not the identity policy's verdict
+    (the API answers it as a validation error)."""
+
+
 class PermissionDeniedError(DomainError):
     """The actor may not do this (wrong role, not on the team, their own request)."""
 

@@ -20,8 +20,8 @@ from identities.audit.actions import AuditAction
 from identities.errors import (
     ConflictError,
     DomainError,
+    InputInvalidError,
     PermissionDeniedError,
-    PolicyViolationError,
 )
 from identities.models import (
     DeliveryStatus,
@@ -71,7 +71,7 @@ def validate_webhook_url(url: str) -> str:
     except ValueError:
         # An unbalanced [ or a bracketed host that is no IP address ("https://[zz]/").
         violation = Violation("url", "invalid_host", INVALID_HOST)
-        raise PolicyViolationError(PolicyResult(violations=[violation])) from None
+        raise InputInvalidError(PolicyResult(violations=[violation])) from None
     allowed = {"https"} | ({"http"} if settings.DEBUG or settings.WEBHOOK_ALLOW_HTTP else set())
     problems: list[tuple[str, str]] = []
     if parts.scheme not in allowed:
@@ -116,7 +116,7 @@ def _port_is_usable(parts: SplitResult) -> bool:
 
 def _refuse(violations: list[Violation]) -> None:
     if violations:
-        raise PolicyViolationError(PolicyResult(violations=violations))
+        raise InputInvalidError(PolicyResult(violations=violations))
 
 
 def _validate_events(events: list[str]) -> list[str]:

@@ -186,3 +186,17 @@ def test_a_pipeline_credential_cannot_manage_trust(
         response = client.post(RULES, rule_body(name="wider"), format="json")
         assert response.status_code == 403
     assert TrustRule.objects.count() == 1
+
+
+def test_bad_token_or_rule_input_is_a_validation_problem_not_the_identity_policy(
+    requester: Any, client_for: Any
+) -> None:
+    """Acceptance run: a token scope refusal was titled "The request breaks the identity
+    policy". Fields and rules as before, under the validation problem type."""
+    response = client_for(requester).post(
+        "/api/v1/tokens/", {"name": "ci", "scopes": ["approve"]}, format="json"
+    )
+    assert violations(response) == {"scopes": "scope_not_allowed"}
+    body = response.json()
+    assert body["type"].endswith(":validation-error")
+    assert body["title"] == "The request body or parameters are invalid."
