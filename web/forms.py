@@ -24,6 +24,7 @@ from identities.models import (
 )
 from identities.policy import KIND_NEW, RequestDraft, RoleDraft, Violation
 from identities.scopes import ScopeError, looks_like_url, scope_from_portal_url
+from identities.selectors.filters import ID_MAX
 
 # Rule names of the form's own findings (the policy engine names its own rules).
 TAGS_FORMAT_RULE = "tags_format"
@@ -549,8 +550,11 @@ class AuditFilterForm(forms.Form):
         widget=forms.TextInput(attrs={"list": "audit-actions", "spellcheck": "false"}),
     )
     actor = forms.CharField(required=False, max_length=150)
-    identity_request = forms.IntegerField(label="Request #", required=False, min_value=1)
-    identity = forms.IntegerField(label="Identity #", required=False, min_value=1)
+    # At most ID_MAX: a larger number made the database driver raise (a 500) on SQLite.
+    identity_request = forms.IntegerField(
+        label="Request #", required=False, min_value=1, max_value=ID_MAX
+    )
+    identity = forms.IntegerField(label="Identity #", required=False, min_value=1, max_value=ID_MAX)
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(
         label="Until (inclusive)",

@@ -37,6 +37,7 @@ from identities.selectors import (
     workload_match,
 )
 from identities.selectors.filters import IdentityRequestFilter
+from identities.selectors.waiting import wait_slot
 from identities.services import (
     identity_request_approve,
     identity_request_cancel,
@@ -327,7 +328,9 @@ class IdentityRequestDetailView(ApiView):
         "polling: send `Prefer: wait=N` (at most API_WAIT_MAX_SECONDS, default 60) with "
         "`If-None-Match: <ETag>` or `?since=<status>`, and the answer comes as soon as the "
         "request changed, or after N seconds: then 304 (If-None-Match) or 200 with the "
-        "unchanged request (since). `Preference-Applied: wait=N` names the wait used. "
+        "unchanged request (since). `Preference-Applied: wait=N` names the wait used; "
+        "without it the wait was not honoured (too many of your or the server's calls were "
+        "already waiting) and the answer came at once: ask again. "
         "If-None-Match without Prefer is an ordinary conditional GET (304 when unchanged).",
         parameters=[
             SinceInput,
@@ -365,10 +368,15 @@ class IdentityRequestDetailView(ApiView):
 
         headers: dict[str, str] = {}
         if wait is not None and (etags or since is not None):
-            headers["Preference-Applied"] = f"wait={wait}"
+            applied = True  # a request that has already changed is answered at once anyway
             if unchanged(state_of(identity_request)):
-                identity_request_wait(pk=pk, unchanged=unchanged, timeout=wait)
-                identity_request = identity_request_get(user=self.actor(), pk=pk)
+                # Over the caps on concurrent waits: answered at once, the preference ignored.
+                with wait_slot(waiter=self.actor().pk, timeout=wait) as applied:
+                    if applied:
+                        identity_request_wait(pk=pk, unchanged=unchanged, timeout=wait)
+                        identity_request = identity_request_get(user=self.actor(), pk=pk)
+            if applied:
+                headers["Preference-Applied"] = f"wait={wait}"
         revision = state_of(identity_request)
         headers["ETag"] = revision.etag
         if etags and unchanged(revision):

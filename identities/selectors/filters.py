@@ -6,7 +6,11 @@ web lists subclass them to add a free-text `q` (web/views/lists.py)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import django_filters
+from django import forms
+from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 
 from identities.audit.selectors import events_with_action
@@ -19,6 +23,42 @@ from identities.models import (
     RequestKind,
     RequestStatus,
 )
+
+# Ids are bigints (DEFAULT_AUTO_FIELD = BigAutoField) on every database the portal runs on. A
+# larger number matched nothing on PostgreSQL and made SQLite's driver raise OverflowError (a 500).
+ID_MAX = 2**63 - 1
+
+
+class IdField(forms.IntegerField):
+    """A row id in a query string: digits only, from 1 to ID_MAX. Anything else (a fraction, an
+    exponent, a sign, a number past the bigint range) is refused with the rule `invalid_id`,
+    where Django's DecimalField took `1.5` for id 1 and passed any size on to the database."""
+
+    default_error_messages = {
+        "invalid_id": f"An id is a whole number from 1 to {ID_MAX}; got %(value)s.",
+    }
+
+    def to_python(self, value: Any) -> int | None:
+        if value in self.empty_values:
+            return None
+        text = str(value).strip()
+        # The length first: int() of a long string is slow, and a ValueError past 4,300 digits.
+        if not (text.isascii() and text.isdigit() and len(text) <= 19 and 1 <= int(text) <= ID_MAX):
+            raise ValidationError(
+                self.error_messages["invalid_id"],
+                code="invalid_id",
+                params={"value": repr(text[:30])},
+            )
+        return int(text)
+
+
+class IdFilter(django_filters.NumberFilter):
+    """An exact match on an id column (`IdField`); its field checks the range itself."""
+
+    field_class = IdField
+
+    def get_max_validator(self) -> None:
+        return None
 
 
 class IdentityRequestFilter(django_filters.FilterSet):
@@ -34,7 +74,7 @@ class IdentityRequestFilter(django_filters.FilterSet):
     requester = django_filters.CharFilter(
         field_name="requester__username", help_text="Username of the requester."
     )
-    identity = django_filters.NumberFilter(field_name="identity_id", help_text="Identity id.")
+    identity = IdFilter(field_name="identity_id", help_text="Identity id.")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
@@ -74,8 +114,8 @@ class AuditEventFilter(django_filters.FilterSet):
         help_text="Exact action (identity_request.approved), or a prefix ending in a dot "
         "(identity_request.).",
     )
-    identity_request = django_filters.NumberFilter(field_name="identity_request_id")
-    identity = django_filters.NumberFilter(field_name="identity_id")
+    identity_request = IdFilter(field_name="identity_request_id", help_text="Request id.")
+    identity = IdFilter(field_name="identity_id", help_text="Identity id.")
 
     class Meta:
         model = AuditEvent

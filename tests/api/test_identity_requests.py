@@ -191,10 +191,11 @@ def test_the_list_pages_with_a_cursor(
     assert [row["id"] for row in oldest_first] == [first.pk, second.pk]
 
 
-def test_a_garbled_cursor_is_a_404_problem(approver: Any, client_for: Any, db: None) -> None:
+def test_a_garbled_cursor_is_a_400_problem(approver: Any, client_for: Any, db: None) -> None:
     response = client_for(approver).get(LIST, {"cursor": "garbage"})
-    assert response.status_code == 404
+    assert response.status_code == 400
     assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["errors"][0]["rule"] == "invalid_cursor"
 
 
 def test_unknown_and_invisible_requests_are_the_same_404(
