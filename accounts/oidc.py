@@ -76,11 +76,6 @@ _CLAIM_RECORD_MAX = 300
 _LOOPBACK_NAMES = frozenset({"localhost"})
 # The last_used_at bookkeeping of a rule is written at most this often.
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
-# Refusals audited per client address and window, when the settings do not say
-# (OIDC_REFUSAL_AUDIT_LIMIT, OIDC_REFUSAL_AUDIT_WINDOW_SECONDS).
-REFUSAL_AUDIT_LIMIT = 5
-REFUSAL_AUDIT_WINDOW_SECONDS = 60
-
 # Every label value is one of the refusal codes above (a closed set written in this module).
 TOKENS_REFUSED = Counter(
     "portal_oidc_tokens_refused",
@@ -527,8 +522,8 @@ def _record_refusal(exc: OidcTokenRefusedError, asserted: dict[str, Any], addres
     """An audit row per refused token (the reason, the address and what the token claimed,
     unverified) for the first OIDC_REFUSAL_AUDIT_LIMIT refusals of `address` in the window;
     past that a log line and the counter only."""
-    limit = getattr(settings, "OIDC_REFUSAL_AUDIT_LIMIT", REFUSAL_AUDIT_LIMIT)
-    window = getattr(settings, "OIDC_REFUSAL_AUDIT_WINDOW_SECONDS", REFUSAL_AUDIT_WINDOW_SECONDS)
+    limit = settings.OIDC_REFUSAL_AUDIT_LIMIT
+    window = settings.OIDC_REFUSAL_AUDIT_WINDOW_SECONDS
     refusals, window_ends = _count_refusal(address, window)
     audited = refusals <= limit
     TOKENS_REFUSED.labels(reason=exc.code, audited=str(audited).lower()).inc()

@@ -730,6 +730,10 @@ OIDC_JWKS_TTL_SECONDS = env_int("OIDC_JWKS_TTL_SECONDS", 3600)
 OIDC_JWKS_REFETCH_SECONDS = env_int("OIDC_JWKS_REFETCH_SECONDS", 60)
 OIDC_LEEWAY_SECONDS = env_int("OIDC_LEEWAY_SECONDS", 60)
 OIDC_HTTP_TIMEOUT_SECONDS = env_int("OIDC_HTTP_TIMEOUT_SECONDS", 5)
+# Refused pipeline tokens: audited up to this many per client address and window, then only
+# logged and counted (accounts/oidc.py): an anonymous caller cannot fill the audit trail.
+OIDC_REFUSAL_AUDIT_LIMIT = env_int("OIDC_REFUSAL_AUDIT_LIMIT", 5)
+OIDC_REFUSAL_AUDIT_WINDOW_SECONDS = max(1, env_int("OIDC_REFUSAL_AUDIT_WINDOW_SECONDS", 60))
 # A PEM file of extra CAs trusted for pipeline OIDC issuers (an on-premises GitLab's private CA),
 # beside the system's: the discovery document and the key set are fetched with both.
 OIDC_ISSUER_CA_BUNDLE = os.environ.get("OIDC_ISSUER_CA_BUNDLE", "")
@@ -773,6 +777,12 @@ REST_FRAMEWORK: dict[str, Any] = {
 # `Prefer: wait=N` on GET /api/v1/identity-requests/{id}/ is capped here: each waiting call holds
 # a web thread (not a database connection) for up to this long.
 API_WAIT_MAX_SECONDS = env_int("API_WAIT_MAX_SECONDS", 60)
+# How many such waits run at once: per web process (a gunicorn worker, 4 threads in the image
+# and deploy/kubernetes/base/web.yaml: half of them, so plain calls always find a thread) and
+# per user across processes (counted in the cache, like the throttles). A wait over either cap
+# is answered at once, without `Preference-Applied: wait`. Raise them with --threads.
+API_WAIT_MAX_PER_PROCESS = env_int("API_WAIT_MAX_PER_PROCESS", 2)
+API_WAIT_MAX_PER_PRINCIPAL = env_int("API_WAIT_MAX_PER_PRINCIPAL", 2)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Workload Identity Portal API",
     "DESCRIPTION": (
