@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -135,11 +136,39 @@ def manage_command(args: list[str]) -> None:
     raise SystemExit(result.returncode)
 
 
+def _port_taken(host: str, port: str) -> bool:
+    """True if something already listens on host:port (checked before anything is started)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, int(port)))
+        except OSError:
+            return True
+    return False
+
+
 def run() -> None:
     ensure_venv("requirements.txt")
     env = run_env()
     host = env.get("PORTAL_HOST", "127.0.0.1")
     port = env.get("PORTAL_PORT", "8000")
+    # Links in emails and the YAML's comments name the portal's address: follow the port.
+    env.setdefault("PORTAL_BASE_URL", f"http://{host}:{port}")
+    taken = [
+        f"{name} port {number} on {host} ({variable})"
+        for name, number, variable in (
+            ("the portal's", port, "PORTAL_PORT"),
+            ("the Azure emulator's", env.get("EMULATOR_PORT", "8443"), "EMULATOR_PORT"),
+        )
+        if (name == "the portal's" or env.get("AZURE_MODE", "emulator") == "emulator")
+        and _port_taken(host, number)
+    ]
+    if taken:
+        sys.exit(
+            f"dev.py: {' and '.join(taken)} already in use: stop what listens there (another "
+            "`dev.py run`?) or choose other ports, e.g. PORTAL_PORT=8001 EMULATOR_PORT=8444 "
+            "python3 dev.py run"
+        )
     processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def on_signal(signum: int, _frame: object) -> None:

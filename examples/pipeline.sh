@@ -60,7 +60,7 @@ call() {
     token=$(bash -c "$PORTAL_TOKEN_COMMAND") && [[ -n "$token" ]] \
       || { echo "PORTAL_TOKEN_COMMAND printed no token" >&2; exit 1; }
   fi
-  if ! STATUS=$(curl -sS -o "$WORK/body" -w '%{http_code}' -X "$method" \
+  if ! STATUS=$(curl -sS -o "$WORK/body" -D "$WORK/headers" -w '%{http_code}' -X "$method" \
       --max-time $(( WAIT + 30 )) -H "Authorization: Bearer $token" "$@" "$API$path"); then
     STATUS=000  # no answer at all (DNS, TLS, connection refused): retried below like a 5xx
   fi
@@ -128,7 +128,15 @@ while true; do
   call_retrying GET "/identity-requests/$ID/?since=$STATE" -H "Prefer: wait=$wait"
   [[ "$STATUS" == 200 ]] || { show_problem "GET $API/identity-requests/$ID/"; exit 2; }
   NEW_STATE="$(jq -r '.status' "$WORK/body")"
-  [[ "$NEW_STATE" == "$STATE" ]] || echo "request $ID: $NEW_STATE" >&2
+  if [[ "$NEW_STATE" != "$STATE" ]]; then
+    echo "request $ID: $NEW_STATE" >&2
+  else
+    # A line per unchanged poll, so a CI log shows the wait is alive (and what it waits for).
+    echo "request $ID: still $STATE after $(( TIMEOUT - DEADLINE + $(date +%s) ))s" >&2
+    # No Preference-Applied: the portal did not hold the call (too many waits at once) and
+    # answered at once; pause rather than ask again straight away.
+    grep -qi '^preference-applied:' "$WORK/headers" 2>/dev/null || sleep 5
+  fi
 done
 
 # 3. The manifests, with the image if one was given.

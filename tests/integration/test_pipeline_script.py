@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import shutil
 import subprocess
 import threading
@@ -174,6 +175,8 @@ def test_a_rejection_exits_3_with_the_reason_and_no_approval_exits_4_at_the_time
     code, stdout, stderr = finish(waiting, timeout=60)
     assert code == 4, stderr
     assert "still pending after 4s" in stderr or "timed out after 4s" in stderr
+    # Each unchanged long-poll says so: a CI log shows the wait is alive.
+    assert re.search(r"request \d+: still pending after [0-9]s\n", stderr), stderr
     assert time.monotonic() - started < 20
     assert stdout == ""
 
