@@ -74,7 +74,7 @@ def test_a_password_set_in_the_admin_is_audited_without_the_password(
 ) -> None:
     client = Client()
     client.force_login(admin_user)
-    secret = "a-New-passw0rd-for-alice!"  # noqa: S105 - a test value
+    secret = "a-New-passw0rd-for-alice!"
 
     response = client.post(
         f"/admin/auth/user/{requester.pk}/password/",
