@@ -3,6 +3,7 @@ trail and provisioning progress. What a ready request hands over is in `handover
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.urls import reverse
@@ -160,6 +161,27 @@ class IdentityRequestCollectionView(ApiView):
             help_text="new: decommission the identity at this time (ISO 8601), at most "
             "ACCESS_MAX_DAYS days away when that is set.",
         )
+
+        def to_internal_value(self, data: Any) -> Any:
+            # A new identity needs its team and app name: said together with any other missing
+            # field, not in a second round by the policy (add_service_account takes them from
+            # the identity, so the fields themselves are optional).
+            missing: dict[str, list[serializers.ErrorDetail]] = {}
+            if isinstance(data, Mapping) and data.get("kind", RequestKind.NEW) == RequestKind.NEW:
+                missing = {
+                    field: [serializers.ErrorDetail("This field is required.", code="required")]
+                    for field in ("team", "app_name")
+                    if not data.get(field)
+                }
+            try:
+                value = super().to_internal_value(data)
+            except serializers.ValidationError as error:
+                if missing and isinstance(error.detail, dict):
+                    raise serializers.ValidationError({**missing, **error.detail}) from None
+                raise
+            if missing:
+                raise serializers.ValidationError(missing)
+            return value
 
         def validate_identity(self, value: int | None) -> int | None:
             # Another team's identity is as unknown as a missing one (no existence leak).

@@ -331,3 +331,22 @@ def test_steps_are_listed_in_plan_order(
         )
     body = client_for(requester).get(detail(ready_request.pk, "steps")).json()
     assert [step["key"] for step in body] == ["identity", "fic", "role"]
+
+
+def test_every_missing_field_of_a_new_identity_is_named_in_one_answer(
+    requester: Any, client_for: Any
+) -> None:
+    """Acceptance run: `{}` named cluster, namespace, service_account and justification, and
+    only the next try named team and app_name."""
+    response = client_for(requester).post("/api/v1/identity-requests/", {}, format="json")
+
+    assert response.status_code == 400, response.content
+    fields = {error["field"]: error["rule"] for error in response.json()["errors"]}
+    assert fields == {
+        "team": "required",
+        "app_name": "required",
+        "cluster": "required",
+        "namespace": "required",
+        "service_account": "required",
+        "justification": "required",
+    }
