@@ -696,6 +696,8 @@ class Checks:
         as an exception (four eyes)."""
         if parsed.resource_group_id is None:
             return  # subscription scopes are broad, and judged as such
+        if not self.draft.team:
+            return  # no team to compare with: `team` is refused as required already
         owner = self.context.scope_owners.get(parsed.resource_group_id.lower())
         tag_owner = self.context.tag_owners.get(parsed.existence_id.lower())
         if tag_owner is not None and tag_owner not in (owner, self.draft.team):

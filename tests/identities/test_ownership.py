@@ -57,6 +57,15 @@ def test_a_scope_in_another_teams_resource_group_is_cross_team() -> None:
     assert ("roles[0].scope", "cross_team_scope") in {(w.field, w.rule) for w in result.warnings}
 
 
+def test_without_a_team_no_scope_is_called_another_teams() -> None:
+    """Acceptance run: a body without `team` was told its own team's vault was another team's
+    (and a member of it must approve); `team` is refused as required, ownership not judged."""
+    result = evaluate_request(make_draft(team=""), make_context())
+    assert ("team", "required") in {(v.field, v.rule) for v in result.violations}
+    assert "cross_team_scope" not in {w.rule for w in result.warnings}
+    assert result.owner_teams == []
+
+
 def test_a_scope_nobody_owns_is_refused_unless_an_exception() -> None:
     unowned = VAULT.replace("rg-payments", "rg-nobody")
     assert ("roles[0].scope", "scope_unowned") in rules(
