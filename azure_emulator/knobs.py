@@ -189,6 +189,13 @@ KNOBS: dict[str, Knob] = {
         "every role assignment schedule request fails RoleAssignmentRequestPolicyValidationFailed "
         "(a policy refusing time-bound assignments)",
     ),
+    "schedule_request_answer_status": Knob(
+        None,
+        _optional(_non_empty_string),
+        "an AdminAssign schedule request is recorded and answered (201) with this `status` of "
+        "the 2020-10-01 Status enum (PendingProvisioning, Denied, PendingApproval, ...) and "
+        "makes no assignment: to test the engine's reading of it; null = Provisioned, as made",
+    ),
     "role_assignment_answer_scope": Knob(
         None,
         _optional(_non_empty_string),

@@ -199,7 +199,7 @@ def _render(record: dict[str, Any]) -> dict[str, Any]:
             "principalId": record["principal_id"],
             "principalType": record["principal_type"],
             "requestType": record.get("request_type", ASSIGN),
-            "status": "Provisioned",
+            "status": record.get("status", "Provisioned"),
             "targetRoleAssignmentScheduleId": f"{prefix}/providers/Microsoft.Authorization/"
             f"roleAssignmentSchedules/{record['assignment']}",
             "scheduleInfo": {
@@ -277,7 +277,11 @@ def _put(ctx: Context, request: Request, scope: str, name: str) -> Response:
             assignment_name = ended["assignment"]  # renewed under its old name
         else:
             assignment_name = name.lower()  # the schedule's assignment, named after its request
-        if request_type != EXTEND:
+        # Fault injection, not a model of PIM's workflow: a request answered with another status
+        # of the spec's Status enum (Microsoft.Authorization 2020-10-01, Status: Accepted,
+        # PendingProvisioning, Denied, PendingApproval, ...) and no assignment made yet.
+        answered = ctx.knobs["schedule_request_answer_status"] if request_type == ASSIGN else None
+        if request_type != EXTEND and answered is None:
             assignments[assignment_name] = {
                 "name": assignment_name,
                 "scope": scope,
@@ -300,6 +304,7 @@ def _put(ctx: Context, request: Request, scope: str, name: str) -> Response:
             "start": start,
             "end": end,
             "created_at": now,
+            **({"status": answered} if answered is not None else {}),
         }
         requests[name.lower()] = record
         return json_response(201, _render(record))

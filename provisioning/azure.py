@@ -100,6 +100,25 @@ ROLE_DEFINITION_PATH = "/providers/Microsoft.Authorization/roleDefinitions/"
 # quoted in public: "A role assignment request with Id: … already exists"
 # (Azure/azure-quickstart-templates#12838), code RoleAssignmentRequestExists (handled by
 # demoray/azure-pim-cli); the emulator's own name for it is kept too.
+# A schedule request's `status` (the Status enum of Microsoft.Authorization 2020-10-01): where
+# it ended without an assignment, where it waits for a person in PIM (the portal cannot), and
+# where the assignment is made; the others are on their way (retried).
+SCHEDULE_REFUSED = frozenset(
+    {
+        "Denied",
+        "Failed",
+        "FailedAsResourceIsLocked",
+        "AdminDenied",
+        "TimedOut",
+        "Invalid",
+        "Revoked",
+        "Canceled",
+    }
+)
+SCHEDULE_NEEDS_APPROVAL = frozenset(
+    {"PendingApproval", "PendingApprovalProvisioning", "PendingAdminDecision"}
+)
+SCHEDULE_MADE = frozenset({"Provisioned", "Granted", "ScheduleCreated", "AdminApproved"})
 SCHEDULE_REQUEST_EXISTS = frozenset(
     {"RoleAssignmentRequestExists", "RoleAssignmentScheduleRequestExists"}
 )
@@ -318,6 +337,23 @@ def _call_result(http_response: Any) -> CallResult:
         status=int(http_response.status_code),
         request_id=http_response.headers.get("x-ms-request-id", ""),
     )
+
+
+def _schedule_status_refusal(status: str, operation: str) -> None:
+    """Raise what a final schedule request status without an assignment means."""
+    if status in SCHEDULE_REFUSED:
+        raise PermanentError(
+            f"{operation}: Azure answered the schedule request {status}",
+            code=f"RoleAssignmentSchedule{status}",
+        )
+    if status in SCHEDULE_NEEDS_APPROVAL:
+        raise PermanentError(
+            f"{operation}: the scope's role management policy wants an approval in Privileged "
+            f"Identity Management ({status}); the portal cannot wait for a person there. Ask "
+            "for the policy to allow the assignment without approval, or turn "
+            "AZURE_TIME_BOUND_ASSIGNMENTS off",
+            code="RoleAssignmentScheduleNeedsApproval",
+        )
 
 
 def _gone(exc: PermanentError) -> CallResult:
@@ -627,17 +663,33 @@ class AzureGateway:
         )
         client = self.authorization(subscription_id)
         call: CallResult | None = None
+        status = ""
+        operation = f"assign role {role_guid} on {scope} until {end.isoformat()}"
         try:
-            with _azure(f"assign role {role_guid} on {scope} until {end.isoformat()}"):
-                _, response = client.role_assignment_schedule_requests.create(
+            with _azure(operation):
+                model, response = client.role_assignment_schedule_requests.create(
                     scope, name, request, cls=_with_response
                 )
             call = _call_result(response)
+            status = str(model.status or "")
         except PermanentError as exc:
-            if exc.code not in {"RoleAssignmentExists", *SCHEDULE_REQUEST_EXISTS}:
+            if exc.code == "RoleAssignmentExists":
+                pass  # held already (a plain or an earlier time-bound assignment)
+            elif exc.code in SCHEDULE_REQUEST_EXISTS:
+                # A rerun: how far did the request made before get?
+                with _azure(f"read schedule request {name} on {scope}"):
+                    status = str(client.role_assignment_schedule_requests.get(scope, name).status)
+            else:
                 raise
+        _schedule_status_refusal(status, operation)
         existing = self._find_assignment(scope, role_guid, principal_id)
         if existing is None:
+            if status and status not in SCHEDULE_MADE:
+                # Accepted, PendingProvisioning, ProvisioningStarted, ...: PIM is still at it.
+                raise TransientError(
+                    f"{operation}: the schedule request is {status}, no assignment yet",
+                    code="RoleAssignmentSchedulePending",
+                )
             raise PermanentError(
                 f"the schedule request for role {role_guid} on {scope} made no assignment",
                 code="RoleAssignmentScheduleMissing",

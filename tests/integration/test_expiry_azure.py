@@ -163,6 +163,49 @@ def test_a_schedule_request_for_a_principal_not_replicated_yet_is_retried(
     assert len(sandbox.arm()["schedule_requests"]) == 1
 
 
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        ("Denied", "RoleAssignmentScheduleDenied"),
+        ("PendingApproval", "RoleAssignmentScheduleNeedsApproval"),
+        ("PendingProvisioning", "RoleAssignmentSchedulePending"),
+    ],
+)
+def test_a_schedule_request_answered_without_an_assignment_is_read_by_its_status(
+    status: str,
+    code: str,
+    sandbox: Sandbox,
+    approved_request: ApprovedRequestFactory,
+    settings: Any,
+) -> None:
+    """A 201 whose `status` is Denied or waits for a person in PIM fails at once saying so
+    (no fallback to a plain assignment: that would get round the policy); one still on its way
+    (PendingProvisioning) is retried, the rerun reading the request's status, until the
+    attempts are spent."""
+    settings.AZURE_TIME_BOUND_ASSIGNMENTS = True
+    sandbox.emulator.config(schedule_request_answer_status=status)
+    identity_request: IdentityRequest = approved_request(
+        roles=(
+            RoleDraft(
+                "Key Vault Secrets User", VAULT_SCOPE, expires_at=timezone.now() + timedelta(days=3)
+            ),
+        )
+    )
+
+    reconcile_request(identity_request.pk)
+
+    identity_request.refresh_from_db()
+    assert identity_request.status == "failed"
+    assert code in identity_request.last_error and status in identity_request.last_error
+    assert sandbox.arm()["role_assignments"] == {}
+    reads = [
+        entry
+        for entry in sandbox.emulator.requests()
+        if entry["method"] == "GET" and "roleassignmentschedulerequests" in entry["path"].lower()
+    ]
+    assert bool(reads) is (status == "PendingProvisioning")  # retried: the rerun reads it
+
+
 def test_a_policy_refusal_falls_back_to_a_plain_assignment_audited(
     sandbox: Sandbox, approved_request: ApprovedRequestFactory, settings: Any
 ) -> None:
