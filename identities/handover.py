@@ -12,8 +12,12 @@ from dataclasses import dataclass
 
 from identities.manifests import USE_LABEL, HandoverSpec
 
-# Mount path and file name the webhook uses (azure-workload-identity pkg/webhook consts).
+# Where the webhook mounts the token depends on its version: the open-source webhook's
+# /var/run/secrets/azure/tokens/azure-identity-token (azure-workload-identity pkg/webhook
+# consts), the AKS-managed webhook's /var/run/secrets/azure/wi/token/azure-identity-token from
+# v1.6.0 (azure-workload-identity commit d878231). An app reads $AZURE_FEDERATED_TOKEN_FILE.
 TOKEN_FILE_PATH = "/var/run/secrets/azure/tokens/azure-identity-token"  # noqa: S105 (a path)
+TOKEN_FILE_PATH_MANAGED = "/var/run/secrets/azure/wi/token/azure-identity-token"  # noqa: S105
 TERRAFORM_AZURERM_MIN = "4.65.0"
 
 RESTART_NOTE = (
@@ -124,7 +128,9 @@ def injected_env_vars(spec: HandoverSpec) -> tuple[EnvVar, ...]:
             "AZURE_FEDERATED_TOKEN_FILE",
             TOKEN_FILE_PATH,
             "Projected ServiceAccount token (audience api://AzureADTokenExchange), refreshed "
-            "by the kubelet; read it anew for each exchange.",
+            "by the kubelet; read it anew for each exchange, from this variable: the path "
+            f"depends on the webhook (AKS's managed webhook from v1.6.0: "
+            f"{TOKEN_FILE_PATH_MANAGED}).",
         ),
         EnvVar(
             "AZURE_AUTHORITY_HOST",
@@ -388,7 +394,8 @@ def troubleshooting_rows(spec: HandoverSpec) -> tuple[TroubleshootingRow, ...]:
             "AADSTS700024",
             "AADSTS700024: Client assertion is not within its valid time range.",
             "The ServiceAccount token presented had expired: the app read "
-            f"{TOKEN_FILE_PATH} once and kept it, or the node clock is skewed. The token lives "
+            "$AZURE_FEDERATED_TOKEN_FILE once and kept it, or the node clock is skewed. The "
+            "token lives "
             f"{spec.token_expiration_seconds or 3600} s.",
             "Use an Azure Identity SDK at or above the minimum versions (they re-read the file); "
             "if you exchange tokens yourself, read the file for every exchange. Check NTP.",

@@ -15,7 +15,6 @@ import pytest
 
 from identities.handover import (
     RESTART_NOTE,
-    TOKEN_FILE_PATH,
     handover_document,
     hcl_string,
     terraform_snippet,
@@ -240,7 +239,8 @@ def test_troubleshooting_rows_use_this_identitys_values() -> None:
     assert "serviceAccountName: orders-api" in rows["AADSTS700213"].fix
     assert "system:serviceaccount:team-a:orders-api" in rows["AADSTS7002138"].cause
     assert "case-sensitively" in rows["AADSTS7002138"].cause
-    assert TOKEN_FILE_PATH in rows["AADSTS700024"].cause
+    # The variable, not one path: where the webhook mounts the token depends on its version.
+    assert "$AZURE_FEDERATED_TOKEN_FILE" in rows["AADSTS700024"].cause
     assert "7200 s" in rows["AADSTS700024"].cause
     denied = rows["AuthorizationFailed"]
     assert spec.client_id in denied.symptom
