@@ -171,6 +171,15 @@ KNOBS: dict[str, Knob] = {
         "whose ARM token audiences ARM accepts (a token for another cloud's ARM gets 401)",
     ),
     "page_size": Knob(100, _integer(1), "items per page of every ARM list without $top"),
+    "graph_quota_queries": Knob(
+        None,
+        _optional(_integer(1)),
+        "Resource Graph queries a caller may send per graph_quota_window_seconds before 429 "
+        "RateLimiting (Azure's default: 15); null = no quota (the headers still say 14 left)",
+    ),
+    "graph_quota_window_seconds": Knob(
+        5, _integer(1, 3600), "Resource Graph's per-caller quota window (Azure's default: 5)"
+    ),
     "clock_offset_seconds": Knob(
         0,
         _integer(0),

@@ -29,6 +29,16 @@ invalid query: 400 ``BadRequest`` with details ``InvalidQuery`` ("Query is inval
 to the documentation for the Azure Resource Graph service and fix the error before retrying.")
 and the parser's complaint, as quoted in Azure/azure-powershell#13762 and
 scautomation/AzureResourceGraph-Examples#2.
+
+Per-user quota (Learn, "Guidance for throttled requests in Azure Resource Graph",
+MicrosoftDocs/azure-docs articles/governance/resource-graph/concepts/
+guidance-for-throttled-requests.md): "Azure Resource Graph allocates a quota number for each
+user based on a time window. For example, a user can send at most 15 queries within every
+5-second window without being throttled", and "In every query response, Azure Resource Graph
+adds two throttling headers: x-ms-user-quota-remaining (int) ... This value maps to query count.
+x-ms-user-quota-resets-after (hh:mm:ss): The time duration until a user's quota consumption is
+reset"; after the reset they read "15 and 00:00:05". "Each paginated query you send takes one
+query quota" (same page, "Pagination"). See ``UserQuota``.
 """
 
 from __future__ import annotations
@@ -36,9 +46,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
+import threading
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from azure_emulator import armcommon as arm
@@ -46,6 +59,7 @@ from azure_emulator import inventory
 from azure_emulator.context import Context
 from azure_emulator.protocol import (
     ArmError,
+    HttpError,
     Request,
     Response,
     Route,
@@ -112,7 +126,114 @@ def route(ctx: Context, request: Request) -> Route | None:
             lambda: arm.method_not_allowed(request.method),
             faulty=True,
         )
-    return Route("graph.query", "arm", lambda: _query(ctx, request), faulty=True)
+    return Route("graph.query", "arm", lambda: _answer(ctx, request), faulty=True)
+
+
+# --- the per-user quota ----------------------------------------------------------------------
+
+REMAINING_HEADER = "x-ms-user-quota-remaining"
+RESETS_AFTER_HEADER = "x-ms-user-quota-resets-after"
+# Learn's example default (the guidance page above): 15 queries in every 5-second window. With
+# the graph_quota_queries knob null (the default, so the benchmarks keep their pace) nothing is
+# throttled and every answer says what Azure's default quota says after one query.
+AZURE_DEFAULT_QUERIES, AZURE_DEFAULT_WINDOW_SECONDS = 15, 5
+
+
+def _hh_mm_ss(seconds: float) -> str:
+    """A duration as the header writes it (hh:mm:ss), rounded up: a client that waits this long
+    finds the quota reset."""
+    whole = max(0, math.ceil(seconds))
+    return f"{whole // 3600:02}:{whole % 3600 // 60:02}:{whole % 60:02}"
+
+
+class RateLimited(ArmError):
+    """Resource Graph's 429 over the quota. Body as quoted from a real answer in
+    Azure/azure-cli-extensions#3325 (code RateLimiting, the support line, a detail pointing at
+    aka.ms/resourcegraph-throttling). Learn names no Retry-After for it, so none is sent: the
+    quota headers say when to come back."""
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        super().__init__(
+            429,
+            "RateLimiting",
+            "Client application has been throttled and should not attempt to repeat the request "
+            "until an amount of time has elapsed. Please see "
+            "https://aka.ms/resourcegraph-throttling for help.",
+            headers=headers,
+        )
+
+    def response(self) -> Response:
+        timestamp = utc_now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        payload = {
+            "error": {
+                "code": "RateLimiting",
+                "message": "Please provide below info when asking for support: timestamp = "
+                f"{timestamp}, correlationId = {uuid.uuid4()}.",
+                "details": [{"code": "RateLimiting", "message": self.message}],
+            }
+        }
+        return json_response(429, payload, headers=self.headers, error_code="RateLimiting")
+
+
+class UserQuota:
+    """A fixed window per caller (tenant and object id of the token): the first query opens a
+    window of ``graph_quota_window_seconds``; it holds ``graph_quota_queries`` queries, every
+    further one is answered 429 until the window ends. A throttled query takes no quota.
+
+    Windows are forgotten whenever the knobs are replaced (any PATCH of the configuration, or a
+    reset), so a test that sets the quota starts from a full one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._knobs: Mapping[str, Any] | None = None
+        # caller -> (monotonic start of the window, queries taken in it)
+        self._windows: dict[str, tuple[float, int]] = {}
+
+    def take(self, caller: str, knobs: Mapping[str, Any]) -> tuple[bool, dict[str, str]]:
+        """Count one query: (allowed, the two quota headers for its answer)."""
+        limit, window = knobs["graph_quota_queries"], float(knobs["graph_quota_window_seconds"])
+        if limit is None:
+            return True, {
+                REMAINING_HEADER: str(AZURE_DEFAULT_QUERIES - 1),
+                RESETS_AFTER_HEADER: _hh_mm_ss(AZURE_DEFAULT_WINDOW_SECONDS),
+            }
+        now = time.monotonic()
+        with self._lock:
+            if knobs is not self._knobs:
+                self._knobs, self._windows = knobs, {}
+            started, taken = self._windows.get(caller, (now, 0))
+            if now >= started + window:
+                started, taken = now, 0
+            allowed = taken < limit
+            if allowed:
+                taken += 1
+            self._windows[caller] = (started, taken)
+        return allowed, {
+            REMAINING_HEADER: str(limit - taken),
+            RESETS_AFTER_HEADER: _hh_mm_ss(started + window - now),
+        }
+
+
+# One emulator process serves one Context; the quota lives beside it, in memory only.
+_quota = UserQuota()
+
+
+def _caller(request: Request) -> str:
+    claims = request.caller or {}
+    return f"{claims.get('tid', '')}/{claims.get('oid') or claims.get('sub', '')}".lower()
+
+
+def _answer(ctx: Context, request: Request) -> Response:
+    """The query's answer with the quota headers; 429 RateLimiting past the quota."""
+    allowed, headers = _quota.take(_caller(request), ctx.knobs)
+    if not allowed:
+        raise RateLimited(headers)
+    try:
+        response = _query(ctx, request)
+    except HttpError as exc:  # a refused query took its quota too: "every query response"
+        response = exc.response()
+    response.headers.update(headers)
+    return response
 
 
 # --- the query language (the portal's shapes only) -------------------------------------------

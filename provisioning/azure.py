@@ -174,11 +174,14 @@ class RoleAssignmentState:
 
 @dataclass(frozen=True)
 class ResourceGraphPage:
-    """One page of a Resource Graph answer (resultFormat objectArray)."""
+    """One page of a Resource Graph answer (resultFormat objectArray), with what its headers
+    said of the caller's query quota (None when they did not say)."""
 
     rows: list[dict[str, Any]]
     total_records: int
     skip_token: str | None
+    quota_remaining: int | None = None
+    quota_resets_after: float | None = None  # seconds
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,27 @@ def subscription_of(arm_id: str) -> str:
     if len(parts) >= 2 and parts[0].lower() == "subscriptions":
         return parts[1]
     raise PermanentError(f"{arm_id!r} is not inside a subscription", code="InvalidScope")
+
+
+# Resource Graph's per-user quota headers (Learn, "Guidance for throttled requests in Azure
+# Resource Graph": "In every query response, Azure Resource Graph adds two throttling headers":
+# x-ms-user-quota-remaining, the queries left, and x-ms-user-quota-resets-after, hh:mm:ss).
+_HH_MM_SS = re.compile(r"^(\d+):([0-5]\d):([0-5]\d(?:\.\d+)?)$")
+
+
+def _quota_remaining(headers: Any) -> int | None:
+    try:
+        return int(str(headers.get("x-ms-user-quota-remaining") or "").strip())
+    except ValueError:
+        return None
+
+
+def _quota_resets_after(headers: Any) -> float | None:
+    match = _HH_MM_SS.match(str(headers.get("x-ms-user-quota-resets-after") or "").strip())
+    if match is None:
+        return None
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
 def _retry_after(response: Any) -> float | None:
@@ -488,13 +512,24 @@ class AzureGateway:
                 skip_token=skip_token, top=top, result_format="objectArray"
             ),
         )
-        with _azure("query Azure Resource Graph"):
-            answer = self.resource_graph().resources(request)
+        try:
+            with _azure("query Azure Resource Graph"):
+                # `cls` makes the SDK's typed result (model, response).
+                answered: Any = self.resource_graph().resources(request, cls=_with_response)
+        except TransientError as exc:
+            if exc.status == 429 and exc.retry_after is None:
+                # Resource Graph says when in its quota header, not in Retry-After.
+                response = getattr(exc.__cause__, "response", None)
+                exc.retry_after = _quota_resets_after(getattr(response, "headers", None) or {})
+            raise
+        answer, response = answered
         rows: list[Any] = answer.data if isinstance(answer.data, list) else []
         return ResourceGraphPage(
             rows=[row for row in rows if isinstance(row, dict)],
             total_records=int(answer.total_records or 0),
             skip_token=answer.skip_token or None,
+            quota_remaining=_quota_remaining(response.headers),
+            quota_resets_after=_quota_resets_after(response.headers),
         )
 
     # -- user-assigned identities -----------------------------------------------------------------

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -188,3 +189,96 @@ def test_the_index_follows_registrations_and_resets(
 
     emulator.control("POST", "reset", {})
     assert ask(graph, query, [DEFAULT_SUBSCRIPTION]).data == []
+
+
+# Resource Graph's per-user quota (Learn, "Guidance for throttled requests in Azure Resource
+# Graph"): 15 queries per 5-second window by default; the tests set 3 per 2 s.
+QUOTA_QUERIES, QUOTA_WINDOW = 3, 2
+
+
+def graph_post(raw_arm: RawArm, query: str = "") -> Any:
+    return raw_arm(
+        "POST",
+        "/providers/Microsoft.ResourceGraph/resources",
+        json={"subscriptions": [DEFAULT_SUBSCRIPTION], "query": query or existence_query([GROUP])},
+        api_version="2022-10-01",
+    )
+
+
+def test_every_answer_says_how_many_queries_are_left_and_when_the_quota_resets(
+    raw_arm: RawArm,
+) -> None:
+    # Off by default (graph_quota_queries null): Azure's default quota, after one query.
+    unthrottled = graph_post(raw_arm)
+    assert unthrottled.status_code == 200
+    assert unthrottled.headers["x-ms-user-quota-remaining"] == "14"
+    assert unthrottled.headers["x-ms-user-quota-resets-after"] == "00:00:05"
+
+    raw_arm.emulator.config(
+        graph_quota_queries=QUOTA_QUERIES, graph_quota_window_seconds=QUOTA_WINDOW
+    )
+    # A query Resource Graph refuses is answered, and counted, like any other.
+    refused = graph_post(raw_arm, "resources | summarize count() by type")
+    answers = [refused, *(graph_post(raw_arm) for _ in range(QUOTA_QUERIES - 1))]
+
+    assert [a.status_code for a in answers] == [400, 200, 200]
+    assert [a.headers["x-ms-user-quota-remaining"] for a in answers] == ["2", "1", "0"]
+    for answer in answers:
+        assert answer.headers["x-ms-user-quota-resets-after"] in {"00:00:01", "00:00:02"}
+
+
+def test_past_the_quota_the_answer_is_429_rate_limiting_until_the_window_resets(
+    raw_arm: RawArm,
+) -> None:
+    raw_arm.emulator.config(
+        graph_quota_queries=QUOTA_QUERIES, graph_quota_window_seconds=QUOTA_WINDOW
+    )
+    started = time.monotonic()
+    for _ in range(QUOTA_QUERIES):
+        assert graph_post(raw_arm).status_code == 200
+
+    throttled = graph_post(raw_arm)
+
+    assert throttled.status_code == 429
+    assert throttled.headers["x-ms-user-quota-remaining"] == "0"
+    resets_after = throttled.headers["x-ms-user-quota-resets-after"]
+    assert resets_after in {"00:00:01", "00:00:02"}
+    assert "Retry-After" not in throttled.headers  # Learn names none; the quota headers say
+    error = throttled.json()["error"]
+    assert error["code"] == "RateLimiting"
+    assert error["message"].startswith("Please provide below info when asking for support")
+    assert error["details"] == [
+        {
+            "code": "RateLimiting",
+            "message": "Client application has been throttled and should not attempt to repeat "
+            "the request until an amount of time has elapsed. Please see "
+            "https://aka.ms/resourcegraph-throttling for help.",
+        }
+    ]
+    assert graph_post(raw_arm).status_code == 429  # a throttled query does not end the window
+
+    time.sleep(max(0.0, started + QUOTA_WINDOW - time.monotonic()) + 0.2)
+    again = graph_post(raw_arm)
+
+    assert again.status_code == 200
+    assert again.headers["x-ms-user-quota-remaining"] == str(QUOTA_QUERIES - 1)
+    assert again.headers["x-ms-user-quota-resets-after"] == "00:00:02"
+
+
+def test_the_sdk_sees_429_with_the_quota_headers(
+    raw_arm: RawArm, graph: ResourceGraphClient
+) -> None:
+    raw_arm.emulator.config(graph_quota_queries=1, graph_quota_window_seconds=30)
+    ask(graph, existence_query([GROUP]), [DEFAULT_SUBSCRIPTION])
+
+    with pytest.raises(HttpResponseError) as caught:
+        ask(graph, existence_query([GROUP]), [DEFAULT_SUBSCRIPTION])
+
+    assert caught.value.status_code == 429
+    assert caught.value.error is not None and caught.value.error.code == "RateLimiting"
+    assert caught.value.response is not None
+    assert caught.value.response.headers["x-ms-user-quota-remaining"] == "0"
+    assert caught.value.response.headers["x-ms-user-quota-resets-after"] in {
+        "00:00:29",
+        "00:00:30",
+    }
