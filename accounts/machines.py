@@ -32,11 +32,12 @@ from identities.errors import (
 from identities.models import Team, TeamMembership
 from identities.policy import PolicyResult, Violation
 from identities.selectors import is_team_member, teams_of
+from identities.selectors.people import SERVICE_PRINCIPAL_PREFIX
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
-PRINCIPAL_PREFIX = "svc:"
+PRINCIPAL_PREFIX = SERVICE_PRINCIPAL_PREFIX  # the domain's four-eyes check relies on it
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 FIELD_MAX = 300
 CLAIMS_MAX = 10

@@ -31,6 +31,13 @@ def is_team_member(user: Any, team: Team | int) -> bool:
     )
 
 
+# Every service principal's user is named `svc:<team>/<name>` (accounts.ServicePrincipal.label,
+# the only way one is made), and a person's username cannot hold a ':' (Django's username
+# validator; Entra's UPNs and e-mail addresses neither). So a name without the prefix is a
+# person, known without reading accounts' table.
+SERVICE_PRINCIPAL_PREFIX = "svc:"
+
+
 def is_service_principal(user: Any) -> bool:
     """`user` is a team's service principal (a pipeline), not a person (accounts' reverse
     accessor: the domain does not import `accounts`)."""
@@ -45,6 +52,8 @@ def stands_behind(user: Any, requester: Any) -> bool:
     accessors: the domain does not import `accounts`.)"""
     if user.pk == requester.pk:
         return True
+    if not requester.get_username().startswith(SERVICE_PRINCIPAL_PREFIX):
+        return False  # a person: no query on the approval's path (see the constant)
     principal = getattr(requester, "service_principal", None)  # accounts.ServicePrincipal
     if principal is None:
         return False
