@@ -20,19 +20,16 @@ write, as DRF's own throttles do, let c parallel callers make up to c times the 
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 from django.core.cache import cache as default_cache
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.filebased import FileBasedCache
 from django.core.cache.backends.redis import RedisCache
-from django.core.files import locks
 from django.utils.connection import ConnectionProxy
 from redis.commands.core import Script
 from rest_framework.request import Request
@@ -40,6 +37,7 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
 from api.permissions import request_token
+from identities.filelock import folder_lock
 
 # DRF's spelling of a counter's key and of a rate's period (SimpleRateThrottle.parse_rate).
 CACHE_FORMAT = "throttle_%(scope)s_%(ident)s"
@@ -122,7 +120,9 @@ def check_limits(cache: BaseCache, limits: list[Limit], now: float) -> list[floa
     if isinstance(cache, RedisCache):
         return _check_redis(cache, limits, now)
     lock: AbstractContextManager[Any] = (
-        _file_lock(cache) if isinstance(cache, FileBasedCache) else _process_lock
+        folder_lock(cache._dir, LOCK_FILE)  # type: ignore[attr-defined]  # FileBasedCache
+        if isinstance(cache, FileBasedCache)
+        else _process_lock
     )
     with lock:
         stored = cache.get_many([key for key, _n, _w in limits])
@@ -201,15 +201,3 @@ def logged_requests(cache: BaseCache, key: str) -> int:
         client = cache._cache.get_client()
         return int(client.zcard(cache.make_and_validate_key(key + REDIS_LOG_SUFFIX)))
     return len(cache.get(key, []))
-
-
-@contextmanager
-def _file_lock(cache: FileBasedCache) -> Iterator[None]:
-    folder: str = cache._dir  # type: ignore[attr-defined]  # FileBasedCache.__init__
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    with open(os.path.join(folder, LOCK_FILE), "ab") as handle:
-        locks.lock(handle, locks.LOCK_EX)
-        try:
-            yield
-        finally:
-            locks.unlock(handle)

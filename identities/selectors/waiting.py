@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import threading
 import time
 import uuid
@@ -22,10 +21,10 @@ from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.filebased import FileBasedCache
 from django.core.cache.backends.redis import RedisCache
-from django.core.files import locks
 from django.db import connection
 from django.db.models import Count
 
+from identities.filelock import folder_lock
 from identities.models import IdentityRequest, shown_request_status
 
 # A pipeline learns of a change within this; each waiting client costs one cheap query per
@@ -248,16 +247,5 @@ def _cache_lock(cache: BaseCache) -> AbstractContextManager[Any]:
     exclusive lock on a file in its folder (every process of the machine shares it), on any
     other cache a lock of this process."""
     if isinstance(cache, FileBasedCache):
-        return _file_lock(cache._dir)  # type: ignore[attr-defined]  # FileBasedCache.__init__
+        return folder_lock(cache._dir, LOCK_FILE)  # type: ignore[attr-defined]  # FileBasedCache
     return _local_lock
-
-
-@contextmanager
-def _file_lock(folder: str) -> Iterator[None]:
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    with open(os.path.join(folder, LOCK_FILE), "ab") as handle:
-        locks.lock(handle, locks.LOCK_EX)
-        try:
-            yield
-        finally:
-            locks.unlock(handle)
