@@ -89,6 +89,15 @@ def _everything(_: inventory.Index) -> None:
     return None
 
 
+def _support_message() -> str:
+    """The top-level message of Resource Graph's error answers (both quoted bodies have it)."""
+    timestamp = utc_now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return (
+        "Please provide below info when asking for support: timestamp = "
+        f"{timestamp}, correlationId = {uuid.uuid4()}."
+    )
+
+
 class QueryError(ArmError):
     """Resource Graph's refusal of a query: ARM's envelope with the parser's details."""
 
@@ -97,12 +106,10 @@ class QueryError(ArmError):
         self.problem = problem
 
     def response(self) -> Response:
-        timestamp = utc_now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         payload = {
             "error": {
                 "code": "BadRequest",
-                "message": "Please provide below info when asking for support: timestamp = "
-                f"{timestamp}, correlationId = {uuid.uuid4()}.",
+                "message": _support_message(),
                 "details": [
                     {
                         "code": "InvalidQuery",
@@ -163,12 +170,10 @@ class RateLimited(ArmError):
         )
 
     def response(self) -> Response:
-        timestamp = utc_now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         payload = {
             "error": {
                 "code": "RateLimiting",
-                "message": "Please provide below info when asking for support: timestamp = "
-                f"{timestamp}, correlationId = {uuid.uuid4()}.",
+                "message": _support_message(),
                 "details": [{"code": "RateLimiting", "message": self.message}],
             }
         }

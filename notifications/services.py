@@ -150,6 +150,10 @@ def _deliver_email(notification: Notification, mail: MailSession | None) -> str:
                 session.send(notification)
     except SEND_ERRORS as error:
         return _record_failure([notification], error)
+    return _mark_delivered(notification)
+
+
+def _mark_delivered(notification: Notification) -> str:
     Notification.objects.filter(pk=notification.pk).update(
         status=DeliveryStatus.DELIVERED,
         delivered_at=timezone.now(),
@@ -190,13 +194,7 @@ def _deliver_webhook(notification: Notification) -> str:
         error=result.error,
     )
     if result.ok:
-        Notification.objects.filter(pk=notification.pk).update(
-            status=DeliveryStatus.DELIVERED,
-            delivered_at=timezone.now(),
-            attempts=notification.attempts + 1,
-            last_error="",
-        )
-        return "delivered"
+        return _mark_delivered(notification)
     outcome = _record_failure([notification], result.error, webhook=True)
     if outcome == "failed":
         webhook_endpoint_disable(
