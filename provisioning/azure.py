@@ -622,17 +622,16 @@ class AzureGateway:
 
     def delete_fic(
         self, *, subscription_id: str, resource_group: str, identity_name: str, name: str
-    ) -> CallResult | None:
-        """DELETE; None when the identity itself is already gone (nothing left to delete)."""
+    ) -> CallResult:
+        """DELETE; 204 (already gone) counts as done, and so does a 404: the identity, or its
+        resource group, is gone with it (`_gone`)."""
         try:
             with _azure(f"delete federated credential {name} on {identity_name}"):
                 _, response = self.msi(subscription_id).federated_identity_credentials.delete(
                     resource_group, identity_name, name, cls=_with_response
                 )
         except PermanentError as exc:
-            if exc.status == 404:
-                return None
-            raise
+            return _gone(exc)
         return _call_result(response)
 
     # -- role assignments -------------------------------------------------------------------------

@@ -741,7 +741,7 @@ def delete_fic(
             )
         return (
             None,
-            call.request_id if call else "",
+            call.request_id,
             lambda: services.fic_record_removed(
                 identity_request=identity_request, fic=fic, call=call
             ),
